@@ -1,0 +1,43 @@
+//! The tarn table format, as a pure model: types, schemas with field ids, partition
+//! transforms, snapshots and table metadata, their JSON form and their validation.
+//!
+//! This crate does no IO. `docs/FORMAT.md` in the repository is the prose specification; the
+//! types here are its executable form.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use tarn_spec::{Field, PrimitiveType, TableMetadata, Version};
+//!
+//! let metadata = TableMetadata::create(
+//!     "6a7c…",
+//!     vec![Field::required(1, "id", PrimitiveType::Long)],
+//!     vec![],
+//!     BTreeMap::new(),
+//!     1_764_000_000_000,
+//! )?;
+//! assert_eq!(metadata.version(), Version(0));
+//! let again = TableMetadata::from_json(&metadata.to_json())?;
+//! assert_eq!(again, metadata);
+//! # Ok::<(), tarn_spec::SpecError>(())
+//! ```
+
+mod error;
+mod ids;
+mod metadata;
+mod partition;
+mod schema;
+mod snapshot;
+mod transform;
+mod types;
+mod value;
+mod wire;
+
+pub use error::{Result, SpecError};
+pub use ids::{FieldId, SchemaId, SpecId, Version};
+pub use metadata::{FORMAT_VERSION, MetadataUpdate, NewSnapshot, TableMetadata};
+pub use partition::{FIRST_PARTITION_FIELD_ID, PartitionField, PartitionSpec};
+pub use schema::{Field, Schema};
+pub use snapshot::{Changes, Operation, Snapshot, Summary};
+pub use transform::{Transform, bucket_hash, civil_from_days};
+pub use types::{MAX_DECIMAL_PRECISION, PrimitiveType, decimal};
+pub use value::Value;

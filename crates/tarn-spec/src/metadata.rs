@@ -1,0 +1,468 @@
+//! Table metadata: the full state of a table at one version, as stored in that version's
+//! file `metadata/<20-digit version>.json`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::error::{Result, SpecError};
+use crate::ids::{FieldId, SchemaId, SpecId, Version};
+use crate::partition::{PartitionField, PartitionSpec};
+use crate::schema::{Field, Schema};
+use crate::snapshot::{Changes, Operation, Snapshot, Summary};
+use crate::wire;
+
+/// The newest format version this crate reads and the one it writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The state of a table at one version. Always valid: constructed only through
+/// [`TableMetadata::create`], [`TableMetadata::from_json`] and [`TableMetadata::commit`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableMetadata {
+    table_uuid: String,
+    last_updated_ms: i64,
+    last_column_id: FieldId,
+    last_partition_id: FieldId,
+    schemas: Vec<Schema>,
+    current_schema_id: SchemaId,
+    specs: Vec<PartitionSpec>,
+    default_spec_id: SpecId,
+    properties: BTreeMap<String, String>,
+    snapshots: Vec<Snapshot>,
+}
+
+/// A change to table metadata carried by a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataUpdate {
+    /// Add a schema and make it current. Its id is assigned by the commit.
+    SetSchema(Vec<Field>),
+    /// Add a partition spec and make it the default. Its id is assigned by the commit.
+    SetPartitionSpec(Vec<PartitionField>),
+    SetProperties(BTreeMap<String, String>),
+    RemoveProperties(Vec<String>),
+}
+
+/// The snapshot part of a commit: everything but the version number, which the commit
+/// assigns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSnapshot {
+    pub timestamp_ms: i64,
+    pub operation: Operation,
+    pub manifest_list: Option<String>,
+    pub summary: Summary,
+    pub changes: Changes,
+}
+
+impl TableMetadata {
+    /// Version 0 of a new table: no data, the given schema (id 0) and spec (id 0).
+    pub fn create(
+        table_uuid: impl Into<String>,
+        fields: Vec<Field>,
+        partition_fields: Vec<PartitionField>,
+        properties: BTreeMap<String, String>,
+        timestamp_ms: i64,
+    ) -> Result<Self> {
+        let schema = Schema::new(SchemaId(0), fields)?;
+        let spec = PartitionSpec::new(SpecId(0), partition_fields, &schema)?;
+        let metadata = TableMetadata {
+            table_uuid: table_uuid.into(),
+            last_updated_ms: timestamp_ms,
+            last_column_id: schema.highest_field_id(),
+            last_partition_id: spec.highest_field_id(),
+            current_schema_id: SchemaId(0),
+            schemas: vec![schema],
+            default_spec_id: SpecId(0),
+            specs: vec![spec],
+            properties,
+            snapshots: vec![Snapshot {
+                version: Version(0),
+                timestamp_ms,
+                operation: Operation::Create,
+                schema_id: SchemaId(0),
+                manifest_list: None,
+                summary: Summary::default(),
+                changes: Changes::default(),
+            }],
+        };
+        metadata.validate()?;
+        Ok(metadata)
+    }
+
+    /// The metadata of the next version: `updates` applied, then `snapshot` appended to the
+    /// log as version `self.version() + 1`.
+    pub fn commit(&self, updates: &[MetadataUpdate], snapshot: NewSnapshot) -> Result<Self> {
+        let mut next = self.clone();
+        for update in updates {
+            next.apply(update)?;
+        }
+        next.last_updated_ms = snapshot.timestamp_ms;
+        next.snapshots.push(Snapshot {
+            version: self.version().next(),
+            timestamp_ms: snapshot.timestamp_ms,
+            operation: snapshot.operation,
+            schema_id: next.current_schema_id,
+            manifest_list: snapshot.manifest_list,
+            summary: snapshot.summary,
+            changes: snapshot.changes,
+        });
+        next.validate()?;
+        Ok(next)
+    }
+
+    fn apply(&mut self, update: &MetadataUpdate) -> Result<()> {
+        match update {
+            MetadataUpdate::SetSchema(fields) => {
+                let id = SchemaId(
+                    self.schemas
+                        .iter()
+                        .map(|s| s.id().get())
+                        .max()
+                        .unwrap_or(-1)
+                        + 1,
+                );
+                let schema = Schema::new(id, fields.clone())?;
+                self.last_column_id = self.last_column_id.max(schema.highest_field_id());
+                self.schemas.push(schema);
+                self.current_schema_id = id;
+            }
+            MetadataUpdate::SetPartitionSpec(fields) => {
+                let id = SpecId(self.specs.iter().map(|s| s.id().get()).max().unwrap_or(-1) + 1);
+                let spec = PartitionSpec::new(id, fields.clone(), self.current_schema())?;
+                self.last_partition_id = self.last_partition_id.max(spec.highest_field_id());
+                self.specs.push(spec);
+                self.default_spec_id = id;
+            }
+            MetadataUpdate::SetProperties(props) => {
+                self.properties
+                    .extend(props.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            MetadataUpdate::RemoveProperties(keys) => {
+                for key in keys {
+                    self.properties.remove(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The version this metadata describes.
+    pub fn version(&self) -> Version {
+        self.current_snapshot().version
+    }
+
+    pub fn table_uuid(&self) -> &str {
+        &self.table_uuid
+    }
+
+    pub fn last_updated_ms(&self) -> i64 {
+        self.last_updated_ms
+    }
+
+    /// The highest column field id ever assigned; new columns get ids above it.
+    pub fn last_column_id(&self) -> FieldId {
+        self.last_column_id
+    }
+
+    /// The highest partition field id ever assigned.
+    pub fn last_partition_id(&self) -> FieldId {
+        self.last_partition_id
+    }
+
+    pub fn schemas(&self) -> &[Schema] {
+        &self.schemas
+    }
+
+    pub fn current_schema(&self) -> &Schema {
+        self.schema(self.current_schema_id)
+            .expect("validated: current schema exists")
+    }
+
+    pub fn schema(&self, id: SchemaId) -> Option<&Schema> {
+        self.schemas.iter().find(|s| s.id() == id)
+    }
+
+    pub fn specs(&self) -> &[PartitionSpec] {
+        &self.specs
+    }
+
+    pub fn default_spec(&self) -> &PartitionSpec {
+        self.spec(self.default_spec_id)
+            .expect("validated: default spec exists")
+    }
+
+    pub fn spec(&self, id: SpecId) -> Option<&PartitionSpec> {
+        self.specs.iter().find(|s| s.id() == id)
+    }
+
+    pub fn properties(&self) -> &BTreeMap<String, String> {
+        &self.properties
+    }
+
+    /// The snapshot log, oldest first; the last entry is the current snapshot.
+    pub fn snapshots(&self) -> &[Snapshot] {
+        &self.snapshots
+    }
+
+    pub fn current_snapshot(&self) -> &Snapshot {
+        self.snapshots
+            .last()
+            .expect("validated: the log is never empty")
+    }
+
+    /// The snapshot of `version`, if the log still holds it.
+    pub fn snapshot(&self, version: Version) -> Option<&Snapshot> {
+        let first = self.snapshots.first()?.version.get();
+        let index = version.get().checked_sub(first)?;
+        self.snapshots.get(usize::try_from(index).ok()?)
+    }
+
+    /// The newest snapshot committed at or before `timestamp_ms`.
+    pub fn snapshot_at(&self, timestamp_ms: i64) -> Option<&Snapshot> {
+        let n = self
+            .snapshots
+            .partition_point(|s| s.timestamp_ms <= timestamp_ms);
+        n.checked_sub(1).map(|i| &self.snapshots[i])
+    }
+
+    /// Checks every rule of the format that one document can break.
+    fn validate(&self) -> Result<()> {
+        let mut versions = self.snapshots.iter().map(|s| s.version.get());
+        let first = versions.next().ok_or_else(|| {
+            SpecError::invalid(
+                "the snapshot log is empty; it must hold at least the current snapshot",
+            )
+        })?;
+        for (expected, v) in (first + 1..).zip(versions) {
+            if v != expected {
+                return Err(SpecError::invalid(format!(
+                    "snapshot log is not contiguous: version {expected} expected, found {v}"
+                )));
+            }
+        }
+        unique(self.schemas.iter().map(|s| s.id().get()), "schema id")?;
+        unique(self.specs.iter().map(|s| s.id().get()), "partition spec id")?;
+        let current_schema = self.schema(self.current_schema_id).ok_or_else(|| {
+            SpecError::invalid(format!(
+                "current-schema-id {} names no schema",
+                self.current_schema_id
+            ))
+        })?;
+        let default_spec = self.spec(self.default_spec_id).ok_or_else(|| {
+            SpecError::invalid(format!(
+                "default-spec-id {} names no partition spec",
+                self.default_spec_id
+            ))
+        })?;
+        // The default spec must be applicable to the schema new data is written with.
+        PartitionSpec::new(
+            default_spec.id(),
+            default_spec.fields().to_vec(),
+            current_schema,
+        )?;
+        for schema in &self.schemas {
+            if schema.highest_field_id() > self.last_column_id {
+                return Err(SpecError::invalid(format!(
+                    "schema {} uses field id {}, above last-column-id {}",
+                    schema.id(),
+                    schema.highest_field_id(),
+                    self.last_column_id
+                )));
+            }
+        }
+        for spec in &self.specs {
+            if !spec.is_unpartitioned() && spec.highest_field_id() > self.last_partition_id {
+                return Err(SpecError::invalid(format!(
+                    "partition spec {} uses partition field id {}, above last-partition-id {}",
+                    spec.id(),
+                    spec.highest_field_id(),
+                    self.last_partition_id
+                )));
+            }
+        }
+        for snapshot in &self.snapshots {
+            if self.schema(snapshot.schema_id).is_none() {
+                return Err(SpecError::invalid(format!(
+                    "snapshot {} refers to schema {}, which the table does not have",
+                    snapshot.version, snapshot.schema_id
+                )));
+            }
+            if snapshot.manifest_list.is_none() && snapshot.summary.total_files > 0 {
+                return Err(SpecError::invalid(format!(
+                    "snapshot {} counts {} data files but has no manifest list",
+                    snapshot.version, snapshot.summary.total_files
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Serializes to the version-file JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(&self.to_wire())
+            .expect("metadata serializes: all keys are strings")
+    }
+
+    /// Parses and validates a version file. A format version above [`FORMAT_VERSION`] is
+    /// refused: the table was written by a newer tarn.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let probe: wire::FormatProbe =
+            serde_json::from_slice(bytes).map_err(|e| SpecError::Malformed(e.to_string()))?;
+        if probe.format_version != FORMAT_VERSION {
+            return Err(SpecError::UnsupportedFormatVersion {
+                found: probe.format_version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let doc: wire::TableMetadataV1 =
+            serde_json::from_slice(bytes).map_err(|e| SpecError::Malformed(e.to_string()))?;
+        Self::from_wire(doc)
+    }
+
+    fn to_wire(&self) -> wire::TableMetadataV1 {
+        wire::TableMetadataV1 {
+            format_version: FORMAT_VERSION,
+            table_uuid: self.table_uuid.clone(),
+            last_updated_ms: self.last_updated_ms,
+            last_column_id: self.last_column_id,
+            last_partition_id: self.last_partition_id,
+            current_schema_id: self.current_schema_id,
+            schemas: self
+                .schemas
+                .iter()
+                .map(|s| wire::SchemaV1 {
+                    schema_id: s.id(),
+                    fields: s
+                        .fields()
+                        .iter()
+                        .map(|f| wire::FieldV1 {
+                            id: f.id,
+                            name: f.name.clone(),
+                            field_type: f.field_type,
+                            required: f.required,
+                            doc: f.doc.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            default_spec_id: self.default_spec_id,
+            partition_specs: self
+                .specs
+                .iter()
+                .map(|s| wire::PartitionSpecV1 {
+                    spec_id: s.id(),
+                    fields: s
+                        .fields()
+                        .iter()
+                        .map(|f| wire::PartitionFieldV1 {
+                            source_id: f.source_id,
+                            field_id: f.field_id,
+                            name: f.name.clone(),
+                            transform: f.transform,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            properties: self.properties.clone(),
+            snapshots: self
+                .snapshots
+                .iter()
+                .map(|s| wire::SnapshotV1 {
+                    version: s.version,
+                    timestamp_ms: s.timestamp_ms,
+                    operation: s.operation,
+                    schema_id: s.schema_id,
+                    manifest_list: s.manifest_list.clone(),
+                    summary: s.summary.clone(),
+                    changes: s.changes.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn from_wire(doc: wire::TableMetadataV1) -> Result<Self> {
+        let schemas = doc
+            .schemas
+            .into_iter()
+            .map(|s| {
+                let fields = s
+                    .fields
+                    .into_iter()
+                    .map(|f| Field {
+                        id: f.id,
+                        name: f.name,
+                        field_type: f.field_type,
+                        required: f.required,
+                        doc: f.doc,
+                    })
+                    .collect();
+                Schema::new(s.schema_id, fields)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let specs = doc
+            .partition_specs
+            .into_iter()
+            .map(|s| {
+                let fields: Vec<PartitionField> = s
+                    .fields
+                    .into_iter()
+                    .map(|f| PartitionField {
+                        source_id: f.source_id,
+                        field_id: f.field_id,
+                        name: f.name,
+                        transform: f.transform,
+                    })
+                    .collect();
+                // Older specs may name columns a later schema dropped; each spec is checked
+                // against the newest schema that has all its source columns.
+                let schema = schemas
+                    .iter()
+                    .rev()
+                    .find(|schema| {
+                        fields
+                            .iter()
+                            .all(|f| schema.field_by_id(f.source_id).is_some())
+                    })
+                    .or(schemas.last())
+                    .ok_or_else(|| SpecError::invalid("the table has no schema"))?;
+                PartitionSpec::new(s.spec_id, fields, schema)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let snapshots = doc
+            .snapshots
+            .into_iter()
+            .map(|s| Snapshot {
+                version: s.version,
+                timestamp_ms: s.timestamp_ms,
+                operation: s.operation,
+                schema_id: s.schema_id,
+                manifest_list: s.manifest_list,
+                summary: s.summary,
+                changes: s.changes,
+            })
+            .collect();
+        let metadata = TableMetadata {
+            table_uuid: doc.table_uuid,
+            last_updated_ms: doc.last_updated_ms,
+            last_column_id: doc.last_column_id,
+            last_partition_id: doc.last_partition_id,
+            schemas,
+            current_schema_id: doc.current_schema_id,
+            specs,
+            default_spec_id: doc.default_spec_id,
+            properties: doc.properties,
+            snapshots,
+        };
+        metadata.validate()?;
+        Ok(metadata)
+    }
+}
+
+fn unique(ids: impl Iterator<Item = i32>, what: &str) -> Result<()> {
+    let mut seen = HashSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            return Err(SpecError::invalid(format!(
+                "{what} {id} is used more than once"
+            )));
+        }
+    }
+    Ok(())
+}

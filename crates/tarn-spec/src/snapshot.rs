@@ -1,0 +1,86 @@
+//! Snapshots: the table's state at one version, and what the commit that made it changed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{SchemaId, Version};
+
+/// What a commit did, in the words a user would use. Informational: conflict detection
+/// reads [`Changes`], not this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    /// Version 0: the empty table.
+    Create,
+    Append,
+    Overwrite,
+    Delete,
+    Update,
+    Merge,
+    /// Files replaced by others holding the same rows (compaction).
+    Rewrite,
+    SchemaChange,
+    SetProperties,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Append => "append",
+            Operation::Overwrite => "overwrite",
+            Operation::Delete => "delete",
+            Operation::Update => "update",
+            Operation::Merge => "merge",
+            Operation::Rewrite => "rewrite",
+            Operation::SchemaChange => "schema-change",
+            Operation::SetProperties => "set-properties",
+        }
+    }
+}
+
+/// Counts describing a commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Summary {
+    pub added_files: u64,
+    pub removed_files: u64,
+    pub added_rows: u64,
+    pub removed_rows: u64,
+    pub total_files: u64,
+    pub total_rows: u64,
+    /// Free-form details an engine wants to record (e.g. the statement's kind).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, String>,
+}
+
+/// What a commit changed in the set of live data files, by reference to small immutable
+/// objects. Concurrent committers read these to decide whether they conflict.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Changes {
+    /// Manifests holding exactly the data files this commit added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added_manifests: Vec<String>,
+    /// A manifest listing the data files this commit removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_files: Option<String>,
+}
+
+/// One entry of the snapshot log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub version: Version,
+    /// Commit time, milliseconds since the epoch (UTC).
+    pub timestamp_ms: i64,
+    pub operation: Operation,
+    /// The schema data written by this commit uses; the schema a time-travel read at this
+    /// version sees.
+    pub schema_id: SchemaId,
+    /// Path (relative to the table root) of the manifest list; `None` when the table held no
+    /// data file at this version.
+    pub manifest_list: Option<String>,
+    pub summary: Summary,
+    pub changes: Changes,
+}

@@ -1,0 +1,83 @@
+//! The JSON form of version files. Kept apart from the domain types so that the model can
+//! change without changing bytes on storage, and so that every document is validated on its
+//! way in.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{FieldId, SchemaId, SpecId, Version};
+use crate::snapshot::{Changes, Operation, Summary};
+use crate::transform::Transform;
+use crate::types::PrimitiveType;
+
+/// Just enough of any version file to learn its format version.
+#[derive(Deserialize)]
+pub(crate) struct FormatProbe {
+    #[serde(rename = "format-version")]
+    pub format_version: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct TableMetadataV1 {
+    pub format_version: u32,
+    pub table_uuid: String,
+    pub last_updated_ms: i64,
+    pub last_column_id: FieldId,
+    pub last_partition_id: FieldId,
+    pub current_schema_id: SchemaId,
+    pub schemas: Vec<SchemaV1>,
+    pub default_spec_id: SpecId,
+    pub partition_specs: Vec<PartitionSpecV1>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    pub snapshots: Vec<SnapshotV1>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct SchemaV1 {
+    pub schema_id: SchemaId,
+    pub fields: Vec<FieldV1>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct FieldV1 {
+    pub id: FieldId,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub field_type: PrimitiveType,
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct PartitionSpecV1 {
+    pub spec_id: SpecId,
+    pub fields: Vec<PartitionFieldV1>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct PartitionFieldV1 {
+    pub source_id: FieldId,
+    pub field_id: FieldId,
+    pub name: String,
+    pub transform: Transform,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct SnapshotV1 {
+    pub version: Version,
+    pub timestamp_ms: i64,
+    pub operation: Operation,
+    pub schema_id: SchemaId,
+    pub manifest_list: Option<String>,
+    pub summary: Summary,
+    #[serde(default)]
+    pub changes: Changes,
+}

@@ -1,0 +1,3 @@
+//! Integration tests of tarn-spec.
+
+mod golden;
