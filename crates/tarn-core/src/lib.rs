@@ -1,1 +1,65 @@
-pub fn _x() {}
+//! tarn's storage engine: tables on any object store, versioned by put-if-absent commits.
+//!
+//! - [`Warehouse`]: namespaces and tables under one root URL.
+//! - [`Table`]: one version of a table; time travel with [`Table::at_version`] and
+//!   [`Table::at_timestamp`]; file planning with [`Table::plan_files`].
+//! - [`DataFileWriter`]: Arrow batches to partitioned Parquet files with statistics.
+//! - [`Change`] and [`Table::commit`]: optimistic transactions with the conflict matrix of
+//!   [`transaction`].
+//!
+//! tarn-core speaks in data files, snapshots and Arrow arrays; it knows nothing of SQL.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> tarn_core::Result<()> {
+//! use std::sync::Arc;
+//! use arrow::array::{Int64Array, RecordBatch};
+//! use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema};
+//! use tarn_core::{TableDefinition, Warehouse};
+//! use tarn_spec::{Field, PrimitiveType, Version};
+//!
+//! let warehouse = Warehouse::open("memory://doc-example")?;
+//! warehouse.create_namespace("feeds").await?;
+//! let definition = TableDefinition {
+//!     fields: vec![Field::required(1, "id", PrimitiveType::Long)],
+//!     ..Default::default()
+//! };
+//! let table = warehouse.create_table("feeds", "events", definition).await?;
+//!
+//! let schema = Arc::new(ArrowSchema::new(vec![ArrowField::new("id", DataType::Int64, false)]));
+//! let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
+//! let table = table.append_batches([batch]).await?;
+//! assert_eq!(table.version(), Version(1));
+//! assert_eq!(table.snapshot().summary.total_rows, 3);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod arrow_convert;
+mod env;
+mod error;
+mod ipc;
+mod location;
+mod log;
+mod manifest;
+mod manifest_list;
+mod scan;
+mod stats;
+pub mod storage;
+mod table;
+pub mod transaction;
+mod warehouse;
+mod writer;
+
+pub use env::{Clock, Env, IdGenerator, SystemClock, UuidGenerator};
+pub use error::{Error, ErrorKind, Result};
+pub use location::TableLocation;
+pub use log::version_file;
+pub use manifest::{DataFile, Manifest};
+pub use manifest_list::{ManifestList, ManifestSummary};
+pub use scan::{CompareOp, FilePredicate, Predicate, ScanMetrics, ScanPlan, StatsLevel, StatsView};
+pub use stats::{ColumnStats, TRUNCATE_LENGTH};
+pub use table::{Table, TableDefinition};
+pub use transaction::{Change, OverwriteScope, RetryPolicy};
+pub use warehouse::Warehouse;
+pub use writer::{DataFileWriter, ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY, WriterOptions};

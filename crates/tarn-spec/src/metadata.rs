@@ -49,6 +49,7 @@ pub struct NewSnapshot {
     pub manifest_list: Option<String>,
     pub summary: Summary,
     pub changes: Changes,
+    pub commit_id: Option<String>,
 }
 
 impl TableMetadata {
@@ -80,6 +81,7 @@ impl TableMetadata {
                 manifest_list: None,
                 summary: Summary::default(),
                 changes: Changes::default(),
+                commit_id: None,
             }],
         };
         metadata.validate()?;
@@ -102,6 +104,7 @@ impl TableMetadata {
             manifest_list: snapshot.manifest_list,
             summary: snapshot.summary,
             changes: snapshot.changes,
+            commit_id: snapshot.commit_id,
         });
         next.validate()?;
         Ok(next)
@@ -372,6 +375,7 @@ impl TableMetadata {
                     manifest_list: s.manifest_list.clone(),
                     summary: s.summary.clone(),
                     changes: s.changes.clone(),
+                    commit_id: s.commit_id.clone(),
                 })
                 .collect(),
         }
@@ -436,6 +440,7 @@ impl TableMetadata {
                 manifest_list: s.manifest_list,
                 summary: s.summary,
                 changes: s.changes,
+                commit_id: s.commit_id,
             })
             .collect();
         let metadata = TableMetadata {

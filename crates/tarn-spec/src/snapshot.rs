@@ -66,6 +66,10 @@ pub struct Changes {
     /// A manifest listing the data files this commit removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_files: Option<String>,
+    /// The commit removed every data file of its parent (a whole-table overwrite), so no
+    /// `removed-files` manifest is needed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed_all: bool,
 }
 
 /// One entry of the snapshot log.
@@ -83,4 +87,7 @@ pub struct Snapshot {
     pub manifest_list: Option<String>,
     pub summary: Summary,
     pub changes: Changes,
+    /// A unique id the committer chose for this commit, so that a committer whose write
+    /// succeeded but reported an error can recognise its own commit when it retries.
+    pub commit_id: Option<String>,
 }

@@ -80,4 +80,6 @@ pub(crate) struct SnapshotV1 {
     pub summary: Summary,
     #[serde(default)]
     pub changes: Changes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_id: Option<String>,
 }

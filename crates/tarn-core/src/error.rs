@@ -1,0 +1,169 @@
+//! The one error type of tarn-core.
+//!
+//! Callers branch on [`Error::kind`]; the variants carry the context (paths, versions) and
+//! keep their sources.
+
+use tarn_spec::{SpecError, Version};
+
+/// What kind of failure an [`Error`] is, for callers that decide what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Another commit won the race. `retryable` says whether running the whole operation
+    /// again (on the new state of the table) may succeed.
+    Conflict { retryable: bool },
+    /// A table, namespace, version or file does not exist.
+    NotFound,
+    /// The request itself is wrong: bad schema, bad data, bad argument.
+    InvalidInput,
+    /// Storage holds something that is not valid tarn metadata or data.
+    CorruptData,
+    /// Valid, but not something this build can do.
+    Unsupported,
+    /// The object store failed; trying again later may work.
+    Unavailable,
+}
+
+/// tarn-core's error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("table '{table}' does not exist")]
+    TableNotFound { table: String },
+
+    #[error("namespace '{namespace}' does not exist; create it first with create_namespace")]
+    NamespaceNotFound { namespace: String },
+
+    #[error("{what} '{name}' already exists")]
+    AlreadyExists { what: &'static str, name: String },
+
+    #[error(
+        "version {requested} does not exist: the table's versions run from {oldest} to {latest}"
+    )]
+    VersionNotFound { requested: Version, oldest: Version, latest: Version },
+
+    #[error(
+        "no version of the table exists at or before {requested}: the oldest version was \
+         committed at {oldest}"
+    )]
+    TimestampBeforeTable { requested: String, oldest: String },
+
+    #[error(
+        "commit conflict: {reason} (committed concurrently as version {version}). Help: \
+         {}",
+        if *.retryable { "run the operation again; it will see the new table state" }
+        else { "the concurrent change makes this operation invalid as written" }
+    )]
+    Conflict { version: Version, reason: String, retryable: bool },
+
+    #[error("gave up committing after {attempts} attempts lost the race to other writers")]
+    CommitRetriesExhausted { attempts: u32 },
+
+    #[error("the data does not match the table schema: {reason}")]
+    SchemaMismatch { reason: String },
+
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument { what: &'static str, reason: String },
+
+    #[error("invalid table metadata change: {0}")]
+    InvalidMetadata(#[source] SpecError),
+
+    #[error("corrupt metadata in '{path}': {source}")]
+    CorruptMetadata {
+        path: String,
+        #[source]
+        source: SpecError,
+    },
+
+    #[error("corrupt manifest '{path}': {reason}")]
+    CorruptManifest { path: String, reason: String },
+
+    #[error("'{path}' is missing: the table refers to it but storage does not have it")]
+    MissingFile { path: String },
+
+    #[error("cannot read '{path}': {source}")]
+    UnsupportedFormat {
+        path: String,
+        #[source]
+        source: SpecError,
+    },
+
+    #[error(
+        "the object store at '{url}' cannot create objects atomically (put-if-absent): \
+         {reason}. tarn refuses to commit without it, since concurrent writers could \
+         overwrite each other"
+    )]
+    UnsupportedStore { url: String, reason: String },
+
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+
+    #[error("object store error on '{path}': {source}")]
+    ObjectStore {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("parquet error on '{path}': {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
+    #[error("arrow error while {context}: {source}")]
+    Arrow {
+        context: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+}
+
+impl Error {
+    /// The coarse kind callers branch on.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::TableNotFound { .. }
+            | Error::NamespaceNotFound { .. }
+            | Error::VersionNotFound { .. }
+            | Error::TimestampBeforeTable { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. }
+            | Error::SchemaMismatch { .. }
+            | Error::InvalidArgument { .. }
+            | Error::InvalidMetadata(_) => ErrorKind::InvalidInput,
+            Error::Conflict { retryable, .. } => ErrorKind::Conflict { retryable: *retryable },
+            Error::CommitRetriesExhausted { .. } => ErrorKind::Conflict { retryable: true },
+            Error::CorruptMetadata { .. } | Error::CorruptManifest { .. } | Error::MissingFile { .. } => {
+                ErrorKind::CorruptData
+            }
+            Error::UnsupportedFormat { .. } | Error::UnsupportedStore { .. } | Error::Unsupported(_) => {
+                ErrorKind::Unsupported
+            }
+            Error::ObjectStore { .. } | Error::Parquet { .. } | Error::Arrow { .. } => ErrorKind::Unavailable,
+        }
+    }
+
+    /// Whether running the same operation again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Conflict { retryable: true } | ErrorKind::Unavailable)
+    }
+
+    pub(crate) fn store(path: impl ToString, source: object_store::Error) -> Self {
+        match source {
+            object_store::Error::NotFound { .. } => Error::MissingFile { path: path.to_string() },
+            source => Error::ObjectStore { path: path.to_string(), source },
+        }
+    }
+
+    pub(crate) fn arrow(context: impl Into<String>, source: arrow::error::ArrowError) -> Self {
+        Error::Arrow { context: context.into(), source }
+    }
+
+    pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument { what, reason: reason.into() }
+    }
+}
+
+/// Result alias for tarn-core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,40 @@
+//! Arrow IPC file encoding of manifests and manifest lists (zstd-compressed buffers).
+
+use std::io::Cursor;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::CompressionType;
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+
+/// One batch as an Arrow IPC file.
+pub(crate) fn encode(batch: &RecordBatch) -> Result<Bytes> {
+    let context = "encoding a manifest";
+    let options = IpcWriteOptions::default()
+        .try_with_compression(Some(CompressionType::ZSTD))
+        .map_err(|e| Error::arrow(context, e))?;
+    let mut buf = Vec::new();
+    let mut writer = FileWriter::try_new_with_options(&mut buf, &batch.schema(), options)
+        .map_err(|e| Error::arrow(context, e))?;
+    writer.write(batch).map_err(|e| Error::arrow(context, e))?;
+    writer.finish().map_err(|e| Error::arrow(context, e))?;
+    drop(writer);
+    Ok(Bytes::from(buf))
+}
+
+/// The single batch of an Arrow IPC file (an empty batch of its schema when it has none).
+pub(crate) fn decode(path: &str, bytes: Bytes) -> Result<RecordBatch> {
+    let corrupt = |reason: String| Error::CorruptManifest { path: path.to_string(), reason };
+    let reader = FileReader::try_new(Cursor::new(bytes), None).map_err(|e| corrupt(e.to_string()))?;
+    let schema: SchemaRef = reader.schema();
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| corrupt(e.to_string()))?;
+    match batches.len() {
+        0 => Ok(RecordBatch::new_empty(schema)),
+        1 => Ok(batches.into_iter().next().expect("one batch")),
+        _ => arrow::compute::concat_batches(&schema, &batches).map_err(|e| corrupt(e.to_string())),
+    }
+}

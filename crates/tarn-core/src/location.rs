@@ -1,0 +1,92 @@
+//! Where a table lives, and the few object-store calls tarn makes on it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::error::{Error, Result};
+
+/// A table's object store and root prefix. Every path tarn stores is relative to the root,
+/// so a table can be copied or moved as a whole.
+#[derive(Clone)]
+pub struct TableLocation {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    url: String,
+}
+
+impl fmt::Debug for TableLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TableLocation").field("url", &self.url).finish()
+    }
+}
+
+impl TableLocation {
+    /// A table at `root` in `store`; `url` names it in messages.
+    pub fn new(store: Arc<dyn ObjectStore>, root: Path, url: impl Into<String>) -> Self {
+        TableLocation { store, root, url: url.into() }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The absolute store path of a table-relative path.
+    pub fn path(&self, relative: &str) -> Path {
+        let mut path = self.root.clone();
+        for part in relative.split('/').filter(|p| !p.is_empty()) {
+            path = path.join(part);
+        }
+        path
+    }
+
+    pub(crate) async fn get(&self, relative: &str) -> Result<Bytes> {
+        let path = self.path(relative);
+        let result = self.store.get(&path).await.map_err(|e| Error::store(relative, e))?;
+        result.bytes().await.map_err(|e| Error::store(relative, e))
+    }
+
+    pub(crate) async fn exists(&self, relative: &str) -> Result<bool> {
+        match self.store.head(&self.path(relative)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::store(relative, e)),
+        }
+    }
+
+    /// Writes an object, replacing any previous one. Only for immutable objects with unique
+    /// names, and for the non-authoritative version hint.
+    pub(crate) async fn put(&self, relative: &str, bytes: Bytes) -> Result<()> {
+        self.store
+            .put(&self.path(relative), PutPayload::from(bytes))
+            .await
+            .map_err(|e| Error::store(relative, e))?;
+        Ok(())
+    }
+
+    /// Creates an object only if none exists at the path: the commit point. `Ok(false)` when
+    /// another writer created it first.
+    pub(crate) async fn put_if_absent(&self, relative: &str, bytes: Bytes) -> Result<bool> {
+        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.store.put_opts(&self.path(relative), PutPayload::from(bytes), options).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(object_store::Error::NotImplemented { .. }) => Err(Error::UnsupportedStore {
+                url: self.url.clone(),
+                reason: "the store does not implement PutMode::Create".into(),
+            }),
+            Err(e) => Err(Error::store(relative, e)),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! A table at one version: its metadata, how to read its manifests, and the entry points for
+//! writing and committing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tarn_spec::{Field, PartitionField, Schema, Snapshot, TableMetadata, Version};
+
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::location::TableLocation;
+use crate::log;
+use crate::manifest::Manifest;
+use crate::manifest_list::ManifestList;
+use crate::scan::{self, FilePredicate, ScanPlan};
+use crate::transaction::RetryPolicy;
+use crate::writer::{DataFileWriter, WriterOptions};
+
+/// What CREATE TABLE needs.
+#[derive(Debug, Clone, Default)]
+pub struct TableDefinition {
+    pub fields: Vec<Field>,
+    pub partition_fields: Vec<PartitionField>,
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// Manifests and manifest lists are immutable, so they are cached by path for the life of
+/// the table handle and every handle derived from it.
+#[derive(Debug, Default)]
+pub(crate) struct MetadataCache {
+    manifests: Mutex<HashMap<String, Arc<Manifest>>>,
+    lists: Mutex<HashMap<String, Arc<ManifestList>>>,
+}
+
+/// Entries kept per cache before it is cleared; bounds memory on long-lived handles.
+const CACHE_LIMIT: usize = 4096;
+
+fn cache_get<T>(map: &Mutex<HashMap<String, Arc<T>>>, key: &str) -> Option<Arc<T>> {
+    map.lock().expect("cache lock is not poisoned").get(key).cloned()
+}
+
+fn cache_put<T>(map: &Mutex<HashMap<String, Arc<T>>>, key: &str, value: Arc<T>) {
+    let mut map = map.lock().expect("cache lock is not poisoned");
+    if map.len() >= CACHE_LIMIT {
+        map.clear();
+    }
+    map.insert(key.to_string(), value);
+}
+
+/// A table at one version. Cheap to clone. Reading never changes it; a commit returns a new
+/// `Table` at the committed version.
+#[derive(Debug, Clone)]
+pub struct Table {
+    location: TableLocation,
+    metadata: Arc<TableMetadata>,
+    env: Env,
+    retry: RetryPolicy,
+    cache: Arc<MetadataCache>,
+}
+
+impl Table {
+    /// Creates version 0 of a new table at `location`.
+    pub async fn create(location: TableLocation, definition: TableDefinition, env: Env) -> Result<Table> {
+        let metadata = TableMetadata::create(
+            env.next_id(),
+            definition.fields,
+            definition.partition_fields,
+            definition.properties,
+            env.now_ms(),
+        )
+        .map_err(Error::InvalidMetadata)?;
+        WriterOptions::from_properties(metadata.properties())?;
+        let path = log::version_file(Version(0));
+        if !location.put_if_absent(&path, metadata.to_json().into()).await? {
+            return Err(Error::AlreadyExists { what: "table", name: location.url().to_string() });
+        }
+        log::write_hint(&location, Version(0)).await;
+        Ok(Table::from_parts(location, Arc::new(metadata), env))
+    }
+
+    /// The newest version of the table at `location`.
+    pub async fn load(location: TableLocation, env: Env) -> Result<Table> {
+        let version = log::latest_version(&location)
+            .await?
+            .ok_or_else(|| Error::TableNotFound { table: location.url().to_string() })?;
+        let metadata = log::read_version(&location, version).await?;
+        Ok(Table::from_parts(location, Arc::new(metadata), env))
+    }
+
+    fn from_parts(location: TableLocation, metadata: Arc<TableMetadata>, env: Env) -> Table {
+        Table { location, metadata, env, retry: RetryPolicy::default(), cache: Arc::default() }
+    }
+
+    /// The same table at another metadata state, sharing caches and settings.
+    pub(crate) fn with_metadata(&self, metadata: TableMetadata) -> Table {
+        Table { metadata: Arc::new(metadata), ..self.clone() }
+    }
+
+    /// This handle with another commit retry policy.
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Table {
+        self.retry = retry;
+        self
+    }
+
+    pub fn location(&self) -> &TableLocation {
+        &self.location
+    }
+
+    pub fn metadata(&self) -> &TableMetadata {
+        &self.metadata
+    }
+
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    pub fn version(&self) -> Version {
+        self.metadata.version()
+    }
+
+    pub fn snapshot(&self) -> &Snapshot {
+        self.metadata.current_snapshot()
+    }
+
+    /// The schema of this version.
+    pub fn schema(&self) -> &Schema {
+        self.metadata.current_schema()
+    }
+
+    /// The newest version of this table.
+    pub async fn refresh(&self) -> Result<Table> {
+        let latest = log::latest_version(&self.location)
+            .await?
+            .ok_or_else(|| Error::TableNotFound { table: self.location.url().to_string() })?;
+        if latest == self.version() {
+            return Ok(self.clone());
+        }
+        Ok(self.with_metadata(log::read_version(&self.location, latest).await?))
+    }
+
+    /// The table as it was at `version` (time travel), with that version's schema.
+    pub async fn at_version(&self, version: Version) -> Result<Table> {
+        if version == self.version() {
+            return Ok(self.clone());
+        }
+        match log::read_version(&self.location, version).await {
+            Ok(metadata) => Ok(self.with_metadata(metadata)),
+            Err(Error::MissingFile { .. }) => {
+                let latest = log::latest_version(&self.location).await?.unwrap_or(self.version());
+                let oldest = log::oldest_version(&self.location).await?.unwrap_or(Version(0));
+                Err(Error::VersionNotFound { requested: version, oldest, latest })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The table as it was at `timestamp_ms` (milliseconds since the epoch): the newest
+    /// version committed at or before it.
+    pub async fn at_timestamp(&self, timestamp_ms: i64) -> Result<Table> {
+        let latest = self.refresh().await?;
+        match latest.metadata.snapshot_at(timestamp_ms) {
+            Some(snapshot) => latest.at_version(snapshot.version).await,
+            None => {
+                let oldest = latest.metadata.snapshots().first().expect("the log is never empty");
+                Err(Error::TimestampBeforeTable {
+                    requested: format_ms(timestamp_ms),
+                    oldest: format_ms(oldest.timestamp_ms),
+                })
+            }
+        }
+    }
+
+    /// The manifest list of this version (empty for a table without data).
+    pub async fn manifest_list(&self) -> Result<Arc<ManifestList>> {
+        let Some(path) = &self.snapshot().manifest_list else {
+            return Ok(Arc::new(ManifestList::empty()));
+        };
+        if let Some(list) = cache_get(&self.cache.lists, path) {
+            return Ok(list);
+        }
+        let list = Arc::new(ManifestList::decode(path, self.location.get(path).await?)?);
+        cache_put(&self.cache.lists, path, list.clone());
+        Ok(list)
+    }
+
+    /// One manifest, by table-relative path.
+    pub async fn manifest(&self, path: &str) -> Result<Arc<Manifest>> {
+        if let Some(manifest) = cache_get(&self.cache.manifests, path) {
+            return Ok(manifest);
+        }
+        let manifest = Arc::new(Manifest::decode(path, self.location.get(path).await?)?);
+        cache_put(&self.cache.manifests, path, manifest.clone());
+        Ok(manifest)
+    }
+
+    /// The data files of this version that may hold rows matching `predicate`.
+    pub async fn plan_files(&self, predicate: &dyn FilePredicate) -> Result<ScanPlan> {
+        let list = self.manifest_list().await?;
+        scan::plan(&list, &self.metadata, self.schema(), predicate, |path| async move { self.manifest(&path).await }).await
+    }
+
+    /// A writer for new data files in this version's schema and partition spec.
+    pub fn writer(&self) -> Result<DataFileWriter> {
+        let options = WriterOptions::from_properties(self.metadata.properties())?;
+        Ok(DataFileWriter::new(self.location.clone(), &self.metadata, options, self.env.clone()))
+    }
+}
+
+fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}

@@ -1,0 +1,360 @@
+//! Building the next version's metadata on top of the current one: conflict checks, manifest
+//! rewrites, the new manifest list.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, BooleanArray, Int32Array, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema};
+use tarn_spec::{Changes, MetadataUpdate, NewSnapshot, Snapshot, SpecId, Summary, TableMetadata, Version};
+
+use super::{Change, OverwriteScope};
+use crate::error::{Error, Result};
+use crate::ipc;
+use crate::manifest::{DataFile, Manifest};
+use crate::manifest_list::{ManifestList, ManifestSummary};
+use crate::table::Table;
+
+/// A manifest this commit wrote.
+struct WrittenManifest {
+    path: String,
+    size: u64,
+    manifest: Manifest,
+}
+
+/// Objects that do not depend on the version a commit lands on: written once, reused by
+/// every attempt.
+pub(super) struct Prepared {
+    added: Vec<WrittenManifest>,
+    added_rows: u64,
+    /// For a rewrite: the removed files' paths and the object listing them.
+    removed_paths: HashSet<String>,
+    removed_object: Option<String>,
+    /// For a partition overwrite: the partitions (of the default spec) the new files fall in.
+    touched: HashSet<String>,
+}
+
+pub(super) async fn prepare(base: &Table, change: &Change) -> Result<Prepared> {
+    let metadata = base.metadata();
+    let (added, removed): (&[DataFile], &[DataFile]) = match change {
+        Change::Append { files } | Change::Overwrite { files, .. } => (files, &[]),
+        Change::Rewrite { removed, added, .. } => (added, removed),
+        Change::Metadata { .. } => (&[], &[]),
+    };
+    let mut written = Vec::new();
+    if !added.is_empty() {
+        let manifest = Manifest::from_data_files(metadata.default_spec(), base.schema(), added)?;
+        written.push(write_manifest(base, manifest).await?);
+    }
+    let removed_object = if removed.is_empty() {
+        None
+    } else {
+        Some(write_file_set(base, removed.iter().map(|f| file_set_row(metadata, f)).collect()).await?)
+    };
+    let spec = metadata.default_spec();
+    let touched = match change {
+        Change::Overwrite { scope: OverwriteScope::Partitions, files } => {
+            files.iter().map(|f| partition_key(spec.id(), &spec.partition_path(&f.partition))).collect()
+        }
+        _ => HashSet::new(),
+    };
+    Ok(Prepared {
+        added_rows: added.iter().map(|f| f.record_count).sum(),
+        added: written,
+        removed_paths: removed.iter().map(|f| f.path.clone()).collect(),
+        removed_object,
+        touched,
+    })
+}
+
+fn partition_key(spec: SpecId, path: &str) -> String {
+    format!("{spec}/{path}")
+}
+
+async fn write_manifest(table: &Table, manifest: Manifest) -> Result<WrittenManifest> {
+    let path = format!("metadata/m-{}.arrow", table.env().next_id());
+    let bytes = manifest.encode()?;
+    let size = bytes.len() as u64;
+    table.location().put(&path, bytes).await?;
+    Ok(WrittenManifest { path, size, manifest })
+}
+
+/// A row of a removed-files object: path, spec id, partition key, record count.
+type FileSetRow = (String, SpecId, String, u64);
+
+fn file_set_row(metadata: &TableMetadata, file: &DataFile) -> FileSetRow {
+    let partition = metadata.spec(file.spec_id).map(|s| s.partition_path(&file.partition)).unwrap_or_default();
+    (file.path.clone(), file.spec_id, partition_key(file.spec_id, &partition), file.record_count)
+}
+
+/// Writes a removed-files object: an Arrow IPC file of `path, spec_id, partition, record_count`.
+async fn write_file_set(table: &Table, rows: Vec<FileSetRow>) -> Result<String> {
+    let schema = Arc::new(ArrowSchema::new(vec![
+        ArrowField::new("path", DataType::Utf8, false),
+        ArrowField::new("spec_id", DataType::Int32, false),
+        ArrowField::new("partition", DataType::Utf8, false),
+        ArrowField::new("record_count", DataType::UInt64, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1.get()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.as_str()))),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.3))),
+    ];
+    let batch = RecordBatch::try_new(schema, columns).map_err(|e| Error::arrow("building a removed-files object", e))?;
+    let path = format!("metadata/r-{}.arrow", table.env().next_id());
+    table.location().put(&path, ipc::encode(&batch)?).await?;
+    Ok(path)
+}
+
+/// The partition keys of a removed-files object.
+async fn read_file_set_partitions(table: &Table, path: &str) -> Result<Vec<String>> {
+    let batch = ipc::decode(path, table.location().get(path).await?)?;
+    let column = batch.column_by_name("partition").ok_or_else(|| Error::CorruptManifest {
+        path: path.to_string(),
+        reason: "a removed-files object must have a 'partition' column".into(),
+    })?;
+    Ok(column.as_string::<i32>().iter().flatten().map(str::to_string).collect())
+}
+
+/// The partition keys of the files in a manifest.
+fn manifest_partitions(metadata: &TableMetadata, manifest: &Manifest) -> Vec<String> {
+    let Some(spec) = metadata.spec(manifest.spec_id()) else { return Vec::new() };
+    (0..manifest.len())
+        .map(|i| partition_key(spec.id(), &spec.partition_path(&manifest.data_file(i).partition)))
+        .collect()
+}
+
+fn conflict(snapshot: &Snapshot, reason: impl Into<String>) -> Error {
+    Error::Conflict { version: snapshot.version, reason: reason.into(), retryable: true }
+}
+
+/// The metadata of the version after `current`, carrying `change` made against `base`.
+pub(super) async fn next_metadata(
+    base: &Table,
+    current: &Table,
+    change: &Change,
+    prepared: &Prepared,
+    commit_id: &str,
+    extra: &BTreeMap<String, String>,
+) -> Result<TableMetadata> {
+    let metadata = current.metadata();
+    let next_version = metadata.version().next();
+    let intervening: Vec<&Snapshot> = metadata.snapshots().iter().filter(|s| s.version > base.version()).collect();
+    check_conflicts(base, current, change, prepared, &intervening).await?;
+
+    let list = current.manifest_list().await?;
+    let mut summary = Summary { extra: extra.clone(), ..Summary::default() };
+    let mut changes = Changes::default();
+    let mut added_summaries = Vec::new();
+    for written in &prepared.added {
+        added_summaries.push(ManifestSummary::of(&written.manifest, &written.path, written.size, next_version)?);
+        changes.added_manifests.push(written.path.clone());
+        summary.added_files += written.manifest.len() as u64;
+    }
+    summary.added_rows = prepared.added_rows;
+
+    let new_list: Option<ManifestList> = match change {
+        Change::Metadata { .. } => None,
+        Change::Append { files } if files.is_empty() => None,
+        Change::Append { .. } => Some(list.with_added(&added_summaries)?),
+        Change::Overwrite { scope: OverwriteScope::Table, .. } => {
+            summary.removed_files = list.total_files();
+            summary.removed_rows = list.total_records();
+            changes.removed_all = summary.removed_files > 0;
+            Some(ManifestList::empty().with_added(&added_summaries)?)
+        }
+        Change::Overwrite { scope: OverwriteScope::Partitions, .. } => {
+            let default_spec = metadata.default_spec().id();
+            let mut removed = Vec::new();
+            let rewritten = rewrite_manifests(current, &list, next_version, |manifest| {
+                if manifest.spec_id() != default_spec {
+                    return None;
+                }
+                let keys = manifest_partitions(metadata, manifest);
+                Some(keys.iter().map(|k| Some(prepared.touched.contains(k))).collect())
+            }, &mut removed)
+            .await?;
+            summary.removed_files = removed.len() as u64;
+            summary.removed_rows = removed.iter().map(|r| r.3).sum();
+            if !removed.is_empty() {
+                changes.removed_files = Some(write_file_set(current, removed).await?);
+            }
+            Some(rewritten.without_and_with(added_summaries)?)
+        }
+        Change::Rewrite { removed: files, .. } => {
+            let mut removed = Vec::new();
+            let rewritten = rewrite_manifests(current, &list, next_version, |manifest| {
+                let paths = manifest.paths();
+                let mask: BooleanArray = paths.iter().map(|p| Some(p.is_some_and(|p| prepared.removed_paths.contains(p)))).collect();
+                (mask.true_count() > 0).then_some(mask)
+            }, &mut removed)
+            .await?;
+            if removed.len() != files.len() {
+                let found: HashSet<&str> = removed.iter().map(|r| r.0.as_str()).collect();
+                let missing = files.iter().find(|f| !found.contains(f.path.as_str())).map(|f| f.path.as_str()).unwrap_or("?");
+                let by = intervening.last().copied().unwrap_or(metadata.current_snapshot());
+                return Err(conflict(by, format!("data file '{missing}', which this commit replaces, was removed by a concurrent commit")));
+            }
+            summary.removed_files = removed.len() as u64;
+            summary.removed_rows = removed.iter().map(|r| r.3).sum();
+            changes.removed_files = prepared.removed_object.clone();
+            Some(rewritten.without_and_with(added_summaries)?)
+        }
+    };
+
+    let manifest_list = match new_list {
+        None => {
+            summary.total_files = current.snapshot().summary.total_files;
+            summary.total_rows = current.snapshot().summary.total_rows;
+            current.snapshot().manifest_list.clone()
+        }
+        Some(list) if list.is_empty() => None,
+        Some(list) => {
+            let path = format!("metadata/ml-{}.arrow", current.env().next_id());
+            current.location().put(&path, list.encode()?).await?;
+            summary.total_files = list.total_files();
+            summary.total_rows = list.total_records();
+            Some(path)
+        }
+    };
+    let updates: &[MetadataUpdate] = match change {
+        Change::Metadata { updates, .. } => updates,
+        _ => &[],
+    };
+    // Commit times never go backwards, so "the newest version at or before t" is well defined
+    // even when writers' clocks disagree.
+    let timestamp_ms = current.env().now_ms().max(metadata.last_updated_ms());
+    metadata
+        .commit(
+            updates,
+            NewSnapshot {
+                timestamp_ms,
+                operation: change.operation(),
+                manifest_list,
+                summary,
+                changes,
+                commit_id: Some(commit_id.to_string()),
+            },
+        )
+        .map_err(Error::InvalidMetadata)
+}
+
+/// A manifest list being rebuilt: rows to drop and summaries to add.
+struct Rewritten {
+    list: Arc<ManifestList>,
+    dropped: HashSet<String>,
+    added: Vec<ManifestSummary>,
+}
+
+impl Rewritten {
+    fn without_and_with(self, more: Vec<ManifestSummary>) -> Result<ManifestList> {
+        let dropped: HashSet<&str> = self.dropped.iter().map(String::as_str).collect();
+        let mut added = self.added;
+        added.extend(more);
+        self.list.without(&dropped)?.with_added(&added)
+    }
+}
+
+/// Rewrites every manifest of `list` for which `select` returns a mask of rows to remove,
+/// collecting the removed rows.
+async fn rewrite_manifests(
+    table: &Table,
+    list: &Arc<ManifestList>,
+    next_version: Version,
+    select: impl Fn(&Manifest) -> Option<BooleanArray>,
+    removed: &mut Vec<FileSetRow>,
+) -> Result<Rewritten> {
+    let mut out = Rewritten { list: list.clone(), dropped: HashSet::new(), added: Vec::new() };
+    for i in 0..list.len() {
+        let path = list.path(i).to_string();
+        let manifest = table.manifest(&path).await?;
+        let Some(mask) = select(&manifest) else { continue };
+        if mask.true_count() == 0 {
+            continue;
+        }
+        for row in (0..manifest.len()).filter(|&r| mask.value(r)) {
+            removed.push(file_set_row(table.metadata(), &manifest.data_file(row)));
+        }
+        let keep = arrow::compute::not(&mask).map_err(|e| Error::arrow("rewriting a manifest", e))?;
+        let kept = manifest.filter(&keep)?;
+        out.dropped.insert(path);
+        if !kept.is_empty() {
+            let written = write_manifest(table, kept).await?;
+            out.added.push(ManifestSummary::of(&written.manifest, &written.path, written.size, next_version)?);
+        }
+    }
+    Ok(out)
+}
+
+async fn check_conflicts(
+    base: &Table,
+    current: &Table,
+    change: &Change,
+    prepared: &Prepared,
+    intervening: &[&Snapshot],
+) -> Result<()> {
+    let metadata = current.metadata();
+    let schema_changed = |s: &&&Snapshot| s.operation == tarn_spec::Operation::SchemaChange;
+    if change.writes_data()
+        && (metadata.current_schema().id() != base.schema().id()
+            || metadata.default_spec().id() != base.metadata().default_spec().id())
+    {
+        let by = intervening.iter().find(schema_changed).copied().unwrap_or(metadata.current_snapshot());
+        return Err(conflict(by, "the table's schema or partition spec changed; the data was written for the old one"));
+    }
+    let changed_data = |s: &Snapshot| s.summary.added_files > 0 || s.summary.removed_files > 0;
+    match change {
+        Change::Append { .. } | Change::Rewrite { .. } => {}
+        Change::Overwrite { scope: OverwriteScope::Table, .. } => {
+            if let Some(s) = intervening.iter().find(|s| changed_data(s)) {
+                return Err(conflict(s, "the table's data changed while it was being overwritten"));
+            }
+        }
+        Change::Overwrite { scope: OverwriteScope::Partitions, .. } => {
+            for s in intervening {
+                if s.changes.removed_all {
+                    return Err(conflict(s, "the whole table was overwritten concurrently"));
+                }
+                for path in &s.changes.added_manifests {
+                    let manifest = current.manifest(path).await?;
+                    if manifest_partitions(metadata, &manifest).iter().any(|k| prepared.touched.contains(k)) {
+                        return Err(conflict(s, "data was added concurrently to a partition being overwritten"));
+                    }
+                }
+                if let Some(path) = &s.changes.removed_files {
+                    if read_file_set_partitions(current, path).await?.iter().any(|k| prepared.touched.contains(k)) {
+                        return Err(conflict(s, "data was removed concurrently from a partition being overwritten"));
+                    }
+                }
+            }
+        }
+        Change::Metadata { updates, data_dependent } => {
+            let touches_schema = updates.iter().any(|u| matches!(u, MetadataUpdate::SetSchema(_) | MetadataUpdate::SetPartitionSpec(_)));
+            if touches_schema {
+                if let Some(s) = intervening.iter().find(schema_changed) {
+                    return Err(conflict(s, "the schema or partition spec was changed concurrently"));
+                }
+                if *data_dependent {
+                    if let Some(s) = intervening.iter().find(|s| changed_data(s)) {
+                        return Err(conflict(s, "the data this schema change was checked against changed concurrently"));
+                    }
+                }
+            }
+            let base_props = base.metadata().properties();
+            for update in updates {
+                let keys: Vec<&String> = match update {
+                    MetadataUpdate::SetProperties(p) => p.keys().collect(),
+                    MetadataUpdate::RemoveProperties(k) => k.iter().collect(),
+                    _ => continue,
+                };
+                if let Some(key) = keys.into_iter().find(|k| metadata.properties().get(*k) != base_props.get(*k)) {
+                    let by = intervening.iter().rev().find(|s| s.operation == tarn_spec::Operation::SetProperties).copied().unwrap_or(metadata.current_snapshot());
+                    return Err(conflict(by, format!("table property '{key}' was changed concurrently")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+

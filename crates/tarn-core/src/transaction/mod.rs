@@ -1,0 +1,199 @@
+//! Transactions: optimistic commits with put-if-absent as the only lock.
+//!
+//! A commit writes its data files and manifests under unique names, then creates the next
+//! version file with `PutMode::Create`. Losing that race is not an error by itself: the
+//! committer reloads the table, checks the versions committed since its base against what
+//! it is doing (the matrix below), and either rebases (builds its version on top of the new
+//! one and tries again, after a jittered exponential backoff, a bounded number of times) or
+//! fails with [`Error::Conflict`].
+//!
+//! # Conflict matrix
+//!
+//! Rows: the change being committed. Columns: a change committed concurrently (between the
+//! committer's base version and the version it finally commits on top of).
+//!
+//! | mine \ theirs              | append | overwrite (table) | overwrite (partitions P) | rewrite (removes R') | schema / spec change | properties |
+//! |----------------------------|--------|-------------------|--------------------------|----------------------|----------------------|------------|
+//! | **append**                 | rebase | rebase            | rebase                   | rebase               | conflict             | rebase     |
+//! | **overwrite (table)**      | conflict | conflict        | conflict                 | conflict             | conflict             | rebase     |
+//! | **overwrite (partitions P)** | conflict if it added to P | conflict | conflict if P ∩ P' | conflict if it removed from P | conflict     | rebase     |
+//! | **rewrite (removes R)**    | rebase | conflict          | conflict if R ∩ removed  | conflict if R ∩ R'   | conflict             | rebase     |
+//! | **schema / spec change**   | rebase¹ | rebase¹          | rebase¹                  | rebase¹              | conflict             | rebase     |
+//! | **properties (keys K)**    | rebase | rebase            | rebase                   | rebase               | rebase               | conflict if they changed K |
+//!
+//! ¹ A schema change that depends on the data (SET NOT NULL, which was checked against the
+//! base's data) conflicts with any concurrent data change instead.
+//!
+//! Reasons, briefly: appends read nothing, so they serialize after anything that keeps the
+//! schema their files were written with. An overwrite replaces what it read, so any data
+//! change to what it replaces invalidates it. A rewrite (DELETE, UPDATE, MERGE, compaction)
+//! is valid exactly as long as every file it removes is still live; rows appended meanwhile
+//! are not in its files and survive it. A rewrite that loses a file to another rewrite
+//! conflicts: re-running the statement on the new version gives the right answer, so those
+//! conflicts are marked retryable.
+//!
+//! A committer whose create succeeded but reported an error recognises its own commit by its
+//! commit id when it retries, and does not commit twice.
+
+mod build;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::Rng;
+use tarn_spec::{MetadataUpdate, Operation, PartitionSpec, Version};
+
+use crate::error::{Error, Result};
+use crate::log;
+use crate::manifest::DataFile;
+use crate::table::Table;
+
+/// What a commit changes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Change {
+    /// Add data files.
+    Append { files: Vec<DataFile> },
+    /// Replace data: the whole table, or the partitions the new files fall in.
+    Overwrite { files: Vec<DataFile>, scope: OverwriteScope },
+    /// Remove some live files and add others (DELETE, UPDATE, MERGE, compaction).
+    Rewrite { removed: Vec<DataFile>, added: Vec<DataFile>, operation: Operation },
+    /// Change the schema, partition spec or properties.
+    Metadata { updates: Vec<MetadataUpdate>, data_dependent: bool },
+}
+
+/// What an overwrite replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverwriteScope {
+    /// Every data file of the table.
+    Table,
+    /// Files of the default partition spec in the partitions the new files fall in; other
+    /// partitions and files of older specs are kept.
+    Partitions,
+}
+
+impl Change {
+    fn operation(&self) -> Operation {
+        match self {
+            Change::Append { .. } => Operation::Append,
+            Change::Overwrite { .. } => Operation::Overwrite,
+            Change::Rewrite { operation, .. } => *operation,
+            Change::Metadata { updates, .. } => {
+                if updates.iter().all(|u| matches!(u, MetadataUpdate::SetProperties(_) | MetadataUpdate::RemoveProperties(_))) {
+                    Operation::SetProperties
+                } else {
+                    Operation::SchemaChange
+                }
+            }
+        }
+    }
+
+    fn writes_data(&self) -> bool {
+        !matches!(self, Change::Metadata { .. })
+    }
+}
+
+/// How often and how patiently a commit retries after losing the race.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 100, min_backoff: Duration::from_millis(2), max_backoff: Duration::from_millis(500) }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: a random wait up to `min_backoff * 2^attempt`, capped.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self.min_backoff.saturating_mul(1u32 << attempt.min(16)).min(self.max_backoff);
+        let nanos = rand::rng().random_range(0..=cap.as_nanos() as u64);
+        Duration::from_nanos(nanos)
+    }
+}
+
+impl Table {
+    /// Commits `change` on top of this version (rebasing onto newer versions where the
+    /// conflict matrix allows) and returns the table at the new version.
+    pub async fn commit(&self, change: Change) -> Result<Table> {
+        self.commit_with_summary(change, BTreeMap::new()).await
+    }
+
+    /// [`Table::commit`], recording `extra` in the snapshot summary.
+    pub async fn commit_with_summary(&self, change: Change, extra: BTreeMap<String, String>) -> Result<Table> {
+        validate(self, &change)?;
+        let commit_id = self.env().next_id();
+        let prepared = build::prepare(self, &change).await?;
+        let mut current = self.clone();
+        let policy = self.retry_policy().clone();
+        for attempt in 1..=policy.max_attempts {
+            if attempt > 1 {
+                tokio::time::sleep(policy.backoff(attempt)).await;
+                current = current.refresh().await?;
+                if let Some(mine) = own_commit(&current, self.version(), &commit_id) {
+                    return current.at_version(mine).await;
+                }
+            }
+            let next = build::next_metadata(self, &current, &change, &prepared, &commit_id, &extra).await?;
+            let version = next.version();
+            if self.location().put_if_absent(&log::version_file(version), next.to_json().into()).await? {
+                log::write_hint(self.location(), version).await;
+                return Ok(current.with_metadata(next));
+            }
+        }
+        Err(Error::CommitRetriesExhausted { attempts: policy.max_attempts })
+    }
+
+    /// Appends data files.
+    pub async fn append(&self, files: Vec<DataFile>) -> Result<Table> {
+        self.commit(Change::Append { files }).await
+    }
+
+    /// Writes `batches` as new data files and appends them in one commit.
+    pub async fn append_batches(&self, batches: impl IntoIterator<Item = arrow::array::RecordBatch>) -> Result<Table> {
+        let mut writer = self.writer()?;
+        for batch in batches {
+            writer.write(&batch).await?;
+        }
+        self.append(writer.finish().await?).await
+    }
+}
+
+/// The version at which this committer's own commit landed, if it did.
+fn own_commit(table: &Table, base: Version, commit_id: &str) -> Option<Version> {
+    table
+        .metadata()
+        .snapshots()
+        .iter()
+        .filter(|s| s.version > base)
+        .find(|s| s.commit_id.as_deref() == Some(commit_id))
+        .map(|s| s.version)
+}
+
+fn validate(base: &Table, change: &Change) -> Result<()> {
+    let spec: &PartitionSpec = base.metadata().default_spec();
+    let added = match change {
+        Change::Append { files } | Change::Overwrite { files, .. } => files.as_slice(),
+        Change::Rewrite { added, .. } => added.as_slice(),
+        Change::Metadata { .. } => &[],
+    };
+    for file in added {
+        if file.spec_id != spec.id() || file.partition.len() != spec.fields().len() {
+            return Err(Error::invalid(
+                "data file",
+                format!(
+                    "'{}' was written for partition spec {}, but the table's default spec is {}",
+                    file.path,
+                    file.spec_id,
+                    spec.id()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! A warehouse: a root location holding namespaces, each holding tables.
+//!
+//! ```text
+//! <root>/<namespace>/_namespace          marker object: the namespace exists
+//! <root>/<namespace>/<table>/metadata/   the table's version files and manifests
+//! <root>/<namespace>/<table>/data/       its data files
+//! ```
+
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::location::TableLocation;
+use crate::log;
+use crate::storage::{StoreRoot, open_location};
+use crate::table::{Table, TableDefinition};
+
+const NAMESPACE_MARKER: &str = "_namespace";
+
+/// A collection of namespaces and tables under one root location.
+#[derive(Debug, Clone)]
+pub struct Warehouse {
+    root: StoreRoot,
+    env: Env,
+}
+
+impl Warehouse {
+    /// Opens the warehouse at a local path or URL (see [`crate::storage`]).
+    pub fn open(location: &str) -> Result<Self> {
+        Ok(Warehouse { root: open_location(location)?, env: Env::default() })
+    }
+
+    /// A warehouse at `root` inside `store`; `url` names it in messages.
+    pub fn from_store(store: Arc<dyn ObjectStore>, root: Path, url: impl Into<String>) -> Self {
+        Warehouse { root: StoreRoot { store, root, url: url.into() }, env: Env::default() }
+    }
+
+    /// This warehouse with another clock and id generator.
+    pub fn with_env(mut self, env: Env) -> Self {
+        self.env = env;
+        self
+    }
+
+    pub fn url(&self) -> &str {
+        &self.root.url
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.root.store
+    }
+
+    fn path(&self, parts: &[&str]) -> Path {
+        parts.iter().fold(self.root.root.clone(), |p, part| p.join(*part))
+    }
+
+    pub async fn create_namespace(&self, namespace: &str) -> Result<()> {
+        check_name("namespace", namespace)?;
+        let marker = self.path(&[namespace, NAMESPACE_MARKER]);
+        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.root.store.put_opts(&marker, PutPayload::from_static(b"{}"), options).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                Err(Error::AlreadyExists { what: "namespace", name: namespace.to_string() })
+            }
+            Err(e) => Err(Error::store(marker, e)),
+        }
+    }
+
+    pub async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
+        check_name("namespace", namespace)?;
+        let marker = self.path(&[namespace, NAMESPACE_MARKER]);
+        match self.root.store.head(&marker).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::store(marker, e)),
+        }
+    }
+
+    /// Namespace names, sorted.
+    pub async fn list_namespaces(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for candidate in self.child_names(&self.root.root).await? {
+            if self.namespace_exists(&candidate).await? {
+                names.push(candidate);
+            }
+        }
+        Ok(names)
+    }
+
+    /// Drops an empty namespace.
+    pub async fn drop_namespace(&self, namespace: &str) -> Result<()> {
+        self.require_namespace(namespace).await?;
+        let tables = self.list_tables(namespace).await?;
+        if !tables.is_empty() {
+            return Err(Error::invalid(
+                "drop",
+                format!("namespace '{namespace}' still holds tables ({}); drop them first", tables.join(", ")),
+            ));
+        }
+        let marker = self.path(&[namespace, NAMESPACE_MARKER]);
+        self.root.store.delete(&marker).await.map_err(|e| Error::store(marker, e))
+    }
+
+    /// Table names in a namespace, sorted.
+    pub async fn list_tables(&self, namespace: &str) -> Result<Vec<String>> {
+        self.require_namespace(namespace).await?;
+        let mut names = Vec::new();
+        for candidate in self.child_names(&self.path(&[namespace])).await? {
+            if check_name("table", &candidate).is_ok()
+                && log::latest_version(&self.table_location(namespace, &candidate)?).await?.is_some()
+            {
+                names.push(candidate);
+            }
+        }
+        Ok(names)
+    }
+
+    async fn child_names(&self, prefix: &Path) -> Result<Vec<String>> {
+        let listing = self
+            .root
+            .store
+            .list_with_delimiter(Some(prefix))
+            .await
+            .map_err(|e| Error::store(prefix, e))?;
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn require_namespace(&self, namespace: &str) -> Result<()> {
+        if self.namespace_exists(namespace).await? {
+            Ok(())
+        } else {
+            Err(Error::NamespaceNotFound { namespace: namespace.to_string() })
+        }
+    }
+
+    /// Where a table of this warehouse lives (whether or not it exists).
+    pub fn table_location(&self, namespace: &str, table: &str) -> Result<TableLocation> {
+        check_name("namespace", namespace)?;
+        check_name("table", table)?;
+        let url = format!("{}/{namespace}/{table}", self.root.url.trim_end_matches('/'));
+        Ok(TableLocation::new(self.root.store.clone(), self.path(&[namespace, table]), url))
+    }
+
+    pub async fn create_table(&self, namespace: &str, table: &str, definition: TableDefinition) -> Result<Table> {
+        self.require_namespace(namespace).await?;
+        let location = self.table_location(namespace, table)?;
+        Table::create(location, definition, self.env.clone()).await.map_err(|e| match e {
+            Error::AlreadyExists { what, .. } => Error::AlreadyExists { what, name: format!("{namespace}.{table}") },
+            e => e,
+        })
+    }
+
+    pub async fn load_table(&self, namespace: &str, table: &str) -> Result<Table> {
+        let location = self.table_location(namespace, table)?;
+        Table::load(location, self.env.clone()).await.map_err(|e| match e {
+            Error::TableNotFound { .. } => Error::TableNotFound { table: format!("{namespace}.{table}") },
+            e => e,
+        })
+    }
+
+    /// Deletes a table and all its files. Version files go first, so the table stops
+    /// existing for readers before its data is removed.
+    pub async fn drop_table(&self, namespace: &str, table: &str) -> Result<()> {
+        let location = self.table_location(namespace, table)?;
+        if log::latest_version(&location).await?.is_none() {
+            return Err(Error::TableNotFound { table: format!("{namespace}.{table}") });
+        }
+        let store = self.root.store.clone();
+        let metadata = location.path(log::METADATA_DIR);
+        let all: Vec<Path> = store
+            .list(Some(location.root()))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| Error::store(location.root(), e))?;
+        let (versions, rest): (Vec<Path>, Vec<Path>) = all.into_iter().partition(|p| {
+            p.prefix_matches(&metadata) && p.filename().is_some_and(|f| f.ends_with(".json") || f == "version-hint")
+        });
+        for batch in [versions, rest] {
+            let stream = futures::stream::iter(batch.into_iter().map(Ok)).boxed();
+            store
+                .delete_stream(stream)
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| Error::store(location.root(), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Names are path segments: letters, digits, `_` and `-`, not starting with `_`.
+fn check_name(what: &'static str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with('_')
+        && name.len() <= 255
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            what,
+            format!("'{name}': names use letters, digits, '_' and '-', and do not start with '_'"),
+        ))
+    }
+}
