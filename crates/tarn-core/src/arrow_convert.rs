@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, RecordBatch, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
-    Float64Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray, new_null_array,
+    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
+    Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    new_null_array,
 };
 use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema, SchemaRef, TimeUnit};
 use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
@@ -44,7 +45,9 @@ pub fn primitive_type(data_type: &DataType) -> Result<PrimitiveType> {
         DataType::Int64 | DataType::UInt32 => PrimitiveType::Long,
         DataType::Float16 | DataType::Float32 => PrimitiveType::Float,
         DataType::Float64 => PrimitiveType::Double,
-        DataType::Decimal128(p, s) if *s >= 0 => tarn_spec::decimal(*p, *s as u8).map_err(Error::InvalidMetadata)?,
+        DataType::Decimal128(p, s) if *s >= 0 => {
+            tarn_spec::decimal(*p, *s as u8).map_err(Error::InvalidMetadata)?
+        }
         DataType::Date32 => PrimitiveType::Date,
         DataType::Timestamp(_, None) => PrimitiveType::Timestamp,
         DataType::Timestamp(_, Some(_)) => PrimitiveType::TimestampTz,
@@ -68,12 +71,19 @@ pub fn arrow_field(field: &Field) -> ArrowField {
 
 /// The Arrow schema of a table schema, with field ids.
 pub fn arrow_schema(schema: &Schema) -> SchemaRef {
-    Arc::new(ArrowSchema::new(schema.fields().iter().map(arrow_field).collect::<Vec<_>>()))
+    Arc::new(ArrowSchema::new(
+        schema.fields().iter().map(arrow_field).collect::<Vec<_>>(),
+    ))
 }
 
 /// The field id an Arrow field carries, if any.
 pub fn field_id_of(field: &ArrowField) -> Option<FieldId> {
-    field.metadata().get(PARQUET_FIELD_ID_META_KEY)?.parse().ok().map(FieldId)
+    field
+        .metadata()
+        .get(PARQUET_FIELD_ID_META_KEY)?
+        .parse()
+        .ok()
+        .map(FieldId)
 }
 
 /// An array of `ty` holding `values`.
@@ -101,12 +111,18 @@ pub fn values_to_array(ty: PrimitiveType, values: &[Option<Value>]) -> Result<Ar
         PrimitiveType::Timestamp => build!(TimestampMicrosecondArray, Long),
         PrimitiveType::TimestampTz => {
             let a: ArrayRef = build!(TimestampMicrosecondArray, Long);
-            let a = a.as_any().downcast_ref::<TimestampMicrosecondArray>().expect("built above");
+            let a = a
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .expect("built above");
             Arc::new(a.clone().with_timezone(UTC))
         }
         PrimitiveType::Decimal { precision, scale } => {
             let a: ArrayRef = build!(Decimal128Array, Decimal);
-            let a = a.as_any().downcast_ref::<Decimal128Array>().expect("built above");
+            let a = a
+                .as_any()
+                .downcast_ref::<Decimal128Array>()
+                .expect("built above");
             Arc::new(
                 a.clone()
                     .with_precision_and_scale(precision, scale as i8)
@@ -158,7 +174,9 @@ pub fn value_at(array: &dyn Array, row: usize) -> Option<Value> {
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
             Value::Long(array.as_primitive::<TimestampMicrosecondType>().value(row))
         }
-        DataType::Decimal128(_, _) => Value::Decimal(array.as_primitive::<Decimal128Type>().value(row)),
+        DataType::Decimal128(_, _) => {
+            Value::Decimal(array.as_primitive::<Decimal128Type>().value(row))
+        }
         DataType::Utf8 => Value::String(array.as_string::<i32>().value(row).to_string()),
         DataType::Binary => Value::Binary(array.as_binary::<i32>().value(row).to_vec()),
         _ => return None,
@@ -176,7 +194,10 @@ pub fn concat_union(batches: &[RecordBatch]) -> Result<RecordBatch> {
     for batch in batches {
         metadata.extend(batch.schema().metadata().clone());
         for field in batch.schema().fields() {
-            if types.insert(field.name().clone(), field.data_type().clone()).is_none() {
+            if types
+                .insert(field.name().clone(), field.data_type().clone())
+                .is_none()
+            {
                 order.push(field.name().clone());
             }
         }
@@ -185,7 +206,10 @@ pub fn concat_union(batches: &[RecordBatch]) -> Result<RecordBatch> {
         .iter()
         .map(|name| {
             let nullable = batches.iter().any(|b| {
-                b.schema().field_with_name(name).map(|f| f.is_nullable()).unwrap_or(true)
+                b.schema()
+                    .field_with_name(name)
+                    .map(|f| f.is_nullable())
+                    .unwrap_or(true)
             });
             ArrowField::new(name, types[name].clone(), nullable)
         })
@@ -199,7 +223,8 @@ pub fn concat_union(batches: &[RecordBatch]) -> Result<RecordBatch> {
                 .iter()
                 .map(|field| match batch.column_by_name(field.name()) {
                     Some(c) if c.data_type() == field.data_type() => Ok(c.clone()),
-                    Some(c) => arrow::compute::cast(c, field.data_type()).map_err(|e| Error::arrow(context, e)),
+                    Some(c) => arrow::compute::cast(c, field.data_type())
+                        .map_err(|e| Error::arrow(context, e)),
                     None => Ok(new_null_array(field.data_type(), batch.num_rows())),
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -217,7 +242,10 @@ mod tests {
     fn values_round_trip_through_arrays() {
         let cases = [
             (PrimitiveType::Long, Value::Long(-5)),
-            (PrimitiveType::TimestampTz, Value::Long(1_700_000_000_000_000)),
+            (
+                PrimitiveType::TimestampTz,
+                Value::Long(1_700_000_000_000_000),
+            ),
             (PrimitiveType::Date, Value::Int(20_000)),
             (tarn_spec::decimal(10, 2).unwrap(), Value::Decimal(1234)),
             (PrimitiveType::String, Value::String("x".into())),

@@ -46,7 +46,10 @@ pub struct Env {
 
 impl Default for Env {
     fn default() -> Self {
-        Env { clock: Arc::new(SystemClock), ids: Arc::new(UuidGenerator) }
+        Env {
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(UuidGenerator),
+        }
     }
 }
 

@@ -40,7 +40,11 @@ pub enum Error {
     #[error(
         "version {requested} does not exist: the table's versions run from {oldest} to {latest}"
     )]
-    VersionNotFound { requested: Version, oldest: Version, latest: Version },
+    VersionNotFound {
+        requested: Version,
+        oldest: Version,
+        latest: Version,
+    },
 
     #[error(
         "no version of the table exists at or before {requested}: the oldest version was \
@@ -54,7 +58,11 @@ pub enum Error {
         if *.retryable { "run the operation again; it will see the new table state" }
         else { "the concurrent change makes this operation invalid as written" }
     )]
-    Conflict { version: Version, reason: String, retryable: bool },
+    Conflict {
+        version: Version,
+        reason: String,
+        retryable: bool,
+    },
 
     #[error("gave up committing after {attempts} attempts lost the race to other writers")]
     CommitRetriesExhausted { attempts: u32 },
@@ -132,36 +140,54 @@ impl Error {
             | Error::SchemaMismatch { .. }
             | Error::InvalidArgument { .. }
             | Error::InvalidMetadata(_) => ErrorKind::InvalidInput,
-            Error::Conflict { retryable, .. } => ErrorKind::Conflict { retryable: *retryable },
+            Error::Conflict { retryable, .. } => ErrorKind::Conflict {
+                retryable: *retryable,
+            },
             Error::CommitRetriesExhausted { .. } => ErrorKind::Conflict { retryable: true },
-            Error::CorruptMetadata { .. } | Error::CorruptManifest { .. } | Error::MissingFile { .. } => {
-                ErrorKind::CorruptData
+            Error::CorruptMetadata { .. }
+            | Error::CorruptManifest { .. }
+            | Error::MissingFile { .. } => ErrorKind::CorruptData,
+            Error::UnsupportedFormat { .. }
+            | Error::UnsupportedStore { .. }
+            | Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::ObjectStore { .. } | Error::Parquet { .. } | Error::Arrow { .. } => {
+                ErrorKind::Unavailable
             }
-            Error::UnsupportedFormat { .. } | Error::UnsupportedStore { .. } | Error::Unsupported(_) => {
-                ErrorKind::Unsupported
-            }
-            Error::ObjectStore { .. } | Error::Parquet { .. } | Error::Arrow { .. } => ErrorKind::Unavailable,
         }
     }
 
     /// Whether running the same operation again may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind(), ErrorKind::Conflict { retryable: true } | ErrorKind::Unavailable)
+        matches!(
+            self.kind(),
+            ErrorKind::Conflict { retryable: true } | ErrorKind::Unavailable
+        )
     }
 
     pub(crate) fn store(path: impl ToString, source: object_store::Error) -> Self {
         match source {
-            object_store::Error::NotFound { .. } => Error::MissingFile { path: path.to_string() },
-            source => Error::ObjectStore { path: path.to_string(), source },
+            object_store::Error::NotFound { .. } => Error::MissingFile {
+                path: path.to_string(),
+            },
+            source => Error::ObjectStore {
+                path: path.to_string(),
+                source,
+            },
         }
     }
 
     pub(crate) fn arrow(context: impl Into<String>, source: arrow::error::ArrowError) -> Self {
-        Error::Arrow { context: context.into(), source }
+        Error::Arrow {
+            context: context.into(),
+            source,
+        }
     }
 
     pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
-        Error::InvalidArgument { what, reason: reason.into() }
+        Error::InvalidArgument {
+            what,
+            reason: reason.into(),
+        }
     }
 }
 

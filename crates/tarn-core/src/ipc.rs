@@ -28,10 +28,16 @@ pub(crate) fn encode(batch: &RecordBatch) -> Result<Bytes> {
 
 /// The single batch of an Arrow IPC file (an empty batch of its schema when it has none).
 pub(crate) fn decode(path: &str, bytes: Bytes) -> Result<RecordBatch> {
-    let corrupt = |reason: String| Error::CorruptManifest { path: path.to_string(), reason };
-    let reader = FileReader::try_new(Cursor::new(bytes), None).map_err(|e| corrupt(e.to_string()))?;
+    let corrupt = |reason: String| Error::CorruptManifest {
+        path: path.to_string(),
+        reason,
+    };
+    let reader =
+        FileReader::try_new(Cursor::new(bytes), None).map_err(|e| corrupt(e.to_string()))?;
     let schema: SchemaRef = reader.schema();
-    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| corrupt(e.to_string()))?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(e.to_string()))?;
     match batches.len() {
         0 => Ok(RecordBatch::new_empty(schema)),
         1 => Ok(batches.into_iter().next().expect("one batch")),

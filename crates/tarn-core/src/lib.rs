@@ -62,4 +62,6 @@ pub use stats::{ColumnStats, TRUNCATE_LENGTH};
 pub use table::{Table, TableDefinition};
 pub use transaction::{Change, OverwriteScope, RetryPolicy};
 pub use warehouse::Warehouse;
-pub use writer::{DataFileWriter, ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY, WriterOptions};
+pub use writer::{
+    DataFileWriter, ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY, WriterOptions,
+};

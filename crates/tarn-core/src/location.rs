@@ -20,14 +20,20 @@ pub struct TableLocation {
 
 impl fmt::Debug for TableLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TableLocation").field("url", &self.url).finish()
+        f.debug_struct("TableLocation")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
 impl TableLocation {
     /// A table at `root` in `store`; `url` names it in messages.
     pub fn new(store: Arc<dyn ObjectStore>, root: Path, url: impl Into<String>) -> Self {
-        TableLocation { store, root, url: url.into() }
+        TableLocation {
+            store,
+            root,
+            url: url.into(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
@@ -53,7 +59,11 @@ impl TableLocation {
 
     pub(crate) async fn get(&self, relative: &str) -> Result<Bytes> {
         let path = self.path(relative);
-        let result = self.store.get(&path).await.map_err(|e| Error::store(relative, e))?;
+        let result = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| Error::store(relative, e))?;
         result.bytes().await.map_err(|e| Error::store(relative, e))
     }
 
@@ -78,8 +88,15 @@ impl TableLocation {
     /// Creates an object only if none exists at the path: the commit point. `Ok(false)` when
     /// another writer created it first.
     pub(crate) async fn put_if_absent(&self, relative: &str, bytes: Bytes) -> Result<bool> {
-        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.store.put_opts(&self.path(relative), PutPayload::from(bytes), options).await {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&self.path(relative), PutPayload::from(bytes), options)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(object_store::Error::NotImplemented { .. }) => Err(Error::UnsupportedStore {

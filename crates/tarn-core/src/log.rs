@@ -32,7 +32,10 @@ fn parse_version_file(name: &str) -> Option<Version> {
 /// The newest committed version, or `None` if the location holds no table.
 pub(crate) async fn latest_version(location: &TableLocation) -> Result<Option<Version>> {
     let hinted = match location.get(HINT).await {
-        Ok(bytes) => std::str::from_utf8(&bytes).ok().and_then(|s| s.trim().parse().ok()).map(Version),
+        Ok(bytes) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .map(Version),
         Err(Error::MissingFile { .. }) => None,
         Err(e) => return Err(e),
     };
@@ -100,12 +103,21 @@ pub(crate) async fn oldest_version(location: &TableLocation) -> Result<Option<Ve
 }
 
 /// Reads and validates one version file.
-pub(crate) async fn read_version(location: &TableLocation, version: Version) -> Result<TableMetadata> {
+pub(crate) async fn read_version(
+    location: &TableLocation,
+    version: Version,
+) -> Result<TableMetadata> {
     let path = version_file(version);
     let bytes = location.get(&path).await?;
     let metadata = TableMetadata::from_json(&bytes).map_err(|source| match source {
-        SpecError::UnsupportedFormatVersion { .. } => Error::UnsupportedFormat { path: path.clone(), source },
-        source => Error::CorruptMetadata { path: path.clone(), source },
+        SpecError::UnsupportedFormatVersion { .. } => Error::UnsupportedFormat {
+            path: path.clone(),
+            source,
+        },
+        source => Error::CorruptMetadata {
+            path: path.clone(),
+            source,
+        },
     })?;
     if metadata.version() != version {
         return Err(Error::CorruptMetadata {
@@ -130,8 +142,14 @@ mod tests {
 
     #[test]
     fn version_file_names_sort_numerically() {
-        assert_eq!(version_file(Version(42)), "metadata/00000000000000000042.json");
-        assert_eq!(parse_version_file("00000000000000000042.json"), Some(Version(42)));
+        assert_eq!(
+            version_file(Version(42)),
+            "metadata/00000000000000000042.json"
+        );
+        assert_eq!(
+            parse_version_file("00000000000000000042.json"),
+            Some(Version(42))
+        );
         assert_eq!(parse_version_file("42.json"), None);
         assert_eq!(parse_version_file("version-hint"), None);
         assert!(version_file(Version(9)) < version_file(Version(10)));

@@ -62,18 +62,30 @@ pub struct Manifest {
 impl Manifest {
     /// A manifest of `files`, all of partition spec `spec`, with statistics for the columns
     /// of `schema`.
-    pub fn from_data_files(spec: &PartitionSpec, schema: &Schema, files: &[DataFile]) -> Result<Self> {
+    pub fn from_data_files(
+        spec: &PartitionSpec,
+        schema: &Schema,
+        files: &[DataFile],
+    ) -> Result<Self> {
         let mut fields = vec![
             ArrowField::new(PATH, DataType::Utf8, false),
             ArrowField::new(FILE_SIZE, DataType::UInt64, false),
             ArrowField::new(RECORD_COUNT, DataType::UInt64, false),
         ];
         let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(files.iter().map(|f| f.path.as_str()))),
-            Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.file_size))),
-            Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.record_count))),
+            Arc::new(StringArray::from_iter_values(
+                files.iter().map(|f| f.path.as_str()),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                files.iter().map(|f| f.file_size),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                files.iter().map(|f| f.record_count),
+            )),
         ];
-        let partition_types = spec.partition_types(schema).map_err(Error::InvalidMetadata)?;
+        let partition_types = spec
+            .partition_types(schema)
+            .map_err(Error::InvalidMetadata)?;
         for (i, (pf, ty)) in spec.fields().iter().zip(partition_types).enumerate() {
             let values: Vec<Option<Value>> = files
                 .iter()
@@ -81,22 +93,36 @@ impl Manifest {
                     if f.spec_id != spec.id() || f.partition.len() != spec.fields().len() {
                         return Err(Error::invalid(
                             "data file",
-                            format!("'{}' does not belong to partition spec {}", f.path, spec.id()),
+                            format!(
+                                "'{}' does not belong to partition spec {}",
+                                f.path,
+                                spec.id()
+                            ),
                         ));
                     }
                     Ok(f.partition[i].clone())
                 })
                 .collect::<Result<_>>()?;
-            fields.push(ArrowField::new(partition_column(pf.field_id), arrow_type(ty), true));
+            fields.push(ArrowField::new(
+                partition_column(pf.field_id),
+                arrow_type(ty),
+                true,
+            ));
             columns.push(values_to_array(ty, &values)?);
         }
         for field in schema.fields() {
             let key = field.id.to_string();
-            let stats: Vec<Option<&ColumnStats>> = files.iter().map(|f| f.column_stats.get(&field.id)).collect();
+            let stats: Vec<Option<&ColumnStats>> = files
+                .iter()
+                .map(|f| f.column_stats.get(&field.id))
+                .collect();
             let bound = |pick: fn(&ColumnStats) -> &Option<Value>| -> Vec<Option<Value>> {
                 stats
                     .iter()
-                    .map(|s| s.and_then(|s| pick(s).clone()).filter(|v| v.fits(field.field_type)))
+                    .map(|s| {
+                        s.and_then(|s| pick(s).clone())
+                            .filter(|v| v.fits(field.field_type))
+                    })
                     .collect()
             };
             let ty = arrow_type(field.field_type);
@@ -105,13 +131,23 @@ impl Manifest {
             fields.push(ArrowField::new(max_column(&key), ty, true));
             columns.push(values_to_array(field.field_type, &bound(|s| &s.max))?);
             fields.push(ArrowField::new(nulls_column(&key), DataType::UInt64, true));
-            columns.push(Arc::new(stats.iter().map(|s| s.and_then(|s| s.null_count)).collect::<UInt64Array>()));
+            columns.push(Arc::new(
+                stats
+                    .iter()
+                    .map(|s| s.and_then(|s| s.null_count))
+                    .collect::<UInt64Array>(),
+            ));
         }
-        let schema = ArrowSchema::new(fields)
-            .with_metadata(HashMap::from([(SPEC_ID_KEY.to_string(), spec.id().to_string())]));
+        let schema = ArrowSchema::new(fields).with_metadata(HashMap::from([(
+            SPEC_ID_KEY.to_string(),
+            spec.id().to_string(),
+        )]));
         let batch = RecordBatch::try_new(Arc::new(schema), columns)
             .map_err(|e| Error::arrow("building a manifest", e))?;
-        Ok(Manifest { spec_id: spec.id(), batch })
+        Ok(Manifest {
+            spec_id: spec.id(),
+            batch,
+        })
     }
 
     pub fn spec_id(&self) -> SpecId {
@@ -147,7 +183,10 @@ impl Manifest {
     pub fn filter(&self, keep: &BooleanArray) -> Result<Manifest> {
         let batch = arrow::compute::filter_record_batch(&self.batch, keep)
             .map_err(|e| Error::arrow("filtering a manifest", e))?;
-        Ok(Manifest { spec_id: self.spec_id, batch })
+        Ok(Manifest {
+            spec_id: self.spec_id,
+            batch,
+        })
     }
 
     /// Row `i` as a [`DataFile`].
@@ -199,7 +238,10 @@ impl Manifest {
 
     pub fn decode(path: &str, bytes: Bytes) -> Result<Self> {
         let batch = ipc::decode(path, bytes)?;
-        let corrupt = |reason: &str| Error::CorruptManifest { path: path.to_string(), reason: reason.to_string() };
+        let corrupt = |reason: &str| Error::CorruptManifest {
+            path: path.to_string(),
+            reason: reason.to_string(),
+        };
         let spec_id = batch
             .schema()
             .metadata()
@@ -207,11 +249,19 @@ impl Manifest {
             .and_then(|s| s.parse().ok())
             .map(SpecId)
             .ok_or_else(|| corrupt("no partition spec id in its schema metadata"))?;
-        let expect = [(PATH, DataType::Utf8), (FILE_SIZE, DataType::UInt64), (RECORD_COUNT, DataType::UInt64)];
+        let expect = [
+            (PATH, DataType::Utf8),
+            (FILE_SIZE, DataType::UInt64),
+            (RECORD_COUNT, DataType::UInt64),
+        ];
         for (i, (name, ty)) in expect.iter().enumerate() {
-            let ok = batch.num_columns() > i && batch.schema().field(i).name() == name && batch.column(i).data_type() == ty;
+            let ok = batch.num_columns() > i
+                && batch.schema().field(i).name() == name
+                && batch.column(i).data_type() == ty;
             if !ok {
-                return Err(corrupt(&format!("column {i} must be '{name}' of type {ty}")));
+                return Err(corrupt(&format!(
+                    "column {i} must be '{name}' of type {ty}"
+                )));
             }
         }
         Ok(Manifest { spec_id, batch })

@@ -13,8 +13,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int32Array, RecordBatch, StringArray, UInt64Array};
-use arrow::datatypes::{DataType, Field as ArrowField, Int32Type, Schema as ArrowSchema, UInt64Type};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, RecordBatch, StringArray, UInt64Array,
+};
+use arrow::datatypes::{
+    DataType, Field as ArrowField, Int32Type, Schema as ArrowSchema, UInt64Type,
+};
 use bytes::Bytes;
 use tarn_spec::{SpecId, Value, Version};
 
@@ -37,7 +41,12 @@ pub struct ManifestSummary {
 impl ManifestSummary {
     /// Summarises `manifest`, stored at `path` (`file_size` bytes), written by the commit that
     /// creates `added_version`.
-    pub fn of(manifest: &Manifest, path: &str, file_size: u64, added_version: Version) -> Result<Self> {
+    pub fn of(
+        manifest: &Manifest,
+        path: &str,
+        file_size: u64,
+        added_version: Version,
+    ) -> Result<Self> {
         let batch = manifest.batch();
         let mut fields = vec![
             ArrowField::new("path", DataType::Utf8, false),
@@ -63,7 +72,15 @@ impl ManifestSummary {
                 let mut c = StatsCollector::default();
                 c.update(column.as_ref());
                 let key = format!("p{pid}");
-                push_bounds(&mut fields, &mut columns, &key, column, c.min(), c.max(), Some(column.null_count() as u64))?;
+                push_bounds(
+                    &mut fields,
+                    &mut columns,
+                    &key,
+                    column,
+                    c.min(),
+                    c.max(),
+                    Some(column.null_count() as u64),
+                )?;
             } else if let Some(fid) = name.strip_prefix("min.") {
                 let (Some(max), Some(nulls)) = (
                     batch.column_by_name(&max_column(fid)),
@@ -85,8 +102,20 @@ impl ManifestSummary {
                 hi.update(max.as_ref());
                 let min = if unknown(column) { None } else { lo.min() };
                 let max_bound = if unknown(max) { None } else { hi.max() };
-                let null_total = if nulls.null_count() > 0 { None } else { Some(nulls.values().iter().sum()) };
-                push_bounds(&mut fields, &mut columns, fid, column, min, max_bound, null_total)?;
+                let null_total = if nulls.null_count() > 0 {
+                    None
+                } else {
+                    Some(nulls.values().iter().sum())
+                };
+                push_bounds(
+                    &mut fields,
+                    &mut columns,
+                    fid,
+                    column,
+                    min,
+                    max_bound,
+                    null_total,
+                )?;
             }
         }
         let batch = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
@@ -133,7 +162,9 @@ impl ManifestList {
             ArrowField::new(FILE_COUNT, DataType::UInt64, false),
             ArrowField::new(RECORD_COUNT, DataType::UInt64, false),
         ]);
-        ManifestList { batch: RecordBatch::new_empty(Arc::new(schema)) }
+        ManifestList {
+            batch: RecordBatch::new_empty(Arc::new(schema)),
+        }
     }
 
     /// The manifest rows, for vectorized pruning.
@@ -185,12 +216,18 @@ impl ManifestList {
     pub fn with_added(&self, summaries: &[ManifestSummary]) -> Result<Self> {
         let mut batches = vec![self.batch.clone()];
         batches.extend(summaries.iter().map(|s| s.batch.clone()));
-        Ok(ManifestList { batch: concat_union(&batches)? })
+        Ok(ManifestList {
+            batch: concat_union(&batches)?,
+        })
     }
 
     /// This list without the manifests at `paths`.
     pub fn without(&self, paths: &HashSet<&str>) -> Result<Self> {
-        let keep: BooleanArray = self.paths().iter().map(|p| Some(!paths.contains(p.unwrap_or_default()))).collect();
+        let keep: BooleanArray = self
+            .paths()
+            .iter()
+            .map(|p| Some(!paths.contains(p.unwrap_or_default())))
+            .collect();
         self.filter(&keep)
     }
 
@@ -215,7 +252,11 @@ impl ManifestList {
             if !ok {
                 return Err(Error::CorruptManifest {
                     path: path.to_string(),
-                    reason: format!("column {i} of a manifest list must be '{}' of type {}", field.name(), field.data_type()),
+                    reason: format!(
+                        "column {i} of a manifest list must be '{}' of type {}",
+                        field.name(),
+                        field.data_type()
+                    ),
                 });
             }
         }

@@ -19,7 +19,9 @@ use tarn_spec::{FieldId, PartitionSpec, PrimitiveType, Schema, Transform, Value}
 
 use crate::arrow_convert::{arrow_type, scalar_array};
 use crate::error::{Error, Result};
-use crate::manifest::{DataFile, Manifest, RECORD_COUNT, max_column, min_column, nulls_column, partition_column};
+use crate::manifest::{
+    DataFile, Manifest, RECORD_COUNT, max_column, min_column, nulls_column, partition_column,
+};
 
 /// How many manifests are fetched at once while planning.
 const MANIFEST_READ_CONCURRENCY: usize = 16;
@@ -43,7 +45,11 @@ pub struct StatsView<'a> {
 
 impl<'a> StatsView<'a> {
     pub fn new(batch: &'a RecordBatch, level: StatsLevel<'a>, schema: &'a Schema) -> Self {
-        StatsView { batch, level, schema }
+        StatsView {
+            batch,
+            level,
+            schema,
+        }
     }
 
     pub fn num_rows(&self) -> usize {
@@ -78,7 +84,9 @@ impl<'a> StatsView<'a> {
     }
 
     pub fn null_counts(&self, field: FieldId) -> Option<&'a UInt64Array> {
-        self.batch.column_by_name(&nulls_column(&field.to_string())).map(|c| c.as_primitive::<UInt64Type>())
+        self.batch
+            .column_by_name(&nulls_column(&field.to_string()))
+            .map(|c| c.as_primitive::<UInt64Type>())
     }
 
     fn bound(&self, name: &str, field: FieldId) -> Option<ArrayRef> {
@@ -95,7 +103,9 @@ impl<'a> StatsView<'a> {
     pub fn partition_bounds(&self, partition_field: FieldId) -> Option<(ArrayRef, ArrayRef)> {
         match self.level {
             StatsLevel::Files(_) => {
-                let c = self.batch.column_by_name(&partition_column(partition_field))?;
+                let c = self
+                    .batch
+                    .column_by_name(&partition_column(partition_field))?;
                 Some((c.clone(), c.clone()))
             }
             StatsLevel::Manifests => {
@@ -130,25 +140,45 @@ pub enum CompareOp {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Predicate {
     True,
-    Compare { field: FieldId, field_type: PrimitiveType, op: CompareOp, value: Value },
-    IsNull { field: FieldId },
+    Compare {
+        field: FieldId,
+        field_type: PrimitiveType,
+        op: CompareOp,
+        value: Value,
+    },
+    IsNull {
+        field: FieldId,
+    },
     And(Box<Predicate>, Box<Predicate>),
     Or(Box<Predicate>, Box<Predicate>),
 }
 
 impl Predicate {
     /// `column <op> value`, with the column looked up by name in `schema`.
-    pub fn compare(schema: &Schema, column: &str, op: CompareOp, value: Value) -> Result<Predicate> {
-        let field = schema
-            .field_by_name(column)
-            .ok_or_else(|| Error::invalid("predicate", format!("column '{column}' does not exist")))?;
+    pub fn compare(
+        schema: &Schema,
+        column: &str,
+        op: CompareOp,
+        value: Value,
+    ) -> Result<Predicate> {
+        let field = schema.field_by_name(column).ok_or_else(|| {
+            Error::invalid("predicate", format!("column '{column}' does not exist"))
+        })?;
         if !value.fits(field.field_type) {
             return Err(Error::invalid(
                 "predicate",
-                format!("{value} cannot be compared with column '{column}' of type {}", field.field_type),
+                format!(
+                    "{value} cannot be compared with column '{column}' of type {}",
+                    field.field_type
+                ),
             ));
         }
-        Ok(Predicate::Compare { field: field.id, field_type: field.field_type, op, value })
+        Ok(Predicate::Compare {
+            field: field.id,
+            field_type: field.field_type,
+            op,
+            value,
+        })
     }
 
     pub fn and(self, other: Predicate) -> Predicate {
@@ -176,24 +206,43 @@ impl FilePredicate for Predicate {
         Ok(match self {
             Predicate::True => all_true(n),
             Predicate::IsNull { field } => match stats.null_counts(*field) {
-                Some(nulls) => nulls.iter().map(|c| Some(c.is_none_or(|c| c > 0))).collect(),
+                Some(nulls) => nulls
+                    .iter()
+                    .map(|c| Some(c.is_none_or(|c| c > 0)))
+                    .collect(),
                 None => all_true(n),
             },
             Predicate::And(a, b) => boolean::and(&a.may_match(stats)?, &b.may_match(stats)?)
                 .map_err(|e| Error::arrow(context, e))?,
             Predicate::Or(a, b) => boolean::or(&a.may_match(stats)?, &b.may_match(stats)?)
                 .map_err(|e| Error::arrow(context, e))?,
-            Predicate::Compare { field, field_type, op, value } => {
+            Predicate::Compare {
+                field,
+                field_type,
+                op,
+                value,
+            } => {
                 let scalar = Scalar::new(scalar_array(*field_type, Some(value))?);
-                let test = |array: Option<ArrayRef>, f: fn(&dyn arrow::array::Datum, &dyn arrow::array::Datum) -> Result<BooleanArray, arrow::error::ArrowError>| -> Result<BooleanArray> {
+                let test = |array: Option<ArrayRef>,
+                            f: fn(
+                    &dyn arrow::array::Datum,
+                    &dyn arrow::array::Datum,
+                )
+                    -> Result<BooleanArray, arrow::error::ArrowError>|
+                 -> Result<BooleanArray> {
                     match array {
-                        Some(a) => Ok(unknown_is_true(&f(&a, &scalar).map_err(|e| Error::arrow(context, e))?)),
+                        Some(a) => Ok(unknown_is_true(
+                            &f(&a, &scalar).map_err(|e| Error::arrow(context, e))?,
+                        )),
                         None => Ok(all_true(n)),
                     }
                 };
                 let by_columns = match op {
-                    CompareOp::Eq => boolean::and(&test(stats.min(*field), cmp::lt_eq)?, &test(stats.max(*field), cmp::gt_eq)?)
-                        .map_err(|e| Error::arrow(context, e))?,
+                    CompareOp::Eq => boolean::and(
+                        &test(stats.min(*field), cmp::lt_eq)?,
+                        &test(stats.max(*field), cmp::gt_eq)?,
+                    )
+                    .map_err(|e| Error::arrow(context, e))?,
                     CompareOp::Lt => test(stats.min(*field), cmp::lt)?,
                     CompareOp::LtEq => test(stats.min(*field), cmp::lt_eq)?,
                     CompareOp::Gt => test(stats.max(*field), cmp::gt)?,
@@ -206,8 +255,11 @@ impl FilePredicate for Predicate {
                     }
                 };
                 let with_partitions = match op {
-                    CompareOp::Eq => boolean::and(&by_columns, &bucket_match(stats, *field, *field_type, value)?)
-                        .map_err(|e| Error::arrow(context, e))?,
+                    CompareOp::Eq => boolean::and(
+                        &by_columns,
+                        &bucket_match(stats, *field, *field_type, value)?,
+                    )
+                    .map_err(|e| Error::arrow(context, e))?,
                     _ => by_columns,
                 };
                 // A file whose values are all null matches no comparison.
@@ -219,7 +271,8 @@ impl FilePredicate for Predicate {
                             .zip(rows.iter())
                             .map(|(nulls, rows)| Some(nulls.is_none_or(|c| Some(c) != rows)))
                             .collect();
-                        boolean::and(&with_partitions, &has_values).map_err(|e| Error::arrow(context, e))?
+                        boolean::and(&with_partitions, &has_values)
+                            .map_err(|e| Error::arrow(context, e))?
                     }
                     None => with_partitions,
                 }
@@ -230,7 +283,12 @@ impl FilePredicate for Predicate {
 
 /// For `field = value`: rows whose `bucket[N](field)` partition cannot hold `value`'s bucket
 /// are ruled out.
-fn bucket_match(stats: &StatsView<'_>, field: FieldId, field_type: PrimitiveType, value: &Value) -> Result<BooleanArray> {
+fn bucket_match(
+    stats: &StatsView<'_>,
+    field: FieldId,
+    field_type: PrimitiveType,
+    value: &Value,
+) -> Result<BooleanArray> {
     let n = stats.num_rows();
     let mut result = all_true(n);
     let specs: Vec<&PartitionSpec> = match stats.level() {
@@ -241,15 +299,25 @@ fn bucket_match(stats: &StatsView<'_>, field: FieldId, field_type: PrimitiveType
     };
     for spec in specs {
         for pf in spec.fields().iter().filter(|pf| pf.source_id == field) {
-            let Transform::Bucket(_) = pf.transform else { continue };
-            let Some(bucket) = pf.transform.apply(field_type, Some(value)).map_err(Error::InvalidMetadata)? else {
+            let Transform::Bucket(_) = pf.transform else {
                 continue;
             };
-            let Some((lo, hi)) = stats.partition_bounds(pf.field_id) else { continue };
+            let Some(bucket) = pf
+                .transform
+                .apply(field_type, Some(value))
+                .map_err(Error::InvalidMetadata)?
+            else {
+                continue;
+            };
+            let Some((lo, hi)) = stats.partition_bounds(pf.field_id) else {
+                continue;
+            };
             let scalar = Scalar::new(scalar_array(PrimitiveType::Int, Some(&bucket))?);
             let context = "evaluating a bucket predicate";
-            let ok_lo = unknown_is_true(&cmp::lt_eq(&lo, &scalar).map_err(|e| Error::arrow(context, e))?);
-            let ok_hi = unknown_is_true(&cmp::gt_eq(&hi, &scalar).map_err(|e| Error::arrow(context, e))?);
+            let ok_lo =
+                unknown_is_true(&cmp::lt_eq(&lo, &scalar).map_err(|e| Error::arrow(context, e))?);
+            let ok_hi =
+                unknown_is_true(&cmp::gt_eq(&hi, &scalar).map_err(|e| Error::arrow(context, e))?);
             let both = boolean::and(&ok_lo, &ok_hi).map_err(|e| Error::arrow(context, e))?;
             result = boolean::and(&result, &both).map_err(|e| Error::arrow(context, e))?;
         }
@@ -316,14 +384,31 @@ where
     let mut out = Vec::with_capacity(manifests.len());
     for manifest in manifests {
         let spec = metadata.spec(manifest.spec_id()).ok_or_else(|| {
-            Error::invalid("manifest", format!("partition spec {} is not in the table metadata", manifest.spec_id()))
+            Error::invalid(
+                "manifest",
+                format!(
+                    "partition spec {} is not in the table metadata",
+                    manifest.spec_id()
+                ),
+            )
         })?;
-        let keep = predicate.may_match(&StatsView::new(manifest.batch(), StatsLevel::Files(spec), schema))?;
-        let filtered = if keep.true_count() == manifest.len() { (*manifest).clone() } else { manifest.filter(&keep)? };
+        let keep = predicate.may_match(&StatsView::new(
+            manifest.batch(),
+            StatsLevel::Files(spec),
+            schema,
+        ))?;
+        let filtered = if keep.true_count() == manifest.len() {
+            (*manifest).clone()
+        } else {
+            manifest.filter(&keep)?
+        };
         metrics.files_kept += filtered.len() as u64;
         if !filtered.is_empty() {
             out.push(filtered);
         }
     }
-    Ok(ScanPlan { manifests: out, metrics })
+    Ok(ScanPlan {
+        manifests: out,
+        metrics,
+    })
 }

@@ -49,27 +49,47 @@ impl StatsCollector {
                 return;
             }
         };
-        if self.min.as_ref().is_none_or(|m| min.compare(m) == Some(Ordering::Less)) {
+        if self
+            .min
+            .as_ref()
+            .is_none_or(|m| min.compare(m) == Some(Ordering::Less))
+        {
             self.min = Some(min);
         }
-        if self.max.as_ref().is_none_or(|m| max.compare(m) == Some(Ordering::Greater)) {
+        if self
+            .max
+            .as_ref()
+            .is_none_or(|m| max.compare(m) == Some(Ordering::Greater))
+        {
             self.max = Some(max);
         }
     }
 
     /// The smallest non-null value seen (untruncated); `None` if unknown or none.
     pub fn min(&self) -> Option<Value> {
-        if self.poisoned { None } else { self.min.clone() }
+        if self.poisoned {
+            None
+        } else {
+            self.min.clone()
+        }
     }
 
     /// The largest non-null value seen (untruncated); `None` if unknown or none.
     pub fn max(&self) -> Option<Value> {
-        if self.poisoned { None } else { self.max.clone() }
+        if self.poisoned {
+            None
+        } else {
+            self.max.clone()
+        }
     }
 
     pub fn finish(&self) -> ColumnStats {
         if self.poisoned {
-            return ColumnStats { min: None, max: None, null_count: Some(self.nulls) };
+            return ColumnStats {
+                min: None,
+                max: None,
+                null_count: Some(self.nulls),
+            };
         }
         ColumnStats {
             min: self.min.clone().map(truncate_lower),
@@ -124,14 +144,18 @@ fn array_min_max(array: &dyn Array) -> MinMax {
         DataType::Utf8 => {
             let a = array.as_string::<i32>();
             match (compute::min_string(a), compute::max_string(a)) {
-                (Some(min), Some(max)) => MinMax::Known(Value::String(min.into()), Value::String(max.into())),
+                (Some(min), Some(max)) => {
+                    MinMax::Known(Value::String(min.into()), Value::String(max.into()))
+                }
                 _ => MinMax::Unknown,
             }
         }
         DataType::Binary => {
             let a = array.as_binary::<i32>();
             match (compute::min_binary(a), compute::max_binary(a)) {
-                (Some(min), Some(max)) => MinMax::Known(Value::Binary(min.into()), Value::Binary(max.into())),
+                (Some(min), Some(max)) => {
+                    MinMax::Known(Value::Binary(min.into()), Value::Binary(max.into()))
+                }
                 _ => MinMax::Unknown,
             }
         }
@@ -145,7 +169,9 @@ pub fn truncate_lower(value: Value) -> Value {
         Value::String(s) if s.chars().count() > TRUNCATE_LENGTH => {
             Value::String(s.chars().take(TRUNCATE_LENGTH).collect())
         }
-        Value::Binary(b) if b.len() > TRUNCATE_LENGTH => Value::Binary(b[..TRUNCATE_LENGTH].to_vec()),
+        Value::Binary(b) if b.len() > TRUNCATE_LENGTH => {
+            Value::Binary(b[..TRUNCATE_LENGTH].to_vec())
+        }
         v => v,
     }
 }
@@ -201,12 +227,20 @@ mod tests {
     fn long_strings_get_sound_truncated_bounds() {
         let long_a = "a".repeat(40);
         let long_z = format!("{}{}", "z".repeat(15), "zzzz");
-        let array: Arc<dyn Array> = Arc::new(StringArray::from(vec![Some(long_a.as_str()), None, Some(long_z.as_str())]));
+        let array: Arc<dyn Array> = Arc::new(StringArray::from(vec![
+            Some(long_a.as_str()),
+            None,
+            Some(long_z.as_str()),
+        ]));
         let mut c = StatsCollector::default();
         c.update(array.as_ref());
         let stats = c.finish();
-        let Some(Value::String(min)) = &stats.min else { panic!("no min") };
-        let Some(Value::String(max)) = &stats.max else { panic!("no max") };
+        let Some(Value::String(min)) = &stats.min else {
+            panic!("no min")
+        };
+        let Some(Value::String(max)) = &stats.max else {
+            panic!("no max")
+        };
         assert!(min.as_str() <= long_a.as_str() && min.chars().count() == TRUNCATE_LENGTH);
         assert!(max.as_str() >= long_z.as_str() && max.chars().count() == TRUNCATE_LENGTH);
         assert_eq!(stats.null_count, Some(1));
@@ -215,7 +249,10 @@ mod tests {
     #[test]
     fn upper_bound_carries_past_max_characters() {
         let s = format!("ab{}", char::MAX.to_string().repeat(20));
-        assert_eq!(truncate_upper(Value::String(s)), Some(Value::String("ac".into())));
+        assert_eq!(
+            truncate_upper(Value::String(s)),
+            Some(Value::String("ac".into()))
+        );
         let all_max = char::MAX.to_string().repeat(20);
         assert_eq!(truncate_upper(Value::String(all_max)), None);
         assert_eq!(truncate_upper(Value::Binary(vec![0xff; 20])), None);

@@ -19,7 +19,8 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
-static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(Default::default);
+static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
+    LazyLock::new(Default::default);
 
 /// An opened location: the store, the root prefix inside it, and the canonical URL.
 #[derive(Clone)]
@@ -45,7 +46,9 @@ pub fn open_location(location: &str) -> Result<StoreRoot> {
     };
     match url.scheme() {
         "file" => {
-            let path = url.to_file_path().map_err(|_| bad("not a local file path".into()))?;
+            let path = url
+                .to_file_path()
+                .map_err(|_| bad("not a local file path".into()))?;
             open_local(&path)
         }
         "memory" => {
@@ -56,28 +59,44 @@ pub fn open_location(location: &str) -> Result<StoreRoot> {
                 .entry(name)
                 .or_insert_with(|| Arc::new(InMemory::new()))
                 .clone();
-            Ok(StoreRoot { store, root: url_root(&url), url: url.to_string() })
+            Ok(StoreRoot {
+                store,
+                root: url_root(&url),
+                url: url.to_string(),
+            })
         }
         "s3" | "s3a" => {
             let store = object_store::aws::AmazonS3Builder::from_env()
                 .with_url(url.as_str())
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
-            Ok(StoreRoot { store: Arc::new(store), root: url_root(&url), url: url.to_string() })
+            Ok(StoreRoot {
+                store: Arc::new(store),
+                root: url_root(&url),
+                url: url.to_string(),
+            })
         }
         "gs" => {
             let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                 .with_url(url.as_str())
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
-            Ok(StoreRoot { store: Arc::new(store), root: url_root(&url), url: url.to_string() })
+            Ok(StoreRoot {
+                store: Arc::new(store),
+                root: url_root(&url),
+                url: url.to_string(),
+            })
         }
         "az" | "azure" | "abfs" | "abfss" => {
             let store = object_store::azure::MicrosoftAzureBuilder::from_env()
                 .with_url(url.as_str())
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
-            Ok(StoreRoot { store: Arc::new(store), root: url_root(&url), url: url.to_string() })
+            Ok(StoreRoot {
+                store: Arc::new(store),
+                root: url_root(&url),
+                url: url.to_string(),
+            })
         }
         other => Err(bad(format!(
             "unknown scheme '{other}'; use a local path, file://, memory://, s3://, gs:// or az://"
@@ -90,15 +109,24 @@ fn url_root(url: &Url) -> Path {
 }
 
 fn open_local(path: &std::path::Path) -> Result<StoreRoot> {
-    let bad = |reason: String| Error::invalid("location", format!("'{}': {reason}", path.display()));
+    let bad =
+        |reason: String| Error::invalid("location", format!("'{}': {reason}", path.display()));
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map_err(|e| bad(e.to_string()))?.join(path)
+        std::env::current_dir()
+            .map_err(|e| bad(e.to_string()))?
+            .join(path)
     };
-    std::fs::create_dir_all(&absolute).map_err(|e| bad(format!("cannot create the directory: {e}")))?;
+    std::fs::create_dir_all(&absolute)
+        .map_err(|e| bad(format!("cannot create the directory: {e}")))?;
     let absolute = absolute.canonicalize().map_err(|e| bad(e.to_string()))?;
     let store = LocalFileSystem::new_with_prefix(&absolute).map_err(|e| bad(e.to_string()))?;
-    let url = Url::from_directory_path(&absolute).map_err(|_| bad("not an absolute path".into()))?;
-    Ok(StoreRoot { store: Arc::new(store), root: Path::default(), url: url.to_string() })
+    let url =
+        Url::from_directory_path(&absolute).map_err(|_| bad("not an absolute path".into()))?;
+    Ok(StoreRoot {
+        store: Arc::new(store),
+        root: Path::default(),
+        url: url.to_string(),
+    })
 }

@@ -36,7 +36,10 @@ pub(crate) struct MetadataCache {
 const CACHE_LIMIT: usize = 4096;
 
 fn cache_get<T>(map: &Mutex<HashMap<String, Arc<T>>>, key: &str) -> Option<Arc<T>> {
-    map.lock().expect("cache lock is not poisoned").get(key).cloned()
+    map.lock()
+        .expect("cache lock is not poisoned")
+        .get(key)
+        .cloned()
 }
 
 fn cache_put<T>(map: &Mutex<HashMap<String, Arc<T>>>, key: &str, value: Arc<T>) {
@@ -60,7 +63,11 @@ pub struct Table {
 
 impl Table {
     /// Creates version 0 of a new table at `location`.
-    pub async fn create(location: TableLocation, definition: TableDefinition, env: Env) -> Result<Table> {
+    pub async fn create(
+        location: TableLocation,
+        definition: TableDefinition,
+        env: Env,
+    ) -> Result<Table> {
         let metadata = TableMetadata::create(
             env.next_id(),
             definition.fields,
@@ -71,8 +78,14 @@ impl Table {
         .map_err(Error::InvalidMetadata)?;
         WriterOptions::from_properties(metadata.properties())?;
         let path = log::version_file(Version(0));
-        if !location.put_if_absent(&path, metadata.to_json().into()).await? {
-            return Err(Error::AlreadyExists { what: "table", name: location.url().to_string() });
+        if !location
+            .put_if_absent(&path, metadata.to_json().into())
+            .await?
+        {
+            return Err(Error::AlreadyExists {
+                what: "table",
+                name: location.url().to_string(),
+            });
         }
         log::write_hint(&location, Version(0)).await;
         Ok(Table::from_parts(location, Arc::new(metadata), env))
@@ -80,20 +93,32 @@ impl Table {
 
     /// The newest version of the table at `location`.
     pub async fn load(location: TableLocation, env: Env) -> Result<Table> {
-        let version = log::latest_version(&location)
-            .await?
-            .ok_or_else(|| Error::TableNotFound { table: location.url().to_string() })?;
+        let version =
+            log::latest_version(&location)
+                .await?
+                .ok_or_else(|| Error::TableNotFound {
+                    table: location.url().to_string(),
+                })?;
         let metadata = log::read_version(&location, version).await?;
         Ok(Table::from_parts(location, Arc::new(metadata), env))
     }
 
     fn from_parts(location: TableLocation, metadata: Arc<TableMetadata>, env: Env) -> Table {
-        Table { location, metadata, env, retry: RetryPolicy::default(), cache: Arc::default() }
+        Table {
+            location,
+            metadata,
+            env,
+            retry: RetryPolicy::default(),
+            cache: Arc::default(),
+        }
     }
 
     /// The same table at another metadata state, sharing caches and settings.
     pub(crate) fn with_metadata(&self, metadata: TableMetadata) -> Table {
-        Table { metadata: Arc::new(metadata), ..self.clone() }
+        Table {
+            metadata: Arc::new(metadata),
+            ..self.clone()
+        }
     }
 
     /// This handle with another commit retry policy.
@@ -133,9 +158,12 @@ impl Table {
 
     /// The newest version of this table.
     pub async fn refresh(&self) -> Result<Table> {
-        let latest = log::latest_version(&self.location)
-            .await?
-            .ok_or_else(|| Error::TableNotFound { table: self.location.url().to_string() })?;
+        let latest =
+            log::latest_version(&self.location)
+                .await?
+                .ok_or_else(|| Error::TableNotFound {
+                    table: self.location.url().to_string(),
+                })?;
         if latest == self.version() {
             return Ok(self.clone());
         }
@@ -150,9 +178,17 @@ impl Table {
         match log::read_version(&self.location, version).await {
             Ok(metadata) => Ok(self.with_metadata(metadata)),
             Err(Error::MissingFile { .. }) => {
-                let latest = log::latest_version(&self.location).await?.unwrap_or(self.version());
-                let oldest = log::oldest_version(&self.location).await?.unwrap_or(Version(0));
-                Err(Error::VersionNotFound { requested: version, oldest, latest })
+                let latest = log::latest_version(&self.location)
+                    .await?
+                    .unwrap_or(self.version());
+                let oldest = log::oldest_version(&self.location)
+                    .await?
+                    .unwrap_or(Version(0));
+                Err(Error::VersionNotFound {
+                    requested: version,
+                    oldest,
+                    latest,
+                })
             }
             Err(e) => Err(e),
         }
@@ -165,7 +201,11 @@ impl Table {
         match latest.metadata.snapshot_at(timestamp_ms) {
             Some(snapshot) => latest.at_version(snapshot.version).await,
             None => {
-                let oldest = latest.metadata.snapshots().first().expect("the log is never empty");
+                let oldest = latest
+                    .metadata
+                    .snapshots()
+                    .first()
+                    .expect("the log is never empty");
                 Err(Error::TimestampBeforeTable {
                     requested: format_ms(timestamp_ms),
                     oldest: format_ms(oldest.timestamp_ms),
@@ -200,13 +240,25 @@ impl Table {
     /// The data files of this version that may hold rows matching `predicate`.
     pub async fn plan_files(&self, predicate: &dyn FilePredicate) -> Result<ScanPlan> {
         let list = self.manifest_list().await?;
-        scan::plan(&list, &self.metadata, self.schema(), predicate, |path| async move { self.manifest(&path).await }).await
+        scan::plan(
+            &list,
+            &self.metadata,
+            self.schema(),
+            predicate,
+            |path| async move { self.manifest(&path).await },
+        )
+        .await
     }
 
     /// A writer for new data files in this version's schema and partition spec.
     pub fn writer(&self) -> Result<DataFileWriter> {
         let options = WriterOptions::from_properties(self.metadata.properties())?;
-        Ok(DataFileWriter::new(self.location.clone(), &self.metadata, options, self.env.clone()))
+        Ok(DataFileWriter::new(
+            self.location.clone(),
+            &self.metadata,
+            options,
+            self.env.clone(),
+        ))
     }
 }
 

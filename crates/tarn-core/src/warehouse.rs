@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::env::Env;
 use crate::error::{Error, Result};
@@ -31,12 +31,22 @@ pub struct Warehouse {
 impl Warehouse {
     /// Opens the warehouse at a local path or URL (see [`crate::storage`]).
     pub fn open(location: &str) -> Result<Self> {
-        Ok(Warehouse { root: open_location(location)?, env: Env::default() })
+        Ok(Warehouse {
+            root: open_location(location)?,
+            env: Env::default(),
+        })
     }
 
     /// A warehouse at `root` inside `store`; `url` names it in messages.
     pub fn from_store(store: Arc<dyn ObjectStore>, root: Path, url: impl Into<String>) -> Self {
-        Warehouse { root: StoreRoot { store, root, url: url.into() }, env: Env::default() }
+        Warehouse {
+            root: StoreRoot {
+                store,
+                root,
+                url: url.into(),
+            },
+            env: Env::default(),
+        }
     }
 
     /// This warehouse with another clock and id generator.
@@ -54,19 +64,25 @@ impl Warehouse {
     }
 
     fn path(&self, parts: &[&str]) -> Path {
-        parts.iter().fold(self.root.root.clone(), |p, part| p.join(*part))
+        parts
+            .iter()
+            .fold(self.root.root.clone(), |p, part| p.join(*part))
     }
 
     pub async fn create_namespace(&self, namespace: &str) -> Result<()> {
         check_name("namespace", namespace)?;
-        let marker = self.path(&[namespace, NAMESPACE_MARKER]);
-        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.root.store.put_opts(&marker, PutPayload::from_static(b"{}"), options).await {
-            Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                Err(Error::AlreadyExists { what: "namespace", name: namespace.to_string() })
-            }
-            Err(e) => Err(Error::store(marker, e)),
+        let url = format!("{}/{namespace}", self.root.url.trim_end_matches('/'));
+        let location = TableLocation::new(self.root.store.clone(), self.path(&[namespace]), url);
+        if location
+            .put_if_absent(NAMESPACE_MARKER, bytes::Bytes::from_static(b"{}"))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::AlreadyExists {
+                what: "namespace",
+                name: namespace.to_string(),
+            })
         }
     }
 
@@ -98,11 +114,18 @@ impl Warehouse {
         if !tables.is_empty() {
             return Err(Error::invalid(
                 "drop",
-                format!("namespace '{namespace}' still holds tables ({}); drop them first", tables.join(", ")),
+                format!(
+                    "namespace '{namespace}' still holds tables ({}); drop them first",
+                    tables.join(", ")
+                ),
             ));
         }
         let marker = self.path(&[namespace, NAMESPACE_MARKER]);
-        self.root.store.delete(&marker).await.map_err(|e| Error::store(marker, e))
+        self.root
+            .store
+            .delete(&marker)
+            .await
+            .map_err(|e| Error::store(marker, e))
     }
 
     /// Table names in a namespace, sorted.
@@ -111,7 +134,9 @@ impl Warehouse {
         let mut names = Vec::new();
         for candidate in self.child_names(&self.path(&[namespace])).await? {
             if check_name("table", &candidate).is_ok()
-                && log::latest_version(&self.table_location(namespace, &candidate)?).await?.is_some()
+                && log::latest_version(&self.table_location(namespace, &candidate)?)
+                    .await?
+                    .is_some()
             {
                 names.push(candidate);
             }
@@ -139,7 +164,9 @@ impl Warehouse {
         if self.namespace_exists(namespace).await? {
             Ok(())
         } else {
-            Err(Error::NamespaceNotFound { namespace: namespace.to_string() })
+            Err(Error::NamespaceNotFound {
+                namespace: namespace.to_string(),
+            })
         }
     }
 
@@ -147,25 +174,46 @@ impl Warehouse {
     pub fn table_location(&self, namespace: &str, table: &str) -> Result<TableLocation> {
         check_name("namespace", namespace)?;
         check_name("table", table)?;
-        let url = format!("{}/{namespace}/{table}", self.root.url.trim_end_matches('/'));
-        Ok(TableLocation::new(self.root.store.clone(), self.path(&[namespace, table]), url))
+        let url = format!(
+            "{}/{namespace}/{table}",
+            self.root.url.trim_end_matches('/')
+        );
+        Ok(TableLocation::new(
+            self.root.store.clone(),
+            self.path(&[namespace, table]),
+            url,
+        ))
     }
 
-    pub async fn create_table(&self, namespace: &str, table: &str, definition: TableDefinition) -> Result<Table> {
+    pub async fn create_table(
+        &self,
+        namespace: &str,
+        table: &str,
+        definition: TableDefinition,
+    ) -> Result<Table> {
         self.require_namespace(namespace).await?;
         let location = self.table_location(namespace, table)?;
-        Table::create(location, definition, self.env.clone()).await.map_err(|e| match e {
-            Error::AlreadyExists { what, .. } => Error::AlreadyExists { what, name: format!("{namespace}.{table}") },
-            e => e,
-        })
+        Table::create(location, definition, self.env.clone())
+            .await
+            .map_err(|e| match e {
+                Error::AlreadyExists { what, .. } => Error::AlreadyExists {
+                    what,
+                    name: format!("{namespace}.{table}"),
+                },
+                e => e,
+            })
     }
 
     pub async fn load_table(&self, namespace: &str, table: &str) -> Result<Table> {
         let location = self.table_location(namespace, table)?;
-        Table::load(location, self.env.clone()).await.map_err(|e| match e {
-            Error::TableNotFound { .. } => Error::TableNotFound { table: format!("{namespace}.{table}") },
-            e => e,
-        })
+        Table::load(location, self.env.clone())
+            .await
+            .map_err(|e| match e {
+                Error::TableNotFound { .. } => Error::TableNotFound {
+                    table: format!("{namespace}.{table}"),
+                },
+                e => e,
+            })
     }
 
     /// Deletes a table and all its files. Version files go first, so the table stops
@@ -173,7 +221,9 @@ impl Warehouse {
     pub async fn drop_table(&self, namespace: &str, table: &str) -> Result<()> {
         let location = self.table_location(namespace, table)?;
         if log::latest_version(&location).await?.is_none() {
-            return Err(Error::TableNotFound { table: format!("{namespace}.{table}") });
+            return Err(Error::TableNotFound {
+                table: format!("{namespace}.{table}"),
+            });
         }
         let store = self.root.store.clone();
         let metadata = location.path(log::METADATA_DIR);
@@ -184,7 +234,9 @@ impl Warehouse {
             .await
             .map_err(|e| Error::store(location.root(), e))?;
         let (versions, rest): (Vec<Path>, Vec<Path>) = all.into_iter().partition(|p| {
-            p.prefix_matches(&metadata) && p.filename().is_some_and(|f| f.ends_with(".json") || f == "version-hint")
+            p.prefix_matches(&metadata)
+                && p.filename()
+                    .is_some_and(|f| f.ends_with(".json") || f == "version-hint")
         });
         for batch in [versions, rest] {
             let stream = futures::stream::iter(batch.into_iter().map(Ok)).boxed();
@@ -203,7 +255,9 @@ fn check_name(what: &'static str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && !name.starts_with('_')
         && name.len() <= 255
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {

@@ -15,7 +15,7 @@ use object_store::buffered::BufWriter;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use tarn_spec::{PartitionSpec, Schema, TableMetadata, Value};
+use tarn_spec::{PartitionSpec, Schema, SpecId, TableMetadata, Value};
 
 use crate::arrow_convert::{arrow_schema, arrow_type, primitive_type, value_at};
 use crate::env::Env;
@@ -40,7 +40,10 @@ pub struct WriterOptions {
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { target_file_size: 128 * 1024 * 1024, row_group_rows: 1024 * 1024 }
+        WriterOptions {
+            target_file_size: 128 * 1024 * 1024,
+            row_group_rows: 1024 * 1024,
+        }
     }
 }
 
@@ -53,7 +56,10 @@ impl WriterOptions {
                 .get(key)
                 .map(|v| {
                     v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        Error::invalid("table property", format!("{key} must be a positive integer, not '{v}'"))
+                        Error::invalid(
+                            "table property",
+                            format!("{key} must be a positive integer, not '{v}'"),
+                        )
                     })
                 })
                 .transpose()
@@ -89,7 +95,12 @@ pub struct DataFileWriter {
 }
 
 impl DataFileWriter {
-    pub fn new(location: TableLocation, metadata: &TableMetadata, options: WriterOptions, env: Env) -> Self {
+    pub fn new(
+        location: TableLocation,
+        metadata: &TableMetadata,
+        options: WriterOptions,
+        env: Env,
+    ) -> Self {
         let schema = metadata.current_schema().clone();
         DataFileWriter {
             arrow_schema: arrow_schema(&schema),
@@ -137,7 +148,10 @@ impl DataFileWriter {
     /// Row indices of `batch` grouped by partition tuple, keyed by a string that is unique
     /// per tuple.
     #[allow(clippy::type_complexity)]
-    fn partition_rows(&self, batch: &RecordBatch) -> Result<Vec<(String, (Vec<Option<Value>>, Vec<u32>))>> {
+    fn partition_rows(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<Vec<(String, (Vec<Option<Value>>, Vec<u32>))>> {
         if self.spec.is_unpartitioned() {
             let rows = (0..batch.num_rows() as u32).collect();
             return Ok(vec![(String::new(), (Vec::new(), rows))]);
@@ -147,10 +161,25 @@ impl DataFileWriter {
             .fields()
             .iter()
             .map(|pf| {
-                let index = self.schema.fields().iter().position(|f| f.id == pf.source_id).ok_or_else(|| {
-                    Error::invalid("partition spec", format!("source column {} of '{}' is not in the schema", pf.source_id, pf.name))
-                })?;
-                Ok((batch.column(index).clone(), self.schema.fields()[index].field_type, pf.transform))
+                let index = self
+                    .schema
+                    .fields()
+                    .iter()
+                    .position(|f| f.id == pf.source_id)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "partition spec",
+                            format!(
+                                "source column {} of '{}' is not in the schema",
+                                pf.source_id, pf.name
+                            ),
+                        )
+                    })?;
+                Ok((
+                    batch.column(index).clone(),
+                    self.schema.fields()[index].field_type,
+                    pf.transform,
+                ))
             })
             .collect::<Result<_>>()?;
         let mut groups: HashMap<String, (Vec<Option<Value>>, Vec<u32>)> = HashMap::new();
@@ -159,7 +188,9 @@ impl DataFileWriter {
             let tuple = sources
                 .iter()
                 .map(|(array, ty, transform)| {
-                    transform.apply(*ty, value_at(array.as_ref(), row).as_ref()).map_err(Error::InvalidMetadata)
+                    transform
+                        .apply(*ty, value_at(array.as_ref(), row).as_ref())
+                        .map_err(Error::InvalidMetadata)
                 })
                 .collect::<Result<Vec<_>>>()?;
             let key = format!("{tuple:?}");
@@ -178,7 +209,12 @@ impl DataFileWriter {
             .collect())
     }
 
-    async fn write_partition(&mut self, key: String, partition: Vec<Option<Value>>, batch: &RecordBatch) -> Result<()> {
+    async fn write_partition(
+        &mut self,
+        key: String,
+        partition: Vec<Option<Value>>,
+        batch: &RecordBatch,
+    ) -> Result<()> {
         if !self.open.contains_key(&key) {
             let file = self.open_file(partition)?;
             self.open.insert(key.clone(), file);
@@ -187,7 +223,10 @@ impl DataFileWriter {
         file.writer
             .write(batch)
             .await
-            .map_err(|source| Error::Parquet { path: file.path.clone(), source })?;
+            .map_err(|source| Error::Parquet {
+                path: file.path.clone(),
+                source,
+            })?;
         for (collector, column) in file.stats.iter_mut().zip(batch.columns()) {
             collector.update(column.as_ref());
         }
@@ -195,7 +234,7 @@ impl DataFileWriter {
         let size = (file.writer.bytes_written() + file.writer.in_progress_size()) as u64;
         if size >= self.options.target_file_size {
             let file = self.open.remove(&key).expect("present");
-            let data_file = self.close_file(file).await?;
+            let data_file = close_file(&self.schema, self.spec.id(), file).await?;
             self.done.push(data_file);
         }
         Ok(())
@@ -204,14 +243,23 @@ impl DataFileWriter {
     fn open_file(&self, partition: Vec<Option<Value>>) -> Result<OpenFile> {
         let dir = self.spec.partition_path(&partition);
         let name = format!("{}.parquet", self.env.next_id());
-        let path = if dir.is_empty() { format!("data/{name}") } else { format!("data/{dir}/{name}") };
+        let path = if dir.is_empty() {
+            format!("data/{name}")
+        } else {
+            format!("data/{dir}/{name}")
+        };
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(1).expect("level 1 is valid"),
+            ))
             .set_max_row_group_row_count(Some(self.options.row_group_rows))
             .build();
         let sink = BufWriter::new(self.location.store().clone(), self.location.path(&path));
         let writer = AsyncArrowWriter::try_new(sink, self.arrow_schema.clone(), Some(props))
-            .map_err(|source| Error::Parquet { path: path.clone(), source })?;
+            .map_err(|source| Error::Parquet {
+                path: path.clone(),
+                source,
+            })?;
         Ok(OpenFile {
             path,
             writer,
@@ -221,35 +269,41 @@ impl DataFileWriter {
         })
     }
 
-    async fn close_file(&self, mut file: OpenFile) -> Result<DataFile> {
-        file.writer.finish().await.map_err(|source| Error::Parquet { path: file.path.clone(), source })?;
-        let column_stats = self
-            .schema
-            .fields()
-            .iter()
-            .zip(&file.stats)
-            .map(|(field, collector)| (field.id, collector.finish()))
-            .collect();
-        Ok(DataFile {
-            file_size: file.writer.bytes_written() as u64,
-            path: file.path,
-            record_count: file.rows,
-            spec_id: self.spec.id(),
-            partition: file.partition,
-            column_stats,
-        })
-    }
-
     /// Closes every open file and returns all files written, in the order they were closed.
     pub async fn finish(mut self) -> Result<Vec<DataFile>> {
         let mut open: Vec<_> = self.open.drain().collect();
         open.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, file) in open {
-            let data_file = self.close_file(file).await?;
+            let data_file = close_file(&self.schema, self.spec.id(), file).await?;
             self.done.push(data_file);
         }
         Ok(self.done)
     }
+}
+
+/// Finishes a file (the writer is not `Sync`, so this borrows only what it needs).
+async fn close_file(schema: &Schema, spec_id: SpecId, mut file: OpenFile) -> Result<DataFile> {
+    file.writer
+        .finish()
+        .await
+        .map_err(|source| Error::Parquet {
+            path: file.path.clone(),
+            source,
+        })?;
+    let column_stats = schema
+        .fields()
+        .iter()
+        .zip(&file.stats)
+        .map(|(field, collector)| (field.id, collector.finish()))
+        .collect();
+    Ok(DataFile {
+        file_size: file.writer.bytes_written() as u64,
+        path: file.path,
+        record_count: file.rows,
+        spec_id,
+        partition: file.partition,
+        column_stats,
+    })
 }
 
 /// `batch` with the table's Arrow schema: columns matched by name, cast to the column type,
@@ -260,7 +314,11 @@ fn conform(batch: &RecordBatch, schema: &Schema, target: &SchemaRef) -> Result<R
         if schema.field_by_name(field.name()).is_none() {
             let known: Vec<&str> = schema.fields().iter().map(|f| f.name.as_str()).collect();
             return Err(Error::SchemaMismatch {
-                reason: format!("column '{}' is not in the table (its columns are {})", field.name(), known.join(", ")),
+                reason: format!(
+                    "column '{}' is not in the table (its columns are {})",
+                    field.name(),
+                    known.join(", ")
+                ),
             });
         }
     }
@@ -270,14 +328,26 @@ fn conform(batch: &RecordBatch, schema: &Schema, target: &SchemaRef) -> Result<R
             .fields()
             .iter()
             .position(|f| f.name() == &field.name)
-            .or_else(|| input.fields().iter().position(|f| f.name().eq_ignore_ascii_case(&field.name)));
+            .or_else(|| {
+                input
+                    .fields()
+                    .iter()
+                    .position(|f| f.name().eq_ignore_ascii_case(&field.name))
+            });
         let Some(index) = index else {
-            return Err(Error::SchemaMismatch { reason: format!("column '{}' is missing from the data", field.name) });
+            return Err(Error::SchemaMismatch {
+                reason: format!("column '{}' is missing from the data", field.name),
+            });
         };
         let column = batch.column(index);
-        let source_type = primitive_type(column.data_type()).map_err(|_| Error::SchemaMismatch {
-            reason: format!("column '{}' has Arrow type {}, which tarn cannot store", field.name, column.data_type()),
-        })?;
+        let source_type =
+            primitive_type(column.data_type()).map_err(|_| Error::SchemaMismatch {
+                reason: format!(
+                    "column '{}' has Arrow type {}, which tarn cannot store",
+                    field.name,
+                    column.data_type()
+                ),
+            })?;
         if !source_type.can_widen_to(field.field_type) {
             return Err(Error::SchemaMismatch {
                 reason: format!(
@@ -294,10 +364,15 @@ fn conform(batch: &RecordBatch, schema: &Schema, target: &SchemaRef) -> Result<R
         };
         if field.required && column.null_count() > 0 {
             return Err(Error::SchemaMismatch {
-                reason: format!("column '{}' is NOT NULL but the data has {} null values", field.name, column.null_count()),
+                reason: format!(
+                    "column '{}' is NOT NULL but the data has {} null values",
+                    field.name,
+                    column.null_count()
+                ),
             });
         }
         columns.push(column);
     }
-    RecordBatch::try_new(target.clone(), columns).map_err(|e| Error::arrow("conforming a batch to the table schema", e))
+    RecordBatch::try_new(target.clone(), columns)
+        .map_err(|e| Error::arrow("conforming a batch to the table schema", e))
 }

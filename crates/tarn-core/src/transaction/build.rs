@@ -4,9 +4,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, Int32Array, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{
+    ArrayRef, AsArray, BooleanArray, Int32Array, RecordBatch, StringArray, UInt64Array,
+};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema};
-use tarn_spec::{Changes, MetadataUpdate, NewSnapshot, Snapshot, SpecId, Summary, TableMetadata, Version};
+use tarn_spec::{
+    Changes, MetadataUpdate, NewSnapshot, Snapshot, SpecId, Summary, TableMetadata, Version,
+};
 
 use super::{Change, OverwriteScope};
 use crate::error::{Error, Result};
@@ -49,13 +53,23 @@ pub(super) async fn prepare(base: &Table, change: &Change) -> Result<Prepared> {
     let removed_object = if removed.is_empty() {
         None
     } else {
-        Some(write_file_set(base, removed.iter().map(|f| file_set_row(metadata, f)).collect()).await?)
+        Some(
+            write_file_set(
+                base,
+                removed.iter().map(|f| file_set_row(metadata, f)).collect(),
+            )
+            .await?,
+        )
     };
     let spec = metadata.default_spec();
     let touched = match change {
-        Change::Overwrite { scope: OverwriteScope::Partitions, files } => {
-            files.iter().map(|f| partition_key(spec.id(), &spec.partition_path(&f.partition))).collect()
-        }
+        Change::Overwrite {
+            scope: OverwriteScope::Partitions,
+            files,
+        } => files
+            .iter()
+            .map(|f| partition_key(spec.id(), &spec.partition_path(&f.partition)))
+            .collect(),
         _ => HashSet::new(),
     };
     Ok(Prepared {
@@ -76,15 +90,27 @@ async fn write_manifest(table: &Table, manifest: Manifest) -> Result<WrittenMani
     let bytes = manifest.encode()?;
     let size = bytes.len() as u64;
     table.location().put(&path, bytes).await?;
-    Ok(WrittenManifest { path, size, manifest })
+    Ok(WrittenManifest {
+        path,
+        size,
+        manifest,
+    })
 }
 
 /// A row of a removed-files object: path, spec id, partition key, record count.
 type FileSetRow = (String, SpecId, String, u64);
 
 fn file_set_row(metadata: &TableMetadata, file: &DataFile) -> FileSetRow {
-    let partition = metadata.spec(file.spec_id).map(|s| s.partition_path(&file.partition)).unwrap_or_default();
-    (file.path.clone(), file.spec_id, partition_key(file.spec_id, &partition), file.record_count)
+    let partition = metadata
+        .spec(file.spec_id)
+        .map(|s| s.partition_path(&file.partition))
+        .unwrap_or_default();
+    (
+        file.path.clone(),
+        file.spec_id,
+        partition_key(file.spec_id, &partition),
+        file.record_count,
+    )
 }
 
 /// Writes a removed-files object: an Arrow IPC file of `path, spec_id, partition, record_count`.
@@ -96,12 +122,17 @@ async fn write_file_set(table: &Table, rows: Vec<FileSetRow>) -> Result<String> 
         ArrowField::new("record_count", DataType::UInt64, false),
     ]));
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.0.as_str()),
+        )),
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1.get()))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.2.as_str()),
+        )),
         Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.3))),
     ];
-    let batch = RecordBatch::try_new(schema, columns).map_err(|e| Error::arrow("building a removed-files object", e))?;
+    let batch = RecordBatch::try_new(schema, columns)
+        .map_err(|e| Error::arrow("building a removed-files object", e))?;
     let path = format!("metadata/r-{}.arrow", table.env().next_id());
     table.location().put(&path, ipc::encode(&batch)?).await?;
     Ok(path)
@@ -110,23 +141,41 @@ async fn write_file_set(table: &Table, rows: Vec<FileSetRow>) -> Result<String> 
 /// The partition keys of a removed-files object.
 async fn read_file_set_partitions(table: &Table, path: &str) -> Result<Vec<String>> {
     let batch = ipc::decode(path, table.location().get(path).await?)?;
-    let column = batch.column_by_name("partition").ok_or_else(|| Error::CorruptManifest {
-        path: path.to_string(),
-        reason: "a removed-files object must have a 'partition' column".into(),
-    })?;
-    Ok(column.as_string::<i32>().iter().flatten().map(str::to_string).collect())
+    let column = batch
+        .column_by_name("partition")
+        .ok_or_else(|| Error::CorruptManifest {
+            path: path.to_string(),
+            reason: "a removed-files object must have a 'partition' column".into(),
+        })?;
+    Ok(column
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect())
 }
 
 /// The partition keys of the files in a manifest.
 fn manifest_partitions(metadata: &TableMetadata, manifest: &Manifest) -> Vec<String> {
-    let Some(spec) = metadata.spec(manifest.spec_id()) else { return Vec::new() };
+    let Some(spec) = metadata.spec(manifest.spec_id()) else {
+        return Vec::new();
+    };
     (0..manifest.len())
-        .map(|i| partition_key(spec.id(), &spec.partition_path(&manifest.data_file(i).partition)))
+        .map(|i| {
+            partition_key(
+                spec.id(),
+                &spec.partition_path(&manifest.data_file(i).partition),
+            )
+        })
         .collect()
 }
 
 fn conflict(snapshot: &Snapshot, reason: impl Into<String>) -> Error {
-    Error::Conflict { version: snapshot.version, reason: reason.into(), retryable: true }
+    Error::Conflict {
+        version: snapshot.version,
+        reason: reason.into(),
+        retryable: true,
+    }
 }
 
 /// The metadata of the version after `current`, carrying `change` made against `base`.
@@ -140,15 +189,27 @@ pub(super) async fn next_metadata(
 ) -> Result<TableMetadata> {
     let metadata = current.metadata();
     let next_version = metadata.version().next();
-    let intervening: Vec<&Snapshot> = metadata.snapshots().iter().filter(|s| s.version > base.version()).collect();
+    let intervening: Vec<&Snapshot> = metadata
+        .snapshots()
+        .iter()
+        .filter(|s| s.version > base.version())
+        .collect();
     check_conflicts(base, current, change, prepared, &intervening).await?;
 
     let list = current.manifest_list().await?;
-    let mut summary = Summary { extra: extra.clone(), ..Summary::default() };
+    let mut summary = Summary {
+        extra: extra.clone(),
+        ..Summary::default()
+    };
     let mut changes = Changes::default();
     let mut added_summaries = Vec::new();
     for written in &prepared.added {
-        added_summaries.push(ManifestSummary::of(&written.manifest, &written.path, written.size, next_version)?);
+        added_summaries.push(ManifestSummary::of(
+            &written.manifest,
+            &written.path,
+            written.size,
+            next_version,
+        )?);
         changes.added_manifests.push(written.path.clone());
         summary.added_files += written.manifest.len() as u64;
     }
@@ -158,22 +219,38 @@ pub(super) async fn next_metadata(
         Change::Metadata { .. } => None,
         Change::Append { files } if files.is_empty() => None,
         Change::Append { .. } => Some(list.with_added(&added_summaries)?),
-        Change::Overwrite { scope: OverwriteScope::Table, .. } => {
+        Change::Overwrite {
+            scope: OverwriteScope::Table,
+            ..
+        } => {
             summary.removed_files = list.total_files();
             summary.removed_rows = list.total_records();
             changes.removed_all = summary.removed_files > 0;
             Some(ManifestList::empty().with_added(&added_summaries)?)
         }
-        Change::Overwrite { scope: OverwriteScope::Partitions, .. } => {
+        Change::Overwrite {
+            scope: OverwriteScope::Partitions,
+            ..
+        } => {
             let default_spec = metadata.default_spec().id();
             let mut removed = Vec::new();
-            let rewritten = rewrite_manifests(current, &list, next_version, |manifest| {
-                if manifest.spec_id() != default_spec {
-                    return None;
-                }
-                let keys = manifest_partitions(metadata, manifest);
-                Some(keys.iter().map(|k| Some(prepared.touched.contains(k))).collect())
-            }, &mut removed)
+            let rewritten = rewrite_manifests(
+                current,
+                &list,
+                next_version,
+                |manifest| {
+                    if manifest.spec_id() != default_spec {
+                        return None;
+                    }
+                    let keys = manifest_partitions(metadata, manifest);
+                    Some(
+                        keys.iter()
+                            .map(|k| Some(prepared.touched.contains(k)))
+                            .collect(),
+                    )
+                },
+                &mut removed,
+            )
             .await?;
             summary.removed_files = removed.len() as u64;
             summary.removed_rows = removed.iter().map(|r| r.3).sum();
@@ -184,17 +261,38 @@ pub(super) async fn next_metadata(
         }
         Change::Rewrite { removed: files, .. } => {
             let mut removed = Vec::new();
-            let rewritten = rewrite_manifests(current, &list, next_version, |manifest| {
-                let paths = manifest.paths();
-                let mask: BooleanArray = paths.iter().map(|p| Some(p.is_some_and(|p| prepared.removed_paths.contains(p)))).collect();
-                (mask.true_count() > 0).then_some(mask)
-            }, &mut removed)
+            let rewritten = rewrite_manifests(
+                current,
+                &list,
+                next_version,
+                |manifest| {
+                    let paths = manifest.paths();
+                    let mask: BooleanArray = paths
+                        .iter()
+                        .map(|p| Some(p.is_some_and(|p| prepared.removed_paths.contains(p))))
+                        .collect();
+                    (mask.true_count() > 0).then_some(mask)
+                },
+                &mut removed,
+            )
             .await?;
             if removed.len() != files.len() {
                 let found: HashSet<&str> = removed.iter().map(|r| r.0.as_str()).collect();
-                let missing = files.iter().find(|f| !found.contains(f.path.as_str())).map(|f| f.path.as_str()).unwrap_or("?");
-                let by = intervening.last().copied().unwrap_or(metadata.current_snapshot());
-                return Err(conflict(by, format!("data file '{missing}', which this commit replaces, was removed by a concurrent commit")));
+                let missing = files
+                    .iter()
+                    .find(|f| !found.contains(f.path.as_str()))
+                    .map(|f| f.path.as_str())
+                    .unwrap_or("?");
+                let by = intervening
+                    .last()
+                    .copied()
+                    .unwrap_or(metadata.current_snapshot());
+                return Err(conflict(
+                    by,
+                    format!(
+                        "data file '{missing}', which this commit replaces, was removed by a concurrent commit"
+                    ),
+                ));
             }
             summary.removed_files = removed.len() as u64;
             summary.removed_rows = removed.iter().map(|r| r.3).sum();
@@ -265,23 +363,35 @@ async fn rewrite_manifests(
     select: impl Fn(&Manifest) -> Option<BooleanArray>,
     removed: &mut Vec<FileSetRow>,
 ) -> Result<Rewritten> {
-    let mut out = Rewritten { list: list.clone(), dropped: HashSet::new(), added: Vec::new() };
+    let mut out = Rewritten {
+        list: list.clone(),
+        dropped: HashSet::new(),
+        added: Vec::new(),
+    };
     for i in 0..list.len() {
         let path = list.path(i).to_string();
         let manifest = table.manifest(&path).await?;
-        let Some(mask) = select(&manifest) else { continue };
+        let Some(mask) = select(&manifest) else {
+            continue;
+        };
         if mask.true_count() == 0 {
             continue;
         }
         for row in (0..manifest.len()).filter(|&r| mask.value(r)) {
             removed.push(file_set_row(table.metadata(), &manifest.data_file(row)));
         }
-        let keep = arrow::compute::not(&mask).map_err(|e| Error::arrow("rewriting a manifest", e))?;
+        let keep =
+            arrow::compute::not(&mask).map_err(|e| Error::arrow("rewriting a manifest", e))?;
         let kept = manifest.filter(&keep)?;
         out.dropped.insert(path);
         if !kept.is_empty() {
             let written = write_manifest(table, kept).await?;
-            out.added.push(ManifestSummary::of(&written.manifest, &written.path, written.size, next_version)?);
+            out.added.push(ManifestSummary::of(
+                &written.manifest,
+                &written.path,
+                written.size,
+                next_version,
+            )?);
         }
     }
     Ok(out)
@@ -300,44 +410,87 @@ async fn check_conflicts(
         && (metadata.current_schema().id() != base.schema().id()
             || metadata.default_spec().id() != base.metadata().default_spec().id())
     {
-        let by = intervening.iter().find(schema_changed).copied().unwrap_or(metadata.current_snapshot());
-        return Err(conflict(by, "the table's schema or partition spec changed; the data was written for the old one"));
+        let by = intervening
+            .iter()
+            .find(schema_changed)
+            .copied()
+            .unwrap_or(metadata.current_snapshot());
+        return Err(conflict(
+            by,
+            "the table's schema or partition spec changed; the data was written for the old one",
+        ));
     }
     let changed_data = |s: &Snapshot| s.summary.added_files > 0 || s.summary.removed_files > 0;
     match change {
         Change::Append { .. } | Change::Rewrite { .. } => {}
-        Change::Overwrite { scope: OverwriteScope::Table, .. } => {
+        Change::Overwrite {
+            scope: OverwriteScope::Table,
+            ..
+        } => {
             if let Some(s) = intervening.iter().find(|s| changed_data(s)) {
-                return Err(conflict(s, "the table's data changed while it was being overwritten"));
+                return Err(conflict(
+                    s,
+                    "the table's data changed while it was being overwritten",
+                ));
             }
         }
-        Change::Overwrite { scope: OverwriteScope::Partitions, .. } => {
+        Change::Overwrite {
+            scope: OverwriteScope::Partitions,
+            ..
+        } => {
             for s in intervening {
                 if s.changes.removed_all {
                     return Err(conflict(s, "the whole table was overwritten concurrently"));
                 }
                 for path in &s.changes.added_manifests {
                     let manifest = current.manifest(path).await?;
-                    if manifest_partitions(metadata, &manifest).iter().any(|k| prepared.touched.contains(k)) {
-                        return Err(conflict(s, "data was added concurrently to a partition being overwritten"));
+                    if manifest_partitions(metadata, &manifest)
+                        .iter()
+                        .any(|k| prepared.touched.contains(k))
+                    {
+                        return Err(conflict(
+                            s,
+                            "data was added concurrently to a partition being overwritten",
+                        ));
                     }
                 }
                 if let Some(path) = &s.changes.removed_files {
-                    if read_file_set_partitions(current, path).await?.iter().any(|k| prepared.touched.contains(k)) {
-                        return Err(conflict(s, "data was removed concurrently from a partition being overwritten"));
+                    if read_file_set_partitions(current, path)
+                        .await?
+                        .iter()
+                        .any(|k| prepared.touched.contains(k))
+                    {
+                        return Err(conflict(
+                            s,
+                            "data was removed concurrently from a partition being overwritten",
+                        ));
                     }
                 }
             }
         }
-        Change::Metadata { updates, data_dependent } => {
-            let touches_schema = updates.iter().any(|u| matches!(u, MetadataUpdate::SetSchema(_) | MetadataUpdate::SetPartitionSpec(_)));
+        Change::Metadata {
+            updates,
+            data_dependent,
+        } => {
+            let touches_schema = updates.iter().any(|u| {
+                matches!(
+                    u,
+                    MetadataUpdate::SetSchema(_) | MetadataUpdate::SetPartitionSpec(_)
+                )
+            });
             if touches_schema {
                 if let Some(s) = intervening.iter().find(schema_changed) {
-                    return Err(conflict(s, "the schema or partition spec was changed concurrently"));
+                    return Err(conflict(
+                        s,
+                        "the schema or partition spec was changed concurrently",
+                    ));
                 }
                 if *data_dependent {
                     if let Some(s) = intervening.iter().find(|s| changed_data(s)) {
-                        return Err(conflict(s, "the data this schema change was checked against changed concurrently"));
+                        return Err(conflict(
+                            s,
+                            "the data this schema change was checked against changed concurrently",
+                        ));
                     }
                 }
             }
@@ -348,13 +501,23 @@ async fn check_conflicts(
                     MetadataUpdate::RemoveProperties(k) => k.iter().collect(),
                     _ => continue,
                 };
-                if let Some(key) = keys.into_iter().find(|k| metadata.properties().get(*k) != base_props.get(*k)) {
-                    let by = intervening.iter().rev().find(|s| s.operation == tarn_spec::Operation::SetProperties).copied().unwrap_or(metadata.current_snapshot());
-                    return Err(conflict(by, format!("table property '{key}' was changed concurrently")));
+                if let Some(key) = keys
+                    .into_iter()
+                    .find(|k| metadata.properties().get(*k) != base_props.get(*k))
+                {
+                    let by = intervening
+                        .iter()
+                        .rev()
+                        .find(|s| s.operation == tarn_spec::Operation::SetProperties)
+                        .copied()
+                        .unwrap_or(metadata.current_snapshot());
+                    return Err(conflict(
+                        by,
+                        format!("table property '{key}' was changed concurrently"),
+                    ));
                 }
             }
         }
     }
     Ok(())
 }
-

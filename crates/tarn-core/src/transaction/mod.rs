@@ -43,7 +43,7 @@ use std::time::Duration;
 use rand::Rng;
 use tarn_spec::{MetadataUpdate, Operation, PartitionSpec, Version};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::log;
 use crate::manifest::DataFile;
 use crate::table::Table;
@@ -55,11 +55,21 @@ pub enum Change {
     /// Add data files.
     Append { files: Vec<DataFile> },
     /// Replace data: the whole table, or the partitions the new files fall in.
-    Overwrite { files: Vec<DataFile>, scope: OverwriteScope },
+    Overwrite {
+        files: Vec<DataFile>,
+        scope: OverwriteScope,
+    },
     /// Remove some live files and add others (DELETE, UPDATE, MERGE, compaction).
-    Rewrite { removed: Vec<DataFile>, added: Vec<DataFile>, operation: Operation },
+    Rewrite {
+        removed: Vec<DataFile>,
+        added: Vec<DataFile>,
+        operation: Operation,
+    },
     /// Change the schema, partition spec or properties.
-    Metadata { updates: Vec<MetadataUpdate>, data_dependent: bool },
+    Metadata {
+        updates: Vec<MetadataUpdate>,
+        data_dependent: bool,
+    },
 }
 
 /// What an overwrite replaces.
@@ -79,7 +89,12 @@ impl Change {
             Change::Overwrite { .. } => Operation::Overwrite,
             Change::Rewrite { operation, .. } => *operation,
             Change::Metadata { updates, .. } => {
-                if updates.iter().all(|u| matches!(u, MetadataUpdate::SetProperties(_) | MetadataUpdate::RemoveProperties(_))) {
+                if updates.iter().all(|u| {
+                    matches!(
+                        u,
+                        MetadataUpdate::SetProperties(_) | MetadataUpdate::RemoveProperties(_)
+                    )
+                }) {
                     Operation::SetProperties
                 } else {
                     Operation::SchemaChange
@@ -104,14 +119,21 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 100, min_backoff: Duration::from_millis(2), max_backoff: Duration::from_millis(500) }
+        RetryPolicy {
+            max_attempts: 100,
+            min_backoff: Duration::from_millis(2),
+            max_backoff: Duration::from_millis(500),
+        }
     }
 }
 
 impl RetryPolicy {
     /// Full jitter: a random wait up to `min_backoff * 2^attempt`, capped.
     fn backoff(&self, attempt: u32) -> Duration {
-        let cap = self.min_backoff.saturating_mul(1u32 << attempt.min(16)).min(self.max_backoff);
+        let cap = self
+            .min_backoff
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_backoff);
         let nanos = rand::rng().random_range(0..=cap.as_nanos() as u64);
         Duration::from_nanos(nanos)
     }
@@ -125,12 +147,17 @@ impl Table {
     }
 
     /// [`Table::commit`], recording `extra` in the snapshot summary.
-    pub async fn commit_with_summary(&self, change: Change, extra: BTreeMap<String, String>) -> Result<Table> {
+    pub async fn commit_with_summary(
+        &self,
+        change: Change,
+        extra: BTreeMap<String, String>,
+    ) -> Result<Table> {
         validate(self, &change)?;
         let commit_id = self.env().next_id();
         let prepared = build::prepare(self, &change).await?;
         let mut current = self.clone();
         let policy = self.retry_policy().clone();
+        let mut last_error = None;
         for attempt in 1..=policy.max_attempts {
             if attempt > 1 {
                 tokio::time::sleep(policy.backoff(attempt)).await;
@@ -139,14 +166,28 @@ impl Table {
                     return current.at_version(mine).await;
                 }
             }
-            let next = build::next_metadata(self, &current, &change, &prepared, &commit_id, &extra).await?;
+            let next = build::next_metadata(self, &current, &change, &prepared, &commit_id, &extra)
+                .await?;
             let version = next.version();
-            if self.location().put_if_absent(&log::version_file(version), next.to_json().into()).await? {
-                log::write_hint(self.location(), version).await;
-                return Ok(current.with_metadata(next));
+            match self
+                .location()
+                .put_if_absent(&log::version_file(version), next.to_json().into())
+                .await
+            {
+                Ok(true) => {
+                    log::write_hint(self.location(), version).await;
+                    return Ok(current.with_metadata(next));
+                }
+                Ok(false) => last_error = None,
+                // The create may or may not have happened; the next attempt finds out by
+                // looking for this commit's id.
+                Err(e) if e.kind() == ErrorKind::Unavailable => last_error = Some(e),
+                Err(e) => return Err(e),
             }
         }
-        Err(Error::CommitRetriesExhausted { attempts: policy.max_attempts })
+        Err(last_error.unwrap_or(Error::CommitRetriesExhausted {
+            attempts: policy.max_attempts,
+        }))
     }
 
     /// Appends data files.
@@ -155,7 +196,10 @@ impl Table {
     }
 
     /// Writes `batches` as new data files and appends them in one commit.
-    pub async fn append_batches(&self, batches: impl IntoIterator<Item = arrow::array::RecordBatch>) -> Result<Table> {
+    pub async fn append_batches(
+        &self,
+        batches: impl IntoIterator<Item = arrow::array::RecordBatch>,
+    ) -> Result<Table> {
         let mut writer = self.writer()?;
         for batch in batches {
             writer.write(&batch).await?;

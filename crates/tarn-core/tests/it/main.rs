@@ -1,1 +1,9 @@
-fn main() {}
+//! Integration tests of tarn-core, against real object stores (local disk, in-memory) and
+//! real Parquet files.
+
+mod common;
+mod concurrency;
+mod errors;
+mod faults;
+mod planning;
+mod tables;

@@ -1,0 +1,352 @@
+//! Helpers shared by the integration tests.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{
+    Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field as ArrowField, Int64Type, Schema as ArrowSchema, TimeUnit};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use tarn_core::{Predicate, Table, TableDefinition, Warehouse};
+use tarn_spec::{FieldId, PartitionField, PrimitiveType, Transform};
+
+pub fn events_definition(partitioned: bool) -> TableDefinition {
+    use tarn_spec::Field;
+    TableDefinition {
+        fields: vec![
+            Field::required(1, "id", PrimitiveType::Long),
+            Field::optional(2, "ts", PrimitiveType::Timestamp),
+            Field::optional(3, "region", PrimitiveType::String),
+        ],
+        partition_fields: if partitioned {
+            vec![
+                PartitionField {
+                    source_id: FieldId(2),
+                    field_id: FieldId(1000),
+                    name: "ts_day".into(),
+                    transform: Transform::Day,
+                },
+                PartitionField {
+                    source_id: FieldId(3),
+                    field_id: FieldId(1001),
+                    name: "region".into(),
+                    transform: Transform::Identity,
+                },
+            ]
+        } else {
+            vec![]
+        },
+        properties: BTreeMap::new(),
+    }
+}
+
+pub const DAY_MICROS: i64 = 86_400_000_000;
+
+/// Rows `ids`, with `ts` on day `id % days` and region `eu`/`us` by parity.
+pub fn events(ids: Range<i64>, days: i64) -> RecordBatch {
+    let schema = Arc::new(ArrowSchema::new(vec![
+        ArrowField::new("id", DataType::Int64, false),
+        ArrowField::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        ArrowField::new("region", DataType::Utf8, true),
+    ]));
+    let id: Vec<i64> = ids.collect();
+    let ts: Vec<i64> = id.iter().map(|i| (i % days) * DAY_MICROS + 1_000).collect();
+    let region: Vec<&str> = id
+        .iter()
+        .map(|i| if i % 2 == 0 { "eu" } else { "us" })
+        .collect();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(id)),
+            Arc::new(TimestampMicrosecondArray::from(ts)),
+            Arc::new(StringArray::from(region)),
+        ],
+    )
+    .expect("valid batch")
+}
+
+pub async fn memory_warehouse(name: &str) -> Warehouse {
+    let w = Warehouse::from_store(
+        Arc::new(object_store::memory::InMemory::new()),
+        Path::default(),
+        format!("memory://{name}"),
+    );
+    w.create_namespace("ns").await.expect("namespace");
+    w
+}
+
+pub async fn local_warehouse() -> (tempfile::TempDir, Warehouse) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let w = Warehouse::open(dir.path().to_str().expect("utf-8 path")).expect("open warehouse");
+    w.create_namespace("ns").await.expect("namespace");
+    (dir, w)
+}
+
+/// Every `id` in the table at its version, sorted, read from the Parquet files themselves.
+pub async fn read_ids(table: &Table) -> Vec<i64> {
+    let plan = table.plan_files(&Predicate::True).await.expect("plan");
+    let mut ids = Vec::new();
+    for file in plan.data_files() {
+        let bytes = table
+            .location()
+            .store()
+            .get(&table.location().path(&file.path))
+            .await
+            .expect("data file exists")
+            .bytes()
+            .await
+            .expect("data file readable");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        let mut rows = 0;
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let column = batch.column_by_name("id").expect("id column");
+            rows += column.len();
+            ids.extend(column.as_primitive::<Int64Type>().iter().flatten());
+        }
+        assert_eq!(
+            rows as u64, file.record_count,
+            "{}: record count in the manifest",
+            file.path
+        );
+    }
+    ids.sort_unstable();
+    ids
+}
+
+/// What a [`FaultStore`] call was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Put,
+    Get,
+    Head,
+    List,
+    Delete,
+}
+
+#[derive(Debug)]
+struct Fault {
+    op: Op,
+    path_contains: String,
+    remaining: usize,
+    /// Perform the call, then report failure (an ambiguous outcome).
+    after: bool,
+}
+
+/// An object store that fails chosen calls and records every call.
+#[derive(Debug)]
+pub struct FaultStore {
+    inner: Arc<dyn ObjectStore>,
+    faults: Mutex<Vec<Fault>>,
+    calls: Mutex<Vec<(Op, String)>>,
+    refuse_create: bool,
+}
+
+impl fmt::Display for FaultStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultStore({})", self.inner)
+    }
+}
+
+impl FaultStore {
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Arc<Self> {
+        Arc::new(FaultStore {
+            inner,
+            faults: Mutex::default(),
+            calls: Mutex::default(),
+            refuse_create: false,
+        })
+    }
+
+    /// A store that, like a plain HTTP server, cannot do put-if-absent.
+    pub fn without_conditional_put(inner: Arc<dyn ObjectStore>) -> Arc<Self> {
+        Arc::new(FaultStore {
+            inner,
+            faults: Mutex::default(),
+            calls: Mutex::default(),
+            refuse_create: true,
+        })
+    }
+
+    /// Fail the next `times` calls of `op` on a path containing `path_contains`.
+    pub fn fail(&self, op: Op, path_contains: &str, times: usize) {
+        self.faults.lock().unwrap().push(Fault {
+            op,
+            path_contains: path_contains.into(),
+            remaining: times,
+            after: false,
+        });
+    }
+
+    /// Perform the next such call but report that it failed.
+    pub fn fail_after(&self, op: Op, path_contains: &str) {
+        self.faults.lock().unwrap().push(Fault {
+            op,
+            path_contains: path_contains.into(),
+            remaining: 1,
+            after: true,
+        });
+    }
+
+    pub fn clear_faults(&self) {
+        self.faults.lock().unwrap().clear();
+    }
+
+    pub fn calls(&self) -> Vec<(Op, String)> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    pub fn clear_calls(&self) {
+        self.calls.lock().unwrap().clear();
+    }
+
+    /// `Some(after)` if this call is to fail.
+    fn check(&self, op: Op, path: &Path) -> Option<bool> {
+        self.calls.lock().unwrap().push((op, path.to_string()));
+        let mut faults = self.faults.lock().unwrap();
+        let fault = faults
+            .iter_mut()
+            .find(|f| f.op == op && f.remaining > 0 && path.as_ref().contains(&f.path_contains))?;
+        fault.remaining -= 1;
+        Some(fault.after)
+    }
+}
+
+fn injected(path: &Path) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "FaultStore",
+        source: format!("injected failure on {path}").into(),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        if self.refuse_create && matches!(opts.mode, object_store::PutMode::Create) {
+            return Err(object_store::Error::NotImplemented {
+                operation: "put_opts(Create)".into(),
+                implementer: "FaultStore".into(),
+            });
+        }
+        match self.check(Op::Put, location) {
+            Some(false) => Err(injected(location)),
+            Some(true) => {
+                self.inner.put_opts(location, payload, opts).await?;
+                Err(injected(location))
+            }
+            None => self.inner.put_opts(location, payload, opts).await,
+        }
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        if self.check(Op::Put, location).is_some() {
+            return Err(injected(location));
+        }
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        let op = if options.head { Op::Head } else { Op::Get };
+        if self.check(op, location).is_some() {
+            return Err(injected(location));
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        if self.check(Op::Get, location).is_some() {
+            return Err(injected(location));
+        }
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.calls.lock().unwrap().push((Op::Delete, String::new()));
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((Op::List, prefix.map(|p| p.to_string()).unwrap_or_default()));
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((Op::List, prefix.map(|p| p.to_string()).unwrap_or_default()));
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A warehouse over a [`FaultStore`] wrapping a fresh in-memory store.
+pub async fn fault_warehouse() -> (Arc<FaultStore>, Warehouse) {
+    let store = FaultStore::new(Arc::new(object_store::memory::InMemory::new()));
+    let w = Warehouse::from_store(store.clone(), Path::default(), "memory://faults");
+    w.create_namespace("ns").await.expect("namespace");
+    (store, w)
+}
+
+/// A clock the test sets by hand.
+#[derive(Debug, Default)]
+pub struct ManualClock(pub std::sync::atomic::AtomicI64);
+
+impl tarn_core::Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl ManualClock {
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,298 @@
+//! Concurrent commits: every cell of the conflict matrix, and many writers at once.
+
+use std::collections::BTreeMap;
+
+use tarn_core::{Change, ErrorKind, OverwriteScope, Predicate, Table};
+use tarn_spec::{Field, MetadataUpdate, Operation, PrimitiveType, Value, Version};
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_writers_commit_twenty_five_appends_each() {
+    let (_dir, w) = local_warehouse().await;
+    w.create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for writer in 0..8i64 {
+        let w = w.clone();
+        tasks.push(tokio::spawn(async move {
+            for commit in 0..25i64 {
+                let t = w.load_table("ns", "events").await.unwrap();
+                let first = (writer * 25 + commit) * 4;
+                t.append_batches([events(first..first + 4, 2)])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let t = w.load_table("ns", "events").await.unwrap();
+    assert_eq!(t.version(), Version(200));
+    let appends = t
+        .metadata()
+        .snapshots()
+        .iter()
+        .filter(|s| s.operation == Operation::Append)
+        .count();
+    assert_eq!(appends, 200);
+    assert_eq!(
+        read_ids(&t).await,
+        (0..800).collect::<Vec<_>>(),
+        "every row exactly once"
+    );
+    assert_eq!(t.snapshot().summary.total_rows, 800);
+}
+
+/// The kinds of change in the conflict matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Append,
+    OverwriteTable,
+    /// Overwrites the `eu` partition of day 0.
+    OverwriteEu,
+    /// Rewrites the file holding the `eu` rows.
+    RewriteEu,
+    Schema,
+    Property,
+}
+
+const KINDS: [Kind; 6] = [
+    Kind::Append,
+    Kind::OverwriteTable,
+    Kind::OverwriteEu,
+    Kind::RewriteEu,
+    Kind::Schema,
+    Kind::Property,
+];
+
+/// Base: one file of `eu` rows (even ids 0..20) and one of `us` rows, all on day 0.
+async fn base(name: &str) -> Table {
+    let w = memory_warehouse(name).await;
+    let t = w
+        .create_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    t.append_batches([events(0..20, 1)]).await.unwrap()
+}
+
+async fn write(t: &Table, ids: std::ops::Range<i64>) -> Vec<tarn_core::DataFile> {
+    let mut writer = t.writer().unwrap();
+    writer.write(&events(ids, 1)).await.unwrap();
+    writer.finish().await.unwrap()
+}
+
+async fn file_in(t: &Table, region: &str) -> tarn_core::DataFile {
+    t.plan_files(&Predicate::True)
+        .await
+        .unwrap()
+        .data_files()
+        .into_iter()
+        .find(|f| f.partition[1] == Some(Value::String(region.into())))
+        .expect("a file in the region")
+}
+
+/// A change of `kind` prepared against `t`. `salt` keeps ids and keys of two changes apart.
+async fn change(t: &Table, kind: Kind, salt: i64) -> Change {
+    match kind {
+        Kind::Append => Change::Append {
+            files: write(t, 1000 * salt..1000 * salt + 2).await,
+        },
+        Kind::OverwriteTable => Change::Overwrite {
+            files: write(t, 1000 * salt..1000 * salt + 2).await,
+            scope: OverwriteScope::Table,
+        },
+        // Even ids are eu rows.
+        Kind::OverwriteEu => Change::Overwrite {
+            files: write(t, 1000 * salt..1000 * salt + 1).await,
+            scope: OverwriteScope::Partitions,
+        },
+        Kind::RewriteEu => {
+            let removed = file_in(t, "eu").await;
+            let added = write(t, 2..3).await;
+            Change::Rewrite {
+                removed: vec![removed],
+                added,
+                operation: Operation::Delete,
+            }
+        }
+        Kind::Schema => {
+            let mut fields = t.schema().fields().to_vec();
+            fields.push(Field::optional(
+                10 + salt as i32,
+                format!("c{salt}"),
+                PrimitiveType::Int,
+            ));
+            Change::Metadata {
+                updates: vec![MetadataUpdate::SetSchema(fields)],
+                data_dependent: false,
+            }
+        }
+        Kind::Property => Change::Metadata {
+            updates: vec![MetadataUpdate::SetProperties(BTreeMap::from([(
+                "k".to_string(),
+                salt.to_string(),
+            )]))],
+            data_dependent: false,
+        },
+    }
+}
+
+/// Whether `mine`, prepared on the same base as `theirs`, may commit after it.
+fn rebases(mine: Kind, theirs: Kind) -> bool {
+    use Kind::*;
+    match (mine, theirs) {
+        (_, Schema) => matches!(mine, Property),
+        (Append, _) => true,
+        (OverwriteTable, Property) => true,
+        (OverwriteTable, _) => false,
+        (OverwriteEu, Property) => true,
+        (OverwriteEu, _) => false,
+        (RewriteEu, Append | Property) => true,
+        (RewriteEu, _) => false,
+        (Schema, _) => true,
+        (Property, Property) => false,
+        (Property, _) => true,
+    }
+}
+
+#[tokio::test]
+async fn conflict_matrix_every_cell() {
+    for mine in KINDS {
+        for theirs in KINDS {
+            let t = base(&format!("matrix-{mine:?}-{theirs:?}")).await;
+            let their_change = change(&t, theirs, 1).await;
+            let my_change = change(&t, mine, 2).await;
+            let after_theirs = t.commit(their_change).await.unwrap();
+            let result = t.commit(my_change).await;
+            let cell = format!("mine {mine:?} vs theirs {theirs:?}");
+            if rebases(mine, theirs) {
+                let committed =
+                    result.unwrap_or_else(|e| panic!("{cell}: expected a rebase, got {e}"));
+                assert_eq!(committed.version(), Version(3), "{cell}");
+            } else {
+                let err = result
+                    .err()
+                    .unwrap_or_else(|| panic!("{cell}: expected a conflict"));
+                assert_eq!(
+                    err.kind(),
+                    ErrorKind::Conflict { retryable: true },
+                    "{cell}: {err}"
+                );
+                let latest = after_theirs.refresh().await.unwrap();
+                assert_eq!(
+                    latest.version(),
+                    Version(2),
+                    "{cell}: a conflict commits nothing"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn rewrite_rebases_over_a_concurrent_append_and_keeps_its_rows() {
+    let t = base("rewrite-append").await;
+    let rewrite = change(&t, Kind::RewriteEu, 0).await; // keeps only id 2 of the eu rows
+    t.commit(change(&t, Kind::Append, 5).await).await.unwrap();
+    let t = t.commit(rewrite).await.unwrap();
+    let mut expected: Vec<i64> = (0..20).filter(|i| i % 2 == 1).collect();
+    expected.extend([2, 5000, 5001]);
+    expected.sort_unstable();
+    assert_eq!(read_ids(&t).await, expected);
+}
+
+#[tokio::test]
+async fn two_rewrites_of_one_file_commit_once() {
+    let t = base("rewrite-rewrite").await;
+    let first = change(&t, Kind::RewriteEu, 0).await;
+    let second = change(&t, Kind::RewriteEu, 0).await;
+    let after = t.commit(first).await.unwrap();
+    let err = t.commit(second).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict { retryable: true });
+    assert!(
+        err.to_string()
+            .contains("was removed by a concurrent commit"),
+        "{err}"
+    );
+    let latest = after.refresh().await.unwrap();
+    assert_eq!(latest.version(), Version(2));
+    let ids = read_ids(&latest).await;
+    assert_eq!(
+        ids.iter().filter(|&&i| i == 2).count(),
+        1,
+        "the rewritten row is not duplicated"
+    );
+}
+
+#[tokio::test]
+async fn compatible_variants_rebase() {
+    // Rewrites of different files.
+    let t = base("rewrite-other-file").await;
+    let eu = change(&t, Kind::RewriteEu, 0).await;
+    let us = Change::Rewrite {
+        removed: vec![file_in(&t, "us").await],
+        added: vec![],
+        operation: Operation::Delete,
+    };
+    t.commit(us).await.unwrap();
+    let t2 = t.commit(eu).await.unwrap();
+    assert_eq!(read_ids(&t2).await, vec![2]);
+
+    // Overwriting us while eu gets an append.
+    let t = base("overwrite-other-partition").await;
+    let overwrite_us = Change::Overwrite {
+        files: write(&t, 1001..1002).await,
+        scope: OverwriteScope::Partitions,
+    };
+    t.commit(change(&t, Kind::Append, 3).await).await.unwrap(); // ids 3000, 3001: eu and us!
+    assert!(
+        t.commit(overwrite_us).await.is_err(),
+        "3001 landed in us, which is being overwritten"
+    );
+
+    let t = base("overwrite-other-partition-2").await;
+    let overwrite_us = Change::Overwrite {
+        files: write(&t, 1001..1002).await,
+        scope: OverwriteScope::Partitions,
+    };
+    t.commit(Change::Append {
+        files: write(&t, 4000..4001).await,
+    })
+    .await
+    .unwrap(); // eu only
+    let t2 = t.commit(overwrite_us).await.unwrap();
+    let mut expected: Vec<i64> = (0..20).filter(|i| i % 2 == 0).collect();
+    expected.extend([1001, 4000]);
+    expected.sort_unstable();
+    assert_eq!(read_ids(&t2).await, expected);
+
+    // Properties with different keys.
+    let t = base("property-keys").await;
+    let mine = Change::Metadata {
+        updates: vec![MetadataUpdate::SetProperties(BTreeMap::from([(
+            "other".to_string(),
+            "x".to_string(),
+        )]))],
+        data_dependent: false,
+    };
+    t.commit(change(&t, Kind::Property, 1).await).await.unwrap();
+    let t2 = t.commit(mine).await.unwrap();
+    assert_eq!(t2.metadata().properties().len(), 2);
+}
+
+#[tokio::test]
+async fn a_data_dependent_schema_change_conflicts_with_concurrent_data() {
+    let t = base("not-null").await;
+    let mut fields = t.schema().fields().to_vec();
+    fields[1].required = true;
+    let set_not_null = Change::Metadata {
+        updates: vec![MetadataUpdate::SetSchema(fields)],
+        data_dependent: true,
+    };
+    t.commit(change(&t, Kind::Append, 1).await).await.unwrap();
+    let err = t.commit(set_not_null).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict { retryable: true });
+}

@@ -1,0 +1,237 @@
+//! Bad input gets a typed error with a clear message, never a panic.
+
+use std::sync::Arc;
+
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use tarn_core::{Error, ErrorKind, Warehouse};
+use tarn_spec::Version;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn a_missing_table_is_not_found() {
+    let w = memory_warehouse("missing").await;
+    let err = w.load_table("ns", "nope").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(err.to_string(), "table 'ns.nope' does not exist");
+    let err = w
+        .create_table("absent", "t", events_definition(false))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "namespace 'absent' does not exist; create it first with create_namespace"
+    );
+}
+
+#[tokio::test]
+async fn corrupt_metadata_is_reported_with_its_path() {
+    let w = memory_warehouse("corrupt").await;
+    let t = w
+        .create_table("ns", "t", events_definition(false))
+        .await
+        .unwrap();
+    let path = t.location().path("metadata/00000000000000000001.json");
+    t.location()
+        .store()
+        .put(&path, PutPayload::from_static(b"{ not json"))
+        .await
+        .unwrap();
+    let err = w.load_table("ns", "t").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CorruptData);
+    assert!(
+        err.to_string().starts_with(
+            "corrupt metadata in 'metadata/00000000000000000001.json': malformed table metadata"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_manifest_is_reported() {
+    let w = memory_warehouse("missing-manifest").await;
+    let t = w
+        .create_table("ns", "t", events_definition(false))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..3, 1)]).await.unwrap();
+    let list = t.snapshot().manifest_list.clone().unwrap();
+    t.location()
+        .store()
+        .delete(&t.location().path(&list))
+        .await
+        .unwrap();
+    let fresh = w.load_table("ns", "t").await.unwrap();
+    let err = fresh
+        .plan_files(&tarn_core::Predicate::True)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CorruptData);
+    assert_eq!(
+        err.to_string(),
+        format!("'{list}' is missing: the table refers to it but storage does not have it")
+    );
+}
+
+#[tokio::test]
+async fn a_newer_format_version_is_refused() {
+    let w = memory_warehouse("future").await;
+    let t = w
+        .create_table("ns", "t", events_definition(false))
+        .await
+        .unwrap();
+    let bytes = t.metadata().to_json();
+    let text = String::from_utf8(bytes)
+        .unwrap()
+        .replace("\"format-version\": 1", "\"format-version\": 7");
+    let path = t.location().path("metadata/00000000000000000001.json");
+    t.location()
+        .store()
+        .put(&path, PutPayload::from(text.into_bytes()))
+        .await
+        .unwrap();
+    let err = w.load_table("ns", "t").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(
+        err.to_string().contains(
+            "unsupported format version 7: this reader understands up to 1; upgrade tarn"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn appending_batches_of_another_schema_fails_and_commits_nothing() {
+    let w = memory_warehouse("mismatch").await;
+    let t = w
+        .create_table("ns", "t", events_definition(false))
+        .await
+        .unwrap();
+    let batch = events(0..3, 1);
+
+    let renamed = arrow::array::RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("identifier", arrow::datatypes::DataType::Int64, false),
+            batch.schema().field(1).clone(),
+            batch.schema().field(2).clone(),
+        ])),
+        batch.columns().to_vec(),
+    )
+    .unwrap();
+    let err = t.append_batches([renamed]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        err.to_string(),
+        "the data does not match the table schema: column 'identifier' is not in the table (its columns are id, ts, region)"
+    );
+
+    let wrong_type = arrow::array::RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Utf8, false),
+            batch.schema().field(1).clone(),
+            batch.schema().field(2).clone(),
+        ])),
+        vec![
+            Arc::new(arrow::array::StringArray::from(vec!["a", "b", "c"])),
+            batch.column(1).clone(),
+            batch.column(2).clone(),
+        ],
+    )
+    .unwrap();
+    let err = t.append_batches([wrong_type]).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the data does not match the table schema: column 'id' is long in the table but string in the data"
+    );
+
+    let nulls = arrow::array::RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Int64, true),
+            batch.schema().field(1).clone(),
+            batch.schema().field(2).clone(),
+        ])),
+        vec![
+            Arc::new(arrow::array::Int64Array::from(vec![Some(1), None, None])),
+            batch.column(1).clone(),
+            batch.column(2).clone(),
+        ],
+    )
+    .unwrap();
+    let err = t.append_batches([nulls]).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the data does not match the table schema: column 'id' is NOT NULL but the data has 2 null values"
+    );
+
+    assert_eq!(w.load_table("ns", "t").await.unwrap().version(), Version(0));
+}
+
+#[tokio::test]
+async fn unknown_versions_and_early_timestamps_are_errors() {
+    let w = memory_warehouse("versions").await;
+    let t = w
+        .create_table("ns", "t", events_definition(false))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..3, 1)]).await.unwrap();
+    let err = t.at_version(Version(9)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        err.to_string(),
+        "version 9 does not exist: the table's versions run from 0 to 1"
+    );
+    let err = t.at_timestamp(0).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(
+        err.to_string()
+            .starts_with("no version of the table exists at or before 1970-01-01 00:00:00.000 UTC"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_without_conditional_put_is_refused() {
+    let store =
+        FaultStore::without_conditional_put(Arc::new(object_store::memory::InMemory::new()));
+    let w = Warehouse::from_store(store, Path::default(), "http://example/wh");
+    let err = w.create_namespace("ns").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(
+        err.to_string()
+            .contains("cannot create objects atomically (put-if-absent)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn bad_names_and_locations_are_refused() {
+    let w = memory_warehouse("names").await;
+    let err = w
+        .create_table("ns", "../escape", events_definition(false))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(matches!(
+        Warehouse::open("ftp://host/x"),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let err = w
+        .create_table(
+            "ns",
+            "t",
+            tarn_core::TableDefinition {
+                fields: vec![
+                    tarn_spec::Field::optional(1, "a", tarn_spec::PrimitiveType::Long),
+                    tarn_spec::Field::optional(1, "b", tarn_spec::PrimitiveType::Long),
+                ],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid table metadata change: invalid table metadata: schema 0: field id 1 is used more than once"
+    );
+}

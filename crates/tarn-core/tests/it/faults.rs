@@ -1,0 +1,118 @@
+//! Failures injected at each step of a commit leave the table at its previous version, and
+//! trying again succeeds.
+
+use tarn_core::{ErrorKind, RetryPolicy};
+use tarn_spec::Version;
+
+use crate::common::*;
+
+/// The object-store writes of an append, in order: (step, path fragment).
+const STEPS: [(&str, &str); 4] = [
+    ("data file", "/data/"),
+    ("manifest", "/metadata/m-"),
+    ("manifest list", "/metadata/ml-"),
+    ("version file", "/metadata/000"),
+];
+
+#[tokio::test]
+async fn a_failure_at_each_step_leaves_the_previous_version() {
+    for (step, fragment) in STEPS {
+        let (store, w) = fault_warehouse().await;
+        let t = w
+            .create_table("ns", "events", events_definition(false))
+            .await
+            .unwrap();
+        let t = t.append_batches([events(0..10, 1)]).await.unwrap();
+        let t = t.with_retry_policy(RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        });
+
+        store.fail(Op::Put, fragment, usize::MAX);
+        let err = t.append_batches([events(10..20, 1)]).await.expect_err(step);
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{step}: {err}");
+
+        store.clear_faults();
+        let reloaded = w.load_table("ns", "events").await.unwrap();
+        assert_eq!(
+            reloaded.version(),
+            Version(1),
+            "{step}: nothing was committed"
+        );
+        assert_eq!(
+            read_ids(&reloaded).await,
+            (0..10).collect::<Vec<_>>(),
+            "{step}"
+        );
+
+        let retried = reloaded.append_batches([events(10..20, 1)]).await.unwrap();
+        assert_eq!(retried.version(), Version(2), "{step}");
+        assert_eq!(
+            read_ids(&retried).await,
+            (0..20).collect::<Vec<_>>(),
+            "{step}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_hint_write_does_not_fail_the_commit() {
+    let (store, w) = fault_warehouse().await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    store.fail(Op::Put, "version-hint", 1);
+    let t = t.append_batches([events(0..10, 1)]).await.unwrap();
+    assert_eq!(t.version(), Version(1));
+    // The stale hint says 0; readers probe past it.
+    assert_eq!(
+        w.load_table("ns", "events").await.unwrap().version(),
+        Version(1)
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_of_the_version_write_is_retried() {
+    let (store, w) = fault_warehouse().await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    store.fail(Op::Put, "/metadata/000", 1);
+    let t = t.append_batches([events(0..10, 1)]).await.unwrap();
+    assert_eq!(t.version(), Version(1));
+}
+
+#[tokio::test]
+async fn a_commit_that_landed_but_reported_failure_is_not_repeated() {
+    let (store, w) = fault_warehouse().await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    store.fail_after(Op::Put, "/metadata/00000000000000000001.json");
+    let t = t.append_batches([events(0..10, 1)]).await.unwrap();
+    assert_eq!(t.version(), Version(1));
+    let latest = w.load_table("ns", "events").await.unwrap();
+    assert_eq!(latest.version(), Version(1), "one commit, not two");
+    assert_eq!(read_ids(&latest).await, (0..10).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn reads_fail_cleanly_when_the_store_does() {
+    let (store, w) = fault_warehouse().await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..10, 1)]).await.unwrap();
+    store.fail(Op::Get, "/metadata/ml-", 1);
+    let fresh = w.load_table("ns", "events").await.unwrap();
+    let err = fresh
+        .plan_files(&tarn_core::Predicate::True)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert_eq!(read_ids(&t).await.len(), 10, "the next read succeeds");
+}

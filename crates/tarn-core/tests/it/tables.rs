@@ -1,0 +1,381 @@
+//! Creating, writing, reading and time-travelling tables.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use object_store::ObjectStoreExt;
+use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use tarn_core::{Change, Env, OverwriteScope, Predicate, TARGET_FILE_SIZE_PROPERTY, Warehouse};
+use tarn_spec::{Field, MetadataUpdate, Operation, PrimitiveType, Value, Version};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn append_and_read_back_on_local_disk() {
+    let (_dir, w) = local_warehouse().await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    assert_eq!(t.version(), Version(0));
+    let t = t.append_batches([events(0..100, 3)]).await.unwrap();
+    let t = t.append_batches([events(100..150, 3)]).await.unwrap();
+    assert_eq!(t.version(), Version(2));
+    assert_eq!(read_ids(&t).await, (0..150).collect::<Vec<_>>());
+
+    let loaded = w.load_table("ns", "events").await.unwrap();
+    assert_eq!(loaded.version(), Version(2));
+    let log: Vec<_> = loaded
+        .metadata()
+        .snapshots()
+        .iter()
+        .map(|s| (s.version.get(), s.operation))
+        .collect();
+    assert_eq!(
+        log,
+        vec![
+            (0, Operation::Create),
+            (1, Operation::Append),
+            (2, Operation::Append)
+        ]
+    );
+    let summary = &loaded.snapshot().summary;
+    assert_eq!(
+        (summary.added_rows, summary.total_rows, summary.total_files),
+        (50, 150, 2)
+    );
+}
+
+#[tokio::test]
+async fn data_files_carry_field_ids_and_plain_parquet_reads_them() {
+    let w = memory_warehouse("field-ids").await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..10, 1)]).await.unwrap();
+    let file = &t.plan_files(&Predicate::True).await.unwrap().data_files()[0];
+    let bytes = t
+        .location()
+        .store()
+        .get(&t.location().path(&file.path))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+    let ids: Vec<(String, String)> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            (
+                f.name().clone(),
+                f.metadata()
+                    .get(PARQUET_FIELD_ID_META_KEY)
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            ("id".into(), "1".into()),
+            ("ts".into(), "2".into()),
+            ("region".into(), "3".into())
+        ]
+    );
+    let stats = &file.column_stats[&tarn_spec::FieldId(1)];
+    assert_eq!(
+        (stats.min.clone(), stats.max.clone(), stats.null_count),
+        (Some(Value::Long(0)), Some(Value::Long(9)), Some(0))
+    );
+    assert_eq!(
+        file.file_size,
+        t.location()
+            .store()
+            .head(&t.location().path(&file.path))
+            .await
+            .unwrap()
+            .size
+    );
+}
+
+#[tokio::test]
+async fn partitioned_writes_split_files_by_partition() {
+    let w = memory_warehouse("partitioned").await;
+    let t = w
+        .create_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..60, 3)]).await.unwrap();
+    let files = t.plan_files(&Predicate::True).await.unwrap().data_files();
+    // 3 days x 2 regions.
+    assert_eq!(files.len(), 6);
+    for file in &files {
+        let Some(Value::String(region)) = &file.partition[1] else {
+            panic!("region partition")
+        };
+        let Some(Value::Int(day)) = file.partition[0] else {
+            panic!("day partition")
+        };
+        let date = tarn_spec::Transform::Day.render(Some(&Value::Int(day)));
+        assert!(
+            file.path
+                .starts_with(&format!("data/ts_day={date}/region={region}/")),
+            "{}",
+            file.path
+        );
+        assert_eq!(file.record_count, 10);
+    }
+    assert_eq!(read_ids(&t).await, (0..60).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn the_writer_rolls_files_at_the_target_size() {
+    let w = memory_warehouse("rolling").await;
+    let mut def = events_definition(false);
+    def.properties = BTreeMap::from([(TARGET_FILE_SIZE_PROPERTY.to_string(), "1".to_string())]);
+    let t = w.create_table("ns", "events", def).await.unwrap();
+    let t = t
+        .append_batches((0..5).map(|i| events(i * 10..i * 10 + 10, 1)))
+        .await
+        .unwrap();
+    assert_eq!(t.snapshot().summary.added_files, 5);
+    assert_eq!(read_ids(&t).await, (0..50).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn time_travel_by_version_and_timestamp() {
+    let clock = Arc::new(ManualClock::default());
+    let env = Env {
+        clock: clock.clone(),
+        ..Env::default()
+    };
+    let w = memory_warehouse("time-travel").await.with_env(env);
+    clock.set(1_000);
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    clock.set(2_000);
+    let t = t.append_batches([events(0..10, 1)]).await.unwrap();
+    clock.set(3_000);
+    let t = t.append_batches([events(10..20, 1)]).await.unwrap();
+
+    assert_eq!(
+        read_ids(&t.at_version(Version(1)).await.unwrap()).await,
+        (0..10).collect::<Vec<_>>()
+    );
+    assert!(
+        read_ids(&t.at_version(Version(0)).await.unwrap())
+            .await
+            .is_empty()
+    );
+    assert_eq!(t.at_timestamp(2_999).await.unwrap().version(), Version(1));
+    assert_eq!(t.at_timestamp(3_000).await.unwrap().version(), Version(2));
+    assert_eq!(t.at_timestamp(1_000).await.unwrap().version(), Version(0));
+}
+
+#[tokio::test]
+async fn overwrite_replaces_the_table_or_its_touched_partitions() {
+    let w = memory_warehouse("overwrite").await;
+    let t = w
+        .create_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..20, 2)]).await.unwrap();
+
+    // Base rows: even ids on day 0 in eu, odd ids on day 1 in us. Dynamic partition
+    // overwrite with id 100 replaces (day 0, eu) only.
+    let mut writer = t.writer().unwrap();
+    writer.write(&events(100..101, 2)).await.unwrap();
+    let files = writer.finish().await.unwrap();
+    let t = t
+        .commit(Change::Overwrite {
+            files,
+            scope: OverwriteScope::Partitions,
+        })
+        .await
+        .unwrap();
+    let mut expected: Vec<i64> = (0..20).filter(|i| i % 2 == 1).collect();
+    expected.push(100);
+    assert_eq!(read_ids(&t).await, expected);
+    assert_eq!(t.snapshot().summary.removed_rows, 10);
+    assert_eq!(t.snapshot().operation, Operation::Overwrite);
+
+    let mut writer = t.writer().unwrap();
+    writer.write(&events(500..503, 2)).await.unwrap();
+    let files = writer.finish().await.unwrap();
+    let t = t
+        .commit(Change::Overwrite {
+            files,
+            scope: OverwriteScope::Table,
+        })
+        .await
+        .unwrap();
+    assert_eq!(read_ids(&t).await, vec![500, 501, 502]);
+    assert_eq!(t.snapshot().summary.removed_rows, expected.len() as u64);
+}
+
+#[tokio::test]
+async fn rewrite_replaces_exactly_the_removed_files() {
+    let w = memory_warehouse("rewrite").await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..10, 1)]).await.unwrap();
+    let t = t.append_batches([events(10..20, 1)]).await.unwrap();
+    let first = t
+        .plan_files(&Predicate::True)
+        .await
+        .unwrap()
+        .data_files()
+        .into_iter()
+        .find(|f| f.column_stats[&tarn_spec::FieldId(1)].min == Some(Value::Long(0)));
+    let first = first.expect("the first file");
+    // "DELETE WHERE id < 5": rewrite the first file without those rows.
+    let mut writer = t.writer().unwrap();
+    writer.write(&events(5..10, 1)).await.unwrap();
+    let added = writer.finish().await.unwrap();
+    let t = t
+        .commit(Change::Rewrite {
+            removed: vec![first],
+            added,
+            operation: Operation::Delete,
+        })
+        .await
+        .unwrap();
+    assert_eq!(read_ids(&t).await, (5..20).collect::<Vec<_>>());
+    let s = &t.snapshot().summary;
+    assert_eq!(
+        (
+            s.removed_files,
+            s.added_files,
+            s.removed_rows,
+            s.added_rows,
+            s.total_rows
+        ),
+        (1, 1, 10, 5, 15)
+    );
+    assert!(t.snapshot().changes.removed_files.is_some());
+}
+
+#[tokio::test]
+async fn schema_and_property_changes_commit_versions() {
+    let w = memory_warehouse("schema").await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..10, 1)]).await.unwrap();
+    let mut fields = t.schema().fields().to_vec();
+    fields.push(Field::optional(4, "score", PrimitiveType::Double));
+    let t = t
+        .commit(Change::Metadata {
+            updates: vec![MetadataUpdate::SetSchema(fields)],
+            data_dependent: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(t.snapshot().operation, Operation::SchemaChange);
+    assert_eq!(t.schema().fields().len(), 4);
+    assert_eq!(
+        t.snapshot().summary.total_rows,
+        10,
+        "a schema change keeps the data"
+    );
+    assert_eq!(read_ids(&t).await, (0..10).collect::<Vec<_>>());
+    let props = BTreeMap::from([("owner".to_string(), "feeds".to_string())]);
+    let t = t
+        .commit(Change::Metadata {
+            updates: vec![MetadataUpdate::SetProperties(props)],
+            data_dependent: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(t.snapshot().operation, Operation::SetProperties);
+    assert_eq!(t.metadata().properties()["owner"], "feeds");
+    // Time travel sees the old schema.
+    assert_eq!(
+        t.at_version(Version(1))
+            .await
+            .unwrap()
+            .schema()
+            .fields()
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn warehouse_lists_and_drops() {
+    let w = memory_warehouse("catalog").await;
+    w.create_namespace("other").await.unwrap();
+    w.create_table("ns", "b", events_definition(false))
+        .await
+        .unwrap();
+    w.create_table("ns", "a", events_definition(false))
+        .await
+        .unwrap();
+    assert_eq!(w.list_namespaces().await.unwrap(), vec!["ns", "other"]);
+    assert_eq!(w.list_tables("ns").await.unwrap(), vec!["a", "b"]);
+    w.drop_table("ns", "a").await.unwrap();
+    assert_eq!(w.list_tables("ns").await.unwrap(), vec!["b"]);
+    assert!(matches!(
+        w.load_table("ns", "a").await,
+        Err(tarn_core::Error::TableNotFound { .. })
+    ));
+    w.drop_namespace("other").await.unwrap();
+    assert_eq!(w.list_namespaces().await.unwrap(), vec!["ns"]);
+    assert!(
+        w.drop_namespace("ns").await.is_err(),
+        "a namespace with tables cannot be dropped"
+    );
+}
+
+#[tokio::test]
+async fn memory_urls_name_one_shared_store() {
+    let a = Warehouse::open("memory://shared-by-name/wh").unwrap();
+    a.create_namespace("ns").await.unwrap();
+    a.create_table("ns", "t", events_definition(false))
+        .await
+        .unwrap();
+    let b = Warehouse::open("memory://shared-by-name/wh").unwrap();
+    assert_eq!(b.list_tables("ns").await.unwrap(), vec!["t"]);
+    let c = Warehouse::open("memory://another-name/wh").unwrap();
+    assert!(c.list_namespaces().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn strings_are_stored_with_truncated_bounds() {
+    let w = memory_warehouse("bounds").await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let batch = events(0..3, 1);
+    let long = "x".repeat(100);
+    let region = arrow::array::StringArray::from(vec![long.as_str(), "a", "b"]);
+    let batch = arrow::array::RecordBatch::try_new(
+        batch.schema(),
+        vec![
+            batch.column(0).clone(),
+            batch.column(1).clone(),
+            Arc::new(region),
+        ],
+    )
+    .unwrap();
+    let t = t.append_batches([batch]).await.unwrap();
+    let file = &t.plan_files(&Predicate::True).await.unwrap().data_files()[0];
+    let stats = &file.column_stats[&tarn_spec::FieldId(3)];
+    assert_eq!(stats.min, Some(Value::String("a".into())));
+    let Some(Value::String(max)) = &stats.max else {
+        panic!("max")
+    };
+    assert!(max.as_str() > long.as_str() && max.len() == tarn_core::TRUNCATE_LENGTH);
+}
