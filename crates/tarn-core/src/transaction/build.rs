@@ -454,17 +454,16 @@ async fn check_conflicts(
                         ));
                     }
                 }
-                if let Some(path) = &s.changes.removed_files {
-                    if read_file_set_partitions(current, path)
+                if let Some(path) = &s.changes.removed_files
+                    && read_file_set_partitions(current, path)
                         .await?
                         .iter()
                         .any(|k| prepared.touched.contains(k))
-                    {
-                        return Err(conflict(
-                            s,
-                            "data was removed concurrently from a partition being overwritten",
-                        ));
-                    }
+                {
+                    return Err(conflict(
+                        s,
+                        "data was removed concurrently from a partition being overwritten",
+                    ));
                 }
             }
         }
@@ -485,13 +484,11 @@ async fn check_conflicts(
                         "the schema or partition spec was changed concurrently",
                     ));
                 }
-                if *data_dependent {
-                    if let Some(s) = intervening.iter().find(|s| changed_data(s)) {
-                        return Err(conflict(
-                            s,
-                            "the data this schema change was checked against changed concurrently",
-                        ));
-                    }
+                if *data_dependent && let Some(s) = intervening.iter().find(|s| changed_data(s)) {
+                    return Err(conflict(
+                        s,
+                        "the data this schema change was checked against changed concurrently",
+                    ));
                 }
             }
             let base_props = base.metadata().properties();

@@ -5,9 +5,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{
-    Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
+use arrow::array::{AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field as ArrowField, Int64Type, Schema as ArrowSchema, TimeUnit};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -100,33 +98,39 @@ pub async fn read_ids(table: &Table) -> Vec<i64> {
     let plan = table.plan_files(&Predicate::True).await.expect("plan");
     let mut ids = Vec::new();
     for file in plan.data_files() {
-        let bytes = table
-            .location()
-            .store()
-            .get(&table.location().path(&file.path))
-            .await
-            .expect("data file exists")
-            .bytes()
-            .await
-            .expect("data file readable");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .expect("parquet")
-            .build()
-            .expect("reader");
-        let mut rows = 0;
-        for batch in reader {
-            let batch = batch.expect("batch");
-            let column = batch.column_by_name("id").expect("id column");
-            rows += column.len();
-            ids.extend(column.as_primitive::<Int64Type>().iter().flatten());
-        }
-        assert_eq!(
-            rows as u64, file.record_count,
-            "{}: record count in the manifest",
-            file.path
-        );
+        ids.extend(read_file_ids(table, &file).await);
     }
     ids.sort_unstable();
+    ids
+}
+
+/// The `id` column of one data file, checking the manifest's record count against it.
+pub async fn read_file_ids(table: &Table, file: &tarn_core::DataFile) -> Vec<i64> {
+    let bytes = table
+        .location()
+        .store()
+        .get(&table.location().path(&file.path))
+        .await
+        .expect("data file exists")
+        .bytes()
+        .await
+        .expect("data file readable");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let mut ids = Vec::new();
+    for batch in reader {
+        let batch = batch.expect("batch");
+        let column = batch.column_by_name("id").expect("id column");
+        ids.extend(column.as_primitive::<Int64Type>().iter().flatten());
+    }
+    assert_eq!(
+        ids.len() as u64,
+        file.record_count,
+        "{}: record count in the manifest",
+        file.path
+    );
     ids
 }
 
