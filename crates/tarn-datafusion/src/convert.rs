@@ -1,0 +1,113 @@
+//! Values and types between tarn, Arrow, DataFusion and SQL.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field as ArrowField, Schema as ArrowSchema, SchemaRef};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::sql::sqlparser::ast::{DataType as SqlType, ExactNumberInfo, TimezoneInfo};
+use tarn_core::arrow_convert::{UTC, arrow_type};
+use tarn_spec::{PrimitiveType, Schema, Value};
+
+/// The Arrow schema DataFusion sees for a tarn schema (no field-id metadata: DataFusion
+/// binds by name; the field ids live in the data files and the table metadata).
+pub fn df_schema(schema: &Schema) -> SchemaRef {
+    Arc::new(ArrowSchema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| ArrowField::new(&f.name, arrow_type(f.field_type), !f.required))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// A tarn value of type `ty` as a DataFusion scalar.
+pub fn to_scalar(ty: PrimitiveType, value: Option<&Value>) -> ScalarValue {
+    let v = value.cloned();
+    match ty {
+        PrimitiveType::Boolean => ScalarValue::Boolean(v.and_then(|v| if let Value::Boolean(b) = v { Some(b) } else { None })),
+        PrimitiveType::Int => ScalarValue::Int32(int(v)),
+        PrimitiveType::Date => ScalarValue::Date32(int(v)),
+        PrimitiveType::Long => ScalarValue::Int64(long(v)),
+        PrimitiveType::Timestamp => ScalarValue::TimestampMicrosecond(long(v), None),
+        PrimitiveType::TimestampTz => ScalarValue::TimestampMicrosecond(long(v), Some(UTC.into())),
+        PrimitiveType::Float => ScalarValue::Float32(v.and_then(|v| if let Value::Float(x) = v { Some(x) } else { None })),
+        PrimitiveType::Double => ScalarValue::Float64(v.and_then(|v| if let Value::Double(x) = v { Some(x) } else { None })),
+        PrimitiveType::Decimal { precision, scale } => ScalarValue::Decimal128(
+            v.and_then(|v| if let Value::Decimal(x) = v { Some(x) } else { None }),
+            precision,
+            scale as i8,
+        ),
+        PrimitiveType::String => ScalarValue::Utf8(v.and_then(|v| if let Value::String(s) = v { Some(s) } else { None })),
+        PrimitiveType::Binary => ScalarValue::Binary(v.and_then(|v| if let Value::Binary(b) = v { Some(b) } else { None })),
+    }
+}
+
+fn int(v: Option<Value>) -> Option<i32> {
+    if let Some(Value::Int(i)) = v { Some(i) } else { None }
+}
+
+fn long(v: Option<Value>) -> Option<i64> {
+    if let Some(Value::Long(i)) = v { Some(i) } else { None }
+}
+
+/// A DataFusion scalar as a tarn value of type `ty`, casting where DataFusion's literal type
+/// differs (an `Int64` literal compared with an `int` column). `None` for NULL or when the
+/// value does not fit.
+pub fn from_scalar(ty: PrimitiveType, scalar: &ScalarValue) -> Option<Value> {
+    let target = arrow_type(ty);
+    let scalar = if scalar.data_type() == target { scalar.clone() } else { scalar.cast_to(&target).ok()? };
+    if scalar.is_null() {
+        return None;
+    }
+    Some(match scalar {
+        ScalarValue::Boolean(Some(b)) => Value::Boolean(b),
+        ScalarValue::Int32(Some(i)) | ScalarValue::Date32(Some(i)) => Value::Int(i),
+        ScalarValue::Int64(Some(i)) | ScalarValue::TimestampMicrosecond(Some(i), _) => Value::Long(i),
+        ScalarValue::Float32(Some(x)) => Value::Float(x),
+        ScalarValue::Float64(Some(x)) => Value::Double(x),
+        ScalarValue::Decimal128(Some(x), _, _) => Value::Decimal(x),
+        ScalarValue::Utf8(Some(s)) => Value::String(s),
+        ScalarValue::Binary(Some(b)) => Value::Binary(b),
+        _ => return None,
+    })
+}
+
+/// The tarn type of a SQL column type.
+pub fn sql_type(ty: &SqlType) -> Result<PrimitiveType> {
+    use SqlType as S;
+    let unsupported = || {
+        DataFusionError::Plan(format!(
+            "column type {ty} is not supported; use BOOLEAN, INT, BIGINT, REAL, DOUBLE, \
+             DECIMAL(p,s), DATE, TIMESTAMP, TIMESTAMPTZ, VARCHAR or BYTEA"
+        ))
+    };
+    Ok(match ty {
+        S::Boolean | S::Bool => PrimitiveType::Boolean,
+        S::TinyInt(_) | S::SmallInt(_) | S::Int(_) | S::Integer(_) | S::Int2(_) | S::Int4(_) | S::Int8(_) | S::Int16 | S::Int32 => {
+            if matches!(ty, S::Int8(_)) { PrimitiveType::Long } else { PrimitiveType::Int }
+        }
+        S::BigInt(_) | S::Int64 => PrimitiveType::Long,
+        S::Real | S::Float4 | S::Float32 => PrimitiveType::Float,
+        S::Double(_) | S::DoublePrecision | S::Float8 | S::Float64 | S::Float(_) => PrimitiveType::Double,
+        S::Decimal(info) | S::Numeric(info) | S::Dec(info) => {
+            let (p, s) = match info {
+                ExactNumberInfo::None => (38, 10),
+                ExactNumberInfo::Precision(p) => (*p, 0),
+                ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s as u64),
+            };
+            let p = u8::try_from(p).map_err(|_| unsupported())?;
+            let s = u8::try_from(s).map_err(|_| unsupported())?;
+            tarn_spec::decimal(p, s).map_err(crate::error::spec_to_df)?
+        }
+        S::Date => PrimitiveType::Date,
+        S::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) | S::Datetime(_) => PrimitiveType::Timestamp,
+        S::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => PrimitiveType::TimestampTz,
+        S::Varchar(_) | S::Char(_) | S::Character(_) | S::CharVarying(_) | S::CharacterVarying(_) | S::Text | S::String(_) | S::Nvarchar(_) => {
+            PrimitiveType::String
+        }
+        S::Bytea | S::Binary(_) | S::Varbinary(_) | S::Blob(_) => PrimitiveType::Binary,
+        S::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamptz") => PrimitiveType::TimestampTz,
+        _ => return Err(unsupported()),
+    })
+}

@@ -1,0 +1,157 @@
+//! DDL on tarn tables: CREATE TABLE [AS], DROP TABLE, CREATE/DROP SCHEMA.
+//!
+//! ```sql
+//! CREATE TABLE [IF NOT EXISTS] ns.t (col type [NOT NULL], ...)
+//!   [PARTITIONED BY (day(ts), bucket(16, id), region)]
+//!   [WITH ('write.target-file-size-bytes' = '67108864')]
+//!   [AS SELECT ...]
+//! ```
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::datatypes::Schema as ArrowSchema;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::sql::sqlparser::ast::{
+    ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    SqlOption, Value as SqlValue,
+};
+use tarn_core::TableDefinition;
+use tarn_spec::{FIRST_PARTITION_FIELD_ID, Field, FieldId, PartitionField, Transform};
+
+use crate::convert::sql_type;
+use crate::names::normalize;
+
+/// The table definition of a CREATE TABLE with a column list.
+pub fn definition(create: &CreateTable, partition_by: &[SqlExpr]) -> Result<TableDefinition> {
+    let mut fields = Vec::with_capacity(create.columns.len());
+    for (i, column) in create.columns.iter().enumerate() {
+        let mut field = Field::optional(i as i32 + 1, normalize(&column.name), sql_type(&column.data_type)?);
+        for option in &column.options {
+            match &option.option {
+                ColumnOption::NotNull => field.required = true,
+                ColumnOption::Null => field.required = false,
+                ColumnOption::Comment(c) => field.doc = Some(c.clone()),
+                other => {
+                    return Err(DataFusionError::NotImplemented(format!(
+                        "column option '{other}' on '{}' is not supported by tarn tables",
+                        field.name
+                    )));
+                }
+            }
+        }
+        fields.push(field);
+    }
+    if !create.constraints.is_empty() {
+        return Err(DataFusionError::NotImplemented("table constraints are not supported by tarn tables".into()));
+    }
+    let partition_fields = partition_fields(partition_by, &fields)?;
+    Ok(TableDefinition { fields, partition_fields, properties: properties(&create.table_options)? })
+}
+
+/// Fields for a CTAS: the query's columns, all nullable (as in Delta and Iceberg).
+pub fn fields_of(schema: &ArrowSchema) -> Result<Vec<Field>> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let ty = tarn_core::arrow_convert::primitive_type(f.data_type()).map_err(crate::error::to_df)?;
+            Ok(Field::optional(i as i32 + 1, f.name().clone(), ty))
+        })
+        .collect()
+}
+
+/// `PARTITIONED BY` items: `col`, `year|month|day|hour(col)`, `bucket(N, col)`,
+/// `truncate(W, col)`.
+pub fn partition_fields(items: &[SqlExpr], fields: &[Field]) -> Result<Vec<PartitionField>> {
+    let column = |name: &str| -> Result<&Field> {
+        fields.iter().find(|f| f.name.eq_ignore_ascii_case(name)).ok_or_else(|| {
+            DataFusionError::Plan(format!("PARTITIONED BY names column '{name}', which the table does not have"))
+        })
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let field_id = FieldId(FIRST_PARTITION_FIELD_ID + i as i32);
+        let (source, transform) = match item {
+            SqlExpr::Identifier(ident) => (column(&normalize(ident))?, Transform::Identity),
+            SqlExpr::Function(f) => {
+                let name = f.name.to_string().to_ascii_lowercase();
+                let args = match &f.args {
+                    FunctionArguments::List(list) => list.args.iter().collect::<Vec<_>>(),
+                    _ => Vec::new(),
+                };
+                let mut col = None;
+                let mut number = None;
+                for arg in args {
+                    match arg {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Identifier(id))) => col = Some(normalize(id)),
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(v))) => {
+                            if let SqlValue::Number(n, _) = &v.value {
+                                number = n.parse::<u32>().ok();
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let bad = || {
+                    DataFusionError::Plan(format!(
+                        "cannot partition by '{item}'; use a column, year(col), month(col), day(col), \
+                         hour(col), bucket(N, col) or truncate(W, col)"
+                    ))
+                };
+                let col = col.ok_or_else(bad)?;
+                let transform = match (name.as_str(), number) {
+                    ("year" | "years", None) => Transform::Year,
+                    ("month" | "months", None) => Transform::Month,
+                    ("day" | "days", None) => Transform::Day,
+                    ("hour" | "hours", None) => Transform::Hour,
+                    ("bucket", Some(n)) if n > 0 => Transform::Bucket(n),
+                    ("truncate", Some(w)) if w > 0 => Transform::Truncate(w),
+                    _ => return Err(bad()),
+                };
+                (column(&col)?, transform)
+            }
+            other => {
+                return Err(DataFusionError::Plan(format!(
+                    "cannot partition by '{other}'; use a column or a transform such as day(ts) or bucket(16, id)"
+                )));
+            }
+        };
+        let name = match transform {
+            Transform::Identity => source.name.clone(),
+            Transform::Year => format!("{}_year", source.name),
+            Transform::Month => format!("{}_month", source.name),
+            Transform::Day => format!("{}_day", source.name),
+            Transform::Hour => format!("{}_hour", source.name),
+            Transform::Bucket(_) => format!("{}_bucket", source.name),
+            Transform::Truncate(_) => format!("{}_trunc", source.name),
+        };
+        out.push(PartitionField { source_id: source.id, field_id, name, transform });
+    }
+    Ok(out)
+}
+
+/// Table properties from `WITH (...)` or `TBLPROPERTIES (...)`.
+pub fn properties(options: &CreateTableOptions) -> Result<BTreeMap<String, String>> {
+    let list = match options {
+        CreateTableOptions::None => return Ok(BTreeMap::new()),
+        CreateTableOptions::With(o) | CreateTableOptions::TableProperties(o) | CreateTableOptions::Options(o) | CreateTableOptions::Plain(o) => o,
+    };
+    list.iter()
+        .map(|option| match option {
+            SqlOption::KeyValue { key, value } => Ok((key.value.clone(), literal_text(value))),
+            other => Err(DataFusionError::Plan(format!("table option '{other}' is not a 'key' = 'value' pair"))),
+        })
+        .collect()
+}
+
+fn literal_text(expr: &SqlExpr) -> String {
+    match expr {
+        SqlExpr::Value(v) => match &v.value {
+            SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        SqlExpr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}

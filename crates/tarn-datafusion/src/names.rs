@@ -1,0 +1,58 @@
+//! Resolving SQL object names against tarn's catalog.
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::sql::sqlparser::ast::{Ident, ObjectName};
+
+/// A table name resolved to its catalog, namespace and table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QualifiedName {
+    pub catalog: String,
+    pub namespace: String,
+    pub table: String,
+}
+
+impl QualifiedName {
+    /// `catalog.namespace.table`, `namespace.table` or `table`, with the defaults filling in.
+    pub fn resolve(parts: &[String], default_catalog: &str, default_namespace: &str) -> Result<Self> {
+        let (catalog, namespace, table) = match parts {
+            [t] => (default_catalog, default_namespace, t.as_str()),
+            [n, t] => (default_catalog, n.as_str(), t.as_str()),
+            [c, n, t] => (c.as_str(), n.as_str(), t.as_str()),
+            _ => {
+                return Err(DataFusionError::Plan(format!(
+                    "'{}' is not a table name; use table, namespace.table or catalog.namespace.table",
+                    parts.join(".")
+                )));
+            }
+        };
+        Ok(QualifiedName { catalog: catalog.into(), namespace: namespace.into(), table: table.into() })
+    }
+
+    /// Parses a dotted name given as a string (as in table-function arguments).
+    pub fn parse(name: &str, default_catalog: &str, default_namespace: &str) -> Result<Self> {
+        let parts: Vec<String> = name.split('.').map(|p| p.trim().trim_matches('"').to_string()).collect();
+        Self::resolve(&parts, default_catalog, default_namespace)
+    }
+
+    /// `namespace.table`, as tarn names tables in messages.
+    pub fn short(&self) -> String {
+        format!("{}.{}", self.namespace, self.table)
+    }
+}
+
+/// An identifier as DataFusion normalises it: unquoted folds to lower case.
+pub fn normalize(ident: &Ident) -> String {
+    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_ascii_lowercase() }
+}
+
+/// The parts of an object name, normalised.
+pub fn parts(name: &ObjectName) -> Result<Vec<String>> {
+    name.0
+        .iter()
+        .map(|p| {
+            p.as_ident()
+                .map(normalize)
+                .ok_or_else(|| DataFusionError::Plan(format!("'{name}' is not a plain name")))
+        })
+        .collect()
+}

@@ -1,0 +1,244 @@
+//! `TarnTable`: a tarn table version as a DataFusion `TableProvider`.
+//!
+//! ```text
+//! scan(filters) ── PruningPredicate + bucket equalities ──▶ tarn_core::Table::plan_files
+//!               ── kept files, with per-file Statistics ──▶ DataSourceExec(ParquetSource + predicate)
+//! insert_into   ── DataSinkExec(TarnSink) : write files, commit once, in execute()
+//! ```
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::stats::Precision;
+use datafusion::common::{ColumnStatistics, DFSchema, SchemaExt, Statistics};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, FileSource, ParquetSource};
+use datafusion::datasource::sink::DataSinkExec;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::metrics::MetricBuilder;
+use tarn_core::{FilePredicate, Manifest, Predicate, ScanPlan, Table};
+use tarn_spec::{PrimitiveType, Schema};
+
+use crate::convert::{df_schema, to_scalar};
+use crate::error::to_df;
+use crate::pruning::{AllOf, DataFusionPredicate, bucket_equalities};
+use crate::sink::TarnSink;
+
+/// One version of a tarn table, readable (and, unless pinned by time travel, writable)
+/// from DataFusion.
+#[derive(Debug, Clone)]
+pub struct TarnTable {
+    table: Table,
+    name: String,
+    store_url: ObjectStoreUrl,
+    schema: SchemaRef,
+    pinned: bool,
+}
+
+impl TarnTable {
+    /// `table` under the display name `name`, its store registered in the session under
+    /// `store_url`.
+    pub fn new(table: Table, name: impl Into<String>, store_url: ObjectStoreUrl) -> Self {
+        let schema = df_schema(table.schema());
+        TarnTable { table, name: name.into(), store_url, schema, pinned: false }
+    }
+
+    /// The same table pinned at another version (time travel): read-only.
+    pub fn pinned(&self, table: Table) -> Self {
+        TarnTable { schema: df_schema(table.schema()), table, pinned: true, ..self.clone() }
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn store_url(&self) -> &ObjectStoreUrl {
+        &self.store_url
+    }
+
+    pub fn is_pinned(&self) -> bool {
+        self.pinned
+    }
+
+    /// The files a scan under `filters` reads.
+    pub async fn plan(&self, state: &dyn Session, filters: &[Expr]) -> Result<(ScanPlan, Option<Arc<dyn datafusion::physical_plan::PhysicalExpr>>)> {
+        let df_schema = DFSchema::try_from(self.schema.clone())?;
+        let physical = conjunction(filters.iter().cloned())
+            .map(|e| state.create_physical_expr(e, &df_schema))
+            .transpose()?;
+        let mut predicates: Vec<Box<dyn FilePredicate>> = Vec::new();
+        if let Some(p) = &physical
+            && let Ok(pruning) = PruningPredicateBuilder::new().with_file_schema(self.schema.clone()).try_build(p.clone())
+            && !pruning.always_true()
+        {
+            predicates.push(Box::new(DataFusionPredicate::new(Arc::new(pruning))));
+        }
+        for spec in self.table.metadata().specs() {
+            for p in bucket_equalities(filters, self.table.schema(), spec) {
+                predicates.push(Box::new(p));
+            }
+        }
+        let plan = if predicates.is_empty() {
+            self.table.plan_files(&Predicate::True).await
+        } else {
+            self.table.plan_files(&AllOf(predicates)).await
+        }
+        .map_err(to_df)?;
+        Ok((plan, physical))
+    }
+
+    fn partitioned_files(&self, plan: &ScanPlan) -> Vec<PartitionedFile> {
+        let schema = self.table.schema();
+        plan.manifests
+            .iter()
+            .flat_map(|m| (0..m.len()).map(move |i| (m, i)))
+            .map(|(m, i)| self.partitioned_file(schema, m, i))
+            .collect()
+    }
+
+    fn partitioned_file(&self, schema: &Schema, manifest: &Manifest, row: usize) -> PartitionedFile {
+        let file = manifest.data_file(row);
+        let column_statistics = schema
+            .fields()
+            .iter()
+            .map(|field| {
+                let Some(stats) = file.column_stats.get(&field.id) else { return ColumnStatistics::new_unknown() };
+                // String and binary bounds may be truncated: usable for pruning, not as values.
+                let exact = !matches!(field.field_type, PrimitiveType::String | PrimitiveType::Binary);
+                let bound = |v: &Option<tarn_spec::Value>| match v {
+                    Some(v) if exact => Precision::Exact(to_scalar(field.field_type, Some(v))),
+                    Some(v) => Precision::Inexact(to_scalar(field.field_type, Some(v))),
+                    None => Precision::Absent,
+                };
+                let mut c = ColumnStatistics::new_unknown();
+                c.min_value = bound(&stats.min);
+                c.max_value = bound(&stats.max);
+                c.null_count = stats.null_count.map(|n| Precision::Exact(n as usize)).unwrap_or(Precision::Absent);
+                c
+            })
+            .collect();
+        let statistics = Statistics {
+            num_rows: Precision::Exact(file.record_count as usize),
+            total_byte_size: Precision::Inexact(file.file_size as usize),
+            column_statistics,
+        };
+        let path = self.table.location().path(&file.path);
+        PartitionedFile::new(path.to_string(), file.file_size).with_statistics(Arc::new(statistics))
+    }
+}
+
+/// Splits files into `n` groups of similar total size (largest first, each to the
+/// currently smallest group).
+fn balance(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
+    let n = n.max(1).min(files.len().max(1));
+    files.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));
+    let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
+    for file in files {
+        let smallest = groups.iter_mut().min_by_key(|g| g.0).expect("at least one group");
+        smallest.0 += file.object_meta.size;
+        smallest.1.push(file);
+    }
+    groups.into_iter().filter(|g| !g.1.is_empty()).map(|g| FileGroup::new(g.1)).collect()
+}
+
+#[async_trait]
+impl TableProvider for TarnTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    fn statistics(&self) -> Option<Statistics> {
+        let mut stats = Statistics::new_unknown(&self.schema);
+        stats.num_rows = Precision::Exact(self.table.snapshot().summary.total_rows as usize);
+        Some(stats)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (plan, physical) = self.plan(state, filters).await?;
+        let files = self.partitioned_files(&plan);
+        let file_stats: Vec<&Statistics> = files.iter().filter_map(|f| f.statistics.as_deref()).collect();
+        let table_stats = if files.is_empty() {
+            let mut s = Statistics::new_unknown(&self.schema);
+            s.num_rows = Precision::Exact(0);
+            s
+        } else {
+            Statistics::try_merge_iter(file_stats, &self.schema)?
+        };
+        let mut source = ParquetSource::new(TableSchema::from(self.schema.clone()))
+            .with_table_parquet_options(state.default_table_options().parquet.clone());
+        if let Some(p) = physical {
+            source = source.with_predicate(p);
+        }
+        // Planning figures, reported by EXPLAIN ANALYZE on the scan.
+        let m = plan.metrics;
+        for (name, value) in [
+            ("tarn_manifests_total", m.manifests_total),
+            ("tarn_manifests_kept", m.manifests_kept),
+            ("tarn_files_total", m.files_total as usize),
+            ("tarn_files_kept", m.files_kept as usize),
+        ] {
+            MetricBuilder::new(source.metrics()).global_counter(name).add(value);
+        }
+        let groups = balance(files, state.config().target_partitions());
+        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+            .with_file_groups(groups)
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .with_statistics(table_stats)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.pinned {
+            return Err(DataFusionError::Plan(format!(
+                "cannot write to {} at version {}: a time-travel read is read-only",
+                self.name,
+                self.table.version()
+            )));
+        }
+        self.schema.logically_equivalent_names_and_types(&input.schema())?;
+        let sink = TarnSink::new(self.table.clone(), self.name.clone(), self.schema.clone(), insert_op)?;
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+}
+
+impl TarnTable {
+    pub fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

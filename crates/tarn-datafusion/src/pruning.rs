@@ -1,0 +1,132 @@
+//! DataFusion predicates over tarn's manifest statistics: the one `PruningStatistics`
+//! implementation, used for both manifest lists and manifests.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray};
+use datafusion::common::pruning::PruningStatistics;
+use datafusion::common::{Column, ScalarValue};
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+use datafusion::physical_optimizer::pruning::PruningPredicate;
+use tarn_core::{CompareOp, FilePredicate, Predicate, StatsView};
+use tarn_spec::{Schema, Transform};
+
+use crate::convert::from_scalar;
+
+/// Manifest (or manifest-list) rows seen as DataFusion pruning containers.
+struct ManifestStats<'a> {
+    stats: &'a StatsView<'a>,
+}
+
+impl ManifestStats<'_> {
+    fn field(&self, column: &Column) -> Option<tarn_spec::FieldId> {
+        self.stats.schema().field_by_name(&column.name).map(|f| f.id)
+    }
+}
+
+impl PruningStatistics for ManifestStats<'_> {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.stats.min(self.field(column)?)
+    }
+
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.stats.max(self.field(column)?)
+    }
+
+    fn num_containers(&self) -> usize {
+        self.stats.num_rows()
+    }
+
+    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
+        self.stats.null_counts(self.field(column)?).map(|a| Arc::new(a.clone()) as ArrayRef)
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        Some(Arc::new(self.stats.row_counts().clone()))
+    }
+
+    #[allow(clippy::mutable_key_type)]
+    fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
+        None
+    }
+}
+
+/// A DataFusion [`PruningPredicate`] as a tarn [`FilePredicate`].
+#[derive(Debug)]
+pub struct DataFusionPredicate {
+    pruning: Arc<PruningPredicate>,
+}
+
+impl DataFusionPredicate {
+    pub fn new(pruning: Arc<PruningPredicate>) -> Self {
+        DataFusionPredicate { pruning }
+    }
+}
+
+impl FilePredicate for DataFusionPredicate {
+    fn may_match(&self, stats: &StatsView<'_>) -> tarn_core::Result<BooleanArray> {
+        match self.pruning.prune(&ManifestStats { stats }) {
+            Ok(keep) => Ok(BooleanArray::from(keep)),
+            // A predicate the statistics cannot evaluate prunes nothing.
+            Err(_) => Ok(BooleanArray::from(vec![true; stats.num_rows()])),
+        }
+    }
+}
+
+/// Every row must pass all predicates.
+#[derive(Debug)]
+pub struct AllOf(pub Vec<Box<dyn FilePredicate>>);
+
+impl FilePredicate for AllOf {
+    fn may_match(&self, stats: &StatsView<'_>) -> tarn_core::Result<BooleanArray> {
+        let mut result = BooleanArray::from(vec![true; stats.num_rows()]);
+        for p in &self.0 {
+            let next = p.may_match(stats)?;
+            result = datafusion::arrow::compute::and(&result, &next)
+                .map_err(|e| tarn_core::Error::InvalidArgument { what: "predicate", reason: e.to_string() })?;
+        }
+        Ok(result)
+    }
+}
+
+/// `column = literal` conjuncts on columns that a bucket transform partitions, as tarn
+/// predicates (DataFusion's pruning does not know bucket transforms).
+pub fn bucket_equalities(filters: &[Expr], schema: &Schema, spec: &tarn_spec::PartitionSpec) -> Vec<Predicate> {
+    let bucketed: HashSet<tarn_spec::FieldId> = spec
+        .fields()
+        .iter()
+        .filter(|f| matches!(f.transform, Transform::Bucket(_)))
+        .map(|f| f.source_id)
+        .collect();
+    if bucketed.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for filter in filters.iter().flat_map(split_conjunction) {
+        let Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) = filter else { continue };
+        let (column, literal) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => (c, v),
+            _ => continue,
+        };
+        let Some(field) = schema.field_by_name(&column.name) else { continue };
+        if !bucketed.contains(&field.id) {
+            continue;
+        }
+        if let Some(value) = from_scalar(field.field_type, literal) {
+            out.push(Predicate::Compare { field: field.id, field_type: field.field_type, op: CompareOp::Eq, value });
+        }
+    }
+    out
+}
+
+fn split_conjunction(expr: &Expr) -> Vec<&Expr> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => {
+            let mut v = split_conjunction(left);
+            v.extend(split_conjunction(right));
+            v
+        }
+        e => vec![e],
+    }
+}
