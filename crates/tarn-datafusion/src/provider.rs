@@ -146,7 +146,7 @@ impl TarnTable {
 /// currently smallest group).
 fn balance(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
     let n = n.max(1).min(files.len().max(1));
-    files.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));
+    files.sort_by(|a, b| b.object_meta.size.cmp(&a.object_meta.size).then_with(|| a.object_meta.location.cmp(&b.object_meta.location)));
     let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
     for file in files {
         let smallest = groups.iter_mut().min_by_key(|g| g.0).expect("at least one group");
@@ -183,7 +183,7 @@ impl TableProvider for TarnTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (plan, physical) = self.plan(state, filters).await?;
+        let (plan, _) = self.plan(state, filters).await?;
         let files = self.partitioned_files(&plan);
         let file_stats: Vec<&Statistics> = files.iter().filter_map(|f| f.statistics.as_deref()).collect();
         let table_stats = if files.is_empty() {
@@ -193,11 +193,11 @@ impl TableProvider for TarnTable {
         } else {
             Statistics::try_merge_iter(file_stats, &self.schema)?
         };
-        let mut source = ParquetSource::new(TableSchema::from(self.schema.clone()))
+        // The predicate reaches the Parquet reader (row groups, pages) through DataFusion's
+        // physical filter pushdown from the FilterExec kept above this scan, as with
+        // ListingTable; setting it here as well would evaluate it twice.
+        let source = ParquetSource::new(TableSchema::from(self.schema.clone()))
             .with_table_parquet_options(state.default_table_options().parquet.clone());
-        if let Some(p) = physical {
-            source = source.with_predicate(p);
-        }
         // Planning figures, reported by EXPLAIN ANALYZE on the scan.
         let m = plan.metrics;
         for (name, value) in [

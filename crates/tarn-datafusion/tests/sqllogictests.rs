@@ -74,15 +74,26 @@ fn render(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, String> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         for row in 0..batch.num_rows() {
-            rows.push(
-                formatters
-                    .iter()
-                    .map(|f| {
-                        let s = f.value(row).to_string();
-                        if s.is_empty() { "(empty)".to_string() } else { mask_uuids(&s) }
-                    })
-                    .collect(),
-            );
+            let cells: Vec<String> = formatters
+                .iter()
+                .map(|f| {
+                    let s = f.value(row).to_string();
+                    if s.is_empty() { "(empty)".to_string() } else { mask_uuids(&s) }
+                })
+                .collect();
+            // A multi-line value (an EXPLAIN plan) continues on rows of its own, one per line.
+            let mut extra = Vec::new();
+            let first: Vec<String> = cells
+                .into_iter()
+                .map(|cell| {
+                    let mut lines = cell.lines().map(str::to_string);
+                    let head = lines.next().unwrap_or_default();
+                    extra.extend(lines);
+                    head
+                })
+                .collect();
+            rows.push(first);
+            rows.extend(extra.into_iter().map(|line| vec![line]));
         }
     }
     Ok(rows)
