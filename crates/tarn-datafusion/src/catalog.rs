@@ -141,7 +141,8 @@ pub struct TarnSchema {
     namespace: String,
     store_url: ObjectStoreUrl,
     tables: RwLock<BTreeSet<String>>,
-    /// Tables registered for this session only (CREATE EXTERNAL TABLE ... STORED AS TARN).
+    /// Tables registered for this session only: views, and existing tarn tables registered
+    /// with CREATE EXTERNAL TABLE ... STORED AS TARN.
     external: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
 }
 
@@ -194,7 +195,10 @@ impl SchemaProvider for TarnSchema {
     }
 
     fn register_table(&self, name: String, table: Arc<dyn TableProvider>) -> Result<Option<Arc<dyn TableProvider>>> {
-        if !table.is::<TarnTable>() {
+        // Views and external tarn tables live for the session; anything else would be an
+        // in-memory table posing as a tarn one.
+        let allowed = table.is::<TarnTable>() || table.table_type() == datafusion::logical_expr::TableType::View;
+        if !allowed {
             return Err(DataFusionError::Plan(format!(
                 "'{name}' would be an in-memory table; tables in a tarn namespace are tarn tables: \
                  create them with CREATE TABLE through tarn, or register existing ones with \

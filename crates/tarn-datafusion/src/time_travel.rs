@@ -76,8 +76,8 @@ fn timestamp_of_sql(expr: &SqlExpr) -> Result<i64> {
 
 /// Parses a timestamp literal; one without a zone is UTC.
 pub fn parse_timestamp(s: &str) -> Result<i64> {
-    datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(s)
-        .map(|ns| ns.div_euclid(1_000_000))
+    datafusion::arrow::compute::kernels::cast_utils::string_to_datetime(&chrono::Utc, s)
+        .map(|t| t.timestamp_millis())
         .map_err(|_| DataFusionError::Plan(format!("'{s}' is not a timestamp; write it like '2026-11-25 10:00:00' or '2026-11-25T10:00:00Z'")))
 }
 
@@ -114,7 +114,10 @@ impl TimeTravel {
         let _ = statement.visit(&mut Collect { refs: &mut refs, catalog: &self.catalog_name, namespace: default_namespace });
         for r in refs {
             let (name, as_of) = r?;
-            self.load(&name, as_of).await?;
+            // Names that are not tarn tables are left to the planner, which says what they are.
+            if name.catalog == self.catalog_name {
+                self.load(&name, as_of).await?;
+            }
         }
         Ok(())
     }
@@ -124,18 +127,15 @@ impl TimeTravel {
         self.resolved.lock().expect("lock").clear();
     }
 
-    async fn load(&self, name: &QualifiedName, as_of: AsOf) -> Result<Arc<TarnTable>> {
+    /// Loads a version of a tarn table; `None` if there is no tarn table of that name.
+    async fn load(&self, name: &QualifiedName, as_of: AsOf) -> Result<Option<Arc<TarnTable>>> {
         if let Some(t) = self.resolved.lock().expect("lock").get(&(name.clone(), as_of)) {
-            return Ok(t.clone());
+            return Ok(Some(t.clone()));
         }
         if name.catalog != self.catalog_name {
-            return Err(not_tarn(&format!("{}.{}.{}", name.catalog, name.namespace, name.table)));
+            return Ok(None);
         }
-        let latest = self
-            .catalog
-            .load(&name.namespace, &name.table)
-            .await?
-            .ok_or_else(|| DataFusionError::Plan(format!("table '{}' does not exist", name.short())))?;
+        let Some(latest) = self.catalog.load(&name.namespace, &name.table).await? else { return Ok(None) };
         let table = match as_of {
             AsOf::Version(v) => latest.table().at_version(Version(v)).await,
             AsOf::Timestamp(ms) => latest.table().at_timestamp(ms).await,
@@ -143,7 +143,7 @@ impl TimeTravel {
         .map_err(to_df)?;
         let pinned = Arc::new(latest.pinned(table));
         self.resolved.lock().expect("lock").insert((name.clone(), as_of), pinned.clone());
-        Ok(pinned)
+        Ok(Some(pinned))
     }
 
     /// The pinned table, loaded by `prepare` or, failing that, now (blocking).
@@ -151,7 +151,13 @@ impl TimeTravel {
         if let Some(t) = self.resolved.lock().expect("lock").get(&(name.clone(), as_of)) {
             return Ok(t.clone());
         }
-        block_on(self.load(name, as_of))?
+        block_on(self.load(name, as_of))??.ok_or_else(|| {
+            if name.catalog == self.catalog_name {
+                DataFusionError::Plan(format!("table '{}' does not exist", name.short()))
+            } else {
+                not_tarn(&format!("{}.{}.{}", name.catalog, name.namespace, name.table))
+            }
+        })
     }
 }
 
