@@ -29,7 +29,11 @@ pub struct TarnCatalog {
 impl TarnCatalog {
     /// A catalog over `warehouse`, whose object store the session knows as `store_url`.
     pub async fn try_new(warehouse: Warehouse, store_url: ObjectStoreUrl) -> Result<Arc<Self>> {
-        let catalog = Arc::new(TarnCatalog { warehouse, store_url, schemas: RwLock::default() });
+        let catalog = Arc::new(TarnCatalog {
+            warehouse,
+            store_url,
+            schemas: RwLock::default(),
+        });
         catalog.refresh().await?;
         Ok(catalog)
     }
@@ -47,7 +51,13 @@ impl TarnCatalog {
         let namespaces = self.warehouse.list_namespaces().await.map_err(to_df)?;
         let mut fresh = BTreeMap::new();
         for ns in namespaces {
-            let names: BTreeSet<String> = self.warehouse.list_tables(&ns).await.map_err(to_df)?.into_iter().collect();
+            let names: BTreeSet<String> = self
+                .warehouse
+                .list_tables(&ns)
+                .await
+                .map_err(to_df)?
+                .into_iter()
+                .collect();
             let schema = self.schema_entry(&ns);
             *schema.tables.write().expect("lock") = names;
             fresh.insert(ns, schema);
@@ -62,26 +72,39 @@ impl TarnCatalog {
         if self.schemas.read().expect("lock").contains_key(namespace) {
             return Ok(true);
         }
-        if !self.warehouse.namespace_exists(namespace).await.unwrap_or(false) {
+        if !self
+            .warehouse
+            .namespace_exists(namespace)
+            .await
+            .unwrap_or(false)
+        {
             return Ok(false);
         }
         let tables = self.warehouse.list_tables(namespace).await.map_err(to_df)?;
         let schema = self.schema_entry(namespace);
         *schema.tables.write().expect("lock") = tables.into_iter().collect();
-        self.schemas.write().expect("lock").insert(namespace.to_string(), schema);
+        self.schemas
+            .write()
+            .expect("lock")
+            .insert(namespace.to_string(), schema);
         Ok(true)
     }
 
     fn schema_entry(&self, namespace: &str) -> Arc<TarnSchema> {
-        self.schemas.read().expect("lock").get(namespace).cloned().unwrap_or_else(|| {
-            Arc::new(TarnSchema {
-                warehouse: self.warehouse.clone(),
-                namespace: namespace.to_string(),
-                store_url: self.store_url.clone(),
-                tables: RwLock::default(),
-                external: RwLock::default(),
+        self.schemas
+            .read()
+            .expect("lock")
+            .get(namespace)
+            .cloned()
+            .unwrap_or_else(|| {
+                Arc::new(TarnSchema {
+                    warehouse: self.warehouse.clone(),
+                    namespace: namespace.to_string(),
+                    store_url: self.store_url.clone(),
+                    tables: RwLock::default(),
+                    external: RwLock::default(),
+                })
             })
-        })
     }
 
     pub async fn create_namespace(&self, namespace: &str, if_not_exists: bool) -> Result<()> {
@@ -111,8 +134,14 @@ impl TarnCatalog {
     /// A table as a provider, at its newest version.
     pub async fn load(&self, namespace: &str, table: &str) -> Result<Option<TarnTable>> {
         match self.warehouse.load_table(namespace, table).await {
-            Ok(t) => Ok(Some(TarnTable::new(t, format!("{namespace}.{table}"), self.store_url.clone()))),
-            Err(tarn_core::Error::TableNotFound { .. } | tarn_core::Error::InvalidArgument { .. }) => Ok(None),
+            Ok(t) => Ok(Some(TarnTable::new(
+                t,
+                format!("{namespace}.{table}"),
+                self.store_url.clone(),
+            ))),
+            Err(
+                tarn_core::Error::TableNotFound { .. } | tarn_core::Error::InvalidArgument { .. },
+            ) => Ok(None),
             Err(e) => Err(to_df(e)),
         }
     }
@@ -127,7 +156,11 @@ impl CatalogProvider for TarnCatalog {
         self.tarn_schema(name).map(|s| s as Arc<dyn SchemaProvider>)
     }
 
-    fn register_schema(&self, name: &str, _schema: Arc<dyn SchemaProvider>) -> Result<Option<Arc<dyn SchemaProvider>>> {
+    fn register_schema(
+        &self,
+        name: &str,
+        _schema: Arc<dyn SchemaProvider>,
+    ) -> Result<Option<Arc<dyn SchemaProvider>>> {
         Err(DataFusionError::Plan(format!(
             "cannot register schema '{name}' in a tarn catalog: create namespaces with CREATE SCHEMA through tarn"
         )))
@@ -166,7 +199,9 @@ impl TarnSchema {
     async fn load(&self, table: &str) -> Result<Option<Table>> {
         match self.warehouse.load_table(&self.namespace, table).await {
             Ok(t) => Ok(Some(t)),
-            Err(tarn_core::Error::TableNotFound { .. } | tarn_core::Error::InvalidArgument { .. }) => Ok(None),
+            Err(
+                tarn_core::Error::TableNotFound { .. } | tarn_core::Error::InvalidArgument { .. },
+            ) => Ok(None),
             Err(e) => Err(to_df(e)),
         }
     }
@@ -186,18 +221,31 @@ impl SchemaProvider for TarnSchema {
             return Ok(Some(external));
         }
         if let Some((base, kind)) = MetadataTable::parse_name(name) {
-            let Some(table) = self.load(base).await? else { return Ok(None) };
+            let Some(table) = self.load(base).await? else {
+                return Ok(None);
+            };
             return metadata_tables::provider(&table, kind).await.map(Some);
         }
-        let Some(table) = self.load(name).await? else { return Ok(None) };
-        let provider = TarnTable::new(table, format!("{}.{name}", self.namespace), self.store_url.clone());
+        let Some(table) = self.load(name).await? else {
+            return Ok(None);
+        };
+        let provider = TarnTable::new(
+            table,
+            format!("{}.{name}", self.namespace),
+            self.store_url.clone(),
+        );
         Ok(Some(Arc::new(provider)))
     }
 
-    fn register_table(&self, name: String, table: Arc<dyn TableProvider>) -> Result<Option<Arc<dyn TableProvider>>> {
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
         // Views and external tarn tables live for the session; anything else would be an
         // in-memory table posing as a tarn one.
-        let allowed = table.is::<TarnTable>() || table.table_type() == datafusion::logical_expr::TableType::View;
+        let allowed = table.is::<TarnTable>()
+            || table.table_type() == datafusion::logical_expr::TableType::View;
         if !allowed {
             return Err(DataFusionError::Plan(format!(
                 "'{name}' would be an in-memory table; tables in a tarn namespace are tarn tables: \
@@ -206,7 +254,10 @@ impl SchemaProvider for TarnSchema {
             )));
         }
         if self.tables.read().expect("lock").contains(&name) {
-            return Err(DataFusionError::Plan(format!("table '{}.{name}' already exists", self.namespace)));
+            return Err(DataFusionError::Plan(format!(
+                "table '{}.{name}' already exists",
+                self.namespace
+            )));
         }
         Ok(self.external.write().expect("lock").insert(name, table))
     }
@@ -222,6 +273,7 @@ impl SchemaProvider for TarnSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.tables.read().expect("lock").contains(name) || self.external.read().expect("lock").contains_key(name)
+        self.tables.read().expect("lock").contains(name)
+            || self.external.read().expect("lock").contains_key(name)
     }
 }

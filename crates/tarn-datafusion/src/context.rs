@@ -30,9 +30,9 @@ use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ObjectType, SchemaName, Statement};
 use datafusion::sql::sqlparser::dialect::Dialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
-use datafusion::sql::sqlparser::keywords::Keyword;
 use tarn_core::{Table, TableLocation, Warehouse};
 
 use crate::catalog::TarnCatalog;
@@ -71,14 +71,20 @@ pub struct TarnContext {
 
 impl std::fmt::Debug for TarnContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TarnContext").field("warehouse", &self.catalog.warehouse().url()).finish()
+        f.debug_struct("TarnContext")
+            .field("warehouse", &self.catalog.warehouse().url())
+            .finish()
     }
 }
 
 impl TarnContext {
     /// Opens (creating if needed) the warehouse at a local path or URL.
     pub async fn open(location: &str) -> Result<Self> {
-        Self::new(Warehouse::open(location).map_err(to_df)?, SessionConfig::new()).await
+        Self::new(
+            Warehouse::open(location).map_err(to_df)?,
+            SessionConfig::new(),
+        )
+        .await
     }
 
     /// A context over `warehouse`, with `config` for everything DataFusion configures.
@@ -87,16 +93,27 @@ impl TarnContext {
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG, DEFAULT_NAMESPACE)
             .with_create_default_catalog_and_schema(false);
-        let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
         let ctx = SessionContext::new_with_state(state).enable_url_table();
-        if !warehouse.namespace_exists(DEFAULT_NAMESPACE).await.map_err(to_df)? {
+        if !warehouse
+            .namespace_exists(DEFAULT_NAMESPACE)
+            .await
+            .map_err(to_df)?
+        {
             match warehouse.create_namespace(DEFAULT_NAMESPACE).await {
                 Ok(()) | Err(tarn_core::Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(to_df(e)),
             }
         }
         let (catalog, travel) = register(&ctx, warehouse, CATALOG).await?;
-        Ok(TarnContext { ctx, catalog, travel })
+        Ok(TarnContext {
+            ctx,
+            catalog,
+            travel,
+        })
     }
 
     /// The DataFusion session underneath (for registering functions, reading files, ...).
@@ -132,7 +149,10 @@ impl TarnContext {
 
     /// Runs one parsed statement.
     pub async fn execute(&self, parsed: ParsedStatement) -> Result<DataFrame> {
-        let ParsedStatement { statement, partition_by } = parsed;
+        let ParsedStatement {
+            statement,
+            partition_by,
+        } = parsed;
         if let DFStatement::Statement(s) = &statement {
             if let Some(df) = self.ddl(s, &partition_by).await? {
                 return Ok(df);
@@ -143,7 +163,9 @@ impl TarnContext {
             let namespace = self.default_namespace();
             self.travel.prepare(s, &namespace).await?;
         } else if !partition_by.is_empty() {
-            return Err(DataFusionError::Plan("PARTITIONED BY belongs to CREATE TABLE".into()));
+            return Err(DataFusionError::Plan(
+                "PARTITIONED BY belongs to CREATE TABLE".into(),
+            ));
         }
         let state = self.ctx.state();
         let planned = state.statement_to_plan(statement).await;
@@ -152,7 +174,13 @@ impl TarnContext {
     }
 
     fn default_namespace(&self) -> String {
-        self.ctx.state().config().options().catalog.default_schema.clone()
+        self.ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone()
     }
 
     fn qualify(&self, name: &datafusion::sql::sqlparser::ast::ObjectName) -> Result<QualifiedName> {
@@ -160,7 +188,11 @@ impl TarnContext {
     }
 
     /// Handles DDL on tarn objects; `None` for everything else.
-    async fn ddl(&self, statement: &Statement, partition_by: &[SqlExpr]) -> Result<Option<DataFrame>> {
+    async fn ddl(
+        &self,
+        statement: &Statement,
+        partition_by: &[SqlExpr],
+    ) -> Result<Option<DataFrame>> {
         match statement {
             Statement::CreateTable(create) => {
                 let name = self.qualify(&create.name)?;
@@ -173,9 +205,15 @@ impl TarnContext {
                 }
                 self.create_table(create, &name, &items).await.map(Some)
             }
-            Statement::CreateSchema { schema_name, if_not_exists, .. } => {
+            Statement::CreateSchema {
+                schema_name,
+                if_not_exists,
+                ..
+            } => {
                 let SchemaName::Simple(name) = schema_name else {
-                    return Err(DataFusionError::NotImplemented("CREATE SCHEMA ... AUTHORIZATION".into()));
+                    return Err(DataFusionError::NotImplemented(
+                        "CREATE SCHEMA ... AUTHORIZATION".into(),
+                    ));
                 };
                 let p = parts(name)?;
                 let namespace = match p.as_slice() {
@@ -183,10 +221,17 @@ impl TarnContext {
                     [c, ns] if c == CATALOG => ns.clone(),
                     _ => return Ok(None),
                 };
-                self.catalog.create_namespace(&namespace, *if_not_exists).await?;
+                self.catalog
+                    .create_namespace(&namespace, *if_not_exists)
+                    .await?;
                 self.done().await.map(Some)
             }
-            Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
+            Statement::Drop {
+                object_type: ObjectType::Table,
+                if_exists,
+                names,
+                ..
+            } => {
                 for n in names {
                     let name = self.qualify(n)?;
                     if name.catalog != CATALOG {
@@ -196,7 +241,12 @@ impl TarnContext {
                 }
                 self.done().await.map(Some)
             }
-            Statement::Drop { object_type: ObjectType::Schema, if_exists, names, .. } => {
+            Statement::Drop {
+                object_type: ObjectType::Schema,
+                if_exists,
+                names,
+                ..
+            } => {
                 for n in names {
                     let p = parts(n)?;
                     let ns = p.last().cloned().unwrap_or_default();
@@ -231,17 +281,29 @@ impl TarnContext {
             )));
         }
         let warehouse = self.catalog.warehouse();
-        let exists = warehouse.load_table(&name.namespace, &name.table).await.is_ok();
+        let exists = warehouse
+            .load_table(&name.namespace, &name.table)
+            .await
+            .is_ok();
         if exists {
             if create.if_not_exists {
                 return self.done().await;
             }
-            return Err(DataFusionError::Plan(format!("table '{}' already exists", name.short())));
+            return Err(DataFusionError::Plan(format!(
+                "table '{}' already exists",
+                name.short()
+            )));
         }
         let query = match &create.query {
             None => None,
             Some(query) => {
-                let plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(Statement::Query(query.clone())))).await?;
+                let plan = self
+                    .ctx
+                    .state()
+                    .statement_to_plan(DFStatement::Statement(Box::new(Statement::Query(
+                        query.clone(),
+                    ))))
+                    .await?;
                 Some(self.ctx.execute_logical_plan(plan).await?)
             }
         };
@@ -253,15 +315,28 @@ impl TarnContext {
                 }
                 let fields = ddl::fields_of(df.schema().as_arrow())?;
                 let partition_fields = ddl::partition_fields(partition_by, &fields)?;
-                tarn_core::TableDefinition { fields, partition_fields, properties: ddl::properties(&create.table_options)? }
+                tarn_core::TableDefinition {
+                    fields,
+                    partition_fields,
+                    properties: ddl::properties(&create.table_options)?,
+                }
             }
         };
-        warehouse.create_table(&name.namespace, &name.table, definition).await.map_err(to_df)?;
+        warehouse
+            .create_table(&name.namespace, &name.table, definition)
+            .await
+            .map_err(to_df)?;
         if let Some(schema) = self.catalog.tarn_schema(&name.namespace) {
             schema.note_created(&name.table);
         }
-        let Some(df) = query else { return self.done().await };
-        let target = format!("{CATALOG}.{}.{}", quote(&name.namespace), quote(&name.table));
+        let Some(df) = query else {
+            return self.done().await;
+        };
+        let target = format!(
+            "{CATALOG}.{}.{}",
+            quote(&name.namespace),
+            quote(&name.table)
+        );
         match df.write_table(&target, DataFrameWriteOptions::new()).await {
             Ok(batches) => Ok(self.ctx.read_batches(batches)?),
             Err(e) => {
@@ -284,9 +359,16 @@ impl TarnContext {
             schema.deregister_table(&name.table)?;
             return Ok(());
         }
-        match self.catalog.warehouse().drop_table(&name.namespace, &name.table).await {
+        match self
+            .catalog
+            .warehouse()
+            .drop_table(&name.namespace, &name.table)
+            .await
+        {
             Ok(()) => {}
-            Err(tarn_core::Error::TableNotFound { .. } | tarn_core::Error::NamespaceNotFound { .. }) if if_exists => {}
+            Err(
+                tarn_core::Error::TableNotFound { .. } | tarn_core::Error::NamespaceNotFound { .. },
+            ) if if_exists => {}
             Err(e) => return Err(to_df(e)),
         }
         if let Some(schema) = schema {
@@ -311,33 +393,50 @@ fn flatten_tuple(expr: &SqlExpr) -> Vec<SqlExpr> {
 /// Statements that list catalog contents, for which cached names are refreshed first.
 fn lists_names(statement: &Statement) -> bool {
     match statement {
-        Statement::ShowTables { .. } | Statement::ShowSchemas { .. } | Statement::ShowColumns { .. } => true,
-        Statement::Query(q) => q.to_string().to_ascii_lowercase().contains("information_schema"),
+        Statement::ShowTables { .. }
+        | Statement::ShowSchemas { .. }
+        | Statement::ShowColumns { .. } => true,
+        Statement::Query(q) => q
+            .to_string()
+            .to_ascii_lowercase()
+            .contains("information_schema"),
         _ => false,
     }
 }
 
 /// Registers a warehouse as catalog `catalog_name` in any DataFusion session: its object
 /// store, the `STORED AS TARN` table factory, time-travel syntax and table functions.
-pub async fn register(ctx: &SessionContext, warehouse: Warehouse, catalog_name: &str) -> Result<(Arc<TarnCatalog>, Arc<TimeTravel>)> {
+pub async fn register(
+    ctx: &SessionContext,
+    warehouse: Warehouse,
+    catalog_name: &str,
+) -> Result<(Arc<TarnCatalog>, Arc<TimeTravel>)> {
     let store_url = register_store(ctx, warehouse.store().clone())?;
     let catalog = TarnCatalog::try_new(warehouse, store_url).await?;
     ctx.register_catalog(catalog_name, catalog.clone());
     let travel = TimeTravel::new(catalog.clone(), catalog_name);
     ctx.register_relation_planner(Arc::new(TimeTravelPlanner::new(travel.clone())))?;
-    for f in [TimeTravelFunction::version(travel.clone()), TimeTravelFunction::as_of(travel.clone())] {
+    for f in [
+        TimeTravelFunction::version(travel.clone()),
+        TimeTravelFunction::as_of(travel.clone()),
+    ] {
         ctx.register_udtf(f.name(), Arc::new(f));
     }
     {
         let state = ctx.state_ref();
         let mut state = state.write();
-        state.table_factories_mut().insert("TARN".into(), Arc::new(TarnTableFactory));
+        state
+            .table_factories_mut()
+            .insert("TARN".into(), Arc::new(TarnTableFactory));
     }
     Ok((catalog, travel))
 }
 
 /// Registers `store` in the session under a fresh `tarn://` URL.
-fn register_store(ctx: &SessionContext, store: Arc<dyn object_store::ObjectStore>) -> Result<ObjectStoreUrl> {
+fn register_store(
+    ctx: &SessionContext,
+    store: Arc<dyn object_store::ObjectStore>,
+) -> Result<ObjectStoreUrl> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let url = ObjectStoreUrl::parse(format!("tarn://store-{id}"))?;
@@ -352,17 +451,27 @@ struct TarnTableFactory;
 
 #[async_trait]
 impl TableProviderFactory for TarnTableFactory {
-    async fn create(&self, state: &dyn Session, cmd: &CreateExternalTable) -> Result<Arc<dyn TableProvider>> {
+    async fn create(
+        &self,
+        state: &dyn Session,
+        cmd: &CreateExternalTable,
+    ) -> Result<Arc<dyn TableProvider>> {
         let [location] = cmd.locations.as_slice() else {
-            return Err(DataFusionError::Plan("STORED AS TARN takes exactly one LOCATION".into()));
+            return Err(DataFusionError::Plan(
+                "STORED AS TARN takes exactly one LOCATION".into(),
+            ));
         };
         let root = tarn_core::storage::open_location(location).map_err(to_df)?;
         let location = TableLocation::new(root.store.clone(), root.root.clone(), root.url.clone());
-        let table = Table::load(location, tarn_core::Env::default()).await.map_err(to_df)?;
+        let table = Table::load(location, tarn_core::Env::default())
+            .await
+            .map_err(to_df)?;
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let url = ObjectStoreUrl::parse(format!("tarn://external-{id}"))?;
-        state.runtime_env().register_object_store(url.as_ref(), root.store);
+        state
+            .runtime_env()
+            .register_object_store(url.as_ref(), root.store);
         if !cmd.schema.fields().is_empty() {
             return Err(DataFusionError::Plan(
                 "CREATE EXTERNAL TABLE ... STORED AS TARN takes its columns from the table; drop the column list".into(),
@@ -409,14 +518,21 @@ fn parse(sql: &str) -> Result<Vec<ParsedStatement>> {
         kept.push(spanned[i].clone());
         i += 1;
     }
-    let mut parser = DFParserBuilder::new(kept).with_dialect(&dialect as &dyn Dialect).build()?;
+    let mut parser = DFParserBuilder::new(kept)
+        .with_dialect(&dialect as &dyn Dialect)
+        .build()?;
     let statements = parser.parse_statements()?;
     let mut out: Vec<ParsedStatement> = statements
         .into_iter()
-        .map(|statement| ParsedStatement { statement, partition_by: Vec::new() })
+        .map(|statement| ParsedStatement {
+            statement,
+            partition_by: Vec::new(),
+        })
         .collect();
     for (index, items) in clauses {
-        let target = out.get_mut(index).ok_or_else(|| DataFusionError::Plan("PARTITIONED BY outside a statement".into()))?;
+        let target = out
+            .get_mut(index)
+            .ok_or_else(|| DataFusionError::Plan("PARTITIONED BY outside a statement".into()))?;
         target.partition_by = items;
     }
     Ok(out)

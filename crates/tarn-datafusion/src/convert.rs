@@ -25,30 +25,74 @@ pub fn df_schema(schema: &Schema) -> SchemaRef {
 pub fn to_scalar(ty: PrimitiveType, value: Option<&Value>) -> ScalarValue {
     let v = value.cloned();
     match ty {
-        PrimitiveType::Boolean => ScalarValue::Boolean(v.and_then(|v| if let Value::Boolean(b) = v { Some(b) } else { None })),
+        PrimitiveType::Boolean => ScalarValue::Boolean(v.and_then(|v| {
+            if let Value::Boolean(b) = v {
+                Some(b)
+            } else {
+                None
+            }
+        })),
         PrimitiveType::Int => ScalarValue::Int32(int(v)),
         PrimitiveType::Date => ScalarValue::Date32(int(v)),
         PrimitiveType::Long => ScalarValue::Int64(long(v)),
         PrimitiveType::Timestamp => ScalarValue::TimestampMicrosecond(long(v), None),
         PrimitiveType::TimestampTz => ScalarValue::TimestampMicrosecond(long(v), Some(UTC.into())),
-        PrimitiveType::Float => ScalarValue::Float32(v.and_then(|v| if let Value::Float(x) = v { Some(x) } else { None })),
-        PrimitiveType::Double => ScalarValue::Float64(v.and_then(|v| if let Value::Double(x) = v { Some(x) } else { None })),
+        PrimitiveType::Float => ScalarValue::Float32(v.and_then(|v| {
+            if let Value::Float(x) = v {
+                Some(x)
+            } else {
+                None
+            }
+        })),
+        PrimitiveType::Double => ScalarValue::Float64(v.and_then(|v| {
+            if let Value::Double(x) = v {
+                Some(x)
+            } else {
+                None
+            }
+        })),
         PrimitiveType::Decimal { precision, scale } => ScalarValue::Decimal128(
-            v.and_then(|v| if let Value::Decimal(x) = v { Some(x) } else { None }),
+            v.and_then(|v| {
+                if let Value::Decimal(x) = v {
+                    Some(x)
+                } else {
+                    None
+                }
+            }),
             precision,
             scale as i8,
         ),
-        PrimitiveType::String => ScalarValue::Utf8(v.and_then(|v| if let Value::String(s) = v { Some(s) } else { None })),
-        PrimitiveType::Binary => ScalarValue::Binary(v.and_then(|v| if let Value::Binary(b) = v { Some(b) } else { None })),
+        PrimitiveType::String => ScalarValue::Utf8(v.and_then(|v| {
+            if let Value::String(s) = v {
+                Some(s)
+            } else {
+                None
+            }
+        })),
+        PrimitiveType::Binary => ScalarValue::Binary(v.and_then(|v| {
+            if let Value::Binary(b) = v {
+                Some(b)
+            } else {
+                None
+            }
+        })),
     }
 }
 
 fn int(v: Option<Value>) -> Option<i32> {
-    if let Some(Value::Int(i)) = v { Some(i) } else { None }
+    if let Some(Value::Int(i)) = v {
+        Some(i)
+    } else {
+        None
+    }
 }
 
 fn long(v: Option<Value>) -> Option<i64> {
-    if let Some(Value::Long(i)) = v { Some(i) } else { None }
+    if let Some(Value::Long(i)) = v {
+        Some(i)
+    } else {
+        None
+    }
 }
 
 /// A DataFusion scalar as a tarn value of type `ty`, casting where DataFusion's literal type
@@ -56,14 +100,20 @@ fn long(v: Option<Value>) -> Option<i64> {
 /// value does not fit.
 pub fn from_scalar(ty: PrimitiveType, scalar: &ScalarValue) -> Option<Value> {
     let target = arrow_type(ty);
-    let scalar = if scalar.data_type() == target { scalar.clone() } else { scalar.cast_to(&target).ok()? };
+    let scalar = if scalar.data_type() == target {
+        scalar.clone()
+    } else {
+        scalar.cast_to(&target).ok()?
+    };
     if scalar.is_null() {
         return None;
     }
     Some(match scalar {
         ScalarValue::Boolean(Some(b)) => Value::Boolean(b),
         ScalarValue::Int32(Some(i)) | ScalarValue::Date32(Some(i)) => Value::Int(i),
-        ScalarValue::Int64(Some(i)) | ScalarValue::TimestampMicrosecond(Some(i), _) => Value::Long(i),
+        ScalarValue::Int64(Some(i)) | ScalarValue::TimestampMicrosecond(Some(i), _) => {
+            Value::Long(i)
+        }
         ScalarValue::Float32(Some(x)) => Value::Float(x),
         ScalarValue::Float64(Some(x)) => Value::Double(x),
         ScalarValue::Decimal128(Some(x), _, _) => Value::Decimal(x),
@@ -84,12 +134,26 @@ pub fn sql_type(ty: &SqlType) -> Result<PrimitiveType> {
     };
     Ok(match ty {
         S::Boolean | S::Bool => PrimitiveType::Boolean,
-        S::TinyInt(_) | S::SmallInt(_) | S::Int(_) | S::Integer(_) | S::Int2(_) | S::Int4(_) | S::Int8(_) | S::Int16 | S::Int32 => {
-            if matches!(ty, S::Int8(_)) { PrimitiveType::Long } else { PrimitiveType::Int }
+        S::TinyInt(_)
+        | S::SmallInt(_)
+        | S::Int(_)
+        | S::Integer(_)
+        | S::Int2(_)
+        | S::Int4(_)
+        | S::Int8(_)
+        | S::Int16
+        | S::Int32 => {
+            if matches!(ty, S::Int8(_)) {
+                PrimitiveType::Long
+            } else {
+                PrimitiveType::Int
+            }
         }
         S::BigInt(_) | S::Int64 => PrimitiveType::Long,
         S::Real | S::Float4 | S::Float32 => PrimitiveType::Float,
-        S::Double(_) | S::DoublePrecision | S::Float8 | S::Float64 | S::Float(_) => PrimitiveType::Double,
+        S::Double(_) | S::DoublePrecision | S::Float8 | S::Float64 | S::Float(_) => {
+            PrimitiveType::Double
+        }
         S::Decimal(info) | S::Numeric(info) | S::Dec(info) => {
             let (p, s) = match info {
                 ExactNumberInfo::None => (38, 10),
@@ -101,13 +165,24 @@ pub fn sql_type(ty: &SqlType) -> Result<PrimitiveType> {
             tarn_spec::decimal(p, s).map_err(crate::error::spec_to_df)?
         }
         S::Date => PrimitiveType::Date,
-        S::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) | S::Datetime(_) => PrimitiveType::Timestamp,
-        S::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => PrimitiveType::TimestampTz,
-        S::Varchar(_) | S::Char(_) | S::Character(_) | S::CharVarying(_) | S::CharacterVarying(_) | S::Text | S::String(_) | S::Nvarchar(_) => {
-            PrimitiveType::String
+        S::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) | S::Datetime(_) => {
+            PrimitiveType::Timestamp
         }
+        S::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => {
+            PrimitiveType::TimestampTz
+        }
+        S::Varchar(_)
+        | S::Char(_)
+        | S::Character(_)
+        | S::CharVarying(_)
+        | S::CharacterVarying(_)
+        | S::Text
+        | S::String(_)
+        | S::Nvarchar(_) => PrimitiveType::String,
         S::Bytea | S::Binary(_) | S::Varbinary(_) | S::Blob(_) => PrimitiveType::Binary,
-        S::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamptz") => PrimitiveType::TimestampTz,
+        S::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamptz") => {
+            PrimitiveType::TimestampTz
+        }
         _ => return Err(unsupported()),
     })
 }

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use datafusion::arrow::datatypes::Schema as ArrowSchema;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments,
-    SqlOption, Value as SqlValue,
+    ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, SqlOption, Value as SqlValue,
 };
 use tarn_core::TableDefinition;
 use tarn_spec::{FIRST_PARTITION_FIELD_ID, Field, FieldId, PartitionField, Transform};
@@ -25,7 +25,11 @@ use crate::names::normalize;
 pub fn definition(create: &CreateTable, partition_by: &[SqlExpr]) -> Result<TableDefinition> {
     let mut fields = Vec::with_capacity(create.columns.len());
     for (i, column) in create.columns.iter().enumerate() {
-        let mut field = Field::optional(i as i32 + 1, normalize(&column.name), sql_type(&column.data_type)?);
+        let mut field = Field::optional(
+            i as i32 + 1,
+            normalize(&column.name),
+            sql_type(&column.data_type)?,
+        );
         for option in &column.options {
             match &option.option {
                 ColumnOption::NotNull => field.required = true,
@@ -42,10 +46,16 @@ pub fn definition(create: &CreateTable, partition_by: &[SqlExpr]) -> Result<Tabl
         fields.push(field);
     }
     if !create.constraints.is_empty() {
-        return Err(DataFusionError::NotImplemented("table constraints are not supported by tarn tables".into()));
+        return Err(DataFusionError::NotImplemented(
+            "table constraints are not supported by tarn tables".into(),
+        ));
     }
     let partition_fields = partition_fields(partition_by, &fields)?;
-    Ok(TableDefinition { fields, partition_fields, properties: properties(&create.table_options)? })
+    Ok(TableDefinition {
+        fields,
+        partition_fields,
+        properties: properties(&create.table_options)?,
+    })
 }
 
 /// Fields for a CTAS: the query's columns, all nullable (as in Delta and Iceberg).
@@ -55,7 +65,8 @@ pub fn fields_of(schema: &ArrowSchema) -> Result<Vec<Field>> {
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let ty = tarn_core::arrow_convert::primitive_type(f.data_type()).map_err(crate::error::to_df)?;
+            let ty = tarn_core::arrow_convert::primitive_type(f.data_type())
+                .map_err(crate::error::to_df)?;
             Ok(Field::optional(i as i32 + 1, f.name().clone(), ty))
         })
         .collect()
@@ -65,9 +76,14 @@ pub fn fields_of(schema: &ArrowSchema) -> Result<Vec<Field>> {
 /// `truncate(W, col)`.
 pub fn partition_fields(items: &[SqlExpr], fields: &[Field]) -> Result<Vec<PartitionField>> {
     let column = |name: &str| -> Result<&Field> {
-        fields.iter().find(|f| f.name.eq_ignore_ascii_case(name)).ok_or_else(|| {
-            DataFusionError::Plan(format!("PARTITIONED BY names column '{name}', which the table does not have"))
-        })
+        fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "PARTITIONED BY names column '{name}', which the table does not have"
+                ))
+            })
     };
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -84,7 +100,9 @@ pub fn partition_fields(items: &[SqlExpr], fields: &[Field]) -> Result<Vec<Parti
                 let mut number = None;
                 for arg in args {
                     match arg {
-                        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Identifier(id))) => col = Some(normalize(id)),
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Identifier(id))) => {
+                            col = Some(normalize(id))
+                        }
                         FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(v))) => {
                             if let SqlValue::Number(n, _) = &v.value {
                                 number = n.parse::<u32>().ok();
@@ -126,7 +144,12 @@ pub fn partition_fields(items: &[SqlExpr], fields: &[Field]) -> Result<Vec<Parti
             Transform::Bucket(_) => format!("{}_bucket", source.name),
             Transform::Truncate(_) => format!("{}_trunc", source.name),
         };
-        out.push(PartitionField { source_id: source.id, field_id, name, transform });
+        out.push(PartitionField {
+            source_id: source.id,
+            field_id,
+            name,
+            transform,
+        });
     }
     Ok(out)
 }
@@ -135,12 +158,17 @@ pub fn partition_fields(items: &[SqlExpr], fields: &[Field]) -> Result<Vec<Parti
 pub fn properties(options: &CreateTableOptions) -> Result<BTreeMap<String, String>> {
     let list = match options {
         CreateTableOptions::None => return Ok(BTreeMap::new()),
-        CreateTableOptions::With(o) | CreateTableOptions::TableProperties(o) | CreateTableOptions::Options(o) | CreateTableOptions::Plain(o) => o,
+        CreateTableOptions::With(o)
+        | CreateTableOptions::TableProperties(o)
+        | CreateTableOptions::Options(o)
+        | CreateTableOptions::Plain(o) => o,
     };
     list.iter()
         .map(|option| match option {
             SqlOption::KeyValue { key, value } => Ok((key.value.clone(), literal_text(value))),
-            other => Err(DataFusionError::Plan(format!("table option '{other}' is not a 'key' = 'value' pair"))),
+            other => Err(DataFusionError::Plan(format!(
+                "table option '{other}' is not a 'key' = 'value' pair"
+            ))),
         })
         .collect()
 }

@@ -306,5 +306,4 @@ impl Dialect for TarnDialect {
     fn supports_xml_expressions(&self) -> bool {
         GenericDialect {}.supports_xml_expressions()
     }
-
 }

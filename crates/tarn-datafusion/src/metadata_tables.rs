@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array};
+use datafusion::arrow::array::{
+    ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
@@ -48,19 +50,31 @@ pub async fn provider(table: &Table, kind: MetadataTable) -> Result<Arc<dyn Tabl
         MetadataTable::Manifests => manifests(table).await?,
         MetadataTable::Partitions => partitions(table).await?,
     };
-    Ok(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?))
+    Ok(Arc::new(MemTable::try_new(
+        batch.schema(),
+        vec![vec![batch]],
+    )?))
 }
 
 fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 fn u64s(name: &str, values: impl IntoIterator<Item = u64>) -> (Field, ArrayRef) {
-    (Field::new(name, DataType::UInt64, false), Arc::new(UInt64Array::from_iter_values(values)))
+    (
+        Field::new(name, DataType::UInt64, false),
+        Arc::new(UInt64Array::from_iter_values(values)),
+    )
 }
 
 fn strings(name: &str, values: impl IntoIterator<Item = String>) -> (Field, ArrayRef) {
-    (Field::new(name, DataType::Utf8, false), Arc::new(StringArray::from_iter_values(values)))
+    (
+        Field::new(name, DataType::Utf8, false),
+        Arc::new(StringArray::from_iter_values(values)),
+    )
 }
 
 fn unzip(columns: Vec<(Field, ArrayRef)>) -> Result<RecordBatch> {
@@ -70,50 +84,104 @@ fn unzip(columns: Vec<(Field, ArrayRef)>) -> Result<RecordBatch> {
 
 fn snapshots(table: &Table) -> Result<RecordBatch> {
     let log = table.metadata().snapshots();
-    let committed = TimestampMillisecondArray::from_iter_values(log.iter().map(|s| s.timestamp_ms)).with_timezone("UTC");
+    let committed = TimestampMillisecondArray::from_iter_values(log.iter().map(|s| s.timestamp_ms))
+        .with_timezone("UTC");
     unzip(vec![
         u64s("version", log.iter().map(|s| s.version.get())),
-        (Field::new("committed_at", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false), Arc::new(committed)),
-        strings("operation", log.iter().map(|s| s.operation.as_str().to_string())),
+        (
+            Field::new(
+                "committed_at",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                false,
+            ),
+            Arc::new(committed),
+        ),
+        strings(
+            "operation",
+            log.iter().map(|s| s.operation.as_str().to_string()),
+        ),
         u64s("added_files", log.iter().map(|s| s.summary.added_files)),
         u64s("removed_files", log.iter().map(|s| s.summary.removed_files)),
         u64s("added_rows", log.iter().map(|s| s.summary.added_rows)),
         u64s("removed_rows", log.iter().map(|s| s.summary.removed_rows)),
         u64s("total_files", log.iter().map(|s| s.summary.total_files)),
         u64s("total_rows", log.iter().map(|s| s.summary.total_rows)),
-        (Field::new("schema_id", DataType::Int32, false), Arc::new(Int32Array::from_iter_values(log.iter().map(|s| s.schema_id.get())))),
+        (
+            Field::new("schema_id", DataType::Int32, false),
+            Arc::new(Int32Array::from_iter_values(
+                log.iter().map(|s| s.schema_id.get()),
+            )),
+        ),
         strings(
             "summary",
-            log.iter().map(|s| s.summary.extra.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")),
+            log.iter().map(|s| {
+                s.summary
+                    .extra
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }),
         ),
     ])
 }
 
 async fn files(table: &Table) -> Result<RecordBatch> {
-    let files = table.plan_files(&Predicate::True).await.map_err(to_df)?.data_files();
+    let files = table
+        .plan_files(&Predicate::True)
+        .await
+        .map_err(to_df)?
+        .data_files();
     let metadata = table.metadata();
     let render = |f: &tarn_core::DataFile| {
-        metadata.spec(f.spec_id).map(|s| s.partition_path(&f.partition)).unwrap_or_default()
+        metadata
+            .spec(f.spec_id)
+            .map(|s| s.partition_path(&f.partition))
+            .unwrap_or_default()
     };
     let mut columns = vec![
         strings("path", files.iter().map(|f| f.path.clone())),
         strings("partition", files.iter().map(render)),
-        (Field::new("spec_id", DataType::Int32, false), Arc::new(Int32Array::from_iter_values(files.iter().map(|f| f.spec_id.get()))) as ArrayRef),
+        (
+            Field::new("spec_id", DataType::Int32, false),
+            Arc::new(Int32Array::from_iter_values(
+                files.iter().map(|f| f.spec_id.get()),
+            )) as ArrayRef,
+        ),
         u64s("record_count", files.iter().map(|f| f.record_count)),
         u64s("file_size", files.iter().map(|f| f.file_size)),
     ];
     for field in table.schema().fields() {
-        let stats: Vec<Option<&tarn_core::ColumnStats>> = files.iter().map(|f| f.column_stats.get(&field.id)).collect();
+        let stats: Vec<Option<&tarn_core::ColumnStats>> = files
+            .iter()
+            .map(|f| f.column_stats.get(&field.id))
+            .collect();
         for (suffix, pick) in [("min", 0), ("max", 1)] {
             let values = stats.iter().map(|s| {
-                let v = s.and_then(|s| if pick == 0 { s.min.as_ref() } else { s.max.as_ref() });
+                let v = s.and_then(|s| {
+                    if pick == 0 {
+                        s.min.as_ref()
+                    } else {
+                        s.max.as_ref()
+                    }
+                });
                 to_scalar(field.field_type, v.filter(|v| v.fits(field.field_type)))
             });
             let array = ScalarValue::iter_to_array(values.collect::<Vec<_>>())?;
-            columns.push((Field::new(format!("{}_{suffix}", field.name), array.data_type().clone(), true), array));
+            columns.push((
+                Field::new(
+                    format!("{}_{suffix}", field.name),
+                    array.data_type().clone(),
+                    true,
+                ),
+                array,
+            ));
         }
         let nulls: UInt64Array = stats.iter().map(|s| s.and_then(|s| s.null_count)).collect();
-        columns.push((Field::new(format!("{}_nulls", field.name), DataType::UInt64, true), Arc::new(nulls)));
+        columns.push((
+            Field::new(format!("{}_nulls", field.name), DataType::UInt64, true),
+            Arc::new(nulls),
+        ));
     }
     unzip(columns)
 }
@@ -123,20 +191,38 @@ async fn manifests(table: &Table) -> Result<RecordBatch> {
     let n = list.len();
     unzip(vec![
         strings("path", (0..n).map(|i| list.path(i).to_string())),
-        (Field::new("spec_id", DataType::Int32, false), Arc::new(Int32Array::from_iter_values((0..n).map(|i| list.spec_id(i).get()))) as ArrayRef),
+        (
+            Field::new("spec_id", DataType::Int32, false),
+            Arc::new(Int32Array::from_iter_values(
+                (0..n).map(|i| list.spec_id(i).get()),
+            )) as ArrayRef,
+        ),
         u64s("added_version", (0..n).map(|i| list.added_version(i).get())),
         u64s("file_count", list.file_counts().values().iter().copied()),
-        u64s("record_count", list.record_counts().values().iter().copied()),
+        u64s(
+            "record_count",
+            list.record_counts().values().iter().copied(),
+        ),
     ])
 }
 
 async fn partitions(table: &Table) -> Result<RecordBatch> {
-    let files = table.plan_files(&Predicate::True).await.map_err(to_df)?.data_files();
+    let files = table
+        .plan_files(&Predicate::True)
+        .await
+        .map_err(to_df)?
+        .data_files();
     let metadata = table.metadata();
     // (spec, partition) -> (files, rows, bytes)
     let mut groups: BTreeMap<(i32, String), (u64, u64, u64)> = BTreeMap::new();
     for f in &files {
-        let key = (f.spec_id.get(), metadata.spec(f.spec_id).map(|s| s.partition_path(&f.partition)).unwrap_or_default());
+        let key = (
+            f.spec_id.get(),
+            metadata
+                .spec(f.spec_id)
+                .map(|s| s.partition_path(&f.partition))
+                .unwrap_or_default(),
+        );
         let entry = groups.entry(key).or_default();
         entry.0 += 1;
         entry.1 += f.record_count;
@@ -144,7 +230,10 @@ async fn partitions(table: &Table) -> Result<RecordBatch> {
     }
     unzip(vec![
         strings("partition", groups.keys().map(|k| k.1.clone())),
-        (Field::new("spec_id", DataType::Int32, false), Arc::new(Int32Array::from_iter_values(groups.keys().map(|k| k.0))) as ArrayRef),
+        (
+            Field::new("spec_id", DataType::Int32, false),
+            Arc::new(Int32Array::from_iter_values(groups.keys().map(|k| k.0))) as ArrayRef,
+        ),
         u64s("file_count", groups.values().map(|v| v.0)),
         u64s("record_count", groups.values().map(|v| v.1)),
         u64s("total_size", groups.values().map(|v| v.2)),

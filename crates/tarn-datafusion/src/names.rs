@@ -13,7 +13,11 @@ pub struct QualifiedName {
 
 impl QualifiedName {
     /// `catalog.namespace.table`, `namespace.table` or `table`, with the defaults filling in.
-    pub fn resolve(parts: &[String], default_catalog: &str, default_namespace: &str) -> Result<Self> {
+    pub fn resolve(
+        parts: &[String],
+        default_catalog: &str,
+        default_namespace: &str,
+    ) -> Result<Self> {
         let (catalog, namespace, table) = match parts {
             [t] => (default_catalog, default_namespace, t.as_str()),
             [n, t] => (default_catalog, n.as_str(), t.as_str()),
@@ -25,12 +29,19 @@ impl QualifiedName {
                 )));
             }
         };
-        Ok(QualifiedName { catalog: catalog.into(), namespace: namespace.into(), table: table.into() })
+        Ok(QualifiedName {
+            catalog: catalog.into(),
+            namespace: namespace.into(),
+            table: table.into(),
+        })
     }
 
     /// Parses a dotted name given as a string (as in table-function arguments).
     pub fn parse(name: &str, default_catalog: &str, default_namespace: &str) -> Result<Self> {
-        let parts: Vec<String> = name.split('.').map(|p| p.trim().trim_matches('"').to_string()).collect();
+        let parts: Vec<String> = name
+            .split('.')
+            .map(|p| p.trim().trim_matches('"').to_string())
+            .collect();
         Self::resolve(&parts, default_catalog, default_namespace)
     }
 
@@ -42,7 +53,11 @@ impl QualifiedName {
 
 /// An identifier as DataFusion normalises it: unquoted folds to lower case.
 pub fn normalize(ident: &Ident) -> String {
-    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_ascii_lowercase() }
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_ascii_lowercase()
+    }
 }
 
 /// The parts of an object name, normalised.

@@ -15,7 +15,9 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
 use datafusion::common::{ColumnStatistics, DFSchema, SchemaExt, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, FileSource, ParquetSource};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileScanConfigBuilder, FileSource, ParquetSource,
+};
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
@@ -51,12 +53,23 @@ impl TarnTable {
     /// `store_url`.
     pub fn new(table: Table, name: impl Into<String>, store_url: ObjectStoreUrl) -> Self {
         let schema = df_schema(table.schema());
-        TarnTable { table, name: name.into(), store_url, schema, pinned: false }
+        TarnTable {
+            table,
+            name: name.into(),
+            store_url,
+            schema,
+            pinned: false,
+        }
     }
 
     /// The same table pinned at another version (time travel): read-only.
     pub fn pinned(&self, table: Table) -> Self {
-        TarnTable { schema: df_schema(table.schema()), table, pinned: true, ..self.clone() }
+        TarnTable {
+            schema: df_schema(table.schema()),
+            table,
+            pinned: true,
+            ..self.clone()
+        }
     }
 
     pub fn table(&self) -> &Table {
@@ -76,14 +89,23 @@ impl TarnTable {
     }
 
     /// The files a scan under `filters` reads.
-    pub async fn plan(&self, state: &dyn Session, filters: &[Expr]) -> Result<(ScanPlan, Option<Arc<dyn datafusion::physical_plan::PhysicalExpr>>)> {
+    pub async fn plan(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+    ) -> Result<(
+        ScanPlan,
+        Option<Arc<dyn datafusion::physical_plan::PhysicalExpr>>,
+    )> {
         let df_schema = DFSchema::try_from(self.schema.clone())?;
         let physical = conjunction(filters.iter().cloned())
             .map(|e| state.create_physical_expr(e, &df_schema))
             .transpose()?;
         let mut predicates: Vec<Box<dyn FilePredicate>> = Vec::new();
         if let Some(p) = &physical
-            && let Ok(pruning) = PruningPredicateBuilder::new().with_file_schema(self.schema.clone()).try_build(p.clone())
+            && let Ok(pruning) = PruningPredicateBuilder::new()
+                .with_file_schema(self.schema.clone())
+                .try_build(p.clone())
             && !pruning.always_true()
         {
             predicates.push(Box::new(DataFusionPredicate::new(Arc::new(pruning))));
@@ -111,15 +133,25 @@ impl TarnTable {
             .collect()
     }
 
-    fn partitioned_file(&self, schema: &Schema, manifest: &Manifest, row: usize) -> PartitionedFile {
+    fn partitioned_file(
+        &self,
+        schema: &Schema,
+        manifest: &Manifest,
+        row: usize,
+    ) -> PartitionedFile {
         let file = manifest.data_file(row);
         let column_statistics = schema
             .fields()
             .iter()
             .map(|field| {
-                let Some(stats) = file.column_stats.get(&field.id) else { return ColumnStatistics::new_unknown() };
+                let Some(stats) = file.column_stats.get(&field.id) else {
+                    return ColumnStatistics::new_unknown();
+                };
                 // String and binary bounds may be truncated: usable for pruning, not as values.
-                let exact = !matches!(field.field_type, PrimitiveType::String | PrimitiveType::Binary);
+                let exact = !matches!(
+                    field.field_type,
+                    PrimitiveType::String | PrimitiveType::Binary
+                );
                 let bound = |v: &Option<tarn_spec::Value>| match v {
                     Some(v) if exact => Precision::Exact(to_scalar(field.field_type, Some(v))),
                     Some(v) => Precision::Inexact(to_scalar(field.field_type, Some(v))),
@@ -128,7 +160,10 @@ impl TarnTable {
                 let mut c = ColumnStatistics::new_unknown();
                 c.min_value = bound(&stats.min);
                 c.max_value = bound(&stats.max);
-                c.null_count = stats.null_count.map(|n| Precision::Exact(n as usize)).unwrap_or(Precision::Absent);
+                c.null_count = stats
+                    .null_count
+                    .map(|n| Precision::Exact(n as usize))
+                    .unwrap_or(Precision::Absent);
                 c
             })
             .collect();
@@ -146,14 +181,26 @@ impl TarnTable {
 /// currently smallest group).
 fn balance(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
     let n = n.max(1).min(files.len().max(1));
-    files.sort_by(|a, b| b.object_meta.size.cmp(&a.object_meta.size).then_with(|| a.object_meta.location.cmp(&b.object_meta.location)));
+    files.sort_by(|a, b| {
+        b.object_meta
+            .size
+            .cmp(&a.object_meta.size)
+            .then_with(|| a.object_meta.location.cmp(&b.object_meta.location))
+    });
     let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
     for file in files {
-        let smallest = groups.iter_mut().min_by_key(|g| g.0).expect("at least one group");
+        let smallest = groups
+            .iter_mut()
+            .min_by_key(|g| g.0)
+            .expect("at least one group");
         smallest.0 += file.object_meta.size;
         smallest.1.push(file);
     }
-    groups.into_iter().filter(|g| !g.1.is_empty()).map(|g| FileGroup::new(g.1)).collect()
+    groups
+        .into_iter()
+        .filter(|g| !g.1.is_empty())
+        .map(|g| FileGroup::new(g.1))
+        .collect()
 }
 
 #[async_trait]
@@ -166,7 +213,10 @@ impl TableProvider for TarnTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
@@ -185,7 +235,10 @@ impl TableProvider for TarnTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let (plan, _) = self.plan(state, filters).await?;
         let files = self.partitioned_files(&plan);
-        let file_stats: Vec<&Statistics> = files.iter().filter_map(|f| f.statistics.as_deref()).collect();
+        let file_stats: Vec<&Statistics> = files
+            .iter()
+            .filter_map(|f| f.statistics.as_deref())
+            .collect();
         let table_stats = if files.is_empty() {
             let mut s = Statistics::new_unknown(&self.schema);
             s.num_rows = Precision::Exact(0);
@@ -206,7 +259,9 @@ impl TableProvider for TarnTable {
             ("tarn_files_total", m.files_total as usize),
             ("tarn_files_kept", m.files_kept as usize),
         ] {
-            MetricBuilder::new(source.metrics()).global_counter(name).add(value);
+            MetricBuilder::new(source.metrics())
+                .global_counter(name)
+                .add(value);
         }
         let groups = balance(files, state.config().target_partitions());
         let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
@@ -231,8 +286,14 @@ impl TableProvider for TarnTable {
                 self.table.version()
             )));
         }
-        self.schema.logically_equivalent_names_and_types(&input.schema())?;
-        let sink = TarnSink::new(self.table.clone(), self.name.clone(), self.schema.clone(), insert_op)?;
+        self.schema
+            .logically_equivalent_names_and_types(&input.schema())?;
+        let sink = TarnSink::new(
+            self.table.clone(),
+            self.name.clone(),
+            self.schema.clone(),
+            insert_op,
+        )?;
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 }

@@ -21,7 +21,10 @@ struct ManifestStats<'a> {
 
 impl ManifestStats<'_> {
     fn field(&self, column: &Column) -> Option<tarn_spec::FieldId> {
-        self.stats.schema().field_by_name(&column.name).map(|f| f.id)
+        self.stats
+            .schema()
+            .field_by_name(&column.name)
+            .map(|f| f.id)
     }
 }
 
@@ -39,7 +42,9 @@ impl PruningStatistics for ManifestStats<'_> {
     }
 
     fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
-        self.stats.null_counts(self.field(column)?).map(|a| Arc::new(a.clone()) as ArrayRef)
+        self.stats
+            .null_counts(self.field(column)?)
+            .map(|a| Arc::new(a.clone()) as ArrayRef)
     }
 
     fn row_counts(&self) -> Option<ArrayRef> {
@@ -83,8 +88,12 @@ impl FilePredicate for AllOf {
         let mut result = BooleanArray::from(vec![true; stats.num_rows()]);
         for p in &self.0 {
             let next = p.may_match(stats)?;
-            result = datafusion::arrow::compute::and(&result, &next)
-                .map_err(|e| tarn_core::Error::InvalidArgument { what: "predicate", reason: e.to_string() })?;
+            result = datafusion::arrow::compute::and(&result, &next).map_err(|e| {
+                tarn_core::Error::InvalidArgument {
+                    what: "predicate",
+                    reason: e.to_string(),
+                }
+            })?;
         }
         Ok(result)
     }
@@ -92,7 +101,11 @@ impl FilePredicate for AllOf {
 
 /// `column = literal` conjuncts on columns that a bucket transform partitions, as tarn
 /// predicates (DataFusion's pruning does not know bucket transforms).
-pub fn bucket_equalities(filters: &[Expr], schema: &Schema, spec: &tarn_spec::PartitionSpec) -> Vec<Predicate> {
+pub fn bucket_equalities(
+    filters: &[Expr],
+    schema: &Schema,
+    spec: &tarn_spec::PartitionSpec,
+) -> Vec<Predicate> {
     let bucketed: HashSet<tarn_spec::FieldId> = spec
         .fields()
         .iter()
@@ -104,17 +117,33 @@ pub fn bucket_equalities(filters: &[Expr], schema: &Schema, spec: &tarn_spec::Pa
     }
     let mut out = Vec::new();
     for filter in filters.iter().flat_map(split_conjunction) {
-        let Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) = filter else { continue };
+        let Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) = filter
+        else {
+            continue;
+        };
         let (column, literal) = match (left.as_ref(), right.as_ref()) {
-            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => (c, v),
+            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => {
+                (c, v)
+            }
             _ => continue,
         };
-        let Some(field) = schema.field_by_name(&column.name) else { continue };
+        let Some(field) = schema.field_by_name(&column.name) else {
+            continue;
+        };
         if !bucketed.contains(&field.id) {
             continue;
         }
         if let Some(value) = from_scalar(field.field_type, literal) {
-            out.push(Predicate::Compare { field: field.id, field_type: field.field_type, op: CompareOp::Eq, value });
+            out.push(Predicate::Compare {
+                field: field.id,
+                field_type: field.field_type,
+                op: CompareOp::Eq,
+                value,
+            });
         }
     }
     out
@@ -122,7 +151,11 @@ pub fn bucket_equalities(filters: &[Expr], schema: &Schema, spec: &tarn_spec::Pa
 
 fn split_conjunction(expr: &Expr) -> Vec<&Expr> {
     match expr {
-        Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
             let mut v = split_conjunction(left);
             v.extend(split_conjunction(right));
             v

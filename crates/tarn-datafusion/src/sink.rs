@@ -37,7 +37,12 @@ impl TarnSink {
                 "REPLACE INTO is not supported on tarn tables; use MERGE INTO".into(),
             ));
         }
-        let scope = match table.metadata().properties().get(OVERWRITE_MODE_PROPERTY).map(String::as_str) {
+        let scope = match table
+            .metadata()
+            .properties()
+            .get(OVERWRITE_MODE_PROPERTY)
+            .map(String::as_str)
+        {
             None | Some("static") => OverwriteScope::Table,
             Some("dynamic") => OverwriteScope::Partitions,
             Some(other) => {
@@ -46,7 +51,13 @@ impl TarnSink {
                 )));
             }
         };
-        Ok(TarnSink { table, name, schema, op, scope })
+        Ok(TarnSink {
+            table,
+            name,
+            schema,
+            op,
+            scope,
+        })
     }
 }
 
@@ -67,7 +78,11 @@ impl DataSink for TarnSink {
         &self.schema
     }
 
-    async fn write_all(&self, mut data: SendableRecordBatchStream, _context: &Arc<TaskContext>) -> Result<u64> {
+    async fn write_all(
+        &self,
+        mut data: SendableRecordBatchStream,
+        _context: &Arc<TaskContext>,
+    ) -> Result<u64> {
         let mut writer = self.table.writer().map_err(to_df)?;
         let mut rows = 0u64;
         while let Some(batch) = data.next().await {
@@ -77,11 +92,17 @@ impl DataSink for TarnSink {
         }
         let files = writer.finish().await.map_err(to_df)?;
         let change = match self.op {
-            InsertOp::Overwrite => Change::Overwrite { files, scope: self.scope },
+            InsertOp::Overwrite => Change::Overwrite {
+                files,
+                scope: self.scope,
+            },
             _ => Change::Append { files },
         };
         let extra = BTreeMap::from([("statement".to_string(), "insert".to_string())]);
-        self.table.commit_with_summary(change, extra).await.map_err(to_df)?;
+        self.table
+            .commit_with_summary(change, extra)
+            .await
+            .map_err(to_df)?;
         Ok(rows)
     }
 }

@@ -42,14 +42,21 @@ impl sqllogictest::AsyncDB for Tarn {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SqlError> {
-        let df = self.ctx.sql(sql).await.map_err(|e| SqlError(e.to_string()))?;
+        let df = self
+            .ctx
+            .sql(sql)
+            .await
+            .map_err(|e| SqlError(e.to_string()))?;
         let batches = df.collect().await.map_err(|e| SqlError(e.to_string()))?;
         let columns = batches.first().map(|b| b.num_columns()).unwrap_or(0);
         if columns == 0 {
             return Ok(DBOutput::StatementComplete(0));
         }
         let rows = render(&batches).map_err(SqlError)?;
-        Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; columns], rows })
+        Ok(DBOutput::Rows {
+            types: vec![DefaultColumnType::Any; columns],
+            rows,
+        })
     }
 
     async fn shutdown(&mut self) {}
@@ -78,7 +85,11 @@ fn render(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, String> {
                 .iter()
                 .map(|f| {
                     let s = f.value(row).to_string();
-                    if s.is_empty() { "(empty)".to_string() } else { mask_uuids(&s) }
+                    if s.is_empty() {
+                        "(empty)".to_string()
+                    } else {
+                        mask_uuids(&s)
+                    }
                 })
                 .collect();
             // A multi-line value (an EXPLAIN plan) continues on rows of its own, one per line.
@@ -135,7 +146,9 @@ fn mask_uuids(s: &str) -> String {
 }
 
 fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -148,8 +161,14 @@ fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 async fn run_file(path: &Path, root: &Path, complete: bool) -> Result<(), String> {
     let warehouse = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let location = warehouse.path().to_str().ok_or("non-UTF-8 temp path")?.to_string();
-    let ctx = TarnContext::open(&location).await.map_err(|e| e.to_string())?;
+    let location = warehouse
+        .path()
+        .to_str()
+        .ok_or("non-UTF-8 temp path")?
+        .to_string();
+    let ctx = TarnContext::open(&location)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut runner = sqllogictest::Runner::new(move || {
         let ctx = ctx.clone();
         async move { Ok::<_, SqlError>(Tarn { ctx }) }
@@ -159,11 +178,20 @@ async fn run_file(path: &Path, root: &Path, complete: bool) -> Result<(), String
     runner.set_var("WAREHOUSE".into(), location);
     if complete {
         runner
-            .update_test_file(path, " ", sqllogictest::default_validator, sqllogictest::default_normalizer, sqllogictest::default_column_validator)
+            .update_test_file(
+                path,
+                " ",
+                sqllogictest::default_validator,
+                sqllogictest::default_normalizer,
+                sqllogictest::default_column_validator,
+            )
             .await
             .map_err(|e| e.to_string())
     } else {
-        runner.run_file_async(path).await.map_err(|e| e.display(false).to_string())
+        runner
+            .run_file_async(path)
+            .await
+            .map_err(|e| e.display(false).to_string())
     }
 }
 
@@ -176,10 +204,19 @@ async fn main() -> ExitCode {
     let mut files = Vec::new();
     slt_files(&root, &mut files);
     files.sort();
-    files.retain(|f| filters.is_empty() || filters.iter().any(|pat| f.to_string_lossy().contains(pat.as_str())));
+    files.retain(|f| {
+        filters.is_empty()
+            || filters
+                .iter()
+                .any(|pat| f.to_string_lossy().contains(pat.as_str()))
+    });
     let (mut passed, mut failed) = (0, 0);
     for file in &files {
-        let name = file.strip_prefix(&root).unwrap_or(file).display().to_string();
+        let name = file
+            .strip_prefix(&root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
         match run_file(file, &root, complete).await {
             Ok(()) => {
                 passed += 1;
@@ -196,5 +233,9 @@ async fn main() -> ExitCode {
         println!("no .slt files found under {}", root.display());
         return ExitCode::FAILURE;
     }
-    if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -26,6 +26,8 @@ pub struct PartitionField {
 pub struct PartitionSpec {
     id: SpecId,
     fields: Vec<PartitionField>,
+    /// The type of each field's values, derived from the schema the spec was checked against.
+    types: Vec<PrimitiveType>,
 }
 
 impl PartitionSpec {
@@ -34,6 +36,7 @@ impl PartitionSpec {
         PartitionSpec {
             id,
             fields: Vec::new(),
+            types: Vec::new(),
         }
     }
 
@@ -42,6 +45,7 @@ impl PartitionSpec {
     pub fn new(id: SpecId, fields: Vec<PartitionField>, schema: &Schema) -> Result<Self> {
         let mut ids = HashSet::new();
         let mut names = HashSet::new();
+        let mut types = Vec::with_capacity(fields.len());
         for field in &fields {
             let source = schema.field_by_id(field.source_id).ok_or_else(|| {
                 SpecError::invalid(format!(
@@ -50,12 +54,13 @@ impl PartitionSpec {
                     field.name, field.source_id
                 ))
             })?;
-            field
+            let result_type = field
                 .transform
                 .result_type(source.field_type)
                 .map_err(|e| {
                     SpecError::invalid(format!("partition spec {id}: field '{}': {e}", field.name))
                 })?;
+            types.push(result_type);
             if !ids.insert(field.field_id) {
                 return Err(SpecError::invalid(format!(
                     "partition spec {id}: partition field id {} is used more than once",
@@ -69,7 +74,7 @@ impl PartitionSpec {
                 )));
             }
         }
-        Ok(PartitionSpec { id, fields })
+        Ok(PartitionSpec { id, fields, types })
     }
 
     pub fn id(&self) -> SpecId {
@@ -106,13 +111,11 @@ impl PartitionSpec {
     pub fn partition_path(&self, values: &[Option<Value>]) -> String {
         self.fields
             .iter()
+            .zip(&self.types)
             .zip(values)
-            .map(|(f, v)| {
-                format!(
-                    "{}={}",
-                    escape(&f.name),
-                    escape(&f.transform.render(v.as_ref()))
-                )
+            .map(|((f, ty), v)| {
+                let rendered = f.transform.render(*ty, v.as_ref());
+                format!("{}={}", escape(&f.name), escape(&rendered))
             })
             .collect::<Vec<_>>()
             .join("/")

@@ -111,27 +111,39 @@ impl Transform {
         Ok(Some(out))
     }
 
-    /// Renders a partition value for the human-readable part of a data file's path. Paths
-    /// are never parsed back: the manifest holds the typed value.
-    pub fn render(self, value: Option<&Value>) -> String {
+    /// Renders a partition value of type `result_type` for the human-readable part of a data
+    /// file's path. Paths are never parsed back: the manifest holds the typed value.
+    pub fn render(self, result_type: PrimitiveType, value: Option<&Value>) -> String {
         let Some(value) = value else {
             return "null".to_string();
         };
-        match (self, value) {
-            (Transform::Year, Value::Int(y)) => format!("{}", 1970 + i64::from(*y)),
-            (Transform::Month, Value::Int(m)) => {
+        match (self, result_type, value) {
+            (Transform::Year, _, Value::Int(y)) => format!("{}", 1970 + i64::from(*y)),
+            (Transform::Month, _, Value::Int(m)) => {
                 let (y, mo) = (i64::from(*m).div_euclid(12), i64::from(*m).rem_euclid(12));
                 format!("{}-{:02}", 1970 + y, mo + 1)
             }
-            (Transform::Day, Value::Int(d)) => {
-                let (y, m, day) = civil_from_days(i64::from(*d));
-                format!("{y}-{m:02}-{day:02}")
-            }
-            (Transform::Hour, Value::Int(h)) => {
+            (Transform::Hour, _, Value::Int(h)) => {
                 let (y, m, d) = civil_from_days(i64::from(*h).div_euclid(24));
                 format!("{y}-{m:02}-{d:02}-{:02}", i64::from(*h).rem_euclid(24))
             }
-            (_, v) => v.to_string(),
+            (_, PrimitiveType::Date, Value::Int(d)) => {
+                let (y, m, day) = civil_from_days(i64::from(*d));
+                format!("{y}-{m:02}-{day:02}")
+            }
+            (_, PrimitiveType::Timestamp | PrimitiveType::TimestampTz, Value::Long(us)) => {
+                let (y, m, d) = civil_from_days(us.div_euclid(MICROS_PER_DAY));
+                let of_day = us.rem_euclid(MICROS_PER_DAY);
+                let secs = of_day / 1_000_000;
+                format!(
+                    "{y}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}",
+                    secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60,
+                    of_day % 1_000_000
+                )
+            }
+            (_, _, v) => v.to_string(),
         }
     }
 }
@@ -338,17 +350,26 @@ mod tests {
         let apply = |tr: Transform| tr.apply(t, Some(&ts)).unwrap().unwrap();
         assert_eq!(apply(Transform::Year), Value::Int(56));
         assert_eq!(apply(Transform::Month), Value::Int(56 * 12 + 10));
+        let (int, date) = (PrimitiveType::Int, PrimitiveType::Date);
         assert_eq!(
-            Transform::Day.render(Some(&apply(Transform::Day))),
+            Transform::Day.render(date, Some(&apply(Transform::Day))),
             "2026-11-25"
         );
         assert_eq!(
-            Transform::Hour.render(Some(&apply(Transform::Hour))),
+            Transform::Hour.render(int, Some(&apply(Transform::Hour))),
             "2026-11-25-10"
         );
         assert_eq!(
-            Transform::Month.render(Some(&apply(Transform::Month))),
+            Transform::Month.render(int, Some(&apply(Transform::Month))),
             "2026-11"
+        );
+        assert_eq!(
+            Transform::Identity.render(t, Some(&ts)),
+            "2026-11-25T10:30:00.000000"
+        );
+        assert_eq!(
+            Transform::Identity.render(date, Some(&Value::Int(0))),
+            "1970-01-01"
         );
         // Before the epoch rounds down, not toward zero.
         let before = Value::Long(-1);

@@ -122,7 +122,7 @@ async fn partitioned_writes_split_files_by_partition() {
         let Some(Value::Int(day)) = file.partition[0] else {
             panic!("day partition")
         };
-        let date = tarn_spec::Transform::Day.render(Some(&Value::Int(day)));
+        let date = tarn_spec::Transform::Day.render(PrimitiveType::Date, Some(&Value::Int(day)));
         assert!(
             file.path
                 .starts_with(&format!("data/ts_day={date}/region={region}/")),
