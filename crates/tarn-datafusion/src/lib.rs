@@ -18,6 +18,9 @@ mod pruning;
 mod sink;
 mod time_travel;
 
+#[cfg(test)]
+mod tests;
+
 pub use catalog::{TarnCatalog, TarnSchema};
 pub use context::{CATALOG, DEFAULT_NAMESPACE, ParsedStatement, TarnContext, register};
 pub use dialect::TarnDialect;
