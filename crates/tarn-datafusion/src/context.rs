@@ -38,6 +38,7 @@ use tarn_core::{Table, TableLocation, Warehouse};
 use crate::catalog::TarnCatalog;
 use crate::ddl;
 use crate::dialect::TarnDialect;
+use crate::dml::DmlKind;
 use crate::error::to_df;
 use crate::names::{QualifiedName, parts};
 use crate::provider::TarnTable;
@@ -153,6 +154,9 @@ impl TarnContext {
             statement,
             partition_by,
         } = parsed;
+        if let Some(df) = self.row_level_dml(&statement).await? {
+            return Ok(df);
+        }
         if let DFStatement::Statement(s) = &statement {
             if let Some(df) = self.ddl(s, &partition_by).await? {
                 return Ok(df);
@@ -160,12 +164,18 @@ impl TarnContext {
             if lists_names(s) {
                 self.catalog.refresh().await?;
             }
-            let namespace = self.default_namespace();
-            self.travel.prepare(s, &namespace).await?;
         } else if !partition_by.is_empty() {
             return Err(DataFusionError::Plan(
                 "PARTITIONED BY belongs to CREATE TABLE".into(),
             ));
+        }
+        self.plan(statement).await
+    }
+
+    /// Plans a statement with DataFusion, time-travel references resolved first.
+    pub(crate) async fn plan(&self, statement: DFStatement) -> Result<DataFrame> {
+        if let DFStatement::Statement(s) = &statement {
+            self.travel.prepare(s, &self.default_namespace()).await?;
         }
         let state = self.ctx.state();
         let planned = state.statement_to_plan(statement).await;
@@ -173,7 +183,43 @@ impl TarnContext {
         self.ctx.execute_logical_plan(planned?).await
     }
 
-    fn default_namespace(&self) -> String {
+    /// Plans one generated query (tarn's own SQL, never DDL or DML).
+    pub(crate) async fn plan_generated(&self, sql: &str) -> Result<DataFrame> {
+        let mut statements = parse(sql)?;
+        if statements.len() != 1 {
+            return Err(DataFusionError::Internal(format!(
+                "generated SQL is not one statement: {sql}"
+            )));
+        }
+        self.plan(statements.remove(0).statement).await
+    }
+
+    /// DELETE, UPDATE and MERGE on tarn tables (and EXPLAIN of them); `None` otherwise.
+    async fn row_level_dml(&self, statement: &DFStatement) -> Result<Option<DataFrame>> {
+        let (inner, explain) = match statement {
+            DFStatement::Statement(s) => (s.as_ref(), None),
+            DFStatement::Explain(e) => match e.statement.as_ref() {
+                DFStatement::Statement(s) => {
+                    let full = e.to_string();
+                    let prefix = full[..full.len().saturating_sub(s.to_string().len())]
+                        .trim()
+                        .to_string();
+                    (s.as_ref(), Some(prefix))
+                }
+                _ => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        let kind = match inner {
+            Statement::Delete(d) => DmlKind::Delete(d),
+            Statement::Update(u) => DmlKind::Update(u),
+            Statement::Merge(m) => DmlKind::Merge(m),
+            _ => return Ok(None),
+        };
+        self.dml(kind, explain.as_deref()).await
+    }
+
+    pub(crate) fn default_namespace(&self) -> String {
         self.ctx
             .state()
             .config()

@@ -10,6 +10,7 @@ mod context;
 mod convert;
 mod ddl;
 mod dialect;
+mod dml;
 pub mod error;
 mod metadata_tables;
 mod names;

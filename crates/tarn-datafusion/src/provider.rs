@@ -10,7 +10,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
 use datafusion::common::{ColumnStatistics, DFSchema, SchemaExt, Statistics};
@@ -46,7 +46,20 @@ pub struct TarnTable {
     store_url: ObjectStoreUrl,
     schema: SchemaRef,
     pinned: bool,
+    /// Row identity columns (`_file`, `_pos`) after the table's columns, and the files a
+    /// scan is limited to; for row-level DML.
+    identity: Option<Identity>,
 }
+
+#[derive(Debug, Clone)]
+struct Identity {
+    only: Option<Arc<std::collections::HashSet<String>>>,
+}
+
+/// The column holding a row's data file path (table-relative) in an identity scan.
+pub const FILE_COLUMN: &str = "_file";
+/// The column holding a row's position in its data file in an identity scan.
+pub const POS_COLUMN: &str = "_pos";
 
 impl TarnTable {
     /// `table` under the display name `name`, its store registered in the session under
@@ -59,6 +72,22 @@ impl TarnTable {
             store_url,
             schema,
             pinned: false,
+            identity: None,
+        }
+    }
+
+    /// This table version with row identity columns `_file` and `_pos`, optionally limited
+    /// to some data files (table-relative paths).
+    pub fn with_identity(&self, only: Option<std::collections::HashSet<String>>) -> Self {
+        let mut fields: Vec<_> = self.schema.fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(FILE_COLUMN, DataType::Utf8, false)));
+        fields.push(Arc::new(Field::new(POS_COLUMN, DataType::Int64, false)));
+        TarnTable {
+            schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+            identity: Some(Identity {
+                only: only.map(Arc::new),
+            }),
+            ..self.clone()
         }
     }
 
@@ -173,7 +202,13 @@ impl TarnTable {
             column_statistics,
         };
         let path = self.table.location().path(&file.path);
-        PartitionedFile::new(path.to_string(), file.file_size).with_statistics(Arc::new(statistics))
+        let partitioned = PartitionedFile::new(path.to_string(), file.file_size);
+        if self.identity.is_some() {
+            return partitioned.with_partition_values(vec![datafusion::common::ScalarValue::Utf8(
+                Some(file.path),
+            )]);
+        }
+        partitioned.with_statistics(Arc::new(statistics))
     }
 }
 
@@ -233,13 +268,23 @@ impl TableProvider for TarnTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (plan, _) = self.plan(state, filters).await?;
+        let (mut plan, _) = self.plan(state, filters).await?;
+        if let Some(Identity { only: Some(only) }) = &self.identity {
+            for m in &mut plan.manifests {
+                let keep: datafusion::arrow::array::BooleanArray = m
+                    .paths()
+                    .iter()
+                    .map(|p| Some(p.is_some_and(|p| only.contains(p))))
+                    .collect();
+                *m = m.filter(&keep).map_err(to_df)?;
+            }
+        }
         let files = self.partitioned_files(&plan);
         let file_stats: Vec<&Statistics> = files
             .iter()
             .filter_map(|f| f.statistics.as_deref())
             .collect();
-        let table_stats = if files.is_empty() {
+        let table_stats = if files.is_empty() || self.identity.is_some() {
             let mut s = Statistics::new_unknown(&self.schema);
             s.num_rows = Precision::Exact(0);
             s
@@ -249,7 +294,24 @@ impl TableProvider for TarnTable {
         // The predicate reaches the Parquet reader (row groups, pages) through DataFusion's
         // physical filter pushdown from the FilterExec kept above this scan, as with
         // ListingTable; setting it here as well would evaluate it twice.
-        let source = ParquetSource::new(TableSchema::from(self.schema.clone()))
+        let table_schema = match &self.identity {
+            None => TableSchema::from(self.schema.clone()),
+            Some(_) => {
+                let data = df_schema(self.table.schema());
+                TableSchema::builder(data)
+                    .with_table_partition_cols(vec![Arc::new(Field::new(
+                        FILE_COLUMN,
+                        DataType::Utf8,
+                        false,
+                    ))])
+                    .with_virtual_columns(vec![Arc::new(
+                        Field::new(POS_COLUMN, DataType::Int64, false)
+                            .with_extension_type(datafusion::parquet::arrow::RowNumber),
+                    )])
+                    .build()
+            }
+        };
+        let source = ParquetSource::new(table_schema)
             .with_table_parquet_options(state.default_table_options().parquet.clone());
         // Planning figures, reported by EXPLAIN ANALYZE on the scan.
         let m = plan.metrics;
@@ -279,6 +341,11 @@ impl TableProvider for TarnTable {
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.identity.is_some() {
+            return Err(DataFusionError::Plan(
+                "cannot write through a row-identity scan".into(),
+            ));
+        }
         if self.pinned {
             return Err(DataFusionError::Plan(format!(
                 "cannot write to {} at version {}: a time-travel read is read-only",
