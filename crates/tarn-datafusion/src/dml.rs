@@ -559,6 +559,14 @@ fn check_merge_scopes(bound: &datafusion::logical_expr::LogicalPlan, merge: &Mer
 
 /// The source of a MERGE as SQL with a presence marker column, and the name it is known by.
 fn source_relation(source: &TableFactor) -> Result<(String, String)> {
+    // Column aliases (`AS s(a, b)`) stay on the inner relation.
+    let inner_alias = |alias: &Option<datafusion::sql::sqlparser::ast::TableAlias>| match alias {
+        Some(a) if !a.columns.is_empty() => {
+            let columns: Vec<String> = a.columns.iter().map(|c| quote_ident(&c.name)).collect();
+            format!("__tarn_inner({})", columns.join(", "))
+        }
+        _ => "__tarn_inner".to_string(),
+    };
     let (inner, alias) = match source {
         TableFactor::Table { name, alias, .. } => {
             let mut bare = source.clone();
@@ -572,7 +580,7 @@ fn source_relation(source: &TableFactor) -> Result<(String, String)> {
                 .map(quote_ident)
                 .unwrap_or_default();
             (
-                bare.to_string(),
+                format!("{bare} AS {}", inner_alias(alias)),
                 alias
                     .as_ref()
                     .map(|a| quote_ident(&a.name))
@@ -582,13 +590,13 @@ fn source_relation(source: &TableFactor) -> Result<(String, String)> {
         TableFactor::Derived {
             subquery, alias, ..
         } => {
-            let alias = alias
+            let name = alias
                 .as_ref()
                 .map(|a| quote_ident(&a.name))
                 .ok_or_else(|| {
                     DataFusionError::Plan("a MERGE source subquery needs an alias".into())
                 })?;
-            (format!("({subquery}) AS __tarn_inner"), alias)
+            (format!("({subquery}) AS {}", inner_alias(alias)), name)
         }
         other => {
             return Err(DataFusionError::NotImplemented(format!(
