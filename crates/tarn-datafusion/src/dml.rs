@@ -51,6 +51,7 @@ const ACTION_COLUMN: &str = "__tarn_action";
 const SOURCE_MARKER: &str = "__tarn_source";
 
 /// A DML statement resolved to its target.
+#[derive(Clone, Copy)]
 pub(crate) enum DmlKind<'a> {
     Delete(&'a Delete),
     Update(&'a Update),
@@ -67,6 +68,14 @@ struct Outcome {
 }
 
 static TEMP_NAMES: AtomicU64 = AtomicU64::new(0);
+
+/// How many times a DML statement runs before a conflict is reported.
+const DML_ATTEMPTS: u32 = 10;
+
+fn is_retryable_conflict(e: &DataFusionError) -> bool {
+    crate::error::tarn_error(e)
+        .is_some_and(|t| t.kind() == tarn_core::ErrorKind::Conflict { retryable: true })
+}
 
 impl TarnContext {
     /// The target table of a DML statement, if it is a tarn table.
@@ -92,8 +101,30 @@ impl TarnContext {
         }
     }
 
-    /// Runs a DML statement (or, with `explain`, shows its pass-1 plan).
+    /// Runs a DML statement (or, with `explain`, shows its pass-1 plan). A statement whose
+    /// files were changed by a concurrent commit runs again on the new version: nothing of
+    /// the failed attempt was committed, so this is safe.
     pub(crate) async fn dml(
+        &self,
+        kind: DmlKind<'_>,
+        explain: Option<&str>,
+    ) -> Result<Option<DataFrame>> {
+        let backoff = tarn_core::RetryPolicy {
+            min_backoff: std::time::Duration::from_millis(5),
+            ..Default::default()
+        };
+        for attempt in 1.. {
+            match self.dml_once(kind, explain).await {
+                Err(e) if attempt < DML_ATTEMPTS && is_retryable_conflict(&e) => {
+                    tokio::time::sleep(backoff.backoff(attempt)).await;
+                }
+                outcome => return outcome,
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn dml_once(
         &self,
         kind: DmlKind<'_>,
         explain: Option<&str>,

@@ -129,7 +129,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Full jitter: a random wait up to `min_backoff * 2^attempt`, capped.
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub fn backoff(&self, attempt: u32) -> Duration {
         let cap = self
             .min_backoff
             .saturating_mul(1u32 << attempt.min(16))
