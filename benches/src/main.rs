@@ -6,8 +6,11 @@
 //!   and commit latency.
 //! - `commit`: 1,000 sequential appends of 1,000 rows (commits/s, p50/p99 latency), then 4
 //!   concurrent writers (throughput, and a check that no commit was lost).
+//! - `merge-memory`: MERGE of 10,000 source rows into 10,000,000 target rows with a 1 GiB
+//!   DataFusion memory limit: time, peak memory, files rewritten.
 //! - `smoke`: every suite at a tiny size, one run, for CI.
 
+mod dml;
 mod report;
 mod suites;
 
@@ -23,9 +26,9 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let suite = args
-        .next()
-        .ok_or("usage: tarn-bench <append-large|commit|smoke> [--runs N] [--json PATH]")?;
+    let suite = args.next().ok_or(
+        "usage: tarn-bench <append-large|commit|merge-memory|smoke> [--runs N] [--json PATH]",
+    )?;
     let mut parsed = Args {
         suite,
         runs: 5,
@@ -59,10 +62,18 @@ async fn main() -> ExitCode {
     let result = match args.suite.as_str() {
         "append-large" => suites::append_large(&mut report, 10_000, args.runs).await,
         "commit" => suites::commit(&mut report, 1_000, 1_000, 4, args.runs).await,
+        "merge-memory" => {
+            dml::merge_under_memory_limit(&mut report, 10_000_000, 10_000, 1 << 30).await
+        }
         "smoke" => {
             let r = suites::append_large(&mut report, 200, 1).await;
             match r {
-                Ok(()) => suites::commit(&mut report, 20, 100, 2, 1).await,
+                Ok(()) => match suites::commit(&mut report, 20, 100, 2, 1).await {
+                    Ok(()) => {
+                        dml::merge_under_memory_limit(&mut report, 20_000, 1_000, 64 << 20).await
+                    }
+                    e => e,
+                },
                 e => e,
             }
         }

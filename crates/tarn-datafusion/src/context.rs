@@ -25,6 +25,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::CreateExternalTable;
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
@@ -90,12 +91,22 @@ impl TarnContext {
 
     /// A context over `warehouse`, with `config` for everything DataFusion configures.
     pub async fn new(warehouse: Warehouse, config: SessionConfig) -> Result<Self> {
+        Self::new_with_runtime(warehouse, config, Arc::new(RuntimeEnv::default())).await
+    }
+
+    /// [`TarnContext::new`] with a runtime of your own (memory limit, spill directory, ...).
+    pub async fn new_with_runtime(
+        warehouse: Warehouse,
+        config: SessionConfig,
+        runtime: Arc<RuntimeEnv>,
+    ) -> Result<Self> {
         let config = config
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG, DEFAULT_NAMESPACE)
             .with_create_default_catalog_and_schema(false);
         let state = SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(runtime)
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state).enable_url_table();
