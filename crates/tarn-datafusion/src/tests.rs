@@ -129,8 +129,8 @@ async fn a_time_travel_provider_is_read_only() {
     );
 }
 
-/// Two sessions increment the same row concurrently: every increment survives (no lost
-/// update), because a statement whose file was rewritten meanwhile conflicts and re-runs.
+/// An UPDATE and a MERGE increment the same row concurrently: every increment survives (no
+/// lost update), because a statement whose file was rewritten meanwhile conflicts and re-runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_updates_lose_nothing() {
     let a = TarnContext::open("memory://concurrent-updates")
