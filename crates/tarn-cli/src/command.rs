@@ -1,0 +1,127 @@
+//! Meta commands: backslash commands of the shell, parsed into a typed enum.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::print::Format;
+
+/// A backslash command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `\?`: help.
+    Help,
+    /// `\q`: quit.
+    Quit,
+    /// `\dt [namespace]`: tables.
+    Tables(Option<String>),
+    /// `\d table`: columns, partition spec and properties of a table.
+    Describe(String),
+    /// `\dn`: namespaces.
+    Namespaces,
+    /// `\snapshots table`: the snapshot log.
+    Snapshots(String),
+    /// `\timing [on|off]`: show elapsed time after each statement (toggles without argument).
+    Timing(Option<bool>),
+    /// `\format table|csv|tsv|json|ndjson`.
+    Format(Format),
+    /// `\i file`: run the statements in a file.
+    Include(PathBuf),
+    /// `\o [file]`: send results to a file, or back to standard output without argument.
+    Output(Option<PathBuf>),
+}
+
+pub const HELP: &str = "\
+Meta commands:
+  \\?                 this help
+  \\q                 quit (or Ctrl-D)
+  \\dt [namespace]    list tables
+  \\d table           describe a table: columns, partition spec, properties
+  \\dn                list namespaces
+  \\snapshots table   the table's snapshot log
+  \\timing [on|off]   show the time each statement takes
+  \\format FORMAT     table, csv, tsv, json or ndjson
+  \\i file            run the SQL statements in a file
+  \\o [file]          write results to a file (no argument: back to the screen)
+SQL statements end with ';' and may span lines. Ctrl-C cancels a running statement.";
+
+impl FromStr for Command {
+    type Err = String;
+
+    fn from_str(line: &str) -> Result<Self, String> {
+        let line = line.trim().trim_end_matches(';').trim();
+        let (name, arg) = match line.split_once(char::is_whitespace) {
+            Some((n, a)) => (n, Some(a.trim()).filter(|a| !a.is_empty())),
+            None => (line, None),
+        };
+        let need = |what: &str| {
+            arg.map(str::to_string)
+                .ok_or_else(|| format!("{name} needs {what}; type \\? for help"))
+        };
+        Ok(match name {
+            "\\?" | "\\h" | "\\help" => Command::Help,
+            "\\q" | "\\quit" => Command::Quit,
+            "\\dt" => Command::Tables(arg.map(str::to_string)),
+            "\\d" => Command::Describe(need("a table name")?),
+            "\\dn" => Command::Namespaces,
+            "\\snapshots" => Command::Snapshots(need("a table name")?),
+            "\\timing" => Command::Timing(match arg {
+                None => None,
+                Some("on") => Some(true),
+                Some("off") => Some(false),
+                Some(other) => return Err(format!("\\timing takes on or off, not '{other}'")),
+            }),
+            "\\format" => {
+                Command::Format(need("a format (table, csv, tsv, json, ndjson)")?.parse()?)
+            }
+            "\\i" => Command::Include(PathBuf::from(need("a file name")?)),
+            "\\o" => Command::Output(arg.map(PathBuf::from)),
+            other => {
+                return Err(format!(
+                    "unknown command '{other}'; type \\? for the list of commands"
+                ));
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!("\\dt".parse::<Command>().unwrap(), Command::Tables(None));
+        assert_eq!(
+            "\\dt feeds".parse::<Command>().unwrap(),
+            Command::Tables(Some("feeds".into()))
+        );
+        assert_eq!(
+            "\\d  events ".parse::<Command>().unwrap(),
+            Command::Describe("events".into())
+        );
+        assert_eq!(
+            "\\timing on".parse::<Command>().unwrap(),
+            Command::Timing(Some(true))
+        );
+        assert_eq!(
+            "\\format csv".parse::<Command>().unwrap(),
+            Command::Format(Format::Csv)
+        );
+        assert_eq!("\\o".parse::<Command>().unwrap(), Command::Output(None));
+    }
+
+    #[test]
+    fn errors_help() {
+        assert_eq!(
+            "\\x".parse::<Command>().unwrap_err(),
+            "unknown command '\\x'; type \\? for the list of commands"
+        );
+        assert!(
+            "\\d"
+                .parse::<Command>()
+                .unwrap_err()
+                .contains("needs a table name")
+        );
+        assert!("\\format xml".parse::<Command>().is_err());
+    }
+}

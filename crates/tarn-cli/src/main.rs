@@ -1,0 +1,156 @@
+//! `tarn`: an interactive SQL shell on a tarn warehouse, and a one-shot runner for scripts.
+
+mod command;
+mod print;
+mod repl;
+mod shell;
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use print::Format;
+use shell::{Flow, Shell, report};
+use tarn_datafusion::TarnContext;
+
+/// The directory used when no warehouse is given.
+const DEFAULT_WAREHOUSE: &str = "tarn-warehouse";
+
+#[derive(Debug, Parser)]
+#[command(name = "tarn", version, about = "SQL on tarn lakehouse tables")]
+struct Args {
+    /// The warehouse: a local path, file://, memory://, s3://, gs:// or az:// URL.
+    #[arg(short, long, env = "TARN_WAREHOUSE", default_value = DEFAULT_WAREHOUSE)]
+    warehouse: String,
+    /// Run this SQL (or meta command) and exit; may be repeated.
+    #[arg(short = 'c', long = "command")]
+    commands: Vec<String>,
+    /// Run the statements in this file and exit; may be repeated.
+    #[arg(short = 'f', long = "file")]
+    files: Vec<PathBuf>,
+    /// Output format: table, csv, tsv, json or ndjson.
+    #[arg(long, default_value = "table", value_parser = |s: &str| s.parse::<Format>())]
+    format: Format,
+    /// Keep going after a failed statement (the exit status still reports the failure).
+    #[arg(long = "continue")]
+    keep_going: bool,
+    /// The most rows a table shows.
+    #[arg(long, default_value_t = 40)]
+    max_rows: usize,
+    /// Show how long each statement takes.
+    #[arg(long)]
+    timing: bool,
+}
+
+/// A `-c` or `-f` argument.
+enum Source {
+    Command(String),
+    File(PathBuf),
+}
+
+fn main() -> ExitCode {
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    // -c and -f run in the order they were given.
+    let mut sources: Vec<(usize, Source)> = Vec::new();
+    if let Some(indices) = matches.indices_of("commands") {
+        sources.extend(
+            indices
+                .zip(args.commands.iter())
+                .map(|(i, c)| (i, Source::Command(c.clone()))),
+        );
+    }
+    if let Some(indices) = matches.indices_of("files") {
+        sources.extend(
+            indices
+                .zip(args.files.iter())
+                .map(|(i, f)| (i, Source::File(f.clone()))),
+        );
+    }
+    sources.sort_by_key(|(i, _)| *i);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            report(&format!("cannot start: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = match runtime.block_on(TarnContext::open(&args.warehouse)) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            report(&format!(
+                "cannot open warehouse '{}': {}",
+                args.warehouse,
+                shell::clean(&e.to_string())
+            ));
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut shell = Shell::new(ctx, args.format, args.max_rows);
+    shell.timing = args.timing;
+
+    let one_shot = !args.commands.is_empty() || !args.files.is_empty();
+    if one_shot || !std::io::stdin().is_terminal() {
+        let mut scripts: Vec<String> = Vec::new();
+        for (_, source) in sources {
+            match source {
+                Source::Command(c) => scripts.push(format!("{c}\n")),
+                Source::File(file) => match std::fs::read_to_string(&file) {
+                    Ok(text) => scripts.push(text),
+                    Err(e) => {
+                        report(&format!("cannot read {}: {e}", file.display()));
+                        return ExitCode::FAILURE;
+                    }
+                },
+            }
+        }
+        if !one_shot {
+            let mut text = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+                report(&format!("cannot read standard input: {e}"));
+                return ExitCode::FAILURE;
+            }
+            scripts.push(text);
+        }
+        let mut failed = false;
+        for script in scripts {
+            let (flow, script_failed) =
+                runtime.block_on(shell.run_script(&script, args.keep_going));
+            failed |= script_failed;
+            if flow == Flow::Quit || (script_failed && !args.keep_going) {
+                break;
+            }
+        }
+        return if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+
+    shell.interactive = true;
+    let location = shell.context().warehouse().url().to_string();
+    let banner = format!(
+        "tarn {} - warehouse {location}{}\nType \\? for help, \\q to quit. Statements end with ';'.",
+        env!("CARGO_PKG_VERSION"),
+        if args.warehouse == DEFAULT_WAREHOUSE {
+            " (the default, in the current directory)"
+        } else {
+            ""
+        }
+    );
+    match repl::run(&runtime, &mut shell, &banner) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&format!("the line editor failed: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}

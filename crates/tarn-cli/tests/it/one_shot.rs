@@ -1,0 +1,146 @@
+//! One-shot use: -c, -f, piped stdin, formats, exit status.
+
+use crate::{tarn, text};
+
+#[test]
+fn commands_run_in_order_and_print_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tarn(
+        dir.path(),
+        &[
+            "-c",
+            "CREATE TABLE t (id BIGINT, name VARCHAR) PARTITIONED BY (name);",
+            "-c",
+            "INSERT INTO t VALUES (1, 'a'), (2, 'b');",
+            "-c",
+            "SELECT * FROM t ORDER BY id;",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "OK\n2 rows affected; t is now at version 1\n+----+------+\n| id | name |\n+----+------+\n| 1  | a    |\n| 2  | b    |\n+----+------+\n2 rows\n"
+    );
+}
+
+#[test]
+fn formats_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("setup.sql");
+    std::fs::write(
+        &script,
+        "CREATE TABLE t (id BIGINT);\nINSERT INTO t\n  VALUES (1), (2);\n\\timing off\n",
+    )
+    .unwrap();
+    let warehouse = dir.path().join("wh");
+    let out = tarn(
+        &warehouse,
+        &[
+            "-f",
+            script.to_str().unwrap(),
+            "--format",
+            "csv",
+            "-c",
+            "SELECT id FROM t ORDER BY id;",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "OK\n2 rows affected; t is now at version 1\nTiming is off.\nid\n1\n2\n2 rows\n"
+    );
+    let out = tarn(
+        &warehouse,
+        &["--format", "ndjson", "-c", "SELECT id FROM t WHERE id = 2;"],
+        None,
+    );
+    assert_eq!(text(&out.stdout), "{\"id\":2}\n1 row\n");
+}
+
+#[test]
+fn piped_stdin_is_a_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tarn(
+        dir.path(),
+        &[],
+        Some("CREATE TABLE t (id BIGINT);\nINSERT INTO t VALUES (7);\n\\snapshots t\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("| 0       |") && stdout.contains("| create"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| append"), "{stdout}");
+}
+
+#[test]
+fn the_first_error_stops_with_a_failing_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tarn(
+        dir.path(),
+        &["-c", "SELECT * FROM missing;", "-c", "SELECT 1;"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert_eq!(text(&out.stdout), "");
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+    assert!(
+        stderr.starts_with("Error: ") && stderr.contains("missing"),
+        "{stderr}"
+    );
+
+    let out = tarn(
+        dir.path(),
+        &[
+            "--continue",
+            "-c",
+            "SELECT * FROM missing;",
+            "-c",
+            "SELECT 1 AS one;",
+        ],
+        None,
+    );
+    assert!(!out.status.success(), "a failure is still reported");
+    assert!(text(&out.stdout).contains("| one |"));
+
+    let out = tarn(dir.path(), &["-c", "\\nope"], None);
+    assert_eq!(
+        text(&out.stderr),
+        "Error: unknown command '\\nope'; type \\? for the list of commands\n"
+    );
+}
+
+#[test]
+fn describe_shows_partitioning_and_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tarn(
+        dir.path(),
+        &[
+            "-c",
+            "CREATE TABLE e (id BIGINT NOT NULL, ts TIMESTAMP) PARTITIONED BY (day(ts), bucket(4, id)) WITH ('write.overwrite-mode' = 'dynamic');",
+            "-c",
+            "\\d e",
+            "-c",
+            "\\dt",
+            "-c",
+            "\\dn",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("Partitioned by: day(ts), bucket[4](id)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Property: write.overwrite-mode = dynamic"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| default   | e     |"), "{stdout}");
+    assert!(stdout.contains("| default   |"), "{stdout}");
+}
