@@ -73,7 +73,8 @@ async fn probe_upward(location: &TableLocation, known: Version) -> Result<Versio
     Ok(Version(low))
 }
 
-async fn list_latest(location: &TableLocation) -> Result<Option<Version>> {
+/// Every version file present, by LIST (the fallback; O(number of versions)).
+async fn list_versions(location: &TableLocation) -> Result<Vec<Version>> {
     let prefix = location.path(METADATA_DIR);
     let objects: Vec<_> = location
         .store()
@@ -84,22 +85,16 @@ async fn list_latest(location: &TableLocation) -> Result<Option<Version>> {
     Ok(objects
         .iter()
         .filter_map(|o| o.location.filename().and_then(parse_version_file))
-        .max())
+        .collect())
+}
+
+async fn list_latest(location: &TableLocation) -> Result<Option<Version>> {
+    Ok(list_versions(location).await?.into_iter().max())
 }
 
 /// The oldest version file still present (versions below it were expired).
 pub(crate) async fn oldest_version(location: &TableLocation) -> Result<Option<Version>> {
-    let prefix = location.path(METADATA_DIR);
-    let objects: Vec<_> = location
-        .store()
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|e| Error::store(METADATA_DIR, e))?;
-    Ok(objects
-        .iter()
-        .filter_map(|o| o.location.filename().and_then(parse_version_file))
-        .min())
+    Ok(list_versions(location).await?.into_iter().min())
 }
 
 /// Reads and validates one version file.
