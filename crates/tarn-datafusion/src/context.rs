@@ -185,6 +185,17 @@ impl TarnContext {
 
     /// Plans a statement with DataFusion, time-travel references resolved first.
     pub(crate) async fn plan(&self, statement: DFStatement) -> Result<DataFrame> {
+        // Namespaces another process created since this context listed them.
+        let state = self.ctx.state();
+        if let Ok(references) = state.resolve_table_references(&statement) {
+            for reference in references {
+                if reference.catalog().is_none_or(|c| c == CATALOG)
+                    && let Some(namespace) = reference.schema()
+                {
+                    self.catalog.ensure_namespace(namespace).await?;
+                }
+            }
+        }
         if let DFStatement::Statement(s) = &statement {
             self.travel.prepare(s, &self.default_namespace()).await?;
         }

@@ -199,3 +199,13 @@ async fn a_rewrite_of_a_file_removed_meanwhile_conflicts() {
     let rows = run(&ctx, "SELECT id FROM m").await;
     assert_eq!(ids(&rows), vec![1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_created_elsewhere_are_found() {
+    let a = TarnContext::open("memory://two-sessions").await.unwrap();
+    let b = TarnContext::open("memory://two-sessions").await.unwrap();
+    run(&a, "CREATE SCHEMA feeds").await;
+    run(&a, "CREATE TABLE feeds.t (id BIGINT)").await;
+    run(&a, "INSERT INTO feeds.t VALUES (5)").await;
+    assert_eq!(ids(&run(&b, "SELECT id FROM feeds.t").await), vec![5]);
+}
