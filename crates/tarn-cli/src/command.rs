@@ -48,6 +48,8 @@ impl FromStr for Command {
     type Err = String;
 
     fn from_str(line: &str) -> Result<Self, String> {
+        // A `--` comment may follow a command.
+        let line = line.split_once("--").map_or(line, |(command, _)| command);
         let line = line.trim().trim_end_matches(';').trim();
         let (name, arg) = match line.split_once(char::is_whitespace) {
             Some((n, a)) => (n, Some(a.trim()).filter(|a| !a.is_empty())),
@@ -108,6 +110,10 @@ mod tests {
             Command::Format(Format::Csv)
         );
         assert_eq!("\\o".parse::<Command>().unwrap(), Command::Output(None));
+        assert_eq!(
+            "\\snapshots t   -- the log".parse::<Command>().unwrap(),
+            Command::Snapshots("t".into())
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod interactive;
 mod one_shot;
+mod quickstart;
 
 use std::path::Path;
 use std::process::{Command, Output};
