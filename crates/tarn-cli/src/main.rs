@@ -136,6 +136,12 @@ fn main() -> ExitCode {
     }
 
     shell.interactive = true;
+    // From here on Ctrl-C is tarn's: it cancels a running statement instead of ending the
+    // process, even when it arrives between statements.
+    #[cfg(unix)]
+    runtime.block_on(async {
+        let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    });
     let location = shell.context().warehouse().url().to_string();
     let banner = format!(
         "tarn {} - warehouse {location}{}\nType \\? for help, \\q to quit. Statements end with ';'.",
