@@ -237,6 +237,16 @@ impl Table {
         Ok(manifest)
     }
 
+    /// Keeps a manifest list this process just wrote, so the next commit need not read it.
+    pub(crate) fn remember_list(&self, path: &str, list: ManifestList) {
+        cache_put(&self.cache.lists, path, Arc::new(list));
+    }
+
+    /// Keeps a manifest this process just wrote.
+    pub(crate) fn remember_manifest(&self, path: &str, manifest: Manifest) {
+        cache_put(&self.cache.manifests, path, Arc::new(manifest));
+    }
+
     /// The data files of this version that may hold rows matching `predicate`.
     pub async fn plan_files(&self, predicate: &dyn FilePredicate) -> Result<ScanPlan> {
         let list = self.manifest_list().await?;

@@ -90,6 +90,7 @@ async fn write_manifest(table: &Table, manifest: Manifest) -> Result<WrittenMani
     let bytes = manifest.encode()?;
     let size = bytes.len() as u64;
     table.location().put(&path, bytes).await?;
+    table.remember_manifest(&path, manifest.clone());
     Ok(WrittenManifest {
         path,
         size,
@@ -313,6 +314,7 @@ pub(super) async fn next_metadata(
             current.location().put(&path, list.encode()?).await?;
             summary.total_files = list.total_files();
             summary.total_rows = list.total_records();
+            current.remember_list(&path, list);
             Some(path)
         }
     };
