@@ -285,8 +285,11 @@ impl TableProvider for TarnTable {
             .filter_map(|f| f.statistics.as_deref())
             .collect();
         let table_stats = if files.is_empty() || self.identity.is_some() {
+            // Row identity scans carry no per-file column statistics, but their size still
+            // decides join order (a small MERGE source must be the build side).
             let mut s = Statistics::new_unknown(&self.schema);
-            s.num_rows = Precision::Exact(0);
+            s.num_rows = Precision::Exact(plan.record_count() as usize);
+            s.total_byte_size = Precision::Inexact(files.iter().map(|f| f.object_meta.size as usize).sum());
             s
         } else {
             Statistics::try_merge_iter(file_stats, &self.schema)?
