@@ -289,7 +289,8 @@ impl TableProvider for TarnTable {
             // decides join order (a small MERGE source must be the build side).
             let mut s = Statistics::new_unknown(&self.schema);
             s.num_rows = Precision::Exact(plan.record_count() as usize);
-            s.total_byte_size = Precision::Inexact(files.iter().map(|f| f.object_meta.size as usize).sum());
+            s.total_byte_size =
+                Precision::Inexact(files.iter().map(|f| f.object_meta.size as usize).sum());
             s
         } else {
             Statistics::try_merge_iter(file_stats, &self.schema)?

@@ -1,0 +1,27 @@
+//! Runs every benchmark suite at a tiny size (the `smoke` suite), so the suites keep
+//! working; part of `cargo test --workspace`.
+
+#[test]
+fn every_suite_runs_at_a_tiny_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("smoke.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tarn-bench"))
+        .args(["smoke", "--json"])
+        .arg(&json)
+        .output()
+        .expect("tarn-bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("| append 1 file to a 200-file table: new metadata objects | 3.000 |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no commit lost (checked)"), "{stdout}");
+    assert!(stdout.contains("MERGE 1000 into 20000 rows"), "{stdout}");
+    let written = std::fs::read_to_string(&json).unwrap();
+    assert!(written.contains("\"suite\": \"smoke\""), "{written}");
+}
