@@ -32,6 +32,18 @@ const SPEC_ID: &str = "spec_id";
 const ADDED_VERSION: &str = "added_version";
 const FILE_COUNT: &str = "file_count";
 
+/// The columns every manifest list has, before the bounds columns.
+fn fixed_fields() -> Vec<ArrowField> {
+    vec![
+        ArrowField::new("path", DataType::Utf8, false),
+        ArrowField::new("file_size", DataType::UInt64, false),
+        ArrowField::new(SPEC_ID, DataType::Int32, false),
+        ArrowField::new(ADDED_VERSION, DataType::UInt64, false),
+        ArrowField::new(FILE_COUNT, DataType::UInt64, false),
+        ArrowField::new(RECORD_COUNT, DataType::UInt64, false),
+    ]
+}
+
 /// The summary row of one manifest.
 #[derive(Debug, Clone)]
 pub struct ManifestSummary {
@@ -48,14 +60,7 @@ impl ManifestSummary {
         added_version: Version,
     ) -> Result<Self> {
         let batch = manifest.batch();
-        let mut fields = vec![
-            ArrowField::new("path", DataType::Utf8, false),
-            ArrowField::new("file_size", DataType::UInt64, false),
-            ArrowField::new(SPEC_ID, DataType::Int32, false),
-            ArrowField::new(ADDED_VERSION, DataType::UInt64, false),
-            ArrowField::new(FILE_COUNT, DataType::UInt64, false),
-            ArrowField::new(RECORD_COUNT, DataType::UInt64, false),
-        ];
+        let mut fields = fixed_fields();
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(vec![path])),
             Arc::new(UInt64Array::from(vec![file_size])),
@@ -154,14 +159,7 @@ pub struct ManifestList {
 
 impl ManifestList {
     pub fn empty() -> Self {
-        let schema = ArrowSchema::new(vec![
-            ArrowField::new("path", DataType::Utf8, false),
-            ArrowField::new("file_size", DataType::UInt64, false),
-            ArrowField::new(SPEC_ID, DataType::Int32, false),
-            ArrowField::new(ADDED_VERSION, DataType::UInt64, false),
-            ArrowField::new(FILE_COUNT, DataType::UInt64, false),
-            ArrowField::new(RECORD_COUNT, DataType::UInt64, false),
-        ]);
+        let schema = ArrowSchema::new(fixed_fields());
         ManifestList {
             batch: RecordBatch::new_empty(Arc::new(schema)),
         }
