@@ -190,17 +190,10 @@ async fn names(shell: &Shell) -> Vec<String> {
     };
     let mut out = Vec::new();
     for batch in batches {
-        use datafusion::arrow::array::AsArray;
-        let (ns, table, column) = (
-            batch.column(0).as_string_view_opt(),
-            batch.column(1).as_string_view_opt(),
-            batch.column(2).as_string_view_opt(),
-        );
         let get = |i: usize, c: usize| -> String {
             datafusion::arrow::util::display::array_value_to_string(batch.column(c), i)
                 .unwrap_or_default()
         };
-        let _ = (ns, table, column);
         for i in 0..batch.num_rows() {
             let (n, t, c) = (get(i, 0), get(i, 1), get(i, 2));
             out.push(t.clone());

@@ -185,11 +185,8 @@ impl Shell {
         let text = render(&batches, self.format, self.max_rows, width)
             .map_err(|e| clean(&e.to_string()))?;
         self.emit(&text);
-        if self.format != Format::Table {
-            return Ok(String::new())
-                .map(|_: String| format!("{total} {}", plural(total as u64, "row")));
-        }
-        if total > self.max_rows {
+        // Only tables are cut to `max_rows`.
+        if self.format == Format::Table && total > self.max_rows {
             Ok(format!(
                 "{total} rows (showing the first {}; use --max-rows to see more)",
                 self.max_rows
@@ -211,21 +208,6 @@ impl Shell {
         Some(t.table().version().get())
     }
 
-    async fn query(&mut self, sql: &str) -> Result<(), String> {
-        let format = self.format;
-        let message = {
-            let parsed = self.ctx.parse(sql).map_err(|e| clean(&e.to_string()))?;
-            let mut lines = Vec::new();
-            for statement in parsed {
-                lines.push(self.execute(statement).await?);
-            }
-            lines.join("\n")
-        };
-        self.format = format;
-        self.emit(&format!("{message}\n"));
-        Ok(())
-    }
-
     pub async fn run_command(&mut self, command: Command) -> Result<Flow, String> {
         match command {
             Command::Help => self.emit(&format!("{HELP}\n")),
@@ -234,21 +216,21 @@ impl Shell {
                 let filter = ns
                     .map(|n| format!(" AND table_schema = '{}'", n.replace('\'', "''")))
                     .unwrap_or_default();
-                self.query(&format!(
+                self.run_sql(&format!(
                     "SELECT table_schema AS namespace, table_name AS \"table\" FROM information_schema.tables \
                      WHERE table_catalog = 'tarn' AND table_schema <> 'information_schema'{filter} ORDER BY 1, 2;"
                 ))
                 .await?;
             }
             Command::Namespaces => {
-                self.query(
+                self.run_sql(
                     "SELECT schema_name AS namespace FROM information_schema.schemata \
                      WHERE catalog_name = 'tarn' AND schema_name <> 'information_schema' ORDER BY 1;",
                 )
                 .await?;
             }
             Command::Describe(name) => {
-                self.query(&format!("DESCRIBE {name};")).await?;
+                self.run_sql(&format!("DESCRIBE {name};")).await?;
                 let (ns, table) = split_name(&name);
                 if let Ok(Some(t)) = self.ctx.catalog().load(&ns, &table).await {
                     let metadata = t.table().metadata();
@@ -282,7 +264,7 @@ impl Shell {
             }
             Command::Snapshots(name) => {
                 let (ns, table) = split_name(&name);
-                self.query(&format!(
+                self.run_sql(&format!(
                     "SELECT version, committed_at, operation, added_rows, removed_rows, total_rows, total_files \
                      FROM \"{ns}\".\"{table}$snapshots\" ORDER BY version;"
                 ))

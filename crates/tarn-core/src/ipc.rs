@@ -44,3 +44,27 @@ pub(crate) fn decode(path: &str, bytes: Bytes) -> Result<RecordBatch> {
         _ => arrow::compute::concat_batches(&schema, &batches).map_err(|e| corrupt(e.to_string())),
     }
 }
+
+/// Checks that `batch` starts with the columns of `expected`, by name and type.
+pub(crate) fn check_leading_columns(
+    path: &str,
+    batch: &RecordBatch,
+    expected: &[arrow::datatypes::Field],
+) -> Result<()> {
+    for (i, field) in expected.iter().enumerate() {
+        let ok = batch.num_columns() > i
+            && batch.schema().field(i).name() == field.name()
+            && batch.column(i).data_type() == field.data_type();
+        if !ok {
+            return Err(Error::CorruptManifest {
+                path: path.to_string(),
+                reason: format!(
+                    "column {i} must be '{}' of type {}",
+                    field.name(),
+                    field.data_type()
+                ),
+            });
+        }
+    }
+    Ok(())
+}

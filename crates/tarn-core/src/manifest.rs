@@ -250,20 +250,11 @@ impl Manifest {
             .map(SpecId)
             .ok_or_else(|| corrupt("no partition spec id in its schema metadata"))?;
         let expect = [
-            (PATH, DataType::Utf8),
-            (FILE_SIZE, DataType::UInt64),
-            (RECORD_COUNT, DataType::UInt64),
+            ArrowField::new(PATH, DataType::Utf8, false),
+            ArrowField::new(FILE_SIZE, DataType::UInt64, false),
+            ArrowField::new(RECORD_COUNT, DataType::UInt64, false),
         ];
-        for (i, (name, ty)) in expect.iter().enumerate() {
-            let ok = batch.num_columns() > i
-                && batch.schema().field(i).name() == name
-                && batch.column(i).data_type() == ty;
-            if !ok {
-                return Err(corrupt(&format!(
-                    "column {i} must be '{name}' of type {ty}"
-                )));
-            }
-        }
+        ipc::check_leading_columns(path, &batch, &expect)?;
         Ok(Manifest { spec_id, batch })
     }
 }

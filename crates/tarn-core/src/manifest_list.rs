@@ -242,22 +242,7 @@ impl ManifestList {
 
     pub fn decode(path: &str, bytes: Bytes) -> Result<Self> {
         let batch = ipc::decode(path, bytes)?;
-        let expected = Self::empty();
-        for (i, field) in expected.batch.schema().fields().iter().enumerate() {
-            let ok = batch.num_columns() > i
-                && batch.schema().field(i).name() == field.name()
-                && batch.column(i).data_type() == field.data_type();
-            if !ok {
-                return Err(Error::CorruptManifest {
-                    path: path.to_string(),
-                    reason: format!(
-                        "column {i} of a manifest list must be '{}' of type {}",
-                        field.name(),
-                        field.data_type()
-                    ),
-                });
-            }
-        }
+        ipc::check_leading_columns(path, &batch, &fixed_fields())?;
         Ok(ManifestList { batch })
     }
 }

@@ -349,19 +349,6 @@ impl TarnContext {
             )));
         }
         let warehouse = self.catalog.warehouse();
-        let exists = warehouse
-            .load_table(&name.namespace, &name.table)
-            .await
-            .is_ok();
-        if exists {
-            if create.if_not_exists {
-                return self.done().await;
-            }
-            return Err(DataFusionError::Plan(format!(
-                "table '{}' already exists",
-                name.short()
-            )));
-        }
         let query = match &create.query {
             None => None,
             Some(query) => {
@@ -390,10 +377,17 @@ impl TarnContext {
                 }
             }
         };
-        warehouse
+        let created = warehouse
             .create_table(&name.namespace, &name.table, definition)
-            .await
-            .map_err(to_df)?;
+            .await;
+        match created {
+            Ok(_) => {}
+            // The create is the existence check: put-if-absent of version 0.
+            Err(tarn_core::Error::AlreadyExists { .. }) if create.if_not_exists => {
+                return self.done().await;
+            }
+            Err(e) => return Err(to_df(e)),
+        }
         if let Some(schema) = self.catalog.tarn_schema(&name.namespace) {
             schema.note_created(&name.table);
         }

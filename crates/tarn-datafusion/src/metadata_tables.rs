@@ -133,12 +133,7 @@ async fn files(table: &Table) -> Result<RecordBatch> {
         .map_err(to_df)?
         .data_files();
     let metadata = table.metadata();
-    let render = |f: &tarn_core::DataFile| {
-        metadata
-            .spec(f.spec_id)
-            .map(|s| s.partition_path(&f.partition))
-            .unwrap_or_default()
-    };
+    let render = |f: &tarn_core::DataFile| partition_of(metadata, f);
     let mut columns = vec![
         strings("path", files.iter().map(|f| f.path.clone())),
         strings("partition", files.iter().map(render)),
@@ -186,6 +181,14 @@ async fn files(table: &Table) -> Result<RecordBatch> {
     unzip(columns)
 }
 
+/// A file's partition as its path form, `name=value/...`.
+fn partition_of(metadata: &tarn_spec::TableMetadata, file: &tarn_core::DataFile) -> String {
+    metadata
+        .spec(file.spec_id)
+        .map(|s| s.partition_path(&file.partition))
+        .unwrap_or_default()
+}
+
 async fn manifests(table: &Table) -> Result<RecordBatch> {
     let list = table.manifest_list().await.map_err(to_df)?;
     let n = list.len();
@@ -216,13 +219,7 @@ async fn partitions(table: &Table) -> Result<RecordBatch> {
     // (spec, partition) -> (files, rows, bytes)
     let mut groups: BTreeMap<(i32, String), (u64, u64, u64)> = BTreeMap::new();
     for f in &files {
-        let key = (
-            f.spec_id.get(),
-            metadata
-                .spec(f.spec_id)
-                .map(|s| s.partition_path(&f.partition))
-                .unwrap_or_default(),
-        );
+        let key = (f.spec_id.get(), partition_of(metadata, f));
         let entry = groups.entry(key).or_default();
         entry.0 += 1;
         entry.1 += f.record_count;

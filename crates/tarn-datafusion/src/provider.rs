@@ -6,7 +6,6 @@
 //! insert_into   ── DataSinkExec(TarnSink) : write files, commit once, in execute()
 //! ```
 
-use std::any::Any;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -366,11 +365,5 @@ impl TableProvider for TarnTable {
             insert_op,
         )?;
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
-    }
-}
-
-impl TarnTable {
-    pub fn as_any(&self) -> &dyn Any {
-        self
     }
 }
