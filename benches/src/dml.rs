@@ -3,13 +3,14 @@
 use std::time::Instant;
 
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::UInt64Type;
+use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 use tarn_core::Warehouse;
 use tarn_datafusion::TarnContext;
 
 use crate::report::Report;
+use crate::tpch::{Tpch, median, run as run_batches};
 
 /// Peak resident memory of this process since the last reset, in bytes (Linux).
 fn peak_rss() -> Option<u64> {
@@ -127,5 +128,144 @@ pub async fn merge_under_memory_limit(
         "files",
         format!("of {files_before}"),
     );
+    Ok(())
+}
+
+const LINEITEM_COLUMNS: [&str; 16] = [
+    "l_orderkey",
+    "l_partkey",
+    "l_suppkey",
+    "l_linenumber",
+    "l_quantity",
+    "l_extendedprice",
+    "l_discount",
+    "l_tax",
+    "l_returnflag",
+    "l_linestatus",
+    "l_shipdate",
+    "l_commitdate",
+    "l_receiptdate",
+    "l_shipinstruct",
+    "l_shipmode",
+    "l_comment",
+];
+
+/// A MERGE source as the peer benchmarks build it (`../shared/peers/bench_delta.py`): the
+/// rows matching `updated` with a new price and comment, plus 0.1% of rows under new keys.
+fn merge_source_sql(name: &str, updated: &str) -> String {
+    let changed = LINEITEM_COLUMNS.map(|c| match c {
+        "l_extendedprice" => "CAST(l_extendedprice + 1 AS DECIMAL(15, 2)) AS l_extendedprice",
+        "l_comment" => "'merged' AS l_comment",
+        other => other,
+    });
+    let inserted = LINEITEM_COLUMNS.map(|c| match c {
+        "l_orderkey" => "l_orderkey + 100000000 AS l_orderkey",
+        "l_comment" => "'inserted' AS l_comment",
+        other => other,
+    });
+    format!(
+        "CREATE TABLE {name} AS \
+         SELECT {} FROM lineitem WHERE {updated} \
+         UNION ALL SELECT {} FROM lineitem WHERE l_orderkey % 1000 = 3",
+        changed.join(", "),
+        inserted.join(", ")
+    )
+}
+
+fn merge_sql(source: &str) -> String {
+    format!(
+        "MERGE INTO target t USING {source} s \
+         ON t.l_orderkey = s.l_orderkey AND t.l_linenumber = s.l_linenumber \
+         WHEN MATCHED THEN UPDATE SET l_extendedprice = s.l_extendedprice, l_comment = s.l_comment \
+         WHEN NOT MATCHED THEN INSERT ({}) VALUES ({})",
+        LINEITEM_COLUMNS.join(", "),
+        LINEITEM_COLUMNS.map(|c| format!("s.{c}")).join(", ")
+    )
+}
+
+/// DELETE of 0.1%, UPDATE of 1% and MERGE upserts of about 1% on lineitem, each statement
+/// on a fresh copy of the table: time, files rewritten and peak memory.
+pub async fn lineitem(report: &mut Report, data: &Tpch, runs: usize) -> Result<(), String> {
+    let ctx = &data.tarn;
+    let max_key = run_batches(ctx, "SELECT max(l_orderkey) FROM lineitem").await?;
+    let max_key = max_key
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_primitive_opt::<Int64Type>()
+                .map(|c| c.value(0))
+        })
+        .ok_or("lineitem is empty")?;
+    run(
+        ctx,
+        &merge_source_sql("merge_spread", "l_orderkey % 100 = 7"),
+    )
+    .await?;
+    run(
+        ctx,
+        &merge_source_sql(
+            "merge_clustered",
+            &format!("l_orderkey <= {}", max_key / 100),
+        ),
+    )
+    .await?;
+    let statements = [
+        (
+            "DELETE 0.1% (l_orderkey % 1000 = 7)",
+            "DELETE FROM target WHERE l_orderkey % 1000 = 7".to_string(),
+        ),
+        (
+            "UPDATE 1% (l_orderkey % 100 = 7)",
+            "UPDATE target SET l_comment = 'updated', l_tax = l_tax + 0.01 \
+             WHERE l_orderkey % 100 = 7"
+                .to_string(),
+        ),
+        (
+            "MERGE upsert, spread (1% updated, 0.1% inserted)",
+            merge_sql("merge_spread"),
+        ),
+        (
+            "MERGE upsert, clustered (first 1% of keys updated, 0.1% inserted)",
+            merge_sql("merge_clustered"),
+        ),
+    ];
+    for (label, sql) in statements {
+        let (mut times, mut peaks) = (Vec::new(), Vec::new());
+        let mut rewritten = (0, 0, 0);
+        for _ in 0..runs {
+            run(ctx, "DROP TABLE IF EXISTS target").await?;
+            run(ctx, "CREATE TABLE target AS SELECT * FROM lineitem").await?;
+            reset_peak_rss();
+            let start = Instant::now();
+            run(ctx, &sql).await?;
+            times.push(start.elapsed().as_secs_f64());
+            peaks.push(peak_rss().unwrap_or(0) as f64 / (1024.0 * 1024.0));
+            let summary = run_batches(
+                ctx,
+                "SELECT removed_files, added_files, total_files \
+                 FROM \"target$snapshots\" ORDER BY version DESC LIMIT 1",
+            )
+            .await?;
+            let b = summary.first().ok_or("no snapshot")?;
+            let value = |i: usize| b.column(i).as_primitive::<UInt64Type>().value(0);
+            rewritten = (value(0), value(1), value(2));
+        }
+        report.add(
+            format!("{label}: time"),
+            median(&mut times),
+            "s",
+            format!(
+                "median of {runs}; files removed {}, added {}, table now {} files",
+                rewritten.0, rewritten.1, rewritten.2
+            ),
+        );
+        report.add(
+            format!("{label}: peak RSS of the process"),
+            median(&mut peaks),
+            "MiB",
+            "VmHWM after a reset, includes the data already loaded",
+        );
+    }
+    run(ctx, "DROP TABLE IF EXISTS target").await?;
     Ok(())
 }

@@ -1,52 +1,141 @@
-//! `tarn-bench <suite> [--runs N] [--json PATH]`: runs a benchmark suite, prints a markdown
-//! table and writes the figures as JSON.
+//! `tarn-bench <suite> [--sf N] [--runs N] [--json PATH]`: runs a benchmark suite, prints a
+//! markdown table and writes the figures as JSON.
 //!
-//! Suites:
-//! - `append-large`: appending one file to a table of 10,000 files: metadata objects written
-//!   and commit latency.
+//! Suites on TPC-H generated in-process at scale factor `--sf` (default 1):
+//! - `scan`: the 22 TPC-H queries on tarn tables against DataFusion's `ListingTable` over the
+//!   same Parquet files; per-query ratio and geometric mean.
+//! - `pruning`: a one-month query on lineitem partitioned by `month(l_shipdate)`, on a copy
+//!   sorted by `l_shipdate`, and on the unsorted plain Parquet: time, files, bytes read.
+//! - `dml`: DELETE 0.1%, UPDATE 1% and MERGE upserts of about 1% on lineitem, each on a
+//!   fresh copy: time, files rewritten, peak memory.
+//! - `time-travel`: the same queries on the latest version and 100 commits back.
+//!
+//! Suites on synthetic tables:
+//! - `planning`: planning a point query and a full scan on tables of 1,000, 10,000 and
+//!   100,000 files.
 //! - `commit`: 1,000 sequential appends of 1,000 rows (commits/s, p50/p99 latency), then 4
 //!   concurrent writers (throughput, and a check that no commit was lost).
+//! - `append-large`: appending one file to a table of 10,000 files: metadata objects written
+//!   and commit latency.
 //! - `merge-memory`: MERGE of 10,000 source rows into 10,000,000 target rows with a 1 GiB
 //!   DataFusion memory limit: time, peak memory, files rewritten.
-//! - `smoke`: every suite at a tiny size, one run, for CI.
+//!
+//! `all` runs every suite; `smoke` runs every suite at a tiny size, once, for CI.
 
 mod dml;
+mod planning;
 mod report;
+mod scan;
 mod suites;
+mod tpch;
 
 use std::process::ExitCode;
 
 use report::Report;
+use tpch::Tpch;
+
+const USAGE: &str = "usage: tarn-bench <scan|pruning|commit|planning|dml|time-travel|append-large|\
+                     merge-memory|all|smoke> [--sf N] [--runs N] [--json PATH]";
 
 struct Args {
     suite: String,
+    sf: f64,
     runs: usize,
     json: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let suite = args.next().ok_or(
-        "usage: tarn-bench <append-large|commit|merge-memory|smoke> [--runs N] [--json PATH]",
-    )?;
+    let suite = args.next().ok_or(USAGE)?;
     let mut parsed = Args {
         suite,
+        sf: 1.0,
         runs: 5,
         json: None,
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let number = |what: &str| format!("{flag} takes {what}, not '{value}'");
         match flag.as_str() {
             "--runs" => {
                 parsed.runs = value
                     .parse()
-                    .map_err(|_| format!("--runs takes a number, not '{value}'"))?
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(number("a positive number"))?
+            }
+            "--sf" => {
+                parsed.sf = value
+                    .parse()
+                    .ok()
+                    .filter(|n: &f64| *n > 0.0)
+                    .ok_or(number("a positive scale factor"))?
             }
             "--json" => parsed.json = Some(value),
-            other => return Err(format!("unknown option '{other}'")),
+            other => return Err(format!("unknown option '{other}'\n{USAGE}")),
         }
     }
     Ok(parsed)
+}
+
+/// Loads TPC-H once for the suites that need it.
+async fn tpch(data: &mut Option<Tpch>, report: &mut Report, sf: f64) -> Result<(), String> {
+    if data.is_none() {
+        let (loaded, took) = Tpch::load(sf).await?;
+        report.add(
+            format!("load TPC-H SF {sf} into tarn (generate + CREATE TABLE AS)"),
+            took.as_secs_f64(),
+            "s",
+            "8 tables",
+        );
+        *data = Some(loaded);
+    }
+    Ok(())
+}
+
+async fn run_suite(
+    suite: &str,
+    report: &mut Report,
+    data: &mut Option<Tpch>,
+    sf: f64,
+    runs: usize,
+) -> Result<(), String> {
+    match suite {
+        "scan" => {
+            tpch(data, report, sf).await?;
+            scan::scan(report, data.as_ref().expect("loaded"), runs).await
+        }
+        "pruning" => {
+            tpch(data, report, sf).await?;
+            scan::pruning(report, data.as_ref().expect("loaded"), runs).await
+        }
+        "dml" => {
+            tpch(data, report, sf).await?;
+            dml::lineitem(report, data.as_ref().expect("loaded"), runs).await
+        }
+        "time-travel" => {
+            tpch(data, report, sf).await?;
+            scan::time_travel(report, data.as_ref().expect("loaded"), 100, runs).await
+        }
+        "planning" => planning::planning(report, &[1_000, 10_000, 100_000], runs).await,
+        "commit" => suites::commit(report, 1_000, 1_000, 4, runs).await,
+        "append-large" => suites::append_large(report, 10_000, runs).await,
+        "merge-memory" => dml::merge_under_memory_limit(report, 10_000_000, 10_000, 1 << 30).await,
+        other => Err(format!("unknown suite '{other}'\n{USAGE}")),
+    }
+}
+
+/// Every suite at a tiny size, once.
+async fn smoke(report: &mut Report) -> Result<(), String> {
+    let (data, _) = Tpch::load(0.01).await?;
+    scan::scan(report, &data, 1).await?;
+    scan::pruning(report, &data, 1).await?;
+    dml::lineitem(report, &data, 1).await?;
+    scan::time_travel(report, &data, 3, 1).await?;
+    planning::planning(report, &[1_000], 1).await?;
+    suites::append_large(report, 200, 1).await?;
+    suites::commit(report, 20, 100, 2, 1).await?;
+    dml::merge_under_memory_limit(report, 20_000, 1_000, 64 << 20).await
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -60,24 +149,29 @@ async fn main() -> ExitCode {
     };
     let mut report = Report::new(&args.suite);
     let result = match args.suite.as_str() {
-        "append-large" => suites::append_large(&mut report, 10_000, args.runs).await,
-        "commit" => suites::commit(&mut report, 1_000, 1_000, 4, args.runs).await,
-        "merge-memory" => {
-            dml::merge_under_memory_limit(&mut report, 10_000_000, 10_000, 1 << 30).await
-        }
-        "smoke" => {
-            let r = suites::append_large(&mut report, 200, 1).await;
-            match r {
-                Ok(()) => match suites::commit(&mut report, 20, 100, 2, 1).await {
-                    Ok(()) => {
-                        dml::merge_under_memory_limit(&mut report, 20_000, 1_000, 64 << 20).await
-                    }
-                    e => e,
-                },
-                e => e,
+        "smoke" => smoke(&mut report).await,
+        "all" => {
+            let mut data = None;
+            let mut result = Ok(());
+            for suite in [
+                "scan",
+                "pruning",
+                "time-travel",
+                "dml",
+                "planning",
+                "commit",
+                "append-large",
+                "merge-memory",
+            ] {
+                eprintln!("tarn-bench: running {suite}");
+                result = run_suite(suite, &mut report, &mut data, args.sf, args.runs).await;
+                if result.is_err() {
+                    break;
+                }
             }
+            result
         }
-        other => Err(format!("unknown suite '{other}'")),
+        suite => run_suite(suite, &mut report, &mut None, args.sf, args.runs).await,
     };
     if let Err(e) = result {
         eprintln!("tarn-bench: {e}");

@@ -22,6 +22,16 @@ fn every_suite_runs_at_a_tiny_size() {
     );
     assert!(stdout.contains("no commit lost (checked)"), "{stdout}");
     assert!(stdout.contains("MERGE 1000 into 20000 rows"), "{stdout}");
+    for figure in [
+        "| Q22 tarn / ListingTable |",
+        "| geometric mean of the 22 ratios |",
+        "tarn, partitioned by month(l_shipdate): one-month query",
+        "| MERGE upsert, spread (1% updated, 0.1% inserted): time |",
+        "| Q1: version 3 commits old / latest |",
+        "| 1000 files, point query on the partition key: planning, new session |",
+    ] {
+        assert!(stdout.contains(figure), "no '{figure}' in\n{stdout}");
+    }
     let written = std::fs::read_to_string(&json).unwrap();
     assert!(written.contains("\"suite\": \"smoke\""), "{written}");
 }
