@@ -12,6 +12,7 @@ mod ddl;
 mod dialect;
 mod dml;
 pub mod error;
+mod field_ids;
 mod metadata_tables;
 mod names;
 mod provider;

@@ -33,6 +33,7 @@ use tarn_spec::{PrimitiveType, Schema};
 
 use crate::convert::{df_schema, to_scalar};
 use crate::error::to_df;
+use crate::field_ids::FieldIdAdapterFactory;
 use crate::pruning::{AllOf, DataFusionPredicate, bucket_equalities};
 use crate::sink::TarnSink;
 
@@ -334,6 +335,9 @@ impl TableProvider for TarnTable {
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .with_statistics(table_stats)
+            .with_expr_adapter(Some(Arc::new(FieldIdAdapterFactory::new(
+                self.table.schema(),
+            ))))
             .build();
         Ok(DataSourceExec::from_data_source(config))
     }
