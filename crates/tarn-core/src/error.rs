@@ -31,6 +31,9 @@ pub enum Error {
     #[error("table '{table}' does not exist")]
     TableNotFound { table: String },
 
+    #[error("the table was renamed to '{to}' while this operation ran; use the new name")]
+    TableRenamed { to: String },
+
     #[error("namespace '{namespace}' does not exist; create it first with create_namespace")]
     NamespaceNotFound { namespace: String },
 
@@ -133,6 +136,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::TableNotFound { .. }
+            | Error::TableRenamed { .. }
             | Error::NamespaceNotFound { .. }
             | Error::VersionNotFound { .. }
             | Error::TimestampBeforeTable { .. } => ErrorKind::NotFound,

@@ -60,7 +60,7 @@ pub use manifest_list::{ManifestList, ManifestSummary};
 pub use scan::{CompareOp, FilePredicate, Predicate, ScanMetrics, ScanPlan, StatsLevel, StatsView};
 pub use stats::{ColumnStats, TRUNCATE_LENGTH};
 pub use table::{Table, TableDefinition};
-pub use transaction::{Change, OverwriteScope, RetryPolicy};
+pub use transaction::{Change, OverwriteScope, RENAMED_TO_PROPERTY, RetryPolicy};
 pub use warehouse::Warehouse;
 pub use writer::{
     DataFileWriter, ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY, WriterOptions,

@@ -18,8 +18,18 @@ use crate::location::TableLocation;
 use crate::log;
 use crate::storage::{StoreRoot, open_location};
 use crate::table::{Table, TableDefinition};
+use crate::transaction::{Change, RENAMED_TO_PROPERTY};
+use tarn_spec::MetadataUpdate;
 
 const NAMESPACE_MARKER: &str = "_namespace";
+
+/// Whether `path` is one of a table's version files or its version hint.
+fn is_version_object(location: &TableLocation, path: &Path) -> bool {
+    path.prefix_matches(&location.path(log::METADATA_DIR))
+        && path
+            .filename()
+            .is_some_and(|f| f.ends_with(".json") || f == "version-hint")
+}
 
 /// A collection of namespaces and tables under one root location.
 #[derive(Debug, Clone)]
@@ -216,6 +226,96 @@ impl Warehouse {
             })
     }
 
+    /// Renames a table, possibly into another namespace.
+    ///
+    /// Object stores have no rename of a prefix, so this runs in three steps, each safe to
+    /// repeat:
+    /// 1. The old table takes one last commit setting [`RENAMED_TO_PROPERTY`]; from then on
+    ///    every tarn writer of the old name stops with [`Error::TableRenamed`] instead of
+    ///    committing (one racing this commit loses the put-if-absent and then finds it).
+    /// 2. Every object but the version files is copied to the new location (a hard link on
+    ///    local disk, a server-side copy on cloud stores), then the version files up to the
+    ///    sealing one, oldest first: the new name exists only once it is complete.
+    /// 3. The old location is deleted, version files first.
+    ///
+    /// A reader of the old name during step 3 may fail on a missing file. After a crash,
+    /// running the same rename again finishes it.
+    pub async fn rename_table(
+        &self,
+        namespace: &str,
+        table: &str,
+        to_namespace: &str,
+        to_table: &str,
+    ) -> Result<()> {
+        let target = self.table_location(to_namespace, to_table)?;
+        let to = format!("{to_namespace}.{to_table}");
+        self.require_namespace(to_namespace).await?;
+        if log::latest_version(&target).await?.is_some() {
+            return Err(Error::AlreadyExists {
+                what: "table",
+                name: to,
+            });
+        }
+        let old = self.load_table(namespace, table).await?;
+        let sealed = match old.metadata().properties().get(RENAMED_TO_PROPERTY) {
+            Some(already) if *already == to => old,
+            Some(other) => return Err(Error::TableRenamed { to: other.clone() }),
+            None => {
+                old.commit(Change::Metadata {
+                    updates: vec![MetadataUpdate::SetProperties(
+                        [(RENAMED_TO_PROPERTY.to_string(), to.clone())].into(),
+                    )],
+                    data_dependent: false,
+                })
+                .await?
+            }
+        };
+        let store = self.root.store.clone();
+        let source = sealed.location();
+        let objects: Vec<Path> = store
+            .list(Some(source.root()))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| Error::store(source.root(), e))?;
+        let relative = |p: &Path| -> String {
+            p.prefix_match(source.root())
+                .map(|parts| {
+                    parts
+                        .map(|x| x.as_ref().to_string())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+                .unwrap_or_default()
+        };
+        let (versions, rest): (Vec<&Path>, Vec<&Path>) =
+            objects.iter().partition(|p| is_version_object(source, p));
+        let copy = |from: &Path| {
+            let to = target.path(&relative(from));
+            let store = store.clone();
+            let from = from.clone();
+            async move {
+                match store.copy_if_not_exists(&from, &to).await {
+                    Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+                    Err(e) => Err(Error::store(&from, e)),
+                }
+            }
+        };
+        futures::stream::iter(rest.into_iter().map(copy))
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await?;
+        // The sealing version stays behind: the new table ends at the version before it.
+        let last = sealed.version().get().saturating_sub(1);
+        for version in 0..=last {
+            let file = log::version_file(tarn_spec::Version(version));
+            copy(&source.path(&file)).await?;
+        }
+        log::write_hint(&target, tarn_spec::Version(last)).await;
+        drop(versions);
+        self.drop_table(namespace, table).await
+    }
+
     /// Deletes a table and all its files. Version files go first, so the table stops
     /// existing for readers before its data is removed.
     pub async fn drop_table(&self, namespace: &str, table: &str) -> Result<()> {
@@ -226,18 +326,15 @@ impl Warehouse {
             });
         }
         let store = self.root.store.clone();
-        let metadata = location.path(log::METADATA_DIR);
         let all: Vec<Path> = store
             .list(Some(location.root()))
             .map_ok(|m| m.location)
             .try_collect()
             .await
             .map_err(|e| Error::store(location.root(), e))?;
-        let (versions, rest): (Vec<Path>, Vec<Path>) = all.into_iter().partition(|p| {
-            p.prefix_matches(&metadata)
-                && p.filename()
-                    .is_some_and(|f| f.ends_with(".json") || f == "version-hint")
-        });
+        let (versions, rest): (Vec<Path>, Vec<Path>) = all
+            .into_iter()
+            .partition(|p| is_version_object(&location, p));
         for batch in [versions, rest] {
             let stream = futures::stream::iter(batch.into_iter().map(Ok)).boxed();
             store

@@ -155,14 +155,19 @@ pub fn partition_fields(items: &[SqlExpr], fields: &[Field]) -> Result<Vec<Parti
 }
 
 /// Table properties from `WITH (...)` or `TBLPROPERTIES (...)`.
-pub fn properties(options: &CreateTableOptions) -> Result<BTreeMap<String, String>> {
-    let list = match options {
+pub fn properties(table_options: &CreateTableOptions) -> Result<BTreeMap<String, String>> {
+    let list = match table_options {
         CreateTableOptions::None => return Ok(BTreeMap::new()),
         CreateTableOptions::With(o)
         | CreateTableOptions::TableProperties(o)
         | CreateTableOptions::Options(o)
         | CreateTableOptions::Plain(o) => o,
     };
+    options(list)
+}
+
+/// `'key' = 'value'` pairs, as in `WITH (...)` or `SET TBLPROPERTIES (...)`.
+pub fn options(list: &[SqlOption]) -> Result<BTreeMap<String, String>> {
     list.iter()
         .map(|option| match option {
             SqlOption::KeyValue { key, value } => Ok((key.value.clone(), literal_text(value))),

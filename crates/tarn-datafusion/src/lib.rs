@@ -5,6 +5,7 @@
 //! - [`TarnTable`]: a table version as a `TableProvider` with manifest and file pruning.
 //! - [`TarnCatalog`]: a warehouse as a DataFusion catalog (namespaces are schemas).
 
+mod alter;
 mod catalog;
 mod context;
 mod convert;

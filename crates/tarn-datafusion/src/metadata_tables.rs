@@ -1,12 +1,14 @@
-//! Metadata tables: a table's snapshot log, data files, manifests and partitions, queryable
-//! with SQL as `"<table>$snapshots"`, `"<table>$files"`, `"<table>$manifests"` and
-//! `"<table>$partitions"`.
+//! Metadata tables: a table's snapshot log, data files, manifests, partitions, schemas and
+//! properties, queryable with SQL as `"<table>$snapshots"`, `"<table>$files"`,
+//! `"<table>$manifests"`, `"<table>$partitions"`, `"<table>$schemas"` and
+//! `"<table>$properties"`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array,
+    ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::TableProvider;
@@ -25,6 +27,8 @@ pub enum MetadataTable {
     Files,
     Manifests,
     Partitions,
+    Schemas,
+    Properties,
 }
 
 impl MetadataTable {
@@ -36,6 +40,8 @@ impl MetadataTable {
             "files" => MetadataTable::Files,
             "manifests" => MetadataTable::Manifests,
             "partitions" => MetadataTable::Partitions,
+            "schemas" => MetadataTable::Schemas,
+            "properties" => MetadataTable::Properties,
             _ => return None,
         };
         Some((base, kind))
@@ -49,6 +55,11 @@ pub async fn provider(table: &Table, kind: MetadataTable) -> Result<Arc<dyn Tabl
         MetadataTable::Files => files(table).await?,
         MetadataTable::Manifests => manifests(table).await?,
         MetadataTable::Partitions => partitions(table).await?,
+        MetadataTable::Schemas => schemas(table)?,
+        MetadataTable::Properties => unzip(vec![
+            strings("key", table.metadata().properties().keys().cloned()),
+            strings("value", table.metadata().properties().values().cloned()),
+        ])?,
     };
     Ok(Arc::new(MemTable::try_new(
         batch.schema(),
@@ -122,6 +133,44 @@ fn snapshots(table: &Table) -> Result<RecordBatch> {
                     .collect::<Vec<_>>()
                     .join(", ")
             }),
+        ),
+    ])
+}
+
+/// Every column of every schema the table has had, with its field id.
+fn schemas(table: &Table) -> Result<RecordBatch> {
+    let metadata = table.metadata();
+    let current = metadata.current_schema().id();
+    let rows: Vec<(&tarn_spec::Schema, &tarn_spec::Field)> = metadata
+        .schemas()
+        .iter()
+        .flat_map(|s| s.fields().iter().map(move |f| (s, f)))
+        .collect();
+    let int32s = |name: &str, values: Vec<i32>| -> (Field, ArrayRef) {
+        (
+            Field::new(name, DataType::Int32, false),
+            Arc::new(Int32Array::from(values)),
+        )
+    };
+    unzip(vec![
+        int32s(
+            "schema_id",
+            rows.iter().map(|(s, _)| s.id().get()).collect(),
+        ),
+        (
+            Field::new("current", DataType::Boolean, false),
+            Arc::new(BooleanArray::from_iter(
+                rows.iter().map(|(s, _)| Some(s.id() == current)),
+            )),
+        ),
+        int32s("field_id", rows.iter().map(|(_, f)| f.id.get()).collect()),
+        strings("name", rows.iter().map(|(_, f)| f.name.clone())),
+        strings("type", rows.iter().map(|(_, f)| f.field_type.to_string())),
+        (
+            Field::new("required", DataType::Boolean, false),
+            Arc::new(BooleanArray::from_iter(
+                rows.iter().map(|(_, f)| Some(f.required)),
+            )),
         ),
     ])
 }

@@ -17,6 +17,10 @@ pub enum SpecError {
          upgrade tarn to read this table"
     )]
     UnsupportedFormatVersion { found: u32, supported: u32 },
+    /// A schema or partition change the table cannot take (a name already in use, a
+    /// narrowing type change, dropping a partition source column, ...).
+    #[error("{0}")]
+    Refused(String),
     /// A type, transform or value the format does not have.
     #[error("unsupported: {0}")]
     Unsupported(String),

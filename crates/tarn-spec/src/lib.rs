@@ -22,6 +22,7 @@
 //! ```
 
 mod error;
+mod evolution;
 mod ids;
 mod metadata;
 mod partition;
@@ -33,6 +34,7 @@ mod value;
 mod wire;
 
 pub use error::{Result, SpecError};
+pub use evolution::SchemaChange;
 pub use ids::{FieldId, SchemaId, SpecId, Version};
 pub use metadata::{FORMAT_VERSION, MetadataUpdate, NewSnapshot, TableMetadata};
 pub use partition::{FIRST_PARTITION_FIELD_ID, PartitionField, PartitionSpec};

@@ -48,6 +48,10 @@ use crate::log;
 use crate::manifest::DataFile;
 use crate::table::Table;
 
+/// Table property set by the last commit a table receives before it is renamed: a writer
+/// that finds it stops instead of committing to the old name.
+pub const RENAMED_TO_PROPERTY: &str = "tarn.renamed-to";
+
 /// What a commit changes.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -165,6 +169,9 @@ impl Table {
                 if let Some(mine) = own_commit(&current, self.version(), &commit_id) {
                     return current.at_version(mine).await;
                 }
+            }
+            if let Some(to) = current.metadata().properties().get(RENAMED_TO_PROPERTY) {
+                return Err(Error::TableRenamed { to: to.clone() });
             }
             let next = build::next_metadata(self, &current, &change, &prepared, &commit_id, &extra)
                 .await?;

@@ -1,0 +1,348 @@
+//! ALTER TABLE on tarn tables: schema, partitioning, properties and name.
+//!
+//! ```sql
+//! ALTER TABLE t ADD COLUMN c type [COMMENT '...'];
+//! ALTER TABLE t DROP COLUMN c;
+//! ALTER TABLE t RENAME COLUMN a TO b;
+//! ALTER TABLE t ALTER COLUMN c TYPE bigint;          -- widening only
+//! ALTER TABLE t ALTER COLUMN c SET NOT NULL;         -- only if no NULL is stored
+//! ALTER TABLE t ALTER COLUMN c DROP NOT NULL;
+//! ALTER TABLE t SET TBLPROPERTIES ('k' = 'v');       -- or SET ('k' = 'v')
+//! ALTER TABLE t UNSET TBLPROPERTIES [IF EXISTS] ('k');
+//! ALTER TABLE t SET PARTITIONED BY (day(ts), bucket(16, id));
+//! ALTER TABLE t RESET PARTITIONED BY;
+//! ALTER TABLE t RENAME TO u;
+//! ```
+//!
+//! Every statement but RENAME TO commits exactly one version, whatever number of changes
+//! it lists; a refused change commits nothing.
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::dataframe::DataFrame;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::sql::sqlparser::ast::{
+    AlterColumnOperation, AlterTable, AlterTableOperation, ColumnOption, Expr as SqlExpr,
+    RenameTableNameKind,
+};
+use tarn_core::{Change, Table, WriterOptions};
+use tarn_spec::{MetadataUpdate, SchemaChange};
+
+use crate::context::{CATALOG, TarnContext, quote};
+use crate::convert::sql_type;
+use crate::ddl;
+use crate::error::{spec_to_df, to_df};
+use crate::names::{QualifiedName, normalize};
+use crate::sink::OVERWRITE_MODE_PROPERTY;
+
+/// ALTER TABLE forms sqlparser does not know, read by tarn's own parser.
+#[derive(Debug, Clone)]
+pub enum TarnAlter {
+    /// `SET PARTITIONED BY (...)`: the partitioning of data written from now on.
+    SetPartitionedBy(Vec<SqlExpr>),
+    /// `RESET PARTITIONED BY`: data written from now on is unpartitioned.
+    ResetPartitionedBy,
+    /// `UNSET TBLPROPERTIES [IF EXISTS] ('k', ...)`.
+    UnsetProperties { keys: Vec<String>, if_exists: bool },
+}
+
+/// What one ALTER TABLE statement asks for.
+#[derive(Default)]
+struct Plan {
+    schema: Vec<SchemaChange>,
+    set_properties: BTreeMap<String, String>,
+    unset_properties: Vec<String>,
+    partitioning: Option<Vec<SqlExpr>>,
+    rename: Option<QualifiedName>,
+}
+
+impl TarnContext {
+    /// Runs an ALTER TABLE on a tarn table.
+    pub(crate) async fn alter_table(
+        &self,
+        alter: &AlterTable,
+        extension: Option<&TarnAlter>,
+        name: &QualifiedName,
+    ) -> Result<DataFrame> {
+        let warehouse = self.warehouse();
+        let table = match warehouse.load_table(&name.namespace, &name.table).await {
+            Ok(t) => t,
+            Err(tarn_core::Error::TableNotFound { .. }) if alter.if_exists => {
+                return self.done().await;
+            }
+            Err(e) => return Err(to_df(e)),
+        };
+        let plan = self.read_operations(alter, extension, &table)?;
+        if let Some(to) = &plan.rename {
+            return self.rename_table(name, to).await;
+        }
+        let mut updates = Vec::new();
+        let mut fields = table.schema().fields().to_vec();
+        if !plan.schema.is_empty() {
+            fields = table
+                .metadata()
+                .evolve_schema(&plan.schema)
+                .map_err(spec_to_df)?;
+            self.check_not_null(&table, name, &plan.schema, &fields)
+                .await?;
+            updates.push(MetadataUpdate::SetSchema(fields.clone()));
+        }
+        if let Some(items) = &plan.partitioning {
+            let partition_fields = ddl::partition_fields(items, &fields)?;
+            updates.push(MetadataUpdate::SetPartitionSpec(
+                table.metadata().evolve_partitioning(partition_fields),
+            ));
+        }
+        if !plan.set_properties.is_empty() {
+            let mut merged = table.metadata().properties().clone();
+            merged.extend(plan.set_properties.clone());
+            check_properties(&merged)?;
+            updates.push(MetadataUpdate::SetProperties(plan.set_properties));
+        }
+        if !plan.unset_properties.is_empty() {
+            updates.push(MetadataUpdate::RemoveProperties(plan.unset_properties));
+        }
+        if updates.is_empty() {
+            return self.done().await;
+        }
+        let data_dependent = plan.schema.iter().any(SchemaChange::depends_on_data);
+        table
+            .commit(Change::Metadata {
+                updates,
+                data_dependent,
+            })
+            .await
+            .map_err(to_df)?;
+        self.done().await
+    }
+
+    fn read_operations(
+        &self,
+        alter: &AlterTable,
+        extension: Option<&TarnAlter>,
+        table: &Table,
+    ) -> Result<Plan> {
+        let schema = table.schema();
+        let mut plan = Plan::default();
+        for operation in &alter.operations {
+            match operation {
+                AlterTableOperation::AddColumn {
+                    if_not_exists,
+                    column_def,
+                    column_position: None,
+                    ..
+                } => {
+                    let name = normalize(&column_def.name);
+                    let mut doc = None;
+                    for option in &column_def.options {
+                        match &option.option {
+                            ColumnOption::Null => {}
+                            ColumnOption::Comment(c) => doc = Some(c.clone()),
+                            ColumnOption::NotNull => {
+                                return Err(DataFusionError::Plan(format!(
+                                    "cannot add '{name}' as NOT NULL: rows already stored \
+                                     have no value for it; add it as nullable, fill it with \
+                                     UPDATE, then ALTER COLUMN {name} SET NOT NULL"
+                                )));
+                            }
+                            other => {
+                                return Err(DataFusionError::NotImplemented(format!(
+                                    "column option '{other}' in ADD COLUMN is not supported \
+                                     by tarn tables"
+                                )));
+                            }
+                        }
+                    }
+                    if *if_not_exists && schema.field_by_name(&name).is_some() {
+                        continue;
+                    }
+                    plan.schema.push(SchemaChange::AddColumn {
+                        name,
+                        field_type: sql_type(&column_def.data_type)?,
+                        doc,
+                    });
+                }
+                AlterTableOperation::DropColumn {
+                    column_names,
+                    if_exists,
+                    ..
+                } => {
+                    for column in column_names {
+                        let name = normalize(column);
+                        if *if_exists && schema.field_by_name(&name).is_none() {
+                            continue;
+                        }
+                        plan.schema.push(SchemaChange::DropColumn { name });
+                    }
+                }
+                AlterTableOperation::RenameColumn {
+                    old_column_name,
+                    new_column_name,
+                } => plan.schema.push(SchemaChange::RenameColumn {
+                    from: normalize(old_column_name),
+                    to: normalize(new_column_name),
+                }),
+                AlterTableOperation::AlterColumn { column_name, op } => {
+                    let name = normalize(column_name);
+                    plan.schema.push(match op {
+                        AlterColumnOperation::SetNotNull => SchemaChange::SetRequired {
+                            name,
+                            required: true,
+                        },
+                        AlterColumnOperation::DropNotNull => SchemaChange::SetRequired {
+                            name,
+                            required: false,
+                        },
+                        AlterColumnOperation::SetDataType {
+                            data_type,
+                            using: None,
+                            ..
+                        } => SchemaChange::SetType {
+                            name,
+                            field_type: sql_type(data_type)?,
+                        },
+                        other => {
+                            return Err(DataFusionError::NotImplemented(format!(
+                                "ALTER COLUMN ... {other} is not supported by tarn tables"
+                            )));
+                        }
+                    });
+                }
+                AlterTableOperation::SetTblProperties {
+                    table_properties: options,
+                }
+                | AlterTableOperation::SetOptionsParens { options } => {
+                    plan.set_properties.extend(ddl::options(options)?);
+                }
+                AlterTableOperation::RenameTable { table_name } => {
+                    let (RenameTableNameKind::To(to) | RenameTableNameKind::As(to)) = table_name;
+                    let to = self.qualify(to)?;
+                    if to.catalog != CATALOG {
+                        return Err(DataFusionError::Plan(format!(
+                            "cannot move a tarn table to catalog '{}'",
+                            to.catalog
+                        )));
+                    }
+                    plan.rename = Some(to);
+                }
+                other => {
+                    return Err(DataFusionError::NotImplemented(format!(
+                        "ALTER TABLE ... {other} is not supported by tarn tables"
+                    )));
+                }
+            }
+        }
+        match extension {
+            None => {}
+            Some(TarnAlter::SetPartitionedBy(items)) => plan.partitioning = Some(items.clone()),
+            Some(TarnAlter::ResetPartitionedBy) => plan.partitioning = Some(Vec::new()),
+            Some(TarnAlter::UnsetProperties { keys, if_exists }) => {
+                for key in keys {
+                    if table.metadata().properties().contains_key(key) {
+                        plan.unset_properties.push(key.clone());
+                    } else if !if_exists {
+                        return Err(DataFusionError::Plan(format!(
+                            "table property '{key}' is not set; use UNSET TBLPROPERTIES IF \
+                             EXISTS to ignore missing ones"
+                        )));
+                    }
+                }
+            }
+        }
+        let changes = alter.operations.len() + usize::from(extension.is_some());
+        if plan.rename.is_some() && changes > 1 {
+            return Err(DataFusionError::Plan(
+                "RENAME TO cannot be combined with other changes in one ALTER TABLE".into(),
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// SET NOT NULL holds only if no stored value is NULL: counted on the version the
+    /// change is based on (the commit conflicts with any data change committed since).
+    async fn check_not_null(
+        &self,
+        table: &Table,
+        name: &QualifiedName,
+        changes: &[SchemaChange],
+        evolved: &[tarn_spec::Field],
+    ) -> Result<()> {
+        for change in changes {
+            let SchemaChange::SetRequired {
+                name: column,
+                required: true,
+            } = change
+            else {
+                continue;
+            };
+            let Some(field) = evolved.iter().find(|f| f.name.eq_ignore_ascii_case(column)) else {
+                continue;
+            };
+            let nulls = match table.schema().field_by_id(field.id) {
+                // A column added by this statement is NULL in every stored row.
+                None => table.snapshot().summary.total_rows as i64,
+                Some(stored) => {
+                    let sql = format!(
+                        "SELECT count(*) FROM {CATALOG}.{}.{} VERSION AS OF {} WHERE {} IS NULL",
+                        quote(&name.namespace),
+                        quote(&name.table),
+                        table.version(),
+                        quote(&stored.name)
+                    );
+                    let batches = self.plan_generated(&sql).await?.collect().await?;
+                    batches
+                        .first()
+                        .filter(|b| b.num_rows() == 1)
+                        .map(|b| b.column(0).as_primitive::<Int64Type>())
+                        .filter(|c| !c.is_null(0))
+                        .map_or(0, |c| c.value(0))
+                }
+            };
+            if nulls > 0 {
+                return Err(DataFusionError::Plan(format!(
+                    "cannot SET NOT NULL on '{}': {nulls} stored rows have NULL in it; \
+                     UPDATE or DELETE them first",
+                    field.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn rename_table(&self, from: &QualifiedName, to: &QualifiedName) -> Result<DataFrame> {
+        if !self.catalog().ensure_namespace(&to.namespace).await? {
+            return Err(DataFusionError::Plan(format!(
+                "namespace '{}' does not exist; create it with CREATE SCHEMA {}",
+                to.namespace, to.namespace
+            )));
+        }
+        self.warehouse()
+            .rename_table(&from.namespace, &from.table, &to.namespace, &to.table)
+            .await
+            .map_err(to_df)?;
+        if let Some(schema) = self.catalog().tarn_schema(&from.namespace) {
+            schema.note_dropped(&from.table);
+        }
+        if let Some(schema) = self.catalog().tarn_schema(&to.namespace) {
+            schema.note_created(&to.table);
+        }
+        self.done().await
+    }
+}
+
+/// Refuses property values the writers would refuse later.
+fn check_properties(properties: &BTreeMap<String, String>) -> Result<()> {
+    WriterOptions::from_properties(properties).map_err(to_df)?;
+    if let Some(mode) = properties.get(OVERWRITE_MODE_PROPERTY)
+        && mode != "static"
+        && mode != "dynamic"
+    {
+        return Err(DataFusionError::Plan(format!(
+            "table property {OVERWRITE_MODE_PROPERTY} is '{mode}'; it must be 'static' or \
+             'dynamic'"
+        )));
+    }
+    Ok(())
+}
