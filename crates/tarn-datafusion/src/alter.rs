@@ -1,12 +1,13 @@
 //! ALTER TABLE on tarn tables: schema, partitioning, properties and name.
 //!
 //! ```sql
-//! ALTER TABLE t ADD COLUMN c type [COMMENT '...'];
+//! ALTER TABLE t ADD COLUMN c type [DEFAULT constant] [NOT NULL] [COMMENT '...'];
 //! ALTER TABLE t DROP COLUMN c;
 //! ALTER TABLE t RENAME COLUMN a TO b;
 //! ALTER TABLE t ALTER COLUMN c TYPE bigint;          -- widening only
 //! ALTER TABLE t ALTER COLUMN c SET NOT NULL;         -- only if no NULL is stored
 //! ALTER TABLE t ALTER COLUMN c DROP NOT NULL;
+//! ALTER TABLE t ALTER COLUMN c SET DEFAULT constant;  -- or DROP DEFAULT
 //! ALTER TABLE t SET TBLPROPERTIES ('k' = 'v');       -- or SET ('k' = 'v')
 //! ALTER TABLE t UNSET TBLPROPERTIES [IF EXISTS] ('k');
 //! ALTER TABLE t SET PARTITIONED BY (day(ts), bucket(16, id));
@@ -21,6 +22,7 @@ use std::collections::BTreeMap;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::Int64Type;
+use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{
@@ -31,7 +33,7 @@ use tarn_core::{Change, Table, WriterOptions};
 use tarn_spec::{MetadataUpdate, SchemaChange};
 
 use crate::context::{CATALOG, TarnContext, quote};
-use crate::convert::sql_type;
+use crate::convert::{from_scalar, sql_type};
 use crate::ddl;
 use crate::error::{spec_to_df, to_df};
 use crate::names::{QualifiedName, normalize};
@@ -74,7 +76,7 @@ impl TarnContext {
             }
             Err(e) => return Err(to_df(e)),
         };
-        let plan = self.read_operations(alter, extension, &table)?;
+        let plan = self.read_operations(alter, extension, &table).await?;
         if let Some(to) = &plan.rename {
             return self.rename_table(name, to).await;
         }
@@ -118,7 +120,7 @@ impl TarnContext {
         self.done().await
     }
 
-    fn read_operations(
+    async fn read_operations(
         &self,
         alter: &AlterTable,
         extension: Option<&TarnAlter>,
@@ -135,17 +137,17 @@ impl TarnContext {
                     ..
                 } => {
                     let name = normalize(&column_def.name);
+                    let field_type = sql_type(&column_def.data_type)?;
                     let mut doc = None;
+                    let mut required = false;
+                    let mut default = None;
                     for option in &column_def.options {
                         match &option.option {
-                            ColumnOption::Null => {}
+                            ColumnOption::Null => required = false,
+                            ColumnOption::NotNull => required = true,
                             ColumnOption::Comment(c) => doc = Some(c.clone()),
-                            ColumnOption::NotNull => {
-                                return Err(DataFusionError::Plan(format!(
-                                    "cannot add '{name}' as NOT NULL: rows already stored \
-                                     have no value for it; add it as nullable, fill it with \
-                                     UPDATE, then ALTER COLUMN {name} SET NOT NULL"
-                                )));
+                            ColumnOption::Default(expr) => {
+                                default = self.constant(expr, field_type, &name).await?;
                             }
                             other => {
                                 return Err(DataFusionError::NotImplemented(format!(
@@ -160,7 +162,9 @@ impl TarnContext {
                     }
                     plan.schema.push(SchemaChange::AddColumn {
                         name,
-                        field_type: sql_type(&column_def.data_type)?,
+                        field_type,
+                        required,
+                        default,
                         doc,
                     });
                 }
@@ -194,6 +198,17 @@ impl TarnContext {
                         AlterColumnOperation::DropNotNull => SchemaChange::SetRequired {
                             name,
                             required: false,
+                        },
+                        AlterColumnOperation::SetDefault { value } => {
+                            let field = schema.field_by_name(&name).ok_or_else(|| {
+                                DataFusionError::Plan(format!("column '{name}' does not exist"))
+                            })?;
+                            let default = self.constant(value, field.field_type, &name).await?;
+                            SchemaChange::SetDefault { name, default }
+                        }
+                        AlterColumnOperation::DropDefault => SchemaChange::SetDefault {
+                            name,
+                            default: None,
                         },
                         AlterColumnOperation::SetDataType {
                             data_type,
@@ -260,6 +275,40 @@ impl TarnContext {
         Ok(plan)
     }
 
+    /// A constant SQL expression (a DEFAULT) as a value of type `ty`; `None` for NULL.
+    async fn constant(
+        &self,
+        expr: &SqlExpr,
+        ty: tarn_spec::PrimitiveType,
+        column: &str,
+    ) -> Result<Option<tarn_spec::Value>> {
+        let not_constant = || {
+            DataFusionError::Plan(format!(
+                "the DEFAULT of '{column}' must be a constant of its type {ty}, not '{expr}'"
+            ))
+        };
+        let batches = self
+            .plan_generated(&format!("SELECT {expr}"))
+            .await
+            .map_err(|_| not_constant())?
+            .collect()
+            .await
+            .map_err(|_| not_constant())?;
+        let batch = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .filter(|b| b.num_columns() == 1)
+            .ok_or_else(not_constant)?;
+        let scalar = ScalarValue::try_from_array(batch.column(0), 0)?;
+        if scalar.is_null() {
+            return Ok(None);
+        }
+        let cast = scalar
+            .cast_to(&tarn_core::arrow_convert::arrow_type(ty))
+            .map_err(|_| not_constant())?;
+        from_scalar(ty, &cast).map(Some).ok_or_else(not_constant)
+    }
+
     /// SET NOT NULL holds only if no stored value is NULL: counted on the version the
     /// change is based on (the commit conflicts with any data change committed since).
     async fn check_not_null(
@@ -281,7 +330,8 @@ impl TarnContext {
                 continue;
             };
             let nulls = match table.schema().field_by_id(field.id) {
-                // A column added by this statement is NULL in every stored row.
+                // A column added by this statement: every stored row reads its default.
+                None if field.initial_default.is_some() => 0,
                 None => table.snapshot().summary.total_rows as i64,
                 Some(stored) => {
                     let sql = format!(

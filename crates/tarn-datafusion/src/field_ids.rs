@@ -4,8 +4,8 @@
 //! after a rename, or after a column is dropped and another of the same name added. tarn
 //! files carry field ids in their Parquet schema, so the adapter here rewrites every column
 //! reference of a scan's projection and predicate to the file column with the same id:
-//! under the file's own name, cast when the column was widened since, and a NULL literal
-//! when the file predates the column. Statistics pruning inside the file (row groups,
+//! under the file's own name, cast when the column was widened since, and the column's
+//! initial default (NULL if it has none) when the file predates the column. Statistics pruning inside the file (row groups,
 //! pages) then reads the statistics of the right column, since it looks them up by the
 //! rewritten name.
 
@@ -23,11 +23,15 @@ use datafusion::physical_expr_adapter::{PhysicalExprAdapter, PhysicalExprAdapter
 use tarn_core::arrow_convert::field_id_of;
 use tarn_spec::{FieldId, Schema};
 
+use crate::convert::to_scalar;
+
 /// Creates a [`FieldIdAdapter`] per file for scans of a table whose schema is `schema`.
 #[derive(Debug)]
 pub struct FieldIdAdapterFactory {
     /// Field id of each column of the logical file schema, by name.
     ids: HashMap<String, FieldId>,
+    /// What files that predate a column read for it (its initial default, or NULL).
+    missing: HashMap<FieldId, ScalarValue>,
 }
 
 impl FieldIdAdapterFactory {
@@ -37,6 +41,11 @@ impl FieldIdAdapterFactory {
                 .fields()
                 .iter()
                 .map(|f| (f.name.clone(), f.id))
+                .collect(),
+            missing: schema
+                .fields()
+                .iter()
+                .map(|f| (f.id, to_scalar(f.field_type, f.initial_default.as_ref())))
                 .collect(),
         }
     }
@@ -60,7 +69,7 @@ impl PhysicalExprAdapterFactory for FieldIdAdapterFactory {
             .map(|f| match self.ids.get(f.name()) {
                 Some(id) => match by_id.get(id) {
                     Some(&index) => Binding::File(index),
-                    None => Binding::Missing,
+                    None => Binding::Missing(self.missing[id].clone()),
                 },
                 None => Binding::Untouched,
             })
@@ -74,12 +83,12 @@ impl PhysicalExprAdapterFactory for FieldIdAdapterFactory {
 }
 
 /// Where a column of the logical file schema is in one file.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Binding {
     /// The file column at this index has the column's field id.
     File(usize),
-    /// The file was written before the column existed.
-    Missing,
+    /// The file was written before the column existed: it reads this value.
+    Missing(ScalarValue),
     /// Not a table column (a partition or virtual column): left as it is.
     Untouched,
 }
@@ -99,13 +108,11 @@ impl FieldIdAdapter {
             Some(f) if f.name() == column.name() => f,
             _ => return Ok(self.by_name(column)),
         };
-        match self.bindings[index] {
+        match &self.bindings[index] {
             Binding::Untouched => Ok(self.by_name(column)),
-            Binding::Missing => {
-                let null = ScalarValue::try_from(logical.data_type())?;
-                Ok(Transformed::yes(Arc::new(Literal::new(null))))
-            }
+            Binding::Missing(value) => Ok(Transformed::yes(Arc::new(Literal::new(value.clone())))),
             Binding::File(file_index) => {
+                let file_index = *file_index;
                 let physical = self.physical.field(file_index);
                 let bound = Arc::new(Column::new(physical.name(), file_index));
                 if physical.data_type() == logical.data_type() {

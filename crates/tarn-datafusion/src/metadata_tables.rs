@@ -172,6 +172,22 @@ fn schemas(table: &Table) -> Result<RecordBatch> {
                 rows.iter().map(|(_, f)| Some(f.required)),
             )),
         ),
+        (
+            Field::new("initial_default", DataType::Utf8, true),
+            Arc::new(StringArray::from_iter(rows.iter().map(|(_, f)| {
+                f.initial_default
+                    .as_ref()
+                    .map(|v| v.to_json(f.field_type).to_string())
+            }))),
+        ),
+        (
+            Field::new("write_default", DataType::Utf8, true),
+            Arc::new(StringArray::from_iter(rows.iter().map(|(_, f)| {
+                f.write_default
+                    .as_ref()
+                    .map(|v| v.to_json(f.field_type).to_string())
+            }))),
+        ),
     ])
 }
 

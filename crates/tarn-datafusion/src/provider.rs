@@ -6,6 +6,7 @@
 //! insert_into   ── DataSinkExec(TarnSink) : write files, commit once, in execute()
 //! ```
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -46,6 +47,8 @@ pub struct TarnTable {
     store_url: ObjectStoreUrl,
     schema: SchemaRef,
     pinned: bool,
+    /// What an INSERT writes into a column it does not name, by column name.
+    write_defaults: Arc<HashMap<String, Expr>>,
     /// Row identity columns (`_file`, `_pos`) after the table's columns, and the files a
     /// scan is limited to; for row-level DML.
     identity: Option<Identity>,
@@ -54,6 +57,22 @@ pub struct TarnTable {
 #[derive(Debug, Clone)]
 struct Identity {
     only: Option<Arc<std::collections::HashSet<String>>>,
+}
+
+fn write_defaults(schema: &Schema) -> Arc<HashMap<String, Expr>> {
+    Arc::new(
+        schema
+            .fields()
+            .iter()
+            .filter_map(|f| {
+                let value = f.write_default.as_ref()?;
+                Some((
+                    f.name.clone(),
+                    Expr::Literal(to_scalar(f.field_type, Some(value)), None),
+                ))
+            })
+            .collect(),
+    )
 }
 
 /// The column holding a row's data file path (table-relative) in an identity scan.
@@ -67,6 +86,7 @@ impl TarnTable {
     pub fn new(table: Table, name: impl Into<String>, store_url: ObjectStoreUrl) -> Self {
         let schema = df_schema(table.schema());
         TarnTable {
+            write_defaults: write_defaults(table.schema()),
             table,
             name: name.into(),
             store_url,
@@ -95,6 +115,7 @@ impl TarnTable {
     pub fn pinned(&self, table: Table) -> Self {
         TarnTable {
             schema: df_schema(table.schema()),
+            write_defaults: write_defaults(table.schema()),
             table,
             pinned: true,
             ..self.clone()
@@ -246,6 +267,10 @@ impl TableProvider for TarnTable {
 
     fn table_type(&self) -> TableType {
         TableType::Base
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.write_defaults.get(column)
     }
 
     fn supports_filters_pushdown(

@@ -230,6 +230,8 @@ fn add_column(name: &str, base: &tarn_core::Table) -> tarn_core::Change {
         .evolve_schema(&[tarn_spec::SchemaChange::AddColumn {
             name: name.into(),
             field_type: tarn_spec::PrimitiveType::Long,
+            required: false,
+            default: None,
             doc: None,
         }])
         .unwrap();

@@ -13,15 +13,25 @@ use crate::partition::PartitionField;
 use crate::schema::Field;
 use crate::transform::Transform;
 use crate::types::PrimitiveType;
+use crate::value::Value;
 
 /// One change to a table's columns.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SchemaChange {
-    /// A new nullable column, after the existing ones.
+    /// A new column, after the existing ones. Rows already stored read `default` (NULL
+    /// when `None`); a NOT NULL column needs a default.
     AddColumn {
         name: String,
         field_type: PrimitiveType,
+        required: bool,
+        default: Option<Value>,
         doc: Option<String>,
+    },
+    /// SET DEFAULT (`Some`) or DROP DEFAULT (`None`): the value INSERTs write when they do
+    /// not give one. Rows already stored are unchanged.
+    SetDefault {
+        name: String,
+        default: Option<Value>,
     },
     DropColumn {
         name: String,
@@ -88,13 +98,30 @@ impl TableMetadata {
                 SchemaChange::AddColumn {
                     name,
                     field_type,
+                    required,
+                    default,
                     doc,
                 } => {
                     name_is_free(&fields, name, None)?;
+                    check_default(name, *field_type, default.as_ref())?;
+                    if *required && default.is_none() {
+                        return Err(refused(format!(
+                            "cannot add '{name}' as NOT NULL without a default: rows already                              stored have no value for it; give it a DEFAULT, or add it as                              nullable, fill it with UPDATE, then SET NOT NULL"
+                        )));
+                    }
                     next_id += 1;
-                    let mut field = Field::optional(next_id, name.clone(), *field_type);
-                    field.doc = doc.clone();
-                    fields.push(field);
+                    fields.push(Field {
+                        required: *required,
+                        doc: doc.clone(),
+                        initial_default: default.clone(),
+                        write_default: default.clone(),
+                        ..Field::optional(next_id, name.clone(), *field_type)
+                    });
+                }
+                SchemaChange::SetDefault { name, default } => {
+                    let i = index_of(&fields, name)?;
+                    check_default(&fields[i].name, fields[i].field_type, default.as_ref())?;
+                    fields[i].write_default = default.clone();
                 }
                 SchemaChange::DropColumn { name } => {
                     let i = index_of(&fields, name)?;
@@ -143,6 +170,11 @@ impl TableMetadata {
                             field.name
                         )));
                     }
+                    let from = fields[i].field_type;
+                    let widen =
+                        |v: &Option<Value>| v.as_ref().and_then(|v| v.widen(from, *field_type));
+                    fields[i].initial_default = widen(&fields[i].initial_default);
+                    fields[i].write_default = widen(&fields[i].write_default);
                     fields[i].field_type = *field_type;
                 }
                 SchemaChange::SetRequired { name, required } => {
@@ -197,6 +229,15 @@ impl TableMetadata {
         self.specs()
             .iter()
             .any(|s| s.fields().iter().any(|f| f.source_id == id))
+    }
+}
+
+fn check_default(name: &str, ty: PrimitiveType, default: Option<&Value>) -> Result<()> {
+    match default {
+        Some(value) if !value.fits(ty) => {
+            Err(refused(format!("the default of '{name}' is not a {ty}")))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -258,6 +299,8 @@ mod tests {
         SchemaChange::AddColumn {
             name: name.into(),
             field_type: PrimitiveType::Long,
+            required: false,
+            default: None,
             doc: None,
         }
     }

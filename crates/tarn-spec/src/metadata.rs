@@ -8,6 +8,7 @@ use crate::ids::{FieldId, SchemaId, SpecId, Version};
 use crate::partition::{PartitionField, PartitionSpec};
 use crate::schema::{Field, Schema};
 use crate::snapshot::{Changes, Operation, Snapshot, Summary};
+use crate::value::Value;
 use crate::wire;
 
 /// The newest format version this crate reads and the one it writes.
@@ -341,6 +342,14 @@ impl TableMetadata {
                             field_type: f.field_type,
                             required: f.required,
                             doc: f.doc.clone(),
+                            initial_default: f
+                                .initial_default
+                                .as_ref()
+                                .map(|v| v.to_json(f.field_type)),
+                            write_default: f
+                                .write_default
+                                .as_ref()
+                                .map(|v| v.to_json(f.field_type)),
                         })
                         .collect(),
                 })
@@ -389,14 +398,29 @@ impl TableMetadata {
                 let fields = s
                     .fields
                     .into_iter()
-                    .map(|f| Field {
-                        id: f.id,
-                        name: f.name,
-                        field_type: f.field_type,
-                        required: f.required,
-                        doc: f.doc,
+                    .map(|f| {
+                        let default = |json: Option<serde_json::Value>, what: &str| {
+                            json.map(|j| {
+                                Value::from_json(f.field_type, &j).ok_or_else(|| {
+                                    SpecError::invalid(format!(
+                                        "schema {}: the {what} of '{}' is {j}, not a {}",
+                                        s.schema_id, f.name, f.field_type
+                                    ))
+                                })
+                            })
+                            .transpose()
+                        };
+                        Ok(Field {
+                            initial_default: default(f.initial_default, "initial-default")?,
+                            write_default: default(f.write_default, "write-default")?,
+                            id: f.id,
+                            name: f.name,
+                            field_type: f.field_type,
+                            required: f.required,
+                            doc: f.doc,
+                        })
                     })
-                    .collect();
+                    .collect::<Result<Vec<_>>>()?;
                 Schema::new(s.schema_id, fields)
             })
             .collect::<Result<Vec<_>>>()?;

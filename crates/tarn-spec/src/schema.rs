@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use crate::error::{Result, SpecError};
 use crate::ids::{FieldId, SchemaId};
 use crate::types::PrimitiveType;
+use crate::value::Value;
 
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +16,11 @@ pub struct Field {
     /// `true` for NOT NULL columns.
     pub required: bool,
     pub doc: Option<String>,
+    /// The column's value in rows written before it was added (read from files that lack
+    /// it); `None` means NULL. Set when the column is added, never changed.
+    pub initial_default: Option<Value>,
+    /// The value written when an INSERT does not give one; `None` means NULL.
+    pub write_default: Option<Value>,
 }
 
 impl Field {
@@ -26,6 +32,8 @@ impl Field {
             field_type,
             required: false,
             doc: None,
+            initial_default: None,
+            write_default: None,
         }
     }
 
@@ -69,6 +77,19 @@ impl Schema {
                     "schema {id}: field {} has an empty name",
                     field.id
                 )));
+            }
+            for (what, default) in [
+                ("initial", &field.initial_default),
+                ("write", &field.write_default),
+            ] {
+                if let Some(value) = default
+                    && !value.fits(field.field_type)
+                {
+                    return Err(SpecError::invalid(format!(
+                        "schema {id}: the {what} default of '{}' is not a {}",
+                        field.name, field.field_type
+                    )));
+                }
             }
             if !names.insert(field.name.to_ascii_lowercase()) {
                 return Err(SpecError::invalid(format!(

@@ -51,6 +51,18 @@ pub(crate) struct FieldV1 {
     pub required: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doc: Option<String>,
+    #[serde(
+        rename = "initial-default",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub initial_default: Option<serde_json::Value>,
+    #[serde(
+        rename = "write-default",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub write_default: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
