@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Field as ArrowField, Schema as ArrowSchema, SchemaRef};
+use datafusion::arrow::datatypes::{
+    DataType, Field as ArrowField, Schema as ArrowSchema, SchemaRef,
+};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{DataType as SqlType, ExactNumberInfo, TimezoneInfo};
@@ -16,9 +18,20 @@ pub fn df_schema(schema: &Schema) -> SchemaRef {
         schema
             .fields()
             .iter()
-            .map(|f| ArrowField::new(&f.name, arrow_type(f.field_type), !f.required))
+            .map(|f| ArrowField::new(&f.name, df_type(f.field_type), !f.required))
             .collect::<Vec<_>>(),
     ))
+}
+
+/// The Arrow type DataFusion computes with for a tarn type: strings and binaries as view
+/// types, which the Parquet reader produces without copying values into one buffer (as
+/// DataFusion does for its own Parquet tables).
+pub fn df_type(ty: PrimitiveType) -> DataType {
+    match ty {
+        PrimitiveType::String => DataType::Utf8View,
+        PrimitiveType::Binary => DataType::BinaryView,
+        other => arrow_type(other),
+    }
 }
 
 /// A tarn value of type `ty` as a DataFusion scalar.

@@ -110,7 +110,9 @@ impl FieldIdAdapter {
         };
         match &self.bindings[index] {
             Binding::Untouched => Ok(self.by_name(column)),
-            Binding::Missing(value) => Ok(Transformed::yes(Arc::new(Literal::new(value.clone())))),
+            Binding::Missing(value) => Ok(Transformed::yes(Arc::new(Literal::new(
+                value.cast_to(logical.data_type())?,
+            )))),
             Binding::File(file_index) => {
                 let file_index = *file_index;
                 let physical = self.physical.field(file_index);
