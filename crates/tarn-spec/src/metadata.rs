@@ -300,7 +300,7 @@ impl TableMetadata {
 
     /// Serializes to the version-file JSON.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(&self.to_wire())
+        serde_json::to_vec(&self.to_wire())
             .expect("metadata serializes: all keys are strings")
     }
 

@@ -57,6 +57,10 @@ fn the_readme_quickstart_runs() {
     assert!(stdout.contains("purchases is now at version 3"), "{stdout}");
     assert!(stdout.contains("| merge"), "{stdout}");
     assert!(
+        stdout.contains("| amount ") && stdout.contains("| web "),
+        "the renamed column and the added column's default: {stdout}"
+    );
+    assert!(
         dir.path().join("tarn-warehouse").is_dir(),
         "the default warehouse is created in the current directory"
     );
