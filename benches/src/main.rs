@@ -20,7 +20,8 @@
 //! - `merge-memory`: MERGE of 10,000 source rows into 10,000,000 target rows with a 1 GiB
 //!   DataFusion memory limit: time, peak memory, files rewritten.
 //!
-//! `all` runs every suite; `smoke` runs every suite at a tiny size, once, for CI.
+//! `all` runs every suite; `smoke` runs every suite at a tiny size, once, for CI;
+//! `explain --query N` prints `EXPLAIN ANALYZE` of TPC-H query N on both sides.
 
 mod dml;
 mod planning;
@@ -35,12 +36,13 @@ use report::Report;
 use tpch::Tpch;
 
 const USAGE: &str = "usage: tarn-bench <scan|pruning|commit|planning|dml|time-travel|append-large|\
-                     merge-memory|all|smoke> [--sf N] [--runs N] [--json PATH]";
+                     merge-memory|all|smoke|explain> [--sf N] [--runs N] [--query N] [--json PATH]";
 
 struct Args {
     suite: String,
     sf: f64,
     runs: usize,
+    query: usize,
     json: Option<String>,
 }
 
@@ -51,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
         suite,
         sf: 1.0,
         runs: 5,
+        query: 1,
         json: None,
     };
     while let Some(flag) = args.next() {
@@ -71,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|n: &f64| *n > 0.0)
                     .ok_or(number("a positive scale factor"))?
             }
+            "--query" => parsed.query = value.parse().ok().ok_or(number("a TPC-H query number"))?,
             "--json" => parsed.json = Some(value),
             other => return Err(format!("unknown option '{other}'\n{USAGE}")),
         }
@@ -138,6 +142,16 @@ async fn smoke(report: &mut Report) -> Result<(), String> {
     dml::merge_under_memory_limit(report, 20_000, 1_000, 64 << 20).await
 }
 
+fn exit(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tarn-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
     let args = match parse_args() {
@@ -150,6 +164,10 @@ async fn main() -> ExitCode {
     let mut report = Report::new(&args.suite);
     let result = match args.suite.as_str() {
         "smoke" => smoke(&mut report).await,
+        "explain" => match Tpch::load(args.sf).await {
+            Ok((data, _)) => return exit(scan::explain(&data, args.query).await),
+            Err(e) => Err(e),
+        },
         "all" => {
             let mut data = None;
             let mut result = Ok(());

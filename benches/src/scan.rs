@@ -217,3 +217,29 @@ pub async fn time_travel(
     }
     Ok(())
 }
+
+/// Prints `EXPLAIN ANALYZE` of TPC-H query `query` (1-22) on both sides, to see where
+/// their times differ.
+pub async fn explain(data: &Tpch, query: usize) -> Result<(), String> {
+    let sql = QUERIES.get(query.wrapping_sub(1)).ok_or(format!(
+        "there is no TPC-H query {query}; they run from 1 to 22"
+    ))?;
+    let explain = format!("EXPLAIN ANALYZE {sql}");
+    for (label, side) in [
+        ("tarn", Side::Tarn(&data.tarn)),
+        ("ListingTable", Side::Listing(&data.listing)),
+    ] {
+        let batches = match side {
+            Side::Tarn(ctx) => run(ctx, &explain).await?,
+            Side::Listing(ctx) => ctx
+                .sql(&explain)
+                .await
+                .map_err(|e| e.to_string())?
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        println!("## Q{query:02} on {label}\n\n{}\n", format_result(batches));
+    }
+    Ok(())
+}

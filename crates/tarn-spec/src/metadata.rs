@@ -300,8 +300,7 @@ impl TableMetadata {
 
     /// Serializes to the version-file JSON.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.to_wire())
-            .expect("metadata serializes: all keys are strings")
+        serde_json::to_vec(&self.to_wire()).expect("metadata serializes: all keys are strings")
     }
 
     /// Parses and validates a version file. A format version above [`FORMAT_VERSION`] is
