@@ -239,7 +239,23 @@ pub async fn explain(data: &Tpch, query: usize) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?,
         };
-        println!("## Q{query:02} on {label}\n\n{}\n", format_result(batches));
+        let mut planning = Vec::new();
+        for _ in 0..5 {
+            let start = std::time::Instant::now();
+            match &side {
+                Side::Tarn(ctx) => ctx.sql(sql).await.map_err(|e| e.to_string())?,
+                Side::Listing(ctx) => ctx.sql(sql).await.map_err(|e| e.to_string())?,
+            }
+            .create_physical_plan()
+            .await
+            .map_err(|e| e.to_string())?;
+            planning.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        println!(
+            "## Q{query:02} on {label}: planning {:.2} ms (median of 5)\n\n{}\n",
+            median(&mut planning),
+            format_result(batches)
+        );
     }
     Ok(())
 }
