@@ -24,8 +24,10 @@ pub struct TableDefinition {
     pub properties: std::collections::BTreeMap<String, String>,
 }
 
-/// Manifests and manifest lists are immutable, so they are cached by path for the life of
-/// the table handle and every handle derived from it.
+/// Manifests and manifest lists are immutable and their names unique, so they are cached by
+/// store path: for the life of a table handle and every handle derived from it, and across
+/// all tables a [`crate::Warehouse`] loads (each query loads the newest version of a table
+/// afresh, but need not decode its manifests again).
 #[derive(Debug, Default)]
 pub(crate) struct MetadataCache {
     manifests: Mutex<HashMap<String, Arc<Manifest>>>,
@@ -111,6 +113,12 @@ impl Table {
             retry: RetryPolicy::default(),
             cache: Arc::default(),
         }
+    }
+
+    /// This handle caching manifests in `cache`.
+    pub(crate) fn with_cache(mut self, cache: Arc<MetadataCache>) -> Table {
+        self.cache = cache;
+        self
     }
 
     /// The same table at another metadata state, sharing caches and settings.
@@ -219,32 +227,43 @@ impl Table {
         let Some(path) = &self.snapshot().manifest_list else {
             return Ok(Arc::new(ManifestList::empty()));
         };
-        if let Some(list) = cache_get(&self.cache.lists, path) {
+        let key = self.cache_key(path);
+        if let Some(list) = cache_get(&self.cache.lists, &key) {
             return Ok(list);
         }
         let list = Arc::new(ManifestList::decode(path, self.location.get(path).await?)?);
-        cache_put(&self.cache.lists, path, list.clone());
+        cache_put(&self.cache.lists, &key, list.clone());
         Ok(list)
     }
 
     /// One manifest, by table-relative path.
     pub async fn manifest(&self, path: &str) -> Result<Arc<Manifest>> {
-        if let Some(manifest) = cache_get(&self.cache.manifests, path) {
+        let key = self.cache_key(path);
+        if let Some(manifest) = cache_get(&self.cache.manifests, &key) {
             return Ok(manifest);
         }
         let manifest = Arc::new(Manifest::decode(path, self.location.get(path).await?)?);
-        cache_put(&self.cache.manifests, path, manifest.clone());
+        cache_put(&self.cache.manifests, &key, manifest.clone());
         Ok(manifest)
     }
 
     /// Keeps a manifest list this process just wrote, so the next commit need not read it.
     pub(crate) fn remember_list(&self, path: &str, list: ManifestList) {
-        cache_put(&self.cache.lists, path, Arc::new(list));
+        cache_put(&self.cache.lists, &self.cache_key(path), Arc::new(list));
     }
 
     /// Keeps a manifest this process just wrote.
     pub(crate) fn remember_manifest(&self, path: &str, manifest: Manifest) {
-        cache_put(&self.cache.manifests, path, Arc::new(manifest));
+        cache_put(
+            &self.cache.manifests,
+            &self.cache_key(path),
+            Arc::new(manifest),
+        );
+    }
+
+    /// Cache entries are keyed by store path, so tables can share one cache.
+    fn cache_key(&self, path: &str) -> String {
+        self.location.path(path).to_string()
     }
 
     /// The data files of this version that may hold rows matching `predicate`.

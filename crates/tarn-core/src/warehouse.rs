@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::location::TableLocation;
 use crate::log;
 use crate::storage::{StoreRoot, open_location};
-use crate::table::{Table, TableDefinition};
+use crate::table::{MetadataCache, Table, TableDefinition};
 use crate::transaction::{Change, RENAMED_TO_PROPERTY};
 use tarn_spec::MetadataUpdate;
 
@@ -36,6 +36,8 @@ fn is_version_object(location: &TableLocation, path: &Path) -> bool {
 pub struct Warehouse {
     root: StoreRoot,
     env: Env,
+    /// Decoded manifests and manifest lists of every table loaded through this warehouse.
+    cache: Arc<MetadataCache>,
 }
 
 impl Warehouse {
@@ -44,6 +46,7 @@ impl Warehouse {
         Ok(Warehouse {
             root: open_location(location)?,
             env: Env::default(),
+            cache: Arc::default(),
         })
     }
 
@@ -56,6 +59,7 @@ impl Warehouse {
                 url: url.into(),
             },
             env: Env::default(),
+            cache: Arc::default(),
         }
     }
 
@@ -205,6 +209,7 @@ impl Warehouse {
         let location = self.table_location(namespace, table)?;
         Table::create(location, definition, self.env.clone())
             .await
+            .map(|t| t.with_cache(self.cache.clone()))
             .map_err(|e| match e {
                 Error::AlreadyExists { what, .. } => Error::AlreadyExists {
                     what,
@@ -218,6 +223,7 @@ impl Warehouse {
         let location = self.table_location(namespace, table)?;
         Table::load(location, self.env.clone())
             .await
+            .map(|t| t.with_cache(self.cache.clone()))
             .map_err(|e| match e {
                 Error::TableNotFound { .. } => Error::TableNotFound {
                     table: format!("{namespace}.{table}"),
