@@ -241,10 +241,6 @@ fn add_column(name: &str, base: &tarn_core::Table) -> tarn_core::Change {
     }
 }
 
-fn conflict_kind(e: &tarn_core::Error) -> tarn_core::ErrorKind {
-    e.kind()
-}
-
 /// Each pair of a schema change and a write, in both orders: the second committer works
 /// from the version before the first one's commit, and the outcome follows the conflict
 /// matrix of `tarn_core::transaction`.
@@ -283,7 +279,7 @@ async fn schema_changes_racing_writes_follow_the_conflict_matrix() {
         .await
         .unwrap_err();
     assert_eq!(
-        conflict_kind(&err),
+        err.kind(),
         tarn_core::ErrorKind::Conflict { retryable: true },
         "{err}"
     );
