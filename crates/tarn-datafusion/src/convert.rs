@@ -34,6 +34,16 @@ pub fn df_type(ty: PrimitiveType) -> DataType {
     }
 }
 
+/// A tarn value of type `ty` as a scalar of the type DataFusion computes with
+/// ([`df_type`]).
+pub fn df_scalar(ty: PrimitiveType, value: &Value) -> ScalarValue {
+    match to_scalar(ty, Some(value)) {
+        ScalarValue::Utf8(s) => ScalarValue::Utf8View(s),
+        ScalarValue::Binary(b) => ScalarValue::BinaryView(b),
+        other => other,
+    }
+}
+
 /// A tarn value of type `ty` as a DataFusion scalar.
 pub fn to_scalar(ty: PrimitiveType, value: Option<&Value>) -> ScalarValue {
     let v = value.cloned();

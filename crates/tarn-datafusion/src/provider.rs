@@ -15,6 +15,7 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
 use datafusion::common::{ColumnStatistics, DFSchema, SchemaExt, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{
     FileGroup, FileScanConfigBuilder, FileSource, ParquetSource,
 };
@@ -32,7 +33,7 @@ use datafusion::physical_plan::metrics::MetricBuilder;
 use tarn_core::{FilePredicate, Manifest, Predicate, ScanPlan, Table};
 use tarn_spec::{PrimitiveType, Schema};
 
-use crate::convert::{df_schema, to_scalar};
+use crate::convert::{df_scalar, df_schema, to_scalar};
 use crate::error::to_df;
 use crate::field_ids::FieldIdAdapterFactory;
 use crate::pruning::{AllOf, DataFusionPredicate, bucket_equalities};
@@ -203,8 +204,8 @@ impl TarnTable {
                     PrimitiveType::String | PrimitiveType::Binary
                 );
                 let bound = |v: &Option<tarn_spec::Value>| match v {
-                    Some(v) if exact => Precision::Exact(to_scalar(field.field_type, Some(v))),
-                    Some(v) => Precision::Inexact(to_scalar(field.field_type, Some(v))),
+                    Some(v) if exact => Precision::Exact(df_scalar(field.field_type, v)),
+                    Some(v) => Precision::Inexact(df_scalar(field.field_type, v)),
                     None => Precision::Absent,
                 };
                 let mut c = ColumnStatistics::new_unknown();
@@ -340,8 +341,16 @@ impl TableProvider for TarnTable {
                     .build()
             }
         };
+        // Data files never change once written, so their footers can be kept in the
+        // session's file metadata cache across queries, as ListingTable keeps them.
+        let runtime = state.runtime_env();
+        let reader = CachedParquetFileReaderFactory::new(
+            runtime.object_store(&self.store_url)?,
+            runtime.cache_manager.get_file_metadata_cache(),
+        );
         let source = ParquetSource::new(table_schema)
-            .with_table_parquet_options(state.default_table_options().parquet.clone());
+            .with_table_parquet_options(state.default_table_options().parquet.clone())
+            .with_parquet_file_reader_factory(Arc::new(reader));
         // Planning figures, reported by EXPLAIN ANALYZE on the scan.
         let m = plan.metrics;
         for (name, value) in [
