@@ -34,6 +34,9 @@ pub enum Error {
     #[error("the table was renamed to '{to}' while this operation ran; use the new name")]
     TableRenamed { to: String },
 
+    #[error("table '{table}' was dropped or renamed while this commit ran; nothing was committed")]
+    TableGone { table: String },
+
     #[error("namespace '{namespace}' does not exist; create it first with create_namespace")]
     NamespaceNotFound { namespace: String },
 
@@ -137,6 +140,7 @@ impl Error {
         match self {
             Error::TableNotFound { .. }
             | Error::TableRenamed { .. }
+            | Error::TableGone { .. }
             | Error::NamespaceNotFound { .. }
             | Error::VersionNotFound { .. }
             | Error::TimestampBeforeTable { .. } => ErrorKind::NotFound,

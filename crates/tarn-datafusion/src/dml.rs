@@ -69,6 +69,9 @@ struct Outcome {
 
 static TEMP_NAMES: AtomicU64 = AtomicU64::new(0);
 
+/// Affected files larger than this in all are copied by one writer per scan partition.
+const PARALLEL_REWRITE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// How many times a DML statement runs before a conflict is reported.
 const DML_ATTEMPTS: u32 = 10;
 
@@ -299,49 +302,58 @@ impl TarnContext {
             .into_iter()
             .map(|f| (f.path.clone(), f))
             .collect();
-        let mut writer = table.writer().map_err(to_df)?;
         let data_schema = crate::convert::df_schema(table.schema());
         let mut removed = Vec::new();
+        for path in outcome.removed.keys() {
+            removed.push(all.get(path).cloned().ok_or_else(|| {
+                DataFusionError::Internal(format!(
+                    "affected file {path} is not in the table version"
+                ))
+            })?);
+        }
+        // New rows are written after the kept rows of the first copy, so that a small
+        // statement makes one file. Large rewrites copy each partition of the scan with its
+        // own writer, so the files are encoded on every core at once.
+        let mut new_rows: Vec<RecordBatch> = outcome
+            .new_rows
+            .iter()
+            .map(|b| conform(b, &data_schema))
+            .collect::<Result<_>>()?;
+        let mut copies = tokio::task::JoinSet::new();
         if !outcome.removed.is_empty() {
             let only: HashSet<String> = outcome.removed.keys().cloned().collect();
             let scan = self
                 .session_context()
                 .read_table(Arc::new(target.with_identity(Some(only))))?;
-            let mut stream = scan.execute_stream().await?;
-            let n = data_schema.fields().len();
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                let files = batch.column(n).as_string::<i32>();
-                let positions = batch.column(n + 1).as_primitive::<Int64Type>();
-                let keep: BooleanArray = (0..batch.num_rows())
-                    .map(|i| {
-                        Some(
-                            !outcome
-                                .removed
-                                .get(files.value(i))
-                                .is_some_and(|p| p.contains(&positions.value(i))),
-                        )
-                    })
-                    .collect();
-                let kept =
-                    filter_record_batch(&batch.project(&(0..n).collect::<Vec<_>>())?, &keep)?;
-                writer.write(&kept).await.map_err(to_df)?;
-            }
-            for path in outcome.removed.keys() {
-                removed.push(all.get(path).cloned().ok_or_else(|| {
-                    DataFusionError::Internal(format!(
-                        "affected file {path} is not in the table version"
-                    ))
-                })?);
+            let affected_bytes: u64 = removed.iter().map(|f| f.file_size).sum();
+            let streams = if affected_bytes >= PARALLEL_REWRITE_BYTES {
+                scan.execute_stream_partitioned().await?
+            } else {
+                vec![scan.execute_stream().await?]
+            };
+            let dropped = Arc::new(outcome.removed);
+            for stream in streams {
+                copies.spawn(copy_kept_rows(
+                    stream,
+                    table.writer().map_err(to_df)?,
+                    Arc::clone(&dropped),
+                    data_schema.fields().len(),
+                    std::mem::take(&mut new_rows),
+                ));
             }
         }
-        for batch in &outcome.new_rows {
-            writer
-                .write(&conform(batch, &data_schema)?)
-                .await
-                .map_err(to_df)?;
+        let mut added = Vec::new();
+        if !new_rows.is_empty() {
+            let mut writer = table.writer().map_err(to_df)?;
+            for batch in &new_rows {
+                writer.write(batch).await.map_err(to_df)?;
+            }
+            added = writer.finish().await.map_err(to_df)?;
         }
-        let added = writer.finish().await.map_err(to_df)?;
+        while let Some(copied) = copies.join_next().await {
+            let files = copied.map_err(|e| DataFusionError::External(Box::new(e)))??;
+            added.extend(files);
+        }
         let extra = BTreeMap::from([("affected-rows".to_string(), outcome.affected.to_string())]);
         table
             .commit_with_summary(
@@ -356,6 +368,45 @@ impl TarnContext {
             .map_err(to_df)?;
         Ok(())
     }
+}
+
+/// Writes the rows of a row-identity scan of affected files, less the dropped positions,
+/// then the rows of `then`, as new data files.
+async fn copy_kept_rows(
+    mut stream: datafusion::execution::SendableRecordBatchStream,
+    mut writer: tarn_core::DataFileWriter,
+    dropped: Arc<HashMap<String, HashSet<i64>>>,
+    columns: usize,
+    then: Vec<RecordBatch>,
+) -> Result<Vec<DataFile>> {
+    let table_columns: Vec<usize> = (0..columns).collect();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let files = batch.column(columns).as_string::<i32>();
+        let positions = batch.column(columns + 1).as_primitive::<Int64Type>();
+        // Rows of one batch come from one file: look the file up once, not per row.
+        let mut current: Option<(&str, Option<&HashSet<i64>>)> = None;
+        let keep: BooleanArray = (0..batch.num_rows())
+            .map(|i| {
+                let file = files.value(i);
+                let dropped_here = match current {
+                    Some((f, d)) if f == file => d,
+                    _ => {
+                        let d = dropped.get(file);
+                        current = Some((file, d));
+                        d
+                    }
+                };
+                Some(!dropped_here.is_some_and(|d| d.contains(&positions.value(i))))
+            })
+            .collect();
+        let kept = filter_record_batch(&batch.project(&table_columns)?, &keep)?;
+        writer.write(&kept).await.map_err(to_df)?;
+    }
+    for batch in &then {
+        writer.write(batch).await.map_err(to_df)?;
+    }
+    writer.finish().await.map_err(to_df)
 }
 
 /// The kind of action each MERGE clause takes, in written order.

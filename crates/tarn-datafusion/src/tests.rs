@@ -373,12 +373,15 @@ async fn schema_changes_racing_writes_follow_the_conflict_matrix() {
         matches!(err, tarn_core::Error::TableRenamed { ref to } if to == "default.r7b"),
         "{err}"
     );
-    // After a complete rename, a writer of the old name commits nothing anywhere.
+    // After a complete rename, a writer of the old name commits nothing anywhere, even
+    // when everything it needs to build its commit is still cached.
     let base = stale("r8").await;
     run(&ctx, "ALTER TABLE r8 RENAME TO r8b").await;
-    base.append_batches([long_rows(&base, &[3])])
+    let err = base
+        .append_batches([long_rows(&base, &[3])])
         .await
         .unwrap_err();
+    assert!(matches!(err, tarn_core::Error::TableGone { .. }), "{err}");
     assert_eq!(count("r8b").await, 2);
     let old = ctx
         .warehouse()

@@ -40,6 +40,7 @@ mod build;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use object_store::ObjectStoreExt;
 use rand::Rng;
 use tarn_spec::{MetadataUpdate, Operation, PartitionSpec, Version};
 
@@ -182,6 +183,17 @@ impl Table {
                 .await
             {
                 Ok(true) => {
+                    // The base's version file is gone only if the table was dropped or
+                    // renamed meanwhile: then this version must not stay behind as the start
+                    // of a table nobody created.
+                    let base_file = log::version_file(current.version());
+                    if !self.location().exists(&base_file).await? {
+                        let mine = self.location().path(&log::version_file(version));
+                        let _ = self.location().store().delete(&mine).await;
+                        return Err(Error::TableGone {
+                            table: self.location().url().to_string(),
+                        });
+                    }
                     log::write_hint(self.location(), version).await;
                     return Ok(current.with_metadata(next));
                 }

@@ -86,6 +86,12 @@ pub async fn memory_warehouse(name: &str) -> Warehouse {
     w
 }
 
+/// The same warehouse (rooted at the store's root) opened anew, as another process would:
+/// nothing cached.
+pub fn reopened(w: &Warehouse) -> Warehouse {
+    Warehouse::from_store(w.store().clone(), Path::default(), w.url())
+}
+
 pub async fn local_warehouse() -> (tempfile::TempDir, Warehouse) {
     let dir = tempfile::tempdir().expect("temp dir");
     let w = Warehouse::open(dir.path().to_str().expect("utf-8 path")).expect("open warehouse");

@@ -62,7 +62,7 @@ async fn a_missing_manifest_is_reported() {
         .delete(&t.location().path(&list))
         .await
         .unwrap();
-    let fresh = w.load_table("ns", "t").await.unwrap();
+    let fresh = reopened(&w).load_table("ns", "t").await.unwrap();
     let err = fresh
         .plan_files(&tarn_core::Predicate::True)
         .await
@@ -84,7 +84,7 @@ async fn a_newer_format_version_is_refused() {
     let bytes = t.metadata().to_json();
     let text = String::from_utf8(bytes)
         .unwrap()
-        .replace("\"format-version\": 1", "\"format-version\": 7");
+        .replace("\"format-version\":1", "\"format-version\":7");
     let path = t.location().path("metadata/00000000000000000001.json");
     t.location()
         .store()

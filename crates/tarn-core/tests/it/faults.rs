@@ -108,7 +108,7 @@ async fn reads_fail_cleanly_when_the_store_does() {
         .unwrap();
     let t = t.append_batches([events(0..10, 1)]).await.unwrap();
     store.fail(Op::Get, "/metadata/ml-", 1);
-    let fresh = w.load_table("ns", "events").await.unwrap();
+    let fresh = reopened(&w).load_table("ns", "events").await.unwrap();
     let err = fresh
         .plan_files(&tarn_core::Predicate::True)
         .await
