@@ -95,13 +95,11 @@ impl Table {
 
     /// The newest version of the table at `location`.
     pub async fn load(location: TableLocation, env: Env) -> Result<Table> {
-        let version =
-            log::latest_version(&location)
-                .await?
-                .ok_or_else(|| Error::TableNotFound {
-                    table: location.url().to_string(),
-                })?;
-        let metadata = log::read_version(&location, version).await?;
+        let metadata = log::read_latest(&location)
+            .await?
+            .ok_or_else(|| Error::TableNotFound {
+                table: location.url().to_string(),
+            })?;
         Ok(Table::from_parts(location, Arc::new(metadata), env))
     }
 
