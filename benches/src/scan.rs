@@ -8,10 +8,11 @@ use crate::tpch::{QUERIES, Side, Tpch, files_scanned, median, metric_sum, run};
 /// the median seconds of each side.
 async fn compare(a: &Side<'_>, b: &Side<'_>, sql: &str, runs: usize) -> Result<(f64, f64), String> {
     let (wa, wb) = (a.execute(sql).await?, b.execute(sql).await?);
-    if wa.rows != wb.rows {
+    if wa.rows() != wb.rows() {
         return Err(format!(
             "the two sides disagree: {} rows against {} rows for\n{sql}",
-            wa.rows, wb.rows
+            wa.rows(),
+            wb.rows()
         ));
     }
     let (mut ta, mut tb) = (Vec::new(), Vec::new());
@@ -124,29 +125,17 @@ struct Measured {
 }
 
 async fn measure(side: &Side<'_>, sql: &str, runs: usize) -> Result<Measured, String> {
-    let warm = side.execute(sql).await?;
+    let mut last = side.execute(sql).await?;
     let mut times = Vec::new();
-    let mut last = warm;
     for _ in 0..runs {
         last = side.execute(sql).await?;
         times.push(last.elapsed.as_secs_f64());
     }
-    let result = match side {
-        Side::Tarn(ctx) => format_result(run(ctx, sql).await?),
-        Side::Listing(ctx) => format_result(
-            ctx.sql(sql)
-                .await
-                .map_err(|e| e.to_string())?
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?,
-        ),
-    };
     Ok(Measured {
         seconds: median(&mut times),
         files: files_scanned(&last.plan),
         bytes: metric_sum(&last.plan, "bytes_scanned"),
-        result,
+        result: format_result(last.batches),
     })
 }
 
@@ -229,26 +218,15 @@ pub async fn explain(data: &Tpch, query: usize) -> Result<(), String> {
         ("tarn", Side::Tarn(&data.tarn)),
         ("ListingTable", Side::Listing(&data.listing)),
     ] {
-        let batches = match side {
-            Side::Tarn(ctx) => run(ctx, &explain).await?,
-            Side::Listing(ctx) => ctx
-                .sql(&explain)
-                .await
-                .map_err(|e| e.to_string())?
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?,
-        };
+        let batches = side.execute(&explain).await?.batches;
         let mut planning = Vec::new();
         for _ in 0..5 {
             let start = std::time::Instant::now();
-            match &side {
-                Side::Tarn(ctx) => ctx.sql(sql).await.map_err(|e| e.to_string())?,
-                Side::Listing(ctx) => ctx.sql(sql).await.map_err(|e| e.to_string())?,
-            }
-            .create_physical_plan()
-            .await
-            .map_err(|e| e.to_string())?;
+            side.frame(sql)
+                .await?
+                .create_physical_plan()
+                .await
+                .map_err(|e| e.to_string())?;
             planning.push(start.elapsed().as_secs_f64() * 1e3);
         }
         println!(

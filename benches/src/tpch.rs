@@ -18,7 +18,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::{ExecutionPlan, collect};
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
 use tarn_core::{ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY, Warehouse};
 use tarn_datafusion::TarnContext;
 use tpchgen::generators::{
@@ -242,18 +242,29 @@ pub enum Side<'a> {
 pub struct Executed {
     pub elapsed: Duration,
     pub plan: Arc<dyn ExecutionPlan>,
-    pub rows: usize,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl Executed {
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
 }
 
 impl Side<'_> {
-    /// Plans and runs `sql` (planning included in the time, as a user sees it).
-    pub async fn execute(&self, sql: &str) -> Result<Executed, String> {
-        let start = Instant::now();
-        let frame = match self {
+    /// The logical plan of `sql` on this side.
+    pub async fn frame(&self, sql: &str) -> Result<DataFrame, String> {
+        match self {
             Side::Tarn(ctx) => ctx.sql(sql).await,
             Side::Listing(ctx) => ctx.sql(sql).await,
         }
-        .map_err(|e| format!("{sql}: {e}"))?;
+        .map_err(|e| format!("{sql}: {e}"))
+    }
+
+    /// Plans and runs `sql` (planning included in the time, as a user sees it).
+    pub async fn execute(&self, sql: &str) -> Result<Executed, String> {
+        let start = Instant::now();
+        let frame = self.frame(sql).await?;
         let task = Arc::new(frame.task_ctx());
         let plan = frame
             .create_physical_plan()
@@ -265,7 +276,7 @@ impl Side<'_> {
         Ok(Executed {
             elapsed: start.elapsed(),
             plan,
-            rows: batches.iter().map(RecordBatch::num_rows).sum(),
+            batches,
         })
     }
 }

@@ -23,6 +23,20 @@ use tarn_spec::MetadataUpdate;
 
 const NAMESPACE_MARKER: &str = "_namespace";
 
+/// Every object under a table's root: its version files and version hint, then the rest.
+async fn table_objects(location: &TableLocation) -> Result<(Vec<Path>, Vec<Path>)> {
+    let all: Vec<Path> = location
+        .store()
+        .list(Some(location.root()))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+        .map_err(|e| Error::store(location.root(), e))?;
+    Ok(all
+        .into_iter()
+        .partition(|p| is_version_object(location, p)))
+}
+
 /// Whether `path` is one of a table's version files or its version hint.
 fn is_version_object(location: &TableLocation, path: &Path) -> bool {
     path.prefix_matches(&location.path(log::METADATA_DIR))
@@ -278,12 +292,7 @@ impl Warehouse {
         };
         let store = self.root.store.clone();
         let source = sealed.location();
-        let objects: Vec<Path> = store
-            .list(Some(source.root()))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(|e| Error::store(source.root(), e))?;
+        let (_, rest) = table_objects(source).await?;
         let relative = |p: &Path| -> String {
             p.prefix_match(source.root())
                 .map(|parts| {
@@ -294,8 +303,6 @@ impl Warehouse {
                 })
                 .unwrap_or_default()
         };
-        let (versions, rest): (Vec<&Path>, Vec<&Path>) =
-            objects.iter().partition(|p| is_version_object(source, p));
         let copy = |from: &Path| {
             let to = target.path(&relative(from));
             let store = store.clone();
@@ -307,7 +314,7 @@ impl Warehouse {
                 }
             }
         };
-        futures::stream::iter(rest.into_iter().map(copy))
+        futures::stream::iter(rest.iter().map(copy))
             .buffer_unordered(16)
             .try_collect::<Vec<()>>()
             .await?;
@@ -318,7 +325,6 @@ impl Warehouse {
             copy(&source.path(&file)).await?;
         }
         log::write_hint(&target, tarn_spec::Version(last)).await;
-        drop(versions);
         self.drop_table(namespace, table).await
     }
 
@@ -332,15 +338,7 @@ impl Warehouse {
             });
         }
         let store = self.root.store.clone();
-        let all: Vec<Path> = store
-            .list(Some(location.root()))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(|e| Error::store(location.root(), e))?;
-        let (versions, rest): (Vec<Path>, Vec<Path>) = all
-            .into_iter()
-            .partition(|p| is_version_object(&location, p));
+        let (versions, rest) = table_objects(&location).await?;
         for batch in [versions, rest] {
             let stream = futures::stream::iter(batch.into_iter().map(Ok)).boxed();
             store

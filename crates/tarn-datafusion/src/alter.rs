@@ -37,7 +37,7 @@ use crate::convert::{from_scalar, sql_type};
 use crate::ddl;
 use crate::error::{spec_to_df, to_df};
 use crate::names::{QualifiedName, normalize};
-use crate::sink::OVERWRITE_MODE_PROPERTY;
+use crate::sink::overwrite_scope;
 
 /// ALTER TABLE forms sqlparser does not know, read by tarn's own parser.
 #[derive(Debug, Clone)]
@@ -385,14 +385,5 @@ impl TarnContext {
 /// Refuses property values the writers would refuse later.
 fn check_properties(properties: &BTreeMap<String, String>) -> Result<()> {
     WriterOptions::from_properties(properties).map_err(to_df)?;
-    if let Some(mode) = properties.get(OVERWRITE_MODE_PROPERTY)
-        && mode != "static"
-        && mode != "dynamic"
-    {
-        return Err(DataFusionError::Plan(format!(
-            "table property {OVERWRITE_MODE_PROPERTY} is '{mode}'; it must be 'static' or \
-             'dynamic'"
-        )));
-    }
-    Ok(())
+    overwrite_scope(properties).map(|_| ())
 }

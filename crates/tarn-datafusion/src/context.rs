@@ -689,7 +689,9 @@ fn parse_tarn_alter(tokens: &[Token]) -> Result<Option<(DFStatement, TarnAlter)>
     };
     let alter = if at(op, Keyword::UNSET) {
         let if_exists = at(op + 2, Keyword::IF) && at(op + 3, Keyword::EXISTS);
-        let after = words[op + if if_exists { 4 } else { 2 }] - words[op];
+        let after = words
+            .get(op + if if_exists { 4 } else { 2 })
+            .map_or(rest.len(), |&w| w - words[op]);
         let keys = Parser::new(&TarnDialect)
             .with_tokens(parenthesized(after)?.to_vec())
             .parse_comma_separated(Parser::parse_literal_string)

@@ -21,6 +21,19 @@ use crate::error::to_df;
 /// default) or `dynamic` (only the partitions the new rows fall in).
 pub const OVERWRITE_MODE_PROPERTY: &str = "write.overwrite-mode";
 
+/// What INSERT OVERWRITE replaces under these table properties.
+pub(crate) fn overwrite_scope(
+    properties: &std::collections::BTreeMap<String, String>,
+) -> Result<OverwriteScope> {
+    match properties.get(OVERWRITE_MODE_PROPERTY).map(String::as_str) {
+        None | Some("static") => Ok(OverwriteScope::Table),
+        Some("dynamic") => Ok(OverwriteScope::Partitions),
+        Some(other) => Err(DataFusionError::Plan(format!(
+            "table property {OVERWRITE_MODE_PROPERTY} is '{other}'; it must be 'static' or 'dynamic'"
+        ))),
+    }
+}
+
 #[derive(Debug)]
 pub struct TarnSink {
     table: Table,
@@ -37,20 +50,7 @@ impl TarnSink {
                 "REPLACE INTO is not supported on tarn tables; use MERGE INTO".into(),
             ));
         }
-        let scope = match table
-            .metadata()
-            .properties()
-            .get(OVERWRITE_MODE_PROPERTY)
-            .map(String::as_str)
-        {
-            None | Some("static") => OverwriteScope::Table,
-            Some("dynamic") => OverwriteScope::Partitions,
-            Some(other) => {
-                return Err(DataFusionError::Plan(format!(
-                    "table property {OVERWRITE_MODE_PROPERTY} is '{other}'; it must be 'static' or 'dynamic'"
-                )));
-            }
-        };
+        let scope = overwrite_scope(table.metadata().properties())?;
         Ok(TarnSink {
             table,
             name,
