@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use object_store::path::Path;
+use object_store::path::{Path, PathPart};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::error::{Error, Result};
@@ -49,10 +49,18 @@ impl TableLocation {
     }
 
     /// The absolute store path of a table-relative path.
+    ///
+    /// Table-relative paths are stored exactly as the objects are named: tarn escapes
+    /// partition values itself (see `PartitionSpec::partition_path`), so the segments are
+    /// taken as they are, never escaped a second time. A segment the store could not hold
+    /// as it is (only possible in a corrupt manifest) is escaped, so it names no other object.
     pub fn path(&self, relative: &str) -> Path {
         let mut path = self.root.clone();
         for part in relative.split('/').filter(|p| !p.is_empty()) {
-            path = path.join(part);
+            path = match PathPart::parse(part) {
+                Ok(raw) => path.join(raw),
+                Err(_) => path.join(part),
+            };
         }
         path
     }

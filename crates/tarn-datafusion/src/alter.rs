@@ -22,7 +22,6 @@ use std::collections::BTreeMap;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::Int64Type;
-use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{
@@ -33,7 +32,7 @@ use tarn_core::{Change, Table, WriterOptions};
 use tarn_spec::{MetadataUpdate, SchemaChange};
 
 use crate::context::{CATALOG, TarnContext, quote};
-use crate::convert::{from_scalar, sql_type};
+use crate::convert::sql_type;
 use crate::ddl;
 use crate::error::{spec_to_df, to_df};
 use crate::names::{QualifiedName, normalize};
@@ -147,7 +146,7 @@ impl TarnContext {
                             ColumnOption::NotNull => required = true,
                             ColumnOption::Comment(c) => doc = Some(c.clone()),
                             ColumnOption::Default(expr) => {
-                                default = self.constant(expr, field_type, &name).await?;
+                                default = self.default_value(expr, field_type, &name)?;
                             }
                             other => {
                                 return Err(DataFusionError::NotImplemented(format!(
@@ -203,7 +202,7 @@ impl TarnContext {
                             let field = schema.field_by_name(&name).ok_or_else(|| {
                                 DataFusionError::Plan(format!("column '{name}' does not exist"))
                             })?;
-                            let default = self.constant(value, field.field_type, &name).await?;
+                            let default = self.default_value(value, field.field_type, &name)?;
                             SchemaChange::SetDefault { name, default }
                         }
                         AlterColumnOperation::DropDefault => SchemaChange::SetDefault {
@@ -276,37 +275,13 @@ impl TarnContext {
     }
 
     /// A constant SQL expression (a DEFAULT) as a value of type `ty`; `None` for NULL.
-    async fn constant(
+    fn default_value(
         &self,
         expr: &SqlExpr,
         ty: tarn_spec::PrimitiveType,
         column: &str,
     ) -> Result<Option<tarn_spec::Value>> {
-        let not_constant = || {
-            DataFusionError::Plan(format!(
-                "the DEFAULT of '{column}' must be a constant of its type {ty}, not '{expr}'"
-            ))
-        };
-        let batches = self
-            .plan_generated(&format!("SELECT {expr}"))
-            .await
-            .map_err(|_| not_constant())?
-            .collect()
-            .await
-            .map_err(|_| not_constant())?;
-        let batch = batches
-            .iter()
-            .find(|b| b.num_rows() > 0)
-            .filter(|b| b.num_columns() == 1)
-            .ok_or_else(not_constant)?;
-        let scalar = ScalarValue::try_from_array(batch.column(0), 0)?;
-        if scalar.is_null() {
-            return Ok(None);
-        }
-        let cast = scalar
-            .cast_to(&tarn_core::arrow_convert::arrow_type(ty))
-            .map_err(|_| not_constant())?;
-        from_scalar(ty, &cast).map(Some).ok_or_else(not_constant)
+        ddl::constant_default(&self.session_context().state(), expr, ty, column)
     }
 
     /// SET NOT NULL holds only if no stored value is NULL: counted on the version the

@@ -8,17 +8,25 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::Schema as ArrowSchema;
+use datafusion::common::tree_node::TreeNode;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{ColumnarValue, Expr, Volatility};
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, FunctionArg, FunctionArgExpr,
-    FunctionArguments, SqlOption, Value as SqlValue,
+    ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, ExprWithAlias, FunctionArg,
+    FunctionArgExpr, FunctionArguments, SqlOption, Value as SqlValue,
 };
 use tarn_core::TableDefinition;
-use tarn_spec::{FIRST_PARTITION_FIELD_ID, Field, FieldId, PartitionField, Transform};
+use tarn_spec::{
+    FIRST_PARTITION_FIELD_ID, Field, FieldId, PartitionField, PrimitiveType, Transform, Value,
+};
 
-use crate::convert::sql_type;
+use crate::convert::{from_scalar, sql_type};
 use crate::names::normalize;
 
 /// The table definition of a CREATE TABLE with a column list.
@@ -187,4 +195,70 @@ fn literal_text(expr: &SqlExpr) -> String {
         SqlExpr::Identifier(i) => i.value.clone(),
         other => other.to_string(),
     }
+}
+
+/// The value of a column DEFAULT: a constant expression of the column's type, folded now.
+/// `None` for NULL. Expressions that read columns, or whose value depends on when or how
+/// often they run (`random()`, `now()`), are refused: a default is stored once, as a value.
+pub(crate) fn constant_default(
+    state: &SessionState,
+    expr: &SqlExpr,
+    ty: PrimitiveType,
+    column: &str,
+) -> Result<Option<Value>> {
+    let written = crate::parse::as_written(expr);
+    let refuse = |why: String| {
+        DataFusionError::Plan(format!(
+            "the DEFAULT of '{column}' must be a constant of its type {ty}: {why}"
+        ))
+    };
+    let planned = state
+        .create_logical_expr_from_sql_expr(
+            ExprWithAlias {
+                expr: expr.clone(),
+                alias: None,
+            },
+            &DFSchema::empty(),
+        )
+        .map_err(|e| refuse(format!("'{written}' is not a constant expression ({e})")))?;
+    let changing = planned
+        .exists(|e| {
+            Ok(matches!(e, Expr::ScalarFunction(f)
+                if f.func.signature().volatility != Volatility::Immutable))
+        })
+        .unwrap_or(true);
+    if changing {
+        return Err(refuse(format!(
+            "'{written}' gives a different value each time it runs"
+        )));
+    }
+    let physical = state.create_physical_expr(planned, &DFSchema::empty())?;
+    let one_row = RecordBatch::try_new_with_options(
+        Arc::new(ArrowSchema::empty()),
+        vec![],
+        &RecordBatchOptions::new().with_row_count(Some(1)),
+    )?;
+    let scalar = match physical.evaluate(&one_row)? {
+        ColumnarValue::Scalar(s) => s,
+        ColumnarValue::Array(a) => ScalarValue::try_from_array(&a, 0)?,
+    };
+    if scalar.is_null() {
+        return Ok(None);
+    }
+    let target = tarn_core::arrow_convert::arrow_type(ty);
+    let cast = scalar
+        .cast_to(&target)
+        .map_err(|e| refuse(format!("'{written}' cannot be stored as {ty} ({e})")))?;
+    let finite = |s: &ScalarValue| match s {
+        ScalarValue::Float32(Some(v)) => v.is_finite(),
+        ScalarValue::Float64(Some(v)) => v.is_finite(),
+        _ => true,
+    };
+    // A number that becomes infinite did not fit ('NaN' and 'Infinity' are meant).
+    if scalar.data_type().is_numeric() && finite(&scalar) && !finite(&cast) {
+        return Err(refuse(format!("'{written}' is out of range for {ty}")));
+    }
+    from_scalar(ty, &cast)
+        .map(Some)
+        .ok_or_else(|| refuse(format!("'{written}' cannot be stored as {ty}")))
 }

@@ -281,23 +281,28 @@ async fn partitions(table: &Table) -> Result<RecordBatch> {
         .map_err(to_df)?
         .data_files();
     let metadata = table.metadata();
-    // (spec, partition) -> (files, rows, bytes)
-    let mut groups: BTreeMap<(i32, String), (u64, u64, u64)> = BTreeMap::new();
+    // (spec, partition key) -> (partition path, files, rows, bytes)
+    let mut groups: BTreeMap<(i32, String), (String, u64, u64, u64)> = BTreeMap::new();
     for f in &files {
-        let key = (f.spec_id.get(), partition_of(metadata, f));
-        let entry = groups.entry(key).or_default();
-        entry.0 += 1;
-        entry.1 += f.record_count;
-        entry.2 += f.file_size;
+        let key = metadata
+            .spec(f.spec_id)
+            .map(|s| s.partition_key(&f.partition))
+            .unwrap_or_default();
+        let entry = groups
+            .entry((f.spec_id.get(), key))
+            .or_insert_with(|| (partition_of(metadata, f), 0, 0, 0));
+        entry.1 += 1;
+        entry.2 += f.record_count;
+        entry.3 += f.file_size;
     }
     unzip(vec![
-        strings("partition", groups.keys().map(|k| k.1.clone())),
+        strings("partition", groups.values().map(|v| v.0.clone())),
         (
             Field::new("spec_id", DataType::Int32, false),
             Arc::new(Int32Array::from_iter_values(groups.keys().map(|k| k.0))) as ArrayRef,
         ),
-        u64s("file_count", groups.values().map(|v| v.0)),
-        u64s("record_count", groups.values().map(|v| v.1)),
-        u64s("total_size", groups.values().map(|v| v.2)),
+        u64s("file_count", groups.values().map(|v| v.1)),
+        u64s("record_count", groups.values().map(|v| v.2)),
+        u64s("total_size", groups.values().map(|v| v.3)),
     ])
 }

@@ -27,6 +27,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::object_store::ObjectMeta;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::MetricBuilder;
@@ -223,8 +224,14 @@ impl TarnTable {
             total_byte_size: Precision::Inexact(file.file_size as usize),
             column_statistics,
         };
-        let path = self.table.location().path(&file.path);
-        let partitioned = PartitionedFile::new(path.to_string(), file.file_size);
+        // The store path as it is: a string would be escaped once more on the way back.
+        let partitioned = PartitionedFile::new_from_meta(ObjectMeta {
+            location: self.table.location().path(&file.path),
+            last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            size: file.file_size,
+            e_tag: None,
+            version: None,
+        });
         if self.identity.is_some() {
             return partitioned.with_partition_values(vec![datafusion::common::ScalarValue::Utf8(
                 Some(file.path),
@@ -363,7 +370,12 @@ impl TableProvider for TarnTable {
                 .global_counter(name)
                 .add(value);
         }
-        let groups = balance(files, state.config().target_partitions());
+        // A scan pruned to no file is still a scan: one empty partition, so that every
+        // operator above it (aggregates, sorts, joins, sinks) gets the input it requires.
+        let mut groups = balance(files, state.config().target_partitions());
+        if groups.is_empty() {
+            groups.push(FileGroup::new(Vec::new()));
+        }
         let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?

@@ -91,6 +91,11 @@ impl DataSink for TarnSink {
             writer.write(&batch).await.map_err(to_df)?;
         }
         let files = writer.finish().await.map_err(to_df)?;
+        // An INSERT of no rows changes nothing and commits no version (as a DELETE that
+        // matches nothing); an OVERWRITE with no rows still replaces the data.
+        if rows == 0 && self.op != InsertOp::Overwrite {
+            return Ok(0);
+        }
         let change = match self.op {
             InsertOp::Overwrite => Change::Overwrite {
                 files,

@@ -107,7 +107,10 @@ impl PartitionSpec {
     }
 
     /// The relative directory for a partition tuple, `name=value/...`; empty when
-    /// unpartitioned. Values are percent-escaped outside `[A-Za-z0-9._-]`.
+    /// unpartitioned. Names and values are percent-escaped outside `[A-Za-z0-9._-]`, and a
+    /// long escaped value is cut and given a hash of the whole, so that every segment fits
+    /// a file name. The directory only helps people find files: readers take partition
+    /// values from the manifest, never from the path.
     pub fn partition_path(&self, values: &[Option<Value>]) -> String {
         self.fields
             .iter()
@@ -115,7 +118,31 @@ impl PartitionSpec {
             .zip(values)
             .map(|((f, ty), v)| {
                 let rendered = f.transform.render(*ty, v.as_ref());
-                format!("{}={}", escape(&f.name), escape(&rendered))
+                format!(
+                    "{}={}",
+                    bounded(escape(&f.name)),
+                    bounded(escape(&rendered))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// A key that tells partition tuples apart exactly (for conflict checks and grouping):
+    /// the path form, except that a NULL value is the bare field name. The path itself
+    /// writes NULL as `null`, the same as the string 'null', which is fine for a directory
+    /// name but not for deciding whether two files share a partition.
+    pub fn partition_key(&self, values: &[Option<Value>]) -> String {
+        self.fields
+            .iter()
+            .zip(&self.types)
+            .zip(values)
+            .map(|((f, ty), v)| match v {
+                None => escape(&f.name),
+                Some(v) => {
+                    let rendered = f.transform.render(*ty, Some(v));
+                    format!("{}={}", escape(&f.name), escape(&rendered))
+                }
             })
             .collect::<Vec<_>>()
             .join("/")
@@ -131,6 +158,31 @@ impl PartitionSpec {
                 .unwrap_or(FIRST_PARTITION_FIELD_ID - 1),
         )
     }
+}
+
+/// Escaped names and values longer than this are cut and suffixed with a hash.
+const MAX_SEGMENT_PART: usize = 96;
+
+/// An escaped name or value of at most [`MAX_SEGMENT_PART`] bytes: a long one keeps its
+/// start (never cutting an escape sequence) and ends in `-` and a hash of all of it.
+fn bounded(escaped: String) -> String {
+    if escaped.len() <= MAX_SEGMENT_PART {
+        return escaped;
+    }
+    let hash = fnv1a(escaped.as_bytes());
+    let mut cut = MAX_SEGMENT_PART - 17;
+    // Escaped text is ASCII; step back over a partial `%XX`.
+    if let Some(pct) = escaped[cut.saturating_sub(2)..cut].find('%') {
+        cut = cut - 2 + pct;
+    }
+    format!("{}-{hash:016x}", &escaped[..cut])
+}
+
+/// FNV-1a, 64 bits: a stable hash (the same in every build) for cut path segments.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn escape(s: &str) -> String {
@@ -193,6 +245,39 @@ mod tests {
             spec.partition_path(&[None, None]),
             "ts_day=null/region=null"
         );
+        // Keys tell NULL from the string 'null'; paths need not.
+        let null = spec.partition_key(&[None, None]);
+        let string = spec.partition_key(&[None, Some(Value::String("null".into()))]);
+        assert_eq!(null, "ts_day/region");
+        assert_ne!(null, string);
+    }
+
+    #[test]
+    fn long_values_are_cut_with_a_hash() {
+        let spec = PartitionSpec::new(
+            SpecId(0),
+            vec![PartitionField {
+                source_id: FieldId(3),
+                field_id: FieldId(1000),
+                name: "region".into(),
+                transform: Transform::Identity,
+            }],
+            &schema(),
+        )
+        .unwrap();
+        let long = |s: &str| spec.partition_path(&[Some(Value::String(s.into()))]);
+        let a = long(&"ü".repeat(200));
+        let b = long(&format!("{}x", "ü".repeat(200)));
+        assert!(a.len() <= "region=".len() + MAX_SEGMENT_PART, "{a}");
+        assert_ne!(
+            a, b,
+            "values that differ after the cut get different hashes"
+        );
+        // The cut never splits an escape sequence.
+        let value = a.trim_start_matches("region=");
+        let prefix = value.rsplit_once('-').unwrap().0;
+        assert!(prefix.split('%').skip(1).all(|e| e.len() >= 2), "{a}");
+        assert_eq!(long("short"), "region=short");
     }
 
     #[test]

@@ -86,19 +86,43 @@ impl fmt::Display for Value {
     }
 }
 
+/// A float as JSON: a number when finite, otherwise one of three strings.
+fn float_json(v: f64) -> serde_json::Value {
+    if v.is_nan() {
+        serde_json::Value::String("NaN".into())
+    } else if v.is_infinite() {
+        serde_json::Value::String(if v > 0.0 { "Infinity" } else { "-Infinity" }.into())
+    } else {
+        serde_json::Value::from(v)
+    }
+}
+
+fn float_of_json(json: &serde_json::Value) -> Option<f64> {
+    match json {
+        serde_json::Value::String(s) => match s.as_str() {
+            "NaN" => Some(f64::NAN),
+            "Infinity" => Some(f64::INFINITY),
+            "-Infinity" => Some(f64::NEG_INFINITY),
+            _ => None,
+        },
+        other => other.as_f64(),
+    }
+}
+
 impl Value {
     /// The JSON form of a value of type `ty` in metadata (column defaults): booleans and
     /// numbers as JSON booleans and numbers (dates as days, timestamps as microseconds since
-    /// the epoch), decimals as strings with their scale (`"14.20"`), strings as strings,
-    /// binary as lowercase hex strings.
+    /// the epoch), except that floats which JSON cannot hold are the strings `"NaN"`,
+    /// `"Infinity"` and `"-Infinity"`; decimals as strings with their scale (`"14.20"`),
+    /// strings as strings, binary as lowercase hex strings.
     pub fn to_json(&self, ty: PrimitiveType) -> serde_json::Value {
         use serde_json::Value as J;
         match (self, ty) {
             (Value::Boolean(v), _) => J::Bool(*v),
             (Value::Int(v), _) => J::from(*v),
             (Value::Long(v), _) => J::from(*v),
-            (Value::Float(v), _) => J::from(*v),
-            (Value::Double(v), _) => J::from(*v),
+            (Value::Float(v), _) => float_json(f64::from(*v)),
+            (Value::Double(v), _) => float_json(*v),
             (Value::Decimal(v), PrimitiveType::Decimal { scale, .. }) => {
                 J::String(decimal_text(*v, scale))
             }
@@ -115,8 +139,8 @@ impl Value {
             T::Boolean => Value::Boolean(json.as_bool()?),
             T::Int | T::Date => Value::Int(i32::try_from(json.as_i64()?).ok()?),
             T::Long | T::Timestamp | T::TimestampTz => Value::Long(json.as_i64()?),
-            T::Float => Value::Float(json.as_f64()? as f32),
-            T::Double => Value::Double(json.as_f64()?),
+            T::Float => Value::Float(float_of_json(json)? as f32),
+            T::Double => Value::Double(float_of_json(json)?),
             T::Decimal { scale, .. } => Value::Decimal(parse_decimal(json.as_str()?, scale)?),
             T::String => Value::String(json.as_str()?.to_string()),
             T::Binary => {
@@ -214,5 +238,32 @@ mod tests {
             Value::from_json(crate::decimal(10, 2).unwrap(), &serde_json::json!("1.5")),
             None
         );
+    }
+
+    #[test]
+    fn non_finite_floats_are_strings_in_json() {
+        for ty in [PrimitiveType::Float, PrimitiveType::Double] {
+            let value = |v: f64| match ty {
+                PrimitiveType::Float => Value::Float(v as f32),
+                _ => Value::Double(v),
+            };
+            let as_f64 = |v: &Value| match v {
+                Value::Float(f) => f64::from(*f),
+                Value::Double(d) => *d,
+                other => panic!("{other:?}"),
+            };
+            for (v, text) in [
+                (f64::NAN, "NaN"),
+                (f64::INFINITY, "Infinity"),
+                (f64::NEG_INFINITY, "-Infinity"),
+            ] {
+                let json = value(v).to_json(ty);
+                assert_eq!(json, serde_json::json!(text));
+                let back = Value::from_json(ty, &json).expect("reads back");
+                assert!(as_f64(&back).is_nan() == v.is_nan() && (v.is_nan() || as_f64(&back) == v));
+            }
+            assert_eq!(value(1.5).to_json(ty), serde_json::json!(1.5));
+            assert_eq!(Value::from_json(ty, &serde_json::json!("nan")), None);
+        }
     }
 }

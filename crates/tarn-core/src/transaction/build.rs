@@ -68,7 +68,7 @@ pub(super) async fn prepare(base: &Table, change: &Change) -> Result<Prepared> {
             files,
         } => files
             .iter()
-            .map(|f| partition_key(spec.id(), &spec.partition_path(&f.partition)))
+            .map(|f| partition_key(spec.id(), &spec.partition_key(&f.partition)))
             .collect(),
         _ => HashSet::new(),
     };
@@ -104,7 +104,7 @@ type FileSetRow = (String, SpecId, String, u64);
 fn file_set_row(metadata: &TableMetadata, file: &DataFile) -> FileSetRow {
     let partition = metadata
         .spec(file.spec_id)
-        .map(|s| s.partition_path(&file.partition))
+        .map(|s| s.partition_key(&file.partition))
         .unwrap_or_default();
     (
         file.path.clone(),
@@ -165,7 +165,7 @@ fn manifest_partitions(metadata: &TableMetadata, manifest: &Manifest) -> Vec<Str
         .map(|i| {
             partition_key(
                 spec.id(),
-                &spec.partition_path(&manifest.data_file(i).partition),
+                &spec.partition_key(&manifest.data_file(i).partition),
             )
         })
         .collect()

@@ -1,0 +1,284 @@
+//! tarn's SQL parser: sqlparser with tarn's dialect, plus the clauses sqlparser cannot read
+//! in that dialect, lifted out of the token stream: `PARTITIONED BY (transforms)` in CREATE
+//! TABLE, and ALTER TABLE's `SET/RESET PARTITIONED BY` and `UNSET TBLPROPERTIES`.
+//!
+//! Literals are normalised on the way: a number with an exponent (`1e300`) is a DOUBLE, any
+//! other number with a fraction an exact DECIMAL (the session parses those as decimals).
+
+use std::ops::ControlFlow;
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
+use datafusion::sql::sqlparser::ast::{
+    AlterTable, DataType as SqlType, ExactNumberInfo, Expr as SqlExpr, Statement, TypedString,
+    Value as SqlValue, ValueWithSpan, visit_expressions_mut,
+};
+use datafusion::sql::sqlparser::dialect::Dialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
+
+use crate::alter::TarnAlter;
+use crate::dialect::TarnDialect;
+
+/// One parsed statement, with the `PARTITIONED BY` clause tarn reads itself.
+#[derive(Debug, Clone)]
+pub struct ParsedStatement {
+    pub(crate) statement: DFStatement,
+    pub(crate) partition_by: Vec<SqlExpr>,
+    pub(crate) alter: Option<TarnAlter>,
+}
+
+impl ParsedStatement {
+    pub fn statement(&self) -> &DFStatement {
+        &self.statement
+    }
+}
+
+/// Parses SQL in tarn's dialect, lifting each CREATE TABLE's `PARTITIONED BY (...)` clause
+/// out of the token stream (its items are transforms, which the generic dialect cannot read
+/// there).
+pub(crate) fn parse(sql: &str) -> Result<Vec<ParsedStatement>> {
+    let dialect = TarnDialect;
+    let spanned = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| DataFusionError::SQL(Box::new(e.into()), None))?;
+    let mut out = Vec::new();
+    for statement in spanned.split(|t| t.token == Token::SemiColon) {
+        if let Some(parsed) = parse_statement(statement)? {
+            out.push(parsed);
+        }
+    }
+    Ok(out)
+}
+
+/// One statement's tokens (no semicolon): tarn's own ALTER TABLE forms, or sqlparser's
+/// statement with the `PARTITIONED BY` clause lifted out. `None` for an empty statement.
+fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>> {
+    let dialect = TarnDialect;
+    let tokens: Vec<Token> = spanned.iter().map(|t| t.token.clone()).collect();
+    if let Some((statement, alter)) = parse_tarn_alter(&tokens)? {
+        return Ok(Some(ParsedStatement {
+            statement,
+            partition_by: Vec::new(),
+            alter: Some(alter),
+        }));
+    }
+    let mut kept: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut partition_by = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if is_keyword(&tokens[i], Keyword::PARTITIONED)
+            && let Some(by) = next_significant(&tokens, i + 1)
+            && is_keyword(&tokens[by], Keyword::BY)
+            && let Some(open) = next_significant(&tokens, by + 1)
+            && tokens[open] == Token::LParen
+        {
+            let close = matching_paren(&tokens, open)
+                .ok_or_else(|| DataFusionError::Plan("PARTITIONED BY ( is never closed".into()))?;
+            partition_by = parse_items(&tokens[open + 1..close], "PARTITIONED BY")?;
+            i = close + 1;
+            continue;
+        }
+        kept.push(spanned[i].clone());
+        i += 1;
+    }
+    let mut parser = DFParserBuilder::new(kept)
+        .with_dialect(&dialect as &dyn Dialect)
+        .build()?;
+    let mut statements = parser.parse_statements()?;
+    for statement in statements.iter_mut() {
+        if let DFStatement::Statement(s) = statement {
+            exponent_numbers_are_doubles(s);
+        }
+    }
+    match (statements.pop_front(), statements.is_empty()) {
+        (None, _) if partition_by.is_empty() => Ok(None),
+        (Some(statement), true) => Ok(Some(ParsedStatement {
+            statement,
+            partition_by,
+            alter: None,
+        })),
+        _ => Err(DataFusionError::Plan(
+            "PARTITIONED BY outside a statement".into(),
+        )),
+    }
+}
+
+fn parse_items(tokens: &[Token], clause: &str) -> Result<Vec<SqlExpr>> {
+    Parser::new(&TarnDialect)
+        .with_tokens(tokens.to_vec())
+        .parse_comma_separated(Parser::parse_expr)
+        .map_err(|e| DataFusionError::Plan(format!("in {clause}: {e}")))
+}
+
+/// `ALTER TABLE [IF EXISTS] name` followed by `SET PARTITIONED BY (...)`,
+/// `RESET PARTITIONED BY` or `UNSET TBLPROPERTIES [IF EXISTS] (...)`.
+fn parse_tarn_alter(tokens: &[Token]) -> Result<Option<(DFStatement, TarnAlter)>> {
+    let words: Vec<usize> = (0..tokens.len())
+        .filter(|&j| !matches!(tokens[j], Token::Whitespace(_)))
+        .collect();
+    let at = |k: usize, keyword: Keyword| {
+        words
+            .get(k)
+            .is_some_and(|&j| is_keyword(&tokens[j], keyword))
+    };
+    if !(at(0, Keyword::ALTER) && at(1, Keyword::TABLE)) {
+        return Ok(None);
+    }
+    let if_exists = at(2, Keyword::IF) && at(3, Keyword::EXISTS);
+    let name_start = if if_exists { 4 } else { 2 };
+    // The name runs until the first keyword of tarn's forms.
+    let Some(op) = (name_start..words.len()).find(|&k| {
+        (at(k, Keyword::SET) || at(k, Keyword::RESET)) && at(k + 1, Keyword::PARTITIONED)
+            || at(k, Keyword::UNSET) && at(k + 1, Keyword::TBLPROPERTIES)
+    }) else {
+        return Ok(None);
+    };
+    let name_tokens: Vec<Token> = words[name_start..op]
+        .iter()
+        .map(|&j| tokens[j].clone())
+        .collect();
+    let name = Parser::new(&TarnDialect)
+        .with_tokens(name_tokens)
+        .parse_object_name(false)
+        .map_err(|e| DataFusionError::Plan(format!("in ALTER TABLE: {e}")))?;
+    let rest = &tokens[words[op]..];
+    let parenthesized = |from: usize| -> Result<&[Token]> {
+        let open = next_significant(rest, from)
+            .filter(|&o| rest[o] == Token::LParen)
+            .ok_or_else(|| {
+                DataFusionError::Plan(
+                    "expected ( after ALTER TABLE ... SET PARTITIONED BY or UNSET TBLPROPERTIES"
+                        .into(),
+                )
+            })?;
+        let close = matching_paren(rest, open)
+            .ok_or_else(|| DataFusionError::Plan("( is never closed".into()))?;
+        if next_significant(rest, close + 1).is_some() {
+            return Err(DataFusionError::Plan(format!(
+                "unexpected text after ): {}",
+                rest[close + 1..]
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<String>()
+                    .trim()
+            )));
+        }
+        Ok(&rest[open + 1..close])
+    };
+    let alter = if at(op, Keyword::UNSET) {
+        let if_exists = at(op + 2, Keyword::IF) && at(op + 3, Keyword::EXISTS);
+        let after = words
+            .get(op + if if_exists { 4 } else { 2 })
+            .map_or(rest.len(), |&w| w - words[op]);
+        let keys = Parser::new(&TarnDialect)
+            .with_tokens(parenthesized(after)?.to_vec())
+            .parse_comma_separated(Parser::parse_literal_string)
+            .map_err(|e| DataFusionError::Plan(format!("in UNSET TBLPROPERTIES: {e}")))?;
+        TarnAlter::UnsetProperties { keys, if_exists }
+    } else {
+        if !at(op + 2, Keyword::BY) {
+            return Err(DataFusionError::Plan("expected PARTITIONED BY".into()));
+        }
+        let after = words[op + 2] - words[op] + 1;
+        if at(op, Keyword::RESET) {
+            if next_significant(rest, after).is_some() {
+                return Err(DataFusionError::Plan(
+                    "RESET PARTITIONED BY takes nothing after it".into(),
+                ));
+            }
+            TarnAlter::ResetPartitionedBy
+        } else {
+            TarnAlter::SetPartitionedBy(parse_items(parenthesized(after)?, "SET PARTITIONED BY")?)
+        }
+    };
+    let statement = Statement::AlterTable(AlterTable {
+        name,
+        if_exists,
+        only: false,
+        operations: Vec::new(),
+        location: None,
+        on_cluster: None,
+        table_type: None,
+        end_token: AttachedToken::empty(),
+    });
+    Ok(Some((DFStatement::Statement(Box::new(statement)), alter)))
+}
+
+fn is_keyword(token: &Token, keyword: Keyword) -> bool {
+    matches!(token, Token::Word(Word { keyword: k, quote_style: None, .. }) if *k == keyword)
+}
+
+fn next_significant(tokens: &[Token], from: usize) -> Option<usize> {
+    (from..tokens.len()).find(|&j| !matches!(tokens[j], Token::Whitespace(_)))
+}
+
+fn matching_paren(tokens: &[Token], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (j, t) in tokens.iter().enumerate().skip(open) {
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(j);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Rewrites every number literal with an exponent (`1e300`, `2.5E-3`) into `DOUBLE '...'`:
+/// the session reads numbers with a fraction as exact decimals, which is right for
+/// `12345678901234567.89` but cannot hold `1e300`. DuckDB types literals the same way.
+fn exponent_numbers_are_doubles(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Value(ValueWithSpan {
+            value: SqlValue::Number(n, _),
+            span,
+        }) = expr
+            && n.contains(['e', 'E'])
+        {
+            *expr = SqlExpr::TypedString(TypedString {
+                data_type: SqlType::Double(ExactNumberInfo::None),
+                value: ValueWithSpan {
+                    value: SqlValue::SingleQuotedString(n.clone()),
+                    span: *span,
+                },
+                uses_odbc_syntax: false,
+            });
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// An expression as the user wrote it, for messages: numbers that the parser turned into
+/// `DOUBLE '...'` shown as the numbers they were.
+pub(crate) fn as_written(expr: &SqlExpr) -> String {
+    let mut expr = expr.clone();
+    let _ = visit_expressions_mut(&mut expr, |e| {
+        if let SqlExpr::TypedString(TypedString {
+            data_type: SqlType::Double(ExactNumberInfo::None),
+            value:
+                ValueWithSpan {
+                    value: SqlValue::SingleQuotedString(n),
+                    span,
+                },
+            ..
+        }) = e
+            && n.contains(['e', 'E'])
+            && n.parse::<f64>().is_ok()
+        {
+            *e = SqlExpr::Value(ValueWithSpan {
+                value: SqlValue::Number(n.clone(), false),
+                span: *span,
+            });
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    expr.to_string()
+}
