@@ -37,6 +37,9 @@ pub enum Error {
     #[error("table '{table}' was dropped or renamed while this commit ran; nothing was committed")]
     TableGone { table: String },
 
+    #[error("table '{table}' was dropped while this operation ran; nothing was committed")]
+    TableDropped { table: String },
+
     #[error("namespace '{namespace}' does not exist; create it first with create_namespace")]
     NamespaceNotFound { namespace: String },
 
@@ -141,6 +144,7 @@ impl Error {
             Error::TableNotFound { .. }
             | Error::TableRenamed { .. }
             | Error::TableGone { .. }
+            | Error::TableDropped { .. }
             | Error::NamespaceNotFound { .. }
             | Error::VersionNotFound { .. }
             | Error::TimestampBeforeTable { .. } => ErrorKind::NotFound,

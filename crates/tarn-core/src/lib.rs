@@ -59,7 +59,7 @@ pub use manifest::{DataFile, Manifest};
 pub use manifest_list::{ManifestList, ManifestSummary};
 pub use scan::{CompareOp, FilePredicate, Predicate, ScanMetrics, ScanPlan, StatsLevel, StatsView};
 pub use stats::{ColumnStats, TRUNCATE_LENGTH};
-pub use table::{Table, TableDefinition};
+pub use table::{DROPPED_PROPERTY, Table, TableDefinition};
 pub use transaction::{Change, OverwriteScope, RENAMED_TO_PROPERTY, RetryPolicy};
 pub use warehouse::Warehouse;
 pub use writer::{

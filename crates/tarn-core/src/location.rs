@@ -66,13 +66,33 @@ impl TableLocation {
     }
 
     pub(crate) async fn get(&self, relative: &str) -> Result<Bytes> {
+        self.get_tagged(relative).await.map(|(bytes, _)| bytes)
+    }
+
+    /// An object's bytes and its entity tag (where the store gives one).
+    pub(crate) async fn get_tagged(&self, relative: &str) -> Result<(Bytes, Option<String>)> {
         let path = self.path(relative);
         let result = self
             .store
             .get(&path)
             .await
             .map_err(|e| Error::store(relative, e))?;
-        result.bytes().await.map_err(|e| Error::store(relative, e))
+        let tag = result.meta.e_tag.clone();
+        let bytes = result
+            .bytes()
+            .await
+            .map_err(|e| Error::store(relative, e))?;
+        Ok((bytes, tag))
+    }
+
+    /// An object's entity tag: `None` if the object does not exist, `Some(None)` if it
+    /// exists and the store gives no tag.
+    pub(crate) async fn head_tag(&self, relative: &str) -> Result<Option<Option<String>>> {
+        match self.store.head(&self.path(relative)).await {
+            Ok(meta) => Ok(Some(meta.e_tag)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::store(relative, e)),
+        }
     }
 
     pub(crate) async fn exists(&self, relative: &str) -> Result<bool> {
@@ -93,9 +113,14 @@ impl TableLocation {
         Ok(())
     }
 
-    /// Creates an object only if none exists at the path: the commit point. `Ok(false)` when
-    /// another writer created it first.
-    pub(crate) async fn put_if_absent(&self, relative: &str, bytes: Bytes) -> Result<bool> {
+    /// Creates an object only if none exists at the path: the commit point. `Ok(None)` when
+    /// another writer created it first, else the new object's entity tag (if the store
+    /// gives one).
+    pub(crate) async fn put_if_absent(
+        &self,
+        relative: &str,
+        bytes: Bytes,
+    ) -> Result<Option<Option<String>>> {
         let options = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
@@ -105,8 +130,8 @@ impl TableLocation {
             .put_opts(&self.path(relative), PutPayload::from(bytes), options)
             .await
         {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Ok(put) => Ok(Some(put.e_tag)),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
             Err(object_store::Error::NotImplemented { .. }) => Err(Error::UnsupportedStore {
                 url: self.url.clone(),
                 reason: "the store does not implement PutMode::Create".into(),

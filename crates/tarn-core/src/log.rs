@@ -45,21 +45,29 @@ pub(crate) async fn latest_version(location: &TableLocation) -> Result<Option<Ve
 /// The metadata of the newest version, or `None` if the location holds no table. Trusts the
 /// hint's version to exist rather than checking it, since the read of the version file finds
 /// out anyway: one request fewer than [`latest_version`] and a read.
-pub(crate) async fn read_latest(location: &TableLocation) -> Result<Option<TableMetadata>> {
+pub(crate) async fn read_latest(location: &TableLocation) -> Result<Option<VersionFile>> {
     if let Some(hinted) = read_hint(location).await? {
         let latest = probe_upward(location, hinted).await?;
         match read_version(location, latest).await {
-            Ok(metadata) => return Ok(Some(metadata)),
+            Ok(file) => return Ok(Some(file)),
             // A hint left by a dropped table: find the versions by listing.
             Err(Error::MissingFile { .. }) => {}
             Err(e) => return Err(e),
         }
     }
-    let Some(listed) = list_latest(location).await? else {
-        return Ok(None);
-    };
-    let latest = probe_upward(location, listed).await?;
-    read_version(location, latest).await.map(Some)
+    // A version found by listing can still vanish before it is read, while DROP TABLE
+    // deletes the versions; list again until the table is gone or a read succeeds.
+    let mut attempts = 0;
+    loop {
+        let Some(listed) = list_latest(location).await? else {
+            return Ok(None);
+        };
+        let latest = probe_upward(location, listed).await?;
+        match read_version(location, latest).await {
+            Err(Error::MissingFile { .. }) if attempts < 3 => attempts += 1,
+            other => return other.map(Some),
+        }
+    }
 }
 
 async fn read_hint(location: &TableLocation) -> Result<Option<Version>> {
@@ -121,13 +129,22 @@ pub(crate) async fn oldest_version(location: &TableLocation) -> Result<Option<Ve
     Ok(list_versions(location).await?.into_iter().min())
 }
 
+/// A version file as read: its metadata and the object's entity tag, which tells this file
+/// apart from a file of the same name written later (after the table was dropped and
+/// created again).
+#[derive(Debug)]
+pub(crate) struct VersionFile {
+    pub metadata: TableMetadata,
+    pub tag: Option<String>,
+}
+
 /// Reads and validates one version file.
 pub(crate) async fn read_version(
     location: &TableLocation,
     version: Version,
-) -> Result<TableMetadata> {
+) -> Result<VersionFile> {
     let path = version_file(version);
-    let bytes = location.get(&path).await?;
+    let (bytes, tag) = location.get_tagged(&path).await?;
     let metadata = TableMetadata::from_json(&bytes).map_err(|source| match source {
         SpecError::UnsupportedFormatVersion { .. } => Error::UnsupportedFormat {
             path: path.clone(),
@@ -147,7 +164,7 @@ pub(crate) async fn read_version(
             )),
         });
     }
-    Ok(metadata)
+    Ok(VersionFile { metadata, tag })
 }
 
 /// Records `version` as the newest known. Best effort: the hint only saves requests.

@@ -58,6 +58,9 @@ fn cache_put<T>(map: &Mutex<HashMap<String, Arc<T>>>, key: &str, value: Arc<T>) 
 pub struct Table {
     location: TableLocation,
     metadata: Arc<TableMetadata>,
+    /// The entity tag of this version's file, when known: a commit on top of this version
+    /// checks that the file is still this one (see `transaction`).
+    version_tag: Option<String>,
     env: Env,
     retry: RetryPolicy,
     cache: Arc<MetadataCache>,
@@ -80,33 +83,47 @@ impl Table {
         .map_err(Error::InvalidMetadata)?;
         WriterOptions::from_properties(metadata.properties())?;
         let path = log::version_file(Version(0));
-        if !location
+        let Some(tag) = location
             .put_if_absent(&path, metadata.to_json().into())
             .await?
-        {
+        else {
             return Err(Error::AlreadyExists {
                 what: "table",
                 name: location.url().to_string(),
             });
-        }
+        };
         log::write_hint(&location, Version(0)).await;
-        Ok(Table::from_parts(location, Arc::new(metadata), env))
+        Ok(Table::from_parts(location, Arc::new(metadata), tag, env))
     }
 
-    /// The newest version of the table at `location`.
+    /// The newest version of the table at `location`. A table whose newest version seals
+    /// it as dropped (a DROP TABLE in progress) does not exist.
     pub async fn load(location: TableLocation, env: Env) -> Result<Table> {
-        let metadata = log::read_latest(&location)
-            .await?
-            .ok_or_else(|| Error::TableNotFound {
-                table: location.url().to_string(),
-            })?;
-        Ok(Table::from_parts(location, Arc::new(metadata), env))
+        let not_found = || Error::TableNotFound {
+            table: location.url().to_string(),
+        };
+        let file = log::read_latest(&location).await?.ok_or_else(not_found)?;
+        if is_dropped(&file.metadata) {
+            return Err(not_found());
+        }
+        Ok(Table::from_parts(
+            location,
+            Arc::new(file.metadata),
+            file.tag,
+            env,
+        ))
     }
 
-    fn from_parts(location: TableLocation, metadata: Arc<TableMetadata>, env: Env) -> Table {
+    fn from_parts(
+        location: TableLocation,
+        metadata: Arc<TableMetadata>,
+        version_tag: Option<String>,
+        env: Env,
+    ) -> Table {
         Table {
             location,
             metadata,
+            version_tag,
             env,
             retry: RetryPolicy::default(),
             cache: Arc::default(),
@@ -119,12 +136,26 @@ impl Table {
         self
     }
 
-    /// The same table at another metadata state, sharing caches and settings.
-    pub(crate) fn with_metadata(&self, metadata: TableMetadata) -> Table {
+    /// The same table at another version, sharing caches and settings.
+    pub(crate) fn with_metadata(
+        &self,
+        metadata: TableMetadata,
+        version_tag: Option<String>,
+    ) -> Table {
         Table {
             metadata: Arc::new(metadata),
+            version_tag,
             ..self.clone()
         }
+    }
+
+    fn with_version_file(&self, file: log::VersionFile) -> Table {
+        self.with_metadata(file.metadata, file.tag)
+    }
+
+    /// The entity tag of this version's file, when known.
+    pub(crate) fn version_tag(&self) -> Option<&str> {
+        self.version_tag.as_deref()
     }
 
     /// This handle with another commit retry policy.
@@ -173,7 +204,14 @@ impl Table {
         if latest == self.version() {
             return Ok(self.clone());
         }
-        Ok(self.with_metadata(log::read_version(&self.location, latest).await?))
+        match log::read_version(&self.location, latest).await {
+            Ok(file) => Ok(self.with_version_file(file)),
+            // Found a moment ago and gone now: DROP TABLE is deleting the versions.
+            Err(Error::MissingFile { .. }) => Err(Error::TableNotFound {
+                table: self.location.url().to_string(),
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// The table as it was at `version` (time travel), with that version's schema.
@@ -182,7 +220,7 @@ impl Table {
             return Ok(self.clone());
         }
         match log::read_version(&self.location, version).await {
-            Ok(metadata) => Ok(self.with_metadata(metadata)),
+            Ok(file) => Ok(self.with_version_file(file)),
             Err(Error::MissingFile { .. }) => {
                 let latest = log::latest_version(&self.location)
                     .await?
@@ -287,6 +325,15 @@ impl Table {
             self.env.clone(),
         ))
     }
+}
+
+/// Table property set by the last commit a table receives before DROP TABLE deletes it: a
+/// writer that finds it stops, and readers see no table.
+pub const DROPPED_PROPERTY: &str = "tarn.dropped";
+
+/// Whether this version seals the table as dropped.
+pub(crate) fn is_dropped(metadata: &TableMetadata) -> bool {
+    metadata.properties().contains_key(DROPPED_PROPERTY)
 }
 
 fn format_ms(ms: i64) -> String {

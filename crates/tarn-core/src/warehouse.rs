@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::location::TableLocation;
 use crate::log;
 use crate::storage::{StoreRoot, open_location};
-use crate::table::{MetadataCache, Table, TableDefinition};
+use crate::table::{DROPPED_PROPERTY, MetadataCache, Table, TableDefinition};
 use crate::transaction::{Change, RENAMED_TO_PROPERTY};
 use tarn_spec::MetadataUpdate;
 
@@ -104,6 +104,7 @@ impl Warehouse {
         if location
             .put_if_absent(NAMESPACE_MARKER, bytes::Bytes::from_static(b"{}"))
             .await?
+            .is_some()
         {
             Ok(())
         } else {
@@ -325,30 +326,68 @@ impl Warehouse {
             copy(&source.path(&file)).await?;
         }
         log::write_hint(&target, tarn_spec::Version(last)).await;
-        self.drop_table(namespace, table).await
+        delete_table_objects(source).await
     }
 
-    /// Deletes a table and all its files. Version files go first, so the table stops
-    /// existing for readers before its data is removed.
+    /// Deletes a table and all its files, in three steps, each safe to repeat:
+    /// 1. The table takes one last commit setting [`DROPPED_PROPERTY`]: from then on readers
+    ///    see no table and every tarn writer stops with [`Error::TableDropped`] (one racing
+    ///    this commit loses the put-if-absent and then finds it).
+    /// 2. Version files are deleted one at a time, oldest first. A writer that could still
+    ///    create a version (because its number was deleted) then finds its base version gone
+    ///    and takes its version back (see `transaction`), so no write is acknowledged for a
+    ///    dropped table and no version of it is left behind.
+    /// 3. Everything else under the table's location is deleted.
     pub async fn drop_table(&self, namespace: &str, table: &str) -> Result<()> {
         let location = self.table_location(namespace, table)?;
-        if log::latest_version(&location).await?.is_none() {
-            return Err(Error::TableNotFound {
-                table: format!("{namespace}.{table}"),
-            });
+        let not_found = || Error::TableNotFound {
+            table: format!("{namespace}.{table}"),
+        };
+        let latest = match Table::load(location.clone(), self.env.clone()).await {
+            Ok(t) => Some(t.with_cache(self.cache.clone())),
+            // Sealed already: a DROP that stopped half way is finished.
+            Err(Error::TableNotFound { .. }) if log::latest_version(&location).await?.is_some() => {
+                None
+            }
+            Err(Error::TableNotFound { .. }) => return Err(not_found()),
+            Err(e) => return Err(e),
+        };
+        if let Some(table) = latest {
+            if let Some(to) = table.metadata().properties().get(RENAMED_TO_PROPERTY) {
+                return Err(Error::TableRenamed { to: to.clone() });
+            }
+            table
+                .commit(Change::Metadata {
+                    updates: vec![MetadataUpdate::SetProperties(
+                        [(DROPPED_PROPERTY.to_string(), "true".to_string())].into(),
+                    )],
+                    data_dependent: false,
+                })
+                .await?;
         }
-        let store = self.root.store.clone();
-        let (versions, rest) = table_objects(&location).await?;
-        for batch in [versions, rest] {
-            let stream = futures::stream::iter(batch.into_iter().map(Ok)).boxed();
-            store
-                .delete_stream(stream)
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(|e| Error::store(location.root(), e))?;
-        }
-        Ok(())
+        delete_table_objects(&location).await
     }
+}
+
+/// Deletes everything under a table's location: version files one at a time and oldest
+/// first (see [`Warehouse::drop_table`]), then the rest.
+async fn delete_table_objects(location: &TableLocation) -> Result<()> {
+    let store = location.store().clone();
+    let (mut versions, rest) = table_objects(location).await?;
+    versions.sort();
+    for path in versions {
+        match store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::store(&path, e)),
+        }
+    }
+    let stream = futures::stream::iter(rest.into_iter().map(Ok)).boxed();
+    store
+        .delete_stream(stream)
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|e| Error::store(location.root(), e))?;
+    Ok(())
 }
 
 /// Names are path segments: letters, digits, `_` and `-`, not starting with `_`.

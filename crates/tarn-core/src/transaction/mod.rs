@@ -167,12 +167,23 @@ impl Table {
             if attempt > 1 {
                 tokio::time::sleep(policy.backoff(attempt)).await;
                 current = current.refresh().await?;
+                if current.metadata().table_uuid() != self.metadata().table_uuid() {
+                    // The table was dropped and another created under its name.
+                    return Err(Error::TableGone {
+                        table: self.location().url().to_string(),
+                    });
+                }
                 if let Some(mine) = own_commit(&current, self.version(), &commit_id) {
                     return current.at_version(mine).await;
                 }
             }
             if let Some(to) = current.metadata().properties().get(RENAMED_TO_PROPERTY) {
                 return Err(Error::TableRenamed { to: to.clone() });
+            }
+            if crate::table::is_dropped(current.metadata()) {
+                return Err(Error::TableDropped {
+                    table: self.location().url().to_string(),
+                });
             }
             let next = build::next_metadata(self, &current, &change, &prepared, &commit_id, &extra)
                 .await?;
@@ -182,12 +193,8 @@ impl Table {
                 .put_if_absent(&log::version_file(version), next.to_json().into())
                 .await
             {
-                Ok(true) => {
-                    // The base's version file is gone only if the table was dropped or
-                    // renamed meanwhile: then this version must not stay behind as the start
-                    // of a table nobody created.
-                    let base_file = log::version_file(current.version());
-                    if !self.location().exists(&base_file).await? {
+                Ok(Some(tag)) => {
+                    if !base_is_current(&current).await? {
                         let mine = self.location().path(&log::version_file(version));
                         let _ = self.location().store().delete(&mine).await;
                         return Err(Error::TableGone {
@@ -195,9 +202,9 @@ impl Table {
                         });
                     }
                     log::write_hint(self.location(), version).await;
-                    return Ok(current.with_metadata(next));
+                    return Ok(current.with_metadata(next, tag));
                 }
-                Ok(false) => last_error = None,
+                Ok(None) => last_error = None,
                 // The create may or may not have happened; the next attempt finds out by
                 // looking for this commit's id.
                 Err(e) if e.kind() == ErrorKind::Unavailable => last_error = Some(e),
@@ -225,6 +232,22 @@ impl Table {
         }
         self.append(writer.finish().await?).await
     }
+}
+
+/// After creating the version after `base`: whether `base`'s file is still the one the
+/// commit was built on. DROP TABLE deletes version files oldest first, so a version this
+/// commit could create (its number was free) means the base is gone too, unless the table
+/// was created again and has reached that version; the entity tag tells the two apart.
+/// Then the new version must not stay, and nothing was committed.
+async fn base_is_current(base: &Table) -> Result<bool> {
+    let file = log::version_file(base.version());
+    Ok(match base.location().head_tag(&file).await? {
+        None => false,
+        Some(tag) => match (base.version_tag(), tag) {
+            (Some(known), Some(now)) => known == now,
+            _ => true,
+        },
+    })
 }
 
 /// The version at which this committer's own commit landed, if it did.

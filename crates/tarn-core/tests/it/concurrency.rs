@@ -296,3 +296,103 @@ async fn a_data_dependent_schema_change_conflicts_with_concurrent_data() {
     let err = t.commit(set_not_null).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict { retryable: true });
 }
+
+/// DROP TABLE while a writer appends in a loop, then a new table under the same name: the
+/// writer never has a write acknowledged after the DROP returned, no version of the old
+/// table stays behind, and the new table never sees the old one's data or versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drop_table_racing_a_writer_leaves_nothing_of_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    for round in 0..4u64 {
+        let (_dir, w) = local_warehouse().await;
+        let first = w
+            .create_table("ns", "events", events_definition(false))
+            .await
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut acks = Vec::new();
+                let uuid = first.metadata().table_uuid().to_string();
+                let mut table = first;
+                let mut next = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    match table.append_batches([events(next..next + 1, 1)]).await {
+                        Ok(t) => {
+                            acks.push(Instant::now());
+                            table = t;
+                            next += 1;
+                        }
+                        Err(e) => {
+                            assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+                            // Loaded afresh: no table, or the new one, which is not ours.
+                            match w_reload(&table).await {
+                                Some(t) if t.metadata().table_uuid() == uuid => table = t,
+                                Some(_) => break,
+                                None => tokio::time::sleep(Duration::from_millis(1)).await,
+                            }
+                        }
+                    }
+                }
+                acks
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20 + 10 * round)).await;
+        w.drop_table("ns", "events").await.unwrap();
+        let dropped_at = Instant::now();
+        let second = w
+            .create_table(
+                "ns",
+                "events",
+                tarn_core::TableDefinition {
+                    fields: vec![Field::optional(1, "name", PrimitiveType::String)],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let name = arrow::array::RecordBatch::try_new(
+            std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+                arrow::datatypes::Field::new("name", arrow::datatypes::DataType::Utf8, true),
+            ])),
+            vec![std::sync::Arc::new(arrow::array::StringArray::from(vec![
+                "new",
+            ]))],
+        )
+        .unwrap();
+        second.append_batches([name]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        stop.store(true, Ordering::Relaxed);
+        let acks = writer.await.unwrap();
+        assert!(
+            !acks.is_empty(),
+            "round {round}: the writer committed before the drop"
+        );
+        assert!(
+            acks.iter().all(|a| *a < dropped_at),
+            "round {round}: a write was acknowledged after DROP TABLE returned"
+        );
+        // The name now holds only the new table: its schema, its row, its versions.
+        let t = w.load_table("ns", "events").await.unwrap();
+        assert_eq!(t.version(), Version(1), "round {round}");
+        assert_eq!(t.schema().fields()[0].name, "name");
+        assert_eq!(t.snapshot().summary.total_rows, 1);
+        let uuid = t.metadata().table_uuid().to_string();
+        for v in 0..=1 {
+            let old = t.at_version(Version(v)).await.unwrap();
+            assert_eq!(old.metadata().table_uuid(), uuid);
+        }
+        assert!(t.at_version(Version(2)).await.is_err());
+    }
+}
+
+/// The newest table at `old`'s location, if there is one.
+async fn w_reload(old: &Table) -> Option<Table> {
+    Table::load(old.location().clone(), old.env().clone())
+        .await
+        .ok()
+}
