@@ -363,11 +363,12 @@ fn conform(batch: &RecordBatch, schema: &Schema, target: &SchemaRef) -> Result<R
                 .map_err(|e| Error::arrow(format!("converting column '{}'", field.name), e))?
         };
         if field.required && column.null_count() > 0 {
+            let nulls = column.null_count();
             return Err(Error::SchemaMismatch {
                 reason: format!(
-                    "column '{}' is NOT NULL but the data has {} null values",
+                    "column '{}' is NOT NULL, but {nulls} {} NULL in it",
                     field.name,
-                    column.null_count()
+                    if nulls == 1 { "row has" } else { "rows have" }
                 ),
             });
         }

@@ -19,11 +19,12 @@
 //! it lists; a refused change commits nothing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::common::Column;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::Expr;
 use datafusion::sql::sqlparser::ast::{
     AlterColumnOperation, AlterTable, AlterTableOperation, ColumnOption, Expr as SqlExpr,
     RenameTableNameKind,
@@ -31,12 +32,13 @@ use datafusion::sql::sqlparser::ast::{
 use tarn_core::{Change, Table, WriterOptions};
 use tarn_spec::{MetadataUpdate, SchemaChange};
 
-use crate::context::{CATALOG, TarnContext, quote};
+use crate::context::TarnContext;
 use crate::convert::sql_type;
 use crate::ddl;
 use crate::error::{spec_to_df, to_df};
 use crate::names::{QualifiedName, normalize};
-use crate::sink::overwrite_scope;
+use crate::provider::TarnTable;
+use crate::write::overwrite_scope;
 
 /// ALTER TABLE forms sqlparser does not know, read by tarn's own parser.
 #[derive(Debug, Clone)]
@@ -233,7 +235,7 @@ impl TarnContext {
                 AlterTableOperation::RenameTable { table_name } => {
                     let (RenameTableNameKind::To(to) | RenameTableNameKind::As(to)) = table_name;
                     let to = self.qualify(to)?;
-                    if to.catalog != CATALOG {
+                    if to.catalog != self.catalog_name() {
                         return Err(DataFusionError::Plan(format!(
                             "cannot move a tarn table to catalog '{}'",
                             to.catalog
@@ -309,20 +311,17 @@ impl TarnContext {
                 None if field.initial_default.is_some() => 0,
                 None => table.snapshot().summary.total_rows as i64,
                 Some(stored) => {
-                    let sql = format!(
-                        "SELECT count(*) FROM {CATALOG}.{}.{} VERSION AS OF {} WHERE {} IS NULL",
-                        quote(&name.namespace),
-                        quote(&name.table),
-                        table.version(),
-                        quote(&stored.name)
+                    let provider = TarnTable::new(
+                        table.clone(),
+                        name.short(),
+                        self.catalog().store_url().clone(),
                     );
-                    let batches = self.plan_generated(&sql).await?.collect().await?;
-                    batches
-                        .first()
-                        .filter(|b| b.num_rows() == 1)
-                        .map(|b| b.column(0).as_primitive::<Int64Type>())
-                        .filter(|c| !c.is_null(0))
-                        .map_or(0, |c| c.value(0))
+                    let column = Expr::Column(Column::new_unqualified(&stored.name));
+                    self.session_context()
+                        .read_table(Arc::new(provider))?
+                        .filter(column.is_null())?
+                        .count()
+                        .await? as i64
                 }
             };
             if nulls > 0 {

@@ -3,7 +3,11 @@
 //! Listing names (`schema_names`, `table_names`) is synchronous in DataFusion, so names are
 //! cached and refreshed by [`TarnCatalog::refresh`] (the tarn SQL entry point refreshes
 //! before statements that list). Resolving a table is asynchronous and always reads storage,
-//! so a query sees the newest version of every table it names.
+//! so every statement sees the newest version of every table it names, external tables
+//! included.
+//!
+//! Besides plain names a schema resolves `t$snapshots` (and the other metadata tables),
+//! `t@v3` and `t@2026-11-25 10:00:00` (time travel), and both together: `t@v3$files`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -12,11 +16,12 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
-use tarn_core::{Table, Warehouse};
+use tarn_core::{Table, TableLocation, Warehouse};
 
 use crate::error::to_df;
 use crate::metadata_tables::{self, MetadataTable};
 use crate::provider::TarnTable;
+use crate::time_travel::versioned_name;
 
 /// A warehouse registered as a DataFusion catalog.
 #[derive(Debug)]
@@ -24,6 +29,16 @@ pub struct TarnCatalog {
     warehouse: Warehouse,
     store_url: ObjectStoreUrl,
     schemas: RwLock<BTreeMap<String, Arc<TarnSchema>>>,
+}
+
+/// Reads a lock that a panic elsewhere may have poisoned: the guarded maps hold names only,
+/// which stay consistent whatever a panicking thread was doing.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl TarnCatalog {
@@ -59,17 +74,17 @@ impl TarnCatalog {
                 .into_iter()
                 .collect();
             let schema = self.schema_entry(&ns);
-            *schema.tables.write().expect("lock") = names;
+            *write(&schema.tables) = names;
             fresh.insert(ns, schema);
         }
-        *self.schemas.write().expect("lock") = fresh;
+        *write(&self.schemas) = fresh;
         Ok(())
     }
 
     /// Makes sure a namespace that exists on storage is known (after another process
     /// created it); `false` if it does not exist.
     pub async fn ensure_namespace(&self, namespace: &str) -> Result<bool> {
-        if self.schemas.read().expect("lock").contains_key(namespace) {
+        if read(&self.schemas).contains_key(namespace) {
             return Ok(true);
         }
         if !self
@@ -82,18 +97,13 @@ impl TarnCatalog {
         }
         let tables = self.warehouse.list_tables(namespace).await.map_err(to_df)?;
         let schema = self.schema_entry(namespace);
-        *schema.tables.write().expect("lock") = tables.into_iter().collect();
-        self.schemas
-            .write()
-            .expect("lock")
-            .insert(namespace.to_string(), schema);
+        *write(&schema.tables) = tables.into_iter().collect();
+        write(&self.schemas).insert(namespace.to_string(), schema);
         Ok(true)
     }
 
     fn schema_entry(&self, namespace: &str) -> Arc<TarnSchema> {
-        self.schemas
-            .read()
-            .expect("lock")
+        read(&self.schemas)
             .get(namespace)
             .cloned()
             .unwrap_or_else(|| {
@@ -123,12 +133,12 @@ impl TarnCatalog {
             Err(tarn_core::Error::NamespaceNotFound { .. }) if if_exists => {}
             Err(e) => return Err(to_df(e)),
         }
-        self.schemas.write().expect("lock").remove(namespace);
+        write(&self.schemas).remove(namespace);
         Ok(())
     }
 
     pub(crate) fn tarn_schema(&self, namespace: &str) -> Option<Arc<TarnSchema>> {
-        self.schemas.read().expect("lock").get(namespace).cloned()
+        read(&self.schemas).get(namespace).cloned()
     }
 
     /// A table as a provider, at its newest version.
@@ -149,7 +159,7 @@ impl TarnCatalog {
 
 impl CatalogProvider for TarnCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.schemas.read().expect("lock").keys().cloned().collect()
+        read(&self.schemas).keys().cloned().collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
@@ -167,6 +177,19 @@ impl CatalogProvider for TarnCatalog {
     }
 }
 
+/// A table this session knows by a name of its own.
+#[derive(Debug, Clone)]
+enum External {
+    /// A tarn table elsewhere (`CREATE EXTERNAL TABLE ... STORED AS TARN`): loaded afresh
+    /// for every statement, like the warehouse's own tables.
+    Tarn {
+        location: TableLocation,
+        store_url: ObjectStoreUrl,
+    },
+    /// A view, or anything else DataFusion registers.
+    Provider(Arc<dyn TableProvider>),
+}
+
 /// A namespace as a DataFusion schema.
 #[derive(Debug)]
 pub struct TarnSchema {
@@ -176,7 +199,7 @@ pub struct TarnSchema {
     tables: RwLock<BTreeSet<String>>,
     /// Tables registered for this session only: views, and existing tarn tables registered
     /// with CREATE EXTERNAL TABLE ... STORED AS TARN.
-    external: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
+    external: RwLock<HashMap<String, External>>,
 }
 
 impl TarnSchema {
@@ -185,56 +208,81 @@ impl TarnSchema {
     }
 
     pub(crate) fn note_created(&self, table: &str) {
-        self.tables.write().expect("lock").insert(table.to_string());
+        write(&self.tables).insert(table.to_string());
     }
 
     pub(crate) fn note_dropped(&self, table: &str) {
-        self.tables.write().expect("lock").remove(table);
+        write(&self.tables).remove(table);
     }
 
-    pub(crate) fn external(&self, table: &str) -> Option<Arc<dyn TableProvider>> {
-        self.external.read().expect("lock").get(table).cloned()
+    /// Whether `table` is a name this session registered (not a warehouse table).
+    pub(crate) fn is_external(&self, table: &str) -> bool {
+        read(&self.external).contains_key(table)
     }
 
-    async fn load(&self, table: &str) -> Result<Option<Table>> {
-        match self.warehouse.load_table(&self.namespace, table).await {
-            Ok(t) => Ok(Some(t)),
+    /// A tarn table by its name in this namespace, at its newest version.
+    async fn load(&self, name: &str) -> Result<Option<TarnTable>> {
+        let external = read(&self.external).get(name).cloned();
+        let display = format!("{}.{name}", self.namespace);
+        let (loaded, store_url) = match external {
+            Some(External::Provider(_)) => return Ok(None),
+            Some(External::Tarn {
+                location,
+                store_url,
+            }) => (Table::load(location, self.warehouse_env()).await, store_url),
+            None => (
+                self.warehouse.load_table(&self.namespace, name).await,
+                self.store_url.clone(),
+            ),
+        };
+        match loaded {
+            Ok(t) => Ok(Some(TarnTable::new(t, display, store_url))),
             Err(
                 tarn_core::Error::TableNotFound { .. } | tarn_core::Error::InvalidArgument { .. },
             ) => Ok(None),
             Err(e) => Err(to_df(e)),
         }
     }
+
+    fn warehouse_env(&self) -> tarn_core::Env {
+        tarn_core::Env::default()
+    }
 }
 
 #[async_trait]
 impl SchemaProvider for TarnSchema {
     fn table_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.tables.read().expect("lock").iter().cloned().collect();
-        names.extend(self.external.read().expect("lock").keys().cloned());
+        let mut names: Vec<String> = read(&self.tables).iter().cloned().collect();
+        names.extend(read(&self.external).keys().cloned());
         names.sort();
         names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        if let Some(external) = self.external(name) {
-            return Ok(Some(external));
+        if let Some(External::Provider(p)) = read(&self.external).get(name) {
+            return Ok(Some(p.clone()));
         }
-        if let Some((base, kind)) = MetadataTable::parse_name(name) {
-            let Some(table) = self.load(base).await? else {
-                return Ok(None);
-            };
-            return metadata_tables::provider(&table, kind).await.map(Some);
-        }
-        let Some(table) = self.load(name).await? else {
+        let (base, metadata) = match MetadataTable::parse_name(name) {
+            Some((base, kind)) => (base, Some(kind)),
+            None => (name, None),
+        };
+        let (base, as_of) = match versioned_name(base) {
+            Some((table, as_of)) => (table, Some(as_of?)),
+            None => (base, None),
+        };
+        let Some(mut table) = self.load(base).await? else {
             return Ok(None);
         };
-        let provider = TarnTable::new(
-            table,
-            format!("{}.{name}", self.namespace),
-            self.store_url.clone(),
-        );
-        Ok(Some(Arc::new(provider)))
+        if let Some(as_of) = as_of {
+            table = table.at(as_of)?;
+        }
+        match metadata {
+            Some(kind) => {
+                let at = table.read_table().await?;
+                metadata_tables::provider(&at, kind).await.map(Some)
+            }
+            None => Ok(Some(Arc::new(table))),
+        }
     }
 
     fn register_table(
@@ -244,27 +292,40 @@ impl SchemaProvider for TarnSchema {
     ) -> Result<Option<Arc<dyn TableProvider>>> {
         // Views and external tarn tables live for the session; anything else would be an
         // in-memory table posing as a tarn one.
-        let allowed = table.is::<TarnTable>()
-            || table.table_type() == datafusion::logical_expr::TableType::View;
-        if !allowed {
+        let entry = if let Some(tarn) = table.downcast_ref::<TarnTable>() {
+            tarn.check_writable("registering")?;
+            External::Tarn {
+                location: tarn.table().location().clone(),
+                store_url: tarn.store_url().clone(),
+            }
+        } else if table.table_type() == datafusion::logical_expr::TableType::View {
+            External::Provider(table)
+        } else {
             return Err(DataFusionError::Plan(format!(
                 "'{name}' would be an in-memory table; tables in a tarn namespace are tarn tables: \
                  create them with CREATE TABLE through tarn, or register existing ones with \
                  CREATE EXTERNAL TABLE {name} STORED AS TARN LOCATION '<url>'"
             )));
-        }
-        if self.tables.read().expect("lock").contains(&name) {
+        };
+        if read(&self.tables).contains(&name) {
             return Err(DataFusionError::Plan(format!(
                 "table '{}.{name}' already exists",
                 self.namespace
             )));
         }
-        Ok(self.external.write().expect("lock").insert(name, table))
+        let previous = write(&self.external).insert(name, entry);
+        Ok(previous.and_then(|p| match p {
+            External::Provider(p) => Some(p),
+            External::Tarn { .. } => None,
+        }))
     }
 
     fn deregister_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        if let Some(t) = self.external.write().expect("lock").remove(name) {
-            return Ok(Some(t));
+        if let Some(t) = write(&self.external).remove(name) {
+            return Ok(match t {
+                External::Provider(p) => Some(p),
+                External::Tarn { .. } => None,
+            });
         }
         Err(DataFusionError::Plan(format!(
             "dropping '{}.{name}' deletes its data; run DROP TABLE through tarn's SQL entry point",
@@ -273,7 +334,6 @@ impl SchemaProvider for TarnSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.tables.read().expect("lock").contains(name)
-            || self.external.read().expect("lock").contains_key(name)
+        read(&self.tables).contains(name) || read(&self.external).contains_key(name)
     }
 }

@@ -1,8 +1,8 @@
-//! `TarnContext`: tarn's SQL entry point, a DataFusion `SessionContext` with a warehouse as
-//! its default catalog and tarn's DDL, DML and time travel wired in.
+//! `TarnContext`: tarn's SQL entry point, and [`register`], which wires a warehouse into
+//! any DataFusion session.
 //!
 //! ```
-//! # #[tokio::main(flavor = "multi_thread")]
+//! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> datafusion::error::Result<()> {
 //! use tarn_datafusion::TarnContext;
 //!
@@ -15,49 +15,55 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! What runs where:
+//!
+//! | statement | runs |
+//! |---|---|
+//! | CREATE/DROP TABLE, CREATE/DROP SCHEMA, ALTER TABLE | in [`TarnContext::sql`], before it returns |
+//! | SELECT, INSERT, DELETE, UPDATE, MERGE (and EXPLAIN of them) | when the returned frame is collected: they are DataFusion plans |
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::logical_expr::CreateExternalTable;
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ObjectType, SchemaName, Statement};
-use tarn_core::{Table, TableLocation, Warehouse};
+use datafusion::sql::sqlparser::ast::Statement;
+use tarn_core::Warehouse;
 
 use crate::catalog::TarnCatalog;
-use crate::ddl;
-use crate::dml::DmlKind;
+use crate::dml::{DmlRule, TarnQueryPlanner};
 use crate::error::to_df;
+use crate::external::TarnTableFactory;
+use crate::in_subquery::NullAwareInSubquery;
 use crate::names::{QualifiedName, parts};
 use crate::parse::{ParsedStatement, parse};
-use crate::provider::TarnTable;
-use crate::time_travel::{TimeTravel, TimeTravelFunction, TimeTravelPlanner};
+use crate::time_travel::{TimeTravelFunction, TimeTravelPlanner};
 
 /// The catalog name a warehouse gets in a [`TarnContext`].
 pub const CATALOG: &str = "tarn";
 /// The namespace unqualified table names refer to.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
-/// tarn's SQL entry point.
+/// tarn's SQL entry point: a DataFusion session with a warehouse registered as a catalog,
+/// and tarn's parser for the statements DataFusion's cannot read (`PARTITIONED BY`,
+/// ALTER TABLE, time travel).
 #[derive(Clone)]
 pub struct TarnContext {
     ctx: SessionContext,
     catalog: Arc<TarnCatalog>,
-    travel: Arc<TimeTravel>,
+    catalog_name: String,
 }
 
 impl std::fmt::Debug for TarnContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TarnContext")
             .field("warehouse", &self.catalog.warehouse().url())
+            .field("catalog", &self.catalog_name)
             .finish()
     }
 }
@@ -78,6 +84,8 @@ impl TarnContext {
     }
 
     /// [`TarnContext::new`] with a runtime of your own (memory limit, spill directory, ...).
+    /// The warehouse is the default catalog (`tarn`), its namespace `default` the default
+    /// schema.
     pub async fn new_with_runtime(
         warehouse: Warehouse,
         config: SessionConfig,
@@ -107,12 +115,7 @@ impl TarnContext {
                 Err(e) => return Err(to_df(e)),
             }
         }
-        let (catalog, travel) = register(&ctx, warehouse, CATALOG).await?;
-        Ok(TarnContext {
-            ctx,
-            catalog,
-            travel,
-        })
+        register(&ctx, warehouse, CATALOG).await
     }
 
     /// The DataFusion session underneath (for registering functions, reading files, ...).
@@ -122,6 +125,11 @@ impl TarnContext {
 
     pub fn catalog(&self) -> &Arc<TarnCatalog> {
         &self.catalog
+    }
+
+    /// The name the warehouse has as a catalog in the session.
+    pub fn catalog_name(&self) -> &str {
+        &self.catalog_name
     }
 
     pub fn warehouse(&self) -> &Warehouse {
@@ -153,18 +161,13 @@ impl TarnContext {
             partition_by,
             alter,
         } = parsed;
-        if let DFStatement::Statement(s) = &statement
-            && let Statement::AlterTable(a) = s.as_ref()
-        {
-            let name = self.qualify(&a.name)?;
-            if name.catalog == CATALOG {
-                return self.alter_table(a, alter.as_ref(), &name).await;
-            }
-        }
-        if let Some(df) = self.row_level_dml(&statement).await? {
-            return Ok(df);
-        }
         if let DFStatement::Statement(s) = &statement {
+            if let Statement::AlterTable(a) = s.as_ref() {
+                let name = self.qualify(&a.name)?;
+                if name.catalog == self.catalog_name {
+                    return self.alter_table(a, alter.as_ref(), &name).await;
+                }
+            }
             if let Some(df) = self.ddl(s, &partition_by).await? {
                 return Ok(df);
             }
@@ -179,62 +182,21 @@ impl TarnContext {
         self.plan(statement).await
     }
 
-    /// Plans a statement with DataFusion, time-travel references resolved first.
+    /// Plans a statement with DataFusion, as a frame that runs when collected.
     pub(crate) async fn plan(&self, statement: DFStatement) -> Result<DataFrame> {
         // Namespaces another process created since this context listed them.
         let state = self.ctx.state();
         if let Ok(references) = state.resolve_table_references(&statement) {
             for reference in references {
-                if reference.catalog().is_none_or(|c| c == CATALOG)
+                if reference.catalog().is_none_or(|c| c == self.catalog_name)
                     && let Some(namespace) = reference.schema()
                 {
                     self.catalog.ensure_namespace(namespace).await?;
                 }
             }
         }
-        if let DFStatement::Statement(s) = &statement {
-            self.travel.prepare(s, &self.default_namespace()).await?;
-        }
-        let state = self.ctx.state();
-        let planned = state.statement_to_plan(statement).await;
-        self.travel.clear();
-        self.ctx.execute_logical_plan(planned?).await
-    }
-
-    /// Plans one generated query (tarn's own SQL, never DDL or DML).
-    pub(crate) async fn plan_generated(&self, sql: &str) -> Result<DataFrame> {
-        let mut statements = parse(sql)?;
-        if statements.len() != 1 {
-            return Err(DataFusionError::Internal(format!(
-                "generated SQL is not one statement: {sql}"
-            )));
-        }
-        self.plan(statements.remove(0).statement).await
-    }
-
-    /// DELETE, UPDATE and MERGE on tarn tables (and EXPLAIN of them); `None` otherwise.
-    async fn row_level_dml(&self, statement: &DFStatement) -> Result<Option<DataFrame>> {
-        let (inner, explain) = match statement {
-            DFStatement::Statement(s) => (s.as_ref(), None),
-            DFStatement::Explain(e) => match e.statement.as_ref() {
-                DFStatement::Statement(s) => {
-                    let full = e.to_string();
-                    let prefix = full[..full.len().saturating_sub(s.to_string().len())]
-                        .trim()
-                        .to_string();
-                    (s.as_ref(), Some(prefix))
-                }
-                _ => return Ok(None),
-            },
-            _ => return Ok(None),
-        };
-        let kind = match inner {
-            Statement::Delete(d) => DmlKind::Delete(d),
-            Statement::Update(u) => DmlKind::Update(u),
-            Statement::Merge(m) => DmlKind::Merge(m),
-            _ => return Ok(None),
-        };
-        self.dml(kind, explain.as_deref()).await
+        let plan = state.statement_to_plan(statement).await?;
+        self.ctx.execute_logical_plan(plan).await
     }
 
     pub(crate) fn default_namespace(&self) -> String {
@@ -247,208 +209,35 @@ impl TarnContext {
             .clone()
     }
 
+    fn default_catalog(&self) -> String {
+        self.ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_catalog
+            .clone()
+    }
+
     pub(crate) fn qualify(
         &self,
         name: &datafusion::sql::sqlparser::ast::ObjectName,
     ) -> Result<QualifiedName> {
-        QualifiedName::resolve(&parts(name)?, CATALOG, &self.default_namespace())
-    }
-
-    /// Handles DDL on tarn objects; `None` for everything else.
-    async fn ddl(
-        &self,
-        statement: &Statement,
-        partition_by: &[SqlExpr],
-    ) -> Result<Option<DataFrame>> {
-        match statement {
-            Statement::CreateTable(create) => {
-                let name = self.qualify(&create.name)?;
-                if name.catalog != CATALOG {
-                    return Ok(None);
-                }
-                let mut items = partition_by.to_vec();
-                if let Some(expr) = &create.partition_by {
-                    items.extend(flatten_tuple(expr));
-                }
-                self.create_table(create, &name, &items).await.map(Some)
-            }
-            Statement::CreateSchema {
-                schema_name,
-                if_not_exists,
-                ..
-            } => {
-                let SchemaName::Simple(name) = schema_name else {
-                    return Err(DataFusionError::NotImplemented(
-                        "CREATE SCHEMA ... AUTHORIZATION".into(),
-                    ));
-                };
-                let p = parts(name)?;
-                let namespace = match p.as_slice() {
-                    [ns] => ns.clone(),
-                    [c, ns] if c == CATALOG => ns.clone(),
-                    _ => return Ok(None),
-                };
-                self.catalog
-                    .create_namespace(&namespace, *if_not_exists)
-                    .await?;
-                self.done().await.map(Some)
-            }
-            Statement::Drop {
-                object_type: ObjectType::Table,
-                if_exists,
-                names,
-                ..
-            } => {
-                for n in names {
-                    let name = self.qualify(n)?;
-                    if name.catalog != CATALOG {
-                        return Ok(None);
-                    }
-                    self.drop_table(&name, *if_exists).await?;
-                }
-                self.done().await.map(Some)
-            }
-            Statement::Drop {
-                object_type: ObjectType::Schema,
-                if_exists,
-                names,
-                ..
-            } => {
-                for n in names {
-                    let p = parts(n)?;
-                    let ns = p.last().cloned().unwrap_or_default();
-                    self.catalog.drop_namespace(&ns, *if_exists).await?;
-                }
-                self.done().await.map(Some)
-            }
-            _ => Ok(None),
-        }
+        QualifiedName::resolve(
+            &parts(name)?,
+            &self.default_catalog(),
+            &self.default_namespace(),
+        )
     }
 
     pub(crate) async fn done(&self) -> Result<DataFrame> {
         // An empty result: DDL returns no rows.
         self.ctx.read_empty()
     }
-
-    async fn create_table(
-        &self,
-        create: &datafusion::sql::sqlparser::ast::CreateTable,
-        name: &QualifiedName,
-        partition_by: &[SqlExpr],
-    ) -> Result<DataFrame> {
-        if create.or_replace {
-            return Err(DataFusionError::NotImplemented(
-                "CREATE OR REPLACE TABLE: drop the table first, or use INSERT OVERWRITE".into(),
-            ));
-        }
-        if !self.catalog.ensure_namespace(&name.namespace).await? {
-            return Err(DataFusionError::Plan(format!(
-                "namespace '{}' does not exist; create it with CREATE SCHEMA {}",
-                name.namespace, name.namespace
-            )));
-        }
-        let warehouse = self.catalog.warehouse();
-        let query = match &create.query {
-            None => None,
-            Some(query) => {
-                let plan = self
-                    .ctx
-                    .state()
-                    .statement_to_plan(DFStatement::Statement(Box::new(Statement::Query(
-                        query.clone(),
-                    ))))
-                    .await?;
-                Some(self.ctx.execute_logical_plan(plan).await?)
-            }
-        };
-        let definition = match &query {
-            None => ddl::definition(create, partition_by)?,
-            Some(df) => {
-                if !create.columns.is_empty() {
-                    return Err(DataFusionError::Plan("CREATE TABLE ... AS SELECT takes its columns from the query; drop the column list".into()));
-                }
-                let fields = ddl::fields_of(df.schema().as_arrow())?;
-                let partition_fields = ddl::partition_fields(partition_by, &fields)?;
-                tarn_core::TableDefinition {
-                    fields,
-                    partition_fields,
-                    properties: ddl::properties(&create.table_options)?,
-                }
-            }
-        };
-        let created = warehouse
-            .create_table(&name.namespace, &name.table, definition)
-            .await;
-        match created {
-            Ok(_) => {}
-            // The create is the existence check: put-if-absent of version 0.
-            Err(tarn_core::Error::AlreadyExists { .. }) if create.if_not_exists => {
-                return self.done().await;
-            }
-            Err(e) => return Err(to_df(e)),
-        }
-        if let Some(schema) = self.catalog.tarn_schema(&name.namespace) {
-            schema.note_created(&name.table);
-        }
-        let Some(df) = query else {
-            return self.done().await;
-        };
-        let target = format!(
-            "{CATALOG}.{}.{}",
-            quote(&name.namespace),
-            quote(&name.table)
-        );
-        match df.write_table(&target, DataFrameWriteOptions::new()).await {
-            Ok(batches) => Ok(self.ctx.read_batches(batches)?),
-            Err(e) => {
-                // The statement failed: take the table back out.
-                let _ = warehouse.drop_table(&name.namespace, &name.table).await;
-                if let Some(schema) = self.catalog.tarn_schema(&name.namespace) {
-                    schema.note_dropped(&name.table);
-                }
-                Err(e)
-            }
-        }
-    }
-
-    async fn drop_table(&self, name: &QualifiedName, if_exists: bool) -> Result<()> {
-        let schema = self.catalog.tarn_schema(&name.namespace);
-        if let Some(schema) = &schema
-            && schema.external(&name.table).is_some()
-        {
-            use datafusion::catalog::SchemaProvider;
-            schema.deregister_table(&name.table)?;
-            return Ok(());
-        }
-        match self
-            .catalog
-            .warehouse()
-            .drop_table(&name.namespace, &name.table)
-            .await
-        {
-            Ok(()) => {}
-            Err(
-                tarn_core::Error::TableNotFound { .. } | tarn_core::Error::NamespaceNotFound { .. },
-            ) if if_exists => {}
-            Err(e) => return Err(to_df(e)),
-        }
-        if let Some(schema) = schema {
-            schema.note_dropped(&name.table);
-        }
-        Ok(())
-    }
 }
 
 pub(crate) fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
-fn flatten_tuple(expr: &SqlExpr) -> Vec<SqlExpr> {
-    match expr {
-        SqlExpr::Tuple(items) => items.clone(),
-        SqlExpr::Nested(inner) => flatten_tuple(inner),
-        other => vec![other.clone()],
-    }
 }
 
 /// Statements that list catalog contents, for which cached names are refreshed first.
@@ -465,22 +254,28 @@ fn lists_names(statement: &Statement) -> bool {
     }
 }
 
-/// Registers a warehouse as catalog `catalog_name` in any DataFusion session: its object
-/// store, the `STORED AS TARN` table factory, time-travel syntax and table functions.
+/// Registers a warehouse as catalog `catalog_name` in any DataFusion session, and returns
+/// a [`TarnContext`] over that same session (its config, runtime and other tables).
+///
+/// The session itself then plans SELECT, INSERT, DELETE, UPDATE and MERGE on tarn tables,
+/// metadata tables (`"t$snapshots"`) and time travel by name (`t@v3`); the returned context
+/// adds tarn's DDL, ALTER TABLE and `VERSION AS OF`. Installed in the session: the catalog
+/// and its object store, the `STORED AS TARN` table factory, the analyzer rules for DML and
+/// for `NOT IN` subqueries, a query planner for tarn's DML nodes (plans without them go to
+/// the session's own planner), and the time-travel relation planner.
 pub async fn register(
     ctx: &SessionContext,
     warehouse: Warehouse,
     catalog_name: &str,
-) -> Result<(Arc<TarnCatalog>, Arc<TimeTravel>)> {
+) -> Result<TarnContext> {
     let store_url = register_store(ctx, warehouse.store().clone())?;
     let catalog = TarnCatalog::try_new(warehouse, store_url).await?;
     ctx.register_catalog(catalog_name, catalog.clone());
-    let travel = TimeTravel::new(catalog.clone(), catalog_name);
-    ctx.register_relation_planner(Arc::new(TimeTravelPlanner::new(travel.clone())))?;
-    for f in [
-        TimeTravelFunction::version(travel.clone()),
-        TimeTravelFunction::as_of(travel.clone()),
-    ] {
+    // DML first: the IN rewrite then sees DML's first passes too.
+    ctx.add_analyzer_rule(Arc::new(DmlRule));
+    ctx.add_analyzer_rule(Arc::new(NullAwareInSubquery));
+    ctx.register_relation_planner(Arc::new(TimeTravelPlanner))?;
+    for f in [TimeTravelFunction::version(), TimeTravelFunction::as_of()] {
         ctx.register_udtf(f.name(), Arc::new(f));
     }
     {
@@ -490,11 +285,23 @@ pub async fn register(
             .table_factories_mut()
             .insert("TARN".into(), Arc::new(TarnTableFactory));
     }
-    Ok((catalog, travel))
+    // tarn's query planner wraps the session's own, once.
+    let planner = ctx.state().query_planner().clone();
+    if !(planner.as_ref() as &dyn std::any::Any).is::<TarnQueryPlanner>() {
+        let state = SessionStateBuilder::new_from_existing(ctx.state())
+            .with_query_planner(Arc::new(TarnQueryPlanner::new(planner)))
+            .build();
+        *ctx.state_ref().write() = state;
+    }
+    Ok(TarnContext {
+        ctx: ctx.clone(),
+        catalog,
+        catalog_name: catalog_name.to_string(),
+    })
 }
 
 /// Registers `store` in the session under a fresh `tarn://` URL.
-fn register_store(
+pub(crate) fn register_store(
     ctx: &SessionContext,
     store: Arc<dyn object_store::ObjectStore>,
 ) -> Result<ObjectStoreUrl> {
@@ -503,41 +310,4 @@ fn register_store(
     let url = ObjectStoreUrl::parse(format!("tarn://store-{id}"))?;
     ctx.runtime_env().register_object_store(url.as_ref(), store);
     Ok(url)
-}
-
-/// `CREATE EXTERNAL TABLE t STORED AS TARN LOCATION 'url'`: registers an existing tarn table
-/// (for this session).
-#[derive(Debug)]
-struct TarnTableFactory;
-
-#[async_trait]
-impl TableProviderFactory for TarnTableFactory {
-    async fn create(
-        &self,
-        state: &dyn Session,
-        cmd: &CreateExternalTable,
-    ) -> Result<Arc<dyn TableProvider>> {
-        let [location] = cmd.locations.as_slice() else {
-            return Err(DataFusionError::Plan(
-                "STORED AS TARN takes exactly one LOCATION".into(),
-            ));
-        };
-        let root = tarn_core::storage::open_location(location).map_err(to_df)?;
-        let location = TableLocation::new(root.store.clone(), root.root.clone(), root.url.clone());
-        let table = Table::load(location, tarn_core::Env::default())
-            .await
-            .map_err(to_df)?;
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let url = ObjectStoreUrl::parse(format!("tarn://external-{id}"))?;
-        state
-            .runtime_env()
-            .register_object_store(url.as_ref(), root.store);
-        if !cmd.schema.fields().is_empty() {
-            return Err(DataFusionError::Plan(
-                "CREATE EXTERNAL TABLE ... STORED AS TARN takes its columns from the table; drop the column list".into(),
-            ));
-        }
-        Ok(Arc::new(TarnTable::new(table, cmd.name.to_string(), url)))
-    }
 }

@@ -14,20 +14,27 @@ use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::Schema as ArrowSchema;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{ColumnarValue, Expr, Volatility};
+use datafusion::prelude::DataFrame;
+use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, ExprWithAlias, FunctionArg,
-    FunctionArgExpr, FunctionArguments, SqlOption, Value as SqlValue,
+    FunctionArgExpr, FunctionArguments, ObjectType, SchemaName, SqlOption, Statement,
+    Value as SqlValue,
 };
 use tarn_core::TableDefinition;
 use tarn_spec::{
     FIRST_PARTITION_FIELD_ID, Field, FieldId, PartitionField, PrimitiveType, Transform, Value,
 };
 
+use crate::context::{TarnContext, quote};
 use crate::convert::{from_scalar, sql_type};
+use crate::error::to_df;
 use crate::names::normalize;
+use crate::names::{QualifiedName, parts};
 
 /// The table definition of a CREATE TABLE with a column list.
 pub fn definition(create: &CreateTable, partition_by: &[SqlExpr]) -> Result<TableDefinition> {
@@ -261,4 +268,194 @@ pub(crate) fn constant_default(
     from_scalar(ty, &cast)
         .map(Some)
         .ok_or_else(|| refuse(format!("'{written}' cannot be stored as {ty}")))
+}
+
+impl TarnContext {
+    /// Handles DDL on tarn objects; `None` for everything else.
+    pub(crate) async fn ddl(
+        &self,
+        statement: &Statement,
+        partition_by: &[SqlExpr],
+    ) -> Result<Option<DataFrame>> {
+        match statement {
+            Statement::CreateTable(create) => {
+                let name = self.qualify(&create.name)?;
+                if name.catalog != self.catalog_name() {
+                    return Ok(None);
+                }
+                let mut items = partition_by.to_vec();
+                if let Some(expr) = &create.partition_by {
+                    items.extend(flatten_tuple(expr));
+                }
+                self.create_table(create, &name, &items).await.map(Some)
+            }
+            Statement::CreateSchema {
+                schema_name,
+                if_not_exists,
+                ..
+            } => {
+                let SchemaName::Simple(name) = schema_name else {
+                    return Err(DataFusionError::NotImplemented(
+                        "CREATE SCHEMA ... AUTHORIZATION".into(),
+                    ));
+                };
+                let p = parts(name)?;
+                let namespace = match p.as_slice() {
+                    [ns] => ns.clone(),
+                    [c, ns] if c == self.catalog_name() => ns.clone(),
+                    _ => return Ok(None),
+                };
+                self.catalog()
+                    .create_namespace(&namespace, *if_not_exists)
+                    .await?;
+                self.done().await.map(Some)
+            }
+            Statement::Drop {
+                object_type: ObjectType::Table,
+                if_exists,
+                names,
+                ..
+            } => {
+                for n in names {
+                    let name = self.qualify(n)?;
+                    if name.catalog != self.catalog_name() {
+                        return Ok(None);
+                    }
+                    self.drop_table(&name, *if_exists).await?;
+                }
+                self.done().await.map(Some)
+            }
+            Statement::Drop {
+                object_type: ObjectType::Schema,
+                if_exists,
+                names,
+                ..
+            } => {
+                for n in names {
+                    let p = parts(n)?;
+                    let ns = p.last().cloned().unwrap_or_default();
+                    self.catalog().drop_namespace(&ns, *if_exists).await?;
+                }
+                self.done().await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn create_table(
+        &self,
+        create: &datafusion::sql::sqlparser::ast::CreateTable,
+        name: &QualifiedName,
+        partition_by: &[SqlExpr],
+    ) -> Result<DataFrame> {
+        if create.or_replace {
+            return Err(DataFusionError::NotImplemented(
+                "CREATE OR REPLACE TABLE: drop the table first, or use INSERT OVERWRITE".into(),
+            ));
+        }
+        if !self.catalog().ensure_namespace(&name.namespace).await? {
+            return Err(DataFusionError::Plan(format!(
+                "namespace '{}' does not exist; create it with CREATE SCHEMA {}",
+                name.namespace, name.namespace
+            )));
+        }
+        let warehouse = self.catalog().warehouse();
+        let query = match &create.query {
+            None => None,
+            Some(query) => {
+                let plan = self
+                    .session_context()
+                    .state()
+                    .statement_to_plan(DFStatement::Statement(Box::new(Statement::Query(
+                        query.clone(),
+                    ))))
+                    .await?;
+                Some(self.session_context().execute_logical_plan(plan).await?)
+            }
+        };
+        let definition = match &query {
+            None => definition(create, partition_by)?,
+            Some(df) => {
+                if !create.columns.is_empty() {
+                    return Err(DataFusionError::Plan("CREATE TABLE ... AS SELECT takes its columns from the query; drop the column list".into()));
+                }
+                let fields = fields_of(df.schema().as_arrow())?;
+                let partition_fields = partition_fields(partition_by, &fields)?;
+                tarn_core::TableDefinition {
+                    fields,
+                    partition_fields,
+                    properties: properties(&create.table_options)?,
+                }
+            }
+        };
+        let created = warehouse
+            .create_table(&name.namespace, &name.table, definition)
+            .await;
+        match created {
+            Ok(_) => {}
+            // The create is the existence check: put-if-absent of version 0.
+            Err(tarn_core::Error::AlreadyExists { .. }) if create.if_not_exists => {
+                return self.done().await;
+            }
+            Err(e) => return Err(to_df(e)),
+        }
+        if let Some(schema) = self.catalog().tarn_schema(&name.namespace) {
+            schema.note_created(&name.table);
+        }
+        let Some(df) = query else {
+            return self.done().await;
+        };
+        let target = format!(
+            "{}.{}.{}",
+            quote(self.catalog_name()),
+            quote(&name.namespace),
+            quote(&name.table)
+        );
+        match df.write_table(&target, DataFrameWriteOptions::new()).await {
+            Ok(batches) => Ok(self.session_context().read_batches(batches)?),
+            Err(e) => {
+                // The statement failed: take the table back out.
+                let _ = warehouse.drop_table(&name.namespace, &name.table).await;
+                if let Some(schema) = self.catalog().tarn_schema(&name.namespace) {
+                    schema.note_dropped(&name.table);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn drop_table(&self, name: &QualifiedName, if_exists: bool) -> Result<()> {
+        let schema = self.catalog().tarn_schema(&name.namespace);
+        if let Some(schema) = &schema
+            && schema.is_external(&name.table)
+        {
+            use datafusion::catalog::SchemaProvider;
+            schema.deregister_table(&name.table)?;
+            return Ok(());
+        }
+        match self
+            .catalog()
+            .warehouse()
+            .drop_table(&name.namespace, &name.table)
+            .await
+        {
+            Ok(()) => {}
+            Err(
+                tarn_core::Error::TableNotFound { .. } | tarn_core::Error::NamespaceNotFound { .. },
+            ) if if_exists => {}
+            Err(e) => return Err(to_df(e)),
+        }
+        if let Some(schema) = schema {
+            schema.note_dropped(&name.table);
+        }
+        Ok(())
+    }
+}
+
+fn flatten_tuple(expr: &SqlExpr) -> Vec<SqlExpr> {
+    match expr {
+        SqlExpr::Tuple(items) => items.clone(),
+        SqlExpr::Nested(inner) => flatten_tuple(inner),
+        other => vec![other.clone()],
+    }
 }

@@ -7,29 +7,35 @@
 
 mod alter;
 mod catalog;
+mod commit;
 mod context;
 mod convert;
 mod ddl;
 mod dialect;
 mod dml;
 pub mod error;
+mod external;
 mod field_ids;
+mod in_subquery;
 mod metadata_tables;
 mod names;
 mod parse;
 mod provider;
 mod pruning;
-mod sink;
 mod time_travel;
+mod write;
 
 #[cfg(test)]
 mod tests;
 
 pub use catalog::{TarnCatalog, TarnSchema};
+pub use commit::{TABLE_METADATA_KEY, VERSION_METADATA_KEY};
 pub use context::{CATALOG, DEFAULT_NAMESPACE, TarnContext, register};
 pub use dialect::TarnDialect;
+pub use dml::{DmlRule, TarnDml, TarnQueryPlanner};
+pub use in_subquery::NullAwareInSubquery;
 pub use metadata_tables::MetadataTable;
 pub use parse::ParsedStatement;
 pub use provider::TarnTable;
-pub use sink::OVERWRITE_MODE_PROPERTY;
-pub use time_travel::{AsOf, TimeTravel, TimeTravelFunction, TimeTravelPlanner};
+pub use time_travel::{AsOf, TimeTravelFunction, TimeTravelPlanner};
+pub use write::OVERWRITE_MODE_PROPERTY;

@@ -6,15 +6,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray, TimestampMillisecondArray,
     UInt64Array,
 };
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::catalog::TableProvider;
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
-use datafusion::datasource::MemTable;
-use datafusion::error::Result;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
 use tarn_core::{Predicate, Table};
 
 use crate::convert::to_scalar;
@@ -61,10 +66,74 @@ pub async fn provider(table: &Table, kind: MetadataTable) -> Result<Arc<dyn Tabl
             strings("value", table.metadata().properties().values().cloned()),
         ])?,
     };
-    Ok(Arc::new(MemTable::try_new(
-        batch.schema(),
-        vec![vec![batch]],
-    )?))
+    Ok(Arc::new(MetadataProvider { batch }))
+}
+
+/// A metadata table: rows computed when the statement resolved it; read-only.
+#[derive(Debug)]
+struct MetadataProvider {
+    batch: RecordBatch,
+}
+
+#[async_trait]
+impl TableProvider for MetadataProvider {
+    fn schema(&self) -> SchemaRef {
+        self.batch.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![self.batch.clone()]],
+            self.batch.schema(),
+            projection.cloned(),
+        )?)
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        _input: Arc<dyn ExecutionPlan>,
+        _op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(read_only())
+    }
+
+    async fn delete_from(
+        &self,
+        _state: &dyn Session,
+        _filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(read_only())
+    }
+
+    async fn update(
+        &self,
+        _state: &dyn Session,
+        _assignments: Vec<(String, Expr)>,
+        _filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(read_only())
+    }
+
+    async fn truncate(&self, _state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(read_only())
+    }
+}
+
+fn read_only() -> DataFusionError {
+    DataFusionError::Plan(
+        "metadata tables are read-only: they show a table's state; change the table itself".into(),
+    )
 }
 
 fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch> {

@@ -36,13 +36,11 @@ impl QualifiedName {
         })
     }
 
-    /// Parses a dotted name given as a string (as in table-function arguments).
-    pub fn parse(name: &str, default_catalog: &str, default_namespace: &str) -> Result<Self> {
-        let parts: Vec<String> = name
-            .split('.')
+    /// The parts of a dotted name given as a string, each as written (quotes removed).
+    pub fn split(name: &str) -> Vec<String> {
+        name.split('.')
             .map(|p| p.trim().trim_matches('"').to_string())
-            .collect();
-        Self::resolve(&parts, default_catalog, default_namespace)
+            .collect()
     }
 
     /// `namespace.table`, as tarn names tables in messages.

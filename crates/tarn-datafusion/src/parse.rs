@@ -11,8 +11,9 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    AlterTable, DataType as SqlType, ExactNumberInfo, Expr as SqlExpr, Statement, TypedString,
-    Value as SqlValue, ValueWithSpan, visit_expressions_mut,
+    AlterTable, DataType as SqlType, ExactNumberInfo, Expr as SqlExpr, FromTable, FunctionArg,
+    FunctionArgExpr, Ident, ObjectName, Statement, TableFactor, TableVersion, TableWithJoins,
+    TypedString, Value as SqlValue, ValueWithSpan, VisitMut, VisitorMut, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::Dialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -21,6 +22,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Wor
 
 use crate::alter::TarnAlter;
 use crate::dialect::TarnDialect;
+use crate::names::QualifiedName;
 
 /// One parsed statement, with the `PARTITIONED BY` clause tarn reads itself.
 #[derive(Debug, Clone)]
@@ -91,6 +93,8 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
     for statement in statements.iter_mut() {
         if let DFStatement::Statement(s) = statement {
             exponent_numbers_are_doubles(s);
+            time_travel_functions_are_versions(s)?;
+            refuse_versioned_targets(s)?;
         }
     }
     match (statements.pop_front(), statements.is_empty()) {
@@ -281,4 +285,133 @@ pub(crate) fn as_written(expr: &SqlExpr) -> String {
         ControlFlow::<()>::Continue(())
     });
     expr.to_string()
+}
+
+/// Rewrites `tarn_version('ns.t', 3)` into `ns.t VERSION AS OF 3` and `tarn_as_of('ns.t',
+/// '...')` into `ns.t TIMESTAMP AS OF '...'`, so that DataFusion resolves the table by name
+/// before planning, as for any other reference (see `time_travel`).
+fn time_travel_functions_are_versions(statement: &mut Statement) -> Result<()> {
+    struct Rewrite(Option<DataFusionError>);
+    impl VisitorMut for Rewrite {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            let TableFactor::Table {
+                name,
+                args: Some(args),
+                alias,
+                ..
+            } = factor
+            else {
+                return ControlFlow::Continue(());
+            };
+            let function = name.to_string().to_ascii_lowercase();
+            if function != "tarn_version" && function != "tarn_as_of" {
+                return ControlFlow::Continue(());
+            }
+            match versioned_factor(&function, &args.args, alias.clone()) {
+                Ok(versioned) => {
+                    *factor = versioned;
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    self.0 = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        }
+    }
+    let mut rewrite = Rewrite(None);
+    let _ = statement.visit(&mut rewrite);
+    rewrite.0.map_or(Ok(()), Err)
+}
+
+fn versioned_factor(
+    function: &str,
+    args: &[FunctionArg],
+    alias: Option<datafusion::sql::sqlparser::ast::TableAlias>,
+) -> Result<TableFactor> {
+    let usage = || {
+        DataFusionError::Plan(format!(
+            "usage: {function}('namespace.table', {})",
+            if function == "tarn_version" {
+                "version"
+            } else {
+                "'timestamp'"
+            }
+        ))
+    };
+    let literal = |arg: Option<&FunctionArg>| match arg {
+        Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(v)))) => {
+            Some(v.value.clone())
+        }
+        _ => None,
+    };
+    let (Some(SqlValue::SingleQuotedString(table)), Some(at), 2) =
+        (literal(args.first()), args.get(1), args.len())
+    else {
+        return Err(usage());
+    };
+    let FunctionArg::Unnamed(FunctionArgExpr::Expr(at)) = at else {
+        return Err(usage());
+    };
+    let version = match (function, at) {
+        (
+            "tarn_version",
+            SqlExpr::Value(ValueWithSpan {
+                value: SqlValue::Number(..),
+                ..
+            }),
+        ) => TableVersion::VersionAsOf(at.clone()),
+        ("tarn_as_of", _) => TableVersion::TimestampAsOf(at.clone()),
+        _ => return Err(usage()),
+    };
+    // The name as a string: each part as written, never case-folded.
+    let parts = QualifiedName::split(&table);
+    let name = ObjectName::from(
+        parts
+            .into_iter()
+            .map(|p| Ident::with_quote('"', p))
+            .collect::<Vec<_>>(),
+    );
+    Ok(TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        with_hints: Vec::new(),
+        version: Some(version),
+        with_ordinality: false,
+        partitions: Vec::new(),
+        json_path: None,
+        sample: None,
+        index_hints: Vec::new(),
+    })
+}
+
+/// DELETE, UPDATE, MERGE and INSERT write the current table; a time-travel target would be
+/// read as the current one by DataFusion, so it is refused here.
+fn refuse_versioned_targets(statement: &Statement) -> Result<()> {
+    let versioned = |factor: &TableFactor| match factor {
+        TableFactor::Table {
+            name,
+            version: Some(v),
+            ..
+        } => Some(format!("{name} {v}")),
+        _ => None,
+    };
+    let from = |tables: &[TableWithJoins]| tables.iter().find_map(|t| versioned(&t.relation));
+    let target = match statement {
+        Statement::Delete(d) => match &d.from {
+            FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => from(t),
+        },
+        Statement::Update(u) => versioned(&u.table.relation),
+        Statement::Merge(m) => versioned(&m.table),
+        _ => None,
+    };
+    match target {
+        Some(target) => Err(DataFusionError::Plan(format!(
+            "cannot write to {target}: a time-travel read is read-only; write to the table by \
+             its plain name"
+        ))),
+        None => Ok(()),
+    }
 }

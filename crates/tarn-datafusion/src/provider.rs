@@ -1,10 +1,15 @@
-//! `TarnTable`: a tarn table version as a DataFusion `TableProvider`.
+//! `TarnTable`: a tarn table as a DataFusion `TableProvider`.
 //!
 //! ```text
 //! scan(filters) ── PruningPredicate + bucket equalities ──▶ tarn_core::Table::plan_files
-//!               ── kept files, with per-file Statistics ──▶ DataSourceExec(ParquetSource + predicate)
-//! insert_into   ── DataSinkExec(TarnSink) : write files, commit once, in execute()
+//!               ── kept files, with per-file Statistics ──▶ DataSourceExec(ParquetSource)
+//! insert_into   ── TarnCommitExec(TarnWriteExec): write files, commit once, in execute()
 //! ```
+//!
+//! A provider reads the newest version it was loaded at, or, for time travel, one older
+//! version: its schema comes from the table's snapshot log when the provider is made
+//! (planning needs it and cannot wait for storage), and its version file is read when the
+//! scan is planned. Time-travel providers are read-only.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,16 +19,18 @@ use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
 use datafusion::common::{ColumnStatistics, DFSchema, SchemaExt, Statistics};
+use datafusion::config::TableParquetOptions;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{
     FileGroup, FileScanConfigBuilder, FileSource, ParquetSource,
 };
-use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
@@ -31,34 +38,37 @@ use datafusion::object_store::ObjectMeta;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::MetricBuilder;
-use tarn_core::{FilePredicate, Manifest, Predicate, ScanPlan, Table};
-use tarn_spec::{PrimitiveType, Schema};
+use tarn_core::{DataFile, FilePredicate, Predicate, ScanMetrics, ScanPlan, Table};
+use tarn_spec::{PrimitiveType, Schema, Version};
 
 use crate::convert::{df_scalar, df_schema, to_scalar};
 use crate::error::to_df;
 use crate::field_ids::FieldIdAdapterFactory;
 use crate::pruning::{AllOf, DataFusionPredicate, bucket_equalities};
-use crate::sink::TarnSink;
+use crate::time_travel::AsOf;
 
-/// One version of a tarn table, readable (and, unless pinned by time travel, writable)
-/// from DataFusion.
+/// The column holding a row's data file path (table-relative) in an identity scan.
+pub const FILE_COLUMN: &str = "_file";
+/// The column holding a row's position in its data file in an identity scan.
+pub const POS_COLUMN: &str = "_pos";
+
+/// A tarn table, readable (and, unless it is a time-travel read, writable) from DataFusion.
 #[derive(Debug, Clone)]
 pub struct TarnTable {
+    /// The table as loaded: its newest version when the provider was made.
     table: Table,
     name: String,
     store_url: ObjectStoreUrl,
+    /// The columns DataFusion sees: the read version's schema (and the identity columns).
     schema: SchemaRef,
-    pinned: bool,
+    /// The version a time-travel read shows; `None` for the loaded version.
+    read_version: Option<Version>,
+    /// The read version's schema.
+    read_schema: Arc<Schema>,
     /// What an INSERT writes into a column it does not name, by column name.
     write_defaults: Arc<HashMap<String, Expr>>,
-    /// Row identity columns (`_file`, `_pos`) after the table's columns, and the files a
-    /// scan is limited to; for row-level DML.
-    identity: Option<Identity>,
-}
-
-#[derive(Debug, Clone)]
-struct Identity {
-    only: Option<Arc<std::collections::HashSet<String>>>,
+    /// Row identity columns (`_file`, `_pos`) after the table's columns, for row-level DML.
+    identity: bool,
 }
 
 fn write_defaults(schema: &Schema) -> Arc<HashMap<String, Expr>> {
@@ -77,53 +87,83 @@ fn write_defaults(schema: &Schema) -> Arc<HashMap<String, Expr>> {
     )
 }
 
-/// The column holding a row's data file path (table-relative) in an identity scan.
-pub const FILE_COLUMN: &str = "_file";
-/// The column holding a row's position in its data file in an identity scan.
-pub const POS_COLUMN: &str = "_pos";
+fn identity_fields() -> [Field; 2] {
+    [
+        Field::new(FILE_COLUMN, DataType::Utf8, false),
+        Field::new(POS_COLUMN, DataType::Int64, false),
+    ]
+}
 
 impl TarnTable {
     /// `table` under the display name `name`, its store registered in the session under
     /// `store_url`.
     pub fn new(table: Table, name: impl Into<String>, store_url: ObjectStoreUrl) -> Self {
-        let schema = df_schema(table.schema());
+        let read_schema = Arc::new(table.schema().clone());
         TarnTable {
-            write_defaults: write_defaults(table.schema()),
+            schema: df_schema(&read_schema),
+            write_defaults: write_defaults(&read_schema),
+            read_schema,
             table,
             name: name.into(),
             store_url,
-            schema,
-            pinned: false,
-            identity: None,
+            read_version: None,
+            identity: false,
         }
     }
 
-    /// This table version with row identity columns `_file` and `_pos`, optionally limited
-    /// to some data files (table-relative paths).
-    pub fn with_identity(&self, only: Option<std::collections::HashSet<String>>) -> Self {
+    /// The same table as it was at `as_of`: read-only, with that version's schema. Resolved
+    /// from the snapshot log of the loaded version, without reading storage; an unknown
+    /// version or a time before the table existed is an error.
+    pub fn at(&self, as_of: AsOf) -> Result<Self> {
+        let metadata = self.table.metadata();
+        let snapshot = match as_of {
+            AsOf::Version(v) => metadata.snapshot(Version(v)).ok_or_else(|| {
+                to_df(tarn_core::Error::VersionNotFound {
+                    requested: Version(v),
+                    oldest: metadata
+                        .snapshots()
+                        .first()
+                        .map_or(Version(0), |s| s.version),
+                    latest: metadata.version(),
+                })
+            })?,
+            AsOf::Timestamp(ms) => metadata.snapshot_at(ms).ok_or_else(|| {
+                let oldest = metadata.snapshots().first().map_or(0, |s| s.timestamp_ms);
+                to_df(tarn_core::Error::TimestampBeforeTable {
+                    requested: crate::time_travel::format_ms(ms),
+                    oldest: crate::time_travel::format_ms(oldest),
+                })
+            })?,
+        };
+        let schema = metadata.schema(snapshot.schema_id).ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "version {} of {} names schema {}, which the table does not have",
+                snapshot.version, self.name, snapshot.schema_id
+            ))
+        })?;
+        let read_schema = Arc::new(schema.clone());
+        Ok(TarnTable {
+            schema: df_schema(&read_schema),
+            write_defaults: write_defaults(&read_schema),
+            read_schema,
+            read_version: Some(snapshot.version),
+            identity: false,
+            ..self.clone()
+        })
+    }
+
+    /// This table with row identity columns `_file` and `_pos` after its own columns.
+    pub fn with_identity(&self) -> Self {
         let mut fields: Vec<_> = self.schema.fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new(FILE_COLUMN, DataType::Utf8, false)));
-        fields.push(Arc::new(Field::new(POS_COLUMN, DataType::Int64, false)));
+        fields.extend(identity_fields().map(Arc::new));
         TarnTable {
             schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
-            identity: Some(Identity {
-                only: only.map(Arc::new),
-            }),
+            identity: true,
             ..self.clone()
         }
     }
 
-    /// The same table pinned at another version (time travel): read-only.
-    pub fn pinned(&self, table: Table) -> Self {
-        TarnTable {
-            schema: df_schema(table.schema()),
-            write_defaults: write_defaults(table.schema()),
-            table,
-            pinned: true,
-            ..self.clone()
-        }
-    }
-
+    /// The table as loaded (its newest version when the provider was made).
     pub fn table(&self) -> &Table {
         &self.table
     }
@@ -136,19 +176,33 @@ impl TarnTable {
         &self.store_url
     }
 
+    /// Whether this is a time-travel read (read-only).
     pub fn is_pinned(&self) -> bool {
-        self.pinned
+        self.read_version.is_some()
+    }
+
+    /// The version this provider reads.
+    pub fn version(&self) -> Version {
+        self.read_version.unwrap_or_else(|| self.table.version())
+    }
+
+    /// The schema of the version this provider reads.
+    pub fn read_schema(&self) -> &Schema {
+        &self.read_schema
+    }
+
+    /// The table at the version this provider reads (reads its version file if that is not
+    /// the loaded one).
+    pub async fn read_table(&self) -> Result<Table> {
+        match self.read_version {
+            Some(v) if v != self.table.version() => self.table.at_version(v).await.map_err(to_df),
+            _ => Ok(self.table.clone()),
+        }
     }
 
     /// The files a scan under `filters` reads.
-    pub async fn plan(
-        &self,
-        state: &dyn Session,
-        filters: &[Expr],
-    ) -> Result<(
-        ScanPlan,
-        Option<Arc<dyn datafusion::physical_plan::PhysicalExpr>>,
-    )> {
+    pub async fn plan(&self, state: &dyn Session, filters: &[Expr]) -> Result<(Table, ScanPlan)> {
+        let table = self.read_table().await?;
         let df_schema = DFSchema::try_from(self.schema.clone())?;
         let physical = conjunction(filters.iter().cloned())
             .map(|e| state.create_physical_expr(e, &df_schema))
@@ -162,83 +216,205 @@ impl TarnTable {
         {
             predicates.push(Box::new(DataFusionPredicate::new(Arc::new(pruning))));
         }
-        for spec in self.table.metadata().specs() {
-            for p in bucket_equalities(filters, self.table.schema(), spec) {
+        for spec in table.metadata().specs() {
+            for p in bucket_equalities(filters, table.schema(), spec) {
                 predicates.push(Box::new(p));
             }
         }
         let plan = if predicates.is_empty() {
-            self.table.plan_files(&Predicate::True).await
+            table.plan_files(&Predicate::True).await
         } else {
-            self.table.plan_files(&AllOf(predicates)).await
+            table.plan_files(&AllOf(predicates)).await
         }
         .map_err(to_df)?;
-        Ok((plan, physical))
+        Ok((table, plan))
     }
 
-    fn partitioned_files(&self, plan: &ScanPlan) -> Vec<PartitionedFile> {
-        let schema = self.table.schema();
-        plan.manifests
-            .iter()
-            .flat_map(|m| (0..m.len()).map(move |i| (m, i)))
-            .map(|(m, i)| self.partitioned_file(schema, m, i))
-            .collect()
-    }
-
-    fn partitioned_file(
+    /// A scan of some data files of `table` with row identities, outside any session: for
+    /// the rewrites of row-level DML, which learn the files while they run.
+    pub(crate) fn identity_scan_of_files(
         &self,
-        schema: &Schema,
-        manifest: &Manifest,
-        row: usize,
-    ) -> PartitionedFile {
-        let file = manifest.data_file(row);
-        let column_statistics = schema
-            .fields()
-            .iter()
-            .map(|field| {
-                let Some(stats) = file.column_stats.get(&field.id) else {
-                    return ColumnStatistics::new_unknown();
-                };
-                // String and binary bounds may be truncated: usable for pruning, not as values.
-                let exact = !matches!(
-                    field.field_type,
-                    PrimitiveType::String | PrimitiveType::Binary
-                );
-                let bound = |v: &Option<tarn_spec::Value>| match v {
-                    Some(v) if exact => Precision::Exact(df_scalar(field.field_type, v)),
-                    Some(v) => Precision::Inexact(df_scalar(field.field_type, v)),
-                    None => Precision::Absent,
-                };
-                let mut c = ColumnStatistics::new_unknown();
-                c.min_value = bound(&stats.min);
-                c.max_value = bound(&stats.max);
-                c.null_count = stats
-                    .null_count
-                    .map(|n| Precision::Exact(n as usize))
-                    .unwrap_or(Precision::Absent);
-                c
-            })
-            .collect();
-        let statistics = Statistics {
-            num_rows: Precision::Exact(file.record_count as usize),
-            total_byte_size: Precision::Inexact(file.file_size as usize),
-            column_statistics,
+        table: &Table,
+        files: &[DataFile],
+        context: &TaskContext,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let options = context.session_config().options();
+        let runtime = context.runtime_env();
+        let scan = FileScan {
+            table,
+            store_url: &self.store_url,
+            identity: true,
+            rows: files.iter().map(|f| f.record_count).sum(),
+            files: files
+                .iter()
+                .map(|f| partitioned_file(table, f, true))
+                .collect(),
+            metrics: ScanMetrics::default(),
+            parquet: TableParquetOptions {
+                global: options.execution.parquet.clone(),
+                ..Default::default()
+            },
+            target_partitions: options.execution.target_partitions,
+            runtime: runtime.as_ref(),
         };
-        // The store path as it is: a string would be escaped once more on the way back.
-        let partitioned = PartitionedFile::new_from_meta(ObjectMeta {
-            location: self.table.location().path(&file.path),
-            last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
-            size: file.file_size,
-            e_tag: None,
-            version: None,
-        });
-        if self.identity.is_some() {
-            return partitioned.with_partition_values(vec![datafusion::common::ScalarValue::Utf8(
-                Some(file.path),
-            )]);
-        }
-        partitioned.with_statistics(Arc::new(statistics))
+        // Every column, named: without a projection the scan would leave out `_file`.
+        let columns = table.schema().fields().len() + 2;
+        scan.build(Some((0..columns).collect()), None)
     }
+}
+
+/// A data file as DataFusion scans it: with its statistics, or, in an identity scan, with
+/// its path as the value of the `_file` column.
+fn partitioned_file(table: &Table, file: &DataFile, identity: bool) -> PartitionedFile {
+    // The store path as it is: a string would be escaped once more on the way back.
+    let partitioned = PartitionedFile::new_from_meta(ObjectMeta {
+        location: table.location().path(&file.path),
+        last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        size: file.file_size,
+        e_tag: None,
+        version: None,
+    });
+    if identity {
+        return partitioned.with_partition_values(vec![datafusion::common::ScalarValue::Utf8(
+            Some(file.path.clone()),
+        )]);
+    }
+    partitioned.with_statistics(Arc::new(file_statistics(table.schema(), file)))
+}
+
+/// The statistics of one data file, as DataFusion uses them for pruning and planning.
+fn file_statistics(schema: &Schema, file: &DataFile) -> Statistics {
+    let column_statistics = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let Some(stats) = file.column_stats.get(&field.id) else {
+                return ColumnStatistics::new_unknown();
+            };
+            // String and binary bounds may be truncated: usable for pruning, not as values.
+            let exact = !matches!(
+                field.field_type,
+                PrimitiveType::String | PrimitiveType::Binary
+            );
+            let bound = |v: &Option<tarn_spec::Value>| match v {
+                Some(v) if exact => Precision::Exact(df_scalar(field.field_type, v)),
+                Some(v) => Precision::Inexact(df_scalar(field.field_type, v)),
+                None => Precision::Absent,
+            };
+            let mut c = ColumnStatistics::new_unknown();
+            c.min_value = bound(&stats.min);
+            c.max_value = bound(&stats.max);
+            c.null_count = stats
+                .null_count
+                .map(|n| Precision::Exact(n as usize))
+                .unwrap_or(Precision::Absent);
+            c
+        })
+        .collect();
+    Statistics {
+        num_rows: Precision::Exact(file.record_count as usize),
+        total_byte_size: Precision::Inexact(file.file_size as usize),
+        column_statistics,
+    }
+}
+
+/// Everything a Parquet scan of some of a table's files needs.
+struct FileScan<'a> {
+    table: &'a Table,
+    store_url: &'a ObjectStoreUrl,
+    identity: bool,
+    /// Rows in `files`.
+    rows: u64,
+    files: Vec<PartitionedFile>,
+    metrics: ScanMetrics,
+    parquet: TableParquetOptions,
+    target_partitions: usize,
+    runtime: &'a RuntimeEnv,
+}
+
+impl FileScan<'_> {
+    fn build(
+        self,
+        projection: Option<Vec<usize>>,
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let data_schema = df_schema(self.table.schema());
+        let table_stats = if self.identity {
+            // Row identity scans carry no per-file column statistics, but their size still
+            // decides join order (a small MERGE source must be the build side).
+            let mut s = Statistics::new_unknown(&identity_schema(&data_schema));
+            s.num_rows = Precision::Exact(self.rows as usize);
+            s.total_byte_size =
+                Precision::Inexact(self.files.iter().map(|f| f.object_meta.size as usize).sum());
+            s
+        } else if self.files.is_empty() {
+            let mut s = Statistics::new_unknown(&data_schema);
+            s.num_rows = Precision::Exact(0);
+            s
+        } else {
+            Statistics::try_merge_iter(
+                self.files.iter().filter_map(|f| f.statistics.as_deref()),
+                &data_schema,
+            )?
+        };
+        // The predicate reaches the Parquet reader (row groups, pages) through DataFusion's
+        // physical filter pushdown from the FilterExec kept above this scan, as with
+        // ListingTable; setting it here as well would evaluate it twice.
+        let table_schema = if self.identity {
+            let [file, pos] = identity_fields();
+            TableSchema::builder(data_schema)
+                .with_table_partition_cols(vec![Arc::new(file)])
+                .with_virtual_columns(vec![Arc::new(
+                    pos.with_extension_type(datafusion::parquet::arrow::RowNumber),
+                )])
+                .build()
+        } else {
+            TableSchema::from(data_schema)
+        };
+        // Data files never change once written, so their footers can be kept in the
+        // session's file metadata cache across queries, as ListingTable keeps them.
+        let reader = CachedParquetFileReaderFactory::new(
+            self.runtime.object_store(self.store_url)?,
+            self.runtime.cache_manager.get_file_metadata_cache(),
+        );
+        let source = ParquetSource::new(table_schema)
+            .with_table_parquet_options(self.parquet)
+            .with_parquet_file_reader_factory(Arc::new(reader));
+        // Planning figures, reported by EXPLAIN ANALYZE on the scan.
+        let m = self.metrics;
+        for (name, value) in [
+            ("tarn_manifests_total", m.manifests_total),
+            ("tarn_manifests_kept", m.manifests_kept),
+            ("tarn_files_total", m.files_total as usize),
+            ("tarn_files_kept", m.files_kept as usize),
+        ] {
+            MetricBuilder::new(source.metrics())
+                .global_counter(name)
+                .add(value);
+        }
+        // A scan pruned to no file is still a scan: one empty partition, so that every
+        // operator above it (aggregates, sorts, joins, sinks) gets the input it requires.
+        let mut groups = balance(self.files, self.target_partitions);
+        if groups.is_empty() {
+            groups.push(FileGroup::new(Vec::new()));
+        }
+        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+            .with_file_groups(groups)
+            .with_projection_indices(projection)?
+            .with_limit(limit)
+            .with_statistics(table_stats)
+            .with_expr_adapter(Some(Arc::new(FieldIdAdapterFactory::new(
+                self.table.schema(),
+            ))))
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+fn identity_schema(data: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<_> = data.fields().iter().cloned().collect();
+    fields.extend(identity_fields().map(Arc::new));
+    Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
 }
 
 /// Splits files into `n` groups of similar total size (largest first, each to the
@@ -289,6 +465,9 @@ impl TableProvider for TarnTable {
     }
 
     fn statistics(&self) -> Option<Statistics> {
+        if self.is_pinned() {
+            return None;
+        }
         let mut stats = Statistics::new_unknown(&self.schema);
         stats.num_rows = Precision::Exact(self.table.snapshot().summary.total_rows as usize);
         Some(stats)
@@ -301,91 +480,25 @@ impl TableProvider for TarnTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (mut plan, _) = self.plan(state, filters).await?;
-        if let Some(Identity { only: Some(only) }) = &self.identity {
-            for m in &mut plan.manifests {
-                let keep: datafusion::arrow::array::BooleanArray = m
-                    .paths()
-                    .iter()
-                    .map(|p| Some(p.is_some_and(|p| only.contains(p))))
-                    .collect();
-                *m = m.filter(&keep).map_err(to_df)?;
-            }
-        }
-        let files = self.partitioned_files(&plan);
-        let file_stats: Vec<&Statistics> = files
+        let (table, plan) = self.plan(state, filters).await?;
+        let files = plan
+            .manifests
             .iter()
-            .filter_map(|f| f.statistics.as_deref())
+            .flat_map(|m| (0..m.len()).map(move |i| m.data_file(i)))
+            .map(|f| partitioned_file(&table, &f, self.identity))
             .collect();
-        let table_stats = if files.is_empty() || self.identity.is_some() {
-            // Row identity scans carry no per-file column statistics, but their size still
-            // decides join order (a small MERGE source must be the build side).
-            let mut s = Statistics::new_unknown(&self.schema);
-            s.num_rows = Precision::Exact(plan.record_count() as usize);
-            s.total_byte_size =
-                Precision::Inexact(files.iter().map(|f| f.object_meta.size as usize).sum());
-            s
-        } else {
-            Statistics::try_merge_iter(file_stats, &self.schema)?
+        let scan = FileScan {
+            table: &table,
+            store_url: &self.store_url,
+            identity: self.identity,
+            rows: plan.record_count(),
+            files,
+            metrics: plan.metrics,
+            parquet: state.default_table_options().parquet.clone(),
+            target_partitions: state.config().target_partitions(),
+            runtime: state.runtime_env().as_ref(),
         };
-        // The predicate reaches the Parquet reader (row groups, pages) through DataFusion's
-        // physical filter pushdown from the FilterExec kept above this scan, as with
-        // ListingTable; setting it here as well would evaluate it twice.
-        let table_schema = match &self.identity {
-            None => TableSchema::from(self.schema.clone()),
-            Some(_) => {
-                let data = df_schema(self.table.schema());
-                TableSchema::builder(data)
-                    .with_table_partition_cols(vec![Arc::new(Field::new(
-                        FILE_COLUMN,
-                        DataType::Utf8,
-                        false,
-                    ))])
-                    .with_virtual_columns(vec![Arc::new(
-                        Field::new(POS_COLUMN, DataType::Int64, false)
-                            .with_extension_type(datafusion::parquet::arrow::RowNumber),
-                    )])
-                    .build()
-            }
-        };
-        // Data files never change once written, so their footers can be kept in the
-        // session's file metadata cache across queries, as ListingTable keeps them.
-        let runtime = state.runtime_env();
-        let reader = CachedParquetFileReaderFactory::new(
-            runtime.object_store(&self.store_url)?,
-            runtime.cache_manager.get_file_metadata_cache(),
-        );
-        let source = ParquetSource::new(table_schema)
-            .with_table_parquet_options(state.default_table_options().parquet.clone())
-            .with_parquet_file_reader_factory(Arc::new(reader));
-        // Planning figures, reported by EXPLAIN ANALYZE on the scan.
-        let m = plan.metrics;
-        for (name, value) in [
-            ("tarn_manifests_total", m.manifests_total),
-            ("tarn_manifests_kept", m.manifests_kept),
-            ("tarn_files_total", m.files_total as usize),
-            ("tarn_files_kept", m.files_kept as usize),
-        ] {
-            MetricBuilder::new(source.metrics())
-                .global_counter(name)
-                .add(value);
-        }
-        // A scan pruned to no file is still a scan: one empty partition, so that every
-        // operator above it (aggregates, sorts, joins, sinks) gets the input it requires.
-        let mut groups = balance(files, state.config().target_partitions());
-        if groups.is_empty() {
-            groups.push(FileGroup::new(Vec::new()));
-        }
-        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
-            .with_file_groups(groups)
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
-            .with_statistics(table_stats)
-            .with_expr_adapter(Some(Arc::new(FieldIdAdapterFactory::new(
-                self.table.schema(),
-            ))))
-            .build();
-        Ok(DataSourceExec::from_data_source(config))
+        scan.build(projection.cloned(), limit)
     }
 
     async fn insert_into(
@@ -394,26 +507,29 @@ impl TableProvider for TarnTable {
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if self.identity.is_some() {
+        self.check_writable("INSERT INTO")?;
+        self.schema
+            .logically_equivalent_names_and_types(&input.schema())?;
+        crate::write::insert_plan(input, self.table.clone(), self.name.clone(), insert_op)
+    }
+}
+
+impl TarnTable {
+    /// An error unless this provider may be written: a time-travel read and a row-identity
+    /// scan are read-only.
+    pub(crate) fn check_writable(&self, statement: &str) -> Result<()> {
+        if let Some(v) = self.read_version {
+            return Err(DataFusionError::Plan(format!(
+                "{statement} {} at version {v}: a time-travel read is read-only; write to the \
+                 table by its plain name",
+                self.name
+            )));
+        }
+        if self.identity {
             return Err(DataFusionError::Plan(
                 "cannot write through a row-identity scan".into(),
             ));
         }
-        if self.pinned {
-            return Err(DataFusionError::Plan(format!(
-                "cannot write to {} at version {}: a time-travel read is read-only",
-                self.name,
-                self.table.version()
-            )));
-        }
-        self.schema
-            .logically_equivalent_names_and_types(&input.schema())?;
-        let sink = TarnSink::new(
-            self.table.clone(),
-            self.name.clone(),
-            self.schema.clone(),
-            insert_op,
-        )?;
-        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+        Ok(())
     }
 }

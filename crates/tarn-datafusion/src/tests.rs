@@ -38,7 +38,7 @@ fn ids(batches: &[RecordBatch]) -> Vec<i64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn table_functions_work_in_a_plain_session() {
+async fn time_travel_by_name_works_in_a_plain_session() {
     let tarn = TarnContext::open("memory://plain-session").await.unwrap();
     run(&tarn, "CREATE TABLE t (id BIGINT)").await;
     run(&tarn, "INSERT INTO t VALUES (1), (2)").await;
@@ -52,30 +52,39 @@ async fn table_functions_work_in_a_plain_session() {
     )
     .await
     .unwrap();
-    let current = ctx
-        .sql("SELECT id FROM lake.default.t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    assert_eq!(ids(&current), vec![1, 2, 3]);
-    let old = ctx
-        .sql("SELECT id FROM tarn_version('lake.default.t', 1)")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    assert_eq!(ids(&old), vec![1, 2]);
-    let err = ctx
-        .sql("SELECT id FROM tarn_version('lake.default.t', 7)")
-        .await
-        .unwrap_err();
+    let sql = |q: &'static str| {
+        let ctx = ctx.clone();
+        async move { ctx.sql(q).await?.collect().await }
+    };
+    assert_eq!(
+        ids(&sql("SELECT id FROM lake.default.t").await.unwrap()),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        ids(&sql("SELECT id FROM lake.default.t@v1").await.unwrap()),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(&sql("SELECT id FROM lake.default.\"t@v2\"").await.unwrap()),
+        vec![1, 2, 3]
+    );
+    // Both versions in one statement are two relations.
+    let both = sql(
+        "SELECT (SELECT count(*) FROM lake.default.t@v1) * 10 + (SELECT count(*) FROM lake.default.t)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(ids(&both), vec![23]);
+    let err = sql("SELECT id FROM lake.default.t@v7").await.unwrap_err();
     assert!(
         err.to_string().contains("version 7 does not exist"),
         "{err}"
     );
+    // The table functions are tarn's SQL; here they say what to write instead.
+    let err = sql("SELECT id FROM tarn_version('lake.default.t', 1)")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("t@v3"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,13 +119,7 @@ async fn a_time_travel_provider_is_read_only() {
     run(&tarn, "CREATE TABLE t (id BIGINT)").await;
     run(&tarn, "INSERT INTO t VALUES (1)").await;
     let current = tarn.catalog().load("default", "t").await.unwrap().unwrap();
-    let old = current.pinned(
-        current
-            .table()
-            .at_version(tarn_spec::Version(0))
-            .await
-            .unwrap(),
-    );
+    let old = current.at(crate::AsOf::Version(0)).unwrap();
     let input = Arc::new(EmptyExec::new(old.schema()));
     let state = tarn.session_context().state();
     let err = old

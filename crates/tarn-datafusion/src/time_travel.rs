@@ -1,35 +1,32 @@
-//! Time travel: `t VERSION AS OF 3`, `t TIMESTAMP AS OF '...'`, `t FOR SYSTEM_TIME AS OF '...'`
-//! in tarn's SQL, and the table functions `tarn_version('t', 3)` and
-//! `tarn_as_of('t', '2026-11-25 10:00:00')` in any DataFusion session.
+//! Time travel, resolved per statement with no state shared between statements and no
+//! blocking while planning:
 //!
-//! DataFusion plans relations synchronously, but loading a table version reads storage. So
-//! tarn's entry point resolves every versioned reference of a statement before planning
-//! (`TimeTravel::prepare`) and the planner only looks them up. Outside that entry point
-//! (a plain session calling the table functions) the load blocks the current thread, which
-//! needs a multi-threaded tokio runtime.
+//! - `t VERSION AS OF 3`, `t TIMESTAMP AS OF '...'`, `t FOR SYSTEM_TIME AS OF '...'`, in
+//!   tarn's SQL (and in any session whose dialect parses them): DataFusion resolves `t` as
+//!   usual; [`TimeTravelPlanner`] turns the reference into a read of the older version,
+//!   whose schema the snapshot log of `t` gives without reading storage.
+//! - `t@v3` and `"t@2026-11-25 10:00:00"` as table names, in any DataFusion session: the
+//!   catalog resolves them like any name.
+//! - `tarn_version('t', 3)` and `tarn_as_of('t', '...')`, in tarn's SQL: the parser turns
+//!   them into the first form.
+//!
+//! A versioned reference is a relation of its own: its scan is named `t@v3` (under the name
+//! the query uses), so no optimizer rule can take it for the current `t`.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::ScalarValue;
+use datafusion::common::TableReference;
 use datafusion::datasource::{DefaultTableSource, provider_as_source};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::logical_expr::planner::{
     PlannedRelation, RelationPlanner, RelationPlannerContext, RelationPlanning,
 };
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 use datafusion::sql::sqlparser::ast::{
-    DataType as SqlType, Expr as SqlExpr, FunctionArg, FunctionArgExpr, Statement, TableFactor,
-    TableVersion, Value as SqlValue, Visit, Visitor,
+    DataType as SqlType, Expr as SqlExpr, TableFactor, TableVersion, Value as SqlValue,
 };
-use tarn_spec::Version;
 
-use crate::catalog::TarnCatalog;
-use crate::error::to_df;
-use crate::names::{QualifiedName, parts};
 use crate::provider::TarnTable;
 
 /// Which state of a table to read.
@@ -41,7 +38,7 @@ pub enum AsOf {
 }
 
 impl AsOf {
-    fn from_sql(version: &TableVersion) -> Result<AsOf> {
+    pub(crate) fn from_sql(version: &TableVersion) -> Result<AsOf> {
         match version {
             TableVersion::VersionAsOf(expr) => match expr {
                 SqlExpr::Value(v) => match &v.value {
@@ -65,6 +62,20 @@ impl AsOf {
                 "'{other}' is not supported; use VERSION AS OF n, TIMESTAMP AS OF '...' or FOR SYSTEM_TIME AS OF '...'"
             ))),
         }
+    }
+
+    /// The suffix of a versioned table name: `v3`, or a timestamp.
+    fn parse_suffix(suffix: &str) -> Result<AsOf> {
+        if let Some(digits) = suffix.strip_prefix(['v', 'V'])
+            && !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return digits
+                .parse()
+                .map(AsOf::Version)
+                .map_err(|_| DataFusionError::Plan(format!("version '{digits}' is out of range")));
+        }
+        parse_timestamp(suffix).map(AsOf::Timestamp)
     }
 }
 
@@ -105,216 +116,37 @@ pub fn parse_timestamp(s: &str) -> Result<i64> {
         .map_err(|_| DataFusionError::Plan(format!("'{s}' is not a timestamp; write it like '2026-11-25 10:00:00' or '2026-11-25T10:00:00Z'")))
 }
 
-fn scalar_as_of(value: &ScalarValue, function: &str) -> Result<AsOf> {
-    match value {
-        ScalarValue::Int64(Some(v)) if *v >= 0 && function == "tarn_version" => {
-            Ok(AsOf::Version(*v as u64))
-        }
-        ScalarValue::Utf8(Some(s))
-        | ScalarValue::LargeUtf8(Some(s))
-        | ScalarValue::Utf8View(Some(s))
-            if function == "tarn_as_of" =>
-        {
-            parse_timestamp(s).map(AsOf::Timestamp)
-        }
-        ScalarValue::TimestampNanosecond(Some(ns), _) if function == "tarn_as_of" => {
-            Ok(AsOf::Timestamp(ns.div_euclid(1_000_000)))
-        }
-        other => Err(DataFusionError::Plan(format!(
-            "{function}: the second argument must be {}, not {other}",
-            if function == "tarn_version" {
-                "a version number"
-            } else {
-                "a timestamp string"
-            }
-        ))),
+/// Milliseconds since the epoch, for messages.
+pub(crate) fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+/// Splits a table name `t@v3` or `t@2026-11-25 10:00:00` into the table and the state it
+/// names; `None` for a name without `@`.
+pub(crate) fn versioned_name(name: &str) -> Option<(&str, Result<AsOf>)> {
+    let (table, suffix) = name.rsplit_once('@')?;
+    Some((table, AsOf::parse_suffix(suffix)))
+}
+
+/// The name a versioned read's scan carries: the table's own name with `@v<version>`, so that
+/// it is a relation of its own.
+fn versioned_reference(reference: &TableReference, version: u64) -> TableReference {
+    let table = format!("{}@v{version}", reference.table());
+    match reference {
+        TableReference::Bare { .. } => TableReference::bare(table),
+        TableReference::Partial { schema, .. } => TableReference::partial(schema.as_ref(), table),
+        TableReference::Full {
+            catalog, schema, ..
+        } => TableReference::full(catalog.as_ref(), schema.as_ref(), table),
     }
 }
 
-/// Versioned table references of a statement, loaded ahead of planning.
-#[derive(Debug)]
-pub struct TimeTravel {
-    catalog: Arc<TarnCatalog>,
-    catalog_name: String,
-    resolved: Mutex<HashMap<(QualifiedName, AsOf), Arc<TarnTable>>>,
-}
-
-impl TimeTravel {
-    pub fn new(catalog: Arc<TarnCatalog>, catalog_name: impl Into<String>) -> Arc<Self> {
-        Arc::new(TimeTravel {
-            catalog,
-            catalog_name: catalog_name.into(),
-            resolved: Mutex::default(),
-        })
-    }
-
-    /// Loads every versioned reference in `statement` (both syntaxes).
-    pub async fn prepare(&self, statement: &Statement, default_namespace: &str) -> Result<()> {
-        let mut refs = Vec::new();
-        let _ = statement.visit(&mut Collect {
-            refs: &mut refs,
-            catalog: &self.catalog_name,
-            namespace: default_namespace,
-        });
-        for r in refs {
-            let (name, as_of) = r?;
-            // Names that are not tarn tables are left to the planner, which says what they are.
-            if name.catalog == self.catalog_name {
-                self.load(&name, as_of).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Forgets what `prepare` loaded (after the statement was planned).
-    pub fn clear(&self) {
-        self.resolved.lock().expect("lock").clear();
-    }
-
-    /// Loads a version of a tarn table; `None` if there is no tarn table of that name.
-    async fn load(&self, name: &QualifiedName, as_of: AsOf) -> Result<Option<Arc<TarnTable>>> {
-        if let Some(t) = self
-            .resolved
-            .lock()
-            .expect("lock")
-            .get(&(name.clone(), as_of))
-        {
-            return Ok(Some(t.clone()));
-        }
-        if name.catalog != self.catalog_name {
-            return Ok(None);
-        }
-        let Some(latest) = self.catalog.load(&name.namespace, &name.table).await? else {
-            return Ok(None);
-        };
-        let table = match as_of {
-            AsOf::Version(v) => latest.table().at_version(Version(v)).await,
-            AsOf::Timestamp(ms) => latest.table().at_timestamp(ms).await,
-        }
-        .map_err(to_df)?;
-        let pinned = Arc::new(latest.pinned(table));
-        self.resolved
-            .lock()
-            .expect("lock")
-            .insert((name.clone(), as_of), pinned.clone());
-        Ok(Some(pinned))
-    }
-
-    /// The pinned table, loaded by `prepare` or, failing that, now (blocking).
-    fn get(&self, name: &QualifiedName, as_of: AsOf) -> Result<Arc<TarnTable>> {
-        if let Some(t) = self
-            .resolved
-            .lock()
-            .expect("lock")
-            .get(&(name.clone(), as_of))
-        {
-            return Ok(t.clone());
-        }
-        block_on(self.load(name, as_of))??.ok_or_else(|| {
-            if name.catalog == self.catalog_name {
-                DataFusionError::Plan(format!("table '{}' does not exist", name.short()))
-            } else {
-                not_tarn(&format!(
-                    "{}.{}.{}",
-                    name.catalog, name.namespace, name.table
-                ))
-            }
-        })
-    }
-}
-
-fn not_tarn(name: &str) -> DataFusionError {
-    DataFusionError::Plan(format!(
-        "time travel needs a tarn table, and '{name}' is not one"
-    ))
-}
-
-/// Runs `f` to completion from synchronous planning code.
-fn block_on<F: Future>(f: F) -> Result<F::Output> {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    let handle = Handle::try_current().map_err(|_| {
-        DataFusionError::Plan(
-            "time travel outside tarn's SQL entry point needs a tokio runtime".into(),
-        )
-    })?;
-    if handle.runtime_flavor() != RuntimeFlavor::MultiThread {
-        return Err(DataFusionError::Plan(
-            "time-travel table functions outside tarn's SQL entry point need a multi-threaded tokio runtime".into(),
-        ));
-    }
-    Ok(tokio::task::block_in_place(|| handle.block_on(f)))
-}
-
-struct Collect<'a> {
-    refs: &'a mut Vec<Result<(QualifiedName, AsOf)>>,
-    catalog: &'a str,
-    namespace: &'a str,
-}
-
-impl Visitor for Collect<'_> {
-    type Break = ();
-
-    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
-        let TableFactor::Table {
-            name,
-            version,
-            args,
-            ..
-        } = factor
-        else {
-            return ControlFlow::Continue(());
-        };
-        let resolved =
-            |parts: &[String]| QualifiedName::resolve(parts, self.catalog, self.namespace);
-        if let Some(version) = version {
-            self.refs
-                .push(parts(name).and_then(|p| Ok((resolved(&p)?, AsOf::from_sql(version)?))));
-        } else if let Some(args) = args {
-            let function = name.to_string().to_ascii_lowercase();
-            if function != "tarn_version" && function != "tarn_as_of" {
-                return ControlFlow::Continue(());
-            }
-            let literal = |i: usize| match args.args.get(i) {
-                Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(v)))) => {
-                    Some(v.value.clone())
-                }
-                _ => None,
-            };
-            // Only literal arguments can be resolved ahead; others are resolved when planned.
-            if let (Some(SqlValue::SingleQuotedString(table)), Some(at)) = (literal(0), literal(1))
-            {
-                let as_of = match at {
-                    SqlValue::Number(n, _) if function == "tarn_version" => {
-                        n.parse().map(AsOf::Version).ok()
-                    }
-                    SqlValue::SingleQuotedString(s) if function == "tarn_as_of" => {
-                        parse_timestamp(&s).ok().map(AsOf::Timestamp)
-                    }
-                    _ => None,
-                };
-                if let Some(as_of) = as_of {
-                    self.refs.push(
-                        QualifiedName::parse(&table, self.catalog, self.namespace)
-                            .map(|n| (n, as_of)),
-                    );
-                }
-            }
-        }
-        ControlFlow::Continue(())
-    }
-}
-
-/// Plans `VERSION AS OF` & co. on tarn tables; refuses them on anything else.
-#[derive(Debug)]
-pub struct TimeTravelPlanner {
-    travel: Arc<TimeTravel>,
-}
-
-impl TimeTravelPlanner {
-    pub fn new(travel: Arc<TimeTravel>) -> Self {
-        TimeTravelPlanner { travel }
-    }
-}
+/// Plans `VERSION AS OF` & co. on tarn tables; refuses them on anything else (DataFusion
+/// would otherwise ignore the clause and read the current data).
+#[derive(Debug, Default)]
+pub struct TimeTravelPlanner;
 
 impl RelationPlanner for TimeTravelPlanner {
     fn plan_relation(
@@ -334,25 +166,22 @@ impl RelationPlanner for TimeTravelPlanner {
         };
         let as_of = AsOf::from_sql(version)?;
         let reference = context.object_name_to_table_reference(name.clone())?;
-        let options = context.context_provider().options();
-        let qualified = QualifiedName::resolve(
-            &reference.to_vec(),
-            &options.catalog.default_catalog,
-            &options.catalog.default_schema,
-        )?;
-        // Whatever the name resolves to must be a tarn table.
         let source = context
             .context_provider()
             .get_table_source(reference.clone())?;
-        let is_tarn = source
+        let Some(current) = source
             .downcast_ref::<DefaultTableSource>()
-            .is_some_and(|s| s.table_provider.is::<TarnTable>());
-        if !is_tarn {
-            return Err(not_tarn(&reference.to_string()));
-        }
-        let pinned = self.travel.get(&qualified, as_of)?;
-        let plan =
-            LogicalPlanBuilder::scan(reference, provider_as_source(pinned), None)?.build()?;
+            .and_then(|s| s.table_provider.downcast_ref::<TarnTable>())
+        else {
+            return Err(DataFusionError::Plan(format!(
+                "time travel needs a tarn table, and '{reference}' is not one"
+            )));
+        };
+        let pinned = current.at(as_of)?;
+        let scanned = versioned_reference(&reference, pinned.version().get());
+        let plan = LogicalPlanBuilder::scan(scanned, provider_as_source(Arc::new(pinned)), None)?
+            .alias(reference)?
+            .build()?;
         Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(
             plan,
             alias.clone(),
@@ -360,26 +189,23 @@ impl RelationPlanner for TimeTravelPlanner {
     }
 }
 
-/// `tarn_version('ns.t', 3)` or `tarn_as_of('ns.t', '2026-11-25 10:00:00')`.
+/// `tarn_version('t', 3)` and `tarn_as_of('t', '...')` belong to tarn's SQL, whose parser
+/// turns them into `t VERSION AS OF 3`. Reached only from a DataFusion session of the
+/// application's own, they say what to write there instead.
 #[derive(Debug)]
 pub struct TimeTravelFunction {
     name: &'static str,
-    travel: Arc<TimeTravel>,
 }
 
 impl TimeTravelFunction {
-    pub fn version(travel: Arc<TimeTravel>) -> Self {
+    pub fn version() -> Self {
         TimeTravelFunction {
             name: "tarn_version",
-            travel,
         }
     }
 
-    pub fn as_of(travel: Arc<TimeTravel>) -> Self {
-        TimeTravelFunction {
-            name: "tarn_as_of",
-            travel,
-        }
+    pub fn as_of() -> Self {
+        TimeTravelFunction { name: "tarn_as_of" }
     }
 
     pub fn name(&self) -> &'static str {
@@ -388,32 +214,12 @@ impl TimeTravelFunction {
 }
 
 impl TableFunctionImpl for TimeTravelFunction {
-    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        let usage = || {
-            DataFusionError::Plan(format!(
-                "usage: {}('namespace.table', {})",
-                self.name,
-                if self.name == "tarn_version" {
-                    "version"
-                } else {
-                    "'timestamp'"
-                }
-            ))
-        };
-        let [table, at] = args.exprs() else {
-            return Err(usage());
-        };
-        let (Expr::Literal(ScalarValue::Utf8(Some(table)), _), Expr::Literal(at, _)) = (table, at)
-        else {
-            return Err(usage());
-        };
-        let options = args.session().config().options();
-        let name = QualifiedName::parse(
-            table,
-            &options.catalog.default_catalog,
-            &options.catalog.default_schema,
-        )?;
-        let as_of = scalar_as_of(at, self.name)?;
-        Ok(self.travel.get(&name, as_of)? as Arc<dyn TableProvider>)
+    fn call_with_args(&self, _args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        Err(DataFusionError::Plan(format!(
+            "{}() is part of tarn's SQL (TarnContext::sql); in a DataFusion session of your \
+             own, name the version in the table name instead: t@v3 for version 3, or \
+             \"t@2026-11-25 10:00:00\" for the version at a time",
+            self.name
+        )))
     }
 }

@@ -161,7 +161,7 @@ async fn appending_batches_of_another_schema_fails_and_commits_nothing() {
     let err = t.append_batches([nulls]).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the data does not match the table schema: column 'id' is NOT NULL but the data has 2 null values"
+        "the data does not match the table schema: column 'id' is NOT NULL, but 2 rows have NULL in it"
     );
 
     assert_eq!(w.load_table("ns", "t").await.unwrap().version(), Version(0));

@@ -1,0 +1,432 @@
+//! The commit step of a write: an execution plan node that gathers what the write nodes
+//! below it wrote and commits it as one version, when the plan runs.
+//!
+//! ```text
+//! CommitExec ── one Change, one commit ──▶ `count` (and the new version in the schema metadata)
+//!   └─ write node(s) ── one fragment per writer: rows, files added, files removed
+//! ```
+//!
+//! Fragments are Arrow rows (added files as an encoded manifest), so they could cross a
+//! process boundary. A retryable conflict (a file this statement rewrites was changed by a
+//! concurrent commit) runs the statement again on the newest version when the write knows
+//! how ([`Rerun`]): nothing of the failed attempt was committed, so that is safe.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, ListArray, RecordBatch, StringArray, UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
+use datafusion::common::internal_err;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
+    Partitioning, PlanProperties,
+};
+use futures::StreamExt;
+use tarn_core::{Change, DataFile, Manifest, OverwriteScope, Table};
+use tarn_spec::Operation;
+
+use crate::error::to_df;
+
+/// Schema metadata key on a commit's `count` batch: the version the commit made.
+pub const VERSION_METADATA_KEY: &str = "tarn.version";
+/// Schema metadata key on a commit's `count` batch: the table committed to.
+pub const TABLE_METADATA_KEY: &str = "tarn.table";
+
+/// What one writer wrote.
+#[derive(Debug, Default)]
+pub(crate) struct Fragment {
+    /// Rows the statement counts (inserted, or affected by DML).
+    pub rows: u64,
+    pub added: Vec<DataFile>,
+    /// Table-relative paths of the data files the write replaces.
+    pub removed: Vec<String>,
+}
+
+fn fragment_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("added", DataType::Binary, true),
+        Field::new(
+            "removed",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, false))),
+            true,
+        ),
+    ]))
+}
+
+impl Fragment {
+    /// The fragment as the one-row batch write nodes produce; added files are encoded as a
+    /// manifest of `table`'s default partition spec (the spec every writer uses).
+    pub fn to_batch(&self, table: &Table) -> Result<RecordBatch> {
+        let added: Option<Vec<u8>> = if self.added.is_empty() {
+            None
+        } else {
+            let manifest = Manifest::from_data_files(
+                table.metadata().default_spec(),
+                table.schema(),
+                &self.added,
+            )
+            .map_err(to_df)?;
+            Some(manifest.encode().map_err(to_df)?.to_vec())
+        };
+        let removed = ListArray::from_iter_primitive_strings(&self.removed);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from(vec![self.rows])),
+            Arc::new(BinaryArray::from_opt_vec(vec![added.as_deref()])),
+            Arc::new(removed),
+        ];
+        Ok(RecordBatch::try_new(fragment_schema(), columns)?)
+    }
+
+    fn absorb(&mut self, batch: &RecordBatch) -> Result<()> {
+        let bad = || DataFusionError::Internal("a write fragment has an unexpected shape".into());
+        let rows = batch
+            .column(0)
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(bad)?;
+        let added = batch.column(1).as_binary_opt::<i32>().ok_or_else(bad)?;
+        let removed = batch.column(2).as_list_opt::<i32>().ok_or_else(bad)?;
+        for i in 0..batch.num_rows() {
+            self.rows += rows.value(i);
+            if added.is_valid(i) {
+                let manifest =
+                    Manifest::decode("(a write fragment)", added.value(i).to_vec().into())
+                        .map_err(to_df)?;
+                self.added.extend(manifest.data_files());
+            }
+            if removed.is_valid(i) {
+                let paths = removed.value(i);
+                let paths = paths.as_string_opt::<i32>().ok_or_else(bad)?;
+                self.removed
+                    .extend(paths.iter().flatten().map(str::to_string));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `ListArray` helper: one list row of strings.
+trait ListOfStrings {
+    fn from_iter_primitive_strings(values: &[String]) -> ListArray;
+}
+
+impl ListOfStrings for ListArray {
+    fn from_iter_primitive_strings(values: &[String]) -> ListArray {
+        let items = StringArray::from_iter_values(values);
+        ListArray::new(
+            Arc::new(Field::new_list_field(DataType::Utf8, false)),
+            datafusion::arrow::buffer::OffsetBuffer::from_lengths([values.len()]),
+            Arc::new(items),
+            None,
+        )
+    }
+}
+
+/// What the commit makes of the fragments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitKind {
+    Append,
+    Overwrite(OverwriteScope),
+    /// Row-level DML: removed files replaced by added ones.
+    Rewrite(Operation),
+}
+
+/// A write that can run again on a newer version of the table after a retryable conflict.
+#[async_trait]
+pub(crate) trait Rerun: fmt::Debug + Send + Sync {
+    /// The write node for the newest version of the table, and the table it is based on.
+    async fn plan_again(&self) -> Result<(Arc<dyn ExecutionPlan>, Table)>;
+}
+
+/// How many times a statement runs before a conflict is reported.
+const ATTEMPTS: u32 = 10;
+
+/// The commit node; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct CommitExec {
+    input: Arc<dyn ExecutionPlan>,
+    table: Table,
+    name: String,
+    kind: CommitKind,
+    summary: BTreeMap<String, String>,
+    rerun: Option<Arc<dyn Rerun>>,
+    properties: Arc<PlanProperties>,
+}
+
+fn count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]))
+}
+
+impl CommitExec {
+    pub fn new(
+        input: Arc<dyn ExecutionPlan>,
+        table: Table,
+        name: String,
+        kind: CommitKind,
+        summary: BTreeMap<String, String>,
+        rerun: Option<Arc<dyn Rerun>>,
+    ) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(count_schema()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        CommitExec {
+            input,
+            table,
+            name,
+            kind,
+            summary,
+            rerun,
+            properties,
+        }
+    }
+
+    /// The write node below and the table it writes; for re-planning.
+    pub fn parts(&self) -> (&Arc<dyn ExecutionPlan>, &Table) {
+        (&self.input, &self.table)
+    }
+}
+
+impl DisplayAs for CommitExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            CommitKind::Append => "append".to_string(),
+            CommitKind::Overwrite(OverwriteScope::Table) => "overwrite".to_string(),
+            CommitKind::Overwrite(OverwriteScope::Partitions) => "overwrite partitions".to_string(),
+            CommitKind::Rewrite(op) => op.as_str().to_string(),
+        };
+        write!(
+            f,
+            "TarnCommitExec: table={} operation={what} base_version={}",
+            self.name,
+            self.table.version()
+        )
+    }
+}
+
+impl ExecutionPlan for CommitExec {
+    fn name(&self) -> &str {
+        "TarnCommitExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        vec![Distribution::SinglePartition]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(
+            &Arc<dyn datafusion::physical_plan::PhysicalExpr>,
+        ) -> Result<datafusion::common::tree_node::TreeNodeRecursion>,
+    ) -> Result<datafusion::common::tree_node::TreeNodeRecursion> {
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = children
+            .try_into()
+            .map_err(|_| DataFusionError::Internal("TarnCommitExec takes one input".into()))?;
+        Ok(Arc::new(CommitExec::new(
+            input,
+            self.table.clone(),
+            self.name.clone(),
+            self.kind,
+            self.summary.clone(),
+            self.rerun.clone(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return internal_err!("TarnCommitExec has one partition, not {partition}");
+        }
+        let commit = Commit {
+            input: self.input.clone(),
+            table: self.table.clone(),
+            name: self.name.clone(),
+            kind: self.kind,
+            summary: self.summary.clone(),
+            rerun: self.rerun.clone(),
+        };
+        let stream = futures::stream::once(commit.run(context));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            count_schema(),
+            stream,
+        )))
+    }
+}
+
+/// One run of a commit node.
+struct Commit {
+    input: Arc<dyn ExecutionPlan>,
+    table: Table,
+    name: String,
+    kind: CommitKind,
+    summary: BTreeMap<String, String>,
+    rerun: Option<Arc<dyn Rerun>>,
+}
+
+impl Commit {
+    async fn run(self, context: Arc<TaskContext>) -> Result<RecordBatch> {
+        let backoff = tarn_core::RetryPolicy {
+            min_backoff: std::time::Duration::from_millis(5),
+            ..Default::default()
+        };
+        let (mut input, mut table) = (self.input.clone(), self.table.clone());
+        for attempt in 1.. {
+            match self.once(&input, &table, &context).await {
+                Err(e) if attempt < ATTEMPTS && is_retryable_conflict(&e) => {
+                    let Some(rerun) = &self.rerun else {
+                        return Err(e);
+                    };
+                    tokio::time::sleep(backoff.backoff(attempt)).await;
+                    (input, table) = rerun.plan_again().await?;
+                }
+                outcome => return outcome,
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn once(
+        &self,
+        input: &Arc<dyn ExecutionPlan>,
+        table: &Table,
+        context: &Arc<TaskContext>,
+    ) -> Result<RecordBatch> {
+        let mut fragment = Fragment::default();
+        for partition in 0..input.output_partitioning().partition_count() {
+            let mut stream = input.execute(partition, context.clone())?;
+            while let Some(batch) = stream.next().await {
+                fragment.absorb(&batch?)?;
+            }
+        }
+        let committed = self.commit(table, fragment).await?;
+        let rows = committed.rows;
+        let mut metadata = HashMap::from([(TABLE_METADATA_KEY.to_string(), self.name.clone())]);
+        if let Some(version) = committed.version {
+            metadata.insert(VERSION_METADATA_KEY.to_string(), version.to_string());
+        }
+        let schema = Arc::new(count_schema().as_ref().clone().with_metadata(metadata));
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![Arc::new(UInt64Array::from(vec![rows]))],
+        )?)
+    }
+
+    async fn commit(&self, table: &Table, fragment: Fragment) -> Result<Committed> {
+        let Fragment {
+            rows,
+            added,
+            removed,
+        } = fragment;
+        // A statement that changed nothing commits nothing; an overwrite with no rows still
+        // replaces the data.
+        let unchanged = added.is_empty() && removed.is_empty();
+        if unchanged && !matches!(self.kind, CommitKind::Overwrite(_)) {
+            return Ok(Committed {
+                rows,
+                version: None,
+            });
+        }
+        let change = match self.kind {
+            CommitKind::Append => Change::Append { files: added },
+            CommitKind::Overwrite(scope) => Change::Overwrite {
+                files: added,
+                scope,
+            },
+            CommitKind::Rewrite(operation) => {
+                let paths: HashSet<String> = removed.into_iter().collect();
+                let removed = files_with_paths(table, &paths).await?;
+                if removed.len() != paths.len() {
+                    return Err(DataFusionError::Internal(format!(
+                        "{} of the files this statement rewrites are not in version {} of {}",
+                        paths.len() - removed.len(),
+                        table.version(),
+                        self.name
+                    )));
+                }
+                Change::Rewrite {
+                    removed,
+                    added,
+                    operation,
+                }
+            }
+        };
+        let mut summary = self.summary.clone();
+        if matches!(self.kind, CommitKind::Rewrite(_)) {
+            summary.insert("affected-rows".to_string(), rows.to_string());
+        }
+        let committed = table
+            .commit_with_summary(change, summary)
+            .await
+            .map_err(to_df)?;
+        Ok(Committed {
+            rows,
+            version: Some(committed.version().get()),
+        })
+    }
+}
+
+struct Committed {
+    rows: u64,
+    version: Option<u64>,
+}
+
+/// The data files of `table`'s version with these table-relative paths.
+pub(crate) async fn files_with_paths(
+    table: &Table,
+    paths: &HashSet<String>,
+) -> Result<Vec<DataFile>> {
+    let plan = table
+        .plan_files(&tarn_core::Predicate::True)
+        .await
+        .map_err(to_df)?;
+    Ok(plan
+        .manifests
+        .iter()
+        .flat_map(|m| {
+            m.paths()
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.is_some_and(|p| paths.contains(p)))
+                .map(|(i, _)| m.data_file(i))
+                .collect::<Vec<_>>()
+        })
+        .collect())
+}
+
+fn is_retryable_conflict(e: &DataFusionError) -> bool {
+    crate::error::tarn_error(e)
+        .is_some_and(|t| t.kind() == tarn_core::ErrorKind::Conflict { retryable: true })
+}

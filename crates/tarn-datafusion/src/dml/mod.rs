@@ -1,0 +1,409 @@
+//! Row-level DML on tarn tables, DELETE, UPDATE and MERGE INTO, as DataFusion plans.
+//!
+//! DataFusion plans each statement into a `LogicalPlan::Dml`; its `delete_from`/`update`
+//! hooks would receive only the filters it could extract, and lose subqueries, so tarn does
+//! not use them. Instead an analyzer rule ([`DmlRule`]) replaces every DML statement on a
+//! tarn table, before the optimizer runs, by a [`TarnDml`] node over an ordinary query:
+//!
+//! ```text
+//! TarnDml                       → TarnCommitExec       one Rewrite commit, by the conflict matrix;
+//!   │                                │                 on a retryable conflict, the statement
+//!   │                                │                 runs again on the newest version
+//!   │                           → TarnDmlWriteExec     rows of affected files, less the affected
+//!   │                                │                 positions, and new rows, into new files;
+//!   │                                │                 untouched files stay
+//!   └─ pass 1 (LogicalPlan)     → physical plan:       the target with row identities (_file, _pos)
+//!        DELETE  project(_file, _pos) ∘ filter(p) ∘ scan(t)
+//!        UPDATE  project(_file, _pos, new row) ∘ filter(p) ∘ scan(t) [⋈ FROM]
+//!        MERGE   the first true WHEN clause per row as an action, and the new row
+//!                ∘ scan(t) ⋈ source
+//! ```
+//!
+//! Subqueries, correlated predicates and joins are planned by DataFusion like any query, and
+//! pass 1 reads only the columns it needs. A row's fate is decided once, in pass 1, so
+//! volatile functions cannot make it inconsistent. Nothing happens before the plan runs:
+//! EXPLAIN shows the whole plan and changes nothing, and a plan dropped before it finishes
+//! commits nothing (the files it wrote are orphans, removed by maintenance). A statement
+//! that affects no row commits no version and returns 0.
+
+mod pass1;
+mod write;
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, DFSchemaRef};
+use datafusion::config::ConfigOptions;
+use datafusion::datasource::{DefaultTableSource, provider_as_source};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionState;
+use datafusion::execution::context::QueryPlanner;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{
+    DmlStatement, Expr, Extension, LogicalPlan, TableScanBuilder, TableSource,
+    UserDefinedLogicalNode, UserDefinedLogicalNodeCore, WriteOp,
+};
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
+use tarn_core::Table;
+use tarn_spec::Operation;
+
+use crate::commit::{CommitExec, CommitKind, Rerun};
+use crate::provider::TarnTable;
+
+pub(crate) use write::DmlWriteExec;
+
+/// What a DML statement does with the rows pass 1 returns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd)]
+pub(crate) enum DmlKind {
+    /// Pass 1 returns `_file, _pos` of rows to delete.
+    Delete,
+    /// Pass 1 returns `_file, _pos` and the new row of each updated row.
+    Update,
+    /// Pass 1 returns `_file, _pos, action` (the index of the clause that runs) and the new
+    /// row; `_file` and `_pos` are NULL for inserted rows.
+    Merge(Vec<ClauseAction>),
+}
+
+impl DmlKind {
+    fn operation(&self) -> Operation {
+        match self {
+            DmlKind::Delete => Operation::Delete,
+            DmlKind::Update => Operation::Update,
+            DmlKind::Merge(_) => Operation::Merge,
+        }
+    }
+}
+
+/// The kind of action each MERGE clause takes, in written order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
+pub(crate) enum ClauseAction {
+    Update,
+    Delete,
+    Insert,
+}
+
+/// A DML statement on a tarn table: pass 1 as its input; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct TarnDml {
+    kind: DmlKind,
+    target: Arc<TarnTable>,
+    input: LogicalPlan,
+    /// The statement as DataFusion planned it, to plan again after a conflict.
+    statement: Arc<LogicalPlan>,
+    schema: DFSchemaRef,
+}
+
+impl TarnDml {
+    fn key(&self) -> (&DmlKind, &str, u64, &LogicalPlan) {
+        (
+            &self.kind,
+            self.target.name(),
+            self.target.version().get(),
+            &self.input,
+        )
+    }
+}
+
+impl PartialEq for TarnDml {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for TarnDml {}
+
+impl Hash for TarnDml {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key().hash(state)
+    }
+}
+
+impl PartialOrd for TarnDml {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        let (a, b) = (self.key(), other.key());
+        (a.0, a.1, a.2)
+            .partial_cmp(&(b.0, b.1, b.2))
+            .filter(|o| *o != Ordering::Equal)
+            .or_else(|| a.3.partial_cmp(b.3))
+    }
+}
+
+impl UserDefinedLogicalNodeCore for TarnDml {
+    fn name(&self) -> &str {
+        "TarnDml"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+
+    fn expressions(&self) -> Vec<Expr> {
+        Vec::new()
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "TarnDml: op={} table={} version={}",
+            self.kind.operation().as_str(),
+            self.target.name(),
+            self.target.version()
+        )
+    }
+
+    fn with_exprs_and_inputs(
+        &self,
+        exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> Result<Self> {
+        if !exprs.is_empty() || inputs.len() != 1 {
+            return Err(DataFusionError::Internal(
+                "TarnDml takes no expressions and one input".into(),
+            ));
+        }
+        Ok(TarnDml {
+            input: inputs.remove(0),
+            ..self.clone()
+        })
+    }
+
+    fn necessary_children_exprs(&self, _output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
+        // Every column of pass 1 is used.
+        Some(vec![(0..self.input.schema().fields().len()).collect()])
+    }
+}
+
+/// The tarn table a DML statement targets, if it is one.
+fn tarn_target(target: &Arc<dyn TableSource>) -> Option<Arc<TarnTable>> {
+    let source = target.downcast_ref::<DefaultTableSource>()?;
+    source
+        .table_provider
+        .downcast_ref::<TarnTable>()
+        .map(|t| Arc::new(t.clone()))
+}
+
+/// The analyzer rule that plans DML on tarn tables; see the module documentation.
+#[derive(Debug, Default)]
+pub struct DmlRule;
+
+impl AnalyzerRule for DmlRule {
+    fn name(&self) -> &str {
+        "tarn_dml"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up(|plan| {
+            let LogicalPlan::Dml(dml) = plan else {
+                return Ok(Transformed::no(plan));
+            };
+            let row_level = matches!(
+                dml.op,
+                WriteOp::Delete | WriteOp::Update | WriteOp::MergeInto(_)
+            );
+            match tarn_target(&dml.target) {
+                Some(target) if row_level => {
+                    let node = plan_dml(dml, target, config)?;
+                    Ok(Transformed::yes(LogicalPlan::Extension(Extension {
+                        node: Arc::new(node),
+                    })))
+                }
+                _ => Ok(Transformed::no(LogicalPlan::Dml(dml))),
+            }
+        })
+        .map(|t| t.data)
+    }
+}
+
+fn plan_dml(dml: DmlStatement, target: Arc<TarnTable>, config: &ConfigOptions) -> Result<TarnDml> {
+    let statement = Arc::new(LogicalPlan::Dml(dml.clone()));
+    let (kind, input) = pass1::plan(&dml, &target, config)?;
+    Ok(TarnDml {
+        kind,
+        target,
+        input,
+        statement,
+        schema: Arc::new(DFSchema::try_from(dml.output_schema.as_arrow().clone())?),
+    })
+}
+
+/// Plans [`TarnDml`] nodes into the commit and write execution nodes.
+#[derive(Debug, Default)]
+pub struct DmlPlanner;
+
+#[async_trait]
+impl ExtensionPlanner for DmlPlanner {
+    async fn plan_extension(
+        &self,
+        _planner: &dyn PhysicalPlanner,
+        node: &dyn UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        physical_inputs: &[Arc<dyn ExecutionPlan>],
+        session: &dyn Session,
+        _planning_ctx: &PhysicalPlanningContext,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let Some(dml) = node.as_any().downcast_ref::<TarnDml>() else {
+            return Ok(None);
+        };
+        let [pass1] = physical_inputs else {
+            return Err(DataFusionError::Internal("TarnDml has one input".into()));
+        };
+        let write = Arc::new(DmlWriteExec::new(
+            pass1.clone(),
+            dml.target.clone(),
+            dml.kind.clone(),
+        ));
+        // A session that is a SessionState can plan the statement again after a conflict.
+        let rerun = session
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .map(|state| {
+                Arc::new(RerunDml {
+                    state: state.clone(),
+                    statement: dml.statement.clone(),
+                }) as Arc<dyn Rerun>
+            });
+        Ok(Some(Arc::new(CommitExec::new(
+            write,
+            dml.target.table().clone(),
+            dml.target.name().to_string(),
+            CommitKind::Rewrite(dml.kind.operation()),
+            BTreeMap::new(),
+            rerun,
+        ))))
+    }
+}
+
+/// Plans a DML statement again on the newest versions of the tarn tables it reads.
+#[derive(Debug)]
+struct RerunDml {
+    state: SessionState,
+    statement: Arc<LogicalPlan>,
+}
+
+#[async_trait]
+impl Rerun for RerunDml {
+    async fn plan_again(&self) -> Result<(Arc<dyn ExecutionPlan>, Table)> {
+        let fresh = refreshed(self.statement.as_ref().clone()).await?;
+        let plan = self.state.create_physical_plan(&fresh).await?;
+        let commit = plan.downcast_ref::<CommitExec>().ok_or_else(|| {
+            DataFusionError::Internal("a DML statement planned again has no commit".into())
+        })?;
+        let (write, table) = commit.parts();
+        Ok((write.clone(), table.clone()))
+    }
+}
+
+/// `plan` with every tarn table it reads (the target included) at its newest version,
+/// bound again by column name, so a statement still runs after a concurrent ADD COLUMN or
+/// widening. A change that removes a column the statement names cannot be bound: that is
+/// reported as the conflict it is.
+async fn refreshed(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let mut tables: Vec<Arc<TarnTable>> = Vec::new();
+    plan.apply_with_subqueries(|p| {
+        if let LogicalPlan::TableScan(scan) = p
+            && let Some(t) = tarn_target(&scan.source)
+            && !t.is_pinned()
+        {
+            tables.push(t);
+        }
+        if let LogicalPlan::Dml(dml) = p
+            && let Some(t) = tarn_target(&dml.target)
+        {
+            tables.push(t);
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })?;
+    let mut fresh: BTreeMap<String, Arc<dyn TableSource>> = BTreeMap::new();
+    for t in tables {
+        let url = t.table().location().url().to_string();
+        if fresh.contains_key(&url) {
+            continue;
+        }
+        let latest = t.table().refresh().await.map_err(crate::error::to_df)?;
+        let provider = TarnTable::new(latest, t.name(), t.store_url().clone());
+        fresh.insert(url, provider_as_source(Arc::new(provider)));
+    }
+    let swap = |source: &Arc<dyn TableSource>| -> Option<Arc<dyn TableSource>> {
+        let t = tarn_target(source)?;
+        if t.is_pinned() {
+            return None;
+        }
+        fresh.get(t.table().location().url()).cloned()
+    };
+    let rebound = plan.transform_up_with_subqueries(|p| match p {
+        LogicalPlan::TableScan(scan) => match swap(&scan.source) {
+            Some(source) => {
+                let scan = TableScanBuilder::new(scan.table_name, source)
+                    .with_projection(scan.projection)
+                    .with_filters(scan.filters)
+                    .with_fetch(scan.fetch)
+                    .build()?;
+                Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+            }
+            None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
+        },
+        LogicalPlan::Dml(dml) => {
+            let target = swap(&dml.target).unwrap_or(dml.target);
+            Ok(Transformed::yes(LogicalPlan::Dml(DmlStatement::new(
+                dml.table_name,
+                target,
+                dml.op,
+                dml.input,
+            ))))
+        }
+        other => Ok(Transformed::yes(other.recompute_schema()?)),
+    });
+    rebound.map(|t| t.data).map_err(|e| {
+        DataFusionError::Plan(format!(
+            "a table this statement reads changed its schema while the statement ran, and \
+             the statement no longer fits it ({e}); run it again"
+        ))
+    })
+}
+
+/// The query planner of sessions with tarn: DataFusion's, with [`DmlPlanner`] for tarn's
+/// DML nodes. Plans without them go to the planner the session had before.
+#[derive(Debug)]
+pub struct TarnQueryPlanner {
+    fallback: Arc<dyn QueryPlanner + Send + Sync>,
+}
+
+impl TarnQueryPlanner {
+    pub fn new(fallback: Arc<dyn QueryPlanner + Send + Sync>) -> Self {
+        TarnQueryPlanner { fallback }
+    }
+}
+
+#[async_trait]
+impl QueryPlanner for TarnQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session_state: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let has_tarn_dml = logical_plan.exists(|p| {
+            Ok(matches!(p, LogicalPlan::Extension(e) if e.node.as_any().is::<TarnDml>()))
+        })?;
+        if has_tarn_dml {
+            DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(DmlPlanner)])
+                .create_physical_plan(logical_plan, session_state)
+                .await
+        } else {
+            self.fallback
+                .create_physical_plan(logical_plan, session_state)
+                .await
+        }
+    }
+}

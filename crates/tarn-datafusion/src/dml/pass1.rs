@@ -1,0 +1,320 @@
+//! Pass 1 of a DML statement: the rows it affects, as a query over the target with row
+//! identities, built from the statement DataFusion planned.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, ScalarValue, TableReference};
+use datafusion::config::ConfigOptions;
+use datafusion::datasource::provider_as_source;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::dml::{MergeIntoAction, MergeIntoClauseKind, MergeIntoOp};
+use datafusion::logical_expr::{
+    DmlStatement, Expr, JoinType, LogicalPlan, LogicalPlanBuilder, Projection, TableScanBuilder,
+    TableSource, WriteOp, case, col, lit, not, when,
+};
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
+
+use super::{ClauseAction, DmlKind};
+use crate::provider::{FILE_COLUMN, POS_COLUMN, TarnTable};
+
+/// Pass 1's MERGE action column: the index of the clause that runs for the row.
+pub(super) const ACTION_COLUMN: &str = "__tarn_action";
+/// Marks source rows after the MERGE join (NULL where a target row has no source row).
+const SOURCE_MARKER: &str = "__tarn_source";
+
+/// What `dml` does and its pass 1.
+pub(super) fn plan(
+    dml: &DmlStatement,
+    target: &TarnTable,
+    config: &ConfigOptions,
+) -> Result<(DmlKind, LogicalPlan)> {
+    let statement = match &dml.op {
+        WriteOp::Delete => "DELETE FROM",
+        WriteOp::Update => "UPDATE",
+        _ => "MERGE INTO",
+    };
+    target.check_writable(statement)?;
+    let identity = provider_as_source(Arc::new(target.with_identity()));
+    let (kind, plan) = match &dml.op {
+        WriteOp::Delete => (DmlKind::Delete, delete(dml, identity)?),
+        WriteOp::Update => (DmlKind::Update, update(dml, identity, target)?),
+        WriteOp::MergeInto(op) => merge(dml, op, identity, target)?,
+        other => {
+            return Err(DataFusionError::Internal(format!(
+                "{other} is not row-level DML"
+            )));
+        }
+    };
+    // The expressions built here are typed by the same rules as the rest of the statement.
+    let plan = TypeCoercion::new().analyze(plan, config)?;
+    Ok((kind, plan))
+}
+
+/// `input` with the scan of the DML target replaced by one with row identity columns.
+fn with_identity(dml: &DmlStatement, identity: Arc<dyn TableSource>) -> Result<LogicalPlan> {
+    let mut scans = 0;
+    let plan = dml
+        .input
+        .as_ref()
+        .clone()
+        .transform_up(|plan| match plan {
+            LogicalPlan::TableScan(scan) if Arc::ptr_eq(&scan.source, &dml.target) => {
+                scans += 1;
+                let scan = TableScanBuilder::new(scan.table_name, identity.clone())
+                    .with_filters(scan.filters)
+                    .with_fetch(scan.fetch)
+                    .build()?;
+                Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+            }
+            other => Ok(Transformed::yes(other.recompute_schema()?)),
+        })?
+        .data;
+    if scans != 1 {
+        return Err(DataFusionError::NotImplemented(format!(
+            "{} reads the table it changes {scans} times; name it once",
+            dml.op
+        )));
+    }
+    Ok(plan)
+}
+
+/// The identity column `name` of the target in `schema` (under its name or alias).
+fn identity_column(schema: &DFSchema, name: &str) -> Result<Expr> {
+    let fields = schema.qualified_fields_with_unqualified_name(name);
+    match fields.as_slice() {
+        [(qualifier, field)] => Ok(Expr::Column(Column::from((*qualifier, *field)))),
+        _ => Err(DataFusionError::Plan(format!(
+            "column name '{name}' is reserved for tarn's row identities; rename the other \
+             column of that name in this statement"
+        ))),
+    }
+}
+
+fn delete(dml: &DmlStatement, identity: Arc<dyn TableSource>) -> Result<LogicalPlan> {
+    let input = with_identity(dml, identity)?;
+    let columns = vec![
+        identity_column(input.schema(), FILE_COLUMN)?,
+        identity_column(input.schema(), POS_COLUMN)?,
+    ];
+    LogicalPlanBuilder::from(input).project(columns)?.build()
+}
+
+fn update(
+    dml: &DmlStatement,
+    identity: Arc<dyn TableSource>,
+    target: &TarnTable,
+) -> Result<LogicalPlan> {
+    let input = with_identity(dml, identity)?;
+    // DataFusion plans UPDATE as a projection of the new rows, assigned columns replaced.
+    let LogicalPlan::Projection(projection) = input else {
+        return Err(DataFusionError::Internal(
+            "an UPDATE is planned as a projection of its new rows".into(),
+        ));
+    };
+    let below = projection.input.schema();
+    let file = identity_column(below, FILE_COLUMN)?;
+    // The target's columns under the name the statement gave it (its alias, or its name).
+    let qualifier = match &file {
+        Expr::Column(c) => c.relation.clone(),
+        _ => None,
+    };
+    let mut exprs = vec![file, identity_column(below, POS_COLUMN)?];
+    // The new row in the table's column order; a column the statement does not know of
+    // (added since it was first planned) keeps its value.
+    let mut assigned: HashMap<String, Expr> = projection
+        .expr
+        .into_iter()
+        .map(|e| {
+            let name = e.schema_name().to_string();
+            (name, e)
+        })
+        .collect();
+    for field in target.read_schema().fields() {
+        let value = match assigned.remove(&field.name) {
+            Some(e) => e,
+            None => Expr::Column(Column::new(qualifier.clone(), &field.name)).alias(&field.name),
+        };
+        exprs.push(value);
+    }
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        projection.input,
+    )?))
+}
+
+/// MERGE: the target with identities joined with the source, each candidate row's first
+/// true clause (in written order) as its action, the rows with an action, and their new
+/// values.
+fn merge(
+    dml: &DmlStatement,
+    op: &MergeIntoOp,
+    identity: Arc<dyn TableSource>,
+    target: &TarnTable,
+) -> Result<(DmlKind, LogicalPlan)> {
+    check_scopes(op, &dml.table_name)?;
+    let t = &dml.table_name;
+    let target_column = |name: &str| Expr::Column(Column::new(Some(t.clone()), name));
+    let scan = LogicalPlanBuilder::scan(t.clone(), identity, None)?.build()?;
+    let source = dml.input.as_ref().clone();
+    let mut source_columns: Vec<Expr> = source
+        .schema()
+        .iter()
+        .map(|(q, f)| Expr::Column(Column::from((q, f))))
+        .collect();
+    source_columns.push(lit(true).alias(SOURCE_MARKER));
+    let source = LogicalPlanBuilder::from(source)
+        .project(source_columns)?
+        .build()?;
+
+    let columns: Vec<String> = target
+        .read_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let mut matched = Vec::new();
+    let mut not_matched = Vec::new();
+    let mut by_source = Vec::new();
+    let mut actions = Vec::new();
+    // Per column: the value it takes under each UPDATE or INSERT clause.
+    let mut values: Vec<Vec<(i32, Expr)>> = vec![Vec::new(); columns.len()];
+    let index = |column: &str| {
+        columns.iter().position(|c| c == column).ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "MERGE INTO {}: the table has no column '{column}'",
+                target.name()
+            ))
+        })
+    };
+    for (i, clause) in op.clauses.iter().enumerate() {
+        let i = i as i32;
+        let condition = clause.predicate.clone().unwrap_or(lit(true));
+        match clause.kind.canonical() {
+            MergeIntoClauseKind::Matched => matched.push((condition, lit(i))),
+            MergeIntoClauseKind::NotMatchedBySource => by_source.push((condition, lit(i))),
+            _ => not_matched.push((condition, lit(i))),
+        }
+        match &clause.action {
+            MergeIntoAction::Delete => actions.push(ClauseAction::Delete),
+            MergeIntoAction::Update(assignments) => {
+                for (column, value) in assignments {
+                    values[index(column)?].push((i, value.clone()));
+                }
+                actions.push(ClauseAction::Update);
+            }
+            MergeIntoAction::Insert {
+                columns: named,
+                values: given,
+            } => {
+                let named: Vec<&str> = if named.is_empty() {
+                    columns.iter().map(String::as_str).collect()
+                } else {
+                    named.iter().map(String::as_str).collect()
+                };
+                for (c, column) in columns.iter().enumerate() {
+                    let value = match named.iter().position(|n| n == column) {
+                        Some(k) => given[k].clone(),
+                        // An omitted column takes its default, else NULL.
+                        None => target
+                            .get_column_default(column)
+                            .cloned()
+                            .unwrap_or(Expr::Literal(ScalarValue::Null, None)),
+                    };
+                    values[c].push((i, value));
+                }
+                actions.push(ClauseAction::Insert);
+            }
+        }
+    }
+    let first_true = |whens: Vec<(Expr, Expr)>| -> Result<Expr> {
+        let mut iter = whens.into_iter();
+        match iter.next() {
+            None => Ok(lit(ScalarValue::Int32(None))),
+            Some((w, then)) => {
+                let mut builder = when(w, then);
+                for (w, then) in iter {
+                    builder = builder.when(w, then);
+                }
+                builder.end()
+            }
+        }
+    };
+    let source_present = Expr::Column(Column::new_unqualified(SOURCE_MARKER)).is_not_null();
+    let target_present = target_column(POS_COLUMN).is_not_null();
+    let action = when(
+        target_present.clone().and(source_present),
+        first_true(matched)?,
+    )
+    .when(not(target_present), first_true(not_matched.clone())?)
+    .otherwise(first_true(by_source.clone())?)?;
+
+    let join = match (not_matched.is_empty(), by_source.is_empty()) {
+        (true, true) => JoinType::Inner,
+        (false, true) => JoinType::Right,
+        (true, false) => JoinType::Left,
+        (false, false) => JoinType::Full,
+    };
+    let joined = LogicalPlanBuilder::from(scan)
+        .join_on(source, join, vec![op.on.clone()])?
+        .build()?;
+
+    let mut projection = vec![
+        target_column(FILE_COLUMN),
+        target_column(POS_COLUMN),
+        action.clone().alias(ACTION_COLUMN),
+    ];
+    for (column, cases) in columns.iter().zip(values) {
+        let current = target_column(column);
+        let value = if cases.is_empty() {
+            current
+        } else {
+            let mut builder = case(action.clone());
+            for (i, v) in cases {
+                builder = builder.when(lit(i), v);
+            }
+            builder.otherwise(current)?
+        };
+        projection.push(value.alias(column));
+    }
+    let plan = LogicalPlanBuilder::from(joined)
+        .project(projection)?
+        .filter(col(ACTION_COLUMN).is_not_null())?
+        .build()?;
+    Ok((DmlKind::Merge(actions), plan))
+}
+
+/// MERGE's scoping rules: NOT MATCHED clauses see only the source, NOT MATCHED BY SOURCE
+/// clauses only the target.
+fn check_scopes(op: &MergeIntoOp, target: &TableReference) -> Result<()> {
+    for clause in &op.clauses {
+        let mut exprs: Vec<&Expr> = clause.predicate.iter().collect();
+        match &clause.action {
+            MergeIntoAction::Update(set) => exprs.extend(set.iter().map(|(_, e)| e)),
+            MergeIntoAction::Insert { values, .. } => exprs.extend(values.iter()),
+            MergeIntoAction::Delete => {}
+        }
+        let columns: Vec<&Column> = exprs.iter().flat_map(|e| e.column_refs()).collect();
+        let is_target = |c: &Column| c.relation.as_ref().is_some_and(|r| r == target);
+        let by_source = clause.kind.canonical() == MergeIntoClauseKind::NotMatchedBySource;
+        let wrong = match clause.kind.canonical() {
+            MergeIntoClauseKind::NotMatchedByTarget => columns.iter().find(|c| is_target(c)),
+            MergeIntoClauseKind::NotMatchedBySource => columns
+                .iter()
+                .find(|c| !is_target(c) && c.relation.is_some()),
+            _ => None,
+        };
+        if let Some(column) = wrong {
+            let side = if by_source { "source" } else { "target" };
+            return Err(DataFusionError::Plan(format!(
+                "a WHEN NOT MATCHED{} clause refers to {column}, a {side} column; it has no \
+                 {side} row",
+                if by_source { " BY SOURCE" } else { "" }
+            )));
+        }
+    }
+    Ok(())
+}

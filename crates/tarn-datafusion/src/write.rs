@@ -1,0 +1,188 @@
+//! The write step of INSERT, INSERT OVERWRITE and CREATE TABLE AS: one writer per input
+//! partition, so a large load encodes Parquet on every core; the commit node above turns
+//! what they wrote into one version.
+//!
+//! ```text
+//! TarnCommitExec            one Append or Overwrite commit
+//!   CoalescePartitionsExec  (added by DataFusion: the commit takes one input partition)
+//!     TarnWriteExec         partition i: rows ─▶ data files of the table's spec ─▶ one fragment
+//!       input               N partitions
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::common::internal_err;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties,
+};
+use futures::StreamExt;
+use tarn_core::{OverwriteScope, Table};
+
+use crate::commit::{CommitExec, CommitKind, Fragment};
+use crate::error::to_df;
+
+/// Table property choosing what INSERT OVERWRITE replaces: `static` (the whole table, the
+/// default) or `dynamic` (only the partitions the new rows fall in).
+pub const OVERWRITE_MODE_PROPERTY: &str = "write.overwrite-mode";
+
+/// What INSERT OVERWRITE replaces under these table properties.
+pub(crate) fn overwrite_scope(
+    properties: &std::collections::BTreeMap<String, String>,
+) -> Result<OverwriteScope> {
+    match properties.get(OVERWRITE_MODE_PROPERTY).map(String::as_str) {
+        None | Some("static") => Ok(OverwriteScope::Table),
+        Some("dynamic") => Ok(OverwriteScope::Partitions),
+        Some(other) => Err(DataFusionError::Plan(format!(
+            "table property {OVERWRITE_MODE_PROPERTY} is '{other}'; it must be 'static' or 'dynamic'"
+        ))),
+    }
+}
+
+/// The plan of an INSERT into `table` (named `name` in messages): writers under a commit.
+pub(crate) fn insert_plan(
+    input: Arc<dyn ExecutionPlan>,
+    table: Table,
+    name: String,
+    op: InsertOp,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let kind = match op {
+        InsertOp::Append => CommitKind::Append,
+        InsertOp::Overwrite => {
+            CommitKind::Overwrite(overwrite_scope(table.metadata().properties())?)
+        }
+        InsertOp::Replace => {
+            return Err(DataFusionError::NotImplemented(
+                "REPLACE INTO is not supported on tarn tables; use MERGE INTO".into(),
+            ));
+        }
+    };
+    let write = Arc::new(WriteExec::new(input, table.clone(), name.clone()));
+    let summary = BTreeMap::from([("statement".to_string(), "insert".to_string())]);
+    Ok(Arc::new(CommitExec::new(
+        write, table, name, kind, summary, None,
+    )))
+}
+
+/// Writes each input partition as data files; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct WriteExec {
+    input: Arc<dyn ExecutionPlan>,
+    table: Table,
+    name: String,
+    properties: Arc<PlanProperties>,
+}
+
+impl WriteExec {
+    fn new(input: Arc<dyn ExecutionPlan>, table: Table, name: String) -> Self {
+        let schema = Fragment::default()
+            .to_batch(&table)
+            .map(|b| b.schema())
+            .expect("an empty fragment always encodes");
+        let partitions = input.output_partitioning().partition_count();
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        WriteExec {
+            input,
+            table,
+            name,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for WriteExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TarnWriteExec: table={}", self.name)
+    }
+}
+
+impl ExecutionPlan for WriteExec {
+    fn name(&self) -> &str {
+        "TarnWriteExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        // More writers encode on more cores; sorted input stays in one writer, in order.
+        vec![self.input.output_ordering().is_none()]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(
+            &Arc<dyn datafusion::physical_plan::PhysicalExpr>,
+        ) -> Result<datafusion::common::tree_node::TreeNodeRecursion>,
+    ) -> Result<datafusion::common::tree_node::TreeNodeRecursion> {
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = children
+            .try_into()
+            .map_err(|_| DataFusionError::Internal("TarnWriteExec takes one input".into()))?;
+        Ok(Arc::new(WriteExec::new(
+            input,
+            self.table.clone(),
+            self.name.clone(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition >= self.properties.partitioning.partition_count() {
+            return internal_err!("TarnWriteExec has no partition {partition}");
+        }
+        let mut input = self.input.execute(partition, context)?;
+        let table = self.table.clone();
+        let write = async move {
+            let mut writer = table.writer().map_err(to_df)?;
+            let mut rows = 0u64;
+            while let Some(batch) = input.next().await {
+                let batch = batch?;
+                rows += batch.num_rows() as u64;
+                writer.write(&batch).await.map_err(to_df)?;
+            }
+            let added = writer.finish().await.map_err(to_df)?;
+            Fragment {
+                rows,
+                added,
+                removed: Vec::new(),
+            }
+            .to_batch(&table)
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.properties.eq_properties.schema().clone(),
+            futures::stream::once(write),
+        )))
+    }
+}
