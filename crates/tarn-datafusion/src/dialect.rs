@@ -307,3 +307,108 @@ impl Dialect for TarnDialect {
         GenericDialect {}.supports_xml_expressions()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The names of the `fn`s in the `impl` block that starts with `header` in `source`.
+    fn methods_of(source: &str, header: &str) -> BTreeSet<String> {
+        let start = source
+            .find(header)
+            .unwrap_or_else(|| panic!("'{header}' is not in the source"));
+        let body = &source[start..];
+        let open = body.find('{').expect("an impl block opens");
+        let mut depth = 0usize;
+        let mut end = body.len();
+        for (i, c) in body[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + i;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        body[open..end]
+            .split("fn ")
+            .skip(1)
+            .filter_map(|rest| {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                (!name.is_empty()).then_some(name)
+            })
+            .collect()
+    }
+
+    /// The source of `path` in the sqlparser crate this build uses, found with
+    /// `cargo metadata` (for the host platform, whose dependencies are all downloaded).
+    fn sqlparser_source(path: &str) -> String {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+        let version = std::process::Command::new(rustc)
+            .arg("-vV")
+            .output()
+            .expect("rustc -vV runs");
+        let host = String::from_utf8_lossy(&version.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+            .expect("rustc -vV names the host");
+        let output = std::process::Command::new(cargo)
+            .args(["metadata", "--format-version", "1", "--offline"])
+            .args(["--filter-platform", &host])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cargo metadata runs");
+        assert!(
+            output.status.success(),
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let metadata: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+        let manifests: Vec<&str> = metadata["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .filter(|p| p["name"] == "sqlparser")
+            .filter_map(|p| p["manifest_path"].as_str())
+            .collect();
+        let [manifest] = manifests.as_slice() else {
+            panic!("expected one sqlparser in the build, found {manifests:?}");
+        };
+        let dir = std::path::Path::new(manifest)
+            .parent()
+            .expect("a manifest has a directory");
+        std::fs::read_to_string(dir.join(path)).expect("sqlparser's source is readable")
+    }
+
+    /// TarnDialect must behave as GenericDialect except for table versioning. It forwards
+    /// every method GenericDialect overrides; a sqlparser upgrade whose GenericDialect
+    /// overrides another method fails here instead of changing tarn's SQL silently.
+    #[test]
+    fn every_method_generic_dialect_overrides_is_forwarded() {
+        let generic = methods_of(
+            &sqlparser_source("src/dialect/generic.rs"),
+            "impl Dialect for GenericDialect",
+        );
+        let ours = methods_of(include_str!("dialect.rs"), "impl Dialect for TarnDialect");
+        let missing: Vec<&String> = generic.difference(&ours).collect();
+        assert!(
+            missing.is_empty(),
+            "GenericDialect overrides {missing:?}, which TarnDialect does not forward; \
+             add them to dialect.rs"
+        );
+        assert!(ours.contains("supports_table_versioning"));
+        assert!(TarnDialect.supports_table_versioning());
+        assert!(!GenericDialect {}.supports_table_versioning());
+    }
+}

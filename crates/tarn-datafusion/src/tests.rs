@@ -9,6 +9,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::physical_plan::empty::EmptyExec;
+use futures::StreamExt;
 use tarn_core::Warehouse;
 
 use crate::{TarnContext, register};
@@ -491,5 +492,94 @@ async fn awkward_partition_values_round_trip_in_memory() {
     assert_eq!(
         ids(&run(&tarn, "SELECT id FROM p").await),
         vec![4, 5, 6, 10]
+    );
+}
+
+/// 16 statements at once on one context, each reading another version of one table and
+/// joining it with a second version: every statement sees exactly its own versions.
+async fn readers_see_their_own_versions() {
+    let name = format!(
+        "memory://versions-{:?}",
+        tokio::runtime::Handle::current().runtime_flavor()
+    );
+    let tarn = TarnContext::open(&name).await.unwrap();
+    run(&tarn, "CREATE TABLE t (id BIGINT)").await;
+    for v in 1..=16 {
+        run(&tarn, &format!("INSERT INTO t VALUES ({v})")).await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for v in 1..=16i64 {
+        let tarn = tarn.clone();
+        tasks.spawn(async move {
+            let half = (v / 2).max(1);
+            let sql = format!(
+                "SELECT (SELECT count(*) FROM t VERSION AS OF {v}) * 1000000 \
+                 + (SELECT sum(id) FROM t VERSION AS OF {v}) * 1000 \
+                 + (SELECT count(*) FROM t VERSION AS OF {v} AS a JOIN t VERSION AS OF {half} AS b ON a.id = b.id)"
+            );
+            let got = ids(&run(&tarn, &sql).await);
+            let expected = v * 1_000_000 + v * (v + 1) / 2 * 1000 + half;
+            assert_eq!(got, vec![expected], "version {v}");
+            // The same through a versioned name in the session itself.
+            let batches = tarn
+                .session_context()
+                .sql(&format!("SELECT sum(id) FROM t@v{v}"))
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            assert_eq!(ids(&batches), vec![v * (v + 1) / 2], "t@v{v}");
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_time_travel_on_a_current_thread_runtime() {
+    readers_see_their_own_versions().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_time_travel_on_a_multi_thread_runtime() {
+    readers_see_their_own_versions().await;
+}
+
+/// A statement whose stream is dropped before it finishes commits nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_dropped_halfway_commits_nothing() {
+    // On local disk, where every write waits for the file system, so the statement yields.
+    let dir = tempfile::tempdir().unwrap();
+    let tarn = TarnContext::open(dir.path().to_str().unwrap())
+        .await
+        .unwrap();
+    run(&tarn, "CREATE TABLE t (id BIGINT)").await;
+    run(
+        &tarn,
+        "INSERT INTO t SELECT value FROM generate_series(1, 100000)",
+    )
+    .await;
+    for sql in [
+        "UPDATE t SET id = id + 1",
+        "INSERT INTO t SELECT value FROM generate_series(1, 300000)",
+        "DELETE FROM t WHERE id % 2 = 0",
+        "MERGE INTO t USING (SELECT value AS id FROM generate_series(1, 1000)) AS s \
+         ON t.id = s.id WHEN MATCHED THEN DELETE",
+    ] {
+        let df = tarn.sql(sql).await.unwrap();
+        // Started, then dropped before it can finish.
+        let mut stream = df.execute_stream().await.unwrap();
+        let polled = tokio::time::timeout(std::time::Duration::from_millis(2), stream.next()).await;
+        assert!(polled.is_err(), "{sql} finished within 2 ms: {polled:?}");
+        drop(stream);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let t = tarn.catalog().load("default", "t").await.unwrap().unwrap();
+    assert_eq!(t.table().version(), tarn_spec::Version(1));
+    assert_eq!(
+        ids(&run(&tarn, "SELECT count(*) FROM t").await),
+        vec![100000]
     );
 }
