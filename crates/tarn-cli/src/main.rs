@@ -24,7 +24,7 @@ struct Args {
     #[arg(short, long, env = "TARN_WAREHOUSE", default_value = DEFAULT_WAREHOUSE)]
     warehouse: String,
     /// Run this SQL (or meta command) and exit; may be repeated.
-    #[arg(short = 'c', long = "command")]
+    #[arg(short = 'c', long = "command", allow_hyphen_values = true)]
     commands: Vec<String>,
     /// Run the statements in this file and exit; may be repeated.
     #[arg(short = 'f', long = "file")]
@@ -41,6 +41,13 @@ struct Args {
     /// Show how long each statement takes.
     #[arg(long)]
     timing: bool,
+    /// Print results only: no status lines ("3 rows", "OK", ...).
+    #[arg(short, long)]
+    quiet: bool,
+    /// What NULL prints as (default: NULL in tables, nothing in CSV and TSV, where an empty
+    /// string prints as "").
+    #[arg(long, value_name = "STRING")]
+    null: Option<String>,
 }
 
 /// A `-c` or `-f` argument.
@@ -82,19 +89,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.warehouse.trim().is_empty() {
+        report("--warehouse is empty; give a path or URL (without it, tarn uses ./tarn-warehouse)");
+        return ExitCode::FAILURE;
+    }
     let ctx = match runtime.block_on(TarnContext::open(&args.warehouse)) {
         Ok(ctx) => ctx,
         Err(e) => {
             report(&format!(
                 "cannot open warehouse '{}': {}",
                 args.warehouse,
-                shell::clean(&e.to_string())
+                shell::message_of(&e)
             ));
             return ExitCode::FAILURE;
         }
     };
     let mut shell = Shell::new(ctx, args.format, args.max_rows);
     shell.timing = args.timing;
+    shell.quiet = args.quiet;
+    if let Some(null) = args.null {
+        shell.style.null = null;
+    }
 
     let one_shot = !args.commands.is_empty() || !args.files.is_empty();
     if one_shot || !std::io::stdin().is_terminal() {

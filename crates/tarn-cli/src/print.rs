@@ -2,7 +2,8 @@
 
 use std::str::FromStr;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::Result;
 
@@ -35,30 +36,38 @@ impl FromStr for Format {
     }
 }
 
-/// Renders batches. `max_rows` limits table output (other formats print every row);
-/// `width` is the terminal width to fit tables into, if there is a terminal.
+/// How values are shown: NULL's text, and timestamps as SQL writes them.
+#[derive(Debug, Clone)]
+pub struct Style {
+    /// What a NULL prints as in tables, CSV and TSV (JSON has `null`).
+    pub null: String,
+}
+
+impl Style {
+    fn options(&self) -> FormatOptions<'_> {
+        FormatOptions::default()
+            .with_null(&self.null)
+            .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
+            .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.f%:z"))
+            .with_datetime_format(Some("%Y-%m-%d %H:%M:%S%.f"))
+    }
+}
+
+/// Renders batches with the columns of `schema` (the header is printed even without rows).
+/// `max_rows` limits table output (other formats print every row); `width` is the terminal
+/// width to fit tables into, if there is a terminal.
 pub fn render(
+    schema: &SchemaRef,
     batches: &[RecordBatch],
     format: Format,
+    style: &Style,
     max_rows: usize,
     width: Option<usize>,
 ) -> Result<String> {
     match format {
-        Format::Table => table(batches, max_rows, width),
-        Format::Csv | Format::Tsv => {
-            let mut out = Vec::new();
-            {
-                let delimiter = if format == Format::Csv { b',' } else { b'\t' };
-                let mut writer = datafusion::arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .with_delimiter(delimiter)
-                    .build(&mut out);
-                for batch in batches {
-                    writer.write(batch)?;
-                }
-            }
-            Ok(String::from_utf8_lossy(&out).into_owned())
-        }
+        Format::Table => table(schema, batches, style, max_rows, width),
+        Format::Csv => delimited(schema, batches, style, ','),
+        Format::Tsv => delimited(schema, batches, style, '\t'),
         Format::Json => {
             let mut out = Vec::new();
             {
@@ -89,12 +98,67 @@ pub fn render(
     }
 }
 
-fn table(batches: &[RecordBatch], max_rows: usize, width: Option<usize>) -> Result<String> {
-    let Some(schema) = batches.first().map(|b| b.schema()) else {
-        return Ok(String::new());
+/// CSV (or TSV) as PostgreSQL's `COPY ... CSV` and `psql --csv` write it: a field is quoted
+/// when it holds the delimiter, a quote or a line break, and an empty string is `""`, so it
+/// never reads as NULL (which is the `null` text, empty by default).
+fn delimited(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    style: &Style,
+    delimiter: char,
+) -> Result<String> {
+    let field = |value: &str, out: &mut String| {
+        let needs_quotes =
+            value.is_empty() || value == style.null || value.contains([delimiter, '"', '\n', '\r']);
+        if needs_quotes {
+            out.push('"');
+            out.push_str(&value.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(value);
+        }
     };
+    let mut out = String::new();
+    for (i, f) in schema.fields().iter().enumerate() {
+        if i > 0 {
+            out.push(delimiter);
+        }
+        field(f.name(), &mut out);
+    }
+    out.push('\n');
+    let options = style.options();
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            for (i, (f, column)) in formatters.iter().zip(batch.columns()).enumerate() {
+                if i > 0 {
+                    out.push(delimiter);
+                }
+                if column.is_null(row) {
+                    out.push_str(&style.null);
+                } else {
+                    field(&f.value(row).to_string(), &mut out);
+                }
+            }
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+fn table(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    style: &Style,
+    max_rows: usize,
+    width: Option<usize>,
+) -> Result<String> {
     let headers: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let options = FormatOptions::default().with_null("NULL");
+    let options = style.options();
     let mut rows: Vec<Vec<String>> = Vec::new();
     'batches: for batch in batches {
         let formatters = batch
@@ -187,6 +251,16 @@ mod tests {
 
     use super::*;
 
+    fn style() -> Style {
+        Style {
+            null: "NULL".into(),
+        }
+    }
+
+    fn csv_style() -> Style {
+        Style { null: "".into() }
+    }
+
     fn batch() -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, true),
@@ -204,27 +278,107 @@ mod tests {
 
     #[test]
     fn tables_align_and_cut() {
-        let out = render(&[batch()], Format::Table, 10, None).unwrap();
+        let b = batch();
+        let out = render(&b.schema(), &[b.clone()], Format::Table, &style(), 10, None).unwrap();
         assert_eq!(
             out,
             "+------+---------------------+\n| id   | name                |\n+------+---------------------+\n| 1    | a rather long value |\n| NULL | b                   |\n+------+---------------------+\n"
         );
-        let narrow = render(&[batch()], Format::Table, 10, Some(20)).unwrap();
+        let narrow = render(
+            &b.schema(),
+            &[b.clone()],
+            Format::Table,
+            &style(),
+            10,
+            Some(20),
+        )
+        .unwrap();
         assert!(narrow.lines().all(|l| l.chars().count() <= 20), "{narrow}");
         assert!(narrow.contains('…'));
-        let limited = render(&[batch()], Format::Table, 1, None).unwrap();
+        let limited = render(&b.schema(), &[b.clone()], Format::Table, &style(), 1, None).unwrap();
         assert_eq!(limited.lines().count(), 5);
     }
 
     #[test]
     fn other_formats() {
+        let b = batch();
         assert_eq!(
-            render(&[batch()], Format::Csv, 1, None).unwrap(),
+            render(
+                &b.schema(),
+                &[b.clone()],
+                Format::Csv,
+                &csv_style(),
+                1,
+                None
+            )
+            .unwrap(),
             "id,name\n1,a rather long value\n,b\n"
         );
         assert_eq!(
-            render(&[batch()], Format::Ndjson, 1, None).unwrap(),
+            render(
+                &b.schema(),
+                &[b.clone()],
+                Format::Ndjson,
+                &csv_style(),
+                1,
+                None
+            )
+            .unwrap(),
             "{\"id\":1,\"name\":\"a rather long value\"}\n{\"name\":\"b\"}\n"
+        );
+    }
+
+    #[test]
+    fn csv_tells_null_from_empty_and_quotes_what_needs_it() {
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec![
+                Some(""),
+                None,
+                Some("a,b"),
+                Some("say \"hi\""),
+                Some("two\nlines"),
+                Some("plain"),
+            ]))],
+        )
+        .unwrap();
+        assert_eq!(
+            render(&schema, &[b.clone()], Format::Csv, &csv_style(), 0, None).unwrap(),
+            "s\n\"\"\n\n\"a,b\"\n\"say \"\"hi\"\"\"\n\"two\nlines\"\nplain\n"
+        );
+        let custom = Style { null: "\\N".into() };
+        assert_eq!(
+            render(&schema, &[b], Format::Tsv, &custom, 0, None).unwrap(),
+            "s\n\"\"\n\\N\na,b\n\"say \"\"hi\"\"\"\n\"two\nlines\"\nplain\n"
+        );
+        // A header with no rows.
+        assert_eq!(
+            render(&schema, &[], Format::Csv, &csv_style(), 0, None).unwrap(),
+            "s\n"
+        );
+        let empty = render(&schema, &[], Format::Table, &style(), 10, None).unwrap();
+        assert_eq!(empty, "+---+\n| s |\n+---+\n+---+\n");
+    }
+
+    #[test]
+    fn timestamps_print_as_sql_writes_them() {
+        use datafusion::arrow::array::TimestampMicrosecondArray;
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None),
+            true,
+        )]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(TimestampMicrosecondArray::from(vec![
+                1_764_058_500_000_000,
+            ]))],
+        )
+        .unwrap();
+        assert_eq!(
+            render(&schema, &[b], Format::Csv, &csv_style(), 0, None).unwrap(),
+            "ts\n2025-11-25 08:15:00\n"
         );
     }
 }

@@ -12,7 +12,7 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Editor, Helper};
 
-use crate::shell::{Flow, Shell, report, statement_complete};
+use crate::shell::{Flow, Shell, Stop, report, statement_complete};
 
 const KEYWORDS: &[&str] = &[
     "SELECT",
@@ -112,7 +112,7 @@ impl Completer for TarnHelper {
             return Ok((pos, Vec::new()));
         }
         let lower = word.to_ascii_lowercase();
-        let names = self.names.lock().expect("names lock");
+        let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
         let mut candidates: Vec<Pair> = KEYWORDS
             .iter()
             .filter(|k| k.to_ascii_lowercase().starts_with(&lower))
@@ -180,9 +180,12 @@ pub fn history_path() -> Option<PathBuf> {
 
 /// Table and column names for completion.
 async fn names(shell: &Shell) -> Vec<String> {
-    let sql = "SELECT table_schema, table_name, column_name FROM information_schema.columns \
-               WHERE table_catalog = 'tarn' AND table_schema <> 'information_schema'";
-    let Ok(df) = shell.context().sql(sql).await else {
+    let sql = format!(
+        "SELECT table_schema, table_name, column_name FROM information_schema.columns \
+         WHERE table_catalog = '{}' AND table_schema <> 'information_schema'",
+        shell.context().catalog_name().replace('\'', "''")
+    );
+    let Ok(df) = shell.context().sql(&sql).await else {
         return Vec::new();
     };
     let Ok(batches) = df.collect().await else {
@@ -221,7 +224,10 @@ pub fn run(
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
-    println!("{banner}");
+    {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{banner}");
+    }
     loop {
         match editor.readline("tarn> ") {
             Ok(line) => {
@@ -237,13 +243,14 @@ pub fn run(
                         .map(|()| Flow::Continue)
                 };
                 match outcome {
-                    Ok(Flow::Quit) => break,
+                    Ok(Flow::Quit) | Err(Stop::Closed) => break,
                     Ok(Flow::Continue) => {}
-                    Err(e) => report(&e),
+                    Err(Stop::Failed(e)) => report(&e),
                 }
                 let lower = line.to_ascii_lowercase();
                 if lower.contains("create") || lower.contains("drop") {
-                    *names.lock().expect("names lock") = runtime.block_on(self::names(shell));
+                    *names.lock().unwrap_or_else(|e| e.into_inner()) =
+                        runtime.block_on(self::names(shell));
                 }
             }
             Err(ReadlineError::Interrupted) => continue,

@@ -1,20 +1,29 @@
 //! The shell's state and how it runs statements and meta commands.
+//!
+//! Results go to standard output (or the file of `\o`); status lines ("3 rows", "OK", "2
+//! rows affected; t is now at version 4") go with them in table format, to standard error in
+//! the formats programs read (CSV, TSV, JSON), and nowhere with `--quiet`. A closed standard
+//! output (`tarn ... | head -1`) ends the shell quietly; any other failure to write is an
+//! error.
 
 use std::fs::File;
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::UInt64Type;
-use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{ObjectName, Statement, TableFactor, TableObject};
+use datafusion::arrow::datatypes::{SchemaRef, UInt64Type};
+use datafusion::error::DataFusionError;
 use futures::StreamExt;
-use tarn_datafusion::{ParsedStatement, TarnContext};
+use tarn_datafusion::{ParsedStatement, TABLE_METADATA_KEY, TarnContext, VERSION_METADATA_KEY};
 
 use crate::command::{Command, HELP};
-use crate::print::{Format, render};
+use crate::print::{Format, Style, render};
+
+/// How deep `\i` may nest.
+const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// Whether the shell goes on after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,14 +32,41 @@ pub enum Flow {
     Quit,
 }
 
+/// Why a statement or command stopped.
+#[derive(Debug)]
+pub enum Stop {
+    /// It failed; the message says why.
+    Failed(String),
+    /// Standard output was closed by its reader: the shell ends quietly.
+    Closed,
+}
+
+impl From<String> for Stop {
+    fn from(message: String) -> Self {
+        Stop::Failed(message)
+    }
+}
+
+impl From<DataFusionError> for Stop {
+    fn from(e: DataFusionError) -> Self {
+        Stop::Failed(message_of(&e))
+    }
+}
+
 pub struct Shell {
     ctx: TarnContext,
     pub format: Format,
+    pub style: Style,
     pub timing: bool,
     pub max_rows: usize,
     /// Interactive: Ctrl-C cancels a statement, progress is shown, tables fit the terminal.
     pub interactive: bool,
-    output: Option<File>,
+    /// No status lines.
+    pub quiet: bool,
+    /// `\o`: results go to this file instead of standard output.
+    output: Option<(PathBuf, File)>,
+    /// How many `\i` files are being run inside each other.
+    depth: usize,
 }
 
 impl Shell {
@@ -38,10 +74,18 @@ impl Shell {
         Shell {
             ctx,
             format,
+            style: Style {
+                null: match format {
+                    Format::Table => "NULL".into(),
+                    _ => String::new(),
+                },
+            },
             timing: false,
             max_rows,
             interactive: false,
+            quiet: false,
             output: None,
+            depth: 0,
         }
     }
 
@@ -49,15 +93,35 @@ impl Shell {
         &self.ctx
     }
 
-    fn emit(&mut self, text: &str) {
+    /// Writes results.
+    fn emit(&mut self, text: &str) -> Result<(), Stop> {
         match &mut self.output {
-            Some(file) => {
-                let _ = file.write_all(text.as_bytes());
-            }
+            Some((path, file)) => file
+                .write_all(text.as_bytes())
+                .and_then(|()| file.flush())
+                .map_err(|e| Stop::Failed(format!("cannot write to {}: {e}", path.display()))),
             None => {
-                print!("{text}");
-                let _ = std::io::stdout().flush();
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::BrokenPipe => Stop::Closed,
+                        _ => Stop::Failed(format!("cannot write the output: {e}")),
+                    })
             }
+        }
+    }
+
+    /// Writes a status line: with the results in table format, to standard error otherwise.
+    fn status(&mut self, line: &str) -> Result<(), Stop> {
+        if self.quiet {
+            return Ok(());
+        }
+        if self.format == Format::Table {
+            self.emit(&format!("{line}\n"))
+        } else {
+            let _ = writeln!(std::io::stderr(), "{line}");
+            Ok(())
         }
     }
 
@@ -66,16 +130,24 @@ impl Shell {
     pub async fn run_script(&mut self, text: &str, keep_going: bool) -> (Flow, bool) {
         let mut failed = false;
         let mut buffer = String::new();
+        let stopped = |stop: Stop, failed: &mut bool| -> Option<(Flow, bool)> {
+            match stop {
+                Stop::Closed => Some((Flow::Quit, *failed)),
+                Stop::Failed(e) => {
+                    report(&e);
+                    *failed = true;
+                    (!keep_going).then_some((Flow::Continue, true))
+                }
+            }
+        };
         for line in text.lines() {
             if buffer.trim().is_empty() && line.trim_start().starts_with('\\') {
                 match self.run_command_line(line).await {
                     Ok(Flow::Quit) => return (Flow::Quit, failed),
                     Ok(Flow::Continue) => {}
-                    Err(e) => {
-                        report(&e);
-                        failed = true;
-                        if !keep_going {
-                            return (Flow::Continue, true);
+                    Err(stop) => {
+                        if let Some(end) = stopped(stop, &mut failed) {
+                            return end;
                         }
                     }
                 }
@@ -85,96 +157,69 @@ impl Shell {
             buffer.push('\n');
             if statement_complete(&buffer) {
                 let sql = std::mem::take(&mut buffer);
-                if let Err(e) = self.run_sql(&sql).await {
-                    report(&e);
-                    failed = true;
-                    if !keep_going {
-                        return (Flow::Continue, true);
-                    }
+                if let Err(stop) = self.run_sql(&sql).await
+                    && let Some(end) = stopped(stop, &mut failed)
+                {
+                    return end;
                 }
             }
         }
         if !buffer.trim().is_empty()
-            && let Err(e) = self.run_sql(&buffer).await
+            && let Err(stop) = self.run_sql(&buffer).await
+            && let Some(end) = stopped(stop, &mut failed)
         {
-            report(&e);
-            failed = true;
+            return end;
         }
         (Flow::Continue, failed)
     }
 
-    pub async fn run_command_line(&mut self, line: &str) -> Result<Flow, String> {
+    pub async fn run_command_line(&mut self, line: &str) -> Result<Flow, Stop> {
         let command: Command = line.parse()?;
         self.run_command(command).await
     }
 
     /// Runs one or more SQL statements, stopping at the first error.
-    pub async fn run_sql(&mut self, sql: &str) -> Result<(), String> {
-        let statements = self.ctx.parse(sql).map_err(|e| clean(&e.to_string()))?;
+    pub async fn run_sql(&mut self, sql: &str) -> Result<(), Stop> {
+        let statements = self.ctx.parse(sql)?;
         for statement in statements {
             let started = Instant::now();
-            let outcome = if self.interactive {
+            if self.interactive {
                 tokio::select! {
-                    r = self.execute(statement) => r,
-                    _ = tokio::signal::ctrl_c() => Err("statement cancelled".to_string()),
+                    r = self.execute(statement) => r?,
+                    _ = tokio::signal::ctrl_c() => {
+                        return Err(Stop::Failed("statement cancelled".into()));
+                    }
                 }
             } else {
-                self.execute(statement).await
-            };
-            let message = outcome?;
-            let timing = if self.timing {
-                format!(" Time: {:.3} s", started.elapsed().as_secs_f64())
-            } else {
-                String::new()
-            };
-            self.emit(&format!("{message}{timing}\n"));
+                self.execute(statement).await?;
+            }
+            if self.timing {
+                self.status(&format!("Time: {:.3} s", started.elapsed().as_secs_f64()))?;
+            }
         }
         Ok(())
     }
 
-    /// Runs one statement, prints its result, and returns the line that follows it.
-    async fn execute(&mut self, statement: ParsedStatement) -> Result<String, String> {
-        let written = written_table(statement.statement());
-        let df = self
-            .ctx
-            .execute(statement)
-            .await
-            .map_err(|e| clean(&e.to_string()))?;
+    /// Runs one statement and prints its result and status line.
+    async fn execute(&mut self, statement: ParsedStatement) -> Result<(), Stop> {
+        let df = self.ctx.execute(statement).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let rows = Arc::new(AtomicU64::new(0));
         let spinner = (self.interactive && std::io::stderr().is_terminal())
-            .then(|| spawn_spinner(rows.clone()));
-        let collected = async {
-            let mut stream = df.execute_stream().await?;
-            let mut batches = Vec::new();
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                batches.push(batch);
-            }
-            Ok::<_, datafusion::error::DataFusionError>(batches)
+            .then(|| Spinner::start(rows.clone()));
+        let mut stream = df.execute_stream().await?;
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+            batches.push(batch);
         }
-        .await;
-        if let Some(spinner) = spinner {
-            spinner.abort();
-            eprint!("\r\x1b[K");
+        drop(spinner);
+        if schema.fields().is_empty() {
+            return self.status("OK");
         }
-        let batches = collected.map_err(|e| clean(&e.to_string()))?;
-        let columns = batches.first().map(|b| b.num_columns()).unwrap_or(0);
-        if columns == 0 {
-            return Ok("OK".into());
-        }
-        if let Some(name) = written
-            && let Some(count) = count_of(&batches)
-        {
-            let version = self
-                .version_of(&name)
-                .await
-                .map(|v| format!("; {name} is now at version {v}"))
-                .unwrap_or_default();
-            return Ok(format!(
-                "{count} {} affected{version}",
-                plural(count, "row")
-            ));
+        if let Some(written) = Written::of(&batches) {
+            return self.status(&written.to_string());
         }
         let total: usize = batches.iter().map(|b| b.num_rows()).sum();
         let width = if self.interactive && self.output.is_none() {
@@ -182,124 +227,184 @@ impl Shell {
         } else {
             None
         };
-        let text = render(&batches, self.format, self.max_rows, width)
-            .map_err(|e| clean(&e.to_string()))?;
-        self.emit(&text);
+        let text = render(
+            &schema,
+            &batches,
+            self.format,
+            &self.style,
+            self.max_rows,
+            width,
+        )?;
+        self.emit(&text)?;
         // Only tables are cut to `max_rows`.
         if self.format == Format::Table && total > self.max_rows {
-            Ok(format!(
+            self.status(&format!(
                 "{total} rows (showing the first {}; use --max-rows to see more)",
                 self.max_rows
             ))
         } else {
-            Ok(format!("{total} {}", plural(total as u64, "row")))
+            self.status(&format!("{total} {}", plural(total as u64, "row")))
         }
     }
 
-    async fn version_of(&self, name: &str) -> Option<u64> {
-        let (ns, table) = match name.split_once('.') {
-            Some((ns, t)) => (ns.to_string(), t.to_string()),
-            None => (
-                tarn_datafusion::DEFAULT_NAMESPACE.to_string(),
-                name.to_string(),
-            ),
-        };
-        let t = self.ctx.catalog().load(&ns, &table).await.ok()??;
-        Some(t.table().version().get())
-    }
-
-    pub async fn run_command(&mut self, command: Command) -> Result<Flow, String> {
+    pub async fn run_command(&mut self, command: Command) -> Result<Flow, Stop> {
+        let catalog = self.ctx.catalog_name().to_string();
         match command {
-            Command::Help => self.emit(&format!("{HELP}\n")),
+            Command::Help => self.emit(&format!("{HELP}\n"))?,
             Command::Quit => return Ok(Flow::Quit),
             Command::Tables(ns) => {
                 let filter = ns
-                    .map(|n| format!(" AND table_schema = '{}'", n.replace('\'', "''")))
+                    .map(|n| format!(" AND table_schema = {}", literal(&n)))
                     .unwrap_or_default();
                 self.run_sql(&format!(
                     "SELECT table_schema AS namespace, table_name AS \"table\" FROM information_schema.tables \
-                     WHERE table_catalog = 'tarn' AND table_schema <> 'information_schema'{filter} ORDER BY 1, 2;"
+                     WHERE table_catalog = {} AND table_schema <> 'information_schema'{filter} ORDER BY 1, 2;",
+                    literal(&catalog)
                 ))
                 .await?;
             }
             Command::Namespaces => {
-                self.run_sql(
+                self.run_sql(&format!(
                     "SELECT schema_name AS namespace FROM information_schema.schemata \
-                     WHERE catalog_name = 'tarn' AND schema_name <> 'information_schema' ORDER BY 1;",
-                )
+                     WHERE catalog_name = {} AND schema_name <> 'information_schema' ORDER BY 1;",
+                    literal(&catalog)
+                ))
                 .await?;
             }
             Command::Describe(name) => {
-                self.run_sql(&format!("DESCRIBE {name};")).await?;
                 let (ns, table) = split_name(&name);
-                if let Ok(Some(t)) = self.ctx.catalog().load(&ns, &table).await {
-                    let metadata = t.table().metadata();
-                    let spec = metadata.default_spec();
-                    let schema = metadata.current_schema();
-                    let parts: Vec<String> = spec
-                        .fields()
-                        .iter()
-                        .map(|f| {
-                            let source = schema
-                                .field_by_id(f.source_id)
-                                .map(|c| c.name.clone())
-                                .unwrap_or_default();
-                            format!("{}({source})", f.transform)
-                        })
-                        .collect();
-                    let mut text = format!(
-                        "Partitioned by: {}\nVersion: {}\n",
-                        if parts.is_empty() {
-                            "(not partitioned)".into()
-                        } else {
-                            parts.join(", ")
-                        },
-                        t.table().version()
-                    );
-                    for (k, v) in metadata.properties() {
-                        text.push_str(&format!("Property: {k} = {v}\n"));
-                    }
-                    self.emit(&text);
+                let Some(t) = self.ctx.catalog().load(&ns, &table).await? else {
+                    return Err(Stop::Failed(format!("table '{ns}.{table}' does not exist")));
+                };
+                self.run_sql(&format!(
+                    "SELECT \"column\", type, nullable, \"default\", field_id FROM {};",
+                    quoted_table(&ns, &format!("{table}$columns"))
+                ))
+                .await?;
+                let metadata = t.table().metadata();
+                let spec = metadata.default_spec();
+                let schema = metadata.current_schema();
+                let parts: Vec<String> = spec
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        let source = schema
+                            .field_by_id(f.source_id)
+                            .map(|c| c.name.clone())
+                            .unwrap_or_default();
+                        format!("{}({source})", f.transform)
+                    })
+                    .collect();
+                let mut text = format!(
+                    "Partitioned by: {}\nVersion: {}\n",
+                    if parts.is_empty() {
+                        "(not partitioned)".into()
+                    } else {
+                        parts.join(", ")
+                    },
+                    t.table().version()
+                );
+                for (k, v) in metadata.properties() {
+                    text.push_str(&format!("Property: {k} = {v}\n"));
+                }
+                if !self.quiet {
+                    self.emit(&text)?;
                 }
             }
             Command::Snapshots(name) => {
                 let (ns, table) = split_name(&name);
                 self.run_sql(&format!(
                     "SELECT version, committed_at, operation, added_rows, removed_rows, total_rows, total_files \
-                     FROM \"{ns}\".\"{table}$snapshots\" ORDER BY version;"
+                     FROM {} ORDER BY version;",
+                    quoted_table(&ns, &format!("{table}$snapshots"))
                 ))
                 .await?;
             }
             Command::Timing(on) => {
                 self.timing = on.unwrap_or(!self.timing);
                 let state = if self.timing { "on" } else { "off" };
-                self.emit(&format!("Timing is {state}.\n"));
+                self.status(&format!("Timing is {state}."))?;
             }
             Command::Format(format) => {
                 self.format = format;
-                self.emit(&format!("Output format is {format:?}.\n").to_lowercase());
+                self.status(&format!("Output format is {format:?}.").to_lowercase())?;
             }
             Command::Include(path) => {
+                if self.depth >= MAX_INCLUDE_DEPTH {
+                    return Err(Stop::Failed(format!(
+                        "\\i {} goes deeper than {MAX_INCLUDE_DEPTH} files; does a file include itself?",
+                        path.display()
+                    )));
+                }
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                self.depth += 1;
                 let (flow, failed) = Box::pin(self.run_script(&text, false)).await;
+                self.depth -= 1;
                 if failed {
-                    return Err(format!("{} stopped at its first error", path.display()));
+                    return Err(Stop::Failed(format!(
+                        "{} stopped at its first error",
+                        path.display()
+                    )));
                 }
                 return Ok(flow);
             }
             Command::Output(None) => {
                 self.output = None;
-                self.emit("Output goes to the screen.\n");
+                self.status("Output goes to the screen.")?;
             }
             Command::Output(Some(path)) => {
                 let file = File::create(&path)
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                self.output = Some(file);
-                println!("Output goes to {}.", path.display());
+                self.status(&format!("Output goes to {}.", path.display()))?;
+                self.output = Some((path, file));
             }
         }
         Ok(Flow::Continue)
+    }
+}
+
+/// What a write statement reports: its count, and the table and version it committed.
+struct Written {
+    rows: u64,
+    table: Option<String>,
+    version: Option<String>,
+}
+
+impl Written {
+    /// The result of a write: one `count` row (tarn's commits add the table and version to
+    /// the batch's schema metadata).
+    fn of(batches: &[RecordBatch]) -> Option<Written> {
+        let batch = batches.first()?;
+        if batches.len() != 1
+            || batch.num_columns() != 1
+            || batch.num_rows() != 1
+            || batch.schema().field(0).name() != "count"
+        {
+            return None;
+        }
+        let rows = batch.column(0).as_primitive_opt::<UInt64Type>()?.value(0);
+        let metadata = batch.schema().metadata().clone();
+        Some(Written {
+            rows,
+            table: metadata.get(TABLE_METADATA_KEY).map(|t| {
+                t.strip_prefix(&format!("{}.", tarn_datafusion::DEFAULT_NAMESPACE))
+                    .unwrap_or(t)
+                    .to_string()
+            }),
+            version: metadata.get(VERSION_METADATA_KEY).cloned(),
+        })
+    }
+}
+
+impl std::fmt::Display for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} affected", self.rows, plural(self.rows, "row"))?;
+        match (&self.table, &self.version) {
+            (Some(table), Some(version)) => write!(f, "; {table} is now at version {version}"),
+            (Some(table), None) => write!(f, "; {table} is unchanged"),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -309,6 +414,20 @@ fn plural(n: u64, word: &str) -> String {
     } else {
         format!("{word}s")
     }
+}
+
+/// A string as a SQL literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `ns.table` as a quoted SQL name.
+fn quoted_table(ns: &str, table: &str) -> String {
+    format!(
+        "\"{}\".\"{}\"",
+        ns.replace('"', "\"\""),
+        table.replace('"', "\"\"")
+    )
 }
 
 fn split_name(name: &str) -> (String, String) {
@@ -322,53 +441,6 @@ fn split_name(name: &str) -> (String, String) {
             name.trim_matches('"').to_string(),
         ),
     }
-}
-
-/// The single `count` of a write statement's result.
-fn count_of(batches: &[RecordBatch]) -> Option<u64> {
-    let batch = batches.first()?;
-    if batch.num_columns() != 1
-        || batch.num_rows() != 1
-        || batch.schema().field(0).name() != "count"
-    {
-        return None;
-    }
-    batch
-        .column(0)
-        .as_primitive_opt::<UInt64Type>()
-        .map(|c| c.value(0))
-}
-
-/// The table a write statement changes, as `ns.table` or `table`.
-fn written_table(statement: &DFStatement) -> Option<String> {
-    let DFStatement::Statement(s) = statement else {
-        return None;
-    };
-    let name: &ObjectName = match s.as_ref() {
-        Statement::Insert(insert) => match &insert.table {
-            TableObject::TableName(name) => name,
-            _ => return None,
-        },
-        Statement::Delete(delete) => match &delete.from {
-            datafusion::sql::sqlparser::ast::FromTable::WithFromKeyword(t)
-            | datafusion::sql::sqlparser::ast::FromTable::WithoutKeyword(t) => {
-                match &t.first()?.relation {
-                    TableFactor::Table { name, .. } => name,
-                    _ => return None,
-                }
-            }
-        },
-        Statement::Update(update) => match &update.table.relation {
-            TableFactor::Table { name, .. } => name,
-            _ => return None,
-        },
-        Statement::Merge(merge) => match &merge.table {
-            TableFactor::Table { name, .. } => name,
-            _ => return None,
-        },
-        _ => return None,
-    };
-    Some(name.to_string())
 }
 
 /// Whether `buffer` holds complete statements: it ends with `;` outside quotes and comments.
@@ -398,18 +470,37 @@ pub fn statement_complete(buffer: &str) -> bool {
     matches!(last_significant, Some((';', false)))
 }
 
-/// An error as one line, without DataFusion's wrapping of tarn errors.
+/// The message of an error, as one line: the innermost error (without the names of the
+/// DataFusion rules that passed it on), without DataFusion's category prefixes.
+pub fn message_of(e: &DataFusionError) -> String {
+    clean(&e.find_root().to_string())
+}
+
+/// A message as one line, without DataFusion's prefixes.
 pub fn clean(message: &str) -> String {
+    let mut message = message.trim();
+    for prefix in [
+        "External error: ",
+        "Error during planning: ",
+        "Execution error: ",
+        "Arrow error: ",
+        "Invalid argument error: ",
+    ] {
+        while let Some(rest) = message.strip_prefix(prefix) {
+            message = rest;
+        }
+    }
     message
-        .replace("External error: ", "")
         .lines()
         .map(str::trim)
+        .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
 }
 
+/// Prints an error on standard error (never fails: there is nowhere else to report to).
 pub fn report(error: &str) {
-    eprintln!("Error: {error}");
+    let _ = writeln!(std::io::stderr(), "Error: {error}");
 }
 
 fn terminal_width() -> Option<usize> {
@@ -422,21 +513,35 @@ fn terminal_width() -> Option<usize> {
         .or(Some(120))
 }
 
-fn spawn_spinner(rows: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let frames = ['|', '/', '-', '\\'];
-        let started = Instant::now();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        for i in 0usize.. {
-            eprint!(
-                "\r\x1b[K{} running {:.1} s, {} rows so far (Ctrl-C cancels)",
-                frames[i % frames.len()],
-                started.elapsed().as_secs_f64(),
-                rows.load(Ordering::Relaxed)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
+/// The progress line of a running statement; stops and clears itself when dropped, however
+/// the statement ends (finished, failed or cancelled).
+struct Spinner(tokio::task::JoinHandle<()>);
+
+impl Spinner {
+    fn start(rows: Arc<AtomicU64>) -> Spinner {
+        Spinner(tokio::spawn(async move {
+            let frames = ['|', '/', '-', '\\'];
+            let started = Instant::now();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            for i in 0usize.. {
+                let _ = write!(
+                    std::io::stderr(),
+                    "\r\x1b[K{} running {:.1} s, {} rows so far (Ctrl-C cancels)",
+                    frames[i % frames.len()],
+                    started.elapsed().as_secs_f64(),
+                    rows.load(Ordering::Relaxed)
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }))
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.0.abort();
+        let _ = write!(std::io::stderr(), "\r\x1b[K");
+    }
 }
 
 #[cfg(test)]
@@ -459,5 +564,10 @@ mod tests {
             clean("External error: table 'x' does not exist\nmore"),
             "table 'x' does not exist more"
         );
+        let wrapped = DataFusionError::Context(
+            "tarn_dml".into(),
+            Box::new(DataFusionError::Plan("a clause is wrong".into())),
+        );
+        assert_eq!(message_of(&wrapped), "a clause is wrong");
     }
 }

@@ -146,6 +146,56 @@ pub fn from_scalar(ty: PrimitiveType, scalar: &ScalarValue) -> Option<Value> {
     })
 }
 
+/// A tarn type as SQL writes it (the inverse of [`sql_type`]).
+pub fn sql_type_name(ty: PrimitiveType) -> String {
+    match ty {
+        PrimitiveType::Boolean => "BOOLEAN".into(),
+        PrimitiveType::Int => "INT".into(),
+        PrimitiveType::Long => "BIGINT".into(),
+        PrimitiveType::Float => "REAL".into(),
+        PrimitiveType::Double => "DOUBLE".into(),
+        PrimitiveType::Decimal { precision, scale } => format!("DECIMAL({precision},{scale})"),
+        PrimitiveType::Date => "DATE".into(),
+        PrimitiveType::Timestamp => "TIMESTAMP".into(),
+        PrimitiveType::TimestampTz => "TIMESTAMPTZ".into(),
+        PrimitiveType::String => "VARCHAR".into(),
+        PrimitiveType::Binary => "BYTEA".into(),
+    }
+}
+
+/// A value as a SQL literal of its type: `42`, `'it''s'`, `DATE '2026-11-25'`, `'NaN'`.
+pub fn sql_literal(ty: PrimitiveType, value: &Value) -> String {
+    let scalar = to_scalar(ty, Some(value));
+    let text = match &scalar {
+        ScalarValue::Utf8(Some(s)) => s.clone(),
+        other => other.to_string(),
+    };
+    let quoted = || format!("'{}'", text.replace('\'', "''"));
+    match ty {
+        PrimitiveType::String => quoted(),
+        PrimitiveType::Date => format!("DATE {}", quoted()),
+        PrimitiveType::Timestamp | PrimitiveType::TimestampTz => {
+            format!("TIMESTAMP {}", quoted())
+        }
+        PrimitiveType::Binary => format!("X'{value}'"),
+        _ => match value {
+            Value::Float(f) if !f.is_finite() => non_finite(f64::from(*f)),
+            Value::Double(f) if !f.is_finite() => non_finite(*f),
+            _ => text,
+        },
+    }
+}
+
+fn non_finite(f: f64) -> String {
+    if f.is_nan() {
+        "'NaN'".into()
+    } else if f > 0.0 {
+        "'Infinity'".into()
+    } else {
+        "'-Infinity'".into()
+    }
+}
+
 /// The tarn type of a SQL column type.
 pub fn sql_type(ty: &SqlType) -> Result<PrimitiveType> {
     use SqlType as S;

@@ -22,7 +22,7 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use tarn_core::{Predicate, Table};
 
-use crate::convert::to_scalar;
+use crate::convert::{sql_literal, sql_type_name, to_scalar};
 use crate::error::to_df;
 
 /// Which metadata table.
@@ -33,6 +33,8 @@ pub enum MetadataTable {
     Manifests,
     Partitions,
     Schemas,
+    /// The columns of the version's schema, in SQL's words.
+    Columns,
     Properties,
 }
 
@@ -46,6 +48,7 @@ impl MetadataTable {
             "manifests" => MetadataTable::Manifests,
             "partitions" => MetadataTable::Partitions,
             "schemas" => MetadataTable::Schemas,
+            "columns" => MetadataTable::Columns,
             "properties" => MetadataTable::Properties,
             _ => return None,
         };
@@ -61,6 +64,7 @@ pub async fn provider(table: &Table, kind: MetadataTable) -> Result<Arc<dyn Tabl
         MetadataTable::Manifests => manifests(table).await?,
         MetadataTable::Partitions => partitions(table).await?,
         MetadataTable::Schemas => schemas(table)?,
+        MetadataTable::Columns => columns(table)?,
         MetadataTable::Properties => unzip(vec![
             strings("key", table.metadata().properties().keys().cloned()),
             strings("value", table.metadata().properties().values().cloned()),
@@ -207,6 +211,38 @@ fn snapshots(table: &Table) -> Result<RecordBatch> {
 }
 
 /// Every column of every schema the table has had, with its field id.
+fn columns(table: &Table) -> Result<RecordBatch> {
+    let fields = table.schema().fields();
+    unzip(vec![
+        strings("column", fields.iter().map(|f| f.name.clone())),
+        strings("type", fields.iter().map(|f| sql_type_name(f.field_type))),
+        (
+            Field::new("nullable", DataType::Boolean, false),
+            Arc::new(BooleanArray::from_iter(
+                fields.iter().map(|f| Some(!f.required)),
+            )),
+        ),
+        (
+            Field::new("default", DataType::Utf8, true),
+            Arc::new(StringArray::from_iter(fields.iter().map(|f| {
+                f.write_default
+                    .as_ref()
+                    .map(|v| sql_literal(f.field_type, v))
+            }))),
+        ),
+        (
+            Field::new("field_id", DataType::Int32, false),
+            Arc::new(Int32Array::from_iter_values(
+                fields.iter().map(|f| f.id.get()),
+            )),
+        ),
+        (
+            Field::new("comment", DataType::Utf8, true),
+            Arc::new(StringArray::from_iter(fields.iter().map(|f| f.doc.clone()))),
+        ),
+    ])
+}
+
 fn schemas(table: &Table) -> Result<RecordBatch> {
     let metadata = table.metadata();
     let current = metadata.current_schema().id();

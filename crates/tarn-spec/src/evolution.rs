@@ -106,7 +106,9 @@ impl TableMetadata {
                     check_default(name, *field_type, default.as_ref())?;
                     if *required && default.is_none() {
                         return Err(refused(format!(
-                            "cannot add '{name}' as NOT NULL without a default: rows already                              stored have no value for it; give it a DEFAULT, or add it as                              nullable, fill it with UPDATE, then SET NOT NULL"
+                            "cannot add '{name}' as NOT NULL without a default: rows already \
+                             stored have no value for it; give it a DEFAULT, or add it as \
+                             nullable, fill it with UPDATE, then SET NOT NULL"
                         )));
                     }
                     next_id += 1;

@@ -53,8 +53,19 @@ fn ctrl_c_cancels_the_statement_not_the_shell() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     p.send_control('c').unwrap();
     p.exp_string("statement cancelled").unwrap();
+    p.exp_string("tarn> ").unwrap();
+    // A progress line still running would redraw over what follows.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
     p.send_line("SELECT 1 + 1 AS two;").unwrap();
-    p.exp_string("| 2   |").unwrap();
+    let before = p.exp_string("| 2   |").unwrap();
+    assert!(!before.contains("rows so far"), "{before:?}");
+    let after = p.exp_string("tarn> ").unwrap();
+    assert!(!after.contains("rows so far"), "{after:?}");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    p.send_line("SELECT 3 AS three;").unwrap();
+    let before = p.exp_string("| 3     |").unwrap();
+    assert!(!before.contains("rows so far"), "{before:?}");
+    p.exp_string("tarn> ").unwrap();
     p.send_line("\\q").unwrap();
     p.exp_eof().unwrap();
 }

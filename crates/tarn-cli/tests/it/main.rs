@@ -3,6 +3,7 @@
 mod interactive;
 mod one_shot;
 mod quickstart;
+mod scripting;
 
 use std::path::Path;
 use std::process::{Command, Output};

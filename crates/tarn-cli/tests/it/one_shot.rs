@@ -47,16 +47,19 @@ fn formats_and_files() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // Results on standard output, status lines on standard error.
+    assert_eq!(text(&out.stdout), "id\n1\n2\n");
     assert_eq!(
-        text(&out.stdout),
-        "OK\n2 rows affected; t is now at version 1\nTiming is off.\nid\n1\n2\n2 rows\n"
+        text(&out.stderr),
+        "OK\n2 rows affected; t is now at version 1\nTiming is off.\n2 rows\n"
     );
     let out = tarn(
         &warehouse,
         &["--format", "ndjson", "-c", "SELECT id FROM t WHERE id = 2;"],
         None,
     );
-    assert_eq!(text(&out.stdout), "{\"id\":2}\n1 row\n");
+    assert_eq!(text(&out.stdout), "{\"id\":2}\n");
+    assert_eq!(text(&out.stderr), "1 row\n");
 }
 
 #[test]

@@ -1,0 +1,243 @@
+//! What a script or another program sees: output that parses, status on standard error,
+//! no panics on closed or full outputs, clear errors.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::{tarn, text};
+
+fn command(warehouse: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tarn"));
+    cmd.arg("--warehouse")
+        .arg(warehouse)
+        .env_remove("TARN_WAREHOUSE");
+    cmd
+}
+
+#[test]
+fn a_closed_pipe_ends_the_shell_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = command(dir.path())
+        .args(["-c", "SELECT * FROM generate_series(1, 200000);"])
+        .args(["--format", "csv"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| head -1`: read one line, then close the pipe.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "value\n");
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
+
+#[test]
+fn a_full_output_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = command(dir.path())
+        .args(["-c", "SELECT * FROM generate_series(1, 1000);"])
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the output") && stderr.contains("No space left"),
+        "{stderr}"
+    );
+
+    // \o to a full file: reported, failing exit status.
+    let out = tarn(
+        dir.path(),
+        &["-c", "\\o /dev/full", "-c", "SELECT 1 AS one;"],
+        None,
+    );
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot write to /dev/full") && stderr.contains("No space left"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_script_that_includes_itself_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("loop.sql");
+    std::fs::write(&script, format!("SELECT 1;\n\\i {}\n", script.display())).unwrap();
+    let out = tarn(
+        &dir.path().join("wh"),
+        &["-q", "-f", script.to_str().unwrap()],
+        None,
+    );
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!stderr.contains("overflow"), "{stderr}");
+    assert!(
+        stderr.contains("goes deeper than 16 files; does a file include itself?"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn csv_is_exactly_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| tarn(dir.path(), args, None);
+    let out = run(&[
+        "-c",
+        "CREATE TABLE t (id INT, s VARCHAR, ts TIMESTAMP);",
+        "-c",
+        "INSERT INTO t VALUES (1, '', TIMESTAMP '2026-11-25 08:15:00'), (2, NULL, NULL), (3, 'a,\"b\"', NULL);",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let query = "SELECT id, s, ts FROM t ORDER BY id;";
+    let out = run(&["--format", "csv", "-c", query]);
+    assert_eq!(
+        text(&out.stdout),
+        "id,s,ts\n1,\"\",2026-11-25 08:15:00\n2,,\n3,\"a,\"\"b\"\"\",\n"
+    );
+    assert_eq!(text(&out.stderr), "3 rows\n");
+    // Quiet: nothing but the results anywhere.
+    let out = run(&["-q", "--format", "csv", "-c", query]);
+    assert_eq!(text(&out.stderr), "");
+    assert!(text(&out.stdout).starts_with("id,s,ts\n"));
+    // NULL as the caller wants it.
+    let out = run(&["--format", "csv", "--null", "\\N", "-c", query]);
+    assert_eq!(
+        text(&out.stdout),
+        "id,s,ts\n1,\"\",2026-11-25 08:15:00\n2,\\N,\\N\n3,\"a,\"\"b\"\"\",\\N\n"
+    );
+    // A table prints timestamps as SQL does too.
+    let out = run(&["-c", "SELECT ts FROM t WHERE id = 1;"]);
+    assert!(
+        text(&out.stdout).contains("| 2026-11-25 08:15:00 |"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn empty_results_print_their_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tarn(
+        dir.path(),
+        &[
+            "-c",
+            "CREATE TABLE t (id INT, name VARCHAR);",
+            "-c",
+            "SELECT id, name FROM t;",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "OK\n+----+------+\n| id | name |\n+----+------+\n+----+------+\n0 rows\n"
+    );
+    let out = tarn(
+        dir.path(),
+        &["--format", "csv", "-c", "SELECT id, name FROM t;"],
+        None,
+    );
+    assert_eq!(text(&out.stdout), "id,name\n");
+}
+
+#[test]
+fn writes_report_the_table_and_its_version_however_it_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tarn(
+        dir.path(),
+        &[
+            "-c",
+            "CREATE TABLE t (id INT);",
+            "-c",
+            "INSERT INTO \"t\" VALUES (1);",
+            "-c",
+            "INSERT INTO T VALUES (2);",
+            "-c",
+            "UPDATE tarn.default.t SET id = id + 1;",
+            "-c",
+            "DELETE FROM t WHERE id > 100;",
+            "-c",
+            "CREATE TABLE c AS SELECT id FROM t;",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "OK\n\
+         1 row affected; t is now at version 1\n\
+         1 row affected; t is now at version 2\n\
+         2 rows affected; t is now at version 3\n\
+         0 rows affected; t is unchanged\n\
+         2 rows affected; c is now at version 1\n"
+    );
+}
+
+#[test]
+fn describe_shows_sql_types_ids_and_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tarn(
+        dir.path(),
+        &[
+            "-c",
+            "CREATE TABLE t (id BIGINT NOT NULL, name VARCHAR, ts TIMESTAMP, price DECIMAL(10,2));",
+            "-c",
+            "ALTER TABLE t ADD COLUMN channel VARCHAR DEFAULT 'web';",
+            "-c",
+            "\\d t",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for line in [
+        "| id      | BIGINT        | false    | NULL    | 1        |",
+        "| name    | VARCHAR       | true     | NULL    | 2        |",
+        "| ts      | TIMESTAMP     | true     | NULL    | 3        |",
+        "| price   | DECIMAL(10,2) | true     | NULL    | 4        |",
+        "| channel | VARCHAR       | true     | 'web'   | 5        |",
+    ] {
+        assert!(stdout.contains(line), "{line} in\n{stdout}");
+    }
+    assert!(!stdout.contains("Utf8"), "{stdout}");
+}
+
+#[test]
+fn arguments_that_look_like_flags_are_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tarn(
+        dir.path(),
+        &["-c", "-- just a comment", "-c", "SELECT 1 AS one;"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("| one |"));
+}
+
+#[test]
+fn an_empty_warehouse_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tarn"))
+        .args(["--warehouse", "", "-c", "SELECT 1;"])
+        .env_remove("TARN_WAREHOUSE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--warehouse is empty"),
+        "{}",
+        text(&out.stderr)
+    );
+}
