@@ -279,14 +279,22 @@ mod tests {
     #[test]
     fn tables_align_and_cut() {
         let b = batch();
-        let out = render(&b.schema(), &[b.clone()], Format::Table, &style(), 10, None).unwrap();
+        let out = render(
+            &b.schema(),
+            std::slice::from_ref(&b),
+            Format::Table,
+            &style(),
+            10,
+            None,
+        )
+        .unwrap();
         assert_eq!(
             out,
             "+------+---------------------+\n| id   | name                |\n+------+---------------------+\n| 1    | a rather long value |\n| NULL | b                   |\n+------+---------------------+\n"
         );
         let narrow = render(
             &b.schema(),
-            &[b.clone()],
+            std::slice::from_ref(&b),
             Format::Table,
             &style(),
             10,
@@ -295,7 +303,15 @@ mod tests {
         .unwrap();
         assert!(narrow.lines().all(|l| l.chars().count() <= 20), "{narrow}");
         assert!(narrow.contains('…'));
-        let limited = render(&b.schema(), &[b.clone()], Format::Table, &style(), 1, None).unwrap();
+        let limited = render(
+            &b.schema(),
+            std::slice::from_ref(&b),
+            Format::Table,
+            &style(),
+            1,
+            None,
+        )
+        .unwrap();
         assert_eq!(limited.lines().count(), 5);
     }
 
@@ -305,7 +321,7 @@ mod tests {
         assert_eq!(
             render(
                 &b.schema(),
-                &[b.clone()],
+                std::slice::from_ref(&b),
                 Format::Csv,
                 &csv_style(),
                 1,
@@ -317,7 +333,7 @@ mod tests {
         assert_eq!(
             render(
                 &b.schema(),
-                &[b.clone()],
+                std::slice::from_ref(&b),
                 Format::Ndjson,
                 &csv_style(),
                 1,
@@ -344,7 +360,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            render(&schema, &[b.clone()], Format::Csv, &csv_style(), 0, None).unwrap(),
+            render(
+                &schema,
+                std::slice::from_ref(&b),
+                Format::Csv,
+                &csv_style(),
+                0,
+                None
+            )
+            .unwrap(),
             "s\n\"\"\n\n\"a,b\"\n\"say \"\"hi\"\"\"\n\"two\nlines\"\nplain\n"
         );
         let custom = Style { null: "\\N".into() };
