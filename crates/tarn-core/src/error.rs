@@ -22,6 +22,8 @@ pub enum ErrorKind {
     Unsupported,
     /// The object store failed; trying again later may work.
     Unavailable,
+    /// The object store refused the request: credentials are missing, wrong or not allowed.
+    Forbidden,
 }
 
 /// tarn-core's error.
@@ -82,6 +84,18 @@ pub enum Error {
     #[error("invalid {what}: {reason}")]
     InvalidArgument { what: &'static str, reason: String },
 
+    #[error(
+        "'{name}' cannot be a {what} name: names use letters, digits, '_' and '-', and do \
+         not start with '_'"
+    )]
+    InvalidName { what: &'static str, name: String },
+
+    #[error(
+        "'{path}' exists but is not a version file this commit could create or read ({reason}); \
+         nothing was committed. Remove what is in the way of the table's next version"
+    )]
+    VersionBlocked { path: String, reason: String },
+
     #[error("invalid table metadata change: {0}")]
     InvalidMetadata(#[source] SpecError),
 
@@ -122,6 +136,16 @@ pub enum Error {
         source: object_store::Error,
     },
 
+    #[error(
+        "the object store refused access to '{path}': {source}. Help: {}",
+        credentials_help(path)
+    )]
+    AccessDenied {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+
     #[error("parquet error on '{path}': {source}")]
     Parquet {
         path: String,
@@ -151,20 +175,33 @@ impl Error {
             Error::AlreadyExists { .. }
             | Error::SchemaMismatch { .. }
             | Error::InvalidArgument { .. }
-            | Error::InvalidMetadata(_) => ErrorKind::InvalidInput,
+            | Error::InvalidName { .. }
+            | Error::InvalidMetadata(_)
+            | Error::Arrow { .. } => ErrorKind::InvalidInput,
             Error::Conflict { retryable, .. } => ErrorKind::Conflict {
                 retryable: *retryable,
             },
             Error::CommitRetriesExhausted { .. } => ErrorKind::Conflict { retryable: true },
             Error::CorruptMetadata { .. }
             | Error::CorruptManifest { .. }
-            | Error::MissingFile { .. } => ErrorKind::CorruptData,
+            | Error::MissingFile { .. }
+            | Error::VersionBlocked { .. } => ErrorKind::CorruptData,
             Error::UnsupportedFormat { .. }
             | Error::UnsupportedStore { .. }
             | Error::Unsupported(_) => ErrorKind::Unsupported,
-            Error::ObjectStore { .. } | Error::Parquet { .. } | Error::Arrow { .. } => {
-                ErrorKind::Unavailable
-            }
+            Error::ObjectStore { source, .. } => match source {
+                object_store::Error::NotImplemented { .. }
+                | object_store::Error::NotSupported { .. } => ErrorKind::Unsupported,
+                object_store::Error::InvalidPath { .. }
+                | object_store::Error::UnknownConfigurationKey { .. } => ErrorKind::InvalidInput,
+                _ => ErrorKind::Unavailable,
+            },
+            Error::AccessDenied { .. } => ErrorKind::Forbidden,
+            // Parquet errors on writes wrap the store's; others mean the bytes are wrong.
+            Error::Parquet { source, .. } => match source {
+                parquet::errors::ParquetError::External(_) => ErrorKind::Unavailable,
+                _ => ErrorKind::CorruptData,
+            },
         }
     }
 
@@ -177,14 +214,15 @@ impl Error {
     }
 
     pub(crate) fn store(path: impl ToString, source: object_store::Error) -> Self {
+        let path = path.to_string();
         match source {
-            object_store::Error::NotFound { .. } => Error::MissingFile {
-                path: path.to_string(),
-            },
-            source => Error::ObjectStore {
-                path: path.to_string(),
-                source,
-            },
+            object_store::Error::NotFound { .. } => Error::MissingFile { path },
+            source @ (object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }) => Error::AccessDenied { path, source },
+            // Without credentials the cloud clients ask the instance metadata service,
+            // which fails far from the cause.
+            source if is_missing_credentials(&source) => Error::AccessDenied { path, source },
+            source => Error::ObjectStore { path, source },
         }
     }
 
@@ -200,6 +238,38 @@ impl Error {
             what,
             reason: reason.into(),
         }
+    }
+}
+
+/// Whether a store error comes from looking for credentials that are not there.
+fn is_missing_credentials(e: &object_store::Error) -> bool {
+    let text = e.to_string();
+    [
+        // The instance metadata services of AWS, Google Cloud and Azure.
+        "169.254.169.254",
+        "/latest/api/token",
+        "/latest/meta-data",
+        "metadata.google.internal",
+        "computeMetadata",
+        "/metadata/identity/oauth2",
+        "credential",
+        "Credential",
+    ]
+    .iter()
+    .any(|pattern| text.contains(pattern))
+}
+
+/// What gives credentials to the store of `path`.
+fn credentials_help(path: &str) -> &'static str {
+    if path.starts_with("gs://") {
+        "give Google Cloud credentials with GOOGLE_APPLICATION_CREDENTIALS or \
+         GOOGLE_SERVICE_ACCOUNT (a service account file)"
+    } else if path.starts_with("az://") || path.starts_with("abfs") {
+        "give Azure credentials with AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY \
+         (or AZURE_STORAGE_SAS_TOKEN)"
+    } else {
+        "give credentials with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), \
+         and AWS_ENDPOINT and AWS_REGION for an S3-compatible server"
     }
 }
 

@@ -43,6 +43,7 @@ mod location;
 mod log;
 mod manifest;
 mod manifest_list;
+pub mod properties;
 mod scan;
 mod stats;
 pub mod storage;

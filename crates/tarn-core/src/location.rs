@@ -65,6 +65,11 @@ impl TableLocation {
         path
     }
 
+    /// A table-relative path as messages show it: under the table's URL.
+    pub fn describe(&self, relative: &str) -> String {
+        format!("{}/{}", self.url.trim_end_matches('/'), relative)
+    }
+
     pub(crate) async fn get(&self, relative: &str) -> Result<Bytes> {
         self.get_tagged(relative).await.map(|(bytes, _)| bytes)
     }
@@ -76,12 +81,12 @@ impl TableLocation {
             .store
             .get(&path)
             .await
-            .map_err(|e| Error::store(relative, e))?;
+            .map_err(|e| Error::store(self.describe(relative), e))?;
         let tag = result.meta.e_tag.clone();
         let bytes = result
             .bytes()
             .await
-            .map_err(|e| Error::store(relative, e))?;
+            .map_err(|e| Error::store(self.describe(relative), e))?;
         Ok((bytes, tag))
     }
 
@@ -91,7 +96,7 @@ impl TableLocation {
         match self.store.head(&self.path(relative)).await {
             Ok(meta) => Ok(Some(meta.e_tag)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(Error::store(relative, e)),
+            Err(e) => Err(Error::store(self.describe(relative), e)),
         }
     }
 
@@ -99,7 +104,7 @@ impl TableLocation {
         match self.store.head(&self.path(relative)).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(Error::store(relative, e)),
+            Err(e) => Err(Error::store(self.describe(relative), e)),
         }
     }
 
@@ -109,7 +114,7 @@ impl TableLocation {
         self.store
             .put(&self.path(relative), PutPayload::from(bytes))
             .await
-            .map_err(|e| Error::store(relative, e))?;
+            .map_err(|e| Error::store(self.describe(relative), e))?;
         Ok(())
     }
 
@@ -136,7 +141,7 @@ impl TableLocation {
                 url: self.url.clone(),
                 reason: "the store does not implement PutMode::Create".into(),
             }),
-            Err(e) => Err(Error::store(relative, e)),
+            Err(e) => Err(Error::store(self.describe(relative), e)),
         }
     }
 }

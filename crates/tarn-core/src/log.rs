@@ -145,19 +145,20 @@ pub(crate) async fn read_version(
 ) -> Result<VersionFile> {
     let path = version_file(version);
     let (bytes, tag) = location.get_tagged(&path).await?;
+    let shown = location.describe(&path);
     let metadata = TableMetadata::from_json(&bytes).map_err(|source| match source {
         SpecError::UnsupportedFormatVersion { .. } => Error::UnsupportedFormat {
-            path: path.clone(),
+            path: shown.clone(),
             source,
         },
         source => Error::CorruptMetadata {
-            path: path.clone(),
+            path: shown.clone(),
             source,
         },
     })?;
     if metadata.version() != version {
         return Err(Error::CorruptMetadata {
-            path,
+            path: shown,
             source: SpecError::Invalid(format!(
                 "the file describes version {}, but its name says version {version}",
                 metadata.version()

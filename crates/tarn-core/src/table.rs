@@ -81,7 +81,7 @@ impl Table {
             env.now_ms(),
         )
         .map_err(Error::InvalidMetadata)?;
-        WriterOptions::from_properties(metadata.properties())?;
+        crate::properties::validate(metadata.properties())?;
         let path = log::version_file(Version(0));
         let Some(tag) = location
             .put_if_absent(&path, metadata.to_json().into())
@@ -112,6 +112,62 @@ impl Table {
             file.tag,
             env,
         ))
+    }
+
+    /// One version of the table at `location`, read from its own version file alone (so it
+    /// can be read even when a newer version file is damaged).
+    pub async fn load_version(
+        location: TableLocation,
+        env: Env,
+        version: Version,
+    ) -> Result<Table> {
+        match log::read_version(&location, version).await {
+            Ok(file) => Ok(Table::from_parts(
+                location,
+                Arc::new(file.metadata),
+                file.tag,
+                env,
+            )),
+            Err(Error::MissingFile { .. }) => {
+                let latest =
+                    log::latest_version(&location)
+                        .await?
+                        .ok_or_else(|| Error::TableNotFound {
+                            table: location.url().to_string(),
+                        })?;
+                let oldest = log::oldest_version(&location).await?.unwrap_or(Version(0));
+                Err(Error::VersionNotFound {
+                    requested: version,
+                    oldest,
+                    latest,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The newest version of the table at `location` whose version file can be read: the
+    /// newest, unless that one is damaged. `None` if no version can be read.
+    pub async fn load_readable(location: TableLocation, env: Env) -> Result<Option<Table>> {
+        let Some(latest) = log::latest_version(&location).await? else {
+            return Ok(None);
+        };
+        let mut version = latest.get();
+        loop {
+            match log::read_version(&location, Version(version)).await {
+                Ok(file) => {
+                    return Ok(Some(Table::from_parts(
+                        location,
+                        Arc::new(file.metadata),
+                        file.tag,
+                        env,
+                    )));
+                }
+                Err(e) if e.kind() == crate::ErrorKind::CorruptData && version > 0 => version -= 1,
+                Err(Error::MissingFile { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn from_parts(
@@ -267,7 +323,10 @@ impl Table {
         if let Some(list) = cache_get(&self.cache.lists, &key) {
             return Ok(list);
         }
-        let list = Arc::new(ManifestList::decode(path, self.location.get(path).await?)?);
+        let list = Arc::new(ManifestList::decode(
+            &self.location.describe(path),
+            self.location.get(path).await?,
+        )?);
         cache_put(&self.cache.lists, &key, list.clone());
         Ok(list)
     }
@@ -278,7 +337,10 @@ impl Table {
         if let Some(manifest) = cache_get(&self.cache.manifests, &key) {
             return Ok(manifest);
         }
-        let manifest = Arc::new(Manifest::decode(path, self.location.get(path).await?)?);
+        let manifest = Arc::new(Manifest::decode(
+            &self.location.describe(path),
+            self.location.get(path).await?,
+        )?);
         cache_put(&self.cache.manifests, &key, manifest.clone());
         Ok(manifest)
     }

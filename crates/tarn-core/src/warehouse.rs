@@ -25,13 +25,22 @@ const NAMESPACE_MARKER: &str = "_namespace";
 
 /// Every object under a table's root: its version files and version hint, then the rest.
 async fn table_objects(location: &TableLocation) -> Result<(Vec<Path>, Vec<Path>)> {
-    let all: Vec<Path> = location
-        .store()
-        .list(Some(location.root()))
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await
-        .map_err(|e| Error::store(location.root(), e))?;
+    // A local directory removed while it is listed (by a writer taking back a version it
+    // created during a drop) ends the listing with NotFound: list again.
+    let mut attempts = 0;
+    let all: Vec<Path> = loop {
+        let listed: std::result::Result<Vec<Path>, _> = location
+            .store()
+            .list(Some(location.root()))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await;
+        match listed {
+            Ok(all) => break all,
+            Err(object_store::Error::NotFound { .. }) if attempts < 3 => attempts += 1,
+            Err(e) => return Err(Error::store(location.describe(""), e)),
+        }
+    };
     Ok(all
         .into_iter()
         .partition(|p| is_version_object(location, p)))
@@ -99,6 +108,14 @@ impl Warehouse {
 
     pub async fn create_namespace(&self, namespace: &str) -> Result<()> {
         check_name("namespace", namespace)?;
+        if RESERVED_NAMESPACES.contains(&namespace.to_ascii_lowercase().as_str()) {
+            return Err(Error::invalid(
+                "namespace",
+                format!(
+                    "'{namespace}' is reserved for the SQL engine's own tables; choose another name"
+                ),
+            ));
+        }
         let url = format!("{}/{namespace}", self.root.url.trim_end_matches('/'));
         let location = TableLocation::new(self.root.store.clone(), self.path(&[namespace]), url);
         if location
@@ -382,11 +399,14 @@ async fn delete_table_objects(location: &TableLocation) -> Result<()> {
         }
     }
     let stream = futures::stream::iter(rest.into_iter().map(Ok)).boxed();
-    store
-        .delete_stream(stream)
-        .try_collect::<Vec<_>>()
-        .await
-        .map_err(|e| Error::store(location.root(), e))?;
+    let mut deleted = store.delete_stream(stream);
+    while let Some(result) = deleted.next().await {
+        match result {
+            // Gone already (a writer took its own objects back meanwhile).
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::store(location.describe(""), e)),
+        }
+    }
     Ok(())
 }
 
@@ -401,9 +421,12 @@ fn check_name(what: &'static str, name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(
+        Err(Error::InvalidName {
             what,
-            format!("'{name}': names use letters, digits, '_' and '-', and do not start with '_'"),
-        ))
+            name: name.to_string(),
+        })
     }
 }
+
+/// Namespace names SQL engines keep for themselves.
+const RESERVED_NAMESPACES: &[&str] = &["information_schema", "pg_catalog"];

@@ -29,7 +29,7 @@ use datafusion::sql::sqlparser::ast::{
     AlterColumnOperation, AlterTable, AlterTableOperation, ColumnOption, Expr as SqlExpr,
     RenameTableNameKind,
 };
-use tarn_core::{Change, Table, WriterOptions};
+use tarn_core::{Change, Table};
 use tarn_spec::{MetadataUpdate, SchemaChange};
 
 use crate::context::TarnContext;
@@ -38,7 +38,6 @@ use crate::ddl;
 use crate::error::{spec_to_df, to_df};
 use crate::names::{QualifiedName, normalize};
 use crate::provider::TarnTable;
-use crate::write::overwrite_scope;
 
 /// ALTER TABLE forms sqlparser does not know, read by tarn's own parser.
 #[derive(Debug, Clone)]
@@ -99,12 +98,14 @@ impl TarnContext {
             ));
         }
         if !plan.set_properties.is_empty() {
+            ddl::refuse_internal_properties(plan.set_properties.keys())?;
             let mut merged = table.metadata().properties().clone();
             merged.extend(plan.set_properties.clone());
-            check_properties(&merged)?;
+            tarn_core::properties::validate(&merged).map_err(to_df)?;
             updates.push(MetadataUpdate::SetProperties(plan.set_properties));
         }
         if !plan.unset_properties.is_empty() {
+            ddl::refuse_internal_properties(plan.unset_properties.iter())?;
             updates.push(MetadataUpdate::RemoveProperties(plan.unset_properties));
         }
         if updates.is_empty() {
@@ -354,10 +355,4 @@ impl TarnContext {
         }
         self.done().await
     }
-}
-
-/// Refuses property values the writers would refuse later.
-fn check_properties(properties: &BTreeMap<String, String>) -> Result<()> {
-    WriterOptions::from_properties(properties).map_err(to_df)?;
-    overwrite_scope(properties).map(|_| ())
 }

@@ -10,10 +10,10 @@
 //! `t@v3` and `t@2026-11-25 10:00:00` (time travel), and both together: `t@v3$files`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use async_trait::async_trait;
-use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider, UrlTableFactory};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use tarn_core::{Table, TableLocation, Warehouse};
@@ -21,7 +21,17 @@ use tarn_core::{Table, TableLocation, Warehouse};
 use crate::error::to_df;
 use crate::metadata_tables::{self, MetadataTable};
 use crate::provider::TarnTable;
-use crate::time_travel::versioned_name;
+use crate::time_travel::{AsOf, versioned_name};
+
+/// Whether an error says that a table's metadata could not be read as tarn metadata.
+fn is_damaged(e: &DataFusionError) -> bool {
+    crate::error::tarn_error(e).is_some_and(|t| {
+        matches!(
+            t.kind(),
+            tarn_core::ErrorKind::CorruptData | tarn_core::ErrorKind::Unsupported
+        )
+    })
+}
 
 /// A warehouse registered as a DataFusion catalog.
 #[derive(Debug)]
@@ -29,6 +39,8 @@ pub struct TarnCatalog {
     warehouse: Warehouse,
     store_url: ObjectStoreUrl,
     schemas: RwLock<BTreeMap<String, Arc<TarnSchema>>>,
+    /// Files read by URL (`SELECT * FROM 'x.parquet'`), where the session wants them.
+    url_tables: Arc<OnceLock<Arc<dyn UrlTableFactory>>>,
 }
 
 /// Reads a lock that a panic elsewhere may have poisoned: the guarded maps hold names only,
@@ -48,6 +60,7 @@ impl TarnCatalog {
             warehouse,
             store_url,
             schemas: RwLock::default(),
+            url_tables: Arc::default(),
         });
         catalog.refresh().await?;
         Ok(catalog)
@@ -55,6 +68,11 @@ impl TarnCatalog {
 
     pub fn warehouse(&self) -> &Warehouse {
         &self.warehouse
+    }
+
+    /// Lets the catalog's namespaces resolve names that are not tables as files by URL.
+    pub(crate) fn set_url_tables(&self, factory: Arc<dyn UrlTableFactory>) {
+        let _ = self.url_tables.set(factory);
     }
 
     pub fn store_url(&self) -> &ObjectStoreUrl {
@@ -87,13 +105,10 @@ impl TarnCatalog {
         if read(&self.schemas).contains_key(namespace) {
             return Ok(true);
         }
-        if !self
-            .warehouse
-            .namespace_exists(namespace)
-            .await
-            .unwrap_or(false)
-        {
-            return Ok(false);
+        match self.warehouse.namespace_exists(namespace).await {
+            Ok(true) => {}
+            Ok(false) | Err(tarn_core::Error::InvalidName { .. }) => return Ok(false),
+            Err(e) => return Err(to_df(e)),
         }
         let tables = self.warehouse.list_tables(namespace).await.map_err(to_df)?;
         let schema = self.schema_entry(namespace);
@@ -113,6 +128,7 @@ impl TarnCatalog {
                     store_url: self.store_url.clone(),
                     tables: RwLock::default(),
                     external: RwLock::default(),
+                    url_tables: self.url_tables.clone(),
                 })
             })
     }
@@ -149,9 +165,9 @@ impl TarnCatalog {
                 format!("{namespace}.{table}"),
                 self.store_url.clone(),
             ))),
-            Err(
-                tarn_core::Error::TableNotFound { .. } | tarn_core::Error::InvalidArgument { .. },
-            ) => Ok(None),
+            Err(tarn_core::Error::TableNotFound { .. } | tarn_core::Error::InvalidName { .. }) => {
+                Ok(None)
+            }
             Err(e) => Err(to_df(e)),
         }
     }
@@ -200,6 +216,7 @@ pub struct TarnSchema {
     /// Tables registered for this session only: views, and existing tarn tables registered
     /// with CREATE EXTERNAL TABLE ... STORED AS TARN.
     external: RwLock<HashMap<String, External>>,
+    url_tables: Arc<OnceLock<Arc<dyn UrlTableFactory>>>,
 }
 
 impl TarnSchema {
@@ -220,32 +237,71 @@ impl TarnSchema {
         read(&self.external).contains_key(table)
     }
 
-    /// A tarn table by its name in this namespace, at its newest version.
-    async fn load(&self, name: &str) -> Result<Option<TarnTable>> {
-        let external = read(&self.external).get(name).cloned();
-        let display = format!("{}.{name}", self.namespace);
-        let (loaded, store_url) = match external {
-            Some(External::Provider(_)) => return Ok(None),
+    /// Where a tarn table of this namespace is: an external table's location, or the
+    /// warehouse's; `None` for a name that cannot be a table or is a view.
+    fn locate(&self, name: &str) -> Result<Option<(TableLocation, ObjectStoreUrl)>> {
+        match read(&self.external).get(name).cloned() {
+            Some(External::Provider(_)) => Ok(None),
             Some(External::Tarn {
                 location,
                 store_url,
-            }) => (Table::load(location, self.warehouse_env()).await, store_url),
-            None => (
-                self.warehouse.load_table(&self.namespace, name).await,
-                self.store_url.clone(),
-            ),
+            }) => Ok(Some((location, store_url))),
+            None => match self.warehouse.table_location(&self.namespace, name) {
+                Ok(location) => Ok(Some((location, self.store_url.clone()))),
+                Err(tarn_core::Error::InvalidName { .. }) => Ok(None),
+                Err(e) => Err(to_df(e)),
+            },
+        }
+    }
+
+    /// A tarn table by its name in this namespace, at its newest version.
+    async fn load(&self, name: &str) -> Result<Option<TarnTable>> {
+        let Some((location, store_url)) = self.locate(name)? else {
+            return Ok(None);
+        };
+        let display = format!("{}.{name}", self.namespace);
+        let external = read(&self.external).contains_key(name);
+        let loaded = if external {
+            Table::load(location, tarn_core::Env::default()).await
+        } else {
+            self.warehouse.load_table(&self.namespace, name).await
         };
         match loaded {
             Ok(t) => Ok(Some(TarnTable::new(t, display, store_url))),
-            Err(
-                tarn_core::Error::TableNotFound { .. } | tarn_core::Error::InvalidArgument { .. },
-            ) => Ok(None),
+            Err(tarn_core::Error::TableNotFound { .. } | tarn_core::Error::InvalidName { .. }) => {
+                Ok(None)
+            }
             Err(e) => Err(to_df(e)),
         }
     }
 
-    fn warehouse_env(&self) -> tarn_core::Env {
-        tarn_core::Env::default()
+    /// When the newest version of `name` cannot be read: the table as an older version
+    /// (or, for the snapshot log, the newest readable one) shows it, from that version's
+    /// own file.
+    async fn load_despite_damage(
+        &self,
+        name: &str,
+        as_of: Option<AsOf>,
+        metadata: Option<MetadataTable>,
+    ) -> Result<Option<TarnTable>> {
+        let Some((location, store_url)) = self.locate(name)? else {
+            return Ok(None);
+        };
+        let display = format!("{}.{name}", self.namespace);
+        let env = tarn_core::Env::default();
+        let table = match (as_of, metadata) {
+            (Some(AsOf::Version(v)), _) => {
+                Some(Table::load_version(location, env, tarn_spec::Version(v)).await)
+            }
+            (None, Some(MetadataTable::Snapshots)) => {
+                Table::load_readable(location, env).await.transpose()
+            }
+            _ => None,
+        };
+        match table {
+            Some(t) => Ok(Some(TarnTable::new(t.map_err(to_df)?, display, store_url))),
+            None => Ok(None),
+        }
     }
 }
 
@@ -270,8 +326,37 @@ impl SchemaProvider for TarnSchema {
             Some((table, as_of)) => (table, Some(as_of?)),
             None => (base, None),
         };
-        let Some(mut table) = self.load(base).await? else {
-            return Ok(None);
+        if as_of.is_some() && matches!(read(&self.external).get(base), Some(External::Provider(_)))
+        {
+            return Err(DataFusionError::Plan(format!(
+                "time travel needs a tarn table, and '{}.{base}' is not one",
+                self.namespace
+            )));
+        }
+        let mut table = match self.load(base).await {
+            Ok(Some(t)) => t,
+            Ok(None) if as_of.is_none() && metadata.is_none() => {
+                return match self.url_tables.get() {
+                    Some(files) => files.try_new(name).await,
+                    None => Ok(None),
+                };
+            }
+            // `t@v3` of a table that does not exist says so, by the table's name.
+            Ok(None) if as_of.is_some() => {
+                return Err(DataFusionError::Plan(format!(
+                    "table '{}.{base}' does not exist",
+                    self.namespace
+                )));
+            }
+            Ok(None) => return Ok(None),
+            // A damaged newest version hides nothing the older ones can show.
+            Err(e) if is_damaged(&e) => {
+                match self.load_despite_damage(base, as_of, metadata).await? {
+                    Some(t) => t,
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
         };
         if let Some(as_of) = as_of {
             table = table.at(as_of)?;
@@ -331,6 +416,16 @@ impl SchemaProvider for TarnSchema {
             "dropping '{}.{name}' deletes its data; run DROP TABLE through tarn's SQL entry point",
             self.namespace
         )))
+    }
+
+    async fn table_type(&self, name: &str) -> Result<Option<datafusion::logical_expr::TableType>> {
+        // Listing tables reads no metadata: one damaged table must not hide the others.
+        if let Some(External::Provider(p)) = read(&self.external).get(name) {
+            return Ok(Some(p.table_type()));
+        }
+        Ok(self
+            .table_exist(name)
+            .then_some(datafusion::logical_expr::TableType::Base))
     }
 
     fn table_exist(&self, name: &str) -> bool {

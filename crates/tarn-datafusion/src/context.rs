@@ -104,7 +104,7 @@ impl TarnContext {
             .with_runtime_env(runtime)
             .with_default_features()
             .build();
-        let ctx = SessionContext::new_with_state(state).enable_url_table();
+        let ctx = SessionContext::new_with_state(state);
         if !warehouse
             .namespace_exists(DEFAULT_NAMESPACE)
             .await
@@ -115,7 +115,10 @@ impl TarnContext {
                 Err(e) => return Err(to_df(e)),
             }
         }
-        register(&ctx, warehouse, CATALOG).await
+        let tarn = register(&ctx, warehouse, CATALOG).await?;
+        tarn.catalog
+            .set_url_tables(crate::external::url_tables(&ctx));
+        Ok(tarn)
     }
 
     /// The DataFusion session underneath (for registering functions, reading files, ...).

@@ -244,14 +244,25 @@ pub fn sql_type(ty: &SqlType) -> Result<PrimitiveType> {
         S::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => {
             PrimitiveType::TimestampTz
         }
-        S::Varchar(_)
-        | S::Char(_)
-        | S::Character(_)
-        | S::CharVarying(_)
-        | S::CharacterVarying(_)
+        // Strings have no length in tarn: a length would be a promise nothing keeps.
+        S::Varchar(None)
+        | S::CharVarying(None)
+        | S::CharacterVarying(None)
+        | S::Nvarchar(None)
         | S::Text
-        | S::String(_)
-        | S::Nvarchar(_) => PrimitiveType::String,
+        | S::String(None) => PrimitiveType::String,
+        S::Varchar(Some(_))
+        | S::CharVarying(Some(_))
+        | S::CharacterVarying(Some(_))
+        | S::Nvarchar(Some(_))
+        | S::String(Some(_))
+        | S::Char(_)
+        | S::Character(_) => {
+            return Err(DataFusionError::Plan(format!(
+                "{ty}: tarn strings have no length limit, and it does not pad or cut values; \
+                 use VARCHAR (or TEXT), and a CHECK in your pipeline if lengths matter"
+            )));
+        }
         S::Bytea | S::Binary(_) | S::Varbinary(_) | S::Blob(_) => PrimitiveType::Binary,
         S::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamptz") => {
             PrimitiveType::TimestampTz

@@ -36,8 +36,18 @@ use crate::error::to_df;
 use crate::names::normalize;
 use crate::names::{QualifiedName, parts};
 
-/// The table definition of a CREATE TABLE with a column list.
-pub fn definition(create: &CreateTable, partition_by: &[SqlExpr]) -> Result<TableDefinition> {
+/// The table definition of a CREATE TABLE with a column list. Column defaults are constant
+/// expressions, folded now with `state`'s functions.
+pub fn definition(
+    create: &CreateTable,
+    partition_by: &[SqlExpr],
+    state: &SessionState,
+) -> Result<TableDefinition> {
+    if create.columns.is_empty() {
+        return Err(DataFusionError::Plan(
+            "a table needs at least one column: CREATE TABLE t (id BIGINT, ...)".into(),
+        ));
+    }
     let mut fields = Vec::with_capacity(create.columns.len());
     for (i, column) in create.columns.iter().enumerate() {
         let mut field = Field::optional(
@@ -50,6 +60,11 @@ pub fn definition(create: &CreateTable, partition_by: &[SqlExpr]) -> Result<Tabl
                 ColumnOption::NotNull => field.required = true,
                 ColumnOption::Null => field.required = false,
                 ColumnOption::Comment(c) => field.doc = Some(c.clone()),
+                ColumnOption::Default(expr) => {
+                    let value = constant_default(state, expr, field.field_type, &field.name)?;
+                    // The table is new: no stored row needs an initial default.
+                    field.write_default = value;
+                }
                 other => {
                     return Err(DataFusionError::NotImplemented(format!(
                         "column option '{other}' on '{}' is not supported by tarn tables",
@@ -111,21 +126,21 @@ pub fn partition_fields(items: &[SqlExpr], fields: &[Field]) -> Result<Vec<Parti
                     FunctionArguments::List(list) => list.args.iter().collect::<Vec<_>>(),
                     _ => Vec::new(),
                 };
-                let mut col = None;
-                let mut number = None;
-                for arg in args {
-                    match arg {
-                        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Identifier(id))) => {
-                            col = Some(normalize(id))
-                        }
-                        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(v))) => {
-                            if let SqlValue::Number(n, _) = &v.value {
-                                number = n.parse::<u32>().ok();
-                            }
-                        }
-                        _ => {}
+                // `bucket(N, col)` and `truncate(W, col)`: the number first; the others
+                // take the column alone.
+                let (number, col) = match args.as_slice() {
+                    [FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Identifier(id)))] => {
+                        (None, Some(normalize(id)))
                     }
-                }
+                    [
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(v))),
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Identifier(id))),
+                    ] => match &v.value {
+                        SqlValue::Number(n, _) => (n.parse::<u32>().ok(), Some(normalize(id))),
+                        _ => (None, None),
+                    },
+                    _ => (None, None),
+                };
                 let bad = || {
                     DataFusionError::Plan(format!(
                         "cannot partition by '{item}'; use a column, year(col), month(col), day(col), \
@@ -169,6 +184,20 @@ pub fn partition_fields(items: &[SqlExpr], fields: &[Field]) -> Result<Vec<Parti
     Ok(out)
 }
 
+/// Refuses keys of properties that only tarn sets (RENAME TO and DROP TABLE do).
+pub(crate) fn refuse_internal_properties<'a>(
+    keys: impl IntoIterator<Item = &'a String>,
+) -> Result<()> {
+    for key in keys {
+        if tarn_core::properties::INTERNAL_PROPERTIES.contains(&key.as_str()) {
+            return Err(DataFusionError::Plan(format!(
+                "table property '{key}' is set by tarn itself; it cannot be set or removed"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Table properties from `WITH (...)` or `TBLPROPERTIES (...)`.
 pub fn properties(table_options: &CreateTableOptions) -> Result<BTreeMap<String, String>> {
     let list = match table_options {
@@ -178,7 +207,9 @@ pub fn properties(table_options: &CreateTableOptions) -> Result<BTreeMap<String,
         | CreateTableOptions::Options(o)
         | CreateTableOptions::Plain(o) => o,
     };
-    options(list)
+    let properties = options(list)?;
+    refuse_internal_properties(properties.keys())?;
+    Ok(properties)
 }
 
 /// `'key' = 'value'` pairs, as in `WITH (...)` or `SET TBLPROPERTIES (...)`.
@@ -374,7 +405,7 @@ impl TarnContext {
             }
         };
         let definition = match &query {
-            None => definition(create, partition_by)?,
+            None => definition(create, partition_by, &self.session_context().state())?,
             Some(df) => {
                 if !create.columns.is_empty() {
                     return Err(DataFusionError::Plan("CREATE TABLE ... AS SELECT takes its columns from the query; drop the column list".into()));
@@ -415,11 +446,18 @@ impl TarnContext {
             Ok(batches) => Ok(self.session_context().read_batches(batches)?),
             Err(e) => {
                 // The statement failed: take the table back out.
-                let _ = warehouse.drop_table(&name.namespace, &name.table).await;
+                let cleanup = warehouse.drop_table(&name.namespace, &name.table).await;
                 if let Some(schema) = self.catalog().tarn_schema(&name.namespace) {
                     schema.note_dropped(&name.table);
                 }
-                Err(e)
+                match cleanup {
+                    Ok(()) => Err(e),
+                    Err(cleanup) => Err(DataFusionError::Plan(format!(
+                        "CREATE TABLE {} AS failed ({e}), and removing the half-created \
+                         table failed too ({cleanup}); drop it with DROP TABLE",
+                        name.short()
+                    ))),
+                }
             }
         }
     }

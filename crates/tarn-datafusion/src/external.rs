@@ -6,10 +6,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
+use datafusion::catalog::{Session, TableProvider, TableProviderFactory, UrlTableFactory};
+use datafusion::datasource::dynamic_file::DynamicListTableFactory;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::context::SessionContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::CreateExternalTable;
+use datafusion_session::SessionStore;
 use tarn_core::{Table, TableLocation};
 
 use crate::error::to_df;
@@ -52,4 +55,44 @@ impl TableProviderFactory for TarnTableFactory {
             .register_object_store(url.as_ref(), root.store);
         Ok(Arc::new(TarnTable::new(table, cmd.name.to_string(), url)))
     }
+}
+
+/// `SELECT * FROM 'path/to/file.parquet'`: files read by URL, as DataFusion's
+/// `enable_url_table` does, except that a name that looks like a file and names none is an
+/// error saying so (DataFusion reports it as a table that was not found).
+#[derive(Debug)]
+pub(crate) struct UrlTables {
+    inner: Arc<DynamicListTableFactory>,
+}
+
+#[async_trait]
+impl UrlTableFactory for UrlTables {
+    async fn try_new(&self, url: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(table) = self.inner.try_new(url).await? {
+            return Ok(Some(table));
+        }
+        let file_like = url.contains('/')
+            || [".parquet", ".csv", ".json", ".ndjson", ".arrow", ".avro"]
+                .iter()
+                .any(|ext| url.to_ascii_lowercase().ends_with(ext));
+        if !file_like {
+            return Ok(None);
+        }
+        let local = !url.contains("://") || url.starts_with("file://");
+        let exists = local && std::path::Path::new(url.trim_start_matches("file://")).exists();
+        Err(DataFusionError::Plan(if exists {
+            format!(
+                "'{url}' exists, but no table could be read from it (is it empty, or of another format?)"
+            )
+        } else {
+            format!("'{url}' is neither a table nor a file that exists")
+        }))
+    }
+}
+
+/// Files readable by URL in `ctx`'s tarn catalog, through [`UrlTables`].
+pub(crate) fn url_tables(ctx: &SessionContext) -> Arc<dyn UrlTableFactory> {
+    let inner = Arc::new(DynamicListTableFactory::new(SessionStore::new()));
+    inner.session_store().with_state(ctx.state_weak_ref());
+    Arc::new(UrlTables { inner })
 }

@@ -37,5 +37,5 @@ pub use in_subquery::NullAwareInSubquery;
 pub use metadata_tables::MetadataTable;
 pub use parse::ParsedStatement;
 pub use provider::TarnTable;
+pub use tarn_core::properties::OVERWRITE_MODE_PROPERTY;
 pub use time_travel::{AsOf, TimeTravelFunction, TimeTravelPlanner};
-pub use write::OVERWRITE_MODE_PROPERTY;

@@ -95,6 +95,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             exponent_numbers_are_doubles(s);
             time_travel_functions_are_versions(s)?;
             refuse_versioned_targets(s)?;
+            versions_are_names(s);
         }
     }
     match (statements.pop_front(), statements.is_empty()) {
@@ -413,5 +414,82 @@ fn refuse_versioned_targets(statement: &Statement) -> Result<()> {
              its plain name"
         ))),
         None => Ok(()),
+    }
+}
+
+/// Rewrites `t VERSION AS OF 3` into the versioned name `"t@v3" AS t`, and `t TIMESTAMP AS
+/// OF '...'` (or FOR SYSTEM_TIME) into `"t@<time>" AS t`: the catalog resolves versioned
+/// names asynchronously before planning, reading only what the version needs (an older
+/// version stays readable when the newest version file is damaged). Clauses it cannot
+/// name are left to the time-travel relation planner, which reports them.
+fn versions_are_names(statement: &mut Statement) {
+    struct Rewrite;
+    impl VisitorMut for Rewrite {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            let TableFactor::Table {
+                name,
+                alias,
+                version: version @ Some(_),
+                args: None,
+                ..
+            } = factor
+            else {
+                return ControlFlow::Continue(());
+            };
+            let suffix = match version.as_ref() {
+                Some(TableVersion::VersionAsOf(SqlExpr::Value(ValueWithSpan {
+                    value: SqlValue::Number(n, _),
+                    ..
+                }))) if n.bytes().all(|b| b.is_ascii_digit()) => format!("v{n}"),
+                Some(TableVersion::TimestampAsOf(at) | TableVersion::ForSystemTimeAsOf(at)) => {
+                    match timestamp_text(at) {
+                        Some(text) => text,
+                        None => return ControlFlow::Continue(()),
+                    }
+                }
+                _ => return ControlFlow::Continue(()),
+            };
+            let Some(last) = name.0.last_mut().and_then(|p| p.as_ident().cloned()) else {
+                return ControlFlow::Continue(());
+            };
+            let table = crate::names::normalize(&last);
+            if alias.is_none() {
+                *alias = Some(datafusion::sql::sqlparser::ast::TableAlias {
+                    explicit: true,
+                    name: last,
+                    columns: Vec::new(),
+                    at: None,
+                });
+            }
+            let index = name.0.len() - 1;
+            name.0[index] = datafusion::sql::sqlparser::ast::ObjectNamePart::Identifier(
+                Ident::with_quote('"', format!("{table}@{suffix}")),
+            );
+            *version = None;
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Rewrite);
+}
+
+/// The text of a time-travel timestamp literal: `'...'` or `TIMESTAMP '...'`.
+fn timestamp_text(expr: &SqlExpr) -> Option<String> {
+    match expr {
+        SqlExpr::Value(ValueWithSpan {
+            value: SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s),
+            ..
+        }) => Some(s.clone()),
+        SqlExpr::TypedString(TypedString {
+            data_type: SqlType::Timestamp(..) | SqlType::Date | SqlType::Datetime(_),
+            value:
+                ValueWithSpan {
+                    value: SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s),
+                    ..
+                },
+            ..
+        }) => Some(s.clone()),
+        SqlExpr::Nested(inner) => timestamp_text(inner),
+        _ => None,
     }
 }

@@ -583,3 +583,52 @@ async fn a_statement_dropped_halfway_commits_nothing() {
         vec![100000]
     );
 }
+
+/// One table whose newest version file is damaged: the warehouse still lists every table,
+/// the error names that table's file, and its older versions stay readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_newest_version_stays_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let tarn = TarnContext::open(dir.path().to_str().unwrap())
+        .await
+        .unwrap();
+    run(&tarn, "CREATE TABLE a (id BIGINT)").await;
+    run(&tarn, "CREATE TABLE b (id BIGINT)").await;
+    run(&tarn, "INSERT INTO b VALUES (1)").await;
+    run(&tarn, "INSERT INTO b VALUES (2)").await;
+    std::fs::write(
+        dir.path()
+            .join("default/b/metadata/00000000000000000002.json"),
+        b"{ damaged",
+    )
+    .unwrap();
+    let fresh = TarnContext::open(dir.path().to_str().unwrap())
+        .await
+        .unwrap();
+    let listed = run(
+        &fresh,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'default' ORDER BY 1",
+    )
+    .await;
+    let names = datafusion::arrow::util::pretty::pretty_format_batches(&listed)
+        .unwrap()
+        .to_string();
+    assert!(names.contains("| a ") && names.contains("| b "), "{names}");
+    let err = fresh.sql("SELECT * FROM b").await.unwrap_err().to_string();
+    assert!(
+        err.contains("default/b/metadata/00000000000000000002.json"),
+        "the error names the damaged file: {err}"
+    );
+    assert_eq!(
+        ids(&run(&fresh, "SELECT id FROM b VERSION AS OF 1").await),
+        vec![1]
+    );
+    assert_eq!(ids(&run(&fresh, "SELECT id FROM \"b@v1\"").await), vec![1]);
+    let log = run(
+        &fresh,
+        "SELECT CAST(version AS BIGINT) FROM \"b$snapshots\"",
+    )
+    .await;
+    assert_eq!(ids(&log), vec![0, 1], "the log as far as it can be read");
+    assert_eq!(ids(&run(&fresh, "SELECT count(*) FROM a").await), vec![0]);
+}

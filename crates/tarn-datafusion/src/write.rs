@@ -30,23 +30,6 @@ use tarn_core::{OverwriteScope, Table};
 use crate::commit::{CommitExec, CommitKind, Fragment};
 use crate::error::to_df;
 
-/// Table property choosing what INSERT OVERWRITE replaces: `static` (the whole table, the
-/// default) or `dynamic` (only the partitions the new rows fall in).
-pub const OVERWRITE_MODE_PROPERTY: &str = "write.overwrite-mode";
-
-/// What INSERT OVERWRITE replaces under these table properties.
-pub(crate) fn overwrite_scope(
-    properties: &std::collections::BTreeMap<String, String>,
-) -> Result<OverwriteScope> {
-    match properties.get(OVERWRITE_MODE_PROPERTY).map(String::as_str) {
-        None | Some("static") => Ok(OverwriteScope::Table),
-        Some("dynamic") => Ok(OverwriteScope::Partitions),
-        Some(other) => Err(DataFusionError::Plan(format!(
-            "table property {OVERWRITE_MODE_PROPERTY} is '{other}'; it must be 'static' or 'dynamic'"
-        ))),
-    }
-}
-
 /// The plan of an INSERT into `table` (named `name` in messages): writers under a commit.
 pub(crate) fn insert_plan(
     input: Arc<dyn ExecutionPlan>,
@@ -56,9 +39,9 @@ pub(crate) fn insert_plan(
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let kind = match op {
         InsertOp::Append => CommitKind::Append,
-        InsertOp::Overwrite => {
-            CommitKind::Overwrite(overwrite_scope(table.metadata().properties())?)
-        }
+        InsertOp::Overwrite => CommitKind::Overwrite(
+            OverwriteScope::from_properties(table.metadata().properties()).map_err(to_df)?,
+        ),
         InsertOp::Replace => {
             return Err(DataFusionError::NotImplemented(
                 "REPLACE INTO is not supported on tarn tables; use MERGE INTO".into(),

@@ -241,3 +241,28 @@ fn an_empty_warehouse_is_refused() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn missing_cloud_credentials_are_named() {
+    // No credentials anywhere: the S3 client asks the instance metadata service, here an
+    // address where nothing listens.
+    let out = Command::new(env!("CARGO_BIN_EXE_tarn"))
+        .args(["--warehouse", "s3://bucket/prefix", "-c", "SELECT 1;"])
+        .env_remove("TARN_WAREHOUSE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("refused access") && stderr.contains("AWS_ACCESS_KEY_ID"),
+        "{stderr}"
+    );
+}

@@ -8,6 +8,7 @@ use arrow::array::{
     ArrayRef, AsArray, BooleanArray, Int32Array, RecordBatch, StringArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema};
+use object_store::ObjectStoreExt;
 use tarn_spec::{
     Changes, MetadataUpdate, NewSnapshot, Snapshot, SpecId, Summary, TableMetadata, Version,
 };
@@ -179,6 +180,13 @@ fn conflict(snapshot: &Snapshot, reason: impl Into<String>) -> Error {
     }
 }
 
+/// One attempt's next version: its metadata, and the objects written for it alone (a
+/// manifest list, rewritten manifests), which are removed if the attempt does not land.
+pub(super) struct Attempt {
+    pub metadata: TableMetadata,
+    pub written: Vec<String>,
+}
+
 /// The metadata of the version after `current`, carrying `change` made against `base`.
 pub(super) async fn next_metadata(
     base: &Table,
@@ -187,6 +195,47 @@ pub(super) async fn next_metadata(
     prepared: &Prepared,
     commit_id: &str,
     extra: &BTreeMap<String, String>,
+) -> Result<Attempt> {
+    let mut written = Vec::new();
+    match next_metadata_writing(
+        base,
+        current,
+        change,
+        prepared,
+        commit_id,
+        extra,
+        &mut written,
+    )
+    .await
+    {
+        Ok(metadata) => Ok(Attempt { metadata, written }),
+        Err(e) => {
+            remove_objects(current, &written).await;
+            Err(e)
+        }
+    }
+}
+
+/// Best effort: deletes objects an attempt wrote that nothing refers to.
+pub(super) async fn remove_objects(table: &Table, paths: &[String]) {
+    for path in paths {
+        let _ = table
+            .location()
+            .store()
+            .delete(&table.location().path(path))
+            .await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn next_metadata_writing(
+    base: &Table,
+    current: &Table,
+    change: &Change,
+    prepared: &Prepared,
+    commit_id: &str,
+    extra: &BTreeMap<String, String>,
+    written: &mut Vec<String>,
 ) -> Result<TableMetadata> {
     let metadata = current.metadata();
     let next_version = metadata.version().next();
@@ -239,6 +288,7 @@ pub(super) async fn next_metadata(
                 current,
                 &list,
                 next_version,
+                written,
                 |manifest| {
                     if manifest.spec_id() != default_spec {
                         return None;
@@ -256,7 +306,9 @@ pub(super) async fn next_metadata(
             summary.removed_files = removed.len() as u64;
             summary.removed_rows = removed.iter().map(|r| r.3).sum();
             if !removed.is_empty() {
-                changes.removed_files = Some(write_file_set(current, removed).await?);
+                let path = write_file_set(current, removed).await?;
+                written.push(path.clone());
+                changes.removed_files = Some(path);
             }
             Some(rewritten.without_and_with(added_summaries)?)
         }
@@ -266,6 +318,7 @@ pub(super) async fn next_metadata(
                 current,
                 &list,
                 next_version,
+                written,
                 |manifest| {
                     let paths = manifest.paths();
                     let mask: BooleanArray = paths
@@ -312,6 +365,7 @@ pub(super) async fn next_metadata(
         Some(list) => {
             let path = format!("metadata/ml-{}.arrow", current.env().next_id());
             current.location().put(&path, list.encode()?).await?;
+            written.push(path.clone());
             summary.total_files = list.total_files();
             summary.total_rows = list.total_records();
             current.remember_list(&path, list);
@@ -362,6 +416,7 @@ async fn rewrite_manifests(
     table: &Table,
     list: &Arc<ManifestList>,
     next_version: Version,
+    written_paths: &mut Vec<String>,
     select: impl Fn(&Manifest) -> Option<BooleanArray>,
     removed: &mut Vec<FileSetRow>,
 ) -> Result<Rewritten> {
@@ -388,6 +443,7 @@ async fn rewrite_manifests(
         out.dropped.insert(path);
         if !kept.is_empty() {
             let written = write_manifest(table, kept).await?;
+            written_paths.push(written.path.clone());
             out.added.push(ManifestSummary::of(
                 &written.manifest,
                 &written.path,

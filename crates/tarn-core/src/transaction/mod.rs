@@ -185,17 +185,20 @@ impl Table {
                     table: self.location().url().to_string(),
                 });
             }
-            let next = build::next_metadata(self, &current, &change, &prepared, &commit_id, &extra)
-                .await?;
+            let attempt =
+                build::next_metadata(self, &current, &change, &prepared, &commit_id, &extra)
+                    .await?;
+            let next = attempt.metadata;
             let version = next.version();
+            let file = log::version_file(version);
             match self
                 .location()
-                .put_if_absent(&log::version_file(version), next.to_json().into())
+                .put_if_absent(&file, next.to_json().into())
                 .await
             {
                 Ok(Some(tag)) => {
                     if !base_is_current(&current).await? {
-                        let mine = self.location().path(&log::version_file(version));
+                        let mine = self.location().path(&file);
                         let _ = self.location().store().delete(&mine).await;
                         return Err(Error::TableGone {
                             table: self.location().url().to_string(),
@@ -204,11 +207,28 @@ impl Table {
                     log::write_hint(self.location(), version).await;
                     return Ok(current.with_metadata(next, tag));
                 }
-                Ok(None) => last_error = None,
+                Ok(None) => {
+                    build::remove_objects(&current, &attempt.written).await;
+                    // Lost the race, unless no other writer made that version: then
+                    // something else is in its way, and trying again cannot help.
+                    let latest = current.refresh().await?;
+                    if latest.version() < version {
+                        return Err(Error::VersionBlocked {
+                            path: self.location().describe(&file),
+                            reason: "creating it reports that it exists, yet it cannot be \
+                                     read as a version"
+                                .into(),
+                        });
+                    }
+                    last_error = None;
+                }
                 // The create may or may not have happened; the next attempt finds out by
                 // looking for this commit's id.
                 Err(e) if e.kind() == ErrorKind::Unavailable => last_error = Some(e),
-                Err(e) => return Err(e),
+                Err(e) => {
+                    build::remove_objects(&current, &attempt.written).await;
+                    return Err(e);
+                }
             }
         }
         Err(last_error.unwrap_or(Error::CommitRetriesExhausted {
@@ -262,6 +282,23 @@ fn own_commit(table: &Table, base: Version, commit_id: &str) -> Option<Version> 
 }
 
 fn validate(base: &Table, change: &Change) -> Result<()> {
+    if let Change::Metadata { updates, .. } = change {
+        let mut properties = base.metadata().properties().clone();
+        for update in updates {
+            match update {
+                MetadataUpdate::SetProperties(p) => {
+                    properties.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())))
+                }
+                MetadataUpdate::RemoveProperties(keys) => {
+                    for key in keys {
+                        properties.remove(key);
+                    }
+                }
+                _ => {}
+            }
+        }
+        crate::properties::validate(&properties)?;
+    }
     let spec: &PartitionSpec = base.metadata().default_spec();
     let added = match change {
         Change::Append { files } | Change::Overwrite { files, .. } => files.as_slice(),

@@ -42,7 +42,8 @@ async fn corrupt_metadata_is_reported_with_its_path() {
     assert_eq!(err.kind(), ErrorKind::CorruptData);
     assert!(
         err.to_string().starts_with(
-            "corrupt metadata in 'metadata/00000000000000000001.json': malformed table metadata"
+            "corrupt metadata in 'memory://corrupt/ns/t/metadata/00000000000000000001.json': \
+             malformed table metadata"
         ),
         "{err}"
     );
@@ -70,7 +71,10 @@ async fn a_missing_manifest_is_reported() {
     assert_eq!(err.kind(), ErrorKind::CorruptData);
     assert_eq!(
         err.to_string(),
-        format!("'{list}' is missing: the table refers to it but storage does not have it")
+        format!(
+            "'memory://missing-manifest/ns/t/{list}' is missing: the table refers to it but \
+             storage does not have it"
+        )
     );
 }
 
@@ -234,4 +238,92 @@ async fn bad_names_and_locations_are_refused() {
         err.to_string(),
         "invalid table metadata change: invalid table metadata: schema 0: field id 1 is used more than once"
     );
+}
+
+/// Something in the way of the next version file that is not another writer's commit: the
+/// commit says so at once instead of retrying as if it had lost a race, and takes back the
+/// manifest lists of its attempts.
+#[tokio::test]
+async fn a_blocked_version_is_reported_not_retried() {
+    let (dir, w) = local_warehouse().await;
+    let t = w
+        .create_table("ns", "t", events_definition(false))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..3, 1)]).await.unwrap();
+    let metadata = dir.path().join("ns/t/metadata");
+    std::fs::create_dir(metadata.join("00000000000000000002.json")).unwrap();
+    let lists = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("ml-")
+            })
+            .count()
+    };
+    let before = lists(&metadata);
+    let started = std::time::Instant::now();
+    let err = t.append_batches([events(3..6, 1)]).await.unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(err, Error::VersionBlocked { .. }),
+        "{err} ({:?})",
+        err.kind()
+    );
+    assert!(
+        err.to_string().contains("00000000000000000002.json"),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(
+        lists(&metadata),
+        before,
+        "the attempt's manifest list was removed"
+    );
+    // The table is still at its previous version and readable.
+    let reloaded = w.load_table("ns", "t").await.unwrap();
+    assert_eq!(reloaded.version(), Version(1));
+    assert_eq!(read_ids(&reloaded).await, vec![0, 1, 2]);
+}
+
+/// Only conflicts and transient failures are worth running again.
+#[test]
+fn retryable_means_it_may_work_next_time() {
+    let arrow = Error::Arrow {
+        context: "converting column 'a'".into(),
+        source: arrow::error::ArrowError::CastError("Cannot cast string 'abc'".into()),
+    };
+    assert_eq!(arrow.kind(), ErrorKind::InvalidInput);
+    assert!(!arrow.is_retryable());
+    let outage = Error::ObjectStore {
+        path: "s3://b/t/metadata/x".into(),
+        source: object_store::Error::Generic {
+            store: "S3",
+            source: "connection reset".into(),
+        },
+    };
+    assert_eq!(outage.kind(), ErrorKind::Unavailable);
+    assert!(outage.is_retryable());
+    let unsupported = Error::ObjectStore {
+        path: "x".into(),
+        source: object_store::Error::NotImplemented {
+            operation: "put_opts".into(),
+            implementer: "HttpStore".into(),
+        },
+    };
+    assert!(!unsupported.is_retryable());
+    let corrupt = Error::Parquet {
+        path: "data/x.parquet".into(),
+        source: parquet::errors::ParquetError::General("bad footer".into()),
+    };
+    assert_eq!(corrupt.kind(), ErrorKind::CorruptData);
+    assert!(!corrupt.is_retryable());
 }

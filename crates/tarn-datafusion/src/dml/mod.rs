@@ -212,6 +212,9 @@ impl AnalyzerRule for DmlRule {
                 dml.op,
                 WriteOp::Delete | WriteOp::Update | WriteOp::MergeInto(_)
             );
+            if let (WriteOp::Insert(_), Some(target)) = (&dml.op, tarn_target(&dml.target)) {
+                check_inserted_values(&dml, &target)?;
+            }
             match tarn_target(&dml.target) {
                 Some(target) if row_level => {
                     let node = plan_dml(dml, target, config)?;
@@ -224,6 +227,65 @@ impl AnalyzerRule for DmlRule {
         })
         .map(|t| t.data)
     }
+}
+
+/// `INSERT ... VALUES`: a value that cannot be stored in its column is reported by the
+/// column's name, before anything runs (DataFusion would report a cast of an unnamed value,
+/// or a NULL in `column1`).
+fn check_inserted_values(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
+    let LogicalPlan::Projection(projection) = dml.input.as_ref() else {
+        return Ok(());
+    };
+    let LogicalPlan::Values(values) = projection.input.as_ref() else {
+        return Ok(());
+    };
+    for (expr, (_, field)) in projection.expr.iter().zip(projection.schema.iter()) {
+        let Expr::Column(column) = expr.clone().unalias() else {
+            continue;
+        };
+        let Ok(k) = values.schema.index_of_column(&column) else {
+            continue;
+        };
+        let Some(column_type) = target
+            .read_schema()
+            .field_by_name(field.name())
+            .map(|f| (f.required, f.field_type))
+        else {
+            continue;
+        };
+        for (row, exprs) in values.values.iter().enumerate() {
+            let Some(value) = exprs.get(k) else { continue };
+            let (literal, to) = match value {
+                Expr::Cast(cast) => match cast.expr.as_ref() {
+                    Expr::Literal(v, _) => (v, Some(cast.field.data_type())),
+                    _ => continue,
+                },
+                Expr::Literal(v, _) => (v, None),
+                _ => continue,
+            };
+            let (required, ty) = column_type;
+            if literal.is_null() && required {
+                return Err(DataFusionError::Plan(format!(
+                    "INSERT INTO {}: column '{}' is NOT NULL, but row {} gives NULL",
+                    target.name(),
+                    field.name(),
+                    row + 1
+                )));
+            }
+            if let Some(to) = to
+                && let Err(e) = literal.cast_to(to)
+            {
+                return Err(DataFusionError::Plan(format!(
+                    "INSERT INTO {}: row {} gives {literal} for column '{}', which is {}: {e}",
+                    target.name(),
+                    row + 1,
+                    field.name(),
+                    crate::convert::sql_type_name(ty)
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn plan_dml(dml: DmlStatement, target: Arc<TarnTable>, config: &ConfigOptions) -> Result<TarnDml> {

@@ -1,0 +1,98 @@
+//! Table properties: the one list of those tarn reads, and their validation, applied
+//! whenever properties are set (CREATE TABLE, ALTER TABLE) rather than when they are used.
+//!
+//! Keys under `write.` and `tarn.` are tarn's: an unknown one is an error (a misspelt
+//! setting would otherwise be ignored silently). Other keys are kept as they are, for the
+//! table's users.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::transaction::{OverwriteScope, RENAMED_TO_PROPERTY};
+use crate::writer::{ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY, WriterOptions};
+
+/// What INSERT OVERWRITE replaces: `static` (the whole table, the default) or `dynamic`
+/// (only the partitions the new rows fall in).
+pub const OVERWRITE_MODE_PROPERTY: &str = "write.overwrite-mode";
+
+/// Every property tarn reads, with what it takes.
+pub const KNOWN_PROPERTIES: &[(&str, &str)] = &[
+    (TARGET_FILE_SIZE_PROPERTY, "a positive number of bytes"),
+    (ROW_GROUP_ROWS_PROPERTY, "a positive number of rows"),
+    (OVERWRITE_MODE_PROPERTY, "'static' or 'dynamic'"),
+    (RENAMED_TO_PROPERTY, "set by RENAME TO"),
+    (crate::table::DROPPED_PROPERTY, "set by DROP TABLE"),
+];
+
+/// Properties set by tarn itself, never by users.
+pub const INTERNAL_PROPERTIES: &[&str] = &[RENAMED_TO_PROPERTY, crate::table::DROPPED_PROPERTY];
+
+/// Checks a table's properties: known keys have valid values, and no key under `write.` or
+/// `tarn.` is unknown.
+pub fn validate(properties: &BTreeMap<String, String>) -> Result<()> {
+    for key in properties.keys() {
+        let ours = key.starts_with("write.") || key.starts_with("tarn.");
+        if ours && !KNOWN_PROPERTIES.iter().any(|(k, _)| k == key) {
+            let known: Vec<&str> = KNOWN_PROPERTIES
+                .iter()
+                .map(|(k, _)| *k)
+                .filter(|k| !INTERNAL_PROPERTIES.contains(k))
+                .collect();
+            return Err(Error::invalid(
+                "table property",
+                format!(
+                    "'{key}' is not a property tarn knows; its properties are {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    WriterOptions::from_properties(properties)?;
+    OverwriteScope::from_properties(properties)?;
+    Ok(())
+}
+
+impl OverwriteScope {
+    /// The scope INSERT OVERWRITE has under these properties.
+    pub fn from_properties(properties: &BTreeMap<String, String>) -> Result<Self> {
+        match properties.get(OVERWRITE_MODE_PROPERTY).map(String::as_str) {
+            None | Some("static") => Ok(OverwriteScope::Table),
+            Some("dynamic") => Ok(OverwriteScope::Partitions),
+            Some(other) => Err(Error::invalid(
+                "table property",
+                format!("{OVERWRITE_MODE_PROPERTY} is '{other}'; it must be 'static' or 'dynamic'"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn known_values_are_checked_and_unknown_keys_of_ours_refused() {
+        assert!(validate(&props(&[("write.overwrite-mode", "dynamic")])).is_ok());
+        assert!(validate(&props(&[("owner", "feeds-team"), ("x.y", "z")])).is_ok());
+        let bogus = validate(&props(&[("write.overwrite-mode", "bogus")])).unwrap_err();
+        assert!(
+            bogus.to_string().contains("must be 'static' or 'dynamic'"),
+            "{bogus}"
+        );
+        let typo = validate(&props(&[("write.target-file-size", "1")])).unwrap_err();
+        assert!(
+            typo.to_string()
+                .contains("'write.target-file-size' is not a property tarn knows"),
+            "{typo}"
+        );
+        assert!(validate(&props(&[("write.target-file-size-bytes", "0")])).is_err());
+        assert!(validate(&props(&[("tarn.whatever", "1")])).is_err());
+    }
+}
