@@ -45,6 +45,8 @@ fn described_file(spec_id: tarn_spec::SpecId, id: i64) -> DataFile {
         spec_id,
         partition: vec![Some(Value::Long(id))],
         column_stats: BTreeMap::from([(FieldId(1), bounds(id, id)), (FieldId(2), bounds(0, 99))]),
+        row_group_rows: Vec::new(),
+        deletion_vector: None,
     }
 }
 

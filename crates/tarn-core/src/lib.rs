@@ -36,6 +36,7 @@
 //! ```
 
 pub mod arrow_convert;
+mod deletes;
 mod env;
 mod error;
 mod ipc;
@@ -52,12 +53,14 @@ pub mod transaction;
 mod warehouse;
 mod writer;
 
+pub use deletes::DeletionVector;
 pub use env::{Clock, Env, IdGenerator, SystemClock, UuidGenerator};
 pub use error::{Error, ErrorKind, Result};
 pub use location::TableLocation;
 pub use log::version_file;
 pub use manifest::{DataFile, Manifest};
 pub use manifest_list::{ManifestList, ManifestSummary};
+pub use roaring::RoaringTreemap;
 pub use scan::{CompareOp, FilePredicate, Predicate, ScanMetrics, ScanPlan, StatsLevel, StatsView};
 pub use stats::{ColumnStats, TRUNCATE_LENGTH};
 pub use table::{DROPPED_PROPERTY, Table, TableDefinition};

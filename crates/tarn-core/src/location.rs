@@ -90,6 +90,18 @@ impl TableLocation {
         Ok((bytes, tag))
     }
 
+    /// Some bytes of an object.
+    pub(crate) async fn get_range(
+        &self,
+        relative: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes> {
+        self.store
+            .get_range(&self.path(relative), range)
+            .await
+            .map_err(|e| Error::store(self.describe(relative), e))
+    }
+
     /// An object's entity tag: `None` if the object does not exist, `Some(None)` if it
     /// exists and the store gives no tag.
     pub(crate) async fn head_tag(&self, relative: &str) -> Result<Option<Option<String>>> {

@@ -2,7 +2,7 @@
 //! and column bounds summarised so that whole manifests are skipped before they are read.
 //!
 //! ```text
-//! path | file_size | spec_id | added_version | file_count | record_count
+//! path | file_size | spec_id | added_version | file_count | record_count | deleted_count
 //!      | min.p<pid> | max.p<pid> | nulls.p<pid> ...    partition value bounds
 //!      | min.<fid>  | max.<fid>  | nulls.<fid>  ...    column bounds
 //! ```
@@ -31,6 +31,8 @@ use crate::stats::StatsCollector;
 const SPEC_ID: &str = "spec_id";
 const ADDED_VERSION: &str = "added_version";
 const FILE_COUNT: &str = "file_count";
+/// Rows the manifest's files have deleted by vector (absent in lists from before vectors).
+const DELETED_COUNT: &str = "deleted_count";
 
 /// The columns every manifest list has, before the bounds columns.
 fn fixed_fields() -> Vec<ArrowField> {
@@ -69,6 +71,8 @@ impl ManifestSummary {
             Arc::new(UInt64Array::from(vec![manifest.len() as u64])),
             Arc::new(UInt64Array::from(vec![manifest.total_records()])),
         ];
+        fields.push(ArrowField::new(DELETED_COUNT, DataType::UInt64, true));
+        columns.push(Arc::new(UInt64Array::from(vec![manifest.total_deleted()])));
         let records = manifest.record_counts();
         let schema = batch.schema();
         for (field, column) in schema.fields().iter().zip(batch.columns()) {
@@ -206,8 +210,22 @@ impl ManifestList {
         self.file_counts().values().iter().sum()
     }
 
+    /// Rows in the files, deleted ones included.
     pub fn total_records(&self) -> u64 {
         self.record_counts().values().iter().sum()
+    }
+
+    /// Rows deleted by vector.
+    pub fn total_deleted(&self) -> u64 {
+        self.batch
+            .column_by_name(DELETED_COUNT)
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .map_or(0, |c| c.iter().flatten().sum())
+    }
+
+    /// Rows a scan returns: the files' rows less those deleted by vector.
+    pub fn live_records(&self) -> u64 {
+        self.total_records() - self.total_deleted().min(self.total_records())
     }
 
     /// This list with `summaries` added after the existing rows.

@@ -15,8 +15,49 @@ use crate::writer::{ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY, WriterOp
 /// (only the partitions the new rows fall in).
 pub const OVERWRITE_MODE_PROPERTY: &str = "write.overwrite-mode";
 
+/// How DELETE changes rows: `merge-on-read` (deletion vectors, the default) or
+/// `copy-on-write` (rewriting the files that hold them).
+pub const DELETE_MODE_PROPERTY: &str = "write.delete-mode";
+/// How UPDATE changes rows; as [`DELETE_MODE_PROPERTY`].
+pub const UPDATE_MODE_PROPERTY: &str = "write.update-mode";
+/// How MERGE changes rows; as [`DELETE_MODE_PROPERTY`].
+pub const MERGE_MODE_PROPERTY: &str = "write.merge-mode";
+
+/// How a row-level change is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
+pub enum RowLevelMode {
+    /// Deleted and replaced rows are marked in deletion vectors; their files stay.
+    MergeOnRead,
+    /// Files holding changed rows are rewritten without them.
+    CopyOnWrite,
+}
+
+impl RowLevelMode {
+    /// The mode `property` names in these properties (merge-on-read when unset).
+    pub fn from_properties(properties: &BTreeMap<String, String>, property: &str) -> Result<Self> {
+        match properties.get(property).map(String::as_str) {
+            None | Some("merge-on-read") => Ok(RowLevelMode::MergeOnRead),
+            Some("copy-on-write") => Ok(RowLevelMode::CopyOnWrite),
+            Some(other) => Err(Error::invalid(
+                "table property",
+                format!("{property} is '{other}'; it must be 'merge-on-read' or 'copy-on-write'"),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowLevelMode::MergeOnRead => "merge-on-read",
+            RowLevelMode::CopyOnWrite => "copy-on-write",
+        }
+    }
+}
+
 /// Every property tarn reads, with what it takes.
 pub const KNOWN_PROPERTIES: &[(&str, &str)] = &[
+    (DELETE_MODE_PROPERTY, "'merge-on-read' or 'copy-on-write'"),
+    (UPDATE_MODE_PROPERTY, "'merge-on-read' or 'copy-on-write'"),
+    (MERGE_MODE_PROPERTY, "'merge-on-read' or 'copy-on-write'"),
     (TARGET_FILE_SIZE_PROPERTY, "a positive number of bytes"),
     (ROW_GROUP_ROWS_PROPERTY, "a positive number of rows"),
     (OVERWRITE_MODE_PROPERTY, "'static' or 'dynamic'"),
@@ -49,6 +90,13 @@ pub fn validate(properties: &BTreeMap<String, String>) -> Result<()> {
     }
     WriterOptions::from_properties(properties)?;
     OverwriteScope::from_properties(properties)?;
+    for property in [
+        DELETE_MODE_PROPERTY,
+        UPDATE_MODE_PROPERTY,
+        MERGE_MODE_PROPERTY,
+    ] {
+        RowLevelMode::from_properties(properties, property)?;
+    }
     Ok(())
 }
 

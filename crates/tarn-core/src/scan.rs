@@ -349,8 +349,12 @@ impl ScanPlan {
         self.manifests.iter().flat_map(|m| m.data_files()).collect()
     }
 
+    /// Rows the kept files hold, less those deleted by vector.
     pub fn record_count(&self) -> u64 {
-        self.manifests.iter().map(|m| m.total_records()).sum()
+        self.manifests
+            .iter()
+            .map(|m| m.total_records() - m.total_deleted())
+            .sum()
     }
 }
 

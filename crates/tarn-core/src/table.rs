@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use roaring::RoaringTreemap;
 use tarn_spec::{Field, PartitionField, Schema, Snapshot, TableMetadata, Version};
 
+use crate::deletes::{self, DeletionVector};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::location::TableLocation;
@@ -32,6 +34,7 @@ pub struct TableDefinition {
 pub(crate) struct MetadataCache {
     manifests: Mutex<HashMap<String, Arc<Manifest>>>,
     lists: Mutex<HashMap<String, Arc<ManifestList>>>,
+    vectors: Mutex<HashMap<String, Arc<RoaringTreemap>>>,
 }
 
 /// Entries kept per cache before it is cleared; bounds memory on long-lived handles.
@@ -39,13 +42,13 @@ const CACHE_LIMIT: usize = 4096;
 
 fn cache_get<T>(map: &Mutex<HashMap<String, Arc<T>>>, key: &str) -> Option<Arc<T>> {
     map.lock()
-        .expect("cache lock is not poisoned")
+        .unwrap_or_else(|e| e.into_inner())
         .get(key)
         .cloned()
 }
 
 fn cache_put<T>(map: &Mutex<HashMap<String, Arc<T>>>, key: &str, value: Arc<T>) {
-    let mut map = map.lock().expect("cache lock is not poisoned");
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
     if map.len() >= CACHE_LIMIT {
         map.clear();
     }
@@ -343,6 +346,18 @@ impl Table {
         )?);
         cache_put(&self.cache.manifests, &key, manifest.clone());
         Ok(manifest)
+    }
+
+    /// The positions a deletion vector of this table deletes (read once, then cached: vectors
+    /// are immutable).
+    pub async fn deletion_vector(&self, vector: &DeletionVector) -> Result<Arc<RoaringTreemap>> {
+        let key = format!("{}#{}", self.cache_key(&vector.path), vector.offset);
+        if let Some(positions) = cache_get(&self.cache.vectors, &key) {
+            return Ok(positions);
+        }
+        let positions = Arc::new(deletes::read_vector(&self.location, vector).await?);
+        cache_put(&self.cache.vectors, &key, positions.clone());
+        Ok(positions)
     }
 
     /// Keeps a manifest list this process just wrote, so the next commit need not read it.

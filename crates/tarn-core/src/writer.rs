@@ -283,7 +283,8 @@ impl DataFileWriter {
 
 /// Finishes a file (the writer is not `Sync`, so this borrows only what it needs).
 async fn close_file(schema: &Schema, spec_id: SpecId, mut file: OpenFile) -> Result<DataFile> {
-    file.writer
+    let metadata = file
+        .writer
         .finish()
         .await
         .map_err(|source| Error::Parquet {
@@ -303,6 +304,12 @@ async fn close_file(schema: &Schema, spec_id: SpecId, mut file: OpenFile) -> Res
         spec_id,
         partition: file.partition,
         column_stats,
+        row_group_rows: metadata
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows() as u64)
+            .collect(),
+        deletion_vector: None,
     })
 }
 

@@ -31,7 +31,7 @@ use datafusion::physical_plan::{
     Partitioning, PlanProperties,
 };
 use futures::StreamExt;
-use tarn_core::{Change, DataFile, Manifest, OverwriteScope, Table};
+use tarn_core::{Change, DataFile, Manifest, OverwriteScope, RoaringTreemap, Table};
 use tarn_spec::Operation;
 
 use crate::error::to_df;
@@ -49,6 +49,8 @@ pub(crate) struct Fragment {
     pub added: Vec<DataFile>,
     /// Table-relative paths of the data files the write replaces.
     pub removed: Vec<String>,
+    /// Positions the write deletes, per table-relative data file path (merge-on-read).
+    pub deletes: BTreeMap<String, RoaringTreemap>,
 }
 
 fn fragment_schema() -> SchemaRef {
@@ -60,6 +62,15 @@ fn fragment_schema() -> SchemaRef {
             DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, false))),
             true,
         ),
+        Field::new("deletes", DataType::Binary, true),
+    ]))
+}
+
+/// The layout of a fragment's `deletes`: Arrow IPC of one row per data file.
+fn deletes_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("path", DataType::Utf8, false),
+        Field::new("positions", DataType::Binary, false),
     ]))
 }
 
@@ -79,10 +90,31 @@ impl Fragment {
             Some(manifest.encode().map_err(to_df)?.to_vec())
         };
         let removed = ListArray::from_iter_primitive_strings(&self.removed);
+        let deletes: Option<Vec<u8>> = if self.deletes.is_empty() {
+            None
+        } else {
+            let mut encoded = Vec::with_capacity(self.deletes.len());
+            for positions in self.deletes.values() {
+                let mut bytes = Vec::with_capacity(positions.serialized_size());
+                positions
+                    .serialize_into(&mut bytes)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                encoded.push(bytes);
+            }
+            let batch = RecordBatch::try_new(
+                deletes_schema(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(self.deletes.keys())),
+                    Arc::new(BinaryArray::from_iter_values(encoded)),
+                ],
+            )?;
+            Some(ipc_bytes(&batch)?)
+        };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from(vec![self.rows])),
             Arc::new(BinaryArray::from_opt_vec(vec![added.as_deref()])),
             Arc::new(removed),
+            Arc::new(BinaryArray::from_opt_vec(vec![deletes.as_deref()])),
         ];
         Ok(RecordBatch::try_new(fragment_schema(), columns)?)
     }
@@ -109,9 +141,41 @@ impl Fragment {
                 self.removed
                     .extend(paths.iter().flatten().map(str::to_string));
             }
+            let deletes = batch.column(3).as_binary_opt::<i32>().ok_or_else(bad)?;
+            if deletes.is_valid(i) {
+                for part in ipc_batches(deletes.value(i))? {
+                    let paths = part.column(0).as_string_opt::<i32>().ok_or_else(bad)?;
+                    let positions = part.column(1).as_binary_opt::<i32>().ok_or_else(bad)?;
+                    for (path, bytes) in paths.iter().zip(positions.iter()) {
+                        let (Some(path), Some(bytes)) = (path, bytes) else {
+                            return Err(bad());
+                        };
+                        let found = RoaringTreemap::deserialize_from(bytes)
+                            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                        *self.deletes.entry(path.to_string()).or_default() |= found;
+                    }
+                }
+            }
         }
         Ok(())
     }
+}
+
+fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    {
+        let mut writer =
+            datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema())?;
+        writer.write(batch)?;
+        writer.finish()?;
+    }
+    Ok(out)
+}
+
+fn ipc_batches(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
+    let reader =
+        datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
+    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
 }
 
 /// `ListArray` helper: one list row of strings.
@@ -136,8 +200,10 @@ impl ListOfStrings for ListArray {
 pub(crate) enum CommitKind {
     Append,
     Overwrite(OverwriteScope),
-    /// Row-level DML: removed files replaced by added ones.
+    /// Row-level DML, copy-on-write: removed files replaced by added ones.
     Rewrite(Operation),
+    /// Row-level DML, merge-on-read: rows deleted by position, files added.
+    RowDelta(Operation),
 }
 
 /// A write that can run again on a newer version of the table after a retryable conflict.
@@ -208,7 +274,8 @@ impl DisplayAs for CommitExec {
             CommitKind::Append => "append".to_string(),
             CommitKind::Overwrite(OverwriteScope::Table) => "overwrite".to_string(),
             CommitKind::Overwrite(OverwriteScope::Partitions) => "overwrite partitions".to_string(),
-            CommitKind::Rewrite(op) => op.as_str().to_string(),
+            CommitKind::Rewrite(op) => format!("{} (copy-on-write)", op.as_str()),
+            CommitKind::RowDelta(op) => format!("{} (merge-on-read)", op.as_str()),
         };
         write!(
             f,
@@ -349,10 +416,11 @@ impl Commit {
             rows,
             added,
             removed,
+            deletes,
         } = fragment;
         // A statement that changed nothing commits nothing; an overwrite with no rows still
         // replaces the data.
-        let unchanged = added.is_empty() && removed.is_empty();
+        let unchanged = added.is_empty() && removed.is_empty() && deletes.is_empty();
         if unchanged && !matches!(self.kind, CommitKind::Overwrite(_)) {
             return Ok(Committed {
                 rows,
@@ -382,9 +450,33 @@ impl Commit {
                     operation,
                 }
             }
+            CommitKind::RowDelta(operation) => {
+                let paths: HashSet<String> = deletes.keys().cloned().collect();
+                let files = files_with_paths(table, &paths).await?;
+                if files.len() != paths.len() {
+                    return Err(DataFusionError::Internal(format!(
+                        "{} of the files this statement deletes from are not in version {} of {}",
+                        paths.len() - files.len(),
+                        table.version(),
+                        self.name
+                    )));
+                }
+                let mut deletes = deletes;
+                Change::RowDelta {
+                    deletes: files
+                        .into_iter()
+                        .map(|f| {
+                            let positions = deletes.remove(&f.path).unwrap_or_default();
+                            (f, positions)
+                        })
+                        .collect(),
+                    added,
+                    operation,
+                }
+            }
         };
         let mut summary = self.summary.clone();
-        if matches!(self.kind, CommitKind::Rewrite(_)) {
+        if matches!(self.kind, CommitKind::Rewrite(_) | CommitKind::RowDelta(_)) {
             summary.insert("affected-rows".to_string(), rows.to_string());
         }
         let committed = table

@@ -57,6 +57,8 @@ pub struct TarnContext {
     ctx: SessionContext,
     catalog: Arc<TarnCatalog>,
     catalog_name: String,
+    /// Properties tables created through this context get unless CREATE TABLE sets them.
+    table_defaults: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for TarnContext {
@@ -128,6 +130,29 @@ impl TarnContext {
 
     pub fn catalog(&self) -> &Arc<TarnCatalog> {
         &self.catalog
+    }
+
+    /// This context with properties that tables created through it get unless CREATE TABLE
+    /// sets them, for example `write.delete-mode = copy-on-write` for a session's tables.
+    pub fn with_table_defaults(
+        mut self,
+        defaults: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let defaults: std::collections::BTreeMap<String, String> = defaults.into_iter().collect();
+        crate::ddl::refuse_internal_properties(defaults.keys())?;
+        tarn_core::properties::validate(&defaults).map_err(to_df)?;
+        self.table_defaults = Arc::new(defaults);
+        Ok(self)
+    }
+
+    /// A new table's properties: `given`, over this context's defaults.
+    pub(crate) fn table_properties(
+        &self,
+        given: std::collections::BTreeMap<String, String>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut properties = self.table_defaults.as_ref().clone();
+        properties.extend(given);
+        properties
     }
 
     /// The name the warehouse has as a catalog in the session.
@@ -300,6 +325,7 @@ pub async fn register(
         ctx: ctx.clone(),
         catalog,
         catalog_name: catalog_name.to_string(),
+        table_defaults: Arc::default(),
     })
 }
 

@@ -405,7 +405,12 @@ impl TarnContext {
             }
         };
         let definition = match &query {
-            None => definition(create, partition_by, &self.session_context().state())?,
+            None => {
+                let mut definition =
+                    definition(create, partition_by, &self.session_context().state())?;
+                definition.properties = self.table_properties(definition.properties);
+                definition
+            }
             Some(df) => {
                 if !create.columns.is_empty() {
                     return Err(DataFusionError::Plan("CREATE TABLE ... AS SELECT takes its columns from the query; drop the column list".into()));
@@ -415,7 +420,7 @@ impl TarnContext {
                 tarn_core::TableDefinition {
                     fields,
                     partition_fields,
-                    properties: properties(&create.table_options)?,
+                    properties: self.table_properties(properties(&create.table_options)?),
                 }
             }
         };

@@ -314,6 +314,12 @@ async fn files(table: &Table) -> Result<RecordBatch> {
             )) as ArrayRef,
         ),
         u64s("record_count", files.iter().map(|f| f.record_count)),
+        u64s(
+            "deleted_rows",
+            files
+                .iter()
+                .map(|f| f.deletion_vector.as_ref().map_or(0, |dv| dv.cardinality)),
+        ),
         u64s("file_size", files.iter().map(|f| f.file_size)),
     ];
     for field in table.schema().fields() {
@@ -397,7 +403,7 @@ async fn partitions(table: &Table) -> Result<RecordBatch> {
             .entry((f.spec_id.get(), key))
             .or_insert_with(|| (partition_of(metadata, f), 0, 0, 0));
         entry.1 += 1;
-        entry.2 += f.record_count;
+        entry.2 += f.live_rows();
         entry.3 += f.file_size;
     }
     unzip(vec![

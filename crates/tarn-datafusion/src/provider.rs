@@ -22,6 +22,8 @@ use datafusion::common::{ColumnStatistics, DFSchema, SchemaExt, Statistics};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::{
     FileGroup, FileScanConfigBuilder, FileSource, ParquetSource,
 };
@@ -35,10 +37,11 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::object_store::ObjectMeta;
+use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::MetricBuilder;
-use tarn_core::{DataFile, FilePredicate, Predicate, ScanMetrics, ScanPlan, Table};
+use tarn_core::{DataFile, FilePredicate, Predicate, RoaringTreemap, ScanMetrics, ScanPlan, Table};
 use tarn_spec::{PrimitiveType, Schema, Version};
 
 use crate::convert::{df_scalar, df_schema, to_scalar};
@@ -231,24 +234,23 @@ impl TarnTable {
     }
 
     /// A scan of some data files of `table` with row identities, outside any session: for
-    /// the rewrites of row-level DML, which learn the files while they run.
-    pub(crate) fn identity_scan_of_files(
+    /// the rewrites of row-level DML, which learn the files while they run. Rows deleted
+    /// by the files' deletion vectors are not read.
+    pub(crate) async fn identity_scan_of_files(
         &self,
         table: &Table,
         files: &[DataFile],
         context: &TaskContext,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let partitioned = partitioned_files(table, files, true).await?;
         let options = context.session_config().options();
         let runtime = context.runtime_env();
         let scan = FileScan {
             table,
             store_url: &self.store_url,
             identity: true,
-            rows: files.iter().map(|f| f.record_count).sum(),
-            files: files
-                .iter()
-                .map(|f| partitioned_file(table, f, true))
-                .collect(),
+            rows: files.iter().map(|f| f.live_rows()).sum(),
+            files: partitioned,
             metrics: ScanMetrics::default(),
             parquet: TableParquetOptions {
                 global: options.execution.parquet.clone(),
@@ -263,8 +265,27 @@ impl TarnTable {
     }
 }
 
-/// A data file as DataFusion scans it: with its statistics, or, in an identity scan, with
-/// its path as the value of the `_file` column.
+/// Data files as DataFusion scans them: with their statistics, or, in an identity scan,
+/// with their paths as the value of the `_file` column; with the rows their deletion
+/// vectors delete left out by a Parquet access plan, so they are never decoded.
+async fn partitioned_files(
+    table: &Table,
+    files: &[DataFile],
+    identity: bool,
+) -> Result<Vec<PartitionedFile>> {
+    let mut out = Vec::with_capacity(files.len());
+    for file in files {
+        let mut partitioned = partitioned_file(table, file, identity);
+        if let Some(dv) = &file.deletion_vector {
+            let deleted = table.deletion_vector(dv).await.map_err(to_df)?;
+            let row_groups = row_group_rows(table, file).await?;
+            partitioned = partitioned.with_extension(access_plan(&row_groups, &deleted));
+        }
+        out.push(partitioned);
+    }
+    Ok(out)
+}
+
 fn partitioned_file(table: &Table, file: &DataFile, identity: bool) -> PartitionedFile {
     // The store path as it is: a string would be escaped once more on the way back.
     let partitioned = PartitionedFile::new_from_meta(ObjectMeta {
@@ -282,6 +303,65 @@ fn partitioned_file(table: &Table, file: &DataFile, identity: bool) -> Partition
     partitioned.with_statistics(Arc::new(file_statistics(table.schema(), file)))
 }
 
+/// Rows in each row group of a data file: from its manifest entry, or, for a file written
+/// before entries recorded them, from its Parquet footer.
+async fn row_group_rows(table: &Table, file: &DataFile) -> Result<Vec<u64>> {
+    if !file.row_group_rows.is_empty() {
+        return Ok(file.row_group_rows.clone());
+    }
+    let meta = ObjectMeta {
+        location: table.location().path(&file.path),
+        last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        size: file.file_size,
+        e_tag: None,
+        version: None,
+    };
+    let metadata = DFParquetMetadata::new(table.location().store().as_ref(), &meta)
+        .fetch_metadata()
+        .await?;
+    Ok(metadata
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows() as u64)
+        .collect())
+}
+
+/// A Parquet access plan that reads every row but the deleted ones: row groups whose rows
+/// are all deleted are skipped, others get a row selection.
+pub(crate) fn access_plan(row_groups: &[u64], deleted: &RoaringTreemap) -> ParquetAccessPlan {
+    let mut plan = ParquetAccessPlan::new_all(row_groups.len());
+    let mut positions = deleted.iter().peekable();
+    let mut start = 0u64;
+    for (i, &rows) in row_groups.iter().enumerate() {
+        let end = start + rows;
+        let mut selectors = Vec::new();
+        let mut at = start;
+        let mut skipped = 0u64;
+        while let Some(&p) = positions.peek() {
+            if p >= end {
+                break;
+            }
+            positions.next();
+            if p > at {
+                selectors.push(RowSelector::select((p - at) as usize));
+            }
+            selectors.push(RowSelector::skip(1));
+            skipped += 1;
+            at = p + 1;
+        }
+        if skipped == rows {
+            plan.skip(i);
+        } else if skipped > 0 {
+            if at < end {
+                selectors.push(RowSelector::select((end - at) as usize));
+            }
+            plan.scan_selection(i, RowSelection::from(selectors));
+        }
+        start = end;
+    }
+    plan
+}
+
 /// The statistics of one data file, as DataFusion uses them for pruning and planning.
 fn file_statistics(schema: &Schema, file: &DataFile) -> Statistics {
     let column_statistics = schema
@@ -296,6 +376,8 @@ fn file_statistics(schema: &Schema, file: &DataFile) -> Statistics {
                 field.field_type,
                 PrimitiveType::String | PrimitiveType::Binary
             );
+            // Bounds and null counts cover deleted rows too: still bounds, no longer exact.
+            let exact = exact && file.deletion_vector.is_none();
             let bound = |v: &Option<tarn_spec::Value>| match v {
                 Some(v) if exact => Precision::Exact(df_scalar(field.field_type, v)),
                 Some(v) => Precision::Inexact(df_scalar(field.field_type, v)),
@@ -304,15 +386,16 @@ fn file_statistics(schema: &Schema, file: &DataFile) -> Statistics {
             let mut c = ColumnStatistics::new_unknown();
             c.min_value = bound(&stats.min);
             c.max_value = bound(&stats.max);
-            c.null_count = stats
-                .null_count
-                .map(|n| Precision::Exact(n as usize))
-                .unwrap_or(Precision::Absent);
+            c.null_count = match stats.null_count {
+                Some(n) if file.deletion_vector.is_none() => Precision::Exact(n as usize),
+                Some(n) => Precision::Inexact(n as usize),
+                None => Precision::Absent,
+            };
             c
         })
         .collect();
     Statistics {
-        num_rows: Precision::Exact(file.record_count as usize),
+        num_rows: Precision::Exact(file.live_rows() as usize),
         total_byte_size: Precision::Inexact(file.file_size as usize),
         column_statistics,
     }
@@ -481,12 +564,12 @@ impl TableProvider for TarnTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let (table, plan) = self.plan(state, filters).await?;
-        let files = plan
+        let data_files: Vec<DataFile> = plan
             .manifests
             .iter()
             .flat_map(|m| (0..m.len()).map(move |i| m.data_file(i)))
-            .map(|f| partitioned_file(&table, &f, self.identity))
             .collect();
+        let files = partitioned_files(&table, &data_files, self.identity).await?;
         let scan = FileScan {
             table: &table,
             store_url: &self.store_url,

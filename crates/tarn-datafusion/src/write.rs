@@ -159,7 +159,7 @@ impl ExecutionPlan for WriteExec {
             Fragment {
                 rows,
                 added,
-                removed: Vec::new(),
+                ..Fragment::default()
             }
             .to_batch(&table)
         };

@@ -7,6 +7,11 @@
 //! cargo test -p tarn-datafusion --test sqllogictests -- --complete  # rewrite expected output
 //! ```
 //!
+//! Every file runs twice: with row-level DML in merge-on-read mode (deletion vectors, the
+//! default) and in copy-on-write mode (tables created with `write.*-mode` set so). Records
+//! whose results differ between the modes say so with `onlyif merge-on-read` or
+//! `onlyif copy-on-write`.
+//!
 //! Variables available with `control substitution on`: `$TESTDATA` (the `sql-tests/data`
 //! folder) and `$WAREHOUSE` (this file's warehouse directory). Output values are rendered
 //! as DataFusion prints them, NULL as `NULL`, the empty string as `(empty)`, and every UUID
@@ -159,21 +164,46 @@ fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-async fn run_file(path: &Path, root: &Path, complete: bool) -> Result<(), String> {
+/// How a run writes row-level changes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    MergeOnRead,
+    CopyOnWrite,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::MergeOnRead => "merge-on-read",
+            Mode::CopyOnWrite => "copy-on-write",
+        }
+    }
+}
+
+async fn run_file(path: &Path, root: &Path, complete: bool, mode: Mode) -> Result<(), String> {
     let warehouse = tempfile::tempdir().map_err(|e| e.to_string())?;
     let location = warehouse
         .path()
         .to_str()
         .ok_or("non-UTF-8 temp path")?
         .to_string();
-    let ctx = TarnContext::open(&location)
+    let mut ctx = TarnContext::open(&location)
         .await
         .map_err(|e| e.to_string())?;
+    if mode == Mode::CopyOnWrite {
+        ctx = ctx
+            .with_table_defaults(
+                ["write.delete-mode", "write.update-mode", "write.merge-mode"]
+                    .map(|k| (k.to_string(), "copy-on-write".to_string())),
+            )
+            .map_err(|e| e.to_string())?;
+    }
     let mut runner = sqllogictest::Runner::new(move || {
         let ctx = ctx.clone();
         async move { Ok::<_, SqlError>(Tarn { ctx }) }
     });
     runner.add_label("tarn");
+    runner.add_label(mode.label());
     runner.set_var("TESTDATA".into(), root.join("data").display().to_string());
     runner.set_var("WAREHOUSE".into(), location);
     if complete {
@@ -211,13 +241,19 @@ async fn main() -> ExitCode {
                 .any(|pat| f.to_string_lossy().contains(pat.as_str()))
     });
     let (mut passed, mut failed) = (0, 0);
-    for file in &files {
-        let name = file
-            .strip_prefix(&root)
-            .unwrap_or(file)
-            .display()
-            .to_string();
-        match run_file(file, &root, complete).await {
+    // --complete rewrites expected output from the default mode only.
+    let modes: &[Mode] = if complete {
+        &[Mode::MergeOnRead]
+    } else {
+        &[Mode::MergeOnRead, Mode::CopyOnWrite]
+    };
+    for (file, &mode) in files.iter().flat_map(|f| modes.iter().map(move |m| (f, m))) {
+        let name = format!(
+            "{} [{}]",
+            file.strip_prefix(&root).unwrap_or(file).display(),
+            mode.label()
+        );
+        match run_file(file, &root, complete, mode).await {
             Ok(()) => {
                 passed += 1;
                 println!("ok      {name}");

@@ -1,7 +1,7 @@
 //! Building the next version's metadata on top of the current one: conflict checks, manifest
 //! rewrites, the new manifest list.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -9,11 +9,13 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema};
 use object_store::ObjectStoreExt;
+use roaring::RoaringTreemap;
 use tarn_spec::{
     Changes, MetadataUpdate, NewSnapshot, Snapshot, SpecId, Summary, TableMetadata, Version,
 };
 
 use super::{Change, OverwriteScope};
+use crate::deletes::{self, DeletionVector};
 use crate::error::{Error, Result};
 use crate::ipc;
 use crate::manifest::{DataFile, Manifest};
@@ -37,13 +39,32 @@ pub(super) struct Prepared {
     removed_object: Option<String>,
     /// For a partition overwrite: the partitions (of the default spec) the new files fall in.
     touched: HashSet<String>,
+    /// For a rewrite: the deletion vector each removed file had in the base version.
+    removed_vectors: HashMap<String, Option<DeletionVector>>,
+    /// For a row delta: what it deletes from each file.
+    deletes: HashMap<String, FileDeletes>,
+}
+
+/// A row delta's deletes from one data file.
+struct FileDeletes {
+    /// The file's vector in the base version.
+    base: Option<DeletionVector>,
+    /// The positions this change deletes.
+    new: RoaringTreemap,
+    /// The base vector and the new positions together, written when the change was prepared.
+    merged: DeletionVector,
 }
 
 pub(super) async fn prepare(base: &Table, change: &Change) -> Result<Prepared> {
     let metadata = base.metadata();
+    let affected: Vec<DataFile>;
     let (added, removed): (&[DataFile], &[DataFile]) = match change {
         Change::Append { files } | Change::Overwrite { files, .. } => (files, &[]),
         Change::Rewrite { removed, added, .. } => (added, removed),
+        Change::RowDelta { deletes, added, .. } => {
+            affected = deletes.iter().map(|(f, _)| f.clone()).collect();
+            (added, &affected)
+        }
         Change::Metadata { .. } => (&[], &[]),
     };
     let mut written = Vec::new();
@@ -73,13 +94,70 @@ pub(super) async fn prepare(base: &Table, change: &Change) -> Result<Prepared> {
             .collect(),
         _ => HashSet::new(),
     };
+    let mut deletes = HashMap::new();
+    if let Change::RowDelta { deletes: files, .. } = change {
+        let mut merged = BTreeMap::new();
+        let mut parts = Vec::new();
+        for (file, new) in files {
+            let mut all = match &file.deletion_vector {
+                Some(dv) => base.deletion_vector(dv).await?.as_ref().clone(),
+                None => RoaringTreemap::new(),
+            };
+            all |= new;
+            merged.insert(file.path.clone(), all);
+            parts.push((file.path.clone(), file.deletion_vector.clone(), new.clone()));
+        }
+        let refs = deletes::write_delete_file(base.location(), base.env(), &merged).await?;
+        for (path, base_vector, new) in parts {
+            let merged = refs[&path].clone();
+            deletes.insert(
+                path,
+                FileDeletes {
+                    base: base_vector,
+                    new,
+                    merged,
+                },
+            );
+        }
+    }
+    let removed_vectors = match change {
+        Change::Rewrite { removed, .. } => removed
+            .iter()
+            .map(|f| (f.path.clone(), f.deletion_vector.clone()))
+            .collect(),
+        _ => HashMap::new(),
+    };
     Ok(Prepared {
         added_rows: added.iter().map(|f| f.record_count).sum(),
         added: written,
-        removed_paths: removed.iter().map(|f| f.path.clone()).collect(),
+        removed_paths: match change {
+            Change::RowDelta { .. } => HashSet::new(),
+            _ => removed.iter().map(|f| f.path.clone()).collect(),
+        },
         removed_object,
         touched,
+        removed_vectors,
+        deletes,
     })
+}
+
+/// The deletion vector each of `paths` has in `list`'s manifests (`None` inside: no vector);
+/// files not in the list are absent.
+async fn current_vectors(
+    table: &Table,
+    list: &ManifestList,
+    paths: &HashSet<&str>,
+) -> Result<HashMap<String, Option<DeletionVector>>> {
+    let mut found = HashMap::new();
+    for i in 0..list.len() {
+        let manifest = table.manifest(list.path(i)).await?;
+        for (row, path) in manifest.paths().iter().enumerate() {
+            if let Some(path) = path.filter(|p| paths.contains(p)) {
+                found.insert(path.to_string(), manifest.deletion_vector(row)?);
+            }
+        }
+    }
+    Ok(found)
 }
 
 fn partition_key(spec: SpecId, path: &str) -> String {
@@ -111,7 +189,7 @@ fn file_set_row(metadata: &TableMetadata, file: &DataFile) -> FileSetRow {
         file.path.clone(),
         file.spec_id,
         partition_key(file.spec_id, &partition),
-        file.record_count,
+        file.live_rows(),
     )
 }
 
@@ -274,7 +352,7 @@ async fn next_metadata_writing(
             ..
         } => {
             summary.removed_files = list.total_files();
-            summary.removed_rows = list.total_records();
+            summary.removed_rows = list.live_records();
             changes.removed_all = summary.removed_files > 0;
             Some(ManifestList::empty().with_added(&added_summaries)?)
         }
@@ -312,7 +390,104 @@ async fn next_metadata_writing(
             }
             Some(rewritten.without_and_with(added_summaries)?)
         }
+        Change::RowDelta { .. } => {
+            let paths: HashSet<&str> = prepared.deletes.keys().map(String::as_str).collect();
+            let found = current_vectors(current, &list, &paths).await?;
+            let by = intervening
+                .last()
+                .copied()
+                .unwrap_or(metadata.current_snapshot());
+            let mut vectors: HashMap<String, DeletionVector> = HashMap::new();
+            let mut again: BTreeMap<String, RoaringTreemap> = BTreeMap::new();
+            for (path, deletes) in &prepared.deletes {
+                match found.get(path) {
+                    None => {
+                        return Err(conflict(
+                            by,
+                            format!(
+                                "data file '{path}', whose rows this commit deletes, was removed by a concurrent commit"
+                            ),
+                        ));
+                    }
+                    Some(now) if *now == deletes.base => {
+                        vectors.insert(path.clone(), deletes.merged.clone());
+                    }
+                    Some(now) => {
+                        // Another row delta on this file committed meanwhile: both stand,
+                        // unless they deleted a row in common.
+                        let theirs = match now {
+                            Some(dv) => current.deletion_vector(dv).await?.as_ref().clone(),
+                            None => RoaringTreemap::new(),
+                        };
+                        if !theirs.is_disjoint(&deletes.new) {
+                            return Err(conflict(
+                                by,
+                                format!(
+                                    "rows of data file '{path}' that this commit deletes were deleted or updated by a concurrent commit"
+                                ),
+                            ));
+                        }
+                        again.insert(path.clone(), theirs | &deletes.new);
+                    }
+                }
+            }
+            if !again.is_empty() {
+                let refs =
+                    deletes::write_delete_file(current.location(), current.env(), &again).await?;
+                if let Some(dv) = refs.values().next() {
+                    written.push(dv.path.clone());
+                }
+                vectors.extend(refs);
+            }
+            let mut dropped = HashSet::new();
+            let mut replaced = Vec::new();
+            for i in 0..list.len() {
+                let path = list.path(i).to_string();
+                let manifest = current.manifest(&path).await?;
+                if !manifest
+                    .paths()
+                    .iter()
+                    .any(|p| p.is_some_and(|p| vectors.contains_key(p)))
+                {
+                    continue;
+                }
+                let updated = manifest.with_deletion_vectors(&vectors)?;
+                let written_manifest = write_manifest(current, updated).await?;
+                written.push(written_manifest.path.clone());
+                replaced.push(ManifestSummary::of(
+                    &written_manifest.manifest,
+                    &written_manifest.path,
+                    written_manifest.size,
+                    next_version,
+                )?);
+                dropped.insert(path);
+            }
+            summary.removed_rows = prepared.deletes.values().map(|d| d.new.len()).sum();
+            changes.removed_files = prepared.removed_object.clone();
+            let dropped: HashSet<&str> = dropped.iter().map(String::as_str).collect();
+            replaced.extend(added_summaries);
+            Some(list.without(&dropped)?.with_added(&replaced)?)
+        }
         Change::Rewrite { removed: files, .. } => {
+            // A file whose deletion vector changed since the base holds fewer rows than the
+            // rewrite read: rewriting it would bring deleted rows back.
+            let paths: HashSet<&str> = prepared.removed_paths.iter().map(String::as_str).collect();
+            let found = current_vectors(current, &list, &paths).await?;
+            if let Some((path, _)) = found
+                .iter()
+                .find(|(path, now)| prepared.removed_vectors.get(*path) != Some(*now))
+            {
+                let by = intervening
+                    .last()
+                    .copied()
+                    .unwrap_or(metadata.current_snapshot());
+                return Err(conflict(
+                    by,
+                    format!(
+                        "rows of data file '{path}', which this commit replaces, were deleted by a concurrent commit"
+                    ),
+                ));
+            }
             let mut removed = Vec::new();
             let rewritten = rewrite_manifests(
                 current,
@@ -367,7 +542,7 @@ async fn next_metadata_writing(
             current.location().put(&path, list.encode()?).await?;
             written.push(path.clone());
             summary.total_files = list.total_files();
-            summary.total_rows = list.total_records();
+            summary.total_rows = list.live_records();
             current.remember_list(&path, list);
             Some(path)
         }
@@ -478,9 +653,11 @@ async fn check_conflicts(
             "the table's schema or partition spec changed; the data was written for the old one",
         ));
     }
-    let changed_data = |s: &Snapshot| s.summary.added_files > 0 || s.summary.removed_files > 0;
+    let changed_data = |s: &Snapshot| {
+        s.summary.added_files > 0 || s.summary.removed_files > 0 || s.summary.removed_rows > 0
+    };
     match change {
-        Change::Append { .. } | Change::Rewrite { .. } => {}
+        Change::Append { .. } | Change::Rewrite { .. } | Change::RowDelta { .. } => {}
         Change::Overwrite {
             scope: OverwriteScope::Table,
             ..

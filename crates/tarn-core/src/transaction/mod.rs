@@ -12,25 +12,33 @@
 //! Rows: the change being committed. Columns: a change committed concurrently (between the
 //! committer's base version and the version it finally commits on top of).
 //!
-//! | mine \ theirs              | append | overwrite (table) | overwrite (partitions P) | rewrite (removes R') | schema / spec change | properties |
-//! |----------------------------|--------|-------------------|--------------------------|----------------------|----------------------|------------|
-//! | **append**                 | rebase | rebase            | rebase                   | rebase               | conflict             | rebase     |
-//! | **overwrite (table)**      | conflict | conflict        | conflict                 | conflict             | conflict             | rebase     |
-//! | **overwrite (partitions P)** | conflict if it added to P | conflict | conflict if P ∩ P' | conflict if it removed from P | conflict     | rebase     |
-//! | **rewrite (removes R)**    | rebase | conflict          | conflict if R ∩ removed  | conflict if R ∩ R'   | conflict             | rebase     |
-//! | **schema / spec change**   | rebase¹ | rebase¹          | rebase¹                  | rebase¹              | conflict             | rebase     |
-//! | **properties (keys K)**    | rebase | rebase            | rebase                   | rebase               | rebase               | conflict if they changed K |
+//! | mine \ theirs              | append | overwrite (table) | overwrite (partitions P) | rewrite (removes R') | row delta (on files D') | schema / spec change | properties |
+//! |----------------------------|--------|-------------------|--------------------------|----------------------|-------------------------|----------------------|------------|
+//! | **append**                 | rebase | rebase            | rebase                   | rebase               | rebase                  | conflict             | rebase     |
+//! | **overwrite (table)**      | conflict | conflict        | conflict                 | conflict             | conflict                | conflict             | rebase     |
+//! | **overwrite (partitions P)** | conflict if it added to P | conflict | conflict if P ∩ P' | conflict if it removed from P | conflict if D' in P | conflict | rebase     |
+//! | **rewrite (removes R)**    | rebase | conflict          | conflict if R ∩ removed  | conflict if R ∩ R'   | conflict if R ∩ D'      | conflict             | rebase     |
+//! | **row delta (on files D)** | rebase | conflict          | conflict if D ∩ removed  | conflict if D ∩ R'   | union²                  | conflict             | rebase     |
+//! | **schema / spec change**   | rebase¹ | rebase¹          | rebase¹                  | rebase¹              | rebase¹                 | conflict             | rebase     |
+//! | **properties (keys K)**    | rebase | rebase            | rebase                   | rebase               | rebase                  | rebase               | conflict if they changed K |
 //!
 //! ¹ A schema change that depends on the data (SET NOT NULL, which was checked against the
 //! base's data) conflicts with any concurrent data change instead.
 //!
+//! ² Two row deltas on one file both commit when they delete different rows: the later one
+//! writes the union of the vector committed meanwhile and its own positions. When any
+//! position was deleted by both (two statements changed the same row), the later one
+//! conflicts and runs again on the new version, so no update is lost.
+//!
 //! Reasons, briefly: appends read nothing, so they serialize after anything that keeps the
 //! schema their files were written with. An overwrite replaces what it read, so any data
 //! change to what it replaces invalidates it. A rewrite (DELETE, UPDATE, MERGE, compaction)
-//! is valid exactly as long as every file it removes is still live; rows appended meanwhile
-//! are not in its files and survive it. A rewrite that loses a file to another rewrite
-//! conflicts: re-running the statement on the new version gives the right answer, so those
-//! conflicts are marked retryable.
+//! is valid exactly as long as every file it removes is still live with the deletion vector
+//! it read; rows appended meanwhile are not in its files and survive it. A row delta is
+//! valid as long as its files are live and no row it deletes was deleted meanwhile. A
+//! rewrite or row delta that loses a file or row to another commit conflicts: re-running
+//! the statement on the new version gives the right answer, so those conflicts are marked
+//! retryable.
 //!
 //! A committer whose create succeeded but reported an error recognises its own commit by its
 //! commit id when it retries, and does not commit twice.
@@ -42,6 +50,7 @@ use std::time::Duration;
 
 use object_store::ObjectStoreExt;
 use rand::Rng;
+use roaring::RoaringTreemap;
 use tarn_spec::{MetadataUpdate, Operation, PartitionSpec, Version};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -64,9 +73,19 @@ pub enum Change {
         files: Vec<DataFile>,
         scope: OverwriteScope,
     },
-    /// Remove some live files and add others (DELETE, UPDATE, MERGE, compaction).
+    /// Remove some live files and add others (DELETE, UPDATE, MERGE in copy-on-write mode,
+    /// compaction). `removed` are the files as the base version has them (their deletion
+    /// vectors included).
     Rewrite {
         removed: Vec<DataFile>,
+        added: Vec<DataFile>,
+        operation: Operation,
+    },
+    /// Delete rows of live files by position, and add files (DELETE, UPDATE, MERGE in
+    /// merge-on-read mode). `deletes` holds, per data file as the base version has it, the
+    /// positions this change deletes.
+    RowDelta {
+        deletes: Vec<(DataFile, RoaringTreemap)>,
         added: Vec<DataFile>,
         operation: Operation,
     },
@@ -92,7 +111,7 @@ impl Change {
         match self {
             Change::Append { .. } => Operation::Append,
             Change::Overwrite { .. } => Operation::Overwrite,
-            Change::Rewrite { operation, .. } => *operation,
+            Change::Rewrite { operation, .. } | Change::RowDelta { operation, .. } => *operation,
             Change::Metadata { updates, .. } => {
                 if updates.iter().all(|u| {
                     matches!(
@@ -302,9 +321,22 @@ fn validate(base: &Table, change: &Change) -> Result<()> {
     let spec: &PartitionSpec = base.metadata().default_spec();
     let added = match change {
         Change::Append { files } | Change::Overwrite { files, .. } => files.as_slice(),
-        Change::Rewrite { added, .. } => added.as_slice(),
+        Change::Rewrite { added, .. } | Change::RowDelta { added, .. } => added.as_slice(),
         Change::Metadata { .. } => &[],
     };
+    if let Change::RowDelta { deletes, .. } = change {
+        for (file, positions) in deletes {
+            if positions.max().is_some_and(|p| p >= file.record_count) {
+                return Err(Error::invalid(
+                    "row delta",
+                    format!(
+                        "a deleted position of '{}' is past its {} rows",
+                        file.path, file.record_count
+                    ),
+                ));
+            }
+        }
+    }
     for file in added {
         if file.spec_id != spec.id() || file.partition.len() != spec.fields().len() {
             return Err(Error::invalid(

@@ -137,6 +137,16 @@ pub async fn read_file_ids(table: &Table, file: &tarn_core::DataFile) -> Vec<i64
         "{}: record count in the manifest",
         file.path
     );
+    // Rows deleted by the file's deletion vector are not the table's.
+    if let Some(dv) = &file.deletion_vector {
+        let deleted = table.deletion_vector(dv).await.expect("deletion vector");
+        ids = ids
+            .into_iter()
+            .enumerate()
+            .filter(|(pos, _)| !deleted.contains(*pos as u64))
+            .map(|(_, id)| id)
+            .collect();
+    }
     ids
 }
 

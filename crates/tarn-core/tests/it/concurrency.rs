@@ -55,15 +55,18 @@ enum Kind {
     OverwriteEu,
     /// Rewrites the file holding the `eu` rows.
     RewriteEu,
+    /// Deletes rows of the `eu` file by deletion vector (which rows: by `salt`).
+    DeleteEu,
     Schema,
     Property,
 }
 
-const KINDS: [Kind; 6] = [
+const KINDS: [Kind; 7] = [
     Kind::Append,
     Kind::OverwriteTable,
     Kind::OverwriteEu,
     Kind::RewriteEu,
+    Kind::DeleteEu,
     Kind::Schema,
     Kind::Property,
 ];
@@ -118,6 +121,15 @@ async fn change(t: &Table, kind: Kind, salt: i64) -> Change {
                 operation: Operation::Delete,
             }
         }
+        // Two deletes of one file with different salts delete different rows.
+        Kind::DeleteEu => Change::RowDelta {
+            deletes: vec![(
+                file_in(t, "eu").await,
+                tarn_core::RoaringTreemap::from_iter([salt as u64]),
+            )],
+            added: Vec::new(),
+            operation: Operation::Delete,
+        },
         Kind::Schema => {
             let mut fields = t.schema().fields().to_vec();
             fields.push(Field::optional(
@@ -150,8 +162,11 @@ fn rebases(mine: Kind, theirs: Kind) -> bool {
         (OverwriteTable, _) => false,
         (OverwriteEu, Property) => true,
         (OverwriteEu, _) => false,
-        (RewriteEu, Append | Property) => true,
+        (RewriteEu | DeleteEu, Append | Property) => true,
         (RewriteEu, _) => false,
+        // Different rows of one file: both deletes stand.
+        (DeleteEu, DeleteEu) => true,
+        (DeleteEu, _) => false,
         (Schema, _) => true,
         (Property, Property) => false,
         (Property, _) => true,
@@ -395,4 +410,62 @@ async fn w_reload(old: &Table) -> Option<Table> {
     Table::load(old.location().clone(), old.env().clone())
         .await
         .ok()
+}
+
+#[tokio::test]
+async fn row_deltas_on_one_file_union_disjoint_rows_and_refuse_shared_ones() {
+    let t = base("delta-delta").await;
+    let eu = file_in(&t, "eu").await; // ids 0, 2, ..., 18 at positions 0..10
+    let delete = |positions: &[u64]| Change::RowDelta {
+        deletes: vec![(
+            eu.clone(),
+            tarn_core::RoaringTreemap::from_iter(positions.iter().copied()),
+        )],
+        added: Vec::new(),
+        operation: Operation::Delete,
+    };
+    let first = delete(&[0, 1]);
+    let disjoint = delete(&[5]);
+    let shared = delete(&[1, 9]);
+    t.commit(first).await.unwrap();
+    let after = t.commit(disjoint).await.unwrap();
+    assert_eq!(after.version(), Version(3));
+    let ids = read_ids(&after).await;
+    for gone in [0, 2, 10] {
+        assert!(!ids.contains(&gone), "{gone} deleted: {ids:?}");
+    }
+    assert_eq!(ids.len(), 20 - 3);
+    assert_eq!(after.snapshot().summary.total_rows, 17);
+    let err = t.commit(shared).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict { retryable: true });
+    assert!(
+        err.to_string()
+            .contains("deleted or updated by a concurrent commit"),
+        "{err}"
+    );
+    // One vector per file: the second delta wrote the union.
+    let files = after
+        .plan_files(&Predicate::True)
+        .await
+        .unwrap()
+        .data_files();
+    let eu_now = files.iter().find(|f| f.path == eu.path).unwrap();
+    assert_eq!(eu_now.deletion_vector.as_ref().unwrap().cardinality, 3);
+    assert_eq!(eu_now.live_rows(), 7);
+}
+
+#[tokio::test]
+async fn a_rewrite_of_a_file_with_new_deleted_rows_conflicts() {
+    // A copy-on-write rewrite read the file before rows of it were deleted by vector: it
+    // would bring them back.
+    let t = base("rewrite-after-delta").await;
+    let rewrite = change(&t, Kind::RewriteEu, 0).await;
+    t.commit(change(&t, Kind::DeleteEu, 3).await).await.unwrap();
+    let err = t.commit(rewrite).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict { retryable: true });
+    assert!(
+        err.to_string()
+            .contains("were deleted by a concurrent commit"),
+        "{err}"
+    );
 }

@@ -53,6 +53,9 @@ use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use tarn_core::Table;
+use tarn_core::properties::{
+    DELETE_MODE_PROPERTY, MERGE_MODE_PROPERTY, RowLevelMode, UPDATE_MODE_PROPERTY,
+};
 use tarn_spec::Operation;
 
 use crate::commit::{CommitExec, CommitKind, Rerun};
@@ -79,6 +82,17 @@ impl DmlKind {
             DmlKind::Update => Operation::Update,
             DmlKind::Merge(_) => Operation::Merge,
         }
+    }
+
+    /// How the target's properties say this kind of statement is written.
+    fn mode(&self, target: &TarnTable) -> Result<RowLevelMode> {
+        let property = match self {
+            DmlKind::Delete => DELETE_MODE_PROPERTY,
+            DmlKind::Update => UPDATE_MODE_PROPERTY,
+            DmlKind::Merge(_) => MERGE_MODE_PROPERTY,
+        };
+        RowLevelMode::from_properties(target.table().metadata().properties(), property)
+            .map_err(crate::error::to_df)
     }
 }
 
@@ -321,10 +335,12 @@ impl ExtensionPlanner for DmlPlanner {
         let [pass1] = physical_inputs else {
             return Err(DataFusionError::Internal("TarnDml has one input".into()));
         };
+        let mode = dml.kind.mode(&dml.target)?;
         let write = Arc::new(DmlWriteExec::new(
             pass1.clone(),
             dml.target.clone(),
             dml.kind.clone(),
+            mode,
         ));
         // A session that is a SessionState can plan the statement again after a conflict.
         let rerun = session
@@ -340,7 +356,10 @@ impl ExtensionPlanner for DmlPlanner {
             write,
             dml.target.table().clone(),
             dml.target.name().to_string(),
-            CommitKind::Rewrite(dml.kind.operation()),
+            match mode {
+                RowLevelMode::CopyOnWrite => CommitKind::Rewrite(dml.kind.operation()),
+                RowLevelMode::MergeOnRead => CommitKind::RowDelta(dml.kind.operation()),
+            },
             BTreeMap::new(),
             rerun,
         ))))

@@ -1,8 +1,11 @@
 //! The write step of row-level DML: from the rows pass 1 returns to new data files.
 //!
-//! Copy-on-write: every file holding an affected row is read again and written without the
-//! affected positions, followed by the new rows (UPDATE results, MERGE updates and inserts);
-//! files without affected rows are not touched. The result is one fragment for the commit.
+//! Merge-on-read: the affected positions of each file become its deletion vector (the
+//! commit unions them with the vector the file has), and the new rows (UPDATE results, MERGE
+//! updates and inserts) are written as new files. Copy-on-write: every file holding an
+//! affected row is read again and written without the affected positions, followed by the
+//! new rows. Either way files without affected rows are not touched, and the result is one
+//! fragment for the commit.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -23,7 +26,8 @@ use datafusion::physical_plan::{
     Partitioning, PlanProperties,
 };
 use futures::StreamExt;
-use tarn_core::{DataFile, DataFileWriter};
+use tarn_core::properties::RowLevelMode;
+use tarn_core::{DataFile, DataFileWriter, RoaringTreemap};
 
 use super::{ClauseAction, DmlKind};
 use crate::commit::{Fragment, files_with_paths};
@@ -48,11 +52,17 @@ pub(crate) struct DmlWriteExec {
     input: Arc<dyn ExecutionPlan>,
     target: Arc<TarnTable>,
     kind: DmlKind,
+    mode: RowLevelMode,
     properties: Arc<PlanProperties>,
 }
 
 impl DmlWriteExec {
-    pub fn new(input: Arc<dyn ExecutionPlan>, target: Arc<TarnTable>, kind: DmlKind) -> Self {
+    pub fn new(
+        input: Arc<dyn ExecutionPlan>,
+        target: Arc<TarnTable>,
+        kind: DmlKind,
+        mode: RowLevelMode,
+    ) -> Self {
         let schema = crate::commit::Fragment::default()
             .to_batch(target.table())
             .map(|b| b.schema())
@@ -67,6 +77,7 @@ impl DmlWriteExec {
             input,
             target,
             kind,
+            mode,
             properties,
         }
     }
@@ -76,8 +87,9 @@ impl DisplayAs for DmlWriteExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "TarnDmlWriteExec: table={} mode=copy-on-write",
-            self.target.name()
+            "TarnDmlWriteExec: table={} mode={}",
+            self.target.name(),
+            self.mode.as_str()
         )
     }
 }
@@ -120,6 +132,7 @@ impl ExecutionPlan for DmlWriteExec {
             input,
             self.target.clone(),
             self.kind.clone(),
+            self.mode,
         )))
     }
 
@@ -134,9 +147,13 @@ impl ExecutionPlan for DmlWriteExec {
         let input = self.input.execute(0, context.clone())?;
         let target = self.target.clone();
         let kind = self.kind.clone();
+        let mode = self.mode;
         let write = async move {
             let outcome = collect_outcome(input, &target, &kind).await?;
-            let fragment = rewrite(&target, outcome, &context).await?;
+            let fragment = match mode {
+                RowLevelMode::CopyOnWrite => rewrite(&target, outcome, &context).await?,
+                RowLevelMode::MergeOnRead => row_delta(&target, outcome).await?,
+            };
             fragment.to_batch(target.table())
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -241,8 +258,38 @@ fn cardinality_error(
     ))
 }
 
-/// Writes the new files: copies of the affected files without the affected rows, and the
-/// new rows.
+/// Merge-on-read: the affected positions as deletes, the new rows as new files.
+async fn row_delta(target: &TarnTable, outcome: Outcome) -> Result<Fragment> {
+    let table = target.table();
+    let data_schema = crate::convert::df_schema(table.schema());
+    let mut added = Vec::new();
+    if !outcome.new_rows.is_empty() {
+        let mut writer = table.writer().map_err(to_df)?;
+        for batch in &outcome.new_rows {
+            writer
+                .write(&conform(batch, &data_schema)?)
+                .await
+                .map_err(to_df)?;
+        }
+        added = writer.finish().await.map_err(to_df)?;
+    }
+    let deletes = outcome
+        .removed
+        .into_iter()
+        .map(|(path, positions)| {
+            let positions: RoaringTreemap = positions.into_iter().map(|p| p as u64).collect();
+            (path, positions)
+        })
+        .collect();
+    Ok(Fragment {
+        rows: outcome.affected,
+        added,
+        removed: Vec::new(),
+        deletes,
+    })
+}
+
+/// Copy-on-write: copies of the affected files without the affected rows, and the new rows.
 async fn rewrite(
     target: &TarnTable,
     outcome: Outcome,
@@ -269,7 +316,9 @@ async fn rewrite(
         .collect::<Result<_>>()?;
     let mut copies = tokio::task::JoinSet::new();
     if !removed.is_empty() {
-        let scan = target.identity_scan_of_files(table, &removed, context)?;
+        let scan = target
+            .identity_scan_of_files(table, &removed, context)
+            .await?;
         let affected_bytes: u64 = removed.iter().map(|f| f.file_size).sum();
         let streams = if affected_bytes >= PARALLEL_REWRITE_BYTES {
             (0..scan.output_partitioning().partition_count())
@@ -308,6 +357,7 @@ async fn rewrite(
         rows: outcome.affected,
         added,
         removed: removed.into_iter().map(|f| f.path).collect(),
+        deletes: Default::default(),
     })
 }
 
