@@ -234,22 +234,28 @@ impl TarnTable {
     }
 
     /// A scan of some data files of `table` with row identities, outside any session: for
-    /// the rewrites of row-level DML, which learn the files while they run. Rows deleted
-    /// by the files' deletion vectors are not read.
+    /// the write step of row-level DML, which learns the files while it runs. `columns` are
+    /// indexes of the table's columns; `_file` and `_pos` follow them.
     pub(crate) async fn identity_scan_of_files(
         &self,
         table: &Table,
         files: &[DataFile],
+        rows: RowsOf<'_>,
+        columns: &[usize],
         context: &TaskContext,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let partitioned = partitioned_files(table, files, true).await?;
+        let partitioned = partitioned_files(table, files, true, rows).await?;
         let options = context.session_config().options();
         let runtime = context.runtime_env();
+        let rows = match rows {
+            RowsOf::Live => files.iter().map(|f| f.live_rows()).sum(),
+            RowsOf::Positions(positions) => positions.values().map(|p| p.len()).sum(),
+        };
         let scan = FileScan {
             table,
             store_url: &self.store_url,
             identity: true,
-            rows: files.iter().map(|f| f.live_rows()).sum(),
+            rows,
             files: partitioned,
             metrics: ScanMetrics::default(),
             parquet: TableParquetOptions {
@@ -259,27 +265,49 @@ impl TarnTable {
             target_partitions: options.execution.target_partitions,
             runtime: runtime.as_ref(),
         };
-        // Every column, named: without a projection the scan would leave out `_file`.
-        let columns = table.schema().fields().len() + 2;
-        scan.build(Some((0..columns).collect()), None)
+        let width = table.schema().fields().len();
+        let projection = columns.iter().copied().chain([width, width + 1]).collect();
+        scan.build(Some(projection), None)
     }
 }
 
+/// Which rows of its data files a row identity scan reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RowsOf<'a> {
+    /// The live rows: all but those deleted by the file's deletion vector.
+    Live,
+    /// Only these positions, per table-relative file path (positions of live rows).
+    Positions(&'a HashMap<String, RoaringTreemap>),
+}
+
 /// Data files as DataFusion scans them: with their statistics, or, in an identity scan,
-/// with their paths as the value of the `_file` column; with the rows their deletion
-/// vectors delete left out by a Parquet access plan, so they are never decoded.
+/// with their paths as the value of the `_file` column; rows not read (deleted by the
+/// file's deletion vector, or not among the positions asked for) are left out by a Parquet
+/// access plan, so they are never decoded.
 async fn partitioned_files(
     table: &Table,
     files: &[DataFile],
     identity: bool,
+    rows: RowsOf<'_>,
 ) -> Result<Vec<PartitionedFile>> {
     let mut out = Vec::with_capacity(files.len());
     for file in files {
         let mut partitioned = partitioned_file(table, file, identity);
-        if let Some(dv) = &file.deletion_vector {
-            let deleted = table.deletion_vector(dv).await.map_err(to_df)?;
-            let row_groups = row_group_rows(table, file).await?;
-            partitioned = partitioned.with_extension(access_plan(&row_groups, &deleted));
+        match rows {
+            RowsOf::Live => {
+                if let Some(dv) = &file.deletion_vector {
+                    let deleted = table.deletion_vector(dv).await.map_err(to_df)?;
+                    let row_groups = row_group_rows(table, file).await?;
+                    partitioned =
+                        partitioned.with_extension(access_plan(&row_groups, &deleted, false));
+                }
+            }
+            RowsOf::Positions(positions) => {
+                let empty = RoaringTreemap::new();
+                let wanted = positions.get(&file.path).unwrap_or(&empty);
+                let row_groups = row_group_rows(table, file).await?;
+                partitioned = partitioned.with_extension(access_plan(&row_groups, wanted, true));
+            }
         }
         out.push(partitioned);
     }
@@ -326,35 +354,53 @@ async fn row_group_rows(table: &Table, file: &DataFile) -> Result<Vec<u64>> {
         .collect())
 }
 
-/// A Parquet access plan that reads every row but the deleted ones: row groups whose rows
-/// are all deleted are skipped, others get a row selection.
-pub(crate) fn access_plan(row_groups: &[u64], deleted: &RoaringTreemap) -> ParquetAccessPlan {
+/// A Parquet access plan over row groups of the given sizes that reads only the `marked`
+/// positions (`read_marked`), or every row but them. Row groups with nothing to read are
+/// skipped; the others get a row selection.
+pub(crate) fn access_plan(
+    row_groups: &[u64],
+    marked: &RoaringTreemap,
+    read_marked: bool,
+) -> ParquetAccessPlan {
+    let (on_marked, on_rest) = if read_marked {
+        (
+            RowSelector::select as fn(usize) -> RowSelector,
+            RowSelector::skip as fn(usize) -> _,
+        )
+    } else {
+        (
+            RowSelector::skip as fn(usize) -> RowSelector,
+            RowSelector::select as fn(usize) -> _,
+        )
+    };
     let mut plan = ParquetAccessPlan::new_all(row_groups.len());
-    let mut positions = deleted.iter().peekable();
+    let mut positions = marked.iter().peekable();
     let mut start = 0u64;
     for (i, &rows) in row_groups.iter().enumerate() {
         let end = start + rows;
         let mut selectors = Vec::new();
         let mut at = start;
-        let mut skipped = 0u64;
+        let mut hits = 0u64;
         while let Some(&p) = positions.peek() {
             if p >= end {
                 break;
             }
             positions.next();
             if p > at {
-                selectors.push(RowSelector::select((p - at) as usize));
+                selectors.push(on_rest((p - at) as usize));
             }
-            selectors.push(RowSelector::skip(1));
-            skipped += 1;
+            selectors.push(on_marked(1));
+            hits += 1;
             at = p + 1;
         }
-        if skipped == rows {
+        if at < end {
+            selectors.push(on_rest((end - at) as usize));
+        }
+        let reads_nothing = if read_marked { hits == 0 } else { hits == rows };
+        let reads_all = if read_marked { hits == rows } else { hits == 0 };
+        if reads_nothing {
             plan.skip(i);
-        } else if skipped > 0 {
-            if at < end {
-                selectors.push(RowSelector::select((end - at) as usize));
-            }
+        } else if !reads_all {
             plan.scan_selection(i, RowSelection::from(selectors));
         }
         start = end;
@@ -569,7 +615,7 @@ impl TableProvider for TarnTable {
             .iter()
             .flat_map(|m| (0..m.len()).map(move |i| m.data_file(i)))
             .collect();
-        let files = partitioned_files(&table, &data_files, self.identity).await?;
+        let files = partitioned_files(&table, &data_files, self.identity, RowsOf::Live).await?;
         let scan = FileScan {
             table: &table,
             store_url: &self.store_url,

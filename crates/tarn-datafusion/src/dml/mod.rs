@@ -6,17 +6,19 @@
 //! tarn table, before the optimizer runs, by a [`TarnDml`] node over an ordinary query:
 //!
 //! ```text
-//! TarnDml                       → TarnCommitExec       one Rewrite commit, by the conflict matrix;
-//!   │                                │                 on a retryable conflict, the statement
-//!   │                                │                 runs again on the newest version
-//!   │                           → TarnDmlWriteExec     rows of affected files, less the affected
-//!   │                                │                 positions, and new rows, into new files;
-//!   │                                │                 untouched files stay
+//! TarnDml                       → TarnCommitExec       one RowDelta (merge-on-read) or Rewrite
+//!   │                                │                 (copy-on-write) commit, by the conflict
+//!   │                                │                 matrix; on a retryable conflict, the
+//!   │                                │                 statement runs again on the newest version
+//!   │                           → TarnDmlWriteExec     affected positions as deletion vectors (or
+//!   │                                │                 copies of their files without them); the
+//!   │                                │                 old values of updated rows read by
+//!   │                                │                 position; new rows into new files
 //!   └─ pass 1 (LogicalPlan)     → physical plan:       the target with row identities (_file, _pos)
 //!        DELETE  project(_file, _pos) ∘ filter(p) ∘ scan(t)
-//!        UPDATE  project(_file, _pos, new row) ∘ filter(p) ∘ scan(t) [⋈ FROM]
-//!        MERGE   the first true WHEN clause per row as an action, and the new row
-//!                ∘ scan(t) ⋈ source
+//!        UPDATE  project(_file, _pos, assigned values) ∘ filter(p) ∘ scan(t) [⋈ FROM]
+//!        MERGE   the first true WHEN clause per row as an action, and the values it
+//!                assigns ∘ scan(t) ⋈ source
 //! ```
 //!
 //! Subqueries, correlated predicates and joins are planned by DataFusion like any query, and
@@ -68,11 +70,13 @@ pub(crate) use write::DmlWriteExec;
 pub(crate) enum DmlKind {
     /// Pass 1 returns `_file, _pos` of rows to delete.
     Delete,
-    /// Pass 1 returns `_file, _pos` and the new row of each updated row.
+    /// Pass 1 returns `_file, _pos` and the new values of the assigned columns of each
+    /// updated row.
     Update,
-    /// Pass 1 returns `_file, _pos, action` (the index of the clause that runs) and the new
-    /// row; `_file` and `_pos` are NULL for inserted rows.
-    Merge(Vec<ClauseAction>),
+    /// Pass 1 returns `_file, _pos, action` (the index of the clause that runs) and the
+    /// values the clauses assign, per column any clause assigns; `_file` and `_pos` are NULL
+    /// for inserted rows.
+    Merge(Vec<MergeClause>),
 }
 
 impl DmlKind {
@@ -96,12 +100,20 @@ impl DmlKind {
     }
 }
 
-/// The kind of action each MERGE clause takes, in written order.
+/// The kind of action a row-level change takes on a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
 pub(crate) enum ClauseAction {
     Update,
     Delete,
     Insert,
+}
+
+/// A MERGE clause as the write step sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd)]
+pub(crate) struct MergeClause {
+    pub action: ClauseAction,
+    /// The columns it assigns: the SET columns of an UPDATE, every column for an INSERT.
+    pub assigns: Vec<String>,
 }
 
 /// A DML statement on a tarn table: pass 1 as its input; see the module documentation.

@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
 
-use super::{ClauseAction, DmlKind};
+use super::{ClauseAction, DmlKind, MergeClause};
 use crate::provider::{FILE_COLUMN, POS_COLUMN, TarnTable};
 
 /// Pass 1's MERGE action column: the index of the clause that runs for the row.
@@ -123,8 +123,9 @@ fn update(
         _ => None,
     };
     let mut exprs = vec![file, identity_column(below, POS_COLUMN)?];
-    // The new row in the table's column order; a column the statement does not know of
-    // (added since it was first planned) keeps its value.
+    // The assigned columns' new values in the table's column order. The columns an UPDATE
+    // leaves alone (planned as themselves) are not read here: the write step reads them
+    // for the updated rows only, by position.
     let mut assigned: HashMap<String, Expr> = projection
         .expr
         .into_iter()
@@ -134,11 +135,16 @@ fn update(
         })
         .collect();
     for field in target.read_schema().fields() {
-        let value = match assigned.remove(&field.name) {
-            Some(e) => e,
-            None => Expr::Column(Column::new(qualifier.clone(), &field.name)).alias(&field.name),
+        let Some(value) = assigned.remove(&field.name) else {
+            continue;
         };
-        exprs.push(value);
+        let unchanged = matches!(
+            value.clone().unalias(),
+            Expr::Column(c) if c.name == field.name && c.relation == qualifier
+        );
+        if !unchanged {
+            exprs.push(value);
+        }
     }
     Ok(LogicalPlan::Projection(Projection::try_new(
         exprs,
@@ -179,7 +185,7 @@ fn merge(
     let mut matched = Vec::new();
     let mut not_matched = Vec::new();
     let mut by_source = Vec::new();
-    let mut actions = Vec::new();
+    let mut clauses = Vec::new();
     // Per column: the value it takes under each UPDATE or INSERT clause.
     let mut values: Vec<Vec<(i32, Expr)>> = vec![Vec::new(); columns.len()];
     let index = |column: &str| {
@@ -199,12 +205,18 @@ fn merge(
             _ => not_matched.push((condition, lit(i))),
         }
         match &clause.action {
-            MergeIntoAction::Delete => actions.push(ClauseAction::Delete),
+            MergeIntoAction::Delete => clauses.push(MergeClause {
+                action: ClauseAction::Delete,
+                assigns: Vec::new(),
+            }),
             MergeIntoAction::Update(assignments) => {
                 for (column, value) in assignments {
                     values[index(column)?].push((i, value.clone()));
                 }
-                actions.push(ClauseAction::Update);
+                clauses.push(MergeClause {
+                    action: ClauseAction::Update,
+                    assigns: assignments.iter().map(|(c, _)| c.clone()).collect(),
+                });
             }
             MergeIntoAction::Insert {
                 columns: named,
@@ -226,7 +238,10 @@ fn merge(
                     };
                     values[c].push((i, value));
                 }
-                actions.push(ClauseAction::Insert);
+                clauses.push(MergeClause {
+                    action: ClauseAction::Insert,
+                    assigns: columns.clone(),
+                });
             }
         }
     }
@@ -267,24 +282,25 @@ fn merge(
         target_column(POS_COLUMN),
         action.clone().alias(ACTION_COLUMN),
     ];
+    // The value each clause assigns to a column; NULL under the clauses that leave the
+    // column alone, whose rows keep their value (read by the write step, by position).
+    // Columns no clause assigns are not read here at all.
     for (column, cases) in columns.iter().zip(values) {
-        let current = target_column(column);
-        let value = if cases.is_empty() {
-            current
-        } else {
-            let mut builder = case(action.clone());
-            for (i, v) in cases {
-                builder = builder.when(lit(i), v);
-            }
-            builder.otherwise(current)?
+        let mut cases = cases.into_iter();
+        let Some((i, v)) = cases.next() else {
+            continue;
         };
-        projection.push(value.alias(column));
+        let mut builder = case(action.clone()).when(lit(i), v);
+        for (i, v) in cases {
+            builder = builder.when(lit(i), v);
+        }
+        projection.push(builder.end()?.alias(column));
     }
     let plan = LogicalPlanBuilder::from(joined)
         .project(projection)?
         .filter(col(ACTION_COLUMN).is_not_null())?
         .build()?;
-    Ok((DmlKind::Merge(actions), plan))
+    Ok((DmlKind::Merge(clauses), plan))
 }
 
 /// MERGE's scoping rules: NOT MATCHED clauses see only the source, NOT MATCHED BY SOURCE

@@ -1,4 +1,10 @@
-//! The write step of row-level DML: from the rows pass 1 returns to new data files.
+//! The write step of row-level DML: from the rows pass 1 returns to a commit fragment.
+//!
+//! Pass 1 returns, per affected row, its identity (`_file`, `_pos`), for MERGE the clause
+//! that runs, and only the values the statement assigns. The old values of the columns an
+//! updated row keeps are read afterwards from the files, by position: a Parquet access plan
+//! selects just the updated rows (late materialization), so an UPDATE of one column of 1% of
+//! the rows does not decode the other columns of the other 99%.
 //!
 //! Merge-on-read: the affected positions of each file become its deletion vector (the
 //! commit unions them with the vector the file has), and the new rows (UPDATE results, MERGE
@@ -11,8 +17,9 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
-use datafusion::arrow::compute::{CastOptions, cast_with_options, filter_record_batch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int32Array, RecordBatch};
+use datafusion::arrow::compute::kernels::zip::zip;
+use datafusion::arrow::compute::{CastOptions, cast_with_options, filter_record_batch, interleave};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::internal_err;
@@ -32,17 +39,19 @@ use tarn_core::{DataFile, DataFileWriter, RoaringTreemap};
 use super::{ClauseAction, DmlKind};
 use crate::commit::{Fragment, files_with_paths};
 use crate::error::to_df;
-use crate::provider::TarnTable;
+use crate::provider::{RowsOf, TarnTable};
 
 /// Affected files larger than this in all are copied by one writer per scan partition.
 const PARALLEL_REWRITE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// What pass 1 decided.
 struct Outcome {
-    /// Positions to drop, per table-relative data file path.
-    removed: HashMap<String, HashSet<i64>>,
-    /// New rows (UPDATE results and INSERTs), in the table's column order.
-    new_rows: Vec<RecordBatch>,
+    /// Positions of the deleted and updated rows, per table-relative data file path.
+    removed: HashMap<String, RoaringTreemap>,
+    /// Rows MERGE inserts: every column, in the table's order.
+    inserted: Vec<RecordBatch>,
+    /// Updated rows as pass 1 returns them: identity, action, assigned values.
+    updated: Vec<RecordBatch>,
     affected: u64,
 }
 
@@ -149,12 +158,25 @@ impl ExecutionPlan for DmlWriteExec {
         let kind = self.kind.clone();
         let mode = self.mode;
         let write = async move {
-            let outcome = collect_outcome(input, &target, &kind).await?;
+            let outcome = collect_outcome(input, &target, &kind, &context).await?;
+            let data_schema = crate::convert::df_schema(target.table().schema());
+            let mut new_rows = outcome
+                .inserted
+                .iter()
+                .map(|b| conform(b, &data_schema))
+                .collect::<Result<Vec<_>>>()?;
+            new_rows.extend(materialize(&target, &kind, outcome.updated, &context).await?);
             let fragment = match mode {
-                RowLevelMode::CopyOnWrite => rewrite(&target, outcome, &context).await?,
-                RowLevelMode::MergeOnRead => row_delta(&target, outcome).await?,
+                RowLevelMode::CopyOnWrite => {
+                    rewrite(&target, outcome.removed, new_rows, &context).await?
+                }
+                RowLevelMode::MergeOnRead => row_delta(&target, outcome.removed, new_rows).await?,
             };
-            fragment.to_batch(target.table())
+            Fragment {
+                rows: outcome.affected,
+                ..fragment
+            }
+            .to_batch(target.table())
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.properties.eq_properties.schema().clone(),
@@ -163,21 +185,28 @@ impl ExecutionPlan for DmlWriteExec {
     }
 }
 
+/// Where pass 1's values start: after `_file`, `_pos` and, for MERGE, the action.
+fn values_from(kind: &DmlKind) -> usize {
+    match kind {
+        DmlKind::Merge(_) => 3,
+        _ => 2,
+    }
+}
+
 /// Reads pass 1 and gathers its outcome, enforcing that a target row receives one action.
 async fn collect_outcome(
     mut stream: SendableRecordBatchStream,
     target: &TarnTable,
     kind: &DmlKind,
+    context: &Arc<TaskContext>,
 ) -> Result<Outcome> {
     let mut outcome = Outcome {
         removed: HashMap::new(),
-        new_rows: Vec::new(),
+        inserted: Vec::new(),
+        updated: Vec::new(),
         affected: 0,
     };
-    let (actions, values_from) = match kind {
-        DmlKind::Merge(actions) => (Some(actions), 3),
-        _ => (None, 2),
-    };
+    let values_from = values_from(kind);
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         if batch.num_rows() == 0 {
@@ -185,64 +214,67 @@ async fn collect_outcome(
         }
         let files = batch.column(0).as_string::<i32>();
         let positions = batch.column(1).as_primitive::<Int64Type>();
-        let action_of: Option<ArrayRef> = match actions {
-            Some(_) => Some(cast_with_options(
-                batch.column(2),
-                &DataType::Int32,
-                &CastOptions::default(),
-            )?),
-            None => None,
+        let actions = match kind {
+            DmlKind::Merge(_) => Some(clause_indexes(&batch)?),
+            _ => None,
         };
-        let mut takes_new_row = Vec::with_capacity(batch.num_rows());
+        let mut inserts = Vec::with_capacity(batch.num_rows());
+        let mut updates = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
-            let action = match (&action_of, actions) {
-                (Some(a), Some(kinds)) => kinds[a.as_primitive::<Int32Type>().value(row) as usize],
-                _ if *kind == DmlKind::Delete => ClauseAction::Delete,
+            let action = match (kind, &actions) {
+                (DmlKind::Merge(clauses), Some(a)) => clauses[a.value(row) as usize].action,
+                (DmlKind::Delete, _) => ClauseAction::Delete,
                 _ => ClauseAction::Update,
             };
             if action != ClauseAction::Insert {
-                let first = outcome
-                    .removed
-                    .entry(files.value(row).to_string())
-                    .or_default()
-                    .insert(positions.value(row));
+                let file = files.value(row);
+                let position = positions.value(row) as u64;
+                let first = match outcome.removed.get_mut(file) {
+                    Some(removed) => removed.insert(position),
+                    None => {
+                        let removed = RoaringTreemap::from_iter([position]);
+                        outcome.removed.insert(file.to_string(), removed);
+                        true
+                    }
+                };
                 if !first {
-                    return Err(cardinality_error(target, kind, &batch, row, values_from));
+                    return Err(cardinality_error(target, kind, file, position, context).await);
                 }
             }
-            takes_new_row.push(action != ClauseAction::Delete);
+            inserts.push(action == ClauseAction::Insert);
+            updates.push(action == ClauseAction::Update);
             outcome.affected += 1;
         }
-        if batch.num_columns() > values_from && takes_new_row.iter().any(|t| *t) {
+        if inserts.iter().any(|i| *i) {
             let values = batch.project(&(values_from..batch.num_columns()).collect::<Vec<_>>())?;
-            outcome.new_rows.push(filter_record_batch(
-                &values,
-                &BooleanArray::from(takes_new_row),
-            )?);
+            outcome
+                .inserted
+                .push(filter_record_batch(&values, &BooleanArray::from(inserts))?);
+        }
+        if updates.iter().any(|u| *u) {
+            outcome
+                .updated
+                .push(filter_record_batch(&batch, &BooleanArray::from(updates))?);
         }
     }
     Ok(outcome)
 }
 
-fn cardinality_error(
+/// The MERGE clause index of each row of a pass 1 batch.
+fn clause_indexes(batch: &RecordBatch) -> Result<Int32Array> {
+    let column = cast_with_options(batch.column(2), &DataType::Int32, &CastOptions::default())?;
+    Ok(column.as_primitive::<Int32Type>().clone())
+}
+
+/// The error for a target row that two source rows change, showing the row (read again
+/// by its position, since pass 1 reads only what the statement needs).
+async fn cardinality_error(
     target: &TarnTable,
     kind: &DmlKind,
-    batch: &RecordBatch,
-    row: usize,
-    values_from: usize,
+    file: &str,
+    position: u64,
+    context: &Arc<TaskContext>,
 ) -> DataFusionError {
-    let options = FormatOptions::default().with_null("NULL");
-    let shown: Vec<String> = (values_from..batch.num_columns())
-        .take(4)
-        .filter_map(|i| {
-            let formatter = ArrayFormatter::try_new(batch.column(i).as_ref(), &options).ok()?;
-            Some(format!(
-                "{} = {}",
-                batch.schema().field(i).name(),
-                formatter.value(row)
-            ))
-        })
-        .collect();
     let (statement, fix) = match kind {
         DmlKind::Merge(_) => (
             "MERGE INTO",
@@ -250,54 +282,242 @@ fn cardinality_error(
         ),
         _ => ("UPDATE", "make the FROM rows unique per target row"),
     };
+    let row = match shown_row(target, file, position, context).await {
+        Ok(row) => format!(" (for example the row with {row})"),
+        Err(_) => String::new(),
+    };
     DataFusionError::Plan(format!(
-        "{statement} {}: a target row matches more than one source row (for example the row \
-         with {}); {fix}. Nothing was changed",
+        "{statement} {}: a target row matches more than one source row{row}; {fix}. Nothing \
+         was changed",
         target.name(),
-        shown.join(", ")
     ))
 }
 
-/// Merge-on-read: the affected positions as deletes, the new rows as new files.
-async fn row_delta(target: &TarnTable, outcome: Outcome) -> Result<Fragment> {
+/// The first columns of one row of a data file, as `name = value, ...`.
+async fn shown_row(
+    target: &TarnTable,
+    file: &str,
+    position: u64,
+    context: &Arc<TaskContext>,
+) -> Result<String> {
+    let table = target.table();
+    let files = files_with_paths(table, &HashSet::from([file.to_string()])).await?;
+    let wanted = HashMap::from([(file.to_string(), RoaringTreemap::from_iter([position]))]);
+    let columns: Vec<usize> = (0..table.schema().fields().len().min(4)).collect();
+    let scan = target
+        .identity_scan_of_files(table, &files, RowsOf::Positions(&wanted), &columns, context)
+        .await?;
+    let batches = datafusion::physical_plan::collect(scan, context.clone()).await?;
+    let batch = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .ok_or_else(|| DataFusionError::Internal("the row is gone".into()))?;
+    let options = FormatOptions::default().with_null("NULL");
+    let shown = columns
+        .iter()
+        .map(|&i| {
+            let formatter = ArrayFormatter::try_new(batch.column(i).as_ref(), &options)?;
+            Ok(format!(
+                "{} = {}",
+                batch.schema().field(i).name(),
+                formatter.value(0)
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(shown.join(", "))
+}
+
+/// The new rows of the updated rows, in the table's column order: the values their clause
+/// assigns, and, for the columns it leaves alone, the values they had, read from the data
+/// files by position.
+async fn materialize(
+    target: &TarnTable,
+    kind: &DmlKind,
+    updated: Vec<RecordBatch>,
+    context: &Arc<TaskContext>,
+) -> Result<Vec<RecordBatch>> {
+    let Some(first) = updated.first() else {
+        return Ok(Vec::new());
+    };
     let table = target.table();
     let data_schema = crate::convert::df_schema(table.schema());
+    let values_from = values_from(kind);
+    let pass1 = first.schema();
+    // Per table column: its value column in pass 1, if the statement assigns it.
+    let value_of: Vec<Option<usize>> = data_schema
+        .fields()
+        .iter()
+        .map(|f| (values_from..pass1.fields().len()).find(|&i| pass1.field(i).name() == f.name()))
+        .collect();
+    // Per clause and table column: whether the clause assigns the column.
+    let assigns: Vec<Vec<bool>> = match kind {
+        DmlKind::Merge(clauses) => clauses
+            .iter()
+            .map(|clause| {
+                let assigned = |name: &str| {
+                    clause.action == ClauseAction::Update
+                        && clause.assigns.iter().any(|a| a == name)
+                };
+                data_schema
+                    .fields()
+                    .iter()
+                    .map(|f| assigned(f.name()))
+                    .collect()
+            })
+            .collect(),
+        _ => vec![value_of.iter().map(Option::is_some).collect()],
+    };
+    let updates: Vec<usize> = match kind {
+        DmlKind::Merge(clauses) => (0..clauses.len())
+            .filter(|&k| clauses[k].action == ClauseAction::Update)
+            .collect(),
+        _ => vec![0],
+    };
+    // The columns some updated row keeps, read from the files.
+    let kept: Vec<usize> = (0..data_schema.fields().len())
+        .filter(|&c| updates.iter().any(|&k| !assigns[k][c]))
+        .collect();
+    let clauses: Vec<Option<Int32Array>> = updated
+        .iter()
+        .map(|b| match kind {
+            DmlKind::Merge(_) => clause_indexes(b).map(Some),
+            _ => Ok(None),
+        })
+        .collect::<Result<_>>()?;
+    let nullable = nullable_schema(&data_schema);
+    let assemble = |indices: &[(usize, usize)], old: Option<&RecordBatch>| -> Result<RecordBatch> {
+        let clause_of: Vec<usize> = indices
+            .iter()
+            .map(|&(b, r)| clauses[b].as_ref().map_or(0, |a| a.value(r) as usize))
+            .collect();
+        let mut columns = Vec::with_capacity(data_schema.fields().len());
+        for (c, field) in data_schema.fields().iter().enumerate() {
+            let new = match value_of[c] {
+                Some(v) => {
+                    let arrays: Vec<&dyn Array> =
+                        updated.iter().map(|b| b.column(v).as_ref()).collect();
+                    Some(conform_column(&interleave(&arrays, indices)?, field)?)
+                }
+                None => None,
+            };
+            let old = kept
+                .iter()
+                .position(|&k| k == c)
+                .and_then(|k| old.map(|o| o.column(k).clone()));
+            columns.push(match (new, old) {
+                (Some(new), None) => new,
+                (None, Some(old)) => old,
+                (Some(new), Some(old)) => {
+                    let mask: BooleanArray =
+                        clause_of.iter().map(|&k| Some(assigns[k][c])).collect();
+                    zip(&mask, &new, &old)?
+                }
+                (None, None) => {
+                    return internal_err!("no value for column {} of an updated row", field.name());
+                }
+            });
+        }
+        Ok(RecordBatch::try_new(nullable.clone(), columns)?)
+    };
+    let count: usize = updated.iter().map(|b| b.num_rows()).sum();
+    if kept.is_empty() {
+        // Every updated row is assigned every column: nothing to read.
+        let indices: Vec<(usize, usize)> = updated
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
+            .collect();
+        return Ok(vec![assemble(&indices, None)?]);
+    }
+
+    // Where each updated row is in pass 1's output, by file and position.
+    let mut at: HashMap<String, HashMap<i64, (usize, usize)>> = HashMap::new();
+    let mut wanted: HashMap<String, RoaringTreemap> = HashMap::new();
+    for (b, batch) in updated.iter().enumerate() {
+        let files = batch.column(0).as_string::<i32>();
+        let positions = batch.column(1).as_primitive::<Int64Type>();
+        for r in 0..batch.num_rows() {
+            let (file, position) = (files.value(r), positions.value(r));
+            if !at.contains_key(file) {
+                at.insert(file.to_string(), HashMap::new());
+                wanted.insert(file.to_string(), RoaringTreemap::new());
+            }
+            at.get_mut(file).expect("inserted").insert(position, (b, r));
+            wanted
+                .get_mut(file)
+                .expect("inserted")
+                .insert(position as u64);
+        }
+    }
+    let paths: HashSet<String> = wanted.keys().cloned().collect();
+    let files = files_with_paths(table, &paths).await?;
+    let scan = target
+        .identity_scan_of_files(table, &files, RowsOf::Positions(&wanted), &kept, context)
+        .await?;
+    let mut stream = datafusion::physical_plan::execute_stream(scan, context.clone())?;
+    let mut out = Vec::new();
+    let mut found = 0;
+    while let Some(old) = stream.next().await {
+        let old = old?;
+        let files = old.column(kept.len()).as_string::<i32>();
+        let positions = old.column(kept.len() + 1).as_primitive::<Int64Type>();
+        let indices = (0..old.num_rows())
+            .map(|i| {
+                at.get(files.value(i))
+                    .and_then(|rows| rows.get(&positions.value(i)))
+                    .copied()
+                    .ok_or_else(|| {
+                        DataFusionError::Internal(format!(
+                            "row {} of {} was read but not updated",
+                            positions.value(i),
+                            files.value(i)
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        found += indices.len();
+        out.push(assemble(&indices, Some(&old))?);
+    }
+    if found != count {
+        return internal_err!(
+            "{count} rows of {} were updated, but {found} of them were found in its files",
+            target.name()
+        );
+    }
+    Ok(out)
+}
+
+/// Merge-on-read: the affected positions as deletes, the new rows as new files.
+async fn row_delta(
+    target: &TarnTable,
+    removed: HashMap<String, RoaringTreemap>,
+    new_rows: Vec<RecordBatch>,
+) -> Result<Fragment> {
     let mut added = Vec::new();
-    if !outcome.new_rows.is_empty() {
-        let mut writer = table.writer().map_err(to_df)?;
-        for batch in &outcome.new_rows {
-            writer
-                .write(&conform(batch, &data_schema)?)
-                .await
-                .map_err(to_df)?;
+    if !new_rows.is_empty() {
+        let mut writer = target.table().writer().map_err(to_df)?;
+        for batch in &new_rows {
+            writer.write(batch).await.map_err(to_df)?;
         }
         added = writer.finish().await.map_err(to_df)?;
     }
-    let deletes = outcome
-        .removed
-        .into_iter()
-        .map(|(path, positions)| {
-            let positions: RoaringTreemap = positions.into_iter().map(|p| p as u64).collect();
-            (path, positions)
-        })
-        .collect();
     Ok(Fragment {
-        rows: outcome.affected,
         added,
-        removed: Vec::new(),
-        deletes,
+        deletes: removed.into_iter().collect(),
+        ..Fragment::default()
     })
 }
 
 /// Copy-on-write: copies of the affected files without the affected rows, and the new rows.
 async fn rewrite(
     target: &TarnTable,
-    outcome: Outcome,
+    dropped: HashMap<String, RoaringTreemap>,
+    mut new_rows: Vec<RecordBatch>,
     context: &Arc<TaskContext>,
 ) -> Result<Fragment> {
     let table = target.table();
-    let data_schema = crate::convert::df_schema(table.schema());
-    let paths: HashSet<String> = outcome.removed.keys().cloned().collect();
+    let columns: Vec<usize> = (0..table.schema().fields().len()).collect();
+    let paths: HashSet<String> = dropped.keys().cloned().collect();
     let removed = files_with_paths(table, &paths).await?;
     if removed.len() != paths.len() {
         return Err(DataFusionError::Internal(format!(
@@ -309,15 +529,10 @@ async fn rewrite(
     // New rows are written after the kept rows of the first copy, so that a small
     // statement makes one file. Large rewrites copy each partition of the scan with its
     // own writer, so the files are encoded on every core at once.
-    let mut new_rows: Vec<RecordBatch> = outcome
-        .new_rows
-        .iter()
-        .map(|b| conform(b, &data_schema))
-        .collect::<Result<_>>()?;
     let mut copies = tokio::task::JoinSet::new();
     if !removed.is_empty() {
         let scan = target
-            .identity_scan_of_files(table, &removed, context)
+            .identity_scan_of_files(table, &removed, RowsOf::Live, &columns, context)
             .await?;
         let affected_bytes: u64 = removed.iter().map(|f| f.file_size).sum();
         let streams = if affected_bytes >= PARALLEL_REWRITE_BYTES {
@@ -330,13 +545,13 @@ async fn rewrite(
                 context.clone(),
             )?]
         };
-        let dropped = Arc::new(outcome.removed);
+        let dropped = Arc::new(dropped);
         for stream in streams {
             copies.spawn(copy_kept_rows(
                 stream,
                 table.writer().map_err(to_df)?,
                 Arc::clone(&dropped),
-                data_schema.fields().len(),
+                columns.len(),
                 std::mem::take(&mut new_rows),
             ));
         }
@@ -354,10 +569,9 @@ async fn rewrite(
         added.extend(files);
     }
     Ok(Fragment {
-        rows: outcome.affected,
         added,
         removed: removed.into_iter().map(|f| f.path).collect(),
-        deletes: Default::default(),
+        ..Fragment::default()
     })
 }
 
@@ -366,7 +580,7 @@ async fn rewrite(
 async fn copy_kept_rows(
     mut stream: SendableRecordBatchStream,
     mut writer: DataFileWriter,
-    dropped: Arc<HashMap<String, HashSet<i64>>>,
+    dropped: Arc<HashMap<String, RoaringTreemap>>,
     columns: usize,
     then: Vec<RecordBatch>,
 ) -> Result<Vec<DataFile>> {
@@ -376,7 +590,7 @@ async fn copy_kept_rows(
         let files = batch.column(columns).as_string::<i32>();
         let positions = batch.column(columns + 1).as_primitive::<Int64Type>();
         // Rows of one batch come from one file: look the file up once, not per row.
-        let mut current: Option<(&str, Option<&HashSet<i64>>)> = None;
+        let mut current: Option<(&str, Option<&RoaringTreemap>)> = None;
         let keep: BooleanArray = (0..batch.num_rows())
             .map(|i| {
                 let file = files.value(i);
@@ -388,7 +602,7 @@ async fn copy_kept_rows(
                         d
                     }
                 };
-                Some(!dropped_here.is_some_and(|d| d.contains(&positions.value(i))))
+                Some(!dropped_here.is_some_and(|d| d.contains(positions.value(i) as u64)))
             })
             .collect();
         let kept = filter_record_batch(&batch.project(&table_columns)?, &keep)?;
@@ -400,32 +614,43 @@ async fn copy_kept_rows(
     writer.finish().await.map_err(to_df)
 }
 
-/// A batch of new rows cast to the table's column types (errors on overflow), with every
-/// column nullable so that the writer reports NOT NULL violations by column name.
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+/// The table's schema with every column nullable, so that the writer, not the batch,
+/// reports NOT NULL violations, by column name.
+fn nullable_schema(schema: &SchemaRef) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// New values of a column cast to its type (an error on overflow, naming the column).
+fn conform_column(column: &ArrayRef, field: &Field) -> Result<ArrayRef> {
+    if column.data_type() == field.data_type() {
+        return Ok(column.clone());
+    }
     let options = CastOptions {
         safe: false,
         ..Default::default()
     };
-    let mut fields = Vec::with_capacity(schema.fields().len());
-    let mut columns = Vec::with_capacity(schema.fields().len());
-    for (field, column) in schema.fields().iter().zip(batch.columns()) {
-        let column = if column.data_type() == field.data_type() {
-            column.clone()
-        } else {
-            cast_with_options(column, field.data_type(), &options).map_err(|e| {
-                DataFusionError::Plan(format!(
-                    "cannot store the new value of column '{}' as {}: {e}",
-                    field.name(),
-                    field.data_type()
-                ))
-            })?
-        };
-        fields.push(Field::new(field.name(), field.data_type().clone(), true));
-        columns.push(column);
-    }
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns,
-    )?)
+    cast_with_options(column, field.data_type(), &options).map_err(|e| {
+        DataFusionError::Plan(format!(
+            "cannot store the new value of column '{}' as {}: {e}",
+            field.name(),
+            field.data_type()
+        ))
+    })
+}
+
+/// A batch of new rows, every column of the table in order, cast to the table's types.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| conform_column(column, field))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(nullable_schema(schema), columns)?)
 }
