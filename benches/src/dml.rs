@@ -10,7 +10,7 @@ use tarn_core::Warehouse;
 use tarn_datafusion::TarnContext;
 
 use crate::report::Report;
-use crate::tpch::{Tpch, median, run as run_batches};
+use crate::tpch::{QUERIES, Side, Tpch, median, run as run_batches};
 
 /// Peak resident memory of this process since the last reset, in bytes (Linux).
 fn peak_rss() -> Option<u64> {
@@ -45,12 +45,25 @@ async fn run(ctx: &TarnContext, sql: &str) -> Result<u64, String> {
 }
 
 /// MERGE of a `source_rows` source (90% updates, 10% inserts) into a `target_rows` target,
-/// with DataFusion's memory pool limited to `limit_bytes`.
+/// with DataFusion's memory pool limited to `limit_bytes`, in both row-level modes.
 pub async fn merge_under_memory_limit(
     report: &mut Report,
     target_rows: u64,
     source_rows: u64,
     limit_bytes: usize,
+) -> Result<(), String> {
+    for mode in MODES {
+        merge_in_mode(report, target_rows, source_rows, limit_bytes, mode).await?;
+    }
+    Ok(())
+}
+
+async fn merge_in_mode(
+    report: &mut Report,
+    target_rows: u64,
+    source_rows: u64,
+    limit_bytes: usize,
+    mode: &str,
 ) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let warehouse =
@@ -62,7 +75,14 @@ pub async fn merge_under_memory_limit(
     let ctx = TarnContext::new_with_runtime(warehouse, SessionConfig::new(), runtime)
         .await
         .map_err(|e| e.to_string())?;
-    run(&ctx, "CREATE TABLE target (id BIGINT NOT NULL, v BIGINT, pad VARCHAR) WITH ('write.target-file-size-bytes' = '33554432')").await?;
+    run(
+        &ctx,
+        &format!(
+            "CREATE TABLE target (id BIGINT NOT NULL, v BIGINT, pad VARCHAR) WITH \
+         ('write.target-file-size-bytes' = '33554432', 'write.merge-mode' = '{mode}')"
+        ),
+    )
+    .await?;
     let load = Instant::now();
     run(&ctx, &format!("INSERT INTO target SELECT value, value % 1000, 'padding-' || value FROM generate_series(0, {})", target_rows - 1)).await?;
     let load_s = load.elapsed().as_secs_f64();
@@ -107,7 +127,7 @@ pub async fn merge_under_memory_limit(
         return Err(format!("the target has {total} rows after the MERGE"));
     }
     let label = format!(
-        "MERGE {source_rows} into {target_rows} rows, memory pool {} MiB",
+        "MERGE {source_rows} into {target_rows} rows, {mode}, memory pool {} MiB",
         limit_bytes >> 20
     );
     report.add(
@@ -183,8 +203,20 @@ fn merge_sql(source: &str) -> String {
     )
 }
 
+/// `WITH (...)` setting every row-level statement of a table to `mode`.
+fn mode_properties(mode: &str) -> String {
+    format!(
+        "WITH ('write.delete-mode' = '{mode}', 'write.update-mode' = '{mode}', \
+         'write.merge-mode' = '{mode}')"
+    )
+}
+
+const MODES: [&str; 2] = ["merge-on-read", "copy-on-write"];
+
 /// DELETE of 0.1%, UPDATE of 1% and MERGE upserts of about 1% on lineitem, each statement
-/// on a fresh copy of the table: time, files rewritten and peak memory.
+/// on a fresh copy of the table, in both row-level modes: time, files rewritten and peak
+/// memory. Then Q1 and Q6 on lineitem with 10% of its rows deleted by deletion vectors,
+/// against the same rows compacted into files of their own.
 pub async fn lineitem(report: &mut Report, data: &Tpch, runs: usize) -> Result<(), String> {
     let ctx = &data.tarn;
     let max_key = run_batches(ctx, "SELECT max(l_orderkey) FROM lineitem").await?;
@@ -230,42 +262,111 @@ pub async fn lineitem(report: &mut Report, data: &Tpch, runs: usize) -> Result<(
         ),
     ];
     for (label, sql) in statements {
-        let (mut times, mut peaks) = (Vec::new(), Vec::new());
-        let mut rewritten = (0, 0, 0);
-        for _ in 0..runs {
-            run(ctx, "DROP TABLE IF EXISTS target").await?;
-            run(ctx, "CREATE TABLE target AS SELECT * FROM lineitem").await?;
-            reset_peak_rss();
-            let start = Instant::now();
-            run(ctx, &sql).await?;
-            times.push(start.elapsed().as_secs_f64());
-            peaks.push(peak_rss().unwrap_or(0) as f64 / (1024.0 * 1024.0));
-            let summary = run_batches(
-                ctx,
-                "SELECT removed_files, added_files, total_files \
-                 FROM \"target$snapshots\" ORDER BY version DESC LIMIT 1",
-            )
-            .await?;
-            let b = summary.first().ok_or("no snapshot")?;
-            let value = |i: usize| b.column(i).as_primitive::<UInt64Type>().value(0);
-            rewritten = (value(0), value(1), value(2));
+        let mut medians = Vec::new();
+        for mode in MODES {
+            let (mut times, mut peaks) = (Vec::new(), Vec::new());
+            let mut summary = (0, 0, 0, 0);
+            for _ in 0..runs {
+                run(ctx, "DROP TABLE IF EXISTS target").await?;
+                run(
+                    ctx,
+                    &format!(
+                        "CREATE TABLE target {} AS SELECT * FROM lineitem",
+                        mode_properties(mode)
+                    ),
+                )
+                .await?;
+                reset_peak_rss();
+                let start = Instant::now();
+                run(ctx, &sql).await?;
+                times.push(start.elapsed().as_secs_f64());
+                peaks.push(peak_rss().unwrap_or(0) as f64 / (1024.0 * 1024.0));
+                let batches = run_batches(
+                    ctx,
+                    "SELECT removed_files, added_files, total_files, removed_rows \
+                     FROM \"target$snapshots\" ORDER BY version DESC LIMIT 1",
+                )
+                .await?;
+                let b = batches.first().ok_or("no snapshot")?;
+                let value = |i: usize| b.column(i).as_primitive::<UInt64Type>().value(0);
+                summary = (value(0), value(1), value(2), value(3));
+            }
+            let time = median(&mut times);
+            medians.push(time);
+            report.add(
+                format!("{label}, {mode}: time"),
+                time,
+                "s",
+                format!(
+                    "median of {runs}; files removed {}, rows removed {}, files added {}, \
+                     table now {} files",
+                    summary.0, summary.3, summary.1, summary.2
+                ),
+            );
+            report.add(
+                format!("{label}, {mode}: peak RSS of the process"),
+                median(&mut peaks),
+                "MiB",
+                "VmHWM after a reset, includes the data already loaded",
+            );
         }
         report.add(
-            format!("{label}: time"),
-            median(&mut times),
-            "s",
-            format!(
-                "median of {runs}; files removed {}, added {}, table now {} files",
-                rewritten.0, rewritten.1, rewritten.2
-            ),
-        );
-        report.add(
-            format!("{label}: peak RSS of the process"),
-            median(&mut peaks),
-            "MiB",
-            "VmHWM after a reset, includes the data already loaded",
+            format!("{label}: copy-on-write / merge-on-read"),
+            medians[1] / medians[0],
+            "ratio",
+            "times above",
         );
     }
     run(ctx, "DROP TABLE IF EXISTS target").await?;
+    scans_after_deletes(report, data, runs).await
+}
+
+/// Q1 and Q6 on lineitem after a DELETE of 10% of its rows: on a table where the DELETE
+/// wrote deletion vectors, against one where it rewrote the files (a compacted table).
+async fn scans_after_deletes(report: &mut Report, data: &Tpch, runs: usize) -> Result<(), String> {
+    let ctx = &data.tarn;
+    for (name, mode) in [("deleted", "merge-on-read"), ("compacted", "copy-on-write")] {
+        run(ctx, &format!("DROP TABLE IF EXISTS {name}")).await?;
+        run(
+            ctx,
+            &format!(
+                "CREATE TABLE {name} {} AS SELECT * FROM lineitem",
+                mode_properties(mode)
+            ),
+        )
+        .await?;
+        run(
+            ctx,
+            &format!("DELETE FROM {name} WHERE l_orderkey % 10 = 3"),
+        )
+        .await?;
+    }
+    let tarn = Side::Tarn(ctx);
+    for (query, sql) in [("Q1", QUERIES[0]), ("Q6", QUERIES[5])] {
+        let deleted = sql.replace("FROM lineitem", "FROM deleted");
+        let compacted = sql.replace("FROM lineitem", "FROM compacted");
+        let (a, b) = (
+            tarn.execute(&deleted).await?,
+            tarn.execute(&compacted).await?,
+        );
+        if a.batches != b.batches {
+            return Err(format!("{query} differs between the two tables"));
+        }
+        let (mut ta, mut tb) = (Vec::new(), Vec::new());
+        for _ in 0..runs.max(3) {
+            ta.push(tarn.execute(&deleted).await?.elapsed.as_secs_f64());
+            tb.push(tarn.execute(&compacted).await?.elapsed.as_secs_f64());
+        }
+        let (a, b) = (median(&mut ta), median(&mut tb));
+        report.add(
+            format!("{query} with 10% of lineitem deleted: vectors / compacted"),
+            a / b,
+            "ratio",
+            format!("{:.1} ms against {:.1} ms", a * 1e3, b * 1e3),
+        );
+    }
+    for name in ["deleted", "compacted"] {
+        run(ctx, &format!("DROP TABLE {name}")).await?;
+    }
     Ok(())
 }

@@ -7,7 +7,8 @@
 //! - `pruning`: a one-month query on lineitem partitioned by `month(l_shipdate)`, on a copy
 //!   sorted by `l_shipdate`, and on the unsorted plain Parquet: time, files, bytes read.
 //! - `dml`: DELETE 0.1%, UPDATE 1% and MERGE upserts of about 1% on lineitem, each on a
-//!   fresh copy: time, files rewritten, peak memory.
+//!   fresh copy, merge-on-read and copy-on-write: time, files rewritten, peak memory; then Q1
+//!   and Q6 with 10% of lineitem deleted by deletion vectors against a compacted copy.
 //! - `time-travel`: the same queries on the latest version and 100 commits back.
 //!
 //! Suites on synthetic tables:
@@ -18,7 +19,7 @@
 //! - `append-large`: appending one file to a table of 10,000 files: metadata objects written
 //!   and commit latency.
 //! - `merge-memory`: MERGE of 10,000 source rows into 10,000,000 target rows with a 1 GiB
-//!   DataFusion memory limit: time, peak memory, files rewritten.
+//!   DataFusion memory limit, in both row-level modes: time, peak memory, files rewritten.
 //!
 //! `all` runs every suite; `smoke` runs every suite at a tiny size, once, for CI;
 //! `explain --query N` prints `EXPLAIN ANALYZE` of TPC-H query N on both sides.

@@ -21,12 +21,21 @@ fn every_suite_runs_at_a_tiny_size() {
         "{stdout}"
     );
     assert!(stdout.contains("no commit lost (checked)"), "{stdout}");
-    assert!(stdout.contains("MERGE 1000 into 20000 rows"), "{stdout}");
+    assert!(
+        stdout.contains("MERGE 1000 into 20000 rows, merge-on-read"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("MERGE 1000 into 20000 rows, copy-on-write"),
+        "{stdout}"
+    );
     for figure in [
         "| Q22 tarn / ListingTable |",
         "| geometric mean of the 22 ratios |",
         "tarn, partitioned by month(l_shipdate): one-month query",
-        "| MERGE upsert, spread (1% updated, 0.1% inserted): time |",
+        "| MERGE upsert, spread (1% updated, 0.1% inserted), merge-on-read: time |",
+        "| MERGE upsert, spread (1% updated, 0.1% inserted), copy-on-write: time |",
+        "| Q6 with 10% of lineitem deleted: vectors / compacted |",
         "| Q1: version 3 commits old / latest |",
         "| 1000 files, point query on the partition key: planning, new session |",
     ] {

@@ -36,7 +36,9 @@ mod wire;
 pub use error::{Result, SpecError};
 pub use evolution::SchemaChange;
 pub use ids::{FieldId, SchemaId, SpecId, Version};
-pub use metadata::{FORMAT_VERSION, MetadataUpdate, NewSnapshot, TableMetadata};
+pub use metadata::{
+    DELETION_VECTORS_FORMAT_VERSION, FORMAT_VERSION, MetadataUpdate, NewSnapshot, TableMetadata,
+};
 pub use partition::{FIRST_PARTITION_FIELD_ID, PartitionField, PartitionSpec};
 pub use schema::{Field, Schema};
 pub use snapshot::{Changes, Operation, Snapshot, Summary};

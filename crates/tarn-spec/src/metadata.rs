@@ -11,13 +11,19 @@ use crate::snapshot::{Changes, Operation, Snapshot, Summary};
 use crate::value::Value;
 use crate::wire;
 
-/// The newest format version this crate reads and the one it writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version this crate reads and writes (it reads every older one).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The format version that adds deletion vectors to manifests (merge-on-read row changes).
+/// A table moves to it with its first commit that deletes rows by vector, so that readers
+/// that would not apply the vectors refuse the table instead of returning deleted rows.
+pub const DELETION_VECTORS_FORMAT_VERSION: u32 = 2;
 
 /// The state of a table at one version. Always valid: constructed only through
 /// [`TableMetadata::create`], [`TableMetadata::from_json`] and [`TableMetadata::commit`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableMetadata {
+    format_version: u32,
     table_uuid: String,
     last_updated_ms: i64,
     last_column_id: FieldId,
@@ -38,6 +44,8 @@ pub enum MetadataUpdate {
     /// Add a partition spec and make it the default. Its id is assigned by the commit.
     SetPartitionSpec(Vec<PartitionField>),
     SetProperties(BTreeMap<String, String>),
+    /// Raise the table's format version to at least this one (never lowers it).
+    UpgradeFormatVersion(u32),
     RemoveProperties(Vec<String>),
 }
 
@@ -65,6 +73,7 @@ impl TableMetadata {
         let schema = Schema::new(SchemaId(0), fields)?;
         let spec = PartitionSpec::new(SpecId(0), partition_fields, &schema)?;
         let metadata = TableMetadata {
+            format_version: 1,
             table_uuid: table_uuid.into(),
             last_updated_ms: timestamp_ms,
             last_column_id: schema.highest_field_id(),
@@ -143,8 +152,22 @@ impl TableMetadata {
                     self.properties.remove(key);
                 }
             }
+            MetadataUpdate::UpgradeFormatVersion(version) => {
+                if *version > FORMAT_VERSION {
+                    return Err(SpecError::UnsupportedFormatVersion {
+                        found: *version,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+                self.format_version = self.format_version.max(*version);
+            }
         }
         Ok(())
+    }
+
+    /// The format version this metadata is written in (§11 of the format).
+    pub fn format_version(&self) -> u32 {
+        self.format_version
     }
 
     /// The version this metadata describes.
@@ -308,7 +331,12 @@ impl TableMetadata {
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
         let probe: wire::FormatProbe =
             serde_json::from_slice(bytes).map_err(|e| SpecError::Malformed(e.to_string()))?;
-        if probe.format_version != FORMAT_VERSION {
+        if probe.format_version == 0 {
+            return Err(SpecError::invalid(
+                "format-version 0 does not exist; it starts at 1",
+            ));
+        }
+        if probe.format_version > FORMAT_VERSION {
             return Err(SpecError::UnsupportedFormatVersion {
                 found: probe.format_version,
                 supported: FORMAT_VERSION,
@@ -321,7 +349,7 @@ impl TableMetadata {
 
     fn to_wire(&self) -> wire::TableMetadataV1 {
         wire::TableMetadataV1 {
-            format_version: FORMAT_VERSION,
+            format_version: self.format_version,
             table_uuid: self.table_uuid.clone(),
             last_updated_ms: self.last_updated_ms,
             last_column_id: self.last_column_id,
@@ -467,6 +495,7 @@ impl TableMetadata {
             })
             .collect();
         let metadata = TableMetadata {
+            format_version: doc.format_version,
             table_uuid: doc.table_uuid,
             last_updated_ms: doc.last_updated_ms,
             last_column_id: doc.last_column_id,
@@ -493,4 +522,49 @@ fn unique(ids: impl Iterator<Item = i32>, what: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Field;
+    use crate::types::PrimitiveType;
+
+    fn commit(t: &TableMetadata, update: MetadataUpdate) -> Result<TableMetadata> {
+        t.commit(
+            &[update],
+            NewSnapshot {
+                timestamp_ms: 1,
+                operation: Operation::Delete,
+                manifest_list: None,
+                summary: Summary::default(),
+                changes: Changes::default(),
+                commit_id: None,
+            },
+        )
+    }
+
+    #[test]
+    fn the_format_version_only_goes_up_and_survives_a_round_trip() {
+        let t = TableMetadata::create(
+            "uuid",
+            vec![Field::required(1, "id", PrimitiveType::Long)],
+            Vec::new(),
+            BTreeMap::new(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(t.format_version(), 1);
+        let up = commit(&t, MetadataUpdate::UpgradeFormatVersion(2)).unwrap();
+        assert_eq!(up.format_version(), 2);
+        let again = commit(&up, MetadataUpdate::UpgradeFormatVersion(1)).unwrap();
+        assert_eq!(again.format_version(), 2, "never lowered");
+        let read = TableMetadata::from_json(&again.to_json()).unwrap();
+        assert_eq!(read.format_version(), 2);
+        let err = commit(&t, MetadataUpdate::UpgradeFormatVersion(FORMAT_VERSION + 1));
+        assert!(matches!(
+            err,
+            Err(SpecError::UnsupportedFormatVersion { .. })
+        ));
+    }
 }

@@ -547,8 +547,13 @@ async fn next_metadata_writing(
             Some(path)
         }
     };
+    // Readers that do not apply deletion vectors must refuse the table from its first one.
+    let upgrade = [MetadataUpdate::UpgradeFormatVersion(
+        tarn_spec::DELETION_VECTORS_FORMAT_VERSION,
+    )];
     let updates: &[MetadataUpdate] = match change {
         Change::Metadata { updates, .. } => updates,
+        Change::RowDelta { .. } => &upgrade,
         _ => &[],
     };
     // Commit times never go backwards, so "the newest version at or before t" is well defined
