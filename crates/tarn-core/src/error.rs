@@ -49,7 +49,8 @@ pub enum Error {
     AlreadyExists { what: &'static str, name: String },
 
     #[error(
-        "version {requested} does not exist: the table's versions run from {oldest} to {latest}"
+        "version {requested} {}: the table's versions run from {oldest} to {latest}",
+        if requested < oldest { "has expired" } else { "does not exist" }
     )]
     VersionNotFound {
         requested: Version,

@@ -301,20 +301,101 @@ impl Table {
     /// version committed at or before it.
     pub async fn at_timestamp(&self, timestamp_ms: i64) -> Result<Table> {
         let latest = self.refresh().await?;
-        match latest.metadata.snapshot_at(timestamp_ms) {
-            Some(snapshot) => latest.at_version(snapshot.version).await,
-            None => {
-                let oldest = latest
-                    .metadata
-                    .snapshots()
-                    .first()
-                    .expect("the log is never empty");
-                Err(Error::TimestampBeforeTable {
-                    requested: format_ms(timestamp_ms),
-                    oldest: format_ms(oldest.timestamp_ms),
-                })
+        let version = match latest.metadata.snapshot_at(timestamp_ms) {
+            Some(snapshot) => snapshot.version,
+            None => latest.version_before_log(timestamp_ms).await?,
+        };
+        latest.at_version(version).await
+    }
+
+    /// The newest version committed at or before `timestamp_ms`, which is older than the
+    /// first entry of this version's log: bisects the version files before it, each of
+    /// which carries the log of the versions just before it.
+    async fn version_before_log(&self, timestamp_ms: i64) -> Result<Version> {
+        let first = self.metadata.snapshots()[0].clone();
+        let before_table = |oldest: i64| Error::TimestampBeforeTable {
+            requested: format_ms(timestamp_ms),
+            oldest: format_ms(oldest),
+        };
+        let Some(oldest) = log::oldest_version(&self.location).await? else {
+            return Err(before_table(first.timestamp_ms));
+        };
+        if oldest >= first.version {
+            return Err(before_table(first.timestamp_ms));
+        }
+        let oldest_file = log::read_version(&self.location, oldest).await?;
+        let oldest_ms = oldest_file.metadata.current_snapshot().timestamp_ms;
+        if oldest_ms > timestamp_ms {
+            return Err(before_table(oldest_ms));
+        }
+        // Invariant: the answer lies in [low, high]; version `low` was committed at or
+        // before the time, and every version above `high` after it.
+        let (mut low, mut high) = (oldest.get(), first.version.get() - 1);
+        while low < high {
+            let mid = low + (high - low).div_ceil(2);
+            let file = log::read_version(&self.location, Version(mid)).await?;
+            let log = file.metadata.snapshots();
+            if log.last().is_some_and(|s| s.timestamp_ms <= timestamp_ms) {
+                low = mid;
+            } else if let Some(found) = file.metadata.snapshot_at(timestamp_ms) {
+                return Ok(found.version);
+            } else {
+                high = log[0].version.get().saturating_sub(1).max(low);
             }
         }
+        Ok(Version(low))
+    }
+
+    /// The snapshots committed after `base` up to this version, oldest first. This version's
+    /// log holds the recent ones; older ones are read from the version files before it.
+    pub async fn snapshots_after(&self, base: Version) -> Result<Vec<Snapshot>> {
+        let mut log: Vec<Snapshot> = self
+            .metadata
+            .snapshots()
+            .iter()
+            .filter(|s| s.version > base)
+            .cloned()
+            .collect();
+        while let Some(first) = log.first().map(|s| s.version)
+            && first.get() > base.get() + 1
+        {
+            let file = log::read_version(&self.location, Version(first.get() - 1)).await?;
+            let older: Vec<Snapshot> = file
+                .metadata
+                .snapshots()
+                .iter()
+                .filter(|s| s.version > base && s.version < first)
+                .cloned()
+                .collect();
+            log.splice(0..0, older);
+        }
+        Ok(log)
+    }
+
+    /// Every snapshot still readable, oldest first: this version's log and the logs of the
+    /// version files before it, back to the oldest one not expired.
+    pub async fn history(&self) -> Result<Vec<Snapshot>> {
+        let mut log = self.metadata.snapshots().to_vec();
+        while let Some(first) = log.first().map(|s| s.version)
+            && first.get() > 0
+        {
+            match log::read_version(&self.location, Version(first.get() - 1)).await {
+                Ok(file) => {
+                    let older: Vec<Snapshot> = file
+                        .metadata
+                        .snapshots()
+                        .iter()
+                        .filter(|s| s.version < first)
+                        .cloned()
+                        .collect();
+                    log.splice(0..0, older);
+                }
+                // Expired: the history starts here.
+                Err(Error::MissingFile { .. }) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(log)
     }
 
     /// The manifest list of this version (empty for a table without data).

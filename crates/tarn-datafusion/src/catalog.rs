@@ -359,7 +359,7 @@ impl SchemaProvider for TarnSchema {
             Err(e) => return Err(e),
         };
         if let Some(as_of) = as_of {
-            table = table.at(as_of)?;
+            table = table.at_any(as_of).await?;
         }
         match metadata {
             Some(kind) => {

@@ -59,7 +59,7 @@ impl MetadataTable {
 /// The metadata table of `kind` for `table` at its version.
 pub async fn provider(table: &Table, kind: MetadataTable) -> Result<Arc<dyn TableProvider>> {
     let batch = match kind {
-        MetadataTable::Snapshots => snapshots(table)?,
+        MetadataTable::Snapshots => snapshots(table).await?,
         MetadataTable::Files => files(table).await?,
         MetadataTable::Manifests => manifests(table).await?,
         MetadataTable::Partitions => partitions(table).await?,
@@ -166,8 +166,8 @@ fn unzip(columns: Vec<(Field, ArrayRef)>) -> Result<RecordBatch> {
     batch(fields, arrays)
 }
 
-fn snapshots(table: &Table) -> Result<RecordBatch> {
-    let log = table.metadata().snapshots();
+async fn snapshots(table: &Table) -> Result<RecordBatch> {
+    let log = table.history().await.map_err(to_df)?;
     let committed = TimestampMillisecondArray::from_iter_values(log.iter().map(|s| s.timestamp_ms))
         .with_timezone("UTC");
     unzip(vec![

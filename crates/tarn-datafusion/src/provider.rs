@@ -119,6 +119,23 @@ impl TarnTable {
     /// version or a time before the table existed is an error.
     pub fn at(&self, as_of: AsOf) -> Result<Self> {
         let metadata = self.table.metadata();
+        if !self.log_reaches(as_of) {
+            let (what, suffix) = match as_of {
+                AsOf::Version(v) => (format!("version {v}"), format!("v{v}")),
+                AsOf::Timestamp(ms) => {
+                    let at = crate::time_travel::format_ms(ms);
+                    (format!("the version at {at}"), at)
+                }
+            };
+            return Err(DataFusionError::Plan(format!(
+                "{what} of {} is older than the {} versions the newest version's log holds, \
+                 which is all this session can resolve while planning; read it by name \
+                 instead: \"{}@{suffix}\"",
+                self.name,
+                metadata.snapshots().len(),
+                self.name.rsplit('.').next().unwrap_or(&self.name),
+            )));
+        }
         let snapshot = match as_of {
             AsOf::Version(v) => metadata.snapshot(Version(v)).ok_or_else(|| {
                 to_df(tarn_core::Error::VersionNotFound {
@@ -153,6 +170,35 @@ impl TarnTable {
             identity: false,
             ..self.clone()
         })
+    }
+
+    /// Whether the loaded version's recent log resolves `as_of` (to a snapshot or to a
+    /// definite error) without reading older version files.
+    fn log_reaches(&self, as_of: AsOf) -> bool {
+        let log = self.table.metadata().snapshots();
+        let first = &log[0];
+        first.version.get() == 0
+            || match as_of {
+                AsOf::Version(v) => v >= first.version.get(),
+                AsOf::Timestamp(ms) => ms >= first.timestamp_ms,
+            }
+    }
+
+    /// The same table as it was at `as_of`, like [`TarnTable::at`], but reading older
+    /// version files when the loaded version's recent log does not reach back that far.
+    pub async fn at_any(&self, as_of: AsOf) -> Result<Self> {
+        if self.log_reaches(as_of) {
+            return self.at(as_of);
+        }
+        let old = match as_of {
+            AsOf::Version(v) => self.table.at_version(Version(v)).await,
+            AsOf::Timestamp(ms) => self.table.at_timestamp(ms).await,
+        }
+        .map_err(to_df)?;
+        let version = old.version();
+        let mut pinned = TarnTable::new(old, self.name.clone(), self.store_url.clone());
+        pinned.read_version = Some(version);
+        Ok(pinned)
     }
 
     /// This table with row identity columns `_file` and `_pos` after its own columns.

@@ -12,12 +12,22 @@ use crate::value::Value;
 use crate::wire;
 
 /// The newest format version this crate reads and writes (it reads every older one).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The format version that adds deletion vectors to manifests (merge-on-read row changes).
 /// A table moves to it with its first commit that deletes rows by vector, so that readers
 /// that would not apply the vectors refuse the table instead of returning deleted rows.
 pub const DELETION_VECTORS_FORMAT_VERSION: u32 = 2;
+
+/// The format version from which a version file's snapshot log holds only the most recent
+/// snapshots ([`RECENT_SNAPSHOTS`]); older ones are in older version files. A table moves to it
+/// with the commit that first drops an entry, so that writers that would look for concurrent
+/// commits in the log alone refuse the table instead of missing a conflict.
+pub const BOUNDED_LOG_FORMAT_VERSION: u32 = 3;
+
+/// How many snapshots a version file keeps in its log: the bytes a commit writes do not grow
+/// with the table's history.
+pub const RECENT_SNAPSHOTS: usize = 50;
 
 /// The state of a table at one version. Always valid: constructed only through
 /// [`TableMetadata::create`], [`TableMetadata::from_json`] and [`TableMetadata::commit`].
@@ -116,6 +126,11 @@ impl TableMetadata {
             changes: snapshot.changes,
             commit_id: snapshot.commit_id,
         });
+        if next.snapshots.len() > RECENT_SNAPSHOTS {
+            let excess = next.snapshots.len() - RECENT_SNAPSHOTS;
+            next.snapshots.drain(..excess);
+            next.format_version = next.format_version.max(BOUNDED_LOG_FORMAT_VERSION);
+        }
         next.validate()?;
         Ok(next)
     }
@@ -223,7 +238,9 @@ impl TableMetadata {
         &self.properties
     }
 
-    /// The snapshot log, oldest first; the last entry is the current snapshot.
+    /// The recent snapshot log, oldest first; the last entry is the current snapshot. It holds
+    /// at most [`RECENT_SNAPSHOTS`] entries; the snapshots before its first one are in the
+    /// version files before it.
     pub fn snapshots(&self) -> &[Snapshot] {
         &self.snapshots
     }
@@ -234,14 +251,15 @@ impl TableMetadata {
             .expect("validated: the log is never empty")
     }
 
-    /// The snapshot of `version`, if the log still holds it.
+    /// The snapshot of `version`, if the recent log holds it.
     pub fn snapshot(&self, version: Version) -> Option<&Snapshot> {
         let first = self.snapshots.first()?.version.get();
         let index = version.get().checked_sub(first)?;
         self.snapshots.get(usize::try_from(index).ok()?)
     }
 
-    /// The newest snapshot committed at or before `timestamp_ms`.
+    /// The newest snapshot committed at or before `timestamp_ms`, if the recent log can tell:
+    /// `None` when the time is before its first entry.
     pub fn snapshot_at(&self, timestamp_ms: i64) -> Option<&Snapshot> {
         let n = self
             .snapshots

@@ -317,11 +317,8 @@ async fn next_metadata_writing(
 ) -> Result<TableMetadata> {
     let metadata = current.metadata();
     let next_version = metadata.version().next();
-    let intervening: Vec<&Snapshot> = metadata
-        .snapshots()
-        .iter()
-        .filter(|s| s.version > base.version())
-        .collect();
+    let since_base = snapshots_since(base, current).await?;
+    let intervening: Vec<&Snapshot> = since_base.iter().collect();
     check_conflicts(base, current, change, prepared, &intervening).await?;
 
     let list = current.manifest_list().await?;
@@ -572,6 +569,25 @@ async fn next_metadata_writing(
             },
         )
         .map_err(Error::InvalidMetadata)
+}
+
+/// The snapshots committed after `base` up to `current`. When the version files between them
+/// have expired meanwhile, nothing can be checked: running the change again is safe.
+pub(super) async fn snapshots_since(base: &Table, current: &Table) -> Result<Vec<Snapshot>> {
+    current
+        .snapshots_after(base.version())
+        .await
+        .map_err(|e| match e {
+            Error::MissingFile { .. } => Error::Conflict {
+                version: current.version(),
+                reason: format!(
+                    "the versions committed since version {} have expired",
+                    base.version()
+                ),
+                retryable: true,
+            },
+            e => e,
+        })
 }
 
 /// A manifest list being rebuilt: rows to drop and summaries to add.

@@ -192,7 +192,7 @@ impl Table {
                         table: self.location().url().to_string(),
                     });
                 }
-                if let Some(mine) = own_commit(&current, self.version(), &commit_id) {
+                if let Some(mine) = own_commit(self, &current, &commit_id).await? {
                     return current.at_version(mine).await;
                 }
             }
@@ -290,14 +290,12 @@ async fn base_is_current(base: &Table) -> Result<bool> {
 }
 
 /// The version at which this committer's own commit landed, if it did.
-fn own_commit(table: &Table, base: Version, commit_id: &str) -> Option<Version> {
-    table
-        .metadata()
-        .snapshots()
+async fn own_commit(base: &Table, current: &Table, commit_id: &str) -> Result<Option<Version>> {
+    Ok(build::snapshots_since(base, current)
+        .await?
         .iter()
-        .filter(|s| s.version > base)
         .find(|s| s.commit_id.as_deref() == Some(commit_id))
-        .map(|s| s.version)
+        .map(|s| s.version))
 }
 
 fn validate(base: &Table, change: &Change) -> Result<()> {

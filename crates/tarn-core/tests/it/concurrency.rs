@@ -32,8 +32,9 @@ async fn eight_writers_commit_twenty_five_appends_each() {
     let t = w.load_table("ns", "events").await.unwrap();
     assert_eq!(t.version(), Version(200));
     let appends = t
-        .metadata()
-        .snapshots()
+        .history()
+        .await
+        .unwrap()
         .iter()
         .filter(|s| s.operation == Operation::Append)
         .count();

@@ -5,5 +5,6 @@ mod common;
 mod concurrency;
 mod errors;
 mod faults;
+mod history;
 mod planning;
 mod tables;

@@ -1,0 +1,133 @@
+//! Long histories: version files keep a bounded log, and everything that needs older
+//! snapshots (time travel, the full history, conflict checks of a stale writer) reads them
+//! from older version files.
+
+use std::sync::Arc;
+
+use tarn_core::{Change, Env, Error};
+use tarn_spec::{BOUNDED_LOG_FORMAT_VERSION, RECENT_SNAPSHOTS, Version};
+
+use crate::common::*;
+
+const COMMITS: u64 = 2 * RECENT_SNAPSHOTS as u64 + 17;
+
+#[tokio::test]
+async fn version_files_stay_small_while_every_version_stays_readable() {
+    let clock = Arc::new(ManualClock::default());
+    let env = Env {
+        clock: clock.clone(),
+        ..Env::default()
+    };
+    let w = memory_warehouse("long-history").await.with_env(env);
+    clock.set(1_000);
+    let mut t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let mut sizes = Vec::new();
+    for i in 0..COMMITS as i64 {
+        clock.set(10_000 + i * 1_000);
+        t = t.append_batches([events(i..i + 1, 1)]).await.unwrap();
+        sizes.push(t.metadata().to_json().len());
+    }
+    assert_eq!(t.version(), Version(COMMITS));
+    assert_eq!(t.metadata().snapshots().len(), RECENT_SNAPSHOTS);
+    assert_eq!(t.metadata().format_version(), BOUNDED_LOG_FORMAT_VERSION);
+    // The version file stops growing once the log is full.
+    let full = sizes[RECENT_SNAPSHOTS + 5];
+    assert!(
+        *sizes.last().unwrap() <= full + full / 20,
+        "version file grew from {full} to {} bytes",
+        sizes.last().unwrap()
+    );
+
+    let history = t.history().await.unwrap();
+    let versions: Vec<u64> = history.iter().map(|s| s.version.get()).collect();
+    assert_eq!(versions, (0..=COMMITS).collect::<Vec<_>>());
+
+    // Versions and times far older than the recent log.
+    let v3 = t.at_version(Version(3)).await.unwrap();
+    assert_eq!(read_ids(&v3).await, vec![0, 1, 2]);
+    for (ms, expected) in [
+        (12_500, 3),
+        (12_000, 3),
+        (11_999, 2),
+        (10_000, 1),
+        (1_000, 0),
+    ] {
+        assert_eq!(
+            t.at_timestamp(ms).await.unwrap().version(),
+            Version(expected),
+            "at {ms} ms"
+        );
+    }
+    let last_ms = 10_000 + (COMMITS as i64 - 1) * 1_000;
+    assert_eq!(
+        t.at_timestamp(last_ms + 5).await.unwrap().version(),
+        Version(COMMITS)
+    );
+    assert!(matches!(
+        t.at_timestamp(999).await.unwrap_err(),
+        Error::TimestampBeforeTable { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_writer_older_than_the_log_still_sees_every_conflict() {
+    let w = memory_warehouse("stale-writer").await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let stale = t.append_batches([events(0..10, 1)]).await.unwrap();
+    let file = stale
+        .plan_files(&tarn_core::Predicate::True)
+        .await
+        .unwrap()
+        .data_files()[0]
+        .clone();
+    // Another writer removes the file, then commits more than a log's worth on top.
+    let mut writer = stale.writer().unwrap();
+    writer.write(&events(0..5, 1)).await.unwrap();
+    let mut t = stale
+        .commit(Change::Rewrite {
+            removed: vec![file.clone()],
+            added: writer.finish().await.unwrap(),
+            operation: tarn_spec::Operation::Delete,
+        })
+        .await
+        .unwrap();
+    for i in 0..RECENT_SNAPSHOTS as i64 + 3 {
+        t = t
+            .append_batches([events(100 + i..101 + i, 1)])
+            .await
+            .unwrap();
+    }
+    assert!(
+        t.metadata().snapshot(Version(2)).is_none(),
+        "the rewrite left the log"
+    );
+
+    // The stale writer rewrites the same file: the removal is found in an older version file.
+    let mut writer = stale.writer().unwrap();
+    writer.write(&events(0..3, 1)).await.unwrap();
+    let err = stale
+        .commit(Change::Rewrite {
+            removed: vec![file],
+            added: writer.finish().await.unwrap(),
+            operation: tarn_spec::Operation::Delete,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict { .. }) && err.to_string().contains("was removed"),
+        "{err}"
+    );
+    // An append from the stale writer rebases over all of it.
+    let appended = stale.append_batches([events(1000..1001, 1)]).await.unwrap();
+    assert_eq!(appended.version(), t.version().next());
+    assert_eq!(
+        read_ids(&appended).await.len(),
+        5 + RECENT_SNAPSHOTS + 3 + 1
+    );
+}
