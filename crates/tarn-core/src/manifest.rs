@@ -329,6 +329,20 @@ impl Manifest {
         }
     }
 
+    /// The rows of `manifests`, which share this spec and Arrow schema, in one manifest.
+    pub(crate) fn concat(manifests: &[Arc<Manifest>]) -> Result<Manifest> {
+        let first = manifests.first().ok_or_else(|| {
+            Error::invalid("manifest merge", "there must be at least one manifest")
+        })?;
+        let batches: Vec<&RecordBatch> = manifests.iter().map(|m| &m.batch).collect();
+        let batch = arrow::compute::concat_batches(&first.batch.schema(), batches)
+            .map_err(|e| Error::arrow("merging manifests", e))?;
+        Ok(Manifest {
+            spec_id: first.spec_id,
+            batch,
+        })
+    }
+
     /// The rows where `keep` is true.
     pub fn filter(&self, keep: &BooleanArray) -> Result<Manifest> {
         let batch = arrow::compute::filter_record_batch(&self.batch, keep)

@@ -190,6 +190,11 @@ impl ManifestList {
         self.paths().value(i)
     }
 
+    /// The size in bytes of manifest `i`.
+    pub fn file_size(&self, i: usize) -> u64 {
+        self.batch.column(1).as_primitive::<UInt64Type>().value(i)
+    }
+
     pub fn spec_id(&self, i: usize) -> SpecId {
         SpecId(self.batch.column(2).as_primitive::<Int32Type>().value(i))
     }

@@ -1,7 +1,7 @@
 //! Table properties: the one list of those tarn reads, and their validation, applied
 //! whenever properties are set (CREATE TABLE, ALTER TABLE) rather than when they are used.
 //!
-//! Keys under `write.` and `tarn.` are tarn's: an unknown one is an error (a misspelt
+//! Keys under `write.`, `history.` and `tarn.` are tarn's: an unknown one is an error (a misspelt
 //! setting would otherwise be ignored silently). Other keys are kept as they are, for the
 //! table's users.
 
@@ -22,6 +22,112 @@ pub const DELETE_MODE_PROPERTY: &str = "write.delete-mode";
 pub const UPDATE_MODE_PROPERTY: &str = "write.update-mode";
 /// How MERGE changes rows; as [`DELETE_MODE_PROPERTY`].
 pub const MERGE_MODE_PROPERTY: &str = "write.merge-mode";
+
+/// Once a table's manifest list holds this many manifests smaller than
+/// [`MANIFEST_TARGET_SIZE_PROPERTY`], a commit merges them (Iceberg's
+/// `commit.manifest.min-count-to-merge`), so the list stays short under streams of appends.
+pub const MANIFEST_MIN_COUNT_TO_MERGE_PROPERTY: &str = "write.manifest.min-count-to-merge";
+/// The size merged manifests are packed to; larger manifests are left alone.
+pub const MANIFEST_TARGET_SIZE_PROPERTY: &str = "write.manifest.target-size-bytes";
+/// Snapshot expiry removes snapshots older than this (a duration: `7d`, `12h`, `30m`, `90s`).
+pub const MAX_SNAPSHOT_AGE_PROPERTY: &str = "history.expire.max-snapshot-age";
+/// Snapshot expiry always keeps at least this many of the newest snapshots.
+pub const MIN_SNAPSHOTS_TO_KEEP_PROPERTY: &str = "history.expire.min-snapshots-to-keep";
+
+const DEFAULT_MIN_COUNT_TO_MERGE: u64 = 100;
+const DEFAULT_MANIFEST_TARGET_SIZE: u64 = 8 << 20;
+const DEFAULT_MAX_SNAPSHOT_AGE_MS: u64 = 5 * 24 * 3600 * 1000;
+const DEFAULT_MIN_SNAPSHOTS_TO_KEEP: u64 = 1;
+
+/// How commits keep the manifest list short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManifestMerge {
+    pub min_count: u64,
+    pub target_size: u64,
+}
+
+impl ManifestMerge {
+    pub fn from_properties(properties: &BTreeMap<String, String>) -> Result<Self> {
+        Ok(ManifestMerge {
+            min_count: positive(
+                properties,
+                MANIFEST_MIN_COUNT_TO_MERGE_PROPERTY,
+                DEFAULT_MIN_COUNT_TO_MERGE,
+            )?
+            .max(2),
+            target_size: positive(
+                properties,
+                MANIFEST_TARGET_SIZE_PROPERTY,
+                DEFAULT_MANIFEST_TARGET_SIZE,
+            )?,
+        })
+    }
+}
+
+/// The retention a table asks snapshot expiry for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Snapshots committed longer ago than this expire...
+    pub max_snapshot_age_ms: u64,
+    /// ...unless they are among this many newest ones.
+    pub min_snapshots_to_keep: u64,
+}
+
+impl Retention {
+    pub fn from_properties(properties: &BTreeMap<String, String>) -> Result<Self> {
+        let max_snapshot_age_ms = match properties.get(MAX_SNAPSHOT_AGE_PROPERTY) {
+            None => DEFAULT_MAX_SNAPSHOT_AGE_MS,
+            Some(text) => parse_duration_ms(text).ok_or_else(|| {
+                Error::invalid(
+                    "table property",
+                    format!(
+                        "{MAX_SNAPSHOT_AGE_PROPERTY} is '{text}'; it must be a duration such as \
+                         '7d', '12h', '30m' or '90s'"
+                    ),
+                )
+            })?,
+        };
+        Ok(Retention {
+            max_snapshot_age_ms,
+            min_snapshots_to_keep: positive(
+                properties,
+                MIN_SNAPSHOTS_TO_KEEP_PROPERTY,
+                DEFAULT_MIN_SNAPSHOTS_TO_KEEP,
+            )?,
+        })
+    }
+}
+
+/// A duration as tarn's properties and maintenance options write it: a number and a unit
+/// (`d`, `h`, `m`, `s`, `ms`), in milliseconds.
+pub fn parse_duration_ms(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let unit_ms = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    number.checked_mul(unit_ms)
+}
+
+fn positive(properties: &BTreeMap<String, String>, key: &str, default: u64) -> Result<u64> {
+    match properties.get(key) {
+        None => Ok(default),
+        Some(text) => match text.trim().parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(Error::invalid(
+                "table property",
+                format!("{key} is '{text}'; it must be a positive whole number"),
+            )),
+        },
+    }
+}
 
 /// How a row-level change is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
@@ -61,6 +167,19 @@ pub const KNOWN_PROPERTIES: &[(&str, &str)] = &[
     (TARGET_FILE_SIZE_PROPERTY, "a positive number of bytes"),
     (ROW_GROUP_ROWS_PROPERTY, "a positive number of rows"),
     (OVERWRITE_MODE_PROPERTY, "'static' or 'dynamic'"),
+    (
+        MANIFEST_MIN_COUNT_TO_MERGE_PROPERTY,
+        "a positive number of manifests",
+    ),
+    (MANIFEST_TARGET_SIZE_PROPERTY, "a positive number of bytes"),
+    (
+        MAX_SNAPSHOT_AGE_PROPERTY,
+        "a duration such as '7d' or '12h'",
+    ),
+    (
+        MIN_SNAPSHOTS_TO_KEEP_PROPERTY,
+        "a positive number of snapshots",
+    ),
     (RENAMED_TO_PROPERTY, "set by RENAME TO"),
     (crate::table::DROPPED_PROPERTY, "set by DROP TABLE"),
 ];
@@ -72,7 +191,9 @@ pub const INTERNAL_PROPERTIES: &[&str] = &[RENAMED_TO_PROPERTY, crate::table::DR
 /// `tarn.` is unknown.
 pub fn validate(properties: &BTreeMap<String, String>) -> Result<()> {
     for key in properties.keys() {
-        let ours = key.starts_with("write.") || key.starts_with("tarn.");
+        let ours = ["write.", "tarn.", "history."]
+            .iter()
+            .any(|prefix| key.starts_with(prefix));
         if ours && !KNOWN_PROPERTIES.iter().any(|(k, _)| k == key) {
             let known: Vec<&str> = KNOWN_PROPERTIES
                 .iter()
@@ -90,6 +211,8 @@ pub fn validate(properties: &BTreeMap<String, String>) -> Result<()> {
     }
     WriterOptions::from_properties(properties)?;
     OverwriteScope::from_properties(properties)?;
+    ManifestMerge::from_properties(properties)?;
+    Retention::from_properties(properties)?;
     for property in [
         DELETE_MODE_PROPERTY,
         UPDATE_MODE_PROPERTY,

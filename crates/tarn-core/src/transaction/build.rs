@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::ipc;
 use crate::manifest::{DataFile, Manifest};
 use crate::manifest_list::{ManifestList, ManifestSummary};
+use crate::properties::ManifestMerge;
 use crate::table::Table;
 
 /// A manifest this commit wrote.
@@ -535,6 +536,14 @@ async fn next_metadata_writing(
         }
         Some(list) if list.is_empty() => None,
         Some(list) => {
+            let list = merge_small_manifests(
+                current,
+                list,
+                &changes.added_manifests,
+                next_version,
+                written,
+            )
+            .await?;
             let path = format!("metadata/ml-{}.arrow", current.env().next_id());
             current.location().put(&path, list.encode()?).await?;
             written.push(path.clone());
@@ -588,6 +597,73 @@ pub(super) async fn snapshots_since(base: &Table, current: &Table) -> Result<Vec
             },
             e => e,
         })
+}
+
+/// Keeps the manifest list short under streams of small commits: once it holds
+/// `min-count-to-merge` manifests smaller than the target size, they are packed into
+/// manifests of about that size (those of one partition spec and one manifest layout
+/// together). The manifests this commit added stay as they are, since conflict checks read
+/// them as exactly its files (§8.3 of the format).
+async fn merge_small_manifests(
+    table: &Table,
+    list: ManifestList,
+    own: &[String],
+    next_version: Version,
+    written: &mut Vec<String>,
+) -> Result<ManifestList> {
+    let options = ManifestMerge::from_properties(table.metadata().properties())?;
+    let small: Vec<usize> = (0..list.len())
+        .filter(|&i| list.file_size(i) < options.target_size)
+        .filter(|&i| !own.iter().any(|p| p == list.path(i)))
+        .collect();
+    if (small.len() as u64) < options.min_count {
+        return Ok(list);
+    }
+    // Manifests of one spec and Arrow schema, with their rows in the list.
+    type Group = Vec<(usize, Arc<Manifest>)>;
+    let mut groups: Vec<(Arc<arrow::datatypes::Schema>, Group)> = Vec::new();
+    for i in small {
+        let manifest = table.manifest(list.path(i)).await?;
+        let schema = manifest.batch().schema();
+        match groups
+            .iter_mut()
+            .find(|(s, g)| *s == schema && g[0].1.spec_id() == manifest.spec_id())
+        {
+            Some((_, group)) => group.push((i, manifest)),
+            None => groups.push((schema, vec![(i, manifest)])),
+        }
+    }
+    let mut dropped = HashSet::new();
+    let mut merged = Vec::new();
+    for (_, group) in groups {
+        // Pack in list order (oldest first) into bins of about the target size.
+        let mut bins: Vec<Group> = vec![Vec::new()];
+        let mut bin_size = 0;
+        for (i, manifest) in group {
+            if bin_size >= options.target_size {
+                bins.push(Vec::new());
+                bin_size = 0;
+            }
+            bin_size += list.file_size(i);
+            bins.last_mut()
+                .expect("one bin at least")
+                .push((i, manifest));
+        }
+        for bin in bins.into_iter().filter(|b| b.len() > 1) {
+            let manifests: Vec<Arc<Manifest>> = bin.iter().map(|(_, m)| m.clone()).collect();
+            let written_manifest = write_manifest(table, Manifest::concat(&manifests)?).await?;
+            written.push(written_manifest.path.clone());
+            merged.push(ManifestSummary::of(
+                &written_manifest.manifest,
+                &written_manifest.path,
+                written_manifest.size,
+                next_version,
+            )?);
+            dropped.extend(bin.iter().map(|(i, _)| list.path(*i).to_string()));
+        }
+    }
+    let dropped: HashSet<&str> = dropped.iter().map(String::as_str).collect();
+    list.without(&dropped)?.with_added(&merged)
 }
 
 /// A manifest list being rebuilt: rows to drop and summaries to add.

@@ -131,3 +131,39 @@ async fn a_writer_older_than_the_log_still_sees_every_conflict() {
         5 + RECENT_SNAPSHOTS + 3 + 1
     );
 }
+
+#[tokio::test]
+async fn small_manifests_are_merged_so_the_list_stays_short() {
+    let w = memory_warehouse("merge-manifests").await;
+    let mut definition = events_definition(true);
+    definition.properties.insert(
+        tarn_core::properties::MANIFEST_MIN_COUNT_TO_MERGE_PROPERTY.to_string(),
+        "8".to_string(),
+    );
+    let mut t = w.create_table("ns", "events", definition).await.unwrap();
+    let mut longest = 0;
+    for i in 0..60 {
+        t = t
+            .append_batches([events(i * 3..i * 3 + 3, 2)])
+            .await
+            .unwrap();
+        longest = longest.max(t.manifest_list().await.unwrap().len());
+    }
+    assert!(longest <= 9, "the list grew to {longest} manifests");
+    assert_eq!(read_ids(&t).await, (0..180).collect::<Vec<_>>());
+    assert_eq!(
+        t.snapshot().summary.total_files,
+        t.plan_files(&tarn_core::Predicate::True)
+            .await
+            .unwrap()
+            .data_files()
+            .len() as u64
+    );
+    // The newest commit's own manifest still lists exactly its files.
+    let own = &t.snapshot().changes.added_manifests;
+    assert_eq!(own.len(), 1);
+    assert_eq!(
+        t.manifest(&own[0]).await.unwrap().len() as u64,
+        t.snapshot().summary.added_files
+    );
+}
