@@ -42,6 +42,7 @@ mod error;
 mod ipc;
 mod location;
 mod log;
+pub mod maintenance;
 mod manifest;
 mod manifest_list;
 pub mod properties;

@@ -373,7 +373,7 @@ impl Table {
     }
 
     /// Every snapshot still readable, oldest first: this version's log and the logs of the
-    /// version files before it, back to the oldest one not expired.
+    /// version files before it, back to the oldest version file not expired.
     pub async fn history(&self) -> Result<Vec<Snapshot>> {
         let mut log = self.metadata.snapshots().to_vec();
         while let Some(first) = log.first().map(|s| s.version)
@@ -395,14 +395,35 @@ impl Table {
                 Err(e) => return Err(e),
             }
         }
+        // Logs still list versions whose files have expired; the versions present are a
+        // contiguous range ending at this one, so bisect for its start.
+        let (mut low, mut high) = (0, log.len() - 1);
+        while low < high {
+            let mid = (low + high) / 2;
+            if self
+                .location
+                .exists(&log::version_file(log[mid].version))
+                .await?
+            {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        log.drain(..low);
         Ok(log)
     }
 
     /// The manifest list of this version (empty for a table without data).
     pub async fn manifest_list(&self) -> Result<Arc<ManifestList>> {
-        let Some(path) = &self.snapshot().manifest_list else {
-            return Ok(Arc::new(ManifestList::empty()));
-        };
+        match &self.snapshot().manifest_list {
+            Some(path) => self.manifest_list_at(path).await,
+            None => Ok(Arc::new(ManifestList::empty())),
+        }
+    }
+
+    /// One manifest list, by table-relative path.
+    pub async fn manifest_list_at(&self, path: &str) -> Result<Arc<ManifestList>> {
         let key = self.cache_key(path);
         if let Some(list) = cache_get(&self.cache.lists, &key) {
             return Ok(list);

@@ -9,6 +9,7 @@ use arrow::array::{AsArray, Int64Array, RecordBatch, StringArray, TimestampMicro
 use arrow::datatypes::{DataType, Field as ArrowField, Int64Type, Schema as ArrowSchema, TimeUnit};
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -173,8 +174,8 @@ struct Fault {
 #[derive(Debug)]
 pub struct FaultStore {
     inner: Arc<dyn ObjectStore>,
-    faults: Mutex<Vec<Fault>>,
-    calls: Mutex<Vec<(Op, String)>>,
+    faults: Arc<Mutex<Vec<Fault>>>,
+    calls: Arc<Mutex<Vec<(Op, String)>>>,
     refuse_create: bool,
 }
 
@@ -188,8 +189,8 @@ impl FaultStore {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Arc<Self> {
         Arc::new(FaultStore {
             inner,
-            faults: Mutex::default(),
-            calls: Mutex::default(),
+            faults: Arc::default(),
+            calls: Arc::default(),
             refuse_create: false,
         })
     }
@@ -198,8 +199,8 @@ impl FaultStore {
     pub fn without_conditional_put(inner: Arc<dyn ObjectStore>) -> Arc<Self> {
         Arc::new(FaultStore {
             inner,
-            faults: Mutex::default(),
-            calls: Mutex::default(),
+            faults: Arc::default(),
+            calls: Arc::default(),
             refuse_create: true,
         })
     }
@@ -238,8 +239,20 @@ impl FaultStore {
 
     /// `Some(after)` if this call is to fail.
     fn check(&self, op: Op, path: &Path) -> Option<bool> {
-        self.calls.lock().unwrap().push((op, path.to_string()));
-        let mut faults = self.faults.lock().unwrap();
+        check_fault(&self.calls, &self.faults, op, path)
+    }
+}
+
+/// `Some(after)` if this call is to fail.
+fn check_fault(
+    calls: &Mutex<Vec<(Op, String)>>,
+    faults: &Mutex<Vec<Fault>>,
+    op: Op,
+    path: &Path,
+) -> Option<bool> {
+    calls.lock().unwrap().push((op, path.to_string()));
+    {
+        let mut faults = faults.lock().unwrap();
         let fault = faults
             .iter_mut()
             .find(|f| f.op == op && f.remaining > 0 && path.as_ref().contains(&f.path_contains))?;
@@ -317,8 +330,26 @@ impl ObjectStore for FaultStore {
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.calls.lock().unwrap().push((Op::Delete, String::new()));
-        self.inner.delete_stream(locations)
+        let (calls, faults, inner) = (self.calls.clone(), self.faults.clone(), self.inner.clone());
+        locations
+            .then(move |location| {
+                let (calls, faults, inner) = (calls.clone(), faults.clone(), inner.clone());
+                async move {
+                    let location = location?;
+                    let decision = check_fault(&calls, &faults, Op::Delete, &location);
+                    if decision == Some(false) {
+                        return Err(injected(&location));
+                    }
+                    let single = futures::stream::iter([Ok(location.clone())]).boxed();
+                    let done = inner.delete_stream(single).next().await;
+                    match (decision, done) {
+                        (Some(true), _) => Err(injected(&location)),
+                        (_, Some(result)) => result,
+                        (_, None) => Ok(location),
+                    }
+                }
+            })
+            .boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {

@@ -6,5 +6,6 @@ mod concurrency;
 mod errors;
 mod faults;
 mod history;
+mod maintenance;
 mod planning;
 mod tables;

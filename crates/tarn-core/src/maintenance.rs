@@ -1,0 +1,231 @@
+//! Keeping a table's storage to what its retained snapshots need: snapshot expiry and orphan
+//! cleanup. (Compaction rewrites data, so it lives where data is read: in tarn-datafusion.)
+//!
+//! Why neither removes anything a reader or writer can still reach (FORMAT.md §12):
+//!
+//! - Expiry keeps every snapshot from the oldest retained one to the newest, and deletes only
+//!   objects that no retained snapshot refers to: through its manifest list, the manifests in
+//!   it, their data files and delete files, and its `changes` (the objects conflict checks
+//!   read). It deletes the expired version files first, oldest first, so the versions still
+//!   present are always a contiguous range ending at the newest one.
+//! - A commit in flight builds its version on the newest version it loaded. If that version is
+//!   retained, everything it reuses is retained. If it has expired, a newer version exists, so
+//!   the commit loses the put-if-absent race, reloads, and rebuilds on the newest version (and
+//!   when the versions since its base have expired, it stops with a retryable conflict). The
+//!   objects it wrote itself are referenced by no snapshot at all, so expiry never considers
+//!   them; orphan cleanup leaves them alone because they are younger than its safety interval.
+
+use std::collections::HashSet;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use tarn_spec::{Snapshot, Version};
+
+use crate::error::{Error, Result};
+use crate::log;
+use crate::properties::Retention;
+use crate::table::Table;
+
+/// What to expire. Unset fields come from the table's retention properties.
+#[derive(Debug, Clone, Default)]
+pub struct ExpireOptions {
+    /// Snapshots committed before this time (ms since the epoch) expire...
+    pub older_than_ms: Option<i64>,
+    /// ...unless they are among this many newest ones.
+    pub retain_last: Option<u64>,
+    /// Report what would be deleted without deleting it.
+    pub dry_run: bool,
+}
+
+/// What an expiry removed (or would remove, in a dry run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpireReport {
+    /// Versions whose snapshots expired.
+    pub expired_versions: u64,
+    /// The oldest version still readable afterwards.
+    pub oldest_retained: Version,
+    pub deleted_data_files: u64,
+    pub deleted_delete_files: u64,
+    pub deleted_metadata_files: u64,
+}
+
+/// What to treat as orphaned.
+#[derive(Debug, Clone)]
+pub struct OrphanOptions {
+    /// Only objects last modified before this time (ms since the epoch) are removed: younger
+    /// ones may belong to a commit in flight.
+    pub older_than_ms: i64,
+    /// List what would be deleted without deleting it.
+    pub dry_run: bool,
+}
+
+/// The default safety interval of orphan cleanup: a day, far longer than any commit runs.
+pub const DEFAULT_ORPHAN_AGE_MS: i64 = 24 * 3600 * 1000;
+
+/// The objects orphan cleanup removed (or would remove), as table-relative paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrphanReport {
+    pub orphans: Vec<String>,
+    pub bytes: u64,
+}
+
+/// Table-relative paths of every object the given snapshots need.
+async fn referenced(table: &Table, snapshots: &[Snapshot]) -> Result<HashSet<String>> {
+    let mut objects = HashSet::new();
+    let mut manifests_seen = HashSet::new();
+    for snapshot in snapshots {
+        objects.extend(snapshot.changes.added_manifests.iter().cloned());
+        objects.extend(snapshot.changes.removed_files.iter().cloned());
+        let Some(list_path) = &snapshot.manifest_list else {
+            continue;
+        };
+        if !objects.insert(list_path.clone()) {
+            continue;
+        }
+        let list = table.manifest_list_at(list_path).await?;
+        for i in 0..list.len() {
+            let path = list.path(i);
+            if !manifests_seen.insert(path.to_string()) {
+                continue;
+            }
+            objects.insert(path.to_string());
+            let manifest = table.manifest(path).await?;
+            objects.extend(manifest.paths().iter().flatten().map(str::to_string));
+            for row in 0..manifest.len() {
+                if let Some(dv) = manifest.deletion_vector(row)? {
+                    objects.insert(dv.path);
+                }
+            }
+        }
+    }
+    // Manifests named only in `changes` are read by conflict checks, never their files.
+    Ok(objects)
+}
+
+/// Expires snapshots of `table` (its newest version is loaded first) and deletes what only
+/// they referenced.
+pub async fn expire_snapshots(table: &Table, options: &ExpireOptions) -> Result<ExpireReport> {
+    let table = table.refresh().await?;
+    let retention = Retention::from_properties(table.metadata().properties())?;
+    let older_than = options.older_than_ms.unwrap_or_else(|| {
+        table.env().now_ms() - i64::try_from(retention.max_snapshot_age_ms).unwrap_or(i64::MAX)
+    });
+    let retain_last = options
+        .retain_last
+        .unwrap_or(retention.min_snapshots_to_keep)
+        .max(1);
+    let history = table.history().await?;
+    let newest = history.len() as u64;
+    // Expire a prefix of the history: everything before the first snapshot to keep.
+    let keep_from = history
+        .iter()
+        .enumerate()
+        .position(|(i, s)| s.timestamp_ms >= older_than || newest - (i as u64) <= retain_last)
+        .unwrap_or(history.len() - 1);
+    let (expired, retained) = history.split_at(keep_from);
+    let mut report = ExpireReport {
+        expired_versions: expired.len() as u64,
+        oldest_retained: retained[0].version,
+        deleted_data_files: 0,
+        deleted_delete_files: 0,
+        deleted_metadata_files: 0,
+    };
+    if expired.is_empty() {
+        return Ok(report);
+    }
+    let keep = referenced(&table, retained).await?;
+    let mut candidates: Vec<String> = referenced(&table, expired)
+        .await?
+        .into_iter()
+        .filter(|p| !keep.contains(p))
+        .collect();
+    candidates.sort();
+    for path in &candidates {
+        if path.starts_with("data/deletes-") {
+            report.deleted_delete_files += 1;
+        } else if path.starts_with("data/") {
+            report.deleted_data_files += 1;
+        } else {
+            report.deleted_metadata_files += 1;
+        }
+    }
+    if options.dry_run {
+        return Ok(report);
+    }
+    // Version files first, oldest first: the versions present stay a contiguous range.
+    for snapshot in expired {
+        delete(&table, &log::version_file(snapshot.version)).await?;
+    }
+    for path in &candidates {
+        delete(&table, path).await?;
+    }
+    Ok(report)
+}
+
+/// Deletes the objects under `table`'s location that no readable snapshot references and that
+/// are older than `options.older_than_ms`: files of failed or abandoned commits, and what
+/// an interrupted expiry left behind.
+pub async fn remove_orphan_files(table: &Table, options: &OrphanOptions) -> Result<OrphanReport> {
+    let table = table.refresh().await?;
+    let history = table.history().await?;
+    let keep = referenced(&table, &history).await?;
+    let location = table.location();
+    let root = location.root().clone();
+    let objects: Vec<object_store::ObjectMeta> = location
+        .store()
+        .list(Some(&root))
+        .try_collect()
+        .await
+        .map_err(|e| Error::store(location.describe(""), e))?;
+    let mut report = OrphanReport::default();
+    for object in objects {
+        let Some(relative) = relative_path(&root, &object.location) else {
+            continue;
+        };
+        // Version files and the hint are the table's log, never orphans.
+        if relative.starts_with("metadata/")
+            && (relative.ends_with(".json") || relative == log::HINT)
+        {
+            continue;
+        }
+        if keep.contains(&relative)
+            || object.last_modified.timestamp_millis() >= options.older_than_ms
+        {
+            continue;
+        }
+        report.bytes += object.size;
+        report.orphans.push(relative);
+    }
+    report.orphans.sort();
+    if !options.dry_run {
+        let paths = report.orphans.iter().map(|p| Ok(location.path(p)));
+        let mut deleted = location
+            .store()
+            .delete_stream(futures::stream::iter(paths.collect::<Vec<_>>()).boxed());
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::store(location.describe(""), e)),
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// `path` relative to `root`, as metadata stores it.
+fn relative_path(root: &Path, path: &Path) -> Option<String> {
+    let parts: Vec<String> = path
+        .prefix_match(root)?
+        .map(|part| part.as_ref().to_string())
+        .collect();
+    Some(parts.join("/"))
+}
+
+async fn delete(table: &Table, relative: &str) -> Result<()> {
+    let path = table.location().path(relative);
+    match table.location().store().delete(&path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(Error::store(table.location().describe(relative), e)),
+    }
+}

@@ -1,0 +1,265 @@
+//! Snapshot expiry and orphan cleanup: what stays is exactly what the retained snapshots
+//! reference, every retained version reads as before, and a failure at any step leaves a
+//! readable table.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use tarn_core::maintenance::{ExpireOptions, OrphanOptions, expire_snapshots, remove_orphan_files};
+use tarn_core::{Change, Error, Predicate, RoaringTreemap, Table};
+use tarn_spec::{Operation, Version};
+
+use crate::common::*;
+
+/// A table with 30 versions: appends, a copy-on-write rewrite, row deltas, more appends.
+async fn table_with_history(t: Table) -> (Table, Vec<Vec<i64>>) {
+    let mut t = t;
+    let mut rows_at = vec![Vec::new()];
+    for i in 0..12 {
+        t = t
+            .append_batches([events(i * 10..i * 10 + 10, 2)])
+            .await
+            .unwrap();
+        rows_at.push(read_ids(&t).await);
+    }
+    // Rewrite the first file without its first 5 rows.
+    let first = t.plan_files(&Predicate::True).await.unwrap().data_files()[0].clone();
+    let kept: Vec<i64> = read_file_ids(&t, &first)
+        .await
+        .into_iter()
+        .skip(5)
+        .collect();
+    let mut writer = t.writer().unwrap();
+    writer.write(&events_of(&kept)).await.unwrap();
+    t = t
+        .commit(Change::Rewrite {
+            removed: vec![first],
+            added: writer.finish().await.unwrap(),
+            operation: Operation::Delete,
+        })
+        .await
+        .unwrap();
+    rows_at.push(read_ids(&t).await);
+    for round in 0..3u64 {
+        let file = t.plan_files(&Predicate::True).await.unwrap().data_files()[1].clone();
+        t = t
+            .commit(Change::RowDelta {
+                deletes: vec![(file, RoaringTreemap::from_iter([round]))],
+                added: Vec::new(),
+                operation: Operation::Delete,
+            })
+            .await
+            .unwrap();
+        rows_at.push(read_ids(&t).await);
+    }
+    for i in 12..26 {
+        t = t
+            .append_batches([events(i * 10..i * 10 + 10, 2)])
+            .await
+            .unwrap();
+        rows_at.push(read_ids(&t).await);
+    }
+    assert_eq!(t.version(), Version(30));
+    (t, rows_at)
+}
+
+/// A batch of events with these ids (one day).
+fn events_of(ids: &[i64]) -> arrow::array::RecordBatch {
+    let all = events(0..1000, 2);
+    let id_column = all
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap();
+    let keep: arrow::array::BooleanArray = id_column
+        .iter()
+        .map(|v| Some(ids.contains(&v.unwrap())))
+        .collect();
+    arrow::compute::filter_record_batch(&all, &keep).unwrap()
+}
+
+async fn objects_under(t: &Table) -> BTreeSet<String> {
+    let root = t.location().root().clone();
+    let listed: Vec<object_store::ObjectMeta> = t
+        .location()
+        .store()
+        .list(Some(&root))
+        .try_collect()
+        .await
+        .unwrap();
+    listed
+        .into_iter()
+        .map(|o| {
+            o.location
+                .prefix_match(&root)
+                .unwrap()
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect()
+}
+
+/// Every object the retained snapshots reference, plus their version files and the hint.
+async fn expected_objects(t: &Table) -> BTreeSet<String> {
+    let mut expected = BTreeSet::from(["metadata/version-hint".to_string()]);
+    for snapshot in t.history().await.unwrap() {
+        expected.insert(tarn_core::version_file(snapshot.version));
+        expected.extend(snapshot.changes.added_manifests.iter().cloned());
+        expected.extend(snapshot.changes.removed_files.iter().cloned());
+        let at = t.at_version(snapshot.version).await.unwrap();
+        if let Some(list) = &snapshot.manifest_list {
+            expected.insert(list.clone());
+        }
+        let manifests = at.manifest_list().await.unwrap();
+        for i in 0..manifests.len() {
+            expected.insert(manifests.path(i).to_string());
+        }
+        for file in at.plan_files(&Predicate::True).await.unwrap().data_files() {
+            expected.insert(file.path.clone());
+            if let Some(dv) = &file.deletion_vector {
+                expected.insert(dv.path.clone());
+            }
+        }
+    }
+    expected
+}
+
+#[tokio::test]
+async fn expiry_and_orphan_cleanup_leave_exactly_what_retained_snapshots_reference() {
+    let w = memory_warehouse("expire").await;
+    let t = w
+        .create_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    let (t, rows_at) = table_with_history(t).await;
+    // A failed commit's leftovers: a data file nothing references.
+    let mut writer = t.writer().unwrap();
+    writer.write(&events(5000..5010, 1)).await.unwrap();
+    let stray = writer.finish().await.unwrap();
+
+    let report = expire_snapshots(
+        &t,
+        &ExpireOptions {
+            older_than_ms: Some(i64::MAX),
+            retain_last: Some(10),
+            dry_run: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.expired_versions, 21);
+    assert_eq!(report.oldest_retained, Version(21));
+    assert!(report.deleted_data_files >= 1, "{report:?}");
+
+    for v in 21..=30u64 {
+        let at = t.at_version(Version(v)).await.unwrap();
+        assert_eq!(read_ids(&at).await, rows_at[v as usize], "version {v}");
+    }
+    let err = t.at_version(Version(3)).await.unwrap_err();
+    assert!(matches!(err, Error::VersionNotFound { .. }));
+    assert_eq!(
+        err.to_string(),
+        "version 3 has expired: the table's versions run from 21 to 30"
+    );
+
+    // The stray file is younger than the safety interval: kept, unless asked explicitly.
+    let now = t.env().now_ms();
+    let kept = remove_orphan_files(
+        &t,
+        &OrphanOptions {
+            older_than_ms: now - tarn_core::maintenance::DEFAULT_ORPHAN_AGE_MS,
+            dry_run: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(kept.orphans.is_empty(), "{kept:?}");
+    let dry = remove_orphan_files(
+        &t,
+        &OrphanOptions {
+            older_than_ms: now + 1_000,
+            dry_run: true,
+        },
+    )
+    .await
+    .unwrap();
+    let mut stray: Vec<String> = stray.into_iter().map(|f| f.path).collect();
+    stray.sort();
+    assert_eq!(dry.orphans, stray);
+    assert!(
+        objects_under(&t).await.contains(&stray[0]),
+        "a dry run deletes nothing"
+    );
+    remove_orphan_files(
+        &t,
+        &OrphanOptions {
+            older_than_ms: now + 1_000,
+            dry_run: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(objects_under(&t).await, expected_objects(&t).await);
+    for v in 21..=30u64 {
+        let at = t.at_version(Version(v)).await.unwrap();
+        assert_eq!(read_ids(&at).await, rows_at[v as usize], "version {v}");
+    }
+    // And the table takes commits as before.
+    let t = t.append_batches([events(9000..9001, 1)]).await.unwrap();
+    assert_eq!(t.version(), Version(31));
+}
+
+#[tokio::test]
+async fn a_failure_at_any_step_of_expiry_leaves_a_readable_table() {
+    for fail_on in ["metadata/0000", "metadata/ml-", "metadata/m-", "data/"] {
+        let (store, w) = fault_warehouse().await;
+        let t = w
+            .create_table("ns", "events", events_definition(true))
+            .await
+            .unwrap();
+        let (t, rows_at) = table_with_history(t).await;
+        let options = ExpireOptions {
+            older_than_ms: Some(i64::MAX),
+            retain_last: Some(5),
+            dry_run: false,
+        };
+        store.fail(Op::Delete, fail_on, 1);
+        let outcome = expire_snapshots(&t, &options).await;
+        assert!(outcome.is_err(), "a delete of {fail_on} was to fail");
+        store.clear_faults();
+        let reloaded = w.load_table("ns", "events").await.unwrap();
+        assert_eq!(
+            read_ids(&reloaded).await,
+            rows_at[30],
+            "after failing on {fail_on}"
+        );
+        // Running it again finishes the job.
+        expire_snapshots(&t, &options).await.unwrap();
+        remove_orphan_files(
+            &t,
+            &OrphanOptions {
+                older_than_ms: i64::MAX,
+                dry_run: false,
+            },
+        )
+        .await
+        .unwrap();
+        for v in 26..=30u64 {
+            let at = t.at_version(Version(v)).await.unwrap();
+            assert_eq!(
+                read_ids(&at).await,
+                rows_at[v as usize],
+                "version {v} ({fail_on})"
+            );
+        }
+        assert_eq!(
+            objects_under(&t).await,
+            expected_objects(&t).await,
+            "{fail_on}"
+        );
+        let _ = Arc::clone(&store);
+    }
+}
