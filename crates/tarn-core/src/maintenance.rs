@@ -229,3 +229,87 @@ async fn delete(table: &Table, relative: &str) -> Result<()> {
         Err(e) => Err(Error::store(table.location().describe(relative), e)),
     }
 }
+
+/// Which files compaction rewrites.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionPolicy {
+    /// A file smaller than this is small: worth merging with others of its partition.
+    pub small_file_bytes: u64,
+    /// A file with at least this share of its rows deleted by its vector is rewritten
+    /// without them.
+    pub deleted_share: f64,
+    /// Rewrite every selected file (to cluster the data by a sort order), small or not.
+    pub rewrite_all: bool,
+}
+
+impl CompactionPolicy {
+    /// Files below three quarters of the table's target size are small; files with a tenth
+    /// of their rows deleted are rewritten.
+    pub fn for_table(table: &Table) -> Result<Self> {
+        let options = crate::writer::WriterOptions::from_properties(table.metadata().properties())?;
+        Ok(CompactionPolicy {
+            small_file_bytes: options.target_file_size / 4 * 3,
+            deleted_share: 0.1,
+            rewrite_all: false,
+        })
+    }
+}
+
+/// The groups of `files` (one per partition) that compaction rewrites under `policy`:
+/// partitions with two or more small files, files with many deleted rows, files of an older
+/// partition spec; with `rewrite_all`, every file.
+pub fn compaction_groups(
+    table: &Table,
+    files: &[crate::manifest::DataFile],
+    policy: &CompactionPolicy,
+) -> Vec<Vec<crate::manifest::DataFile>> {
+    let metadata = table.metadata();
+    let default_spec = metadata.default_spec().id();
+    let mut by_partition: std::collections::BTreeMap<(i32, String), Vec<&crate::DataFile>> =
+        std::collections::BTreeMap::new();
+    for file in files {
+        let key = metadata
+            .spec(file.spec_id)
+            .map(|s| s.partition_key(&file.partition))
+            .unwrap_or_default();
+        by_partition
+            .entry((file.spec_id.get(), key))
+            .or_default()
+            .push(file);
+    }
+    let heavy = |f: &crate::DataFile| {
+        f.record_count > 0
+            && (f.record_count - f.live_rows()) as f64
+                >= policy.deleted_share * f.record_count as f64
+    };
+    let mut groups = Vec::new();
+    for ((spec, _), files) in by_partition {
+        let chosen: Vec<crate::DataFile> = if policy.rewrite_all || spec != default_spec.get() {
+            files.into_iter().cloned().collect()
+        } else {
+            let small: Vec<&crate::DataFile> = files
+                .iter()
+                .copied()
+                .filter(|f| f.file_size < policy.small_file_bytes)
+                .collect();
+            let mut chosen: Vec<crate::DataFile> = files
+                .iter()
+                .copied()
+                .filter(|f| heavy(f))
+                .cloned()
+                .collect();
+            if small.len() >= 2 {
+                for f in small {
+                    if !chosen.iter().any(|c| c.path == f.path) {
+                        chosen.push(f.clone());
+                    }
+                }
+            }
+            chosen
+        };
+        if !chosen.is_empty() {
+            groups.push(chosen);
+        }
+    }
+    groups
+}

@@ -518,7 +518,7 @@ pub(crate) async fn files_with_paths(
         .collect())
 }
 
-fn is_retryable_conflict(e: &DataFusionError) -> bool {
+pub(crate) fn is_retryable_conflict(e: &DataFusionError) -> bool {
     crate::error::tarn_error(e)
         .is_some_and(|t| t.kind() == tarn_core::ErrorKind::Conflict { retryable: true })
 }

@@ -188,8 +188,17 @@ impl TarnContext {
             statement,
             partition_by,
             alter,
+            optimize,
         } = parsed;
+        if let Some(optimize) = &optimize {
+            return self.optimize(optimize).await;
+        }
         if let DFStatement::Statement(s) = &statement {
+            if let Statement::Call(function) = s.as_ref()
+                && let Some(df) = self.call(function).await?
+            {
+                return Ok(df);
+            }
             if let Statement::AlterTable(a) = s.as_ref() {
                 let name = self.qualify(&a.name)?;
                 if name.catalog == self.catalog_name {

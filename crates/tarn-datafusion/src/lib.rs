@@ -17,6 +17,7 @@ pub mod error;
 mod external;
 mod field_ids;
 mod in_subquery;
+mod maintenance;
 mod metadata_tables;
 mod names;
 mod parse;

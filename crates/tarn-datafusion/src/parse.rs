@@ -22,6 +22,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Wor
 
 use crate::alter::TarnAlter;
 use crate::dialect::TarnDialect;
+use crate::maintenance::Optimize;
 use crate::names::QualifiedName;
 
 /// One parsed statement, with the `PARTITIONED BY` clause tarn reads itself.
@@ -30,6 +31,7 @@ pub struct ParsedStatement {
     pub(crate) statement: DFStatement,
     pub(crate) partition_by: Vec<SqlExpr>,
     pub(crate) alter: Option<TarnAlter>,
+    pub(crate) optimize: Option<Optimize>,
 }
 
 impl ParsedStatement {
@@ -65,6 +67,15 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             statement,
             partition_by: Vec::new(),
             alter: Some(alter),
+            optimize: None,
+        }));
+    }
+    if let Some((statement, optimize)) = parse_optimize(&tokens)? {
+        return Ok(Some(ParsedStatement {
+            statement,
+            partition_by: Vec::new(),
+            alter: None,
+            optimize: Some(optimize),
         }));
     }
     let mut kept: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
@@ -104,11 +115,68 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             statement,
             partition_by,
             alter: None,
+            optimize: None,
         })),
         _ => Err(DataFusionError::Plan(
             "PARTITIONED BY outside a statement".into(),
         )),
     }
+}
+
+/// `OPTIMIZE [TABLE] name [WHERE predicate] [ORDER BY column, ... | ORDER BY (column, ...)]`,
+/// with `CALL tarn.optimize(name)` standing for it where a statement is shown.
+fn parse_optimize(tokens: &[Token]) -> Result<Option<(DFStatement, Optimize)>> {
+    let Some(first) = next_significant(tokens, 0) else {
+        return Ok(None);
+    };
+    if !matches!(&tokens[first], Token::Word(w) if w.value.eq_ignore_ascii_case("optimize")) {
+        return Ok(None);
+    }
+    let error = |e: datafusion::sql::sqlparser::parser::ParserError| {
+        DataFusionError::Plan(format!(
+            "{e}; usage: OPTIMIZE table [WHERE partition predicate] [ORDER BY column, ...]"
+        ))
+    };
+    let mut parser = Parser::new(&TarnDialect).with_tokens(tokens[first + 1..].to_vec());
+    let _optional = parser.parse_keyword(Keyword::TABLE);
+    let table = parser.parse_object_name(false).map_err(error)?;
+    let filter = if parser.parse_keyword(Keyword::WHERE) {
+        Some(parser.parse_expr().map_err(error)?)
+    } else {
+        None
+    };
+    let mut order_by = Vec::new();
+    if parser.parse_keywords(&[Keyword::ORDER, Keyword::BY]) {
+        let items = parser
+            .parse_comma_separated(Parser::parse_expr)
+            .map_err(error)?;
+        for item in items {
+            match item {
+                SqlExpr::Nested(inner) => order_by.push(*inner),
+                SqlExpr::Tuple(inner) => order_by.extend(inner),
+                other => order_by.push(other),
+            }
+        }
+    }
+    if parser.peek_token().token != Token::EOF {
+        return Err(DataFusionError::Plan(format!(
+            "unexpected '{}' in OPTIMIZE; usage: OPTIMIZE table [WHERE partition predicate] [ORDER BY column, ...]",
+            parser.peek_token().token
+        )));
+    }
+    let shown = format!("CALL tarn.optimize('{table}')");
+    let statement = DFParserBuilder::new(shown.as_str())
+        .with_dialect(&TarnDialect as &dyn Dialect)
+        .build()?
+        .parse_statement()?;
+    Ok(Some((
+        statement,
+        Optimize {
+            table,
+            filter,
+            order_by,
+        },
+    )))
 }
 
 fn parse_items(tokens: &[Token], clause: &str) -> Result<Vec<SqlExpr>> {

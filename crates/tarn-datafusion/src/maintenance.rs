@@ -1,0 +1,484 @@
+//! Maintenance from SQL: `OPTIMIZE` (compaction) and the procedures
+//! `CALL tarn.expire_snapshots(...)` and `CALL tarn.remove_orphan_files(...)`.
+//!
+//! Compaction reads the chosen files' live rows (deletion vectors applied), optionally sorts
+//! them, writes them as files of the table's target size per partition, and commits one
+//! rewrite. A rewrite rebases over concurrent appends; when a concurrent DELETE, UPDATE or
+//! MERGE changed or removed one of its files first, compaction is the one that gives way: it
+//! plans again on the newest version (and a statement that loses to a compaction re-runs
+//! itself, see `commit.rs`), so maintenance never fails a user's write.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::dataframe::DataFrame;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr, expressions::Column};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName,
+    Value as SqlValue,
+};
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use tarn_core::Change;
+use tarn_core::maintenance::{
+    CompactionPolicy, ExpireOptions, OrphanOptions, compaction_groups, expire_snapshots,
+    remove_orphan_files,
+};
+use tarn_spec::Operation;
+
+use crate::context::TarnContext;
+use crate::error::to_df;
+use crate::provider::{RowsOf, TarnTable};
+
+/// `OPTIMIZE t [WHERE predicate] [ORDER BY columns]`, as parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct Optimize {
+    pub table: ObjectName,
+    pub filter: Option<SqlExpr>,
+    pub order_by: Vec<SqlExpr>,
+}
+
+/// How many times compaction plans again after losing to a concurrent change.
+const COMPACTION_ATTEMPTS: u32 = 5;
+
+/// What a compaction did.
+#[derive(Debug, Default)]
+struct Compacted {
+    removed: u64,
+    added: u64,
+    rows: u64,
+    version: Option<u64>,
+}
+
+impl TarnContext {
+    /// Runs `OPTIMIZE`.
+    pub(crate) async fn optimize(&self, optimize: &Optimize) -> Result<DataFrame> {
+        let provider = self.tarn_table(&optimize.table).await?;
+        let columns: Vec<String> = provider
+            .table()
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        let filter = match &optimize.filter {
+            None => None,
+            Some(sql) => Some(self.filter_on_partition_columns(&provider, sql)?),
+        };
+        let order_by = optimize
+            .order_by
+            .iter()
+            .map(|e| match e {
+                SqlExpr::Identifier(id) => column_index(&columns, &id.value),
+                SqlExpr::CompoundIdentifier(parts) if parts.len() == 1 => {
+                    column_index(&columns, &parts[0].value)
+                }
+                other => Err(DataFusionError::Plan(format!(
+                    "OPTIMIZE ... ORDER BY takes column names, not '{other}'"
+                ))),
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let mut provider = provider;
+        let mut attempt = 1;
+        let done = loop {
+            match self
+                .compact_once(&provider, filter.as_ref(), &order_by)
+                .await
+            {
+                Err(e)
+                    if attempt < COMPACTION_ATTEMPTS
+                        && crate::commit::is_retryable_conflict(&e) =>
+                {
+                    attempt += 1;
+                    let fresh = provider.table().refresh().await.map_err(to_df)?;
+                    provider = TarnTable::new(
+                        fresh,
+                        provider.name().to_string(),
+                        self.catalog().store_url().clone(),
+                    );
+                }
+                outcome => break outcome?,
+            }
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("removed_files", DataType::UInt64, false),
+            Field::new("added_files", DataType::UInt64, false),
+            Field::new("rewritten_rows", DataType::UInt64, false),
+            Field::new("version", DataType::UInt64, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from(vec![done.removed])),
+            Arc::new(UInt64Array::from(vec![done.added])),
+            Arc::new(UInt64Array::from(vec![done.rows])),
+            Arc::new(UInt64Array::from(vec![done.version])),
+        ];
+        self.session_context()
+            .read_batch(RecordBatch::try_new(schema, columns)?)
+    }
+
+    /// One compaction of the loaded version: choose, rewrite, commit.
+    async fn compact_once(
+        &self,
+        provider: &TarnTable,
+        filter: Option<&Expr>,
+        order_by: &[usize],
+    ) -> Result<Compacted> {
+        let state = self.session_context().state();
+        let (table, plan) = provider
+            .plan(&state, filter.map(std::slice::from_ref).unwrap_or(&[]))
+            .await?;
+        let mut policy = CompactionPolicy::for_table(&table).map_err(to_df)?;
+        policy.rewrite_all = !order_by.is_empty();
+        let groups = compaction_groups(&table, &plan.data_files(), &policy);
+        let files: Vec<tarn_core::DataFile> = groups.into_iter().flatten().collect();
+        if files.is_empty() {
+            return Ok(Compacted::default());
+        }
+        let width = table.schema().fields().len();
+        let columns: Vec<usize> = (0..width).collect();
+        let task = state.task_ctx();
+        let scan = provider
+            .identity_scan_of_files(&table, &files, RowsOf::Live, &columns, &task)
+            .await?;
+        let input: Arc<dyn ExecutionPlan> = match order_by {
+            [] => Arc::new(CoalescePartitionsExec::new(scan)),
+            keys => {
+                let schema = scan.schema();
+                let ordering = LexOrdering::new(keys.iter().map(|&i| {
+                    PhysicalSortExpr::new_default(Arc::new(Column::new(schema.field(i).name(), i)))
+                }))
+                .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;
+                Arc::new(SortExec::new(
+                    ordering,
+                    Arc::new(CoalescePartitionsExec::new(scan)),
+                ))
+            }
+        };
+        let mut stream = execute_stream(input, task)?;
+        let mut writer = table.writer().map_err(to_df)?;
+        let mut rows = 0;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?.project(&columns)?;
+            rows += batch.num_rows() as u64;
+            writer.write(&batch).await.map_err(to_df)?;
+        }
+        let added = writer.finish().await.map_err(to_df)?;
+        let summary = BTreeMap::from([("maintenance".to_string(), "optimize".to_string())]);
+        let removed = files.len() as u64;
+        let added_count = added.len() as u64;
+        let added_paths: Vec<String> = added.iter().map(|f| f.path.clone()).collect();
+        match table
+            .commit_with_summary(
+                Change::Rewrite {
+                    removed: files,
+                    added,
+                    operation: Operation::Rewrite,
+                },
+                summary,
+            )
+            .await
+        {
+            Ok(committed) => Ok(Compacted {
+                removed,
+                added: added_count,
+                rows,
+                version: Some(committed.version().get()),
+            }),
+            Err(e) => {
+                // The rewritten files are referenced by nothing: take them back now rather
+                // than leave them to orphan cleanup.
+                for path in &added_paths {
+                    let _ = table
+                        .location()
+                        .store()
+                        .delete(&table.location().path(path))
+                        .await;
+                }
+                Err(to_df(e))
+            }
+        }
+    }
+
+    /// OPTIMIZE's WHERE selects files by partition: only partition source columns may appear.
+    fn filter_on_partition_columns(&self, provider: &TarnTable, sql: &SqlExpr) -> Result<Expr> {
+        let table = provider.table();
+        let metadata = table.metadata();
+        let sources: Vec<&str> = metadata
+            .default_spec()
+            .fields()
+            .iter()
+            .filter_map(|p| {
+                table
+                    .schema()
+                    .fields()
+                    .iter()
+                    .find(|f| f.id == p.source_id)
+                    .map(|f| f.name.as_str())
+            })
+            .collect();
+        let df_schema = datafusion::common::DFSchema::try_from(
+            datafusion::catalog::TableProvider::schema(provider)
+                .as_ref()
+                .clone(),
+        )?;
+        let expr = self
+            .session_context()
+            .parse_sql_expr(&sql.to_string(), &df_schema)?;
+        if let Some(column) = expr
+            .column_refs()
+            .into_iter()
+            .find(|c| !sources.contains(&c.name.as_str()))
+        {
+            return Err(DataFusionError::Plan(format!(
+                "OPTIMIZE ... WHERE selects partitions, so it may only name partition columns ({}); '{}' is not one",
+                if sources.is_empty() {
+                    "this table has none".to_string()
+                } else {
+                    sources.join(", ")
+                },
+                column.name
+            )));
+        }
+        Ok(expr)
+    }
+
+    /// The tarn table a maintenance statement names.
+    async fn tarn_table(&self, name: &ObjectName) -> Result<TarnTable> {
+        let name = self.qualify(name)?;
+        if name.catalog != self.catalog_name() {
+            return Err(DataFusionError::Plan(format!(
+                "'{}.{}.{}' is not a tarn table: maintenance runs on tables of the '{}' catalog",
+                name.catalog,
+                name.namespace,
+                name.table,
+                self.catalog_name()
+            )));
+        }
+        self.catalog()
+            .load(&name.namespace, &name.table)
+            .await?
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "table '{}.{}' does not exist",
+                    name.namespace, name.table
+                ))
+            })
+    }
+
+    /// `CALL tarn.expire_snapshots(...)` and `CALL tarn.remove_orphan_files(...)`; `None` for
+    /// any other procedure.
+    pub(crate) async fn call(&self, function: &Function) -> Result<Option<DataFrame>> {
+        let procedure = function
+            .name
+            .0
+            .last()
+            .map(|p| p.to_string().to_ascii_lowercase())
+            .unwrap_or_default();
+        if procedure != "expire_snapshots" && procedure != "remove_orphan_files" {
+            return Ok(None);
+        }
+        let args = ProcedureArgs::of(&procedure, function)?;
+        let table_name = args.table()?;
+        let provider = self.tarn_table(&table_name).await?;
+        let table = provider.table();
+        let batch = if procedure == "expire_snapshots" {
+            args.allow(&["older_than", "retain_last", "dry_run"])?;
+            let options = ExpireOptions {
+                older_than_ms: args.timestamp("older_than")?,
+                retain_last: args.count("retain_last")?,
+                dry_run: args.flag("dry_run")?,
+            };
+            let report = expire_snapshots(table, &options).await.map_err(to_df)?;
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("expired_versions", DataType::UInt64, false),
+                Field::new("oldest_version", DataType::UInt64, false),
+                Field::new("deleted_data_files", DataType::UInt64, false),
+                Field::new("deleted_delete_files", DataType::UInt64, false),
+                Field::new("deleted_metadata_files", DataType::UInt64, false),
+            ]));
+            RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(UInt64Array::from(vec![report.expired_versions])),
+                    Arc::new(UInt64Array::from(vec![report.oldest_retained.get()])),
+                    Arc::new(UInt64Array::from(vec![report.deleted_data_files])),
+                    Arc::new(UInt64Array::from(vec![report.deleted_delete_files])),
+                    Arc::new(UInt64Array::from(vec![report.deleted_metadata_files])),
+                ],
+            )?
+        } else {
+            args.allow(&["older_than", "dry_run"])?;
+            let older_than_ms = args.timestamp("older_than")?.unwrap_or_else(|| {
+                table.env().now_ms() - tarn_core::maintenance::DEFAULT_ORPHAN_AGE_MS
+            });
+            let options = OrphanOptions {
+                older_than_ms,
+                dry_run: args.flag("dry_run")?,
+            };
+            let report = remove_orphan_files(table, &options).await.map_err(to_df)?;
+            let schema = Arc::new(Schema::new(vec![Field::new("path", DataType::Utf8, false)]));
+            RecordBatch::try_new(
+                schema,
+                vec![Arc::new(StringArray::from_iter_values(report.orphans))],
+            )?
+        };
+        self.session_context().read_batch(batch).map(Some)
+    }
+}
+
+fn column_index(columns: &[String], name: &str) -> Result<usize> {
+    columns
+        .iter()
+        .position(|c| c.eq_ignore_ascii_case(name))
+        .ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "OPTIMIZE ... ORDER BY names '{name}', which is not a column; the columns are {}",
+                columns.join(", ")
+            ))
+        })
+}
+
+/// A procedure's arguments: the table first, then named ones (`name => value`).
+struct ProcedureArgs<'a> {
+    procedure: String,
+    positional: Vec<&'a SqlExpr>,
+    named: Vec<(String, &'a SqlExpr)>,
+}
+
+impl<'a> ProcedureArgs<'a> {
+    fn of(procedure: &str, function: &'a Function) -> Result<Self> {
+        let mut args = ProcedureArgs {
+            procedure: procedure.to_string(),
+            positional: Vec::new(),
+            named: Vec::new(),
+        };
+        let list = match &function.args {
+            FunctionArguments::List(list) => &list.args,
+            FunctionArguments::None => return Ok(args),
+            FunctionArguments::Subquery(_) => return Err(args.usage()),
+        };
+        for arg in list {
+            match arg {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => args.positional.push(e),
+                FunctionArg::Named {
+                    name,
+                    arg: FunctionArgExpr::Expr(e),
+                    ..
+                } => args.named.push((name.value.to_ascii_lowercase(), e)),
+                _ => return Err(args.usage()),
+            }
+        }
+        Ok(args)
+    }
+
+    fn usage(&self) -> DataFusionError {
+        let options = if self.procedure == "expire_snapshots" {
+            "[, older_than => 'timestamp'] [, retain_last => n] [, dry_run => true]"
+        } else {
+            "[, older_than => 'timestamp'] [, dry_run => true]"
+        };
+        DataFusionError::Plan(format!(
+            "usage: CALL tarn.{}('namespace.table'{options})",
+            self.procedure
+        ))
+    }
+
+    fn table(&self) -> Result<ObjectName> {
+        match self.positional.as_slice() {
+            [SqlExpr::Value(v)] => match &v.value {
+                SqlValue::SingleQuotedString(s) => Ok(ObjectName::from(
+                    crate::names::QualifiedName::split(s)
+                        .into_iter()
+                        .map(|p| datafusion::sql::sqlparser::ast::Ident::with_quote('"', p))
+                        .collect::<Vec<_>>(),
+                )),
+                _ => Err(self.usage()),
+            },
+            _ => Err(self.usage()),
+        }
+    }
+
+    fn allow(&self, names: &[&str]) -> Result<()> {
+        match self
+            .named
+            .iter()
+            .find(|(n, _)| !names.contains(&n.as_str()))
+        {
+            Some((name, _)) => Err(DataFusionError::Plan(format!(
+                "tarn.{} has no argument '{name}'; {}",
+                self.procedure,
+                self.usage()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&'a SqlExpr> {
+        self.named.iter().find(|(n, _)| n == name).map(|(_, e)| *e)
+    }
+
+    fn timestamp(&self, name: &str) -> Result<Option<i64>> {
+        let Some(expr) = self.get(name) else {
+            return Ok(None);
+        };
+        let text = match expr {
+            SqlExpr::Value(v) => match &v.value {
+                SqlValue::SingleQuotedString(s) => Some(s.clone()),
+                _ => None,
+            },
+            SqlExpr::TypedString(t) => match &t.value.value {
+                SqlValue::SingleQuotedString(s) => Some(s.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let text = text.ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "{name} takes a timestamp such as '2026-11-30 12:00:00'"
+            ))
+        })?;
+        crate::time_travel::parse_timestamp(&text).map(Some)
+    }
+
+    fn count(&self, name: &str) -> Result<Option<u64>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(SqlExpr::Value(v)) => match &v.value {
+                SqlValue::Number(n, _) => match n.parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(DataFusionError::Plan(format!(
+                        "{name} takes a positive whole number, not {n}"
+                    ))),
+                },
+                other => Err(DataFusionError::Plan(format!(
+                    "{name} takes a positive whole number, not {other}"
+                ))),
+            },
+            Some(other) => Err(DataFusionError::Plan(format!(
+                "{name} takes a positive whole number, not {other}"
+            ))),
+        }
+    }
+
+    fn flag(&self, name: &str) -> Result<bool> {
+        match self.get(name) {
+            None => Ok(false),
+            Some(SqlExpr::Value(v)) => match &v.value {
+                SqlValue::Boolean(b) => Ok(*b),
+                other => Err(DataFusionError::Plan(format!(
+                    "{name} takes true or false, not {other}"
+                ))),
+            },
+            Some(other) => Err(DataFusionError::Plan(format!(
+                "{name} takes true or false, not {other}"
+            ))),
+        }
+    }
+}
