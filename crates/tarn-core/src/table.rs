@@ -346,6 +346,15 @@ impl Table {
         Ok(Version(low))
     }
 
+    /// Whether this version's file is gone: snapshot expiry removed the version (or DROP TABLE
+    /// the table) after it was loaded, and the objects only it referenced may be gone too.
+    pub async fn is_expired(&self) -> Result<bool> {
+        Ok(!self
+            .location
+            .exists(&log::version_file(self.version()))
+            .await?)
+    }
+
     /// The snapshots committed after `base` up to this version, oldest first. This version's
     /// log holds the recent ones; older ones are read from the version files before it.
     pub async fn snapshots_after(&self, base: Version) -> Result<Vec<Snapshot>> {

@@ -372,7 +372,14 @@ impl Commit {
         let (mut input, mut table) = (self.input.clone(), self.table.clone());
         for attempt in 1.. {
             match self.once(&input, &table, &context).await {
-                Err(e) if attempt < ATTEMPTS && is_retryable_conflict(&e) => {
+                // A statement whose version expired under it (snapshot expiry ran with a
+                // retention shorter than the statement) may have lost files it was reading;
+                // running it again on the newest version is as correct as a conflict's re-run.
+                Err(e)
+                    if attempt < ATTEMPTS
+                        && (is_retryable_conflict(&e)
+                            || table.is_expired().await.unwrap_or(false)) =>
+                {
                     let Some(rerun) = &self.rerun else {
                         return Err(e);
                     };

@@ -232,7 +232,23 @@ impl TarnContext {
                 }
             }
         }
-        let plan = state.statement_to_plan(statement).await?;
+        // A metadata object missing while planning: snapshot expiry removed the version
+        // this statement loaded a moment ago. Planning again loads the newest one.
+        let mut attempts = 0;
+        let plan = loop {
+            match state.statement_to_plan(statement.clone()).await {
+                Err(e)
+                    if attempts < 3
+                        && matches!(
+                            crate::error::tarn_error(e.find_root()),
+                            Some(tarn_core::Error::MissingFile { .. })
+                        ) =>
+                {
+                    attempts += 1;
+                }
+                outcome => break outcome?,
+            }
+        };
         self.ctx.execute_logical_plan(plan).await
     }
 

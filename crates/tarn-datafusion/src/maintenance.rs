@@ -92,10 +92,15 @@ impl TarnContext {
                 .compact_once(&provider, filter.as_ref(), &order_by)
                 .await
             {
+                // Files that concurrent statements keep changing are left for a quieter
+                // moment: compaction never wins over a user's write.
                 Err(e)
-                    if attempt < COMPACTION_ATTEMPTS
+                    if attempt == COMPACTION_ATTEMPTS
                         && crate::commit::is_retryable_conflict(&e) =>
                 {
+                    break Compacted::default();
+                }
+                Err(e) if crate::commit::is_retryable_conflict(&e) => {
                     attempt += 1;
                     let fresh = provider.table().refresh().await.map_err(to_df)?;
                     provider = TarnTable::new(

@@ -205,8 +205,19 @@ impl Table {
                 });
             }
             let attempt =
-                build::next_metadata(self, &current, &change, &prepared, &commit_id, &extra)
-                    .await?;
+                match build::next_metadata(self, &current, &change, &prepared, &commit_id, &extra)
+                    .await
+                {
+                    Ok(attempt) => attempt,
+                    // The version this attempt builds on expired (snapshot expiry deleted its
+                    // objects) after it was loaded: build on the newest version instead.
+                    Err(e @ Error::MissingFile { .. }) => {
+                        last_error = Some(e);
+                        current = current.refresh().await?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
             let next = attempt.metadata;
             let version = next.version();
             let file = log::version_file(version);
