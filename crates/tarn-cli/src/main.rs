@@ -1,6 +1,7 @@
 //! `tarn`: an interactive SQL shell on a tarn warehouse, and a one-shot runner for scripts.
 
 mod command;
+mod maintain;
 mod print;
 mod repl;
 mod shell;
@@ -48,6 +49,31 @@ struct Args {
     /// string prints as "").
     #[arg(long, value_name = "STRING")]
     null: Option<String>,
+    #[command(subcommand)]
+    command: Option<Subcommand>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Subcommand {
+    /// Apply every table's retention across the warehouse (for cron): expire snapshots by
+    /// the tables' history.expire.* properties, then remove orphaned files.
+    Maintain {
+        /// Compact small files and fold deletion vectors first (OPTIMIZE).
+        #[arg(long)]
+        optimize: bool,
+        /// Report what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove only orphaned files older than this: 1d, 12h, 30m...
+        #[arg(long, default_value = "1d", value_parser = parse_duration)]
+        orphan_age: i64,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<i64, String> {
+    tarn_datafusion::parse_duration_ms(text)
+        .and_then(|ms| i64::try_from(ms).ok())
+        .ok_or_else(|| format!("'{text}' is not a duration; write e.g. 1d, 12h, 30m or 90s"))
 }
 
 /// A `-c` or `-f` argument.
@@ -104,6 +130,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Subcommand::Maintain {
+        optimize,
+        dry_run,
+        orphan_age,
+    }) = args.command
+    {
+        let options = maintain::MaintainOptions {
+            optimize,
+            dry_run,
+            orphan_age_ms: orphan_age,
+        };
+        return match runtime.block_on(maintain::run(&ctx, &options)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                report(&e);
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut shell = Shell::new(ctx, args.format, args.max_rows);
     shell.timing = args.timing;
     shell.quiet = args.quiet;

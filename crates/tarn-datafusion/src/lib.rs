@@ -38,5 +38,5 @@ pub use in_subquery::NullAwareInSubquery;
 pub use metadata_tables::MetadataTable;
 pub use parse::ParsedStatement;
 pub use provider::TarnTable;
-pub use tarn_core::properties::OVERWRITE_MODE_PROPERTY;
+pub use tarn_core::properties::{OVERWRITE_MODE_PROPERTY, parse_duration_ms};
 pub use time_travel::{AsOf, TimeTravelFunction, TimeTravelPlanner};

@@ -1,6 +1,7 @@
 //! The `tarn` binary driven end to end.
 
 mod interactive;
+mod maintain;
 mod one_shot;
 mod quickstart;
 mod scripting;

@@ -1,0 +1,89 @@
+//! `tarn maintain`: retention applied across a warehouse, for cron.
+
+use crate::{tarn, text};
+
+#[test]
+fn maintain_applies_each_tables_retention_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = tarn(
+        dir.path(),
+        &[
+            "-c",
+            "CREATE TABLE short (id INT, r VARCHAR) PARTITIONED BY (r) \
+             WITH ('history.expire.max-snapshot-age' = '1ms')",
+            "-c",
+            "INSERT INTO short VALUES (1, 'a'), (2, 'b')",
+            "-c",
+            "INSERT INTO short VALUES (3, 'a')",
+            "-c",
+            "CREATE TABLE kept (x INT)",
+            "-c",
+            "INSERT INTO kept VALUES (1)",
+        ],
+        None,
+    );
+    assert!(setup.status.success(), "{}", text(&setup.stderr));
+    // A file of a failed commit, two days old.
+    let stray = dir.path().join("default/short/data/stray.parquet");
+    std::fs::write(&stray, b"left by a crashed writer").unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&stray)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+
+    let dry = tarn(dir.path(), &["maintain", "--dry-run"], None);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    let report = text(&dry.stderr);
+    assert!(
+        report.contains("[1/2] default.kept: expired 0 versions (oldest now 0)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("default.short: expired 2 versions (oldest now 2), would delete"),
+        "{report}"
+    );
+    assert!(report.contains("1 orphaned files"), "{report}");
+    assert!(stray.exists(), "a dry run deletes nothing");
+    assert!(text(&dry.stdout).is_empty(), "progress goes to stderr");
+
+    let run = tarn(dir.path(), &["maintain", "--optimize"], None);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let report = text(&run.stderr);
+    assert!(
+        report.contains("default.short: compacted 2 files, expired 3 versions (oldest now 3)"),
+        "{report}"
+    );
+    assert!(report.contains("2 tables: 3 versions expired"), "{report}");
+    assert!(!stray.exists(), "the orphan is gone");
+
+    let after = tarn(
+        dir.path(),
+        &[
+            "--format",
+            "csv",
+            "-q",
+            "-c",
+            "SELECT id, r FROM short ORDER BY id",
+            "-c",
+            "SELECT count(*) FROM \"short$snapshots\"",
+        ],
+        None,
+    );
+    assert!(after.status.success(), "{}", text(&after.stderr));
+    assert_eq!(text(&after.stdout), "id,r\n1,a\n2,b\n3,a\ncount(*)\n1\n");
+}
+
+#[test]
+fn maintain_refuses_a_bad_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tarn(dir.path(), &["maintain", "--orphan-age", "soon"], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("'soon' is not a duration; write e.g. 1d, 12h, 30m or 90s"),
+        "{}",
+        text(&out.stderr)
+    );
+}
