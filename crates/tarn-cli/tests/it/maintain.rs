@@ -23,10 +23,10 @@ fn maintain_applies_each_tables_retention_and_reports_it() {
         None,
     );
     assert!(setup.status.success(), "{}", text(&setup.stderr));
-    // A file of a failed commit, two days old.
+    // A file of a failed commit, written long ago.
     let stray = dir.path().join("default/short/data/stray.parquet");
     std::fs::write(&stray, b"left by a crashed writer").unwrap();
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     std::fs::File::options()
         .write(true)
         .open(&stray)
