@@ -16,6 +16,10 @@
 //!   100,000 files.
 //! - `commit`: 1,000 sequential appends of 1,000 rows (commits/s, p50/p99 latency), then 4
 //!   concurrent writers (throughput, and a check that no commit was lost).
+//! - `streaming`: 20,000 sequential appends of 100 rows through the Rust API (rate, p50/p99
+//!   and metadata bytes per commit for every 1,000, first against last), a query before and
+//!   after OPTIMIZE against the same rows written by one CTAS, then 20,000 `INSERT ... VALUES`
+//!   statements through SQL (rate per 1,000).
 //! - `append-large`: appending one file to a table of 10,000 files: metadata objects written
 //!   and commit latency.
 //! - `merge-memory`: MERGE of 10,000 source rows into 10,000,000 target rows with a 1 GiB
@@ -28,6 +32,7 @@ mod dml;
 mod planning;
 mod report;
 mod scan;
+mod streaming;
 mod suites;
 mod tpch;
 
@@ -36,7 +41,7 @@ use std::process::ExitCode;
 use report::Report;
 use tpch::Tpch;
 
-const USAGE: &str = "usage: tarn-bench <scan|pruning|commit|planning|dml|time-travel|append-large|\
+const USAGE: &str = "usage: tarn-bench <scan|pruning|commit|streaming|planning|dml|time-travel|append-large|\
                      merge-memory|all|smoke|explain> [--sf N] [--runs N] [--query N] [--json PATH]";
 
 struct Args {
@@ -124,6 +129,7 @@ async fn run_suite(
         }
         "planning" => planning::planning(report, &[1_000, 10_000, 100_000], runs).await,
         "commit" => suites::commit(report, 1_000, 1_000, 4, runs).await,
+        "streaming" => streaming::streaming(report, 20_000, 20_000, runs).await,
         "append-large" => suites::append_large(report, 10_000, runs).await,
         "merge-memory" => dml::merge_under_memory_limit(report, 10_000_000, 10_000, 1 << 30).await,
         other => Err(format!("unknown suite '{other}'\n{USAGE}")),
@@ -140,6 +146,7 @@ async fn smoke(report: &mut Report) -> Result<(), String> {
     planning::planning(report, &[1_000], 1).await?;
     suites::append_large(report, 200, 1).await?;
     suites::commit(report, 20, 100, 2, 1).await?;
+    streaming::streaming(report, 30, 20, 1).await?;
     dml::merge_under_memory_limit(report, 20_000, 1_000, 64 << 20).await
 }
 
@@ -179,6 +186,7 @@ async fn main() -> ExitCode {
                 "dml",
                 "planning",
                 "commit",
+                "streaming",
                 "append-large",
                 "merge-memory",
             ] {

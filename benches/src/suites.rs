@@ -12,7 +12,7 @@ use tarn_spec::{Field, FieldId, PartitionField, PrimitiveType, Transform};
 
 use crate::report::{Report, median_ms, percentile_ms};
 
-fn ids(range: std::ops::Range<i64>) -> RecordBatch {
+pub(crate) fn ids(range: std::ops::Range<i64>) -> RecordBatch {
     let schema = Arc::new(ArrowSchema::new(vec![ArrowField::new(
         "id",
         DataType::Int64,
@@ -22,7 +22,7 @@ fn ids(range: std::ops::Range<i64>) -> RecordBatch {
         .expect("valid batch")
 }
 
-fn definition(partitioned: bool) -> TableDefinition {
+pub(crate) fn definition(partitioned: bool) -> TableDefinition {
     TableDefinition {
         fields: vec![Field::required(1, "id", PrimitiveType::Long)],
         partition_fields: if partitioned {
@@ -39,7 +39,7 @@ fn definition(partitioned: bool) -> TableDefinition {
     }
 }
 
-async fn local_warehouse() -> Result<(tempfile::TempDir, Warehouse), String> {
+pub(crate) async fn local_warehouse() -> Result<(tempfile::TempDir, Warehouse), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let w = Warehouse::open(dir.path().to_str().ok_or("non-UTF-8 temp path")?)
         .map_err(|e| e.to_string())?;

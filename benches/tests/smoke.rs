@@ -38,6 +38,9 @@ fn every_suite_runs_at_a_tiny_size() {
         "| Q6 with 10% of lineitem deleted: vectors / compacted |",
         "| Q1: version 3 commits old / latest |",
         "| 1000 files, point query on the partition key: planning, new session |",
+        "| 30 sequential appends of 100 rows (Rust API): throughput |",
+        "| after OPTIMIZE / the same rows written by one CTAS |",
+        "| 20 INSERT ... VALUES statements (3 rows each) through SQL: throughput |",
     ] {
         assert!(stdout.contains(figure), "no '{figure}' in\n{stdout}");
     }

@@ -1,0 +1,227 @@
+//! The `streaming` suite: a table fed by a long stream of small commits must cost the same
+//! to commit to and to read on day 100 as on day 1.
+//!
+//! Part 1, the Rust API: `commits` sequential appends of 100 rows. Per window of 1,000
+//! commits (or a tenth of the run, when shorter): commit rate, p50 and p99 latency, and the
+//! metadata bytes a commit writes (version file, manifest list, the manifests it wrote).
+//! Then a query over all of it before compaction (against the same query after the first
+//! window), OPTIMIZE, and the query again against the same rows written by one CTAS.
+//!
+//! Part 2, SQL: one `INSERT ... VALUES` statement per commit through one `TarnContext`, as a
+//! `tarn` process fed on stdin runs them, with its rate per window.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tarn_core::Table;
+use tarn_datafusion::TarnContext;
+
+use crate::report::{Report, median_ms, percentile_ms};
+use crate::suites::{definition, ids, local_warehouse};
+
+const ROWS: i64 = 100;
+const QUERY: &str = "SELECT count(*), sum(id), max(id) FROM bench.s";
+
+/// Metadata bytes the commit that made `table`'s version wrote.
+fn metadata_bytes(root: &Path, table: &Table, list: &tarn_core::ManifestList) -> u64 {
+    let size = |relative: &str| {
+        std::fs::metadata(root.join(relative))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let version = table.version();
+    let mut bytes = size(&tarn_core::version_file(version));
+    if let Some(path) = &table.snapshot().manifest_list {
+        bytes += size(path);
+    }
+    for i in 0..list.len() {
+        if list.added_version(i) == version {
+            bytes += list.file_size(i);
+        }
+    }
+    bytes
+}
+
+struct Window {
+    first: usize,
+    latencies: Vec<Duration>,
+    bytes: Vec<u64>,
+    elapsed: Duration,
+}
+
+pub async fn streaming(
+    report: &mut Report,
+    commits: usize,
+    sql_commits: usize,
+    runs: usize,
+) -> Result<(), String> {
+    let window = (commits / 10).clamp(1, 1_000);
+    let (dir, w) = local_warehouse().await?;
+    let root = dir.path().join("bench").join("s");
+    let mut t = w
+        .create_table("bench", "s", definition(false))
+        .await
+        .map_err(|e| e.to_string())?;
+    let ctx = TarnContext::open(dir.path().to_str().ok_or("non-UTF-8 temp path")?)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut windows: Vec<Window> = Vec::new();
+    let mut early_query = None;
+    let start = Instant::now();
+    for i in 0..commits {
+        if i % window == 0 {
+            windows.push(Window {
+                first: i + 1,
+                latencies: Vec::new(),
+                bytes: Vec::new(),
+                elapsed: Duration::ZERO,
+            });
+        }
+        let first = i as i64 * ROWS;
+        let s = Instant::now();
+        t = t
+            .append_batches([ids(first..first + ROWS)])
+            .await
+            .map_err(|e| e.to_string())?;
+        let took = s.elapsed();
+        let list = t.manifest_list().await.map_err(|e| e.to_string())?;
+        let current = windows.last_mut().expect("a window");
+        current.latencies.push(took);
+        current.elapsed += took;
+        current.bytes.push(metadata_bytes(&root, &t, &list));
+        if i + 1 == window {
+            early_query = Some(query_ms(&ctx, runs).await?);
+        }
+    }
+    let total = start.elapsed().as_secs_f64();
+    report.add(
+        format!("{commits} sequential appends of {ROWS} rows (Rust API): throughput"),
+        commits as f64 / total,
+        "commits/s",
+        "whole run, local disk, includes reading the new manifest list for the byte count",
+    );
+    for w in windows.iter_mut() {
+        let n = w.latencies.len();
+        let mut bytes = w.bytes.clone();
+        bytes.sort_unstable();
+        report.add(
+            format!("commits {}..{}: rate", w.first, w.first + n - 1),
+            n as f64 / w.elapsed.as_secs_f64(),
+            "commits/s",
+            format!(
+                "p50 {:.2} ms, p99 {:.2} ms, metadata written per commit: median {} B, max {} B",
+                median_ms(&mut w.latencies.clone()),
+                percentile_ms(&mut w.latencies.clone(), 0.99),
+                bytes[bytes.len() / 2],
+                bytes[bytes.len() - 1]
+            ),
+        );
+    }
+    if let (Some(first), Some(last)) = (windows.first(), windows.last()) {
+        let p = |w: &Window, q: f64| percentile_ms(&mut w.latencies.clone(), q);
+        report.add(
+            "last window / first window: p50 latency",
+            p(last, 0.5) / p(first, 0.5),
+            "ratio",
+            "target ≤ 1.2",
+        );
+        report.add(
+            "last window / first window: p99 latency",
+            p(last, 0.99) / p(first, 0.99),
+            "ratio",
+            "target ≤ 1.2",
+        );
+        let median = |w: &Window| {
+            let mut b = w.bytes.clone();
+            b.sort_unstable();
+            b[b.len() / 2] as f64
+        };
+        report.add(
+            "last window / first window: metadata bytes per commit (median)",
+            median(last) / median(first),
+            "ratio",
+            "target ≤ 1.2",
+        );
+    }
+    let late_query = query_ms(&ctx, runs).await?;
+    if let Some(early) = early_query {
+        report.add(
+            format!("`{QUERY}` after {commits} commits / after {window}"),
+            late_query / early,
+            "ratio",
+            format!("{late_query:.1} ms against {early:.1} ms, before compaction"),
+        );
+    }
+    let s = Instant::now();
+    run(&ctx, "OPTIMIZE bench.s").await?;
+    let optimize_s = s.elapsed().as_secs_f64();
+    run(&ctx, "CREATE TABLE bench.one AS SELECT * FROM bench.s").await?;
+    let compacted = query_ms(&ctx, runs).await?;
+    let one = query_on_ms(&ctx, "SELECT count(*), sum(id), max(id) FROM bench.one", runs).await?;
+    report.add(
+        "after OPTIMIZE / the same rows written by one CTAS",
+        compacted / one,
+        "ratio",
+        format!("{compacted:.1} ms against {one:.1} ms; OPTIMIZE took {optimize_s:.1} s"),
+    );
+
+    // SQL, one statement per commit.
+    run(&ctx, "CREATE TABLE bench.q (id BIGINT NOT NULL)").await?;
+    let sql_window = (sql_commits / 10).clamp(1, 1_000);
+    let mut rates = Vec::new();
+    let all = Instant::now();
+    let mut since = Instant::now();
+    for i in 0..sql_commits {
+        let values: Vec<String> = (0..3).map(|k| format!("({})", i * 3 + k)).collect();
+        run(&ctx, &format!("INSERT INTO bench.q VALUES {}", values.join(", "))).await?;
+        if (i + 1) % sql_window == 0 {
+            rates.push((i + 1, sql_window as f64 / since.elapsed().as_secs_f64()));
+            since = Instant::now();
+        }
+    }
+    report.add(
+        format!("{sql_commits} INSERT ... VALUES statements (3 rows each) through SQL: throughput"),
+        sql_commits as f64 / all.elapsed().as_secs_f64(),
+        "commits/s",
+        "one TarnContext, one statement per commit",
+    );
+    if let (Some(first), Some(last)) = (rates.first(), rates.last()) {
+        report.add(
+            "SQL: last window / first window rate",
+            last.1 / first.1,
+            "ratio",
+            format!(
+                "{:.0} commits/s at commit {} against {:.0} at commit {}",
+                last.1, last.0, first.1, first.0
+            ),
+        );
+    }
+    drop(dir);
+    Ok(())
+}
+
+async fn run(ctx: &TarnContext, sql: &str) -> Result<(), String> {
+    ctx.sql(sql)
+        .await
+        .map_err(|e| format!("{sql}: {e}"))?
+        .collect()
+        .await
+        .map_err(|e| format!("{sql}: {e}"))?;
+    Ok(())
+}
+
+async fn query_ms(ctx: &TarnContext, runs: usize) -> Result<f64, String> {
+    query_on_ms(ctx, QUERY, runs).await
+}
+
+/// Median of `runs` runs after a warm-up run.
+async fn query_on_ms(ctx: &TarnContext, sql: &str, runs: usize) -> Result<f64, String> {
+    run(ctx, sql).await?;
+    let mut times = Vec::new();
+    for _ in 0..runs.max(1) {
+        let s = Instant::now();
+        run(ctx, sql).await?;
+        times.push(s.elapsed());
+    }
+    Ok(median_ms(&mut times))
+}
