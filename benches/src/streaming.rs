@@ -157,7 +157,12 @@ pub async fn streaming(
     let optimize_s = s.elapsed().as_secs_f64();
     run(&ctx, "CREATE TABLE bench.one AS SELECT * FROM bench.s").await?;
     let compacted = query_ms(&ctx, runs).await?;
-    let one = query_on_ms(&ctx, "SELECT count(*), sum(id), max(id) FROM bench.one", runs).await?;
+    let one = query_on_ms(
+        &ctx,
+        "SELECT count(*), sum(id), max(id) FROM bench.one",
+        runs,
+    )
+    .await?;
     report.add(
         "after OPTIMIZE / the same rows written by one CTAS",
         compacted / one,
@@ -173,7 +178,11 @@ pub async fn streaming(
     let mut since = Instant::now();
     for i in 0..sql_commits {
         let values: Vec<String> = (0..3).map(|k| format!("({})", i * 3 + k)).collect();
-        run(&ctx, &format!("INSERT INTO bench.q VALUES {}", values.join(", "))).await?;
+        run(
+            &ctx,
+            &format!("INSERT INTO bench.q VALUES {}", values.join(", ")),
+        )
+        .await?;
         if (i + 1) % sql_window == 0 {
             rates.push((i + 1, sql_window as f64 / since.elapsed().as_secs_f64()));
             since = Instant::now();

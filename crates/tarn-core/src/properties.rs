@@ -29,6 +29,29 @@ pub const MERGE_MODE_PROPERTY: &str = "write.merge-mode";
 pub const MANIFEST_MIN_COUNT_TO_MERGE_PROPERTY: &str = "write.manifest.min-count-to-merge";
 /// The size merged manifests are packed to; larger manifests are left alone.
 pub const MANIFEST_TARGET_SIZE_PROPERTY: &str = "write.manifest.target-size-bytes";
+/// The order INSERT writes each statement's rows in and OPTIMIZE rewrites files in, so that
+/// clustered layouts stay clustered: column names, comma-separated (DuckLake's
+/// `SET SORTED BY`, Iceberg's sort order).
+pub const SORT_ORDER_PROPERTY: &str = "write.sort-order";
+
+/// The columns of [`SORT_ORDER_PROPERTY`], in order; empty when unset.
+pub fn sort_order(properties: &BTreeMap<String, String>) -> Result<Vec<String>> {
+    let Some(text) = properties.get(SORT_ORDER_PROPERTY) else {
+        return Ok(Vec::new());
+    };
+    let columns: Vec<String> = text.split(',').map(|c| c.trim().to_string()).collect();
+    if columns.iter().any(|c| c.is_empty()) {
+        return Err(Error::invalid(
+            "table property",
+            format!(
+                "{SORT_ORDER_PROPERTY} is '{text}'; it must be column names separated by commas, \
+                 such as 'user_id, ts'"
+            ),
+        ));
+    }
+    Ok(columns)
+}
+
 /// Snapshot expiry removes snapshots older than this (a duration: `7d`, `12h`, `30m`, `90s`).
 pub const MAX_SNAPSHOT_AGE_PROPERTY: &str = "history.expire.max-snapshot-age";
 /// Snapshot expiry always keeps at least this many of the newest snapshots.
@@ -167,6 +190,7 @@ pub const KNOWN_PROPERTIES: &[(&str, &str)] = &[
     (TARGET_FILE_SIZE_PROPERTY, "a positive number of bytes"),
     (ROW_GROUP_ROWS_PROPERTY, "a positive number of rows"),
     (OVERWRITE_MODE_PROPERTY, "'static' or 'dynamic'"),
+    (SORT_ORDER_PROPERTY, "column names separated by commas"),
     (
         MANIFEST_MIN_COUNT_TO_MERGE_PROPERTY,
         "a positive number of manifests",
@@ -212,6 +236,7 @@ pub fn validate(properties: &BTreeMap<String, String>) -> Result<()> {
     WriterOptions::from_properties(properties)?;
     OverwriteScope::from_properties(properties)?;
     ManifestMerge::from_properties(properties)?;
+    sort_order(properties)?;
     Retention::from_properties(properties)?;
     for property in [
         DELETE_MODE_PROPERTY,

@@ -117,6 +117,26 @@ impl Table {
         ))
     }
 
+    /// The newest version of this table, as [`Table::load`] finds it, but cheaply when nothing
+    /// was committed since this one was loaded: two HEAD requests (the next version is absent,
+    /// and this version's file is still the one read, by its entity tag, so a table dropped and
+    /// created again under the name is not mistaken for it) instead of reading the hint and
+    /// the version file.
+    pub async fn reload(&self) -> Result<Table> {
+        let next = log::version_file(self.version().next());
+        if !self.location.exists(&next).await?
+            && let Some(known) = self.version_tag()
+            && let Some(Some(now)) = self
+                .location
+                .head_tag(&log::version_file(self.version()))
+                .await?
+            && known == now
+        {
+            return Ok(self.clone());
+        }
+        Table::load(self.location.clone(), self.env.clone()).await
+    }
+
     /// One version of the table at `location`, read from its own version file alone (so it
     /// can be read even when a newer version file is damaged).
     pub async fn load_version(

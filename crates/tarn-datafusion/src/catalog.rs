@@ -128,6 +128,7 @@ impl TarnCatalog {
                     store_url: self.store_url.clone(),
                     tables: RwLock::default(),
                     external: RwLock::default(),
+                    loaded: RwLock::default(),
                     url_tables: self.url_tables.clone(),
                 })
             })
@@ -216,6 +217,9 @@ pub struct TarnSchema {
     /// Tables registered for this session only: views, and existing tarn tables registered
     /// with CREATE EXTERNAL TABLE ... STORED AS TARN.
     external: RwLock<HashMap<String, External>>,
+    /// The version each table was last loaded at, so that the next statement only probes
+    /// for a newer one.
+    loaded: RwLock<HashMap<String, Table>>,
     url_tables: Arc<OnceLock<Arc<dyn UrlTableFactory>>>,
 }
 
@@ -261,17 +265,26 @@ impl TarnSchema {
         };
         let display = format!("{}.{name}", self.namespace);
         let external = read(&self.external).contains_key(name);
-        let loaded = if external {
-            Table::load(location, tarn_core::Env::default()).await
-        } else {
-            self.warehouse.load_table(&self.namespace, name).await
+        // A table loaded by an earlier statement costs a freshness probe, not a reload.
+        let cached = read(&self.loaded).get(name).cloned();
+        let loaded = match cached {
+            Some(table) if table.location().url() == location.url() => table.reload().await,
+            _ if external => Table::load(location, tarn_core::Env::default()).await,
+            _ => self.warehouse.load_table(&self.namespace, name).await,
         };
         match loaded {
-            Ok(t) => Ok(Some(TarnTable::new(t, display, store_url))),
+            Ok(t) => {
+                write(&self.loaded).insert(name.to_string(), t.clone());
+                Ok(Some(TarnTable::new(t, display, store_url)))
+            }
             Err(tarn_core::Error::TableNotFound { .. } | tarn_core::Error::InvalidName { .. }) => {
+                write(&self.loaded).remove(name);
                 Ok(None)
             }
-            Err(e) => Err(to_df(e)),
+            Err(e) => {
+                write(&self.loaded).remove(name);
+                Err(to_df(e))
+            }
         }
     }
 

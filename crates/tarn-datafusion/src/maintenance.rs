@@ -141,6 +141,17 @@ impl TarnContext {
             .await?;
         let mut policy = CompactionPolicy::for_table(&table).map_err(to_df)?;
         policy.rewrite_all = !order_by.is_empty();
+        // Without ORDER BY, the files compaction rewrites follow the table's sort order.
+        let table_order = if order_by.is_empty() {
+            table_sort_keys(&table)?
+        } else {
+            Vec::new()
+        };
+        let order_by = if order_by.is_empty() {
+            &table_order[..]
+        } else {
+            order_by
+        };
         let groups = compaction_groups(&table, &plan.data_files(), &policy);
         let files: Vec<tarn_core::DataFile> = groups.into_iter().flatten().collect();
         if files.is_empty() {
@@ -336,6 +347,21 @@ impl TarnContext {
         };
         self.session_context().read_batch(batch).map(Some)
     }
+}
+
+/// The column indexes of the table's `write.sort-order`.
+fn table_sort_keys(table: &tarn_core::Table) -> Result<Vec<usize>> {
+    let columns: Vec<String> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    tarn_core::properties::sort_order(table.metadata().properties())
+        .map_err(to_df)?
+        .iter()
+        .map(|c| column_index(&columns, c))
+        .collect()
 }
 
 fn column_index(columns: &[String], name: &str) -> Result<usize> {

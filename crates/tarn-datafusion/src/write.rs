@@ -17,12 +17,15 @@ use datafusion::common::internal_err;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{
+    EquivalenceProperties, LexOrdering, LexRequirement, OrderingRequirements, PhysicalSortExpr,
+};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
-    PlanProperties,
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
+    Partitioning, PlanProperties,
 };
 use futures::StreamExt;
 use tarn_core::{OverwriteScope, Table};
@@ -48,11 +51,39 @@ pub(crate) fn insert_plan(
             ));
         }
     };
-    let write = Arc::new(WriteExec::new(input, table.clone(), name.clone()));
+    let ordering = table_ordering(&input.schema(), &table)?;
+    let write = Arc::new(WriteExec::new(input, table.clone(), name.clone(), ordering));
     let summary = BTreeMap::from([("statement".to_string(), "insert".to_string())]);
     Ok(Arc::new(CommitExec::new(
         write, table, name, kind, summary, None,
     )))
+}
+
+/// The table's `write.sort-order` over `schema`, when it has one.
+pub(crate) fn table_ordering(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    table: &Table,
+) -> Result<Option<LexOrdering>> {
+    let columns =
+        tarn_core::properties::sort_order(table.metadata().properties()).map_err(to_df)?;
+    let mut keys = Vec::new();
+    for column in &columns {
+        let index = schema
+            .fields()
+            .iter()
+            .position(|f| f.name().eq_ignore_ascii_case(column))
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "the table's {} names '{column}', which is not a column; change it with ALTER TABLE ... SET TBLPROPERTIES",
+                    tarn_core::properties::SORT_ORDER_PROPERTY
+                ))
+            })?;
+        keys.push(PhysicalSortExpr::new_default(Arc::new(Column::new(
+            schema.field(index).name(),
+            index,
+        ))));
+    }
+    Ok(LexOrdering::new(keys))
 }
 
 /// Writes each input partition as data files; see the module documentation.
@@ -61,11 +92,19 @@ pub(crate) struct WriteExec {
     input: Arc<dyn ExecutionPlan>,
     table: Table,
     name: String,
+    /// The table's sort order: the rows are written in it, by one writer, so each file
+    /// covers a narrow range of it (what min/max pruning needs).
+    ordering: Option<LexOrdering>,
     properties: Arc<PlanProperties>,
 }
 
 impl WriteExec {
-    fn new(input: Arc<dyn ExecutionPlan>, table: Table, name: String) -> Self {
+    fn new(
+        input: Arc<dyn ExecutionPlan>,
+        table: Table,
+        name: String,
+        ordering: Option<LexOrdering>,
+    ) -> Self {
         let schema = Fragment::default()
             .to_batch(&table)
             .map(|b| b.schema())
@@ -81,6 +120,7 @@ impl WriteExec {
             input,
             table,
             name,
+            ordering,
             properties,
         }
     }
@@ -103,6 +143,21 @@ impl ExecutionPlan for WriteExec {
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         vec![&self.input]
+    }
+
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        match self.ordering {
+            Some(_) => vec![Distribution::SinglePartition],
+            None => vec![Distribution::UnspecifiedDistribution],
+        }
+    }
+
+    fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
+        vec![
+            self.ordering
+                .clone()
+                .map(|o| OrderingRequirements::new(LexRequirement::from(o))),
+        ]
     }
 
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {
@@ -134,6 +189,7 @@ impl ExecutionPlan for WriteExec {
             input,
             self.table.clone(),
             self.name.clone(),
+            self.ordering.clone(),
         )))
     }
 

@@ -263,3 +263,32 @@ async fn a_failure_at_any_step_of_expiry_leaves_a_readable_table() {
         let _ = Arc::clone(&store);
     }
 }
+
+#[tokio::test]
+async fn a_failure_during_orphan_cleanup_leaves_a_readable_table() {
+    let (store, w) = fault_warehouse().await;
+    let t = w
+        .create_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    let (t, rows_at) = table_with_history(t).await;
+    let mut writer = t.writer().unwrap();
+    writer.write(&events(5000..5010, 1)).await.unwrap();
+    let stray = writer.finish().await.unwrap();
+    let options = OrphanOptions {
+        older_than_ms: i64::MAX,
+        dry_run: false,
+    };
+    store.fail(Op::Delete, &stray[0].path, 1);
+    assert!(remove_orphan_files(&t, &options).await.is_err());
+    store.clear_faults();
+    let reloaded = w.load_table("ns", "events").await.unwrap();
+    assert_eq!(read_ids(&reloaded).await, rows_at[30]);
+    let report = remove_orphan_files(&t, &options).await.unwrap();
+    assert!(report.orphans.contains(&stray[0].path), "{report:?}");
+    assert_eq!(objects_under(&t).await, expected_objects(&t).await);
+    for v in 0..=30u64 {
+        let at = t.at_version(Version(v)).await.unwrap();
+        assert_eq!(read_ids(&at).await, rows_at[v as usize], "version {v}");
+    }
+}
