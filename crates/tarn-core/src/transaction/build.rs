@@ -178,6 +178,20 @@ async fn write_manifest(table: &Table, manifest: Manifest) -> Result<WrittenMani
     })
 }
 
+/// Writes a manifest that replaces existing ones in the list of `next_version` (which alone
+/// refers to it, so it is among the objects removed if the attempt does not land), and its
+/// summary row.
+async fn rewrite_manifest(
+    table: &Table,
+    manifest: Manifest,
+    next_version: Version,
+    written: &mut Vec<String>,
+) -> Result<ManifestSummary> {
+    let new = write_manifest(table, manifest).await?;
+    written.push(new.path.clone());
+    ManifestSummary::of(&new.manifest, &new.path, new.size, next_version)
+}
+
 /// A row of a removed-files object: path, spec id, partition key, record count.
 type FileSetRow = (String, SpecId, String, u64);
 
@@ -450,14 +464,7 @@ async fn next_metadata_writing(
                     continue;
                 }
                 let updated = manifest.with_deletion_vectors(&vectors)?;
-                let written_manifest = write_manifest(current, updated).await?;
-                written.push(written_manifest.path.clone());
-                replaced.push(ManifestSummary::of(
-                    &written_manifest.manifest,
-                    &written_manifest.path,
-                    written_manifest.size,
-                    next_version,
-                )?);
+                replaced.push(rewrite_manifest(current, updated, next_version, written).await?);
                 dropped.insert(path);
             }
             summary.removed_rows = prepared.deletes.values().map(|d| d.new.len()).sum();
@@ -651,14 +658,8 @@ async fn merge_small_manifests(
         }
         for bin in bins.into_iter().filter(|b| b.len() > 1) {
             let manifests: Vec<Arc<Manifest>> = bin.iter().map(|(_, m)| m.clone()).collect();
-            let written_manifest = write_manifest(table, Manifest::concat(&manifests)?).await?;
-            written.push(written_manifest.path.clone());
-            merged.push(ManifestSummary::of(
-                &written_manifest.manifest,
-                &written_manifest.path,
-                written_manifest.size,
-                next_version,
-            )?);
+            let concatenated = Manifest::concat(&manifests)?;
+            merged.push(rewrite_manifest(table, concatenated, next_version, written).await?);
             dropped.extend(bin.iter().map(|(i, _)| list.path(*i).to_string()));
         }
     }
@@ -714,14 +715,8 @@ async fn rewrite_manifests(
         let kept = manifest.filter(&keep)?;
         out.dropped.insert(path);
         if !kept.is_empty() {
-            let written = write_manifest(table, kept).await?;
-            written_paths.push(written.path.clone());
-            out.added.push(ManifestSummary::of(
-                &written.manifest,
-                &written.path,
-                written.size,
-                next_version,
-            )?);
+            out.added
+                .push(rewrite_manifest(table, kept, next_version, written_paths).await?);
         }
     }
     Ok(out)

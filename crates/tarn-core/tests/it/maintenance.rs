@@ -65,6 +65,13 @@ async fn table_with_history(t: Table) -> (Table, Vec<Vec<i64>>) {
     (t, rows_at)
 }
 
+/// A failed commit's leftovers: data files nothing references.
+async fn stray_files(t: &Table) -> Vec<tarn_core::DataFile> {
+    let mut writer = t.writer().unwrap();
+    writer.write(&events(5000..5010, 1)).await.unwrap();
+    writer.finish().await.unwrap()
+}
+
 /// A batch of events with these ids (one day).
 fn events_of(ids: &[i64]) -> arrow::array::RecordBatch {
     let all = events(0..1000, 2);
@@ -135,10 +142,7 @@ async fn expiry_and_orphan_cleanup_leave_exactly_what_retained_snapshots_referen
         .await
         .unwrap();
     let (t, rows_at) = table_with_history(t).await;
-    // A failed commit's leftovers: a data file nothing references.
-    let mut writer = t.writer().unwrap();
-    writer.write(&events(5000..5010, 1)).await.unwrap();
-    let stray = writer.finish().await.unwrap();
+    let stray = stray_files(&t).await;
 
     let report = expire_snapshots(
         &t,
@@ -272,9 +276,7 @@ async fn a_failure_during_orphan_cleanup_leaves_a_readable_table() {
         .await
         .unwrap();
     let (t, rows_at) = table_with_history(t).await;
-    let mut writer = t.writer().unwrap();
-    writer.write(&events(5000..5010, 1)).await.unwrap();
-    let stray = writer.finish().await.unwrap();
+    let stray = stray_files(&t).await;
     let options = OrphanOptions {
         older_than_ms: i64::MAX,
         dry_run: false,
