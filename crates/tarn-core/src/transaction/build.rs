@@ -607,8 +607,8 @@ pub(super) async fn snapshots_since(base: &Table, current: &Table) -> Result<Vec
 }
 
 /// Keeps the manifest list short under streams of small commits: once it holds
-/// `min-count-to-merge` manifests smaller than the target size, they are packed into
-/// manifests of about that size (those of one partition spec and one manifest layout
+/// `min-count-to-merge` manifests of one size tier (below the target size), they are packed
+/// into manifests of the next tier (those of one partition spec and one manifest layout
 /// together). The manifests this commit added stay as they are, since conflict checks read
 /// them as exactly its files (§8.3 of the format).
 async fn merge_small_manifests(
@@ -619,11 +619,31 @@ async fn merge_small_manifests(
     written: &mut Vec<String>,
 ) -> Result<ManifestList> {
     let options = ManifestMerge::from_properties(table.metadata().properties())?;
-    let small: Vec<usize> = (0..list.len())
+    // Manifests are merged in tiers by how many files they hold (fewer than min-count,
+    // fewer than min-count², ...), and a tier only once it holds min-count manifests: each
+    // file entry is rewritten once per tier, so the bytes a commit writes stay flat on
+    // average and its worst case grows only every min-count-th merge.
+    let tier = |i: usize| {
+        let (mut files, mut tier) = (list.file_counts().value(i).max(1), 0u32);
+        while files >= options.min_count {
+            files /= options.min_count;
+            tier += 1;
+        }
+        tier
+    };
+    let mut tiers: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for i in (0..list.len())
         .filter(|&i| list.file_size(i) < options.target_size)
         .filter(|&i| !own.iter().any(|p| p == list.path(i)))
+    {
+        tiers.entry(tier(i)).or_default().push(i);
+    }
+    let small: Vec<usize> = tiers
+        .into_values()
+        .filter(|members| members.len() as u64 >= options.min_count)
+        .flatten()
         .collect();
-    if (small.len() as u64) < options.min_count {
+    if small.is_empty() {
         return Ok(list);
     }
     // Manifests of one spec and Arrow schema, with their rows in the list.

@@ -149,7 +149,8 @@ async fn small_manifests_are_merged_so_the_list_stays_short() {
             .unwrap();
         longest = longest.max(t.manifest_list().await.unwrap().len());
     }
-    assert!(longest <= 9, "the list grew to {longest} manifests");
+    // At most 7 manifests of each tier (1 file, 8 files) and the commit's own.
+    assert!(longest <= 15, "the list grew to {longest} manifests");
     assert_eq!(read_ids(&t).await, (0..180).collect::<Vec<_>>());
     assert_eq!(
         t.snapshot().summary.total_files,
