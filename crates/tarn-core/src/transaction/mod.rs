@@ -211,9 +211,15 @@ impl Table {
                     Ok(attempt) => attempt,
                     // The version this attempt builds on expired (snapshot expiry deleted its
                     // objects) after it was loaded: build on the newest version instead.
+                    // Expiry never removes the newest version, so without a newer one the
+                    // objects are missing for another reason (a DROP under way, damage).
                     Err(e @ Error::MissingFile { .. }) => {
+                        let newer = current.refresh().await?;
+                        if newer.version() <= current.version() {
+                            return Err(e);
+                        }
                         last_error = Some(e);
-                        current = current.refresh().await?;
+                        current = newer;
                         continue;
                     }
                     Err(e) => return Err(e),
