@@ -1,4 +1,4 @@
-//! Arrow IPC file encoding of manifests and manifest lists (zstd-compressed buffers).
+//! Arrow IPC file encoding of manifests and manifest lists (zstd-compressed buffers when large).
 
 use std::io::Cursor;
 
@@ -11,11 +11,16 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 
-/// One batch as an Arrow IPC file.
+/// Batches with fewer rows are written uncompressed: a zstd context per buffer costs more
+/// than the bytes it saves on the one-file manifests and short lists most commits write.
+const COMPRESS_FROM_ROWS: usize = 1024;
+
+/// One batch as an Arrow IPC file, its buffers zstd-compressed when it is large.
 pub(crate) fn encode(batch: &RecordBatch) -> Result<Bytes> {
     let context = "encoding a manifest";
+    let compression = (batch.num_rows() >= COMPRESS_FROM_ROWS).then_some(CompressionType::ZSTD);
     let options = IpcWriteOptions::default()
-        .try_with_compression(Some(CompressionType::ZSTD))
+        .try_with_compression(compression)
         .map_err(|e| Error::arrow(context, e))?;
     let mut buf = Vec::new();
     let mut writer = FileWriter::try_new_with_options(&mut buf, &batch.schema(), options)
