@@ -141,17 +141,6 @@ impl TarnContext {
             .await?;
         let mut policy = CompactionPolicy::for_table(&table).map_err(to_df)?;
         policy.rewrite_all = !order_by.is_empty();
-        // Without ORDER BY, the files compaction rewrites follow the table's sort order.
-        let table_order = if order_by.is_empty() {
-            table_sort_keys(&table)?
-        } else {
-            Vec::new()
-        };
-        let order_by = if order_by.is_empty() {
-            &table_order[..]
-        } else {
-            order_by
-        };
         let groups = compaction_groups(&table, &plan.data_files(), &policy);
         let files: Vec<tarn_core::DataFile> = groups.into_iter().flatten().collect();
         if files.is_empty() {
@@ -163,19 +152,18 @@ impl TarnContext {
         let scan = provider
             .identity_scan_of_files(&table, &files, RowsOf::Live, &columns, &task)
             .await?;
-        let input: Arc<dyn ExecutionPlan> = match order_by {
-            [] => Arc::new(CoalescePartitionsExec::new(scan)),
-            keys => {
-                let schema = scan.schema();
-                let ordering = LexOrdering::new(keys.iter().map(|&i| {
-                    PhysicalSortExpr::new_default(Arc::new(Column::new(schema.field(i).name(), i)))
-                }))
-                .ok_or_else(|| DataFusionError::Internal("an empty sort order".into()))?;
-                Arc::new(SortExec::new(
-                    ordering,
-                    Arc::new(CoalescePartitionsExec::new(scan)),
-                ))
-            }
+        // Without ORDER BY, the rewritten files follow the table's sort order, if it has one.
+        let schema = scan.schema();
+        let ordering = match order_by {
+            [] => crate::write::table_ordering(&schema, &table)?,
+            keys => LexOrdering::new(keys.iter().map(|&i| {
+                PhysicalSortExpr::new_default(Arc::new(Column::new(schema.field(i).name(), i)))
+            })),
+        };
+        let coalesced = Arc::new(CoalescePartitionsExec::new(scan));
+        let input: Arc<dyn ExecutionPlan> = match ordering {
+            None => coalesced,
+            Some(ordering) => Arc::new(SortExec::new(ordering, coalesced)),
         };
         let mut stream = execute_stream(input, task)?;
         let mut writer = table.writer().map_err(to_df)?;
@@ -347,21 +335,6 @@ impl TarnContext {
         };
         self.session_context().read_batch(batch).map(Some)
     }
-}
-
-/// The column indexes of the table's `write.sort-order`.
-fn table_sort_keys(table: &tarn_core::Table) -> Result<Vec<usize>> {
-    let columns: Vec<String> = table
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name.clone())
-        .collect();
-    tarn_core::properties::sort_order(table.metadata().properties())
-        .map_err(to_df)?
-        .iter()
-        .map(|c| column_index(&columns, c))
-        .collect()
 }
 
 fn column_index(columns: &[String], name: &str) -> Result<usize> {

@@ -334,6 +334,11 @@ async fn next_metadata_writing(
     let next_version = metadata.version().next();
     let since_base = snapshots_since(base, current).await?;
     let intervening: Vec<&Snapshot> = since_base.iter().collect();
+    // The commit a conflict found by comparing file states is reported against.
+    let by = intervening
+        .last()
+        .copied()
+        .unwrap_or(metadata.current_snapshot());
     check_conflicts(base, current, change, prepared, &intervening).await?;
 
     let list = current.manifest_list().await?;
@@ -405,10 +410,6 @@ async fn next_metadata_writing(
         Change::RowDelta { .. } => {
             let paths: HashSet<&str> = prepared.deletes.keys().map(String::as_str).collect();
             let found = current_vectors(current, &list, &paths).await?;
-            let by = intervening
-                .last()
-                .copied()
-                .unwrap_or(metadata.current_snapshot());
             let mut vectors: HashMap<String, DeletionVector> = HashMap::new();
             let mut again: BTreeMap<String, RoaringTreemap> = BTreeMap::new();
             for (path, deletes) in &prepared.deletes {
@@ -482,10 +483,6 @@ async fn next_metadata_writing(
                 .iter()
                 .find(|(path, now)| prepared.removed_vectors.get(*path) != Some(*now))
             {
-                let by = intervening
-                    .last()
-                    .copied()
-                    .unwrap_or(metadata.current_snapshot());
                 return Err(conflict(
                     by,
                     format!(
@@ -517,10 +514,6 @@ async fn next_metadata_writing(
                     .find(|f| !found.contains(f.path.as_str()))
                     .map(|f| f.path.as_str())
                     .unwrap_or("?");
-                let by = intervening
-                    .last()
-                    .copied()
-                    .unwrap_or(metadata.current_snapshot());
                 return Err(conflict(
                     by,
                     format!(

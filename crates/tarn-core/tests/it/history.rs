@@ -168,3 +168,25 @@ async fn small_manifests_are_merged_so_the_list_stays_short() {
         t.snapshot().summary.added_files
     );
 }
+
+#[tokio::test]
+async fn reloading_an_unchanged_table_reads_no_object() {
+    let (store, w) = fault_warehouse().await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..3, 1)]).await.unwrap();
+    store.clear_calls();
+    let same = t.reload().await.unwrap();
+    assert_eq!(same.version(), t.version());
+    let calls = store.calls();
+    assert!(
+        calls.iter().all(|(op, _)| *op == Op::Head) && calls.len() == 2,
+        "a freshness probe is two HEADs: {calls:?}"
+    );
+    // Another writer's commit is seen.
+    let other = w.load_table("ns", "events").await.unwrap();
+    other.append_batches([events(3..4, 1)]).await.unwrap();
+    assert_eq!(t.reload().await.unwrap().version(), Version(2));
+}

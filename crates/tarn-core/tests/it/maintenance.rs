@@ -17,13 +17,7 @@ use crate::common::*;
 async fn table_with_history(t: Table) -> (Table, Vec<Vec<i64>>) {
     let mut t = t;
     let mut rows_at = vec![Vec::new()];
-    for i in 0..12 {
-        t = t
-            .append_batches([events(i * 10..i * 10 + 10, 2)])
-            .await
-            .unwrap();
-        rows_at.push(read_ids(&t).await);
-    }
+    append_tens(&mut t, &mut rows_at, 0..12).await;
     // Rewrite the first file without its first 5 rows.
     let first = t.plan_files(&Predicate::True).await.unwrap().data_files()[0].clone();
     let kept: Vec<i64> = read_file_ids(&t, &first)
@@ -54,15 +48,21 @@ async fn table_with_history(t: Table) -> (Table, Vec<Vec<i64>>) {
             .unwrap();
         rows_at.push(read_ids(&t).await);
     }
-    for i in 12..26 {
-        t = t
+    append_tens(&mut t, &mut rows_at, 12..26).await;
+    assert_eq!(t.version(), Version(30));
+    (t, rows_at)
+}
+
+/// Appends ids `10 i .. 10 i + 10` for each `i` in `tens`, one commit each, recording what
+/// every new version reads.
+async fn append_tens(t: &mut Table, rows_at: &mut Vec<Vec<i64>>, tens: std::ops::Range<i64>) {
+    for i in tens {
+        *t = t
             .append_batches([events(i * 10..i * 10 + 10, 2)])
             .await
             .unwrap();
-        rows_at.push(read_ids(&t).await);
+        rows_at.push(read_ids(t).await);
     }
-    assert_eq!(t.version(), Version(30));
-    (t, rows_at)
 }
 
 /// A failed commit's leftovers: data files nothing references.
