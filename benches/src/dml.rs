@@ -9,21 +9,8 @@ use datafusion::prelude::SessionConfig;
 use tarn_core::Warehouse;
 use tarn_datafusion::TarnContext;
 
-use crate::report::Report;
+use crate::report::{Report, peak_rss, reset_peak_rss};
 use crate::tpch::{QUERIES, Side, Tpch, median, run as run_batches};
-
-/// Peak resident memory of this process since the last reset, in bytes (Linux).
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// Resets the peak resident memory counter (Linux; ignored elsewhere).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
 
 async fn run(ctx: &TarnContext, sql: &str) -> Result<u64, String> {
     let batches = ctx

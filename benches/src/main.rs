@@ -10,6 +10,10 @@
 //!   fresh copy, merge-on-read and copy-on-write: time, files rewritten, peak memory; then Q1
 //!   and Q6 with 10% of lineitem deleted by deletion vectors against a compacted copy.
 //! - `time-travel`: the same queries on the latest version and 100 commits back.
+//! - `write`: CREATE TABLE AS of lineitem from one Parquet file, unpartitioned and
+//!   partitioned by `month(l_shipdate)`, an events table by `day(ts), bucket(16, id)`, and
+//!   INSERT of a sixth of lineitem into an existing table, each against DataFusion's
+//!   `COPY ... TO` of the same query: time, rows/s, files, peak RSS.
 //!
 //! Suites on synthetic tables:
 //! - `planning`: planning a point query and a full scan on tables of 1,000, 10,000 and
@@ -26,7 +30,7 @@
 //!   DataFusion memory limit, in both row-level modes: time, peak memory, files rewritten.
 //!
 //! `all` runs every suite; `smoke` runs every suite at a tiny size, once, for CI;
-//! `explain --query N` prints `EXPLAIN ANALYZE` of TPC-H query N on both sides.
+//! `write --case N` runs only the suite's Nth case; `explain --query N` prints `EXPLAIN ANALYZE` of TPC-H query N on both sides.
 
 mod dml;
 mod planning;
@@ -35,20 +39,23 @@ mod scan;
 mod streaming;
 mod suites;
 mod tpch;
+mod write;
 
 use std::process::ExitCode;
 
 use report::Report;
 use tpch::Tpch;
 
-const USAGE: &str = "usage: tarn-bench <scan|pruning|commit|streaming|planning|dml|time-travel|append-large|\
-                     merge-memory|all|smoke|explain> [--sf N] [--runs N] [--query N] [--json PATH]";
+const USAGE: &str = "usage: tarn-bench <scan|pruning|write|commit|streaming|planning|dml|time-travel|append-large|\
+                     merge-memory|all|smoke|explain> [--sf N] [--runs N] [--query N] [--case N] [--json PATH]";
 
 struct Args {
     suite: String,
     sf: f64,
     runs: usize,
     query: usize,
+    /// Only this case of the `write` suite (1-based).
+    case: Option<usize>,
     json: Option<String>,
 }
 
@@ -60,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
         sf: 1.0,
         runs: 5,
         query: 1,
+        case: None,
         json: None,
     };
     while let Some(flag) = args.next() {
@@ -81,6 +89,7 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or(number("a positive scale factor"))?
             }
             "--query" => parsed.query = value.parse().ok().ok_or(number("a TPC-H query number"))?,
+            "--case" => parsed.case = Some(value.parse().ok().ok_or(number("a case number"))?),
             "--json" => parsed.json = Some(value),
             other => return Err(format!("unknown option '{other}'\n{USAGE}")),
         }
@@ -109,6 +118,7 @@ async fn run_suite(
     data: &mut Option<Tpch>,
     sf: f64,
     runs: usize,
+    case: Option<usize>,
 ) -> Result<(), String> {
     match suite {
         "scan" => {
@@ -127,6 +137,7 @@ async fn run_suite(
             tpch(data, report, sf).await?;
             scan::time_travel(report, data.as_ref().expect("loaded"), 100, runs).await
         }
+        "write" => write::write(report, sf, runs, case).await,
         "planning" => planning::planning(report, &[1_000, 10_000, 100_000], runs).await,
         "commit" => suites::commit(report, 1_000, 1_000, 4, runs).await,
         "streaming" => streaming::streaming(report, 20_000, 20_000, runs).await,
@@ -143,6 +154,7 @@ async fn smoke(report: &mut Report) -> Result<(), String> {
     scan::pruning(report, &data, 1).await?;
     dml::lineitem(report, &data, 1).await?;
     scan::time_travel(report, &data, 3, 1).await?;
+    write::write(report, 0.01, 1, None).await?;
     planning::planning(report, &[1_000], 1).await?;
     suites::append_large(report, 200, 1).await?;
     suites::commit(report, 20, 100, 2, 1).await?;
@@ -183,6 +195,7 @@ async fn main() -> ExitCode {
                 "scan",
                 "pruning",
                 "time-travel",
+                "write",
                 "dml",
                 "planning",
                 "commit",
@@ -191,14 +204,14 @@ async fn main() -> ExitCode {
                 "merge-memory",
             ] {
                 eprintln!("tarn-bench: running {suite}");
-                result = run_suite(suite, &mut report, &mut data, args.sf, args.runs).await;
+                result = run_suite(suite, &mut report, &mut data, args.sf, args.runs, None).await;
                 if result.is_err() {
                     break;
                 }
             }
             result
         }
-        suite => run_suite(suite, &mut report, &mut None, args.sf, args.runs).await,
+        suite => run_suite(suite, &mut report, &mut None, args.sf, args.runs, args.case).await,
     };
     if let Err(e) = result {
         eprintln!("tarn-bench: {e}");

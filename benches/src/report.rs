@@ -78,3 +78,16 @@ pub fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
     let rank = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
     samples[rank - 1].as_secs_f64() * 1000.0
 }
+
+/// Peak resident memory of this process since the last reset, in bytes (Linux).
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the peak resident memory counter (Linux; ignored elsewhere).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}

@@ -103,7 +103,7 @@ impl PartitionStream for GeneratedPart {
 }
 
 /// A streaming table generating `table` in `parts` parallel parts (parts are numbered from 1).
-fn generated_table(table: &'static str, sf: f64, parts: i32) -> Result<StreamingTable, String> {
+pub fn generated_table(table: &'static str, sf: f64, parts: i32) -> Result<StreamingTable, String> {
     let schema = reader(table, sf, 1, 1).schema();
     let streams = (1..=parts)
         .map(|part| {

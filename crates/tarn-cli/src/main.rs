@@ -45,6 +45,11 @@ struct Args {
     /// Print results only: no status lines ("3 rows", "OK", ...).
     #[arg(short, long)]
     quiet: bool,
+    /// The most memory statements may use (e.g. 512M, 4G): operators that can spill do,
+    /// writers close row groups early, and others fail with a clear error. Unlimited
+    /// without it.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    memory_limit: Option<usize>,
     /// What NULL prints as (default: NULL in tables, nothing in CSV and TSV, where an empty
     /// string prints as "").
     #[arg(long, value_name = "STRING")]
@@ -70,10 +75,48 @@ enum Subcommand {
     },
 }
 
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => u32::MAX,
+    };
+    number
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0 && shift != u32::MAX)
+        .and_then(|n| n.checked_mul(1usize.checked_shl(shift)?))
+        .ok_or_else(|| format!("'{text}' is not a size; write e.g. 512M or 4G"))
+}
+
 fn parse_duration(text: &str) -> Result<i64, String> {
     tarn_datafusion::parse_duration_ms(text)
         .and_then(|ms| i64::try_from(ms).ok())
         .ok_or_else(|| format!("'{text}' is not a duration; write e.g. 1d, 12h, 30m or 90s"))
+}
+
+/// The context over `warehouse`, with a memory pool of `limit` bytes when given.
+async fn open(warehouse: &str, limit: Option<usize>) -> datafusion::error::Result<TarnContext> {
+    let Some(limit) = limit else {
+        return TarnContext::open(warehouse).await;
+    };
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(limit, 1.0)
+        .build_arc()?;
+    let warehouse = tarn_core::Warehouse::open(warehouse)
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+    TarnContext::new_with_runtime(
+        warehouse,
+        datafusion::prelude::SessionConfig::new(),
+        runtime,
+    )
+    .await
 }
 
 /// A `-c` or `-f` argument.
@@ -119,7 +162,7 @@ fn main() -> ExitCode {
         report("--warehouse is empty; give a path or URL (without it, tarn uses ./tarn-warehouse)");
         return ExitCode::FAILURE;
     }
-    let ctx = match runtime.block_on(TarnContext::open(&args.warehouse)) {
+    let ctx = match runtime.block_on(open(&args.warehouse, args.memory_limit)) {
         Ok(ctx) => ctx,
         Err(e) => {
             report(&format!(

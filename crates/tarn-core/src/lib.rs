@@ -46,6 +46,7 @@ pub mod maintenance;
 mod manifest;
 mod manifest_list;
 pub mod properties;
+mod routing;
 mod scan;
 mod stats;
 pub mod storage;
@@ -68,5 +69,6 @@ pub use table::{DROPPED_PROPERTY, Table, TableDefinition};
 pub use transaction::{Change, OverwriteScope, RENAMED_TO_PROPERTY, RetryPolicy};
 pub use warehouse::Warehouse;
 pub use writer::{
-    DataFileWriter, ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY, WriterOptions,
+    DataFileWriter, MemoryGate, ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY,
+    WRITE_BUFFER_PROPERTY, WriterOptions,
 };

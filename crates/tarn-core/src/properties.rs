@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 use crate::transaction::{OverwriteScope, RENAMED_TO_PROPERTY};
-use crate::writer::{ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY, WriterOptions};
+use crate::writer::{
+    ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY, WRITE_BUFFER_PROPERTY, WriterOptions,
+};
 
 /// What INSERT OVERWRITE replaces: `static` (the whole table, the default) or `dynamic`
 /// (only the partitions the new rows fall in).
@@ -189,6 +191,7 @@ pub const KNOWN_PROPERTIES: &[(&str, &str)] = &[
     (MERGE_MODE_PROPERTY, "'merge-on-read' or 'copy-on-write'"),
     (TARGET_FILE_SIZE_PROPERTY, "a positive number of bytes"),
     (ROW_GROUP_ROWS_PROPERTY, "a positive number of rows"),
+    (WRITE_BUFFER_PROPERTY, "a positive number of bytes"),
     (OVERWRITE_MODE_PROPERTY, "'static' or 'dynamic'"),
     (SORT_ORDER_PROPERTY, "column names separated by commas"),
     (

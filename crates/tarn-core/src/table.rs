@@ -526,12 +526,12 @@ impl Table {
     /// A writer for new data files in this version's schema and partition spec.
     pub fn writer(&self) -> Result<DataFileWriter> {
         let options = WriterOptions::from_properties(self.metadata.properties())?;
-        Ok(DataFileWriter::new(
+        DataFileWriter::new(
             self.location.clone(),
             &self.metadata,
             options,
             self.env.clone(),
-        ))
+        )
     }
 }
 

@@ -2,32 +2,58 @@
 //! size out, each described by a [`DataFile`] with statistics collected as it was written.
 //!
 //! ```text
-//! batch ──conform──▶ batch with field ids ──partition──▶ rows per partition tuple
-//!                                                      ──▶ open file of that tuple (rolls at target size)
-//!                                                      ──▶ StatsCollector per column
+//! batch ──conform──▶ batch with field ids
+//!   unpartitioned ───────────────────────────────────────────▶ the open file (rolls at target size)
+//!   partitioned ──▶ chunk of batches ──(full)──▶ route (routing.rs): one run per partition
+//!                                                ──▶ the open file of each partition
 //! ```
+//!
+//! Routing a chunk of many batches at once hands each encoder one large run per partition,
+//! even when every input batch spreads over hundreds of partitions. What a writer holds
+//! (the chunk, row groups being encoded, upload buffers) is bounded by
+//! [`WriterOptions::buffer_bytes`] and by an optional [`MemoryGate`]: past either, the file
+//! holding the most closes its row group early (the file stays open).
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use arrow::row::{RowConverter, SortField};
 use object_store::buffered::BufWriter;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use tarn_spec::{PartitionSpec, Schema, SpecId, TableMetadata, Value};
 
-use crate::arrow_convert::{arrow_schema, arrow_type, primitive_type, value_at};
+use crate::arrow_convert::{arrow_schema, arrow_type, primitive_type};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::location::TableLocation;
 use crate::manifest::DataFile;
+use crate::routing::{Group, Router};
 use crate::stats::StatsCollector;
 
 /// Table property: the size at which the writer starts a new data file.
 pub const TARGET_FILE_SIZE_PROPERTY: &str = "write.target-file-size-bytes";
 /// Table property: the most rows in one Parquet row group.
 pub const ROW_GROUP_ROWS_PROPERTY: &str = "write.parquet.row-group-rows";
+
+/// Table property: the most bytes the writers of one statement hold together before they
+/// write out rows early (smaller row groups, same files).
+pub const WRITE_BUFFER_PROPERTY: &str = "write.buffer-bytes";
+
+/// The shortest row group closed early to stay within the writer's `buffer_bytes`.
+const MIN_SPILL_ROWS: usize = 16_384;
+/// The largest chunk of a partitioned write, in bytes of Arrow data.
+const MAX_CHUNK_BYTES: usize = 128 * 1024 * 1024;
+/// What one open file buffers before uploading it as a part of a multipart upload: the
+/// smallest part S3 accepts.
+const UPLOAD_BUFFER_BYTES: usize = 5 * 1024 * 1024;
+
+/// Asked before a writer holds more memory, with the total bytes it would hold; `false`
+/// refuses (DataFusion's memory pool answers through a reservation).
+pub type MemoryGate = Box<dyn FnMut(usize) -> bool + Send>;
 
 /// How the writer sizes its output.
 #[derive(Debug, Clone)]
@@ -36,6 +62,9 @@ pub struct WriterOptions {
     pub target_file_size: u64,
     /// The most rows in one row group.
     pub row_group_rows: usize,
+    /// The most bytes one writer holds; see [`WRITE_BUFFER_PROPERTY`] (a statement's
+    /// writers share the property's value).
+    pub buffer_bytes: usize,
 }
 
 impl Default for WriterOptions {
@@ -43,6 +72,7 @@ impl Default for WriterOptions {
         WriterOptions {
             target_file_size: 128 * 1024 * 1024,
             row_group_rows: 1024 * 1024,
+            buffer_bytes: 512 * 1024 * 1024,
         }
     }
 }
@@ -70,6 +100,9 @@ impl WriterOptions {
         if let Some(n) = parse(ROW_GROUP_ROWS_PROPERTY)? {
             options.row_group_rows = n as usize;
         }
+        if let Some(n) = parse(WRITE_BUFFER_PROPERTY)? {
+            options.buffer_bytes = n as usize;
+        }
         Ok(options)
     }
 }
@@ -79,7 +112,43 @@ struct OpenFile {
     writer: AsyncArrowWriter<BufWriter>,
     partition: Vec<Option<Value>>,
     stats: Vec<StatsCollector>,
+    /// Rows encoded into the file so far.
     rows: u64,
+}
+
+impl OpenFile {
+    /// Bytes this file holds in memory: the row group being encoded and (at most) a full
+    /// upload buffer.
+    fn held(&self) -> usize {
+        self.writer.memory_size() + self.writer.bytes_written().min(UPLOAD_BUFFER_BYTES)
+    }
+
+    async fn encode(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer
+            .write(batch)
+            .await
+            .map_err(|source| Error::Parquet {
+                path: self.path.clone(),
+                source,
+            })?;
+        for (collector, column) in self.stats.iter_mut().zip(batch.columns()) {
+            collector.update(column.as_ref());
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Closes the row group being encoded, releasing what it held.
+    async fn spill(&mut self) -> Result<()> {
+        self.writer.flush().await.map_err(|source| Error::Parquet {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn size(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
 }
 
 /// Writes data files for one table version's schema and default partition spec.
@@ -90,8 +159,56 @@ pub struct DataFileWriter {
     arrow_schema: SchemaRef,
     options: WriterOptions,
     env: Env,
-    open: HashMap<String, OpenFile>,
+    router: Router,
+    /// Open files by partition key (see [`Router`]).
+    open: HashMap<Vec<u8>, OpenFile>,
+    /// Batches of a partitioned write not yet routed, and their size.
+    chunk: Vec<RecordBatch>,
+    chunk_bytes: usize,
     done: Vec<DataFile>,
+    memory: Option<MemoryGate>,
+    /// Columns written without dictionary encoding, chosen from the first batch.
+    plain_columns: Option<Vec<String>>,
+}
+
+fn held(open: &HashMap<Vec<u8>, OpenFile>) -> usize {
+    open.values().map(OpenFile::held).sum()
+}
+
+fn gate_allows(memory: &mut Option<MemoryGate>, held: usize) -> bool {
+    memory.as_mut().is_none_or(|gate| gate(held))
+}
+
+/// Rows of the first batch sampled to choose each column's encoding.
+const SAMPLE_ROWS: usize = 4096;
+
+/// The columns of `batch` whose values are mostly distinct in its first rows. Dictionary
+/// encoding only costs time on these: Parquet writers fall back to plain encoding once the
+/// dictionary grows past its page limit anyway, and small files never reach it.
+fn high_cardinality_columns(batch: &RecordBatch) -> Vec<String> {
+    let sample = batch.slice(0, batch.num_rows().min(SAMPLE_ROWS));
+    if sample.num_rows() < 256 {
+        return Vec::new();
+    }
+    sample
+        .schema()
+        .fields()
+        .iter()
+        .zip(sample.columns())
+        .filter(|(_, column)| {
+            let Ok(converter) = RowConverter::new(vec![SortField::new(column.data_type().clone())])
+            else {
+                return false;
+            };
+            let Ok(rows) = converter.convert_columns(std::slice::from_ref(column)) else {
+                return false;
+            };
+            let distinct: std::collections::HashSet<&[u8]> =
+                rows.iter().map(|r| r.data()).collect();
+            distinct.len() * 2 > sample.num_rows()
+        })
+        .map(|(field, _)| field.name().clone())
+        .collect()
 }
 
 impl DataFileWriter {
@@ -100,9 +217,10 @@ impl DataFileWriter {
         metadata: &TableMetadata,
         options: WriterOptions,
         env: Env,
-    ) -> Self {
+    ) -> Result<Self> {
         let schema = metadata.current_schema().clone();
-        DataFileWriter {
+        Ok(DataFileWriter {
+            router: Router::new(&schema, metadata.default_spec())?,
             arrow_schema: arrow_schema(&schema),
             spec: metadata.default_spec().clone(),
             schema,
@@ -110,8 +228,24 @@ impl DataFileWriter {
             options,
             env,
             open: HashMap::new(),
+            chunk: Vec::new(),
+            chunk_bytes: 0,
             done: Vec::new(),
-        }
+            memory: None,
+            plain_columns: None,
+        })
+    }
+
+    /// Asks `gate` before holding more memory (on top of the `buffer_bytes` bound).
+    pub fn with_memory_gate(mut self, gate: MemoryGate) -> Self {
+        self.memory = Some(gate);
+        self
+    }
+
+    /// Bounds the memory this writer holds, overriding the table's `write.buffer-bytes`.
+    pub fn with_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.options.buffer_bytes = bytes;
+        self
     }
 
     /// The Arrow schema data is written with (with field ids).
@@ -126,118 +260,111 @@ impl DataFileWriter {
             return Ok(());
         }
         let batch = conform(batch, &self.schema, &self.arrow_schema)?;
-        for (key, (partition, rows)) in self.partition_rows(&batch)? {
-            let part = if rows.len() == batch.num_rows() {
-                batch.clone()
-            } else {
-                let indices = UInt32Array::from(rows);
-                let columns = batch
-                    .columns()
-                    .iter()
-                    .map(|c| arrow::compute::take(c, &indices, None))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| Error::arrow("splitting a batch by partition", e))?;
-                RecordBatch::try_new(self.arrow_schema.clone(), columns)
-                    .map_err(|e| Error::arrow("splitting a batch by partition", e))?
-            };
-            self.write_partition(key, partition, &part).await?;
+        if self.plain_columns.is_none() {
+            self.plain_columns = Some(high_cardinality_columns(&batch));
+        }
+        if self.spec.is_unpartitioned() {
+            return self.write_routed(&batch).await;
+        }
+        self.chunk_bytes += batch.get_array_memory_size();
+        self.chunk.push(batch);
+        let limit = (self.options.buffer_bytes / 4).min(MAX_CHUNK_BYTES);
+        let allowed = self
+            .memory
+            .as_mut()
+            .is_none_or(|gate| gate(self.chunk_bytes + held(&self.open)));
+        if self.chunk_bytes >= limit || !allowed {
+            self.write_chunk().await?;
         }
         Ok(())
     }
 
-    /// Row indices of `batch` grouped by partition tuple, keyed by a string that is unique
-    /// per tuple.
-    #[allow(clippy::type_complexity)]
-    fn partition_rows(
-        &self,
-        batch: &RecordBatch,
-    ) -> Result<Vec<(String, (Vec<Option<Value>>, Vec<u32>))>> {
-        if self.spec.is_unpartitioned() {
-            let rows = (0..batch.num_rows() as u32).collect();
-            return Ok(vec![(String::new(), (Vec::new(), rows))]);
+    /// Writes the gathered chunk, one run per partition.
+    async fn write_chunk(&mut self) -> Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
         }
-        let sources: Vec<(ArrayRef, _, _)> = self
-            .spec
-            .fields()
-            .iter()
-            .map(|pf| {
-                let index = self
-                    .schema
-                    .fields()
-                    .iter()
-                    .position(|f| f.id == pf.source_id)
-                    .ok_or_else(|| {
-                        Error::invalid(
-                            "partition spec",
-                            format!(
-                                "source column {} of '{}' is not in the schema",
-                                pf.source_id, pf.name
-                            ),
-                        )
-                    })?;
-                Ok((
-                    batch.column(index).clone(),
-                    self.schema.fields()[index].field_type,
-                    pf.transform,
-                ))
-            })
-            .collect::<Result<_>>()?;
-        let mut groups: HashMap<String, (Vec<Option<Value>>, Vec<u32>)> = HashMap::new();
-        let mut order = Vec::new();
-        for row in 0..batch.num_rows() {
-            let tuple = sources
-                .iter()
-                .map(|(array, ty, transform)| {
-                    transform
-                        .apply(*ty, value_at(array.as_ref(), row).as_ref())
-                        .map_err(Error::InvalidMetadata)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let key = format!("{tuple:?}");
-            let entry = groups.entry(key.clone()).or_insert_with(|| {
-                order.push(key);
-                (tuple, Vec::new())
-            });
-            entry.1.push(row as u32);
-        }
-        Ok(order
-            .into_iter()
-            .map(|k| {
-                let group = groups.remove(&k).expect("every key in order has a group");
-                (k, group)
-            })
-            .collect())
+        let chunk = arrow::compute::concat_batches(&self.arrow_schema, &self.chunk)
+            .map_err(|e| Error::arrow("gathering rows to route", e))?;
+        self.chunk.clear();
+        self.chunk_bytes = 0;
+        self.write_routed(&chunk).await
     }
 
-    async fn write_partition(
-        &mut self,
-        key: String,
-        partition: Vec<Option<Value>>,
-        batch: &RecordBatch,
-    ) -> Result<()> {
-        if !self.open.contains_key(&key) {
+    async fn write_routed(&mut self, batch: &RecordBatch) -> Result<()> {
+        let open = &self.open;
+        let groups = self.router.route(batch, |key| !open.contains_key(key))?;
+        for group in groups {
+            self.write_partition(group).await?;
+        }
+        self.stay_within_bounds().await
+    }
+
+    async fn write_partition(&mut self, group: Group) -> Result<()> {
+        let Group { key, batch, tuple } = group;
+        if let Some(partition) = tuple {
             let file = self.open_file(partition)?;
             self.open.insert(key.clone(), file);
         }
-        let file = self.open.get_mut(&key).expect("opened above");
-        file.writer
-            .write(batch)
-            .await
-            .map_err(|source| Error::Parquet {
-                path: file.path.clone(),
-                source,
-            })?;
-        for (collector, column) in file.stats.iter_mut().zip(batch.columns()) {
-            collector.update(column.as_ref());
-        }
-        file.rows += batch.num_rows() as u64;
-        let size = (file.writer.bytes_written() + file.writer.in_progress_size()) as u64;
-        if size >= self.options.target_file_size {
+        let file = self.open.get_mut(&key).ok_or_else(|| {
+            Error::invalid("partition routing", "a partition without an open file")
+        })?;
+        file.encode(&batch).await?;
+        if file.size() >= self.options.target_file_size {
             let file = self.open.remove(&key).expect("present");
             let data_file = close_file(&self.schema, self.spec.id(), file).await?;
             self.done.push(data_file);
         }
         Ok(())
+    }
+
+    /// Closes the row groups of the files holding the most until the writer holds no more
+    /// than `buffer_bytes` and the memory gate agrees; row groups shorter than
+    /// [`MIN_SPILL_ROWS`] stay open. When the memory gate still refuses, closes whole files,
+    /// the largest first (more files, but the write goes on).
+    async fn stay_within_bounds(&mut self) -> Result<()> {
+        let mut sizes: Vec<(usize, Vec<u8>)> = self
+            .open
+            .iter()
+            .map(|(k, f)| (f.held(), k.clone()))
+            .collect();
+        let mut held: usize = sizes.iter().map(|(h, _)| h).sum();
+        if held <= self.options.buffer_bytes && gate_allows(&mut self.memory, held) {
+            return Ok(());
+        }
+        sizes.sort_unstable_by_key(|(held, _)| std::cmp::Reverse(*held));
+        for (_, key) in &sizes {
+            let file = self.open.get_mut(key).expect("listed above");
+            if file.writer.in_progress_rows() < MIN_SPILL_ROWS {
+                continue;
+            }
+            let before = file.held();
+            file.spill().await?;
+            held = held - before + file.held();
+            if held <= self.options.buffer_bytes && gate_allows(&mut self.memory, held) {
+                return Ok(());
+            }
+        }
+        if gate_allows(&mut self.memory, held) {
+            // Over `buffer_bytes` only by row groups too short to close: keep them.
+            return Ok(());
+        }
+        for (_, key) in &sizes {
+            let file = self.open.remove(key).expect("listed above");
+            held -= file.held().min(held);
+            let data_file = close_file(&self.schema, self.spec.id(), file).await?;
+            self.done.push(data_file);
+            if gate_allows(&mut self.memory, held) {
+                return Ok(());
+            }
+        }
+        Err(Error::invalid(
+            "memory limit",
+            format!(
+                "writing needs {held} bytes more than the memory pool grants, with no file open; \
+                 raise the memory limit or lower the table's {WRITE_BUFFER_PROPERTY}"
+            ),
+        ))
     }
 
     fn open_file(&self, partition: Vec<Option<Value>>) -> Result<OpenFile> {
@@ -248,13 +375,20 @@ impl DataFileWriter {
         } else {
             format!("data/{dir}/{name}")
         };
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(1).expect("level 1 is valid"),
             ))
-            .set_max_row_group_row_count(Some(self.options.row_group_rows))
-            .build();
-        let sink = BufWriter::new(self.location.store().clone(), self.location.path(&path));
+            .set_max_row_group_row_count(Some(self.options.row_group_rows));
+        for column in self.plain_columns.iter().flatten() {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false);
+        }
+        let props = props.build();
+        let sink = BufWriter::with_capacity(
+            self.location.store().clone(),
+            self.location.path(&path),
+            UPLOAD_BUFFER_BYTES,
+        );
         let writer = AsyncArrowWriter::try_new(sink, self.arrow_schema.clone(), Some(props))
             .map_err(|source| Error::Parquet {
                 path: path.clone(),
@@ -271,6 +405,7 @@ impl DataFileWriter {
 
     /// Closes every open file and returns all files written, in the order they were closed.
     pub async fn finish(mut self) -> Result<Vec<DataFile>> {
+        self.write_chunk().await?;
         let mut open: Vec<_> = self.open.drain().collect();
         open.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, file) in open {

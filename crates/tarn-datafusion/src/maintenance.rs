@@ -165,8 +165,8 @@ impl TarnContext {
             None => coalesced,
             Some(ordering) => Arc::new(SortExec::new(ordering, coalesced)),
         };
+        let mut writer = crate::write::writer_for(&table, &task, 1)?;
         let mut stream = execute_stream(input, task)?;
-        let mut writer = table.writer().map_err(to_df)?;
         let mut rows = 0;
         while let Some(batch) = stream.next().await {
             let batch = batch?.project(&columns)?;

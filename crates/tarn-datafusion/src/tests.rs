@@ -806,3 +806,51 @@ async fn a_damaged_newest_version_stays_local() {
     assert_eq!(ids(&log), vec![0, 1], "the log as far as it can be read");
     assert_eq!(ids(&run(&fresh, "SELECT count(*) FROM a").await), vec![0]);
 }
+
+/// A partitioned load under a memory pool far smaller than its data: the writers close row
+/// groups and files early instead of failing, and every row lands in its partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_loads_run_under_a_small_memory_pool() {
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(4 << 20, 1.0)
+        .build_arc()
+        .unwrap();
+    let tarn = TarnContext::new_with_runtime(
+        Warehouse::open("memory://small-pool").unwrap(),
+        datafusion::prelude::SessionConfig::new(),
+        runtime,
+    )
+    .await
+    .unwrap();
+    run(
+        &tarn,
+        "CREATE TABLE t PARTITIONED BY (bucket(32, id)) AS \
+         SELECT value AS id, repeat('x', 40) || CAST(value AS VARCHAR) AS payload \
+         FROM generate_series(1, 300000)",
+    )
+    .await;
+    let batches = run(
+        &tarn,
+        "SELECT CAST(count(*) AS BIGINT), CAST(sum(id) AS BIGINT), \
+                CAST(sum(id * id) AS BIGINT), CAST(min(length(payload)) AS BIGINT) FROM t",
+    )
+    .await;
+    let row: Vec<i64> = (0..4)
+        .map(|i| batches[0].column(i).as_primitive::<Int64Type>().value(0))
+        .collect();
+    let n: i64 = 300_000;
+    assert_eq!(
+        row,
+        vec![n, n * (n + 1) / 2, n * (n + 1) * (2 * n + 1) / 6, 41]
+    );
+    let files = run(
+        &tarn,
+        "SELECT CAST(count(*) AS BIGINT), CAST(count(DISTINCT partition) AS BIGINT) FROM \"t$files\"",
+    )
+    .await;
+    let files: Vec<i64> = (0..2)
+        .map(|i| files[0].column(i).as_primitive::<Int64Type>().value(0))
+        .collect();
+    assert_eq!(files[1], 32, "one partition per bucket");
+    assert!(files[0] > 32, "the pool closed no file early: {files:?}");
+}

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use datafusion::common::internal_err;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::physical_expr::expressions::Column;
@@ -28,7 +29,7 @@ use datafusion::physical_plan::{
     Partitioning, PlanProperties,
 };
 use futures::StreamExt;
-use tarn_core::{OverwriteScope, Table};
+use tarn_core::{DataFileWriter, OverwriteScope, Table, WriterOptions};
 
 use crate::commit::{CommitExec, CommitKind, Fragment};
 use crate::error::to_df;
@@ -84,6 +85,23 @@ pub(crate) fn table_ordering(
         ))));
     }
     Ok(LexOrdering::new(keys))
+}
+
+/// A writer of new data files for `table`, one of `writers` running at once in a
+/// statement: it holds at most its share of the table's `write.buffer-bytes`, counted
+/// against the session's memory pool, and writes rows out early rather than exceed either.
+pub(crate) fn writer_for(
+    table: &Table,
+    context: &TaskContext,
+    writers: usize,
+) -> Result<DataFileWriter> {
+    let options = WriterOptions::from_properties(table.metadata().properties()).map_err(to_df)?;
+    let reservation = MemoryConsumer::new("TarnWriter").register(context.memory_pool());
+    Ok(table
+        .writer()
+        .map_err(to_df)?
+        .with_buffer_bytes(options.buffer_bytes / writers.max(1))
+        .with_memory_gate(Box::new(move |bytes| reservation.try_resize(bytes).is_ok())))
 }
 
 /// Writes each input partition as data files; see the module documentation.
@@ -201,10 +219,14 @@ impl ExecutionPlan for WriteExec {
         if partition >= self.properties.partitioning.partition_count() {
             return internal_err!("TarnWriteExec has no partition {partition}");
         }
+        let mut writer = writer_for(
+            &self.table,
+            &context,
+            self.properties.partitioning.partition_count(),
+        )?;
         let mut input = self.input.execute(partition, context)?;
         let table = self.table.clone();
         let write = async move {
-            let mut writer = table.writer().map_err(to_df)?;
             let mut rows = 0u64;
             while let Some(batch) = input.next().await {
                 let batch = batch?;

@@ -43,6 +43,10 @@ pub use metadata::{
 pub use partition::{FIRST_PARTITION_FIELD_ID, PartitionField, PartitionSpec};
 pub use schema::{Field, Schema};
 pub use snapshot::{Changes, Operation, Snapshot, Summary};
-pub use transform::{Transform, bucket_hash, civil_from_days};
+pub use transform::{
+    Transform, bucket_hash, bucket_hash_bytes, bucket_hash_decimal, bucket_hash_long, bucket_of,
+    civil_from_days, days_from_micros, hours_from_micros, months_from_days, truncate_integer,
+    years_from_days,
+};
 pub use types::{MAX_DECIMAL_PRECISION, PrimitiveType, decimal};
 pub use value::Value;

@@ -92,18 +92,15 @@ impl Transform {
         let out = match (self, value) {
             (Transform::Identity, v) => v.clone(),
             (Transform::Year, v) => {
-                Value::Int(year_of_days(days_of(source, v).ok_or_else(mismatch)?))
+                Value::Int(years_from_days(days_of(source, v).ok_or_else(mismatch)?))
             }
             (Transform::Month, v) => {
-                Value::Int(month_of_days(days_of(source, v).ok_or_else(mismatch)?))
+                Value::Int(months_from_days(days_of(source, v).ok_or_else(mismatch)?))
             }
             (Transform::Day, v) => Value::Int(days_of(source, v).ok_or_else(mismatch)?),
-            (Transform::Hour, Value::Long(micros)) => {
-                Value::Int(narrow(micros.div_euclid(MICROS_PER_HOUR)))
-            }
+            (Transform::Hour, Value::Long(micros)) => Value::Int(hours_from_micros(*micros)),
             (Transform::Bucket(n), v) => {
-                let hash = bucket_hash(v).ok_or_else(mismatch)?;
-                Value::Int(((hash & i32::MAX) as u32 % n) as i32)
+                Value::Int(bucket_of(bucket_hash(v).ok_or_else(mismatch)?, n))
             }
             (Transform::Truncate(w), v) => truncate(w, v).ok_or_else(mismatch)?,
             _ => return Err(mismatch()),
@@ -152,24 +149,64 @@ fn narrow(v: i64) -> i32 {
     v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
+// The transforms on native values. `Transform::apply` is built from these, and so are the
+// writer's column-at-a-time kernels, so both always agree.
+
+/// Days since the epoch of a timestamp in microseconds (`day`).
+pub fn days_from_micros(micros: i64) -> i32 {
+    narrow(micros.div_euclid(MICROS_PER_DAY))
+}
+
+/// Hours since the epoch of a timestamp in microseconds (`hour`).
+pub fn hours_from_micros(micros: i64) -> i32 {
+    narrow(micros.div_euclid(MICROS_PER_HOUR))
+}
+
+/// Years since 1970 of a day count (`year`).
+pub fn years_from_days(days: i32) -> i32 {
+    narrow(civil_from_days(i64::from(days)).0 - 1970)
+}
+
+/// Months since 1970-01 of a day count (`month`).
+pub fn months_from_days(days: i32) -> i32 {
+    let (y, m, _) = civil_from_days(i64::from(days));
+    narrow((y - 1970) * 12 + i64::from(m) - 1)
+}
+
+/// The bucket in `0..n` of a value whose [`bucket_hash`] is `hash`.
+pub fn bucket_of(hash: i32, n: u32) -> i32 {
+    ((hash & i32::MAX) as u32 % n) as i32
+}
+
+/// [`bucket_hash`] of an int, long, date or timestamp.
+pub fn bucket_hash_long(v: i64) -> i32 {
+    murmur3_32(&v.to_le_bytes()) as i32
+}
+
+/// [`bucket_hash`] of a decimal's unscaled value.
+pub fn bucket_hash_decimal(v: i128) -> i32 {
+    murmur3_32(&minimal_be_bytes(v)) as i32
+}
+
+/// [`bucket_hash`] of a string's UTF-8 bytes or of a binary.
+pub fn bucket_hash_bytes(b: &[u8]) -> i32 {
+    murmur3_32(b) as i32
+}
+
+/// `v` rounded down to a multiple of `width` (`truncate` of an int, long or decimal).
+pub fn truncate_integer(v: i128, width: u32) -> i128 {
+    v - v.rem_euclid(i128::from(width))
+}
+
 /// Days since the epoch of a date or timestamp value.
 fn days_of(source: PrimitiveType, value: &Value) -> Option<i32> {
     match (source, value) {
         (PrimitiveType::Date, Value::Int(d)) => Some(*d),
         (PrimitiveType::Timestamp | PrimitiveType::TimestampTz, Value::Long(us)) => {
-            Some(narrow(us.div_euclid(MICROS_PER_DAY)))
+            Some(days_from_micros(*us))
         }
         _ => None,
     }
-}
-
-fn year_of_days(days: i32) -> i32 {
-    narrow(civil_from_days(i64::from(days)).0 - 1970)
-}
-
-fn month_of_days(days: i32) -> i32 {
-    let (y, m, _) = civil_from_days(i64::from(days));
-    narrow((y - 1970) * 12 + i64::from(m) - 1)
 }
 
 /// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01.
@@ -187,11 +224,10 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 fn truncate(width: u32, value: &Value) -> Option<Value> {
-    let w = i128::from(width);
     Some(match value {
-        Value::Int(v) => Value::Int((i128::from(*v) - i128::from(*v).rem_euclid(w)) as i32),
-        Value::Long(v) => Value::Long((i128::from(*v) - i128::from(*v).rem_euclid(w)) as i64),
-        Value::Decimal(v) => Value::Decimal(v - v.rem_euclid(w)),
+        Value::Int(v) => Value::Int(truncate_integer(i128::from(*v), width) as i32),
+        Value::Long(v) => Value::Long(truncate_integer(i128::from(*v), width) as i64),
+        Value::Decimal(v) => Value::Decimal(truncate_integer(*v, width)),
         Value::String(s) => Value::String(s.chars().take(width as usize).collect()),
         Value::Binary(b) => Value::Binary(b.iter().take(width as usize).copied().collect()),
         _ => return None,
@@ -203,15 +239,14 @@ fn truncate(width: u32, value: &Value) -> Option<Value> {
 /// big-endian two's-complement bytes of the unscaled value; strings as UTF-8; binaries as
 /// themselves.
 pub fn bucket_hash(value: &Value) -> Option<i32> {
-    let hash = match value {
-        Value::Int(v) => murmur3_32(&i64::from(*v).to_le_bytes()),
-        Value::Long(v) => murmur3_32(&v.to_le_bytes()),
-        Value::Decimal(v) => murmur3_32(&minimal_be_bytes(*v)),
-        Value::String(s) => murmur3_32(s.as_bytes()),
-        Value::Binary(b) => murmur3_32(b),
+    Some(match value {
+        Value::Int(v) => bucket_hash_long(i64::from(*v)),
+        Value::Long(v) => bucket_hash_long(*v),
+        Value::Decimal(v) => bucket_hash_decimal(*v),
+        Value::String(s) => bucket_hash_bytes(s.as_bytes()),
+        Value::Binary(b) => bucket_hash_bytes(b),
         _ => return None,
-    };
-    Some(hash as i32)
+    })
 }
 
 fn minimal_be_bytes(v: i128) -> Vec<u8> {

@@ -249,6 +249,14 @@ impl Table {
                     // something else is in its way, and trying again cannot help.
                     let latest = current.refresh().await?;
                     if latest.version() < version {
+                        // A DROP TABLE deleting the versions, newest last, shows the same
+                        // picture for a moment: if what was in the way is gone, look again.
+                        let path = self.location().path(&file);
+                        if let Err(object_store::Error::NotFound { .. }) =
+                            self.location().store().head(&path).await
+                        {
+                            current.refresh().await?;
+                        }
                         return Err(Error::VersionBlocked {
                             path: self.location().describe(&file),
                             reason: "creating it reports that it exists, yet it cannot be \

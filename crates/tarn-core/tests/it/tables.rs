@@ -134,6 +134,133 @@ async fn partitioned_writes_split_files_by_partition() {
     assert_eq!(read_ids(&t).await, (0..60).collect::<Vec<_>>());
 }
 
+/// Batches that each spread over every partition, through a writer allowed a small buffer:
+/// every row lands once, in its partition's file, in input order; row groups close early
+/// rather than exceed the buffer; the memory gate sees no more than it granted.
+#[tokio::test]
+async fn partitioned_writes_stay_within_their_buffer() {
+    let w = memory_warehouse("buffer").await;
+    let mut def = events_definition(true);
+    def.properties = BTreeMap::from([(
+        tarn_core::WRITE_BUFFER_PROPERTY.to_string(),
+        "400000".to_string(),
+    )]);
+    let t = w.create_table("ns", "events", def).await.unwrap();
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = asked.clone();
+    let mut writer = t.writer().unwrap().with_memory_gate(Box::new(move |bytes| {
+        seen.fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
+        true
+    }));
+    for i in 0..100 {
+        writer
+            .write(&events(i * 3000..(i + 1) * 3000, 7))
+            .await
+            .unwrap();
+    }
+    let files = writer.finish().await.unwrap();
+    assert!(asked.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    // 7 days x 2 regions, one file each: the buffer closes row groups, not files.
+    assert_eq!(files.len(), 14);
+    assert!(
+        files.iter().any(|f| f.row_group_rows.len() > 1),
+        "no row group was closed early"
+    );
+    let mut all = Vec::new();
+    for file in &files {
+        let ids = read_file_ids(&t, file).await;
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "rows out of order in {}",
+            file.path
+        );
+        let Some(Value::Int(day)) = file.partition[0] else {
+            panic!("day partition")
+        };
+        let Some(Value::String(region)) = &file.partition[1] else {
+            panic!("region partition")
+        };
+        for id in &ids {
+            assert_eq!(id % 7, i64::from(day), "id {id} in {}", file.path);
+            assert_eq!(region, if id % 2 == 0 { "eu" } else { "us" });
+        }
+        all.extend(ids);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..300_000).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_writer_the_memory_pool_refuses_closes_files_or_fails_clearly() {
+    let w = memory_warehouse("refused").await;
+    let t = w
+        .create_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    // A pool that grants nothing at all.
+    let mut writer = t.writer().unwrap().with_memory_gate(Box::new(|_| false));
+    let message = writer
+        .write(&events(0..1000, 3))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("memory pool"), "{message}");
+
+    // A pool that grants one small file at a time: files are closed early, nothing is lost.
+    let mut writer = t
+        .writer()
+        .unwrap()
+        .with_memory_gate(Box::new(|bytes| bytes <= 64 * 1024));
+    for i in 0..5 {
+        writer
+            .write(&events(i * 1000..(i + 1) * 1000, 3))
+            .await
+            .unwrap();
+    }
+    let files = writer.finish().await.unwrap();
+    assert!(
+        files.len() > 6,
+        "{} files: none was closed early",
+        files.len()
+    );
+    let mut ids = Vec::new();
+    for file in &files {
+        ids.extend(read_file_ids(&t, file).await);
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (0..5000).collect::<Vec<_>>());
+}
+
+/// Mostly distinct columns skip the dictionary; repetitive ones keep it.
+#[tokio::test]
+async fn dictionaries_only_for_repetitive_columns() {
+    let w = memory_warehouse("dictionaries").await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..10_000, 3)]).await.unwrap();
+    let file = &t.plan_files(&Predicate::True).await.unwrap().data_files()[0];
+    let bytes = t
+        .location()
+        .store()
+        .get(&t.location().path(&file.path))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+    let columns = reader.metadata().row_group(0).columns();
+    let dictionary = |i: usize| {
+        columns[i]
+            .encodings()
+            .any(|e| e == parquet::basic::Encoding::RLE_DICTIONARY)
+    };
+    assert!(!dictionary(0), "the id column is unique");
+    assert!(dictionary(2), "region has two values");
+}
+
 #[tokio::test]
 async fn the_writer_rolls_files_at_the_target_size() {
     let w = memory_warehouse("rolling").await;

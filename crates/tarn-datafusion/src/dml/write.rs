@@ -40,6 +40,7 @@ use super::{ClauseAction, DmlKind};
 use crate::commit::{Fragment, files_with_paths};
 use crate::error::to_df;
 use crate::provider::{RowsOf, TarnTable};
+use crate::write::writer_for;
 
 /// Affected files larger than this in all are copied by one writer per scan partition.
 const PARALLEL_REWRITE_BYTES: u64 = 32 * 1024 * 1024;
@@ -170,7 +171,9 @@ impl ExecutionPlan for DmlWriteExec {
                 RowLevelMode::CopyOnWrite => {
                     rewrite(&target, outcome.removed, new_rows, &context).await?
                 }
-                RowLevelMode::MergeOnRead => row_delta(&target, outcome.removed, new_rows).await?,
+                RowLevelMode::MergeOnRead => {
+                    row_delta(&target, outcome.removed, new_rows, &context).await?
+                }
             };
             Fragment {
                 rows: outcome.affected,
@@ -492,10 +495,11 @@ async fn row_delta(
     target: &TarnTable,
     removed: HashMap<String, RoaringTreemap>,
     new_rows: Vec<RecordBatch>,
+    context: &Arc<TaskContext>,
 ) -> Result<Fragment> {
     let mut added = Vec::new();
     if !new_rows.is_empty() {
-        let mut writer = target.table().writer().map_err(to_df)?;
+        let mut writer = writer_for(target.table(), context, 1)?;
         for batch in &new_rows {
             writer.write(batch).await.map_err(to_df)?;
         }
@@ -546,10 +550,11 @@ async fn rewrite(
             )?]
         };
         let dropped = Arc::new(dropped);
+        let writers = streams.len() + 1;
         for stream in streams {
             copies.spawn(copy_kept_rows(
                 stream,
-                table.writer().map_err(to_df)?,
+                writer_for(table, context, writers)?,
                 Arc::clone(&dropped),
                 columns.len(),
                 std::mem::take(&mut new_rows),
@@ -558,7 +563,7 @@ async fn rewrite(
     }
     let mut added = Vec::new();
     if !new_rows.is_empty() {
-        let mut writer = table.writer().map_err(to_df)?;
+        let mut writer = writer_for(table, context, 1)?;
         for batch in &new_rows {
             writer.write(batch).await.map_err(to_df)?;
         }

@@ -1,0 +1,223 @@
+//! Bulk writes: CREATE TABLE AS and INSERT of TPC-H lineitem read from one Parquet file,
+//! against DataFusion's own `COPY ... TO` Parquet with the same compression (the engine's
+//! floor: the same read, the same encoder, no table).
+
+use std::path::Path;
+use std::time::Instant;
+
+use datafusion::prelude::SessionContext;
+
+use crate::report::{Report, peak_rss, reset_peak_rss};
+use crate::tpch::{generated_table, median, run, session_config, tarn_context};
+
+/// The compression tarn writes data files with, given to `COPY` too.
+const COMPRESSION: &str = "zstd(1)";
+
+/// An events table over lineitem's rows: a timestamp spread over 30 days and an id, for the
+/// `day(ts), bucket(16, id)` layout (480 partitions).
+const EVENTS: &str = "SELECT l_orderkey AS id, \
+     to_timestamp_micros(1793491200000000 + (l_orderkey % 30) * 86400000000 + l_linenumber * 1000000) AS ts, \
+     l_partkey, l_suppkey, l_quantity, l_extendedprice, l_discount, l_tax, l_returnflag, \
+     l_linestatus, l_shipdate, l_commitdate, l_receiptdate, l_shipinstruct, l_shipmode, l_comment";
+
+/// One write measured on tarn and on `COPY`.
+struct Case {
+    label: &'static str,
+    /// Run before the timed statement, on a fresh table name `{t}`.
+    setup: Option<&'static str>,
+    /// The timed tarn statement; `{t}` is the table, `{src}` the source file.
+    tarn: &'static str,
+    /// The query `COPY` writes for the floor, over `{src}`.
+    floor: &'static str,
+}
+
+const CASES: [Case; 5] = [
+    Case {
+        label: "CTAS lineitem, unpartitioned",
+        setup: None,
+        tarn: "CREATE TABLE {t} AS SELECT * FROM '{src}'",
+        floor: "SELECT * FROM '{src}'",
+    },
+    Case {
+        label: "CTAS lineitem, PARTITIONED BY (month(l_shipdate))",
+        setup: None,
+        tarn: "CREATE TABLE {t} PARTITIONED BY (month(l_shipdate)) AS SELECT * FROM '{src}'",
+        floor: "SELECT * FROM '{src}'",
+    },
+    Case {
+        label: "CTAS events, unpartitioned",
+        setup: None,
+        tarn: "CREATE TABLE {t} AS {events}",
+        floor: "{events}",
+    },
+    Case {
+        label: "CTAS events, PARTITIONED BY (day(ts), bucket(16, id))",
+        setup: None,
+        tarn: "CREATE TABLE {t} PARTITIONED BY (day(ts), bucket(16, id)) AS {events}",
+        floor: "{events}",
+    },
+    Case {
+        label: "INSERT 1/6 of lineitem into an existing table",
+        setup: Some("CREATE TABLE {t} AS SELECT * FROM '{src}' WHERE false"),
+        tarn: "INSERT INTO {t} SELECT * FROM '{src}' WHERE l_orderkey % 6 = 0",
+        floor: "SELECT * FROM '{src}' WHERE l_orderkey % 6 = 0",
+    },
+];
+
+fn fill(sql: &str, table: &str, src: &Path) -> String {
+    sql.replace("{events}", &format!("{EVENTS} FROM '{{src}}'"))
+        .replace("{t}", table)
+        .replace("{src}", &src.display().to_string())
+}
+
+/// Files (not directories) under `dir` with a `.parquet` name.
+fn parquet_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                parquet_files(&path)
+            } else {
+                usize::from(path.extension().is_some_and(|x| x == "parquet"))
+            }
+        })
+        .sum()
+}
+
+/// Writes lineitem at `sf` to one Parquet file as tpchgen does (snappy, row groups of
+/// about 120k rows), the source of every case.
+async fn source_file(dir: &Path, sf: f64) -> Result<std::path::PathBuf, String> {
+    let ctx = SessionContext::new_with_config(session_config());
+    ctx.register_table(
+        "generated",
+        std::sync::Arc::new(generated_table("lineitem", sf, 2)?),
+    )
+    .map_err(|e| e.to_string())?;
+    let path = dir.join("lineitem.parquet");
+    let sql = format!(
+        "COPY (SELECT * FROM generated) TO '{}' STORED AS PARQUET \
+         OPTIONS ('format.compression' 'snappy', 'format.max_row_group_size' '122880')",
+        path.display()
+    );
+    ctx.sql(&sql)
+        .await
+        .map_err(|e| format!("{sql}: {e}"))?
+        .collect()
+        .await
+        .map_err(|e| format!("{sql}: {e}"))?;
+    Ok(path)
+}
+
+/// Time and peak RSS of one statement's execution.
+async fn timed<F>(run: F) -> Result<(f64, f64), String>
+where
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    reset_peak_rss();
+    let start = Instant::now();
+    run.await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    Ok((elapsed, peak_rss().unwrap_or(0) as f64 / (1024.0 * 1024.0)))
+}
+
+pub async fn write(
+    report: &mut Report,
+    sf: f64,
+    runs: usize,
+    only: Option<usize>,
+) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let src = source_file(dir.path(), sf).await?;
+    let warehouse = dir.path().join("warehouse");
+    std::fs::create_dir_all(&warehouse).map_err(|e| e.to_string())?;
+    let tarn = tarn_context(&warehouse).await?;
+    let floor_ctx = SessionContext::new_with_config(session_config()).enable_url_table();
+    let mut tarn_medians = vec![f64::NAN; CASES.len()];
+    for (number, case) in CASES.iter().enumerate() {
+        if only.is_some_and(|n| n != number + 1) {
+            continue;
+        }
+        let rows = floor_ctx
+            .sql(&fill(case.floor, "", &src))
+            .await
+            .map_err(|e| e.to_string())?
+            .count()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut tarn_s, mut floor_s, mut tarn_mb, mut floor_mb) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut files, mut floor_files) = (0, 0);
+        for i in 0..runs {
+            let out = dir.path().join(format!("copy{i}"));
+            let sql = format!(
+                "COPY ({}) TO '{}/' STORED AS PARQUET OPTIONS ('format.compression' '{COMPRESSION}')",
+                fill(case.floor, "", &src),
+                out.display()
+            );
+            let (s, mb) = timed(async {
+                floor_ctx
+                    .sql(&sql)
+                    .await
+                    .map_err(|e| format!("{sql}: {e}"))?
+                    .collect()
+                    .await
+                    .map_err(|e| format!("{sql}: {e}"))?;
+                Ok(())
+            })
+            .await?;
+            floor_s.push(s);
+            floor_mb.push(mb);
+            floor_files = parquet_files(&out);
+            let _ = std::fs::remove_dir_all(&out);
+
+            let table = format!("w{i}");
+            if let Some(setup) = case.setup {
+                run(&tarn, &fill(setup, &table, &src)).await?;
+            }
+            let sql = fill(case.tarn, &table, &src);
+            let (s, mb) = timed(async { run(&tarn, &sql).await.map(|_| ()) }).await?;
+            tarn_s.push(s);
+            tarn_mb.push(mb);
+            files = parquet_files(&warehouse.join("default").join(&table).join("data"));
+            run(&tarn, &format!("DROP TABLE {table}")).await?;
+        }
+        let (t, f) = (median(&mut tarn_s), median(&mut floor_s));
+        tarn_medians[number] = t;
+        report.add(
+            format!("{}: tarn", case.label),
+            t,
+            "s",
+            format!(
+                "{:.2}M rows/s, {files} files, peak RSS {:.0} MiB",
+                rows as f64 / t / 1e6,
+                median(&mut tarn_mb)
+            ),
+        );
+        report.add(
+            format!("{}: DataFusion COPY TO", case.label),
+            f,
+            "s",
+            format!(
+                "{floor_files} files, peak RSS {:.0} MiB",
+                median(&mut floor_mb)
+            ),
+        );
+        report.add(format!("{}: tarn / COPY TO", case.label), t / f, "x", "");
+    }
+    for (partitioned, plain) in [(1, 0), (3, 2)] {
+        if tarn_medians[partitioned].is_nan() || tarn_medians[plain].is_nan() {
+            continue;
+        }
+        report.add(
+            format!("{} / unpartitioned", CASES[partitioned].label),
+            tarn_medians[partitioned] / tarn_medians[plain],
+            "x",
+            "tarn against tarn",
+        );
+    }
+    Ok(())
+}
