@@ -13,9 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, Int32Array, PrimitiveArray, RecordBatch, UInt32Array,
-};
+use arrow::array::{Array, ArrayRef, AsArray, Int32Array, PrimitiveArray, RecordBatch};
 use arrow::compute::kernels::substring::{substring, substring_by_char};
 use arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
@@ -85,58 +83,81 @@ impl Router {
         })
     }
 
-    /// `batch` (in the table's schema, not empty) split by partition, groups in the order
-    /// their first rows appear. `wants_tuple` says, per key, whether the caller needs the
-    /// typed tuple (a partition it has no file open for).
+    /// `batches` (in the table's schema, together not empty) split by partition, groups in
+    /// the order their first rows appear, rows in input order. `wants_tuple` says, per key,
+    /// whether the caller needs the typed tuple (a partition it has no file open for).
     pub fn route(
         &mut self,
-        batch: &RecordBatch,
+        batches: &[RecordBatch],
         mut wants_tuple: impl FnMut(&[u8]) -> bool,
     ) -> Result<Vec<Group>> {
+        let Some(schema) = batches.first().map(|b| b.schema()) else {
+            return Ok(Vec::new());
+        };
+        let whole = || match batches {
+            [one] => Ok(one.clone()),
+            many => arrow::compute::concat_batches(&schema, many)
+                .map_err(|e| Error::arrow("gathering rows of one partition", e)),
+        };
         if self.sources.is_empty() {
             let tuple = wants_tuple(&[]).then(Vec::new);
             return Ok(vec![Group {
                 key: Vec::new(),
-                batch: batch.clone(),
+                batch: whole()?,
                 tuple,
             }]);
         }
-        let keys = self
-            .sources
+        let mut rows = None;
+        for batch in batches {
+            let keys = self
+                .sources
+                .iter()
+                .map(|s| transform_array(s.transform, batch.column(s.column)))
+                .collect::<Result<Vec<_>>>()?;
+            let converter = match &mut self.converter {
+                Some(c) => c,
+                None => self.converter.insert(
+                    RowConverter::new(
+                        keys.iter()
+                            .map(|k| SortField::new(k.data_type().clone()))
+                            .collect(),
+                    )
+                    .map_err(|e| Error::arrow("routing rows to partitions", e))?,
+                ),
+            };
+            let rows = rows.get_or_insert_with(|| converter.empty_rows(0, 0));
+            converter
+                .append(rows, &keys)
+                .map_err(|e| Error::arrow("routing rows to partitions", e))?;
+        }
+        let rows = rows.expect("at least one batch");
+        // Where each row of the chunk is: (batch, row in batch).
+        let locations: Vec<(usize, usize)> = batches
             .iter()
-            .map(|s| transform_array(s.transform, batch.column(s.column)))
-            .collect::<Result<Vec<_>>>()?;
-        let converter = match &mut self.converter {
-            Some(c) => c,
-            None => self.converter.insert(
-                RowConverter::new(
-                    keys.iter()
-                        .map(|k| SortField::new(k.data_type().clone()))
-                        .collect(),
-                )
-                .map_err(|e| Error::arrow("routing rows to partitions", e))?,
-            ),
-        };
-        let rows = converter
-            .convert_columns(&keys)
-            .map_err(|e| Error::arrow("routing rows to partitions", e))?;
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
+            .collect();
+        if locations.is_empty() {
+            return Ok(Vec::new());
+        }
 
-        // Most batches of clustered data belong to one partition: check that first.
+        // Most chunks of clustered data belong to one partition: check that first.
         let first = rows.row(0);
         if (1..rows.num_rows()).all(|i| rows.row(i) == first) {
             let key = first.data().to_vec();
             let tuple = wants_tuple(&key)
-                .then(|| self.tuple(batch, 0))
+                .then(|| self.tuple(&batches[locations[0].0], locations[0].1))
                 .transpose()?;
             return Ok(vec![Group {
                 key,
-                batch: batch.clone(),
+                batch: whole()?,
                 tuple,
             }]);
         }
 
-        // Group ids by first appearance, then a counting sort of the rows by group.
-        let mut ids: HashMap<&[u8], u32> = HashMap::new();
+        // Group ids by first appearance, then a counting sort of the rows by group and one
+        // interleave of the whole chunk in that order.
+        let mut ids: HashMap<&[u8], u32, foldhash::fast::RandomState> = HashMap::default();
         let mut first_rows: Vec<usize> = Vec::new();
         let group_of: Vec<u32> = (0..rows.num_rows())
             .map(|i| {
@@ -154,27 +175,22 @@ impl Router {
             offsets[g + 1] += offsets[g];
         }
         let mut next = offsets.clone();
-        let mut permutation = vec![0u32; group_of.len()];
+        let mut order = vec![(0usize, 0usize); group_of.len()];
         for (row, g) in group_of.iter().enumerate() {
-            permutation[next[*g as usize]] = row as u32;
+            order[next[*g as usize]] = locations[row];
             next[*g as usize] += 1;
         }
-        let permutation = UInt32Array::from(permutation);
-        let columns = batch
-            .columns()
-            .iter()
-            .map(|c| arrow::compute::take(c, &permutation, None))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::arrow("splitting a batch by partition", e))?;
-        let sorted = RecordBatch::try_new(batch.schema(), columns)
-            .map_err(|e| Error::arrow("splitting a batch by partition", e))?;
+        let refs: Vec<&RecordBatch> = batches.iter().collect();
+        let sorted = arrow::compute::interleave_record_batch(&refs, &order)
+            .map_err(|e| Error::arrow("splitting rows by partition", e))?;
         first_rows
             .iter()
             .enumerate()
             .map(|(g, &row)| {
                 let key = rows.row(row).data().to_vec();
+                let (b, r) = locations[row];
                 let tuple = wants_tuple(&key)
-                    .then(|| self.tuple(batch, row))
+                    .then(|| self.tuple(&batches[b], r))
                     .transpose()?;
                 Ok(Group {
                     key,
@@ -462,7 +478,8 @@ mod tests {
         )
         .unwrap();
         let mut router = Router::new(&schema, &spec).unwrap();
-        let groups = router.route(&batch, |_| true).unwrap();
+        let (a, b) = (batch.slice(0, 37), batch.slice(37, 63));
+        let groups = router.route(&[a, b], |_| true).unwrap();
         let mut seen: Vec<Vec<Option<Value>>> = Vec::new();
         let mut rows = 0;
         for group in &groups {

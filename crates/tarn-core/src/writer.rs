@@ -264,7 +264,7 @@ impl DataFileWriter {
             self.plain_columns = Some(high_cardinality_columns(&batch));
         }
         if self.spec.is_unpartitioned() {
-            return self.write_routed(&batch).await;
+            return self.write_routed(&[batch]).await;
         }
         self.chunk_bytes += batch.get_array_memory_size();
         self.chunk.push(batch);
@@ -284,16 +284,14 @@ impl DataFileWriter {
         if self.chunk.is_empty() {
             return Ok(());
         }
-        let chunk = arrow::compute::concat_batches(&self.arrow_schema, &self.chunk)
-            .map_err(|e| Error::arrow("gathering rows to route", e))?;
-        self.chunk.clear();
+        let chunk = std::mem::take(&mut self.chunk);
         self.chunk_bytes = 0;
         self.write_routed(&chunk).await
     }
 
-    async fn write_routed(&mut self, batch: &RecordBatch) -> Result<()> {
+    async fn write_routed(&mut self, batches: &[RecordBatch]) -> Result<()> {
         let open = &self.open;
-        let groups = self.router.route(batch, |key| !open.contains_key(key))?;
+        let groups = self.router.route(batches, |key| !open.contains_key(key))?;
         for group in groups {
             self.write_partition(group).await?;
         }
