@@ -111,9 +111,9 @@ pub async fn read_ids(table: &Table) -> Vec<i64> {
     ids
 }
 
-/// The `id` column of one data file, checking the manifest's record count against it.
-pub async fn read_file_ids(table: &Table, file: &tarn_core::DataFile) -> Vec<i64> {
-    let bytes = table
+/// The bytes of one data file.
+pub async fn data_file_bytes(table: &Table, file: &tarn_core::DataFile) -> Bytes {
+    table
         .location()
         .store()
         .get(&table.location().path(&file.path))
@@ -121,7 +121,12 @@ pub async fn read_file_ids(table: &Table, file: &tarn_core::DataFile) -> Vec<i64
         .expect("data file exists")
         .bytes()
         .await
-        .expect("data file readable");
+        .expect("data file readable")
+}
+
+/// The `id` column of one data file, checking the manifest's record count against it.
+pub async fn read_file_ids(table: &Table, file: &tarn_core::DataFile) -> Vec<i64> {
+    let bytes = data_file_bytes(table, file).await;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .expect("parquet")
         .build()

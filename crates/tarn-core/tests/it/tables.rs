@@ -56,15 +56,7 @@ async fn data_files_carry_field_ids_and_plain_parquet_reads_them() {
         .unwrap();
     let t = t.append_batches([events(0..10, 1)]).await.unwrap();
     let file = &t.plan_files(&Predicate::True).await.unwrap().data_files()[0];
-    let bytes = t
-        .location()
-        .store()
-        .get(&t.location().path(&file.path))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = data_file_bytes(&t, file).await;
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
     let ids: Vec<(String, String)> = builder
         .schema()
@@ -241,15 +233,7 @@ async fn dictionaries_only_for_repetitive_columns() {
         .unwrap();
     let t = t.append_batches([events(0..10_000, 3)]).await.unwrap();
     let file = &t.plan_files(&Predicate::True).await.unwrap().data_files()[0];
-    let bytes = t
-        .location()
-        .store()
-        .get(&t.location().path(&file.path))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = data_file_bytes(&t, file).await;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
     let columns = reader.metadata().row_group(0).columns();
     let dictionary = |i: usize| {
