@@ -219,7 +219,7 @@ impl Router {
 
 /// The partition keys of a whole column: the transform of every value, NULL for NULL.
 /// Only grouping reads these (a `day` key is an `Int32` column here, a `date` in the tuple).
-pub(crate) fn transform_array(transform: Transform, array: &ArrayRef) -> Result<ArrayRef> {
+pub fn transform_array(transform: Transform, array: &ArrayRef) -> Result<ArrayRef> {
     let unsupported = || {
         Error::invalid(
             "partition spec",

@@ -421,10 +421,13 @@ impl Commit {
     async fn commit(&self, table: &Table, fragment: Fragment) -> Result<Committed> {
         let Fragment {
             rows,
-            added,
+            mut added,
             removed,
             deletes,
         } = fragment;
+        // Writers finish in any order: list the files by partition (then in the order each
+        // was written), so a statement's manifest does not depend on which writer was faster.
+        added.sort_by(|a, b| partition_dir(&a.path).cmp(partition_dir(&b.path)));
         // A statement that changed nothing commits nothing; an overwrite with no rows still
         // replaces the data.
         let unchanged = added.is_empty() && removed.is_empty() && deletes.is_empty();
@@ -528,4 +531,9 @@ pub(crate) async fn files_with_paths(
 pub(crate) fn is_retryable_conflict(e: &DataFusionError) -> bool {
     crate::error::tarn_error(e)
         .is_some_and(|t| t.kind() == tarn_core::ErrorKind::Conflict { retryable: true })
+}
+
+/// The directory of a data file's path: its partition, for data files.
+fn partition_dir(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(dir, _)| dir)
 }

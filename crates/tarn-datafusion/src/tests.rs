@@ -854,3 +854,42 @@ async fn partitioned_loads_run_under_a_small_memory_pool() {
     assert_eq!(files[1], 32, "one partition per bucket");
     assert!(files[0] > 32, "the pool closed no file early: {files:?}");
 }
+
+/// Rows are hashed on the partition key across the writers: however many writers a
+/// statement has, each partition gets one file (not one per writer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_partition_is_written_by_one_writer() {
+    let tarn = TarnContext::new(
+        Warehouse::open("memory://one-writer-per-partition").unwrap(),
+        datafusion::prelude::SessionConfig::new().with_target_partitions(4),
+    )
+    .await
+    .unwrap();
+    run(
+        &tarn,
+        "CREATE TABLE t (id BIGINT, ts TIMESTAMP) PARTITIONED BY (day(ts), bucket(8, id))",
+    )
+    .await;
+    run(
+        &tarn,
+        "INSERT INTO t SELECT value, to_timestamp(1700000000 + value * 60) \
+         FROM generate_series(1, 20000)",
+    )
+    .await;
+    let files = run(
+        &tarn,
+        "SELECT CAST(count(*) AS BIGINT), CAST(count(DISTINCT partition) AS BIGINT), \
+                CAST(sum(record_count) AS BIGINT) FROM \"t$files\"",
+    )
+    .await;
+    let files: Vec<i64> = (0..3)
+        .map(|i| files[0].column(i).as_primitive::<Int64Type>().value(0))
+        .collect();
+    assert_eq!(
+        files[0], files[1],
+        "files {} for {} partitions",
+        files[0], files[1]
+    );
+    assert!(files[1] >= 8 * 14, "{files:?}");
+    assert_eq!(files[2], 20_000);
+}

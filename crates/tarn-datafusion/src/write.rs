@@ -6,22 +6,28 @@
 //! TarnCommitExec            one Append or Overwrite commit
 //!   CoalescePartitionsExec  (added by DataFusion: the commit takes one input partition)
 //!     TarnWriteExec         partition i: rows ─▶ data files of the table's spec ─▶ one fragment
-//!       input               N partitions
+//!       RepartitionExec     (partitioned tables: hashed on the partition key, so each table
+//!                            partition is written by one writer, into one file per target size)
+//!         input             N partitions
 //! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Schema as ArrowSchema};
 use datafusion::common::internal_err;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::ColumnarValue;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{
     EquivalenceProperties, LexOrdering, LexRequirement, OrderingRequirements, PhysicalSortExpr,
 };
+use datafusion::physical_plan::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -29,7 +35,8 @@ use datafusion::physical_plan::{
     Partitioning, PlanProperties,
 };
 use futures::StreamExt;
-use tarn_core::{DataFileWriter, OverwriteScope, Table, WriterOptions};
+use tarn_core::{DataFileWriter, OverwriteScope, Table, WriterOptions, partition_keys};
+use tarn_spec::Transform;
 
 use crate::commit::{CommitExec, CommitKind, Fragment};
 use crate::error::to_df;
@@ -104,12 +111,121 @@ pub(crate) fn writer_for(
         .with_memory_gate(Box::new(move |bytes| reservation.try_resize(bytes).is_ok())))
 }
 
+/// One field of a table's partition key, computed from the rows to be written: the
+/// transform of the source column, cast to the column's table type first.
+#[derive(Debug)]
+struct PartitionKeyExpr {
+    source: Arc<dyn PhysicalExpr>,
+    source_type: DataType,
+    transform: Transform,
+}
+
+impl PartialEq for PartitionKeyExpr {
+    fn eq(&self, other: &Self) -> bool {
+        self.source.as_ref() == other.source.as_ref()
+            && self.source_type == other.source_type
+            && self.transform == other.transform
+    }
+}
+
+impl Eq for PartitionKeyExpr {}
+
+impl std::hash::Hash for PartitionKeyExpr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.source.as_ref().hash(state);
+        self.source_type.hash(state);
+        self.transform.hash(state);
+    }
+}
+
+impl fmt::Display for PartitionKeyExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.transform, self.source)
+    }
+}
+
+impl PhysicalExpr for PartitionKeyExpr {
+    fn data_type(&self, _input_schema: &ArrowSchema) -> Result<DataType> {
+        let empty = datafusion::arrow::array::new_empty_array(&self.source_type);
+        Ok(partition_keys(self.transform, &empty)
+            .map_err(to_df)?
+            .data_type()
+            .clone())
+    }
+
+    fn nullable(&self, _input_schema: &ArrowSchema) -> Result<bool> {
+        Ok(true)
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
+        let source = self.source.evaluate(batch)?.into_array(batch.num_rows())?;
+        let source = if source.data_type() == &self.source_type {
+            source
+        } else {
+            datafusion::arrow::compute::cast(&source, &self.source_type)?
+        };
+        Ok(ColumnarValue::Array(
+            partition_keys(self.transform, &source).map_err(to_df)?,
+        ))
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        vec![&self.source]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        let [source] = children.try_into().map_err(|_| {
+            DataFusionError::Internal("a partition key has one source column".into())
+        })?;
+        Ok(Arc::new(PartitionKeyExpr {
+            source,
+            source_type: self.source_type.clone(),
+            transform: self.transform,
+        }))
+    }
+
+    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// The table's partition key over the columns of `schema` (matched by name, as the writer
+/// matches them), when the table is partitioned and every source column is there.
+fn partition_key(schema: &ArrowSchema, table: &Table) -> Option<Vec<Arc<dyn PhysicalExpr>>> {
+    let metadata = table.metadata();
+    let columns = metadata.current_schema();
+    let spec = metadata.default_spec();
+    if spec.is_unpartitioned() {
+        return None;
+    }
+    spec.fields()
+        .iter()
+        .map(|pf| {
+            let field = columns.fields().iter().find(|f| f.id == pf.source_id)?;
+            let index = schema
+                .fields()
+                .iter()
+                .position(|f| f.name().eq_ignore_ascii_case(&field.name))?;
+            Some(Arc::new(PartitionKeyExpr {
+                source: Arc::new(Column::new(schema.field(index).name(), index)),
+                source_type: tarn_core::arrow_convert::arrow_type(field.field_type),
+                transform: pf.transform,
+            }) as Arc<dyn PhysicalExpr>)
+        })
+        .collect()
+}
+
 /// Writes each input partition as data files; see the module documentation.
 #[derive(Debug)]
 pub(crate) struct WriteExec {
     input: Arc<dyn ExecutionPlan>,
     table: Table,
     name: String,
+    /// The table's partition key over the input, which the input is hashed on.
+    partition_key: Option<Vec<Arc<dyn PhysicalExpr>>>,
     /// The table's sort order: the rows are written in it, by one writer, so each file
     /// covers a narrow range of it (what min/max pruning needs).
     ordering: Option<LexOrdering>,
@@ -135,6 +251,7 @@ impl WriteExec {
             Boundedness::Bounded,
         ));
         WriteExec {
+            partition_key: partition_key(&input.schema(), &table),
             input,
             table,
             name,
@@ -164,9 +281,10 @@ impl ExecutionPlan for WriteExec {
     }
 
     fn required_input_distribution(&self) -> Vec<Distribution> {
-        match self.ordering {
-            Some(_) => vec![Distribution::SinglePartition],
-            None => vec![Distribution::UnspecifiedDistribution],
+        match (&self.ordering, &self.partition_key) {
+            (Some(_), _) => vec![Distribution::SinglePartition],
+            (None, Some(key)) => vec![Distribution::KeyPartitioned(key.clone())],
+            (None, None) => vec![Distribution::UnspecifiedDistribution],
         }
     }
 
