@@ -11,8 +11,9 @@
 //! Routing a chunk of many batches at once hands each encoder one large run per partition,
 //! even when every input batch spreads over hundreds of partitions. What a writer holds
 //! (the chunk, row groups being encoded, upload buffers) is bounded by
-//! [`WriterOptions::buffer_bytes`] and by an optional [`MemoryGate`]: past either, the file
-//! holding the most closes its row group early (the file stays open).
+//! [`WriterOptions::buffer_bytes`] and by an optional [`MemoryGate`]: past either, the files
+//! holding the most close their row groups early (the files stay open); when the gate still
+//! refuses, whole files close (the partition's next rows start a new one).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -40,7 +41,7 @@ pub const TARGET_FILE_SIZE_PROPERTY: &str = "write.target-file-size-bytes";
 pub const ROW_GROUP_ROWS_PROPERTY: &str = "write.parquet.row-group-rows";
 
 /// Table property: the most bytes the writers of one statement hold together before they
-/// write out rows early (smaller row groups, same files).
+/// close row groups early (smaller row groups, same files).
 pub const WRITE_BUFFER_PROPERTY: &str = "write.buffer-bytes";
 
 /// The shortest row group closed early to stay within the writer's `buffer_bytes`.
