@@ -15,11 +15,13 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::dataframe::DataFrame;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr, expressions::Column};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use datafusion::physical_plan::{ExecutionPlan, Partitioning, execute_stream};
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName,
     Value as SqlValue,
@@ -160,20 +162,36 @@ impl TarnContext {
                 PhysicalSortExpr::new_default(Arc::new(Column::new(schema.field(i).name(), i)))
             })),
         };
-        let coalesced = Arc::new(CoalescePartitionsExec::new(scan));
-        let input: Arc<dyn ExecutionPlan> = match ordering {
-            None => coalesced,
-            Some(ordering) => Arc::new(SortExec::new(ordering, coalesced)),
+        // Unsorted rewrites of a partitioned table run a writer per core, the rows hashed on
+        // the partition key so that each partition is still written by one writer.
+        let writers = task.session_config().target_partitions();
+        let streams = match (ordering, crate::write::partition_key(&schema, &table)) {
+            (None, Some(key)) if writers > 1 => {
+                let hashed = RepartitionExec::try_new(scan, Partitioning::Hash(key, writers))?;
+                (0..writers)
+                    .map(|p| hashed.execute(p, task.clone()))
+                    .collect::<Result<Vec<_>>>()?
+            }
+            (ordering, _) => {
+                let coalesced = Arc::new(CoalescePartitionsExec::new(scan));
+                let input: Arc<dyn ExecutionPlan> = match ordering {
+                    None => coalesced,
+                    Some(ordering) => Arc::new(SortExec::new(ordering, coalesced)),
+                };
+                vec![execute_stream(input, task.clone())?]
+            }
         };
-        let mut writer = crate::write::writer_for(&table, &task, 1)?;
-        let mut stream = execute_stream(input, task)?;
-        let mut rows = 0;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?.project(&columns)?;
-            rows += batch.num_rows() as u64;
-            writer.write(&batch).await.map_err(to_df)?;
+        let mut writes = tokio::task::JoinSet::new();
+        for stream in streams {
+            let writer = crate::write::writer_for(&table, &task, writers)?;
+            writes.spawn(write_all(stream, writer, columns.clone()));
         }
-        let added = writer.finish().await.map_err(to_df)?;
+        let (mut added, mut rows) = (Vec::new(), 0);
+        while let Some(written) = writes.join_next().await {
+            let (files, n) = written.map_err(|e| DataFusionError::External(Box::new(e)))??;
+            added.extend(files);
+            rows += n;
+        }
         let summary = BTreeMap::from([("maintenance".to_string(), "optimize".to_string())]);
         let removed = files.len() as u64;
         let added_count = added.len() as u64;
@@ -485,4 +503,20 @@ impl<'a> ProcedureArgs<'a> {
             ))),
         }
     }
+}
+
+/// Writes every batch of `stream` (projected to the table's `columns`) with `writer`: the
+/// files written and the rows in them.
+async fn write_all(
+    mut stream: SendableRecordBatchStream,
+    mut writer: tarn_core::DataFileWriter,
+    columns: Vec<usize>,
+) -> Result<(Vec<tarn_core::DataFile>, u64)> {
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?.project(&columns)?;
+        rows += batch.num_rows() as u64;
+        writer.write(&batch).await.map_err(to_df)?;
+    }
+    Ok((writer.finish().await.map_err(to_df)?, rows))
 }

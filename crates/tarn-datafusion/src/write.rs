@@ -194,7 +194,10 @@ impl PhysicalExpr for PartitionKeyExpr {
 
 /// The table's partition key over the columns of `schema` (matched by name, as the writer
 /// matches them), when the table is partitioned and every source column is there.
-fn partition_key(schema: &ArrowSchema, table: &Table) -> Option<Vec<Arc<dyn PhysicalExpr>>> {
+pub(crate) fn partition_key(
+    schema: &ArrowSchema,
+    table: &Table,
+) -> Option<Vec<Arc<dyn PhysicalExpr>>> {
     let metadata = table.metadata();
     let columns = metadata.current_schema();
     let spec = metadata.default_spec();
