@@ -163,8 +163,14 @@ impl TarnContext {
             })),
         };
         // Unsorted rewrites of a partitioned table run a writer per core, the rows hashed on
-        // the partition key so that each partition is still written by one writer.
-        let writers = task.session_config().target_partitions();
+        // the partition key so that each partition is still written by one writer (not under
+        // a bounded memory pool: see `may_hash_across_writers`).
+        let hash = crate::write::may_hash_across_writers(task.memory_pool().as_ref());
+        let writers = if hash {
+            task.session_config().target_partitions()
+        } else {
+            1
+        };
         let streams = match (ordering, crate::write::partition_key(&schema, &table)) {
             (None, Some(key)) if writers > 1 => {
                 let hashed = RepartitionExec::try_new(scan, Partitioning::Hash(key, writers))?;

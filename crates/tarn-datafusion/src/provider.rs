@@ -678,14 +678,21 @@ impl TableProvider for TarnTable {
 
     async fn insert_into(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         self.check_writable("INSERT INTO")?;
         self.schema
             .logically_equivalent_names_and_types(&input.schema())?;
-        crate::write::insert_plan(input, self.table.clone(), self.name.clone(), insert_op)
+        let hash = crate::write::may_hash_across_writers(state.runtime_env().memory_pool.as_ref());
+        crate::write::insert_plan(
+            input,
+            self.table.clone(),
+            self.name.clone(),
+            insert_op,
+            hash,
+        )
     }
 }
 

@@ -808,7 +808,9 @@ async fn a_damaged_newest_version_stays_local() {
 }
 
 /// A partitioned load under a memory pool far smaller than its data: the writers close row
-/// groups and files early instead of failing, and every row lands in its partition.
+/// groups and files early instead of failing, and every row lands in its partition. Under a
+/// bounded pool the rows are not hashed across writers: DataFusion 55.2's RepartitionExec
+/// can deadlock when it spills (apache/datafusion#24883), and this load hung on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_loads_run_under_a_small_memory_pool() {
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
@@ -829,6 +831,15 @@ async fn partitioned_loads_run_under_a_small_memory_pool() {
          FROM generate_series(1, 300000)",
     )
     .await;
+    let plan = run(&tarn, "EXPLAIN INSERT INTO t SELECT * FROM t").await;
+    let plan = datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string();
+    assert!(plan.contains("TarnWriteExec"), "{plan}");
+    assert!(
+        !plan.contains("RepartitionExec: partitioning=Hash"),
+        "{plan}"
+    );
     let batches = run(
         &tarn,
         "SELECT CAST(count(*) AS BIGINT), CAST(sum(id) AS BIGINT), \

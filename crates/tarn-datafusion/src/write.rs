@@ -19,7 +19,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Schema as ArrowSchema};
 use datafusion::common::internal_err;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryPool};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::logical_expr::dml::InsertOp;
@@ -41,12 +41,24 @@ use tarn_spec::Transform;
 use crate::commit::{CommitExec, CommitKind, Fragment};
 use crate::error::to_df;
 
+/// Whether a write may hash its rows across writers with DataFusion's `RepartitionExec`
+/// under `pool`. Under a bounded pool, RepartitionExec 55.2 spills, and its spill pool can
+/// deadlock (two open spill files, the reader waiting on the older one: apache/datafusion
+/// #24883, fixed after 55.2), so bounded sessions keep every writer on its own input
+/// partition; the writers' own memory gate still bounds them.
+pub(crate) fn may_hash_across_writers(pool: &dyn MemoryPool) -> bool {
+    matches!(pool.memory_limit(), MemoryLimit::Infinite)
+}
+
 /// The plan of an INSERT into `table` (named `name` in messages): writers under a commit.
+/// `hash` asks for a partitioned table's rows to be hashed on the partition key across the
+/// writers (see [`may_hash_across_writers`]).
 pub(crate) fn insert_plan(
     input: Arc<dyn ExecutionPlan>,
     table: Table,
     name: String,
     op: InsertOp,
+    hash: bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let kind = match op {
         InsertOp::Append => CommitKind::Append,
@@ -60,7 +72,13 @@ pub(crate) fn insert_plan(
         }
     };
     let ordering = table_ordering(&input.schema(), &table)?;
-    let write = Arc::new(WriteExec::new(input, table.clone(), name.clone(), ordering));
+    let write = Arc::new(WriteExec::new(
+        input,
+        table.clone(),
+        name.clone(),
+        ordering,
+        hash,
+    ));
     let summary = BTreeMap::from([("statement".to_string(), "insert".to_string())]);
     Ok(Arc::new(CommitExec::new(
         write, table, name, kind, summary, None,
@@ -227,6 +245,8 @@ pub(crate) struct WriteExec {
     input: Arc<dyn ExecutionPlan>,
     table: Table,
     name: String,
+    /// Whether to hash the input on the table's partition key.
+    hash: bool,
     /// The table's partition key over the input, which the input is hashed on.
     partition_key: Option<Vec<Arc<dyn PhysicalExpr>>>,
     /// The table's sort order: the rows are written in it, by one writer, so each file
@@ -241,6 +261,7 @@ impl WriteExec {
         table: Table,
         name: String,
         ordering: Option<LexOrdering>,
+        hash: bool,
     ) -> Self {
         let schema = Fragment::default()
             .to_batch(&table)
@@ -254,7 +275,10 @@ impl WriteExec {
             Boundedness::Bounded,
         ));
         WriteExec {
-            partition_key: partition_key(&input.schema(), &table),
+            partition_key: hash
+                .then(|| partition_key(&input.schema(), &table))
+                .flatten(),
+            hash,
             input,
             table,
             name,
@@ -329,6 +353,7 @@ impl ExecutionPlan for WriteExec {
             self.table.clone(),
             self.name.clone(),
             self.ordering.clone(),
+            self.hash,
         )))
     }
 
