@@ -63,7 +63,7 @@ pub use log::version_file;
 pub use manifest::{DataFile, Manifest};
 pub use manifest_list::{ManifestList, ManifestSummary};
 pub use roaring::RoaringTreemap;
-pub use routing::transform_array as partition_keys;
+pub use routing::partition_keys;
 pub use scan::{CompareOp, FilePredicate, Predicate, ScanMetrics, ScanPlan, StatsLevel, StatsView};
 pub use stats::{ColumnStats, TRUNCATE_LENGTH};
 pub use table::{DROPPED_PROPERTY, Table, TableDefinition};

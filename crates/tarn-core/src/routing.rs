@@ -32,10 +32,8 @@ use crate::error::{Error, Result};
 pub(crate) struct Group {
     /// The partition's key bytes: equal keys are equal partition tuples.
     pub key: Vec<u8>,
-    /// The rows, in their input order.
+    /// The rows, in their input order; [`Router::tuple`] of any of them is the partition.
     pub batch: RecordBatch,
-    /// The partition tuple, when asked for (see [`Router::route`]).
-    pub tuple: Option<Vec<Option<Value>>>,
 }
 
 struct Source {
@@ -84,13 +82,8 @@ impl Router {
     }
 
     /// `batches` (in the table's schema, together not empty) split by partition, groups in
-    /// the order their first rows appear, rows in input order. `wants_tuple` says, per key,
-    /// whether the caller needs the typed tuple (a partition it has no file open for).
-    pub fn route(
-        &mut self,
-        batches: &[RecordBatch],
-        mut wants_tuple: impl FnMut(&[u8]) -> bool,
-    ) -> Result<Vec<Group>> {
+    /// the order their first rows appear, rows in input order.
+    pub fn route(&mut self, batches: &[RecordBatch]) -> Result<Vec<Group>> {
         let Some(schema) = batches.first().map(|b| b.schema()) else {
             return Ok(Vec::new());
         };
@@ -100,11 +93,9 @@ impl Router {
                 .map_err(|e| Error::arrow("gathering rows of one partition", e)),
         };
         if self.sources.is_empty() {
-            let tuple = wants_tuple(&[]).then(Vec::new);
             return Ok(vec![Group {
                 key: Vec::new(),
                 batch: whole()?,
-                tuple,
             }]);
         }
         let mut rows = None;
@@ -112,7 +103,7 @@ impl Router {
             let keys = self
                 .sources
                 .iter()
-                .map(|s| transform_array(s.transform, batch.column(s.column)))
+                .map(|s| partition_keys(s.transform, batch.column(s.column)))
                 .collect::<Result<Vec<_>>>()?;
             let converter = match &mut self.converter {
                 Some(c) => c,
@@ -131,32 +122,27 @@ impl Router {
                 .map_err(|e| Error::arrow("routing rows to partitions", e))?;
         }
         let rows = rows.expect("at least one batch");
-        // Where each row of the chunk is: (batch, row in batch).
-        let locations: Vec<(usize, usize)> = batches
-            .iter()
-            .enumerate()
-            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
-            .collect();
-        if locations.is_empty() {
+        if rows.num_rows() == 0 {
             return Ok(Vec::new());
         }
 
         // Most chunks of clustered data belong to one partition: check that first.
         let first = rows.row(0);
         if (1..rows.num_rows()).all(|i| rows.row(i) == first) {
-            let key = first.data().to_vec();
-            let tuple = wants_tuple(&key)
-                .then(|| self.tuple(&batches[locations[0].0], locations[0].1))
-                .transpose()?;
             return Ok(vec![Group {
-                key,
+                key: first.data().to_vec(),
                 batch: whole()?,
-                tuple,
             }]);
         }
 
         // Group ids by first appearance, then a counting sort of the rows by group and one
-        // interleave of the whole chunk in that order.
+        // interleave of the whole chunk in that order. `locations` says where each row of
+        // the chunk is: (batch, row in batch).
+        let locations: Vec<(usize, usize)> = batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
+            .collect();
         let mut ids: HashMap<&[u8], u32, foldhash::fast::RandomState> = HashMap::default();
         let mut first_rows: Vec<usize> = Vec::new();
         let group_of: Vec<u32> = (0..rows.num_rows())
@@ -183,26 +169,18 @@ impl Router {
         let refs: Vec<&RecordBatch> = batches.iter().collect();
         let sorted = arrow::compute::interleave_record_batch(&refs, &order)
             .map_err(|e| Error::arrow("splitting rows by partition", e))?;
-        first_rows
+        Ok(first_rows
             .iter()
             .enumerate()
-            .map(|(g, &row)| {
-                let key = rows.row(row).data().to_vec();
-                let (b, r) = locations[row];
-                let tuple = wants_tuple(&key)
-                    .then(|| self.tuple(&batches[b], r))
-                    .transpose()?;
-                Ok(Group {
-                    key,
-                    batch: sorted.slice(offsets[g], offsets[g + 1] - offsets[g]),
-                    tuple,
-                })
+            .map(|(g, &row)| Group {
+                key: rows.row(row).data().to_vec(),
+                batch: sorted.slice(offsets[g], offsets[g + 1] - offsets[g]),
             })
-            .collect()
+            .collect())
     }
 
     /// The typed partition tuple of `row`.
-    fn tuple(&self, batch: &RecordBatch, row: usize) -> Result<Vec<Option<Value>>> {
+    pub fn tuple(&self, batch: &RecordBatch, row: usize) -> Result<Vec<Option<Value>>> {
         self.sources
             .iter()
             .map(|s| {
@@ -219,7 +197,7 @@ impl Router {
 
 /// The partition keys of a whole column: the transform of every value, NULL for NULL.
 /// Only grouping reads these (a `day` key is an `Int32` column here, a `date` in the tuple).
-pub fn transform_array(transform: Transform, array: &ArrayRef) -> Result<ArrayRef> {
+pub fn partition_keys(transform: Transform, array: &ArrayRef) -> Result<ArrayRef> {
     let unsupported = || {
         Error::invalid(
             "partition spec",
@@ -421,7 +399,7 @@ mod tests {
                 if transform.result_type(*ty).is_err() {
                     continue;
                 }
-                let keys = transform_array(transform, array).unwrap();
+                let keys = partition_keys(transform, array).unwrap();
                 for row in 0..array.len() {
                     let expected = transform
                         .apply(*ty, value_at(array.as_ref(), row).as_ref())
@@ -479,11 +457,11 @@ mod tests {
         .unwrap();
         let mut router = Router::new(&schema, &spec).unwrap();
         let (a, b) = (batch.slice(0, 37), batch.slice(37, 63));
-        let groups = router.route(&[a, b], |_| true).unwrap();
+        let groups = router.route(&[a, b]).unwrap();
         let mut seen: Vec<Vec<Option<Value>>> = Vec::new();
         let mut rows = 0;
         for group in &groups {
-            let tuple = group.tuple.clone().unwrap();
+            let tuple = router.tuple(&group.batch, 0).unwrap();
             assert!(
                 !seen.contains(&tuple),
                 "tuple {tuple:?} split into two groups"

@@ -121,7 +121,7 @@ impl OpenFile {
     /// Bytes this file holds in memory: the row group being encoded and (at most) a full
     /// upload buffer.
     fn held(&self) -> usize {
-        self.writer.memory_size() + self.writer.bytes_written().min(UPLOAD_BUFFER_BYTES)
+        self.writer.memory_size() + self.writer.bytes_written() % UPLOAD_BUFFER_BYTES
     }
 
     async fn encode(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -166,14 +166,12 @@ pub struct DataFileWriter {
     /// Batches of a partitioned write not yet routed, and their size.
     chunk: Vec<RecordBatch>,
     chunk_bytes: usize,
+    /// What the open files held when last measured (after the last routed batch).
+    files_held: usize,
     done: Vec<DataFile>,
     memory: Option<MemoryGate>,
     /// Columns written without dictionary encoding, chosen from the first batch.
     plain_columns: Option<Vec<String>>,
-}
-
-fn held(open: &HashMap<Vec<u8>, OpenFile>) -> usize {
-    open.values().map(OpenFile::held).sum()
 }
 
 fn gate_allows(memory: &mut Option<MemoryGate>, held: usize) -> bool {
@@ -231,6 +229,7 @@ impl DataFileWriter {
             open: HashMap::new(),
             chunk: Vec::new(),
             chunk_bytes: 0,
+            files_held: 0,
             done: Vec::new(),
             memory: None,
             plain_columns: None,
@@ -273,7 +272,7 @@ impl DataFileWriter {
         let allowed = self
             .memory
             .as_mut()
-            .is_none_or(|gate| gate(self.chunk_bytes + held(&self.open)));
+            .is_none_or(|gate| gate(self.chunk_bytes + self.files_held));
         if self.chunk_bytes >= limit || !allowed {
             self.write_chunk().await?;
         }
@@ -291,8 +290,7 @@ impl DataFileWriter {
     }
 
     async fn write_routed(&mut self, batches: &[RecordBatch]) -> Result<()> {
-        let open = &self.open;
-        let groups = self.router.route(batches, |key| !open.contains_key(key))?;
+        let groups = self.router.route(batches)?;
         for group in groups {
             self.write_partition(group).await?;
         }
@@ -300,9 +298,9 @@ impl DataFileWriter {
     }
 
     async fn write_partition(&mut self, group: Group) -> Result<()> {
-        let Group { key, batch, tuple } = group;
-        if let Some(partition) = tuple {
-            let file = self.open_file(partition)?;
+        let Group { key, batch } = group;
+        if !self.open.contains_key(&key) {
+            let file = self.open_file(self.router.tuple(&batch, 0)?)?;
             self.open.insert(key.clone(), file);
         }
         let file = self.open.get_mut(&key).ok_or_else(|| {
@@ -322,6 +320,12 @@ impl DataFileWriter {
     /// [`MIN_SPILL_ROWS`] stay open. When the memory gate still refuses, closes whole files,
     /// the largest first (more files, but the write goes on).
     async fn stay_within_bounds(&mut self) -> Result<()> {
+        self.files_held = self.release().await?;
+        Ok(())
+    }
+
+    /// [`Self::stay_within_bounds`]: what the open files hold afterwards.
+    async fn release(&mut self) -> Result<usize> {
         let mut sizes: Vec<(usize, Vec<u8>)> = self
             .open
             .iter()
@@ -329,7 +333,7 @@ impl DataFileWriter {
             .collect();
         let mut held: usize = sizes.iter().map(|(h, _)| h).sum();
         if held <= self.options.buffer_bytes && gate_allows(&mut self.memory, held) {
-            return Ok(());
+            return Ok(held);
         }
         sizes.sort_unstable_by_key(|(held, _)| std::cmp::Reverse(*held));
         for (_, key) in &sizes {
@@ -341,12 +345,12 @@ impl DataFileWriter {
             file.spill().await?;
             held = held - before + file.held();
             if held <= self.options.buffer_bytes && gate_allows(&mut self.memory, held) {
-                return Ok(());
+                return Ok(held);
             }
         }
         if gate_allows(&mut self.memory, held) {
             // Over `buffer_bytes` only by row groups too short to close: keep them.
-            return Ok(());
+            return Ok(held);
         }
         for (_, key) in &sizes {
             let file = self.open.remove(key).expect("listed above");
@@ -354,7 +358,7 @@ impl DataFileWriter {
             let data_file = close_file(&self.schema, self.spec.id(), file).await?;
             self.done.push(data_file);
             if gate_allows(&mut self.memory, held) {
-                return Ok(());
+                return Ok(held);
             }
         }
         Err(Error::invalid(

@@ -72,12 +72,15 @@ pub(crate) fn insert_plan(
         }
     };
     let ordering = table_ordering(&input.schema(), &table)?;
+    let key = hash
+        .then(|| partition_key(&input.schema(), &table))
+        .flatten();
     let write = Arc::new(WriteExec::new(
         input,
         table.clone(),
         name.clone(),
         ordering,
-        hash,
+        key,
     ));
     let summary = BTreeMap::from([("statement".to_string(), "insert".to_string())]);
     Ok(Arc::new(CommitExec::new(
@@ -245,9 +248,7 @@ pub(crate) struct WriteExec {
     input: Arc<dyn ExecutionPlan>,
     table: Table,
     name: String,
-    /// Whether to hash the input on the table's partition key.
-    hash: bool,
-    /// The table's partition key over the input, which the input is hashed on.
+    /// The table's partition key over the input, when the input is hashed on it.
     partition_key: Option<Vec<Arc<dyn PhysicalExpr>>>,
     /// The table's sort order: the rows are written in it, by one writer, so each file
     /// covers a narrow range of it (what min/max pruning needs).
@@ -261,7 +262,7 @@ impl WriteExec {
         table: Table,
         name: String,
         ordering: Option<LexOrdering>,
-        hash: bool,
+        partition_key: Option<Vec<Arc<dyn PhysicalExpr>>>,
     ) -> Self {
         let schema = Fragment::default()
             .to_batch(&table)
@@ -275,10 +276,7 @@ impl WriteExec {
             Boundedness::Bounded,
         ));
         WriteExec {
-            partition_key: hash
-                .then(|| partition_key(&input.schema(), &table))
-                .flatten(),
-            hash,
+            partition_key,
             input,
             table,
             name,
@@ -353,7 +351,7 @@ impl ExecutionPlan for WriteExec {
             self.table.clone(),
             self.name.clone(),
             self.ordering.clone(),
-            self.hash,
+            self.partition_key.clone(),
         )))
     }
 
