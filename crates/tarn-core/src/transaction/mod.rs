@@ -250,12 +250,17 @@ impl Table {
                     let latest = current.refresh().await?;
                     if latest.version() < version {
                         // A DROP TABLE deleting the versions, newest last, shows the same
-                        // picture for a moment: if what was in the way is gone, look again.
+                        // picture for a moment, and so does the table created again under
+                        // the name once the DROP is done: if what was in the way is gone,
+                        // or the location holds another table, this commit's table is gone.
                         let path = self.location().path(&file);
-                        if let Err(object_store::Error::NotFound { .. }) =
-                            self.location().store().head(&path).await
+                        let in_the_way = self.location().store().head(&path).await;
+                        if matches!(in_the_way, Err(object_store::Error::NotFound { .. }))
+                            || latest.metadata().table_uuid() != current.metadata().table_uuid()
                         {
-                            current.refresh().await?;
+                            return Err(Error::TableGone {
+                                table: self.location().url().to_string(),
+                            });
                         }
                         return Err(Error::VersionBlocked {
                             path: self.location().describe(&file),
