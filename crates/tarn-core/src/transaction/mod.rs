@@ -250,14 +250,14 @@ impl Table {
                     let latest = current.refresh().await?;
                     if latest.version() < version {
                         // A DROP TABLE deleting the versions, newest last, shows the same
-                        // picture for a moment, and so does the table created again under
-                        // the name once the DROP is done: if what was in the way is gone,
-                        // or the location holds another table, this commit's table is gone.
+                        // picture for a moment: if what was in the way is gone, look again.
+                        // The table found then may be one created under the name since.
                         let path = self.location().path(&file);
-                        let in_the_way = self.location().store().head(&path).await;
-                        if matches!(in_the_way, Err(object_store::Error::NotFound { .. }))
-                            || latest.metadata().table_uuid() != current.metadata().table_uuid()
-                        {
+                        let latest = match self.location().store().head(&path).await {
+                            Err(object_store::Error::NotFound { .. }) => current.refresh().await?,
+                            _ => latest,
+                        };
+                        if latest.metadata().table_uuid() != current.metadata().table_uuid() {
                             return Err(Error::TableGone {
                                 table: self.location().url().to_string(),
                             });
