@@ -50,6 +50,11 @@ struct Args {
     /// without it.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     memory_limit: Option<usize>,
+    /// A store option for an s3://, gs:// or az:// warehouse, over the AWS_*, GOOGLE_* and
+    /// AZURE_* variables: endpoint=http://127.0.0.1:9000, region=..., allow_http=true,
+    /// access_key_id=..., max_retries=3, retry_timeout=30s, ... May be repeated.
+    #[arg(short = 'o', long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
+    options: Vec<(String, String)>,
     /// What NULL prints as (default: NULL in tables, nothing in CSV and TSV, where an empty
     /// string prints as "").
     #[arg(long, value_name = "STRING")]
@@ -101,15 +106,30 @@ fn parse_duration(text: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("'{text}' is not a duration; write e.g. 1d, 12h, 30m or 90s"))
 }
 
-/// The context over `warehouse`, with a memory pool of `limit` bytes when given.
-async fn open(warehouse: &str, limit: Option<usize>) -> datafusion::error::Result<TarnContext> {
-    let Some(limit) = limit else {
-        return TarnContext::open(warehouse).await;
-    };
-    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_memory_limit(limit, 1.0)
-        .build_arc()?;
-    let warehouse = tarn_core::Warehouse::open(warehouse)
+fn parse_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!(
+            "'{text}' is not an option; write KEY=VALUE, e.g. region=eu-west-1"
+        )),
+    }
+}
+
+/// The context over `warehouse` with store `options`, with a memory pool of `limit` bytes
+/// when given.
+async fn open(
+    warehouse: &str,
+    options: &tarn_core::storage::StoreOptions,
+    limit: Option<usize>,
+) -> datafusion::error::Result<TarnContext> {
+    let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
+    if let Some(limit) = limit {
+        runtime = runtime.with_memory_limit(limit, 1.0);
+    }
+    let runtime = runtime.build_arc()?;
+    let warehouse = tarn_core::Warehouse::open_with(warehouse, options)
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
     TarnContext::new_with_runtime(
         warehouse,
@@ -162,7 +182,11 @@ fn main() -> ExitCode {
         report("--warehouse is empty; give a path or URL (without it, tarn uses ./tarn-warehouse)");
         return ExitCode::FAILURE;
     }
-    let ctx = match runtime.block_on(open(&args.warehouse, args.memory_limit)) {
+    let ctx = match runtime.block_on(open(
+        &args.warehouse,
+        &args.options.iter().cloned().collect(),
+        args.memory_limit,
+    )) {
         Ok(ctx) => ctx,
         Err(e) => {
             report(&format!(

@@ -46,6 +46,7 @@ pub mod maintenance;
 mod manifest;
 mod manifest_list;
 pub mod properties;
+pub mod requests;
 mod routing;
 mod scan;
 mod stats;

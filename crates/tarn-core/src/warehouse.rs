@@ -16,7 +16,8 @@ use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::location::TableLocation;
 use crate::log;
-use crate::storage::{StoreRoot, open_location};
+use crate::requests::RequestCounts;
+use crate::storage::{StoreOptions, StoreRoot, open_location_with};
 use crate::table::{DROPPED_PROPERTY, MetadataCache, Table, TableDefinition};
 use crate::transaction::{Change, RENAMED_TO_PROPERTY};
 use tarn_spec::MetadataUpdate;
@@ -66,8 +67,14 @@ pub struct Warehouse {
 impl Warehouse {
     /// Opens the warehouse at a local path or URL (see [`crate::storage`]).
     pub fn open(location: &str) -> Result<Self> {
+        Self::open_with(location, &StoreOptions::new())
+    }
+
+    /// Opens the warehouse at a URL with store options, such as an S3 endpoint and
+    /// credentials (see [`StoreOptions`]).
+    pub fn open_with(location: &str, options: &StoreOptions) -> Result<Self> {
         Ok(Warehouse {
-            root: open_location(location)?,
+            root: open_location_with(location, options)?,
             env: Env::default(),
             cache: Arc::default(),
         })
@@ -76,11 +83,7 @@ impl Warehouse {
     /// A warehouse at `root` inside `store`; `url` names it in messages.
     pub fn from_store(store: Arc<dyn ObjectStore>, root: Path, url: impl Into<String>) -> Self {
         Warehouse {
-            root: StoreRoot {
-                store,
-                root,
-                url: url.into(),
-            },
+            root: StoreRoot::new(store, root, url),
             env: Env::default(),
             cache: Arc::default(),
         }
@@ -94,6 +97,21 @@ impl Warehouse {
 
     pub fn url(&self) -> &str {
         &self.root.url
+    }
+
+    /// The requests made to the warehouse's store so far (read twice and subtract to see
+    /// what an operation cost).
+    pub fn requests(&self) -> RequestCounts {
+        self.root.requests.read()
+    }
+
+    /// Checks that the warehouse's store can take tarn's commits (see
+    /// [`StoreRoot::check_conditional_writes`]): a missing bucket, refused credentials or a
+    /// store without conditional writes is found here, before anything is written.
+    pub async fn check_store(&self) -> Result<()> {
+        self.root
+            .check_conditional_writes(&self.env.next_id())
+            .await
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {

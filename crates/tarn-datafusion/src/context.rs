@@ -34,6 +34,7 @@ use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use tarn_core::Warehouse;
+use tarn_core::storage::StoreOptions;
 
 use crate::catalog::TarnCatalog;
 use crate::dml::{DmlRule, TarnQueryPlanner};
@@ -73,8 +74,14 @@ impl std::fmt::Debug for TarnContext {
 impl TarnContext {
     /// Opens (creating if needed) the warehouse at a local path or URL.
     pub async fn open(location: &str) -> Result<Self> {
+        Self::open_with(location, &StoreOptions::new()).await
+    }
+
+    /// [`TarnContext::open`] with store options: an S3 endpoint, region, credentials,
+    /// retries (see [`StoreOptions`]).
+    pub async fn open_with(location: &str, options: &StoreOptions) -> Result<Self> {
         Self::new(
-            Warehouse::open(location).map_err(to_df)?,
+            Warehouse::open_with(location, options).map_err(to_df)?,
             SessionConfig::new(),
         )
         .await
@@ -107,6 +114,7 @@ impl TarnContext {
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
+        warehouse.check_store().await.map_err(to_df)?;
         if !warehouse
             .namespace_exists(DEFAULT_NAMESPACE)
             .await

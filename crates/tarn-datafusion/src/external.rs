@@ -41,7 +41,16 @@ impl TableProviderFactory for TarnTableFactory {
                     .into(),
             ));
         }
-        let root = tarn_core::storage::open_location(location).map_err(to_df)?;
+        // OPTIONS ('endpoint' '...', ...) configure the table's store (see StoreOptions).
+        let options: tarn_core::storage::StoreOptions = cmd
+            .options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let root = tarn_core::storage::open_location_with(location, &options).map_err(to_df)?;
+        root.check_conditional_writes(&tarn_core::Env::default().next_id())
+            .await
+            .map_err(to_df)?;
         let location = TableLocation::new(root.store.clone(), root.root.clone(), root.url.clone());
         // Loaded once to check that a table is there; the catalog keeps only the location.
         let table = Table::load(location, tarn_core::Env::default())

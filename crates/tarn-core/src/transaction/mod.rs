@@ -244,10 +244,19 @@ impl Table {
                     return Ok(current.with_metadata(next, tag));
                 }
                 Ok(None) => {
+                    // The version may be this commit's own: a store that applied the
+                    // create, lost its answer and was asked again (object_store retries
+                    // a 5xx reply) reports the object as already there.
+                    let latest = current.refresh().await?;
+                    if latest.metadata().table_uuid() == current.metadata().table_uuid()
+                        && let Some(mine) = own_commit(self, &latest, &commit_id).await?
+                    {
+                        log::write_hint(self.location(), mine).await;
+                        return latest.at_version(mine).await;
+                    }
                     build::remove_objects(&current, &attempt.written).await;
                     // Lost the race, unless no other writer made that version: then
                     // something else is in its way, and trying again cannot help.
-                    let latest = current.refresh().await?;
                     if latest.version() < version {
                         // A DROP TABLE deleting the versions, newest last, shows the same
                         // picture for a moment: if what was in the way is gone, look again.

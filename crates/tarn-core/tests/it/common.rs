@@ -93,6 +93,28 @@ pub fn reopened(w: &Warehouse) -> Warehouse {
     Warehouse::from_store(w.store().clone(), Path::default(), w.url())
 }
 
+/// Where a test's warehouse lives: the tests that prove the commit protocol run on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Local,
+    /// The S3-compatible server `scripts/with-s3.sh` starts (see `s3.rs`).
+    S3,
+}
+
+/// A fresh warehouse with namespace `ns` on `backend`, and the directory to keep while it
+/// is used (local disk only).
+pub async fn warehouse_on(backend: Backend, name: &str) -> (Option<tempfile::TempDir>, Warehouse) {
+    match backend {
+        Backend::Memory => (None, memory_warehouse(name).await),
+        Backend::Local => {
+            let (dir, w) = local_warehouse().await;
+            (Some(dir), w)
+        }
+        Backend::S3 => (None, crate::s3::s3_warehouse().await),
+    }
+}
+
 pub async fn local_warehouse() -> (tempfile::TempDir, Warehouse) {
     let dir = tempfile::tempdir().expect("temp dir");
     let w = Warehouse::open(dir.path().to_str().expect("utf-8 path")).expect("open warehouse");

@@ -9,7 +9,11 @@ use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_writers_commit_twenty_five_appends_each() {
-    let (_dir, w) = local_warehouse().await;
+    eight_writers(Backend::Local).await
+}
+
+pub async fn eight_writers(backend: Backend) {
+    let (_dir, w) = warehouse_on(backend, "eight-writers").await;
     w.create_table("ns", "events", events_definition(false))
         .await
         .unwrap();
@@ -74,7 +78,11 @@ const KINDS: [Kind; 7] = [
 
 /// Base: one file of `eu` rows (even ids 0..20) and one of `us` rows, all on day 0.
 async fn base(name: &str) -> Table {
-    let w = memory_warehouse(name).await;
+    base_on(Backend::Memory, name).await
+}
+
+async fn base_on(backend: Backend, name: &str) -> Table {
+    let (_, w) = warehouse_on(backend, name).await;
     let t = w
         .create_table("ns", "events", events_definition(true))
         .await
@@ -176,9 +184,13 @@ fn rebases(mine: Kind, theirs: Kind) -> bool {
 
 #[tokio::test]
 async fn conflict_matrix_every_cell() {
+    conflict_matrix(Backend::Memory).await
+}
+
+pub async fn conflict_matrix(backend: Backend) {
     for mine in KINDS {
         for theirs in KINDS {
-            let t = base(&format!("matrix-{mine:?}-{theirs:?}")).await;
+            let t = base_on(backend, &format!("matrix-{mine:?}-{theirs:?}")).await;
             let their_change = change(&t, theirs, 1).await;
             let my_change = change(&t, mine, 2).await;
             let after_theirs = t.commit(their_change).await.unwrap();
@@ -318,19 +330,25 @@ async fn a_data_dependent_schema_change_conflicts_with_concurrent_data() {
 /// table stays behind, and the new table never sees the old one's data or versions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn drop_table_racing_a_writer_leaves_nothing_of_it() {
+    drop_racing_a_writer(Backend::Local).await
+}
+
+pub async fn drop_racing_a_writer(backend: Backend) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
     for round in 0..4u64 {
-        let (_dir, w) = local_warehouse().await;
+        let (_dir, w) = warehouse_on(backend, "drop-race").await;
         let first = w
             .create_table("ns", "events", events_definition(false))
             .await
             .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
+        let first_ack = Arc::new(tokio::sync::Notify::new());
         let writer = tokio::spawn({
             let stop = stop.clone();
+            let first_ack = first_ack.clone();
             async move {
                 let mut acks = Vec::new();
                 let uuid = first.metadata().table_uuid().to_string();
@@ -340,6 +358,7 @@ async fn drop_table_racing_a_writer_leaves_nothing_of_it() {
                     match table.append_batches([events(next..next + 1, 1)]).await {
                         Ok(t) => {
                             acks.push(Instant::now());
+                            first_ack.notify_one();
                             table = t;
                             next += 1;
                         }
@@ -357,7 +376,9 @@ async fn drop_table_racing_a_writer_leaves_nothing_of_it() {
                 acks
             }
         });
-        tokio::time::sleep(Duration::from_millis(20 + 10 * round)).await;
+        // The DROP lands at a different point of the writer's commit each round.
+        first_ack.notified().await;
+        tokio::time::sleep(Duration::from_millis(10 * round)).await;
         w.drop_table("ns", "events").await.unwrap();
         let dropped_at = Instant::now();
         let second = w

@@ -8,4 +8,5 @@ mod faults;
 mod history;
 mod maintenance;
 mod planning;
+mod s3;
 mod tables;

@@ -1,0 +1,524 @@
+//! tarn on an S3-compatible server over real HTTP: the commit races of `concurrency.rs`,
+//! large files by multipart upload, the requests a commit and a read make, and faults
+//! between client and server injected by a proxy (`FaultProxy`) on the wire.
+//!
+//! The server is moto's, started by `scripts/with-s3.sh`, which sets `TARN_TEST_S3` (the
+//! bucket) and the `AWS_*` variables that reach it. These tests are ignored otherwise:
+//!
+//! ```sh
+//! scripts/with-s3.sh cargo test -p tarn-core --test it -- --include-ignored s3
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::array::{Int64Array, RecordBatch};
+use tarn_core::storage::StoreOptions;
+use tarn_core::{ErrorKind, Predicate, TableDefinition, Warehouse};
+use tarn_spec::{Field, PrimitiveType, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::common::*;
+use crate::concurrency;
+
+/// The bucket URL `scripts/with-s3.sh` made.
+fn bucket() -> String {
+    std::env::var("TARN_TEST_S3")
+        .expect("TARN_TEST_S3 is unset: run the S3 tests through scripts/with-s3.sh")
+}
+
+fn fresh_url() -> String {
+    format!("{}/{}", bucket(), tarn_core::Env::default().next_id())
+}
+
+/// A fresh warehouse in the test bucket, checked as the shell checks one, with `ns`.
+pub async fn s3_warehouse() -> Warehouse {
+    warehouse_with(&StoreOptions::new()).await
+}
+
+async fn warehouse_with(options: &StoreOptions) -> Warehouse {
+    let w = Warehouse::open_with(&fresh_url(), options).expect("open the S3 warehouse");
+    w.check_store()
+        .await
+        .expect("the server takes conditional writes");
+    w.create_namespace("ns").await.expect("namespace");
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
+async fn eight_writers_on_s3() {
+    concurrency::eight_writers(Backend::S3).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
+async fn conflict_matrix_on_s3() {
+    concurrency::conflict_matrix(Backend::S3).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
+async fn drop_racing_a_writer_on_s3() {
+    concurrency::drop_racing_a_writer(Backend::S3).await
+}
+
+fn ids_definition() -> TableDefinition {
+    TableDefinition {
+        fields: vec![Field::optional(1, "id", PrimitiveType::Long)],
+        ..Default::default()
+    }
+}
+
+/// `n` ids that do not compress: 8 bytes each in the file.
+fn scattered_ids(n: i64) -> RecordBatch {
+    let ids = (0..n).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as i64) >> 3);
+    RecordBatch::try_new(
+        tarn_core::arrow_convert::arrow_schema(
+            &tarn_spec::Schema::new(tarn_spec::SchemaId(0), ids_definition().fields).unwrap(),
+        ),
+        vec![Arc::new(Int64Array::from_iter_values(ids))],
+    )
+    .unwrap()
+}
+
+/// A data file above the upload buffer (5 MiB) goes up as a multipart upload: a creation,
+/// parts and a completion; the table reads it back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
+async fn a_large_file_goes_up_in_parts() {
+    let w = s3_warehouse().await;
+    let t = w.create_table("ns", "big", ids_definition()).await.unwrap();
+    let batch = scattered_ids(1_500_000);
+    let before = w.requests();
+    let mut writer = t.writer().unwrap();
+    writer.write(&batch).await.unwrap();
+    let files = writer.finish().await.unwrap();
+    let puts = w.requests().since(before).put;
+    assert_eq!(files.len(), 1);
+    assert!(
+        files[0].file_size > 10 * 1024 * 1024,
+        "{}",
+        files[0].file_size
+    );
+    assert!(
+        puts >= 4,
+        "creation, at least two parts, completion: {puts} PUTs"
+    );
+    let t = t.append(files).await.unwrap();
+    let mut expected: Vec<i64> = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .values()
+        .to_vec();
+    expected.sort();
+    let reopened = Warehouse::open(w.url()).unwrap();
+    let read = reopened.load_table("ns", "big").await.unwrap();
+    assert_eq!(read.version(), t.version());
+    assert_eq!(read_ids(&read).await, expected);
+}
+
+/// A commit and a point read cost a handful of requests and never a LIST: the newest
+/// version is found from the hint with HEAD requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
+async fn no_list_on_the_path_of_a_commit_or_a_read() {
+    let w = s3_warehouse().await;
+    let t = w
+        .create_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    let mut t = t.append_batches([events(0..10, 2)]).await.unwrap();
+    for i in 1..5 {
+        t = t
+            .append_batches([events(10 * i..10 * i + 10, 2)])
+            .await
+            .unwrap();
+    }
+    // Another process: nothing cached.
+    let other = Warehouse::open(w.url()).unwrap();
+    let before = other.requests();
+    let t = other.load_table("ns", "events").await.unwrap();
+    t.append_batches([events(50..60, 2)]).await.unwrap();
+    let commit = other.requests().since(before);
+    assert_eq!(commit.list, 0, "a commit lists nothing: {commit}");
+    let before = other.requests();
+    let t = other.load_table("ns", "events").await.unwrap();
+    let files = t
+        .plan_files(
+            &Predicate::compare(
+                t.schema(),
+                "id",
+                tarn_core::CompareOp::Eq,
+                tarn_spec::Value::Long(55),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap()
+        .data_files();
+    let mut rows = 0;
+    for file in &files {
+        rows += read_file_ids(&t, file).await.len();
+    }
+    let read = other.requests().since(before);
+    assert!(rows > 0);
+    assert_eq!(read.list, 0, "a read lists nothing: {read}");
+    assert_eq!(t.version(), Version(6));
+    println!("on S3: a commit made {commit}; a point read {read}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults on the wire.
+
+/// What the proxy does to a request that a rule matches.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Answers 503 Slow Down without passing the request on.
+    SlowDown,
+    /// Passes the request on, then answers 503 instead of the server's answer: the server
+    /// applied a request the client believes failed.
+    ApplyThenSlowDown,
+    /// Passes the request on and holds the answer back for this long.
+    Stall(Duration),
+    /// Reads half of the request body, then resets the connection.
+    ResetMidBody,
+    /// Passes the request on without its `If-None-Match` header, as a server that ignores
+    /// conditional writes would.
+    DropCondition,
+    /// Answers 403 InvalidAccessKeyId, as S3 does to unknown credentials.
+    WrongCredentials,
+}
+
+#[derive(Debug)]
+struct Rule {
+    method: &'static str,
+    path_contains: &'static str,
+    fault: Fault,
+    remaining: usize,
+}
+
+/// An HTTP proxy between object_store and the S3 server that injects faults into the
+/// requests its rules match. It asks the server to close each connection after one
+/// request, so every request comes through a connection of its own.
+struct FaultProxy {
+    addr: SocketAddr,
+    rules: Arc<Mutex<Vec<Rule>>>,
+}
+
+impl FaultProxy {
+    async fn start() -> FaultProxy {
+        let upstream = std::env::var("AWS_ENDPOINT")
+            .expect("AWS_ENDPOINT is unset: run through scripts/with-s3.sh");
+        let upstream: SocketAddr = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("AWS_ENDPOINT is http://host:port");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
+        let shared = rules.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let rules = shared.clone();
+                tokio::spawn(async move {
+                    let _ = serve(client, upstream, rules).await;
+                });
+            }
+        });
+        FaultProxy { addr, rules }
+    }
+
+    /// Apply `fault` to the next `times` requests of `method` whose path contains
+    /// `path_contains`.
+    fn inject(
+        &self,
+        method: &'static str,
+        path_contains: &'static str,
+        fault: Fault,
+        times: usize,
+    ) {
+        self.rules.lock().unwrap().push(Rule {
+            method,
+            path_contains,
+            fault,
+            remaining: times,
+        });
+    }
+
+    fn clear(&self) {
+        self.rules.lock().unwrap().clear();
+    }
+
+    /// Faults not yet spent.
+    fn pending(&self) -> usize {
+        self.rules.lock().unwrap().iter().map(|r| r.remaining).sum()
+    }
+
+    /// Store options that send a store through this proxy, with quick retries.
+    fn options(&self) -> StoreOptions {
+        [
+            ("endpoint", format!("http://{}", self.addr)),
+            ("max_retries", "3".into()),
+            ("backoff_initial", "20ms".into()),
+            ("backoff_max", "200ms".into()),
+            ("retry_timeout", "20s".into()),
+            ("timeout", "2s".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+async fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    rules: Arc<Mutex<Vec<Rule>>>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0u8; 8192];
+        let n = client.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_string();
+    let mut parts = request_line.split(' ');
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let headers: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
+    let header = |name: &str| {
+        headers.iter().find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    };
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let fault = {
+        let mut rules = rules.lock().unwrap();
+        rules
+            .iter_mut()
+            .find(|r| r.remaining > 0 && r.method == method && path.contains(r.path_contains))
+            .map(|r| {
+                r.remaining -= 1;
+                r.fault
+            })
+    };
+    let mut body = buf[head_end..].to_vec();
+    match fault {
+        Some(Fault::ResetMidBody) => {
+            read_body(&mut client, &mut body, length / 2).await?;
+            // Linger zero: closing sends a reset, not an orderly end.
+            #[allow(deprecated)]
+            client.set_linger(Some(Duration::ZERO))?;
+            return Ok(());
+        }
+        Some(Fault::SlowDown) => {
+            read_body(&mut client, &mut body, length).await?;
+            return reply(&mut client, 503, "Slow Down", "SlowDown").await;
+        }
+        Some(Fault::WrongCredentials) => {
+            read_body(&mut client, &mut body, length).await?;
+            return reply(&mut client, 403, "Forbidden", "InvalidAccessKeyId").await;
+        }
+        _ => {}
+    }
+    read_body(&mut client, &mut body, length).await?;
+    // The request as the server gets it: one per connection, perhaps without its condition.
+    let mut forwarded = format!("{request_line}\r\n");
+    for h in &headers {
+        let name = h
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let dropped = name == "connection"
+            || (name == "if-none-match" && matches!(fault, Some(Fault::DropCondition)));
+        if !dropped {
+            forwarded.push_str(h);
+            forwarded.push_str("\r\n");
+        }
+    }
+    forwarded.push_str("Connection: close\r\n\r\n");
+    let mut server = TcpStream::connect(upstream).await?;
+    server.write_all(forwarded.as_bytes()).await?;
+    server.write_all(&body).await?;
+    let mut answer = Vec::new();
+    server.read_to_end(&mut answer).await?;
+    match fault {
+        Some(Fault::ApplyThenSlowDown) => reply(&mut client, 503, "Slow Down", "SlowDown").await,
+        Some(Fault::Stall(wait)) => {
+            tokio::time::sleep(wait).await;
+            let _ = client.write_all(&answer).await;
+            Ok(())
+        }
+        _ => client.write_all(&answer).await,
+    }
+}
+
+/// Reads from `client` until `body` holds `upto` bytes or the client stops sending.
+async fn read_body(client: &mut TcpStream, body: &mut Vec<u8>, upto: usize) -> std::io::Result<()> {
+    let mut chunk = vec![0u8; 64 * 1024];
+    while body.len() < upto {
+        let n = client.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok(())
+}
+
+async fn reply(
+    client: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    code: &str,
+) -> std::io::Result<()> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+         <Message>injected by the test proxy</Message></Error>"
+    );
+    let text = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(text.as_bytes()).await?;
+    client.shutdown().await
+}
+
+/// The table at `w`'s `ns.events`, read afresh, with every row it refers to readable.
+async fn reread(w: &Warehouse) -> (Version, Vec<i64>) {
+    let fresh = Warehouse::open(w.url()).unwrap();
+    let t = fresh.load_table("ns", "events").await.unwrap();
+    (t.version(), read_ids(&t).await)
+}
+
+async fn proxied_events() -> (FaultProxy, Warehouse, tarn_core::Table) {
+    let proxy = FaultProxy::start().await;
+    let w = warehouse_with(&proxy.options()).await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..4, 1)]).await.unwrap();
+    (proxy, w, t)
+}
+
+/// 503 Slow Down on the version file, the manifest list and a data file: object_store
+/// retries each, and the commit lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
+async fn slow_down_replies_are_retried() {
+    let (proxy, w, t) = proxied_events().await;
+    proxy.inject("PUT", "/metadata/0000", Fault::SlowDown, 2);
+    proxy.inject("PUT", "/metadata/ml-", Fault::SlowDown, 1);
+    proxy.inject("PUT", "/data/", Fault::SlowDown, 1);
+    let t = t.append_batches([events(4..8, 1)]).await.unwrap();
+    assert_eq!(proxy.pending(), 0, "every fault was met");
+    assert_eq!(t.version(), Version(2));
+    assert_eq!(reread(&w).await, (Version(2), (0..8).collect()));
+}
+
+/// The server applies the create of the version file, but the client gets 503 and asks
+/// again, and then hears that the object exists. The commit is this one's own: it lands
+/// once, nothing it wrote is removed, and no second version repeats it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
+async fn an_applied_create_whose_answer_is_lost_commits_once() {
+    let (proxy, w, t) = proxied_events().await;
+    proxy.inject("PUT", "/metadata/0000", Fault::ApplyThenSlowDown, 1);
+    let t = t.append_batches([events(4..8, 1)]).await.unwrap();
+    assert_eq!(proxy.pending(), 0);
+    assert_eq!(t.version(), Version(2));
+    assert_eq!(reread(&w).await, (Version(2), (0..8).collect()));
+}
+
+/// The answer to the create of the version file comes after the client's timeout: the
+/// create is not retried by object_store (it is not idempotent), tarn's next attempt finds
+/// its own commit, and the commit lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
+async fn an_answer_after_the_timeout_commits_once() {
+    let (proxy, w, t) = proxied_events().await;
+    proxy.inject(
+        "PUT",
+        "/metadata/0000",
+        Fault::Stall(Duration::from_secs(4)),
+        1,
+    );
+    let t = t.append_batches([events(4..8, 1)]).await.unwrap();
+    assert_eq!(proxy.pending(), 0);
+    assert_eq!(t.version(), Version(2));
+    assert_eq!(reread(&w).await, (Version(2), (0..8).collect()));
+}
+
+/// A connection reset half way through a data file's upload is retried; resets on every
+/// retry fail the write with a retryable error, and the table stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
+async fn a_reset_mid_upload_is_retried_or_changes_nothing() {
+    let (proxy, w, t) = proxied_events().await;
+    proxy.inject("PUT", "/data/", Fault::ResetMidBody, 1);
+    let t = t.append_batches([events(4..8, 1)]).await.unwrap();
+    assert_eq!(proxy.pending(), 0);
+    assert_eq!(reread(&w).await, (Version(2), (0..8).collect()));
+
+    proxy.inject("PUT", "/data/", Fault::ResetMidBody, 100);
+    let err = t.append_batches([events(8..12, 1)]).await.unwrap_err();
+    assert!(err.is_retryable(), "{err} ({:?})", err.kind());
+    proxy.clear();
+    assert_eq!(reread(&w).await, (Version(2), (0..8).collect()));
+    let t = t.append_batches([events(8..12, 1)]).await.unwrap();
+    assert_eq!(t.version(), Version(3));
+}
+
+/// A server that ignores `If-None-Match: *` is refused when the warehouse is checked,
+/// before anything is written; so is a bucket that does not exist, and credentials the
+/// server does not know, each with an error that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
+async fn unusable_stores_are_named_before_anything_is_written() {
+    let proxy = FaultProxy::start().await;
+    proxy.inject("PUT", "/", Fault::DropCondition, usize::MAX);
+    let w = Warehouse::open_with(&fresh_url(), &proxy.options()).unwrap();
+    let err = w.check_store().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.to_string().contains("If-None-Match"), "{err}");
+    proxy.clear();
+
+    proxy.inject("PUT", "/", Fault::WrongCredentials, usize::MAX);
+    proxy.inject("GET", "/", Fault::WrongCredentials, usize::MAX);
+    proxy.inject("HEAD", "/", Fault::WrongCredentials, usize::MAX);
+    let w = Warehouse::open_with(&fresh_url(), &proxy.options()).unwrap();
+    let err = w.check_store().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+    assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
+    proxy.clear();
+
+    let missing = format!(
+        "s3://tarn-no-such-bucket-{}/w",
+        tarn_core::Env::default().next_id()
+    );
+    let w = Warehouse::open(&missing).unwrap();
+    let err = w.check_store().await.unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+}
