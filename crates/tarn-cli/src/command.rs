@@ -38,7 +38,7 @@ Meta commands:
   \\d table           describe a table: columns, partition spec, properties
   \\dn                list namespaces
   \\snapshots table   the table's snapshot log
-  \\timing [on|off]   show the time each statement takes
+  \\timing [on|off]   show the time and storage requests each statement takes
   \\format FORMAT     table, csv, tsv, json or ndjson
   \\i file            run the SQL statements in a file
   \\o [file]          write results to a file (no argument: back to the screen)

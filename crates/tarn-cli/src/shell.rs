@@ -183,6 +183,7 @@ impl Shell {
         let statements = self.ctx.parse(sql)?;
         for statement in statements {
             let started = Instant::now();
+            let requests = self.ctx.warehouse().requests();
             if self.interactive {
                 tokio::select! {
                     r = self.execute(statement) => r?,
@@ -194,7 +195,11 @@ impl Shell {
                 self.execute(statement).await?;
             }
             if self.timing {
-                self.status(&format!("Time: {:.3} s", started.elapsed().as_secs_f64()))?;
+                let requests = self.ctx.warehouse().requests().since(requests);
+                self.status(&format!(
+                    "Time: {:.3} s; requests: {requests}",
+                    started.elapsed().as_secs_f64()
+                ))?;
             }
         }
         Ok(())

@@ -89,12 +89,11 @@ impl StoreRoot {
             }
             // Credentials that may read but not write: their writes fail on their own.
             Err(object_store::Error::PermissionDenied { .. }) => return Ok(()),
-            Err(object_store::Error::NotFound { source, .. }) => {
+            Err(object_store::Error::NotFound { .. }) => {
                 return Err(Error::invalid(
                     "location",
                     format!(
-                        "'{}': the bucket or container does not exist ({source}); create it \
-                         first",
+                        "the bucket or container of '{}' does not exist; create it first",
                         self.url
                     ),
                 ));
@@ -238,10 +237,10 @@ fn config_key<K: FromStr>(key: &str, prefix: &str) -> std::result::Result<K, Str
         .or_else(|_| format!("{prefix}{key}").parse())
         .map_err(|_| {
             format!(
-                "unknown option '{key}'; use object_store's {}configuration keys (endpoint, \
-                 region, access_key_id, allow_http, ...) or max_retries, retry_timeout, \
-                 backoff_initial, backoff_max, backoff_base",
-                prefix.trim_end_matches('_').to_string() + " "
+                "unknown option '{key}'; use object_store's configuration keys for this store \
+                 (their {prefix}* names, with or without the prefix: endpoint, region, \
+                 access_key_id, allow_http, ...) or tarn's max_retries, retry_timeout, \
+                 backoff_initial, backoff_max, backoff_base"
             )
         })
 }
@@ -322,4 +321,82 @@ fn open_local(path: &std::path::Path) -> Result<StoreRoot> {
     let url =
         Url::from_directory_path(&absolute).map_err(|_| bad("not an absolute path".into()))?;
     Ok(StoreRoot::new(Arc::new(store), Path::default(), url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(pairs: &[(&str, &str)]) -> StoreOptions {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn cloud_stores_take_their_builders_keys_with_or_without_prefix() {
+        let gs = open_location_with(
+            "gs://bucket/some/prefix",
+            &options(&[
+                ("skip_signature", "true"),
+                ("GOOGLE_BUCKET", "bucket"),
+                ("timeout", "5s"),
+                ("max_retries", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(gs.root.as_ref(), "some/prefix");
+        assert_eq!(gs.url, "gs://bucket/some/prefix");
+        let az = open_location_with(
+            "az://container/p",
+            &options(&[
+                ("account_name", "devstoreaccount1"),
+                ("azure_storage_use_emulator", "true"),
+                ("retry_timeout", "30s"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(az.root.as_ref(), "p");
+        let s3 = open_location_with(
+            "s3://bucket/w",
+            &options(&[
+                ("endpoint", "http://127.0.0.1:9000"),
+                ("AWS_REGION", "eu-west-1"),
+                ("allow_http", "true"),
+                ("backoff_initial", "250ms"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s3.root.as_ref(), "w");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        for url in ["s3://b/w", "gs://b/w", "az://c/w"] {
+            let err = open_location_with(url, &options(&[("colour", "blue")]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("unknown option 'colour'"), "{url}: {err}");
+        }
+        let err = open_location_with("s3://b/w", &options(&[("retry_timeout", "soon")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a duration such as"), "{err}");
+        let err = open_location_with("memory://m/w", &options(&[("region", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("s3://, gs:// and az:// locations only"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration(" 2m "), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Some(Duration::from_millis(1500)));
+        for bad in ["", "soon", "-1s", "3h", "NaN"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
 }

@@ -164,7 +164,10 @@ impl Warehouse {
     pub async fn list_namespaces(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
         for candidate in self.child_names(&self.root.root).await? {
-            if self.namespace_exists(&candidate).await? {
+            // Folders whose names no namespace can have (`_tarn_probe`) are not one.
+            if check_name("namespace", &candidate).is_ok()
+                && self.namespace_exists(&candidate).await?
+            {
                 names.push(candidate);
             }
         }
@@ -339,26 +342,31 @@ impl Warehouse {
                 })
                 .unwrap_or_default()
         };
+        // Data files, manifests and manifest lists have unique names: a plain copy. Stores
+        // without copy-if-not-exists (S3 unless configured) take these too.
         let copy = |from: &Path| {
             let to = target.path(&relative(from));
             let store = store.clone();
             let from = from.clone();
             async move {
-                match store.copy_if_not_exists(&from, &to).await {
-                    Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-                    Err(e) => Err(Error::store(&from, e)),
-                }
+                store
+                    .copy(&from, &to)
+                    .await
+                    .map_err(|e| Error::store(&from, e))
             }
         };
         futures::stream::iter(rest.iter().map(copy))
             .buffer_unordered(16)
             .try_collect::<Vec<()>>()
             .await?;
+        // Version files are created, never overwritten: a table created at the new name
+        // meanwhile keeps its versions. One copied already is a rename repeated.
         // The sealing version stays behind: the new table ends at the version before it.
         let last = sealed.version().get().saturating_sub(1);
         for version in 0..=last {
             let file = log::version_file(tarn_spec::Version(version));
-            copy(&source.path(&file)).await?;
+            let bytes = source.get(&file).await?;
+            target.put_if_absent(&file, bytes).await?;
         }
         log::write_hint(&target, tarn_spec::Version(last)).await;
         delete_table_objects(source).await

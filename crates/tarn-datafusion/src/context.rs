@@ -115,6 +115,12 @@ impl TarnContext {
             .build();
         let ctx = SessionContext::new_with_state(state);
         warehouse.check_store().await.map_err(to_df)?;
+        // Files beside the tables (`SELECT * FROM 's3://bucket/file.parquet'`, COPY TO)
+        // are read and written through the warehouse's store and its options.
+        if let Some(bucket) = remote_bucket(warehouse.url()) {
+            ctx.runtime_env()
+                .register_object_store(&bucket, warehouse.store().clone());
+        }
         if !warehouse
             .namespace_exists(DEFAULT_NAMESPACE)
             .await
@@ -372,4 +378,16 @@ pub(crate) fn register_store(
     let url = ObjectStoreUrl::parse(format!("tarn://store-{id}"))?;
     ctx.runtime_env().register_object_store(url.as_ref(), store);
     Ok(url)
+}
+
+/// `scheme://bucket` of a warehouse in a bucket (S3, GCS, Azure), which is where its store
+/// is rooted.
+fn remote_bucket(warehouse: &str) -> Option<url::Url> {
+    let url = url::Url::parse(warehouse).ok()?;
+    let remote = matches!(
+        url.scheme(),
+        "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss"
+    );
+    let host = url.host_str().filter(|h| remote && !h.is_empty())?;
+    url::Url::parse(&format!("{}://{host}", url.scheme())).ok()
 }

@@ -144,8 +144,30 @@ async fn a_time_travel_provider_is_read_only() {
 /// deletes of one file both land, and appends are rebased, never duplicated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_updates_lose_nothing() {
+    concurrent_updates(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
+async fn concurrent_updates_lose_nothing_on_s3() {
+    concurrent_updates(true).await
+}
+
+/// The URL of a race test's warehouse: in memory, or in the S3 bucket `TARN_TEST_S3` that
+/// `scripts/with-s3.sh` makes.
+fn race_url(on_s3: bool, name: &str) -> String {
+    if on_s3 {
+        let bucket = std::env::var("TARN_TEST_S3")
+            .expect("TARN_TEST_S3 is unset: run the S3 tests through scripts/with-s3.sh");
+        format!("{bucket}/{name}-{}", tarn_core::Env::default().next_id())
+    } else {
+        format!("memory://{name}")
+    }
+}
+
+async fn concurrent_updates(on_s3: bool) {
     for mode in ["merge-on-read", "copy-on-write"] {
-        let url = format!("memory://concurrent-updates-{mode}");
+        let url = race_url(on_s3, &format!("concurrent-updates-{mode}"));
         let a = TarnContext::open(&url).await.unwrap();
         run(
             &a,
@@ -475,45 +497,64 @@ async fn schema_changes_racing_writes_follow_the_conflict_matrix() {
 /// an INSERT either lands once or fails with a retryable conflict, and nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_schema_changes_and_writes_lose_nothing() {
-    const URL: &str = "memory://schema-write-race";
-    let a = TarnContext::open(URL).await.unwrap();
+    schema_changes_and_writes(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
+async fn concurrent_schema_changes_and_writes_lose_nothing_on_s3() {
+    schema_changes_and_writes(true).await
+}
+
+async fn schema_changes_and_writes(on_s3: bool) {
+    let url = race_url(on_s3, "schema-write-race");
+    let a = TarnContext::open(&url).await.unwrap();
     run(&a, "CREATE TABLE s (id BIGINT, v BIGINT)").await;
     run(&a, "INSERT INTO s VALUES (1, 0)").await;
-    let alters = tokio::spawn(async move {
-        let ctx = TarnContext::open(URL).await.unwrap();
-        for i in 0..6 {
-            run(&ctx, &format!("ALTER TABLE s ADD COLUMN c{i} BIGINT")).await;
-        }
-    });
-    let updates = tokio::spawn(async move {
-        let ctx = TarnContext::open(URL).await.unwrap();
-        for _ in 0..6 {
-            run(&ctx, "UPDATE s SET v = v + 1 WHERE id = 1").await;
-        }
-    });
-    let inserts = tokio::spawn(async move {
-        let ctx = TarnContext::open(URL).await.unwrap();
-        let mut landed = Vec::new();
-        for i in 0..6 {
-            let id = 100 + i;
-            let result = match ctx
-                .sql(&format!("INSERT INTO s (id, v) VALUES ({id}, 0)"))
-                .await
-            {
-                Ok(df) => df.collect().await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(_) => landed.push(id),
-                Err(e) => assert!(
-                    crate::error::tarn_error(&e).is_some_and(
-                        |t| t.kind() == tarn_core::ErrorKind::Conflict { retryable: true }
-                    ),
-                    "an INSERT failed with something else than a conflict: {e}"
-                ),
+    let alters = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let ctx = TarnContext::open(&url).await.unwrap();
+            for i in 0..6 {
+                run(&ctx, &format!("ALTER TABLE s ADD COLUMN c{i} BIGINT")).await;
             }
         }
-        landed
+    });
+    let updates = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let ctx = TarnContext::open(&url).await.unwrap();
+            for _ in 0..6 {
+                run(&ctx, "UPDATE s SET v = v + 1 WHERE id = 1").await;
+            }
+        }
+    });
+    let inserts = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let ctx = TarnContext::open(&url).await.unwrap();
+            let mut landed = Vec::new();
+            for i in 0..6 {
+                let id = 100 + i;
+                let result = match ctx
+                    .sql(&format!("INSERT INTO s (id, v) VALUES ({id}, 0)"))
+                    .await
+                {
+                    Ok(df) => df.collect().await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(_) => landed.push(id),
+                    Err(e) => assert!(
+                        crate::error::tarn_error(&e).is_some_and(
+                            |t| t.kind() == tarn_core::ErrorKind::Conflict { retryable: true }
+                        ),
+                        "an INSERT failed with something else than a conflict: {e}"
+                    ),
+                }
+            }
+            landed
+        }
     });
     alters.await.unwrap();
     updates.await.unwrap();

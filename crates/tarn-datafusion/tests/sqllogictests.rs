@@ -10,7 +10,9 @@
 //! Every file runs twice: with row-level DML in merge-on-read mode (deletion vectors, the
 //! default) and in copy-on-write mode (tables created with `write.*-mode` set so). Records
 //! whose results differ between the modes say so with `onlyif merge-on-read` or
-//! `onlyif copy-on-write`.
+//! `onlyif copy-on-write`. When `TARN_TEST_S3` names a bucket (`scripts/with-s3.sh` sets
+//! it), every file runs a third time in merge-on-read mode on a warehouse in that bucket,
+//! labelled `s3`.
 //!
 //! Variables available with `control substitution on`: `$TESTDATA` (the `sql-tests/data`
 //! folder) and `$WAREHOUSE` (this file's warehouse directory). Output values are rendered
@@ -93,7 +95,8 @@ fn render(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, String> {
                     if s.is_empty() {
                         "(empty)".to_string()
                     } else {
-                        mask_uuids(&s)
+                        // A warehouse in a bucket sits under a prefix of its own.
+                        mask_uuids(&s).replace("slt-<uuid>/", "")
                     }
                 })
                 .collect();
@@ -169,6 +172,8 @@ fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
 enum Mode {
     MergeOnRead,
     CopyOnWrite,
+    /// Merge-on-read, on a warehouse in the S3 bucket `TARN_TEST_S3`.
+    S3,
 }
 
 impl Mode {
@@ -176,17 +181,24 @@ impl Mode {
         match self {
             Mode::MergeOnRead => "merge-on-read",
             Mode::CopyOnWrite => "copy-on-write",
+            Mode::S3 => "s3",
         }
     }
 }
 
 async fn run_file(path: &Path, root: &Path, complete: bool, mode: Mode) -> Result<(), String> {
     let warehouse = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let location = warehouse
-        .path()
-        .to_str()
-        .ok_or("non-UTF-8 temp path")?
-        .to_string();
+    let location = match mode {
+        Mode::S3 => {
+            let bucket = std::env::var("TARN_TEST_S3").map_err(|e| e.to_string())?;
+            format!("{bucket}/slt-{}", tarn_core::Env::default().next_id())
+        }
+        _ => warehouse
+            .path()
+            .to_str()
+            .ok_or("non-UTF-8 temp path")?
+            .to_string(),
+    };
     let mut ctx = TarnContext::open(&location)
         .await
         .map_err(|e| e.to_string())?;
@@ -204,6 +216,9 @@ async fn run_file(path: &Path, root: &Path, complete: bool, mode: Mode) -> Resul
     });
     runner.add_label("tarn");
     runner.add_label(mode.label());
+    if mode == Mode::S3 {
+        runner.add_label("merge-on-read");
+    }
     runner.set_var("TESTDATA".into(), root.join("data").display().to_string());
     runner.set_var("WAREHOUSE".into(), location);
     if complete {
@@ -242,9 +257,13 @@ async fn main() -> ExitCode {
     });
     let (mut passed, mut failed) = (0, 0);
     // --complete rewrites expected output from the default mode only.
+    let on_s3 = std::env::var_os("TARN_TEST_S3").is_some();
     let modes: &[Mode] = if complete {
         &[Mode::MergeOnRead]
+    } else if on_s3 {
+        &[Mode::MergeOnRead, Mode::CopyOnWrite, Mode::S3]
     } else {
+        println!("TARN_TEST_S3 is unset: the s3 runs are left out (see scripts/with-s3.sh)");
         &[Mode::MergeOnRead, Mode::CopyOnWrite]
     };
     for (file, &mode) in files.iter().flat_map(|f| modes.iter().map(move |m| (f, m))) {

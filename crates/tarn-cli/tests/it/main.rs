@@ -4,6 +4,7 @@ mod interactive;
 mod maintain;
 mod one_shot;
 mod quickstart;
+mod s3;
 mod scripting;
 
 use std::path::Path;
