@@ -26,6 +26,9 @@
 //!   statements through SQL (rate per 1,000).
 //! - `append-large`: appending one file to a table of 10,000 files: metadata objects written
 //!   and commit latency.
+//! - `object-store`: 200 sequential appends and 20 point queries through SQL (each from a
+//!   fresh session) on local disk and on the S3 server of `TARN_TEST_S3`: commits/s, query
+//!   time, and requests per commit and per query (run it through `scripts/with-s3.sh`).
 //! - `merge-memory`: MERGE of 10,000 source rows into 10,000,000 target rows with a 1 GiB
 //!   DataFusion memory limit, in both row-level modes: time, peak memory, files rewritten.
 //!
@@ -36,6 +39,7 @@ mod dml;
 mod planning;
 mod report;
 mod scan;
+mod stores;
 mod streaming;
 mod suites;
 mod tpch;
@@ -47,7 +51,7 @@ use report::Report;
 use tpch::Tpch;
 
 const USAGE: &str = "usage: tarn-bench <scan|pruning|write|commit|streaming|planning|dml|time-travel|append-large|\
-                     merge-memory|all|smoke|explain> [--sf N] [--runs N] [--query N] [--case N] [--json PATH]";
+                     object-store|merge-memory|all|smoke|explain> [--sf N] [--runs N] [--query N] [--case N] [--json PATH]";
 
 struct Args {
     suite: String,
@@ -142,6 +146,7 @@ async fn run_suite(
         "commit" => suites::commit(report, 1_000, 1_000, 4, runs).await,
         "streaming" => streaming::streaming(report, 20_000, 20_000, runs).await,
         "append-large" => suites::append_large(report, 10_000, runs).await,
+        "object-store" => stores::object_store(report, 200, 20, runs).await,
         "merge-memory" => dml::merge_under_memory_limit(report, 10_000_000, 10_000, 1 << 30).await,
         other => Err(format!("unknown suite '{other}'\n{USAGE}")),
     }
@@ -159,6 +164,10 @@ async fn smoke(report: &mut Report) -> Result<(), String> {
     suites::append_large(report, 200, 1).await?;
     suites::commit(report, 20, 100, 2, 1).await?;
     streaming::streaming(report, 30, 20, 1).await?;
+    // The S3 side needs the server of scripts/with-s3.sh, which the test command starts.
+    if std::env::var_os("TARN_TEST_S3").is_some() {
+        stores::object_store(report, 5, 2, 1).await?;
+    }
     dml::merge_under_memory_limit(report, 20_000, 1_000, 64 << 20).await
 }
 

@@ -386,7 +386,10 @@ mod tests {
         let err = open_location_with("memory://m/w", &options(&[("region", "x")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("s3://, gs:// and az:// locations only"), "{err}");
+        assert!(
+            err.contains("s3://, gs:// and az:// locations only"),
+            "{err}"
+        );
     }
 
     #[test]
