@@ -25,11 +25,7 @@ fn tarn_s3(warehouse: &str, args: &[&str]) -> Output {
 
 fn fresh_warehouse() -> String {
     let bucket = std::env::var("TARN_TEST_S3").expect("run through scripts/with-s3.sh");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{bucket}/cli-{nanos}")
+    format!("{bucket}/cli-{}", tarn_core::Env::default().next_id())
 }
 
 #[test]
