@@ -57,6 +57,16 @@ impl RequestCounter {
         }
     }
 
+    /// Adds `counts` (another counter's, when figures are merged).
+    pub fn add_counts(&self, counts: RequestCounts) {
+        Self::add(&self.get, counts.get);
+        Self::add(&self.head, counts.head);
+        Self::add(&self.put, counts.put);
+        Self::add(&self.list, counts.list);
+        Self::add(&self.delete, counts.delete);
+        Self::add(&self.copy, counts.copy);
+    }
+
     fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -107,10 +117,12 @@ pub struct CountingStore {
 
 impl CountingStore {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        CountingStore {
-            inner,
-            counter: Arc::default(),
-        }
+        Self::with_counter(inner, Arc::default())
+    }
+
+    /// A store that counts into `counter`, for figures of one operation (one scan).
+    pub fn with_counter(inner: Arc<dyn ObjectStore>, counter: Arc<RequestCounter>) -> Self {
+        CountingStore { inner, counter }
     }
 
     pub fn counter(&self) -> Arc<RequestCounter> {

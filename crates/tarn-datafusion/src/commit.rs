@@ -213,8 +213,12 @@ pub(crate) trait Rerun: fmt::Debug + Send + Sync {
     async fn plan_again(&self) -> Result<(Arc<dyn ExecutionPlan>, Table)>;
 }
 
-/// How many times a statement runs before a conflict is reported.
-const ATTEMPTS: u32 = 10;
+/// How many times a statement runs before a conflict is reported. Statements that change
+/// the same rows from several sessions each win about one round in as many as there are
+/// sessions, and a round on an object store takes as long as the statement's reads and
+/// writes: 30 rounds (with backoff up to half a second) keep a hot row writable from a few
+/// sessions at once.
+const ATTEMPTS: u32 = 30;
 
 /// The commit node; see the module documentation.
 #[derive(Debug)]
