@@ -263,7 +263,29 @@ impl TarnContext {
                 outcome => break outcome?,
             }
         };
+        if matches!(plan, datafusion::logical_expr::LogicalPlan::Analyze(_)) {
+            return self.analyze(plan).await;
+        }
         self.ctx.execute_logical_plan(plan).await
+    }
+
+    /// EXPLAIN ANALYZE, run now, with one more row: the requests the warehouse's store
+    /// served while the statement ran (planning, reads, writes and the commit; other
+    /// statements of the process running meanwhile count too).
+    async fn analyze(&self, plan: datafusion::logical_expr::LogicalPlan) -> Result<DataFrame> {
+        use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+        let before = self.warehouse().requests();
+        let mut batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        let requests = self.warehouse().requests().since(before);
+        let Some(schema) = batches.first().map(|b| b.schema()) else {
+            return self.ctx.read_batches(batches);
+        };
+        let row: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec!["Storage requests"])),
+            Arc::new(StringArray::from(vec![requests.to_string()])),
+        ];
+        batches.push(RecordBatch::try_new(schema, row)?);
+        self.ctx.read_batches(batches)
     }
 
     pub(crate) fn default_namespace(&self) -> String {
