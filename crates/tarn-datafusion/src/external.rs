@@ -42,10 +42,16 @@ impl TableProviderFactory for TarnTableFactory {
             ));
         }
         // OPTIONS ('endpoint' '...', ...) configure the table's store (see StoreOptions).
+        // DataFusion files keys it does not know under `format.`.
         let options: tarn_core::storage::StoreOptions = cmd
             .options
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| {
+                (
+                    k.strip_prefix("format.").unwrap_or(k).to_string(),
+                    v.clone(),
+                )
+            })
             .collect();
         let root = tarn_core::storage::open_location_with(location, &options).map_err(to_df)?;
         root.check_conditional_writes(&tarn_core::Env::default().next_id())

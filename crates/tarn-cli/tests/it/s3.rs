@@ -67,6 +67,28 @@ fn the_shell_writes_reads_and_time_travels_on_s3() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "id,name\n1,a b\n20,c/d\nid\n1\n2\n3\n");
+
+    // A session on local disk takes the table as an external one, its store configured by
+    // OPTIONS alone, and writes to it.
+    let endpoint = std::env::var("AWS_ENDPOINT").unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tarn"))
+        .arg("--warehouse")
+        .arg(local.path())
+        .args(["--format", "csv", "-c"])
+        .arg(format!(
+            "CREATE EXTERNAL TABLE e STORED AS TARN LOCATION '{w}/default/t' \
+             OPTIONS ('endpoint' '{endpoint}', 'allow_http' 'true')"
+        ))
+        .args(["-c", "INSERT INTO e VALUES (5, 'e')"])
+        .args(["-c", "SELECT id FROM e ORDER BY id"])
+        .env_remove("TARN_WAREHOUSE")
+        .env_remove("AWS_ENDPOINT")
+        .env_remove("AWS_ALLOW_HTTP")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "id\n1\n5\n20\n");
 }
 
 #[test]
