@@ -145,6 +145,22 @@ pub fn open_location_with(location: &str, options: &StoreOptions) -> Result<Stor
         }
     };
     let remote = |store: Arc<dyn ObjectStore>| StoreRoot::new(store, url_root(&url), url.as_str());
+    // A cloud store from the environment, then `options` (builder keys and retries).
+    macro_rules! cloud_store {
+        ($builder:ty, $key:ty, $prefix:literal) => {{
+            let (retry, rest) = split_retry(options).map_err(bad)?;
+            let mut builder = <$builder>::from_env().with_url(url.as_str());
+            for (key, value) in rest {
+                builder =
+                    builder.with_config(config_key::<$key>(&key, $prefix).map_err(bad)?, value);
+            }
+            let store = builder
+                .with_retry(retry)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            Ok(remote(Arc::new(store)))
+        }};
+    }
     match url.scheme() {
         "file" => {
             no_options(location, options)?;
@@ -166,51 +182,15 @@ pub fn open_location_with(location: &str, options: &StoreOptions) -> Result<Stor
         }
         "s3" | "s3a" => {
             use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-            let (retry, rest) = split_retry(options).map_err(bad)?;
-            let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
-            for (key, value) in rest {
-                builder = builder.with_config(
-                    config_key::<AmazonS3ConfigKey>(&key, "aws_").map_err(bad)?,
-                    value,
-                );
-            }
-            let store = builder
-                .with_retry(retry)
-                .build()
-                .map_err(|e| bad(e.to_string()))?;
-            Ok(remote(Arc::new(store)))
+            cloud_store!(AmazonS3Builder, AmazonS3ConfigKey, "aws_")
         }
         "gs" => {
             use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-            let (retry, rest) = split_retry(options).map_err(bad)?;
-            let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
-            for (key, value) in rest {
-                builder = builder.with_config(
-                    config_key::<GoogleConfigKey>(&key, "google_").map_err(bad)?,
-                    value,
-                );
-            }
-            let store = builder
-                .with_retry(retry)
-                .build()
-                .map_err(|e| bad(e.to_string()))?;
-            Ok(remote(Arc::new(store)))
+            cloud_store!(GoogleCloudStorageBuilder, GoogleConfigKey, "google_")
         }
         "az" | "azure" | "abfs" | "abfss" => {
             use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-            let (retry, rest) = split_retry(options).map_err(bad)?;
-            let mut builder = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
-            for (key, value) in rest {
-                builder = builder.with_config(
-                    config_key::<AzureConfigKey>(&key, "azure_").map_err(bad)?,
-                    value,
-                );
-            }
-            let store = builder
-                .with_retry(retry)
-                .build()
-                .map_err(|e| bad(e.to_string()))?;
-            Ok(remote(Arc::new(store)))
+            cloud_store!(MicrosoftAzureBuilder, AzureConfigKey, "azure_")
         }
         other => Err(bad(format!(
             "unknown scheme '{other}'; use a local path, file://, memory://, s3://, gs:// or az://"

@@ -423,52 +423,50 @@ async fn proxied_events() -> (FaultProxy, Warehouse, tarn_core::Table) {
     (proxy, w, t)
 }
 
-/// 503 Slow Down on the version file, the manifest list and a data file: object_store
-/// retries each, and the commit lands once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
-async fn slow_down_replies_are_retried() {
+/// Appends rows 4..8 to the events table of [`proxied_events`] while `faults` (path, fault,
+/// times) act on its PUTs: every fault is met, the commit lands once, and the table, read
+/// afresh, holds every row once.
+async fn an_append_lands_once_through(faults: &[(&'static str, Fault, usize)]) {
     let (proxy, w, t) = proxied_events().await;
-    proxy.inject("PUT", "/metadata/0000", Fault::SlowDown, 2);
-    proxy.inject("PUT", "/metadata/ml-", Fault::SlowDown, 1);
-    proxy.inject("PUT", "/data/", Fault::SlowDown, 1);
+    for &(path, fault, times) in faults {
+        proxy.inject("PUT", path, fault, times);
+    }
     let t = t.append_batches([events(4..8, 1)]).await.unwrap();
     assert_eq!(proxy.pending(), 0, "every fault was met");
     assert_eq!(t.version(), Version(2));
     assert_eq!(reread(&w).await, (Version(2), (0..8).collect()));
 }
 
+/// 503 Slow Down on the version file, the manifest list and a data file: object_store
+/// retries each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
+async fn slow_down_replies_are_retried() {
+    an_append_lands_once_through(&[
+        ("/metadata/0000", Fault::SlowDown, 2),
+        ("/metadata/ml-", Fault::SlowDown, 1),
+        ("/data/", Fault::SlowDown, 1),
+    ])
+    .await
+}
+
 /// The server applies the create of the version file, but the client gets 503 and asks
-/// again, and then hears that the object exists. The commit is this one's own: it lands
-/// once, nothing it wrote is removed, and no second version repeats it.
+/// again, and then hears that the object exists. The commit is this one's own: nothing it
+/// wrote is removed, and no second version repeats it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
 async fn an_applied_create_whose_answer_is_lost_commits_once() {
-    let (proxy, w, t) = proxied_events().await;
-    proxy.inject("PUT", "/metadata/0000", Fault::ApplyThenSlowDown, 1);
-    let t = t.append_batches([events(4..8, 1)]).await.unwrap();
-    assert_eq!(proxy.pending(), 0);
-    assert_eq!(t.version(), Version(2));
-    assert_eq!(reread(&w).await, (Version(2), (0..8).collect()));
+    an_append_lands_once_through(&[("/metadata/0000", Fault::ApplyThenSlowDown, 1)]).await
 }
 
 /// The answer to the create of the version file comes after the client's timeout: the
-/// create is not retried by object_store (it is not idempotent), tarn's next attempt finds
-/// its own commit, and the commit lands once.
+/// create is not retried by object_store (it is not idempotent), and tarn's next attempt
+/// finds its own commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
 async fn an_answer_after_the_timeout_commits_once() {
-    let (proxy, w, t) = proxied_events().await;
-    proxy.inject(
-        "PUT",
-        "/metadata/0000",
-        Fault::Stall(Duration::from_secs(4)),
-        1,
-    );
-    let t = t.append_batches([events(4..8, 1)]).await.unwrap();
-    assert_eq!(proxy.pending(), 0);
-    assert_eq!(t.version(), Version(2));
-    assert_eq!(reread(&w).await, (Version(2), (0..8).collect()));
+    an_append_lands_once_through(&[("/metadata/0000", Fault::Stall(Duration::from_secs(4)), 1)])
+        .await
 }
 
 /// A connection reset half way through a data file's upload is retried; resets on every
