@@ -372,6 +372,23 @@ impl Warehouse {
         delete_table_objects(source).await
     }
 
+    /// Drops `table` only if nothing was committed to it since the version given, as
+    /// [`Warehouse::drop_table`] does otherwise. For taking back a table a failed or
+    /// cancelled statement created: a table made again under the name, or written to by
+    /// another session meanwhile, stays, and this returns a conflict.
+    pub async fn drop_table_at(&self, table: &Table) -> Result<()> {
+        table
+            .commit(Change::Metadata {
+                updates: vec![MetadataUpdate::SetProperties(
+                    [(DROPPED_PROPERTY.to_string(), "true".to_string())].into(),
+                )],
+                // Data-dependent: a concurrent commit of data conflicts instead of rebasing.
+                data_dependent: true,
+            })
+            .await?;
+        delete_table_objects(table.location()).await
+    }
+
     /// Deletes a table and all its files, in three steps, each safe to repeat:
     /// 1. The table takes one last commit setting [`DROPPED_PROPERTY`]: from then on readers
     ///    see no table and every tarn writer stops with [`Error::TableDropped`] (one racing

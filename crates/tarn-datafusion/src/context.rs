@@ -60,6 +60,9 @@ pub struct TarnContext {
     catalog_name: String,
     /// Properties tables created through this context get unless CREATE TABLE sets them.
     table_defaults: Arc<std::collections::BTreeMap<String, String>>,
+    /// Clean-ups of cancelled statements (a CREATE TABLE AS taking its table back out),
+    /// finished before the next statement runs.
+    pub(crate) cleanups: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for TarnContext {
@@ -198,6 +201,10 @@ impl TarnContext {
 
     /// Runs one parsed statement.
     pub async fn execute(&self, parsed: ParsedStatement) -> Result<DataFrame> {
+        let cleanups: Vec<_> = std::mem::take(&mut *self.cleanups.lock().expect("not poisoned"));
+        for cleanup in cleanups {
+            let _ = cleanup.await;
+        }
         let ParsedStatement {
             statement,
             partition_by,
@@ -387,6 +394,7 @@ pub async fn register(
         catalog,
         catalog_name: catalog_name.to_string(),
         table_defaults: Arc::default(),
+        cleanups: Arc::default(),
     })
 }
 

@@ -427,19 +427,29 @@ impl TarnContext {
         let created = warehouse
             .create_table(&name.namespace, &name.table, definition)
             .await;
-        match created {
-            Ok(_) => {}
+        let created = match created {
+            Ok(table) => table,
             // The create is the existence check: put-if-absent of version 0.
             Err(tarn_core::Error::AlreadyExists { .. }) if create.if_not_exists => {
                 return self.done().await;
             }
             Err(e) => return Err(to_df(e)),
-        }
+        };
         if let Some(schema) = self.catalog().tarn_schema(&name.namespace) {
             schema.note_created(&name.table);
         }
         let Some(df) = query else {
             return self.done().await;
+        };
+        // Cancelled (the statement's future dropped, as Ctrl-C in the shell does) before
+        // its data commits: take the table back out, as a failure does below.
+        let mut uncreate = Uncreate {
+            table: Some((warehouse.clone(), created.clone())),
+            schema: self
+                .catalog()
+                .tarn_schema(&name.namespace)
+                .map(|schema| (schema, name.table.clone())),
+            cleanups: self.cleanups.clone(),
         };
         let target = format!(
             "{}.{}.{}",
@@ -447,11 +457,13 @@ impl TarnContext {
             quote(&name.namespace),
             quote(&name.table)
         );
-        match df.write_table(&target, DataFrameWriteOptions::new()).await {
+        let written = df.write_table(&target, DataFrameWriteOptions::new()).await;
+        uncreate.table = None;
+        match written {
             Ok(batches) => Ok(self.session_context().read_batches(batches)?),
             Err(e) => {
                 // The statement failed: take the table back out.
-                let cleanup = warehouse.drop_table(&name.namespace, &name.table).await;
+                let cleanup = warehouse.drop_table_at(&created).await;
                 if let Some(schema) = self.catalog().tarn_schema(&name.namespace) {
                     schema.note_dropped(&name.table);
                 }
@@ -500,5 +512,34 @@ fn flatten_tuple(expr: &SqlExpr) -> Vec<SqlExpr> {
         SqlExpr::Tuple(items) => items.clone(),
         SqlExpr::Nested(inner) => flatten_tuple(inner),
         other => vec![other.clone()],
+    }
+}
+
+/// A table CREATE TABLE AS made, to drop if the statement is cancelled before its data
+/// commits. Dropping it is conditional on nothing having been committed to it since, so a
+/// table made again under the name, or written to by another session, stays. The session
+/// finishes the drop before its next statement.
+struct Uncreate {
+    table: Option<(tarn_core::Warehouse, tarn_core::Table)>,
+    /// The session's listing of the namespace, and the table's name in it.
+    schema: Option<(Arc<crate::catalog::TarnSchema>, String)>,
+    cleanups: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Drop for Uncreate {
+    fn drop(&mut self) {
+        if let Some((warehouse, table)) = self.table.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let schema = self.schema.take();
+            let cleanup = runtime.spawn(async move {
+                if warehouse.drop_table_at(&table).await.is_ok()
+                    && let Some((schema, name)) = schema
+                {
+                    schema.note_dropped(&name);
+                }
+            });
+            self.cleanups.lock().expect("not poisoned").push(cleanup);
+        }
     }
 }

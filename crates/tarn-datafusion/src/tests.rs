@@ -945,3 +945,41 @@ async fn each_partition_is_written_by_one_writer() {
     assert!(files[1] >= 8 * 14, "{files:?}");
     assert_eq!(files[2], 20_000);
 }
+
+/// A CREATE TABLE AS cancelled while it writes (its future dropped, as Ctrl-C in the shell
+/// does) leaves no table behind: the session's next statement finds none, and the same
+/// statement then runs to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_create_table_as_leaves_no_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = TarnContext::open(dir.path().to_str().unwrap())
+        .await
+        .unwrap();
+    let big = "CREATE TABLE big AS SELECT value AS id, value * 2 AS v \
+               FROM generate_series(1, 50000000)";
+    let ctas = async {
+        let df = ctx.sql(big).await?;
+        df.collect().await
+    };
+    let cancelled = tokio::time::timeout(std::time::Duration::from_millis(500), ctas).await;
+    assert!(
+        cancelled.is_err(),
+        "the statement ended before it was cancelled"
+    );
+    let Err(err) = ctx.sql("SELECT count(*) FROM big").await else {
+        panic!("the cancelled statement's table is still there");
+    };
+    assert!(err.to_string().contains("not found"), "{err}");
+    let gone = ctx
+        .warehouse()
+        .load_table("default", "big")
+        .await
+        .unwrap_err();
+    assert_eq!(gone.kind(), tarn_core::ErrorKind::NotFound, "{gone}");
+    run(
+        &ctx,
+        "CREATE TABLE big AS SELECT value AS id FROM generate_series(1, 10)",
+    )
+    .await;
+    assert_eq!(ids(&run(&ctx, "SELECT count(*) FROM big").await), vec![10]);
+}

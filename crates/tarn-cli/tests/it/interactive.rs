@@ -69,3 +69,29 @@ fn ctrl_c_cancels_the_statement_not_the_shell() {
     p.send_line("\\q").unwrap();
     p.exp_eof().unwrap();
 }
+
+/// Ctrl-C during CREATE TABLE AS takes the half-made table back out: the next statement
+/// finds no table, and the statement typed again makes it.
+#[test]
+fn ctrl_c_during_create_table_as_leaves_no_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = shell(&dir.path().join("wh"), &dir.path().join("history"));
+    p.exp_string("tarn> ").unwrap();
+    p.send_line("CREATE TABLE big AS SELECT value AS id FROM generate_series(1, 1000000000);")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    p.send_control('c').unwrap();
+    p.exp_string("statement cancelled").unwrap();
+    p.exp_string("tarn> ").unwrap();
+    p.send_line("SELECT count(*) FROM big;").unwrap();
+    p.exp_string("not found").unwrap();
+    p.exp_string("tarn> ").unwrap();
+    p.send_line("CREATE TABLE big AS SELECT value AS id FROM generate_series(1, 5);")
+        .unwrap();
+    p.exp_string("tarn> ").unwrap();
+    p.send_line("SELECT count(*) AS n FROM big;").unwrap();
+    p.exp_string("| 5 |").unwrap();
+    p.exp_string("tarn> ").unwrap();
+    p.send_line("\\q").unwrap();
+    p.exp_eof().unwrap();
+}
