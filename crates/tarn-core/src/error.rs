@@ -79,6 +79,17 @@ pub enum Error {
     #[error("gave up committing after {attempts} attempts lost the race to other writers")]
     CommitRetriesExhausted { attempts: u32 },
 
+    #[error(
+        "application '{app_id}' already committed sequence number {last} to this table, so \
+         its commit numbered {sequence} is refused and nothing was written; a job resuming \
+         after a failure continues from {last} + 1"
+    )]
+    AlreadyCommitted {
+        app_id: String,
+        sequence: u64,
+        last: u64,
+    },
+
     #[error("the data does not match the table schema: {reason}")]
     SchemaMismatch { reason: String },
 
@@ -183,6 +194,7 @@ impl Error {
                 retryable: *retryable,
             },
             Error::CommitRetriesExhausted { .. } => ErrorKind::Conflict { retryable: true },
+            Error::AlreadyCommitted { .. } => ErrorKind::Conflict { retryable: false },
             Error::CorruptMetadata { .. }
             | Error::CorruptManifest { .. }
             | Error::MissingFile { .. }

@@ -68,7 +68,7 @@ pub use routing::partition_keys;
 pub use scan::{CompareOp, FilePredicate, Predicate, ScanMetrics, ScanPlan, StatsLevel, StatsView};
 pub use stats::{ColumnStats, TRUNCATE_LENGTH};
 pub use table::{DROPPED_PROPERTY, Table, TableDefinition};
-pub use transaction::{Change, OverwriteScope, RENAMED_TO_PROPERTY, RetryPolicy};
+pub use transaction::{AppCommit, Change, OverwriteScope, RENAMED_TO_PROPERTY, RetryPolicy};
 pub use warehouse::Warehouse;
 pub use writer::{
     DataFileWriter, MemoryGate, ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY,

@@ -211,13 +211,26 @@ pub const KNOWN_PROPERTIES: &[(&str, &str)] = &[
     (crate::table::DROPPED_PROPERTY, "set by DROP TABLE"),
 ];
 
+/// The prefix of the properties holding applications' last committed sequence numbers
+/// (`tarn.app-seq.<app id>`, see [`crate::transaction::AppCommit`]); set by commits only.
+pub const APP_SEQUENCE_PREFIX: &str = "tarn.app-seq.";
+
 /// Properties set by tarn itself, never by users.
 pub const INTERNAL_PROPERTIES: &[&str] = &[RENAMED_TO_PROPERTY, crate::table::DROPPED_PROPERTY];
 
 /// Checks a table's properties: known keys have valid values, and no key under `write.` or
 /// `tarn.` is unknown.
 pub fn validate(properties: &BTreeMap<String, String>) -> Result<()> {
-    for key in properties.keys() {
+    for (key, value) in properties {
+        if key.starts_with(APP_SEQUENCE_PREFIX) {
+            if value.parse::<u64>().is_err() {
+                return Err(Error::invalid(
+                    "table property",
+                    format!("'{key}' holds a sequence number, not '{value}'"),
+                ));
+            }
+            continue;
+        }
         let ours = ["write.", "tarn.", "history."]
             .iter()
             .any(|prefix| key.starts_with(prefix));

@@ -247,6 +247,15 @@ impl Table {
         &self.location
     }
 
+    /// The last sequence number `app_id` committed to this table at this version (see
+    /// [`crate::AppCommit`]), where a restarted job resumes from.
+    pub fn app_sequence(&self, app_id: &str) -> Option<u64> {
+        self.metadata()
+            .properties()
+            .get(&crate::transaction::app_sequence_property(app_id))
+            .and_then(|v| v.parse().ok())
+    }
+
     pub fn metadata(&self) -> &TableMetadata {
         &self.metadata
     }

@@ -288,6 +288,7 @@ pub(super) async fn next_metadata(
     prepared: &Prepared,
     commit_id: &str,
     extra: &BTreeMap<String, String>,
+    app: Option<&super::AppCommit>,
 ) -> Result<Attempt> {
     let mut written = Vec::new();
     match next_metadata_writing(
@@ -297,6 +298,7 @@ pub(super) async fn next_metadata(
         prepared,
         commit_id,
         extra,
+        app,
         &mut written,
     )
     .await
@@ -328,6 +330,7 @@ async fn next_metadata_writing(
     prepared: &Prepared,
     commit_id: &str,
     extra: &BTreeMap<String, String>,
+    app: Option<&super::AppCommit>,
     written: &mut Vec<String>,
 ) -> Result<TableMetadata> {
     let metadata = current.metadata();
@@ -557,17 +560,26 @@ async fn next_metadata_writing(
     let upgrade = [MetadataUpdate::UpgradeFormatVersion(
         tarn_spec::DELETION_VECTORS_FORMAT_VERSION,
     )];
-    let updates: &[MetadataUpdate] = match change {
-        Change::Metadata { updates, .. } => updates,
-        Change::RowDelta { .. } => &upgrade,
-        _ => &[],
+    let mut updates: Vec<MetadataUpdate> = match change {
+        Change::Metadata { updates, .. } => updates.clone(),
+        Change::RowDelta { .. } => upgrade.to_vec(),
+        _ => Vec::new(),
     };
+    if let Some(app) = app {
+        updates.push(MetadataUpdate::SetProperties(
+            [(
+                super::app_sequence_property(&app.app_id),
+                app.sequence.to_string(),
+            )]
+            .into(),
+        ));
+    }
     // Commit times never go backwards, so "the newest version at or before t" is well defined
     // even when writers' clocks disagree.
     let timestamp_ms = current.env().now_ms().max(metadata.last_updated_ms());
     metadata
         .commit(
-            updates,
+            &updates,
             NewSnapshot {
                 timestamp_ms,
                 operation: change.operation(),

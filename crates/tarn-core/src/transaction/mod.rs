@@ -132,6 +132,41 @@ impl Change {
     }
 }
 
+/// A commit stamped by an application with a sequence number, for exactly-once writes.
+///
+/// A job that writes batch `n` stamps its commit `AppCommit { app_id, sequence: n }`. The
+/// table keeps, for every application, the last sequence number committed (in the property
+/// `tarn.app-seq.<app_id>`, carried by every later version, so it survives the expiry of
+/// old snapshots). A commit whose number is not greater than that is refused with
+/// [`Error::AlreadyCommitted`], before it writes anything and again on every attempt, so a
+/// job that crashed after its commit and before it heard of it can run the batch again
+/// safely: the retry is refused and nothing is duplicated. [`Table::app_sequence`] tells a
+/// restarted job where to resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCommit {
+    pub app_id: String,
+    pub sequence: u64,
+}
+
+/// The table property holding an application's last committed sequence number.
+pub fn app_sequence_property(app_id: &str) -> String {
+    format!("{}{app_id}", crate::properties::APP_SEQUENCE_PREFIX)
+}
+
+impl AppCommit {
+    /// Refuses this commit if `table` already holds its sequence number or a later one.
+    fn check(&self, table: &Table) -> Result<()> {
+        match table.app_sequence(&self.app_id) {
+            Some(last) if last >= self.sequence => Err(Error::AlreadyCommitted {
+                app_id: self.app_id.clone(),
+                sequence: self.sequence,
+                last,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// How often and how patiently a commit retries after losing the race.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -176,7 +211,27 @@ impl Table {
         change: Change,
         extra: BTreeMap<String, String>,
     ) -> Result<Table> {
+        self.commit_stamped(change, extra, None).await
+    }
+
+    /// [`Table::commit_with_summary`], stamped by an application for exactly-once writes
+    /// (see [`AppCommit`]) when `app` is given.
+    pub async fn commit_stamped(
+        &self,
+        change: Change,
+        extra: BTreeMap<String, String>,
+        app: Option<AppCommit>,
+    ) -> Result<Table> {
         validate(self, &change)?;
+        if let Some(app) = &app {
+            if app.app_id.is_empty() || app.app_id.len() > 200 {
+                return Err(Error::invalid(
+                    "application id",
+                    "it must have between 1 and 200 characters",
+                ));
+            }
+            app.check(self)?;
+        }
         let commit_id = self.env().next_id();
         let prepared = build::prepare(self, &change).await?;
         let mut current = self.clone();
@@ -204,26 +259,38 @@ impl Table {
                     table: self.location().url().to_string(),
                 });
             }
-            let attempt =
-                match build::next_metadata(self, &current, &change, &prepared, &commit_id, &extra)
-                    .await
-                {
-                    Ok(attempt) => attempt,
-                    // The version this attempt builds on expired (snapshot expiry deleted its
-                    // objects) after it was loaded: build on the newest version instead.
-                    // Expiry never removes the newest version, so without a newer one the
-                    // objects are missing for another reason (a DROP under way, damage).
-                    Err(e @ Error::MissingFile { .. }) => {
-                        let newer = current.refresh().await?;
-                        if newer.version() <= current.version() {
-                            return Err(e);
-                        }
-                        last_error = Some(e);
-                        current = newer;
-                        continue;
+            if let Some(app) = &app {
+                // A commit of the same application landed meanwhile with this number or a
+                // later one (this one's own was found above).
+                app.check(&current)?;
+            }
+            let attempt = match build::next_metadata(
+                self,
+                &current,
+                &change,
+                &prepared,
+                &commit_id,
+                &extra,
+                app.as_ref(),
+            )
+            .await
+            {
+                Ok(attempt) => attempt,
+                // The version this attempt builds on expired (snapshot expiry deleted its
+                // objects) after it was loaded: build on the newest version instead.
+                // Expiry never removes the newest version, so without a newer one the
+                // objects are missing for another reason (a DROP under way, damage).
+                Err(e @ Error::MissingFile { .. }) => {
+                    let newer = current.refresh().await?;
+                    if newer.version() <= current.version() {
+                        return Err(e);
                     }
-                    Err(e) => return Err(e),
-                };
+                    last_error = Some(e);
+                    current = newer;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let next = attempt.metadata;
             let version = next.version();
             let file = log::version_file(version);

@@ -491,3 +491,100 @@ async fn a_rewrite_of_a_file_with_new_deleted_rows_conflicts() {
         "{err}"
     );
 }
+
+async fn stamped_append(
+    t: &Table,
+    ids: std::ops::Range<i64>,
+    app: &str,
+    sequence: u64,
+) -> tarn_core::Result<Table> {
+    let files = write(t, ids).await;
+    t.commit_stamped(
+        Change::Append { files },
+        BTreeMap::new(),
+        Some(tarn_core::AppCommit {
+            app_id: app.to_string(),
+            sequence,
+        }),
+    )
+    .await
+}
+
+/// A job commits batch 1, crashes before it hears of the commit, restarts from the table
+/// it had loaded and commits batch 1 again: the retry is refused, nothing is duplicated,
+/// and the table says where to resume. Other applications keep their own numbers, and a
+/// number survives the expiry of the snapshots that set it.
+#[tokio::test]
+async fn a_retried_stamped_commit_is_refused_and_duplicates_nothing() {
+    let t = base("exactly-once").await;
+    assert_eq!(t.app_sequence("job"), None);
+    let committed = stamped_append(&t, 100..104, "job", 1).await.unwrap();
+    assert_eq!(committed.app_sequence("job"), Some(1));
+    let rows = read_ids(&committed).await.len();
+
+    // The restarted job works from the version it loaded before its commit.
+    let err = stamped_append(&t, 100..104, "job", 1).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            tarn_core::Error::AlreadyCommitted {
+                last: 1,
+                sequence: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Conflict { retryable: false });
+    let latest = committed.refresh().await.unwrap();
+    assert_eq!(latest.version(), committed.version(), "nothing committed");
+    assert_eq!(read_ids(&latest).await.len(), rows, "nothing duplicated");
+
+    // A lower number is refused too; the next one lands; another application is free.
+    assert!(stamped_append(&latest, 0..1, "job", 0).await.is_err());
+    let latest = stamped_append(&latest, 104..106, "job", 2).await.unwrap();
+    let latest = stamped_append(&latest, 106..108, "other", 1).await.unwrap();
+    assert_eq!(latest.app_sequence("job"), Some(2));
+    assert_eq!(latest.app_sequence("other"), Some(1));
+
+    // Schema and property changes, and the expiry of every older snapshot, keep the numbers.
+    let latest = latest
+        .commit(change(&latest, Kind::Property, 3).await)
+        .await
+        .unwrap();
+    tarn_core::maintenance::expire_snapshots(
+        &latest,
+        &tarn_core::maintenance::ExpireOptions {
+            older_than_ms: Some(i64::MAX),
+            retain_last: Some(1),
+            dry_run: false,
+        },
+    )
+    .await
+    .unwrap();
+    let latest = latest.refresh().await.unwrap();
+    assert_eq!(latest.app_sequence("job"), Some(2));
+    assert!(stamped_append(&latest, 0..1, "job", 2).await.is_err());
+    stamped_append(&latest, 108..110, "job", 3).await.unwrap();
+}
+
+/// Two runs of one job race with the same batch, each from the same base: one lands, the
+/// other is refused on its retry after losing the race, and the rows are there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_runs_of_one_batch_land_once() {
+    let t = base("exactly-once-race").await;
+    let rows = read_ids(&t).await.len();
+    let (a, b) = tokio::join!(
+        stamped_append(&t, 500..510, "job", 7),
+        stamped_append(&t, 500..510, "job", 7)
+    );
+    assert!(a.is_ok() != b.is_ok(), "exactly one lands: {a:?} / {b:?}");
+    let refused = a.err().or(b.err()).unwrap();
+    assert!(
+        matches!(refused, tarn_core::Error::AlreadyCommitted { .. }),
+        "{refused}"
+    );
+    let latest = t.refresh().await.unwrap();
+    assert_eq!(read_ids(&latest).await.len(), rows + 10);
+    assert_eq!(latest.app_sequence("job"), Some(7));
+}
