@@ -82,7 +82,8 @@ pub enum Error {
     #[error(
         "application '{app_id}' already committed sequence number {last} to this table, so \
          its commit numbered {sequence} is refused and nothing was written; a job resuming \
-         after a failure continues from {last} + 1"
+         after a failure continues from {}",
+        .last + 1
     )]
     AlreadyCommitted {
         app_id: String,

@@ -31,7 +31,7 @@ use datafusion::physical_plan::{
     Partitioning, PlanProperties,
 };
 use futures::StreamExt;
-use tarn_core::{Change, DataFile, Manifest, OverwriteScope, RoaringTreemap, Table};
+use tarn_core::{AppCommit, Change, DataFile, Manifest, OverwriteScope, RoaringTreemap, Table};
 use tarn_spec::Operation;
 
 use crate::error::to_df;
@@ -374,8 +374,20 @@ impl Commit {
             ..Default::default()
         };
         let (mut input, mut table) = (self.input.clone(), self.table.clone());
+        // A stamp already committed is refused before the statement writes anything.
+        let app = app_commit(&context)?;
+        if let Some(app) = &app
+            && let Some(last) = table.app_sequence(&app.app_id)
+            && last >= app.sequence
+        {
+            return Err(to_df(tarn_core::Error::AlreadyCommitted {
+                app_id: app.app_id.clone(),
+                sequence: app.sequence,
+                last,
+            }));
+        }
         for attempt in 1.. {
-            match self.once(&input, &table, &context).await {
+            match self.once(&input, &table, &context, app.as_ref()).await {
                 // A statement whose version expired under it (snapshot expiry ran with a
                 // retention shorter than the statement) may have lost files it was reading;
                 // running it again on the newest version is as correct as a conflict's re-run.
@@ -401,6 +413,7 @@ impl Commit {
         input: &Arc<dyn ExecutionPlan>,
         table: &Table,
         context: &Arc<TaskContext>,
+        app: Option<&AppCommit>,
     ) -> Result<RecordBatch> {
         let mut fragment = Fragment::default();
         for partition in 0..input.output_partitioning().partition_count() {
@@ -409,7 +422,7 @@ impl Commit {
                 fragment.absorb(&batch?)?;
             }
         }
-        let committed = self.commit(table, fragment).await?;
+        let committed = self.commit(table, fragment, app).await?;
         let rows = committed.rows;
         let mut metadata = HashMap::from([(TABLE_METADATA_KEY.to_string(), self.name.clone())]);
         if let Some(version) = committed.version {
@@ -422,7 +435,12 @@ impl Commit {
         )?)
     }
 
-    async fn commit(&self, table: &Table, fragment: Fragment) -> Result<Committed> {
+    async fn commit(
+        &self,
+        table: &Table,
+        fragment: Fragment,
+        app: Option<&AppCommit>,
+    ) -> Result<Committed> {
         let Fragment {
             rows,
             mut added,
@@ -494,7 +512,7 @@ impl Commit {
             summary.insert("affected-rows".to_string(), rows.to_string());
         }
         let committed = table
-            .commit_with_summary(change, summary)
+            .commit_stamped(change, summary, app.cloned())
             .await
             .map_err(to_df)?;
         Ok(Committed {
@@ -540,4 +558,44 @@ pub(crate) fn is_retryable_conflict(e: &DataFusionError) -> bool {
 /// The directory of a data file's path: its partition, for data files.
 fn partition_dir(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(dir, _)| dir)
+}
+
+datafusion::common::extensions_options! {
+    /// tarn's session settings, set with `SET tarn.<name> = value`.
+    pub struct TarnOptions {
+        /// The application stamping this session's commits, for exactly-once writes (see
+        /// `tarn_core::AppCommit`); used with `app_sequence`.
+        pub app_id: Option<String>, default = None
+        /// The sequence number this session's next commits carry; a commit whose number is
+        /// not greater than the application's last committed one is refused.
+        pub app_sequence: Option<u64>, default = None
+    }
+}
+
+impl datafusion::common::config::ConfigExtension for TarnOptions {
+    const PREFIX: &'static str = "tarn";
+}
+
+/// The application stamp a session's settings give its commits.
+fn app_commit(context: &TaskContext) -> Result<Option<AppCommit>> {
+    let Some(options) = context
+        .session_config()
+        .options()
+        .extensions
+        .get::<TarnOptions>()
+    else {
+        return Ok(None);
+    };
+    match (&options.app_id, options.app_sequence) {
+        (None, None) => Ok(None),
+        (Some(app_id), Some(sequence)) => Ok(Some(AppCommit {
+            app_id: app_id.clone(),
+            sequence,
+        })),
+        _ => Err(DataFusionError::Plan(
+            "exactly-once writes take both tarn.app_id and tarn.app_sequence; set the other \
+             one too (or RESET both)"
+                .into(),
+        )),
+    }
 }

@@ -107,6 +107,18 @@ impl TarnContext {
         // exactly (a float literal would change 12345678901234567.89 on the way).
         let mut config = config;
         config.options_mut().sql_parser.parse_float_as_decimal = true;
+        // `SET tarn.app_id = ...` and the other tarn.* session settings.
+        if config
+            .options()
+            .extensions
+            .get::<crate::commit::TarnOptions>()
+            .is_none()
+        {
+            config
+                .options_mut()
+                .extensions
+                .insert(crate::commit::TarnOptions::default());
+        }
         let config = config
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG, DEFAULT_NAMESPACE)
@@ -213,6 +225,12 @@ impl TarnContext {
         } = parsed;
         if let Some(optimize) = &optimize {
             return self.optimize(optimize).await;
+        }
+        if let DFStatement::Reset(datafusion::sql::parser::ResetStatement::Variable(name)) =
+            &statement
+            && self.reset_tarn_option(&name.to_string())
+        {
+            return self.done().await;
         }
         if let DFStatement::Statement(s) = &statement {
             if let Statement::Call(function) = s.as_ref()
@@ -324,6 +342,28 @@ impl TarnContext {
             &self.default_catalog(),
             &self.default_namespace(),
         )
+    }
+
+    /// `RESET tarn.<name>`, which DataFusion 55 does not do for extension settings:
+    /// returns whether `name` was one of tarn's.
+    fn reset_tarn_option(&self, name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        let Some(options) = state
+            .config_mut()
+            .options_mut()
+            .extensions
+            .get_mut::<crate::commit::TarnOptions>()
+        else {
+            return false;
+        };
+        match name.as_str() {
+            "tarn.app_id" => options.app_id = None,
+            "tarn.app_sequence" => options.app_sequence = None,
+            _ => return false,
+        }
+        true
     }
 
     pub(crate) async fn done(&self) -> Result<DataFrame> {

@@ -189,7 +189,9 @@ pub(crate) fn refuse_internal_properties<'a>(
     keys: impl IntoIterator<Item = &'a String>,
 ) -> Result<()> {
     for key in keys {
-        if tarn_core::properties::INTERNAL_PROPERTIES.contains(&key.as_str()) {
+        if tarn_core::properties::INTERNAL_PROPERTIES.contains(&key.as_str())
+            || key.starts_with(tarn_core::properties::APP_SEQUENCE_PREFIX)
+        {
             return Err(DataFusionError::Plan(format!(
                 "table property '{key}' is set by tarn itself; it cannot be set or removed"
             )));

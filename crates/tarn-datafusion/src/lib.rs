@@ -30,7 +30,7 @@ mod write;
 mod tests;
 
 pub use catalog::{TarnCatalog, TarnSchema};
-pub use commit::{TABLE_METADATA_KEY, VERSION_METADATA_KEY};
+pub use commit::{TABLE_METADATA_KEY, TarnOptions, VERSION_METADATA_KEY};
 pub use context::{CATALOG, DEFAULT_NAMESPACE, TarnContext, register};
 pub use dialect::TarnDialect;
 pub use dml::{DmlRule, TarnDml, TarnQueryPlanner};

@@ -983,3 +983,60 @@ async fn a_cancelled_create_table_as_leaves_no_table() {
     .await;
     assert_eq!(ids(&run(&ctx, "SELECT count(*) FROM big").await), vec![10]);
 }
+
+/// A job commits batch 5 and dies before it hears so; a new process runs batch 5 again.
+/// The retry is refused before it writes a data file, the rows are there once, and the
+/// table tells the new process to go on with batch 6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stamped_batch_run_again_after_a_crash_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().to_str().unwrap().to_string();
+    let batch = "INSERT INTO events SELECT value, 'batch' FROM generate_series(1, 5000)";
+    let first = TarnContext::open(&url).await.unwrap();
+    run(&first, "CREATE TABLE events (id BIGINT, src VARCHAR)").await;
+    run(&first, "SET tarn.app_id = 'ingest'").await;
+    run(&first, "SET tarn.app_sequence = 5").await;
+    run(&first, batch).await;
+    drop(first);
+
+    let data_files = || {
+        std::fs::read_dir(dir.path().join("default/events/data"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let files = data_files();
+    let again = TarnContext::open(&url).await.unwrap();
+    run(&again, "SET tarn.app_id = 'ingest'").await;
+    run(&again, "SET tarn.app_sequence = 5").await;
+    let err = match again.sql(batch).await {
+        Ok(df) => df.collect().await.unwrap_err(),
+        Err(e) => e,
+    };
+    let refused = crate::error::tarn_error(&err).expect("a tarn error");
+    assert!(
+        matches!(refused, tarn_core::Error::AlreadyCommitted { last: 5, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        data_files(),
+        files,
+        "the refused statement wrote no data file"
+    );
+    assert_eq!(
+        ids(&run(&again, "SELECT count(*) FROM events").await),
+        vec![5000]
+    );
+    let table = again
+        .catalog()
+        .load("default", "events")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(table.table().app_sequence("ingest"), Some(5));
+    run(&again, "SET tarn.app_sequence = 6").await;
+    run(&again, batch).await;
+    assert_eq!(
+        ids(&run(&again, "SELECT count(*) FROM events").await),
+        vec![10000]
+    );
+}
