@@ -28,6 +28,12 @@ pub enum Command {
     Include(PathBuf),
     /// `\o [file]`: send results to a file, or back to standard output without argument.
     Output(Option<PathBuf>),
+    /// `\watch [seconds] [count]`: run the last SQL again every `seconds` (default 2),
+    /// `count` times or until Ctrl-C.
+    Watch {
+        interval: std::time::Duration,
+        count: Option<u64>,
+    },
 }
 
 pub const HELP: &str = "\
@@ -42,6 +48,8 @@ Meta commands:
   \\format FORMAT     table, csv, tsv, json or ndjson
   \\i file            run the SQL statements in a file
   \\o [file]          write results to a file (no argument: back to the screen)
+  \\watch [SEC] [N]   run the last SQL again every SEC seconds (default 2), N times or
+                     until Ctrl-C
 SQL statements end with ';' and may span lines. Ctrl-C cancels a running statement.";
 
 impl FromStr for Command {
@@ -77,6 +85,34 @@ impl FromStr for Command {
             }
             "\\i" => Command::Include(PathBuf::from(need("a file name")?)),
             "\\o" => Command::Output(arg.map(PathBuf::from)),
+            "\\watch" => {
+                let mut words = arg.unwrap_or_default().split_whitespace();
+                let seconds = match words.next() {
+                    None => 2.0,
+                    Some(s) => s
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|s| s.is_finite() && *s >= 0.01 && *s <= 86_400.0)
+                        .ok_or_else(|| {
+                            format!("\\watch takes seconds between 0.01 and 86400, not '{s}'")
+                        })?,
+                };
+                let count = match words.next() {
+                    None => None,
+                    Some(n) => Some(n.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("\\watch takes a positive number of runs, not '{n}'")
+                    })?),
+                };
+                if let Some(extra) = words.next() {
+                    return Err(format!(
+                        "\\watch takes seconds and a count, not '{extra}' besides"
+                    ));
+                }
+                Command::Watch {
+                    interval: std::time::Duration::from_secs_f64(seconds),
+                    count,
+                }
+            }
             other => {
                 return Err(format!(
                     "unknown command '{other}'; type \\? for the list of commands"
@@ -89,6 +125,33 @@ impl FromStr for Command {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_watch() {
+        assert_eq!(
+            "\\watch".parse::<Command>().unwrap(),
+            Command::Watch {
+                interval: std::time::Duration::from_secs(2),
+                count: None
+            }
+        );
+        assert_eq!(
+            "\\watch 0.5 3".parse::<Command>().unwrap(),
+            Command::Watch {
+                interval: std::time::Duration::from_millis(500),
+                count: Some(3)
+            }
+        );
+        for bad in [
+            "\\watch 0",
+            "\\watch -1",
+            "\\watch x",
+            "\\watch 1 0",
+            "\\watch 1 2 3",
+        ] {
+            assert!(bad.parse::<Command>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_commands() {

@@ -67,6 +67,8 @@ pub struct Shell {
     output: Option<(PathBuf, File)>,
     /// How many `\i` files are being run inside each other.
     depth: usize,
+    /// The SQL run last, for `\watch`.
+    last_sql: Option<String>,
 }
 
 impl Shell {
@@ -86,6 +88,7 @@ impl Shell {
             quiet: false,
             output: None,
             depth: 0,
+            last_sql: None,
         }
     }
 
@@ -181,6 +184,7 @@ impl Shell {
     /// Runs one or more SQL statements, stopping at the first error.
     pub async fn run_sql(&mut self, sql: &str) -> Result<(), Stop> {
         let statements = self.ctx.parse(sql)?;
+        self.last_sql = Some(sql.to_string());
         for statement in statements {
             let started = Instant::now();
             let requests = self.ctx.warehouse().requests();
@@ -353,6 +357,31 @@ impl Shell {
                     )));
                 }
                 return Ok(flow);
+            }
+            Command::Watch { interval, count } => {
+                let Some(sql) = self.last_sql.clone() else {
+                    return Err(Stop::Failed(
+                        "\\watch runs the last SQL again, and none has run yet".into(),
+                    ));
+                };
+                let mut runs = 0;
+                loop {
+                    let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S");
+                    self.status(&format!("Every {} s: {now} UTC", interval.as_secs_f64()))?;
+                    self.run_sql(&sql).await?;
+                    runs += 1;
+                    if count.is_some_and(|count| runs >= count) {
+                        break;
+                    }
+                    if self.interactive {
+                        tokio::select! {
+                            _ = tokio::time::sleep(interval) => {}
+                            _ = tokio::signal::ctrl_c() => break,
+                        }
+                    } else {
+                        tokio::time::sleep(interval).await;
+                    }
+                }
             }
             Command::Output(None) => {
                 self.output = None;

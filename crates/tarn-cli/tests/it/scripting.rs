@@ -266,3 +266,34 @@ fn missing_cloud_credentials_are_named() {
         "{stderr}"
     );
 }
+
+/// `\watch SEC N` runs the last query again every SEC seconds, N times: a session tails a
+/// table another process writes to meanwhile.
+#[test]
+fn watch_runs_the_last_query_again_and_sees_new_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tarn(dir.path(), &["-c", "CREATE TABLE t (id BIGINT)"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let watcher = command(dir.path())
+        .args(["--format", "csv", "--quiet"])
+        .args(["-c", "SELECT count(*) AS n FROM t", "-c", "\\watch 0.5 8"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let out = tarn(dir.path(), &["-c", "INSERT INTO t VALUES (1), (2)"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = watcher.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let counts: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter(|l| *l != "n")
+        .map(str::to_string)
+        .collect();
+    assert_eq!(counts.len(), 9, "the query and 8 runs again: {counts:?}");
+    assert_eq!(counts[0], "0");
+    assert_eq!(counts[8], "2", "{counts:?}");
+    let first_two = counts.iter().position(|c| c == "2").unwrap();
+    assert!(counts[first_two..].iter().all(|c| c == "2"), "{counts:?}");
+}
