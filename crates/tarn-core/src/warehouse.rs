@@ -377,15 +377,8 @@ impl Warehouse {
     /// cancelled statement created: a table made again under the name, or written to by
     /// another session meanwhile, stays, and this returns a conflict.
     pub async fn drop_table_at(&self, table: &Table) -> Result<()> {
-        table
-            .commit(Change::Metadata {
-                updates: vec![MetadataUpdate::SetProperties(
-                    [(DROPPED_PROPERTY.to_string(), "true".to_string())].into(),
-                )],
-                // Data-dependent: a concurrent commit of data conflicts instead of rebasing.
-                data_dependent: true,
-            })
-            .await?;
+        // Data-dependent: a concurrent commit of data conflicts instead of rebasing.
+        table.commit(seal_dropped(true)).await?;
         delete_table_objects(table.location()).await
     }
 
@@ -416,16 +409,19 @@ impl Warehouse {
             if let Some(to) = table.metadata().properties().get(RENAMED_TO_PROPERTY) {
                 return Err(Error::TableRenamed { to: to.clone() });
             }
-            table
-                .commit(Change::Metadata {
-                    updates: vec![MetadataUpdate::SetProperties(
-                        [(DROPPED_PROPERTY.to_string(), "true".to_string())].into(),
-                    )],
-                    data_dependent: false,
-                })
-                .await?;
+            table.commit(seal_dropped(false)).await?;
         }
         delete_table_objects(&location).await
+    }
+}
+
+/// The last commit a dropped table takes: [`DROPPED_PROPERTY`] set.
+fn seal_dropped(data_dependent: bool) -> Change {
+    Change::Metadata {
+        updates: vec![MetadataUpdate::SetProperties(
+            [(DROPPED_PROPERTY.to_string(), "true".to_string())].into(),
+        )],
+        data_dependent,
     }
 }
 
