@@ -67,7 +67,7 @@ pub use roaring::RoaringTreemap;
 pub use routing::partition_keys;
 pub use scan::{CompareOp, FilePredicate, Predicate, ScanMetrics, ScanPlan, StatsLevel, StatsView};
 pub use stats::{ColumnStats, TRUNCATE_LENGTH};
-pub use table::{DROPPED_PROPERTY, Table, TableDefinition};
+pub use table::{DROPPED_PROPERTY, FollowPoll, Table, TableDefinition};
 pub use transaction::{AppCommit, Change, OverwriteScope, RENAMED_TO_PROPERTY, RetryPolicy};
 pub use warehouse::Warehouse;
 pub use writer::{

@@ -302,6 +302,43 @@ impl Table {
         }
     }
 
+    /// Every version committed after this one, in order, as it lands: a stream that never
+    /// ends by itself, for pipelines that tail a table. It looks for a new version every
+    /// `poll.min` at first, waits twice as long after each look that finds none (up to
+    /// `poll.max`), and goes back to `poll.min` once one lands. Versions that land together
+    /// come one by one. A version expired before it was read is an error naming the oldest
+    /// one left; so is the table being dropped.
+    pub fn follow(&self, poll: FollowPoll) -> impl futures::Stream<Item = Result<Table>> + use<> {
+        let state = (self.clone(), poll.min);
+        futures::stream::unfold(Some(state), move |state| async move {
+            let (mut last, mut wait) = state?;
+            loop {
+                let newest = match last.refresh().await {
+                    Ok(newest) => newest,
+                    Err(e) => return Some((Err(e), None)),
+                };
+                if newest.metadata().table_uuid() != last.metadata().table_uuid()
+                    || is_dropped(newest.metadata())
+                {
+                    let gone = Error::TableDropped {
+                        table: last.location().url().to_string(),
+                    };
+                    return Some((Err(gone), None));
+                }
+                if newest.version() > last.version() {
+                    let next = match newest.at_version(last.version().next()).await {
+                        Ok(next) => next,
+                        Err(e) => return Some((Err(e), None)),
+                    };
+                    last = next.clone();
+                    return Some((Ok(next), Some((last, poll.min))));
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(poll.max);
+            }
+        })
+    }
+
     /// The table as it was at `version` (time travel), with that version's schema.
     pub async fn at_version(&self, version: Version) -> Result<Table> {
         if version == self.version() {
@@ -557,4 +594,21 @@ fn format_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
         .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+/// How [`Table::follow`] looks for new versions: every `min` at first, backing off to `max`
+/// while none comes.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowPoll {
+    pub min: std::time::Duration,
+    pub max: std::time::Duration,
+}
+
+impl Default for FollowPoll {
+    fn default() -> Self {
+        FollowPoll {
+            min: std::time::Duration::from_millis(100),
+            max: std::time::Duration::from_secs(5),
+        }
+    }
 }

@@ -190,3 +190,66 @@ async fn reloading_an_unchanged_table_reads_no_object() {
     other.append_batches([events(3..4, 1)]).await.unwrap();
     assert_eq!(t.reload().await.unwrap().version(), Version(2));
 }
+
+/// A follower sees every version another writer commits, one by one and in order, even
+/// those that land together; it does not spin while nothing lands (its polls back off);
+/// and it ends with an error when the table is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_sees_every_new_version_in_order() {
+    use futures::StreamExt;
+    use std::time::Duration;
+
+    let w = memory_warehouse("follow").await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let poll = tarn_core::FollowPoll {
+        min: Duration::from_millis(5),
+        max: Duration::from_millis(50),
+    };
+    let mut follower = Box::pin(t.follow(poll));
+    let writer = tokio::spawn(async move {
+        let mut t = t;
+        for i in 0..6 {
+            t = t
+                .append_batches([events(i * 2..i * 2 + 2, 1)])
+                .await
+                .unwrap();
+            // Versions 3 and 4 land together.
+            if i != 2 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        let next = tokio::time::timeout(Duration::from_secs(10), follower.next())
+            .await
+            .expect("a version within 10 s")
+            .expect("the stream goes on")
+            .unwrap();
+        seen.push((next.version().get(), next.snapshot().summary.total_rows));
+    }
+    writer.await.unwrap();
+    assert_eq!(
+        seen,
+        (1..=6).map(|v| (v, 2 * v)).collect::<Vec<_>>(),
+        "every version once, in order, each as it was"
+    );
+
+    // Idle: a follower waiting 500 ms backs off to one look every 50 ms.
+    let before = w.requests();
+    let idle = tokio::time::timeout(Duration::from_millis(500), follower.next()).await;
+    assert!(idle.is_err(), "no version landed");
+    let looks = w.requests().since(before).total();
+    assert!(looks > 0 && looks < 60, "{looks} requests while idle");
+
+    // The table goes away: the stream says so, then ends.
+    w.drop_table("ns", "events").await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), follower.next())
+        .await
+        .unwrap();
+    assert!(matches!(end, Some(Err(_))), "{end:?}");
+    assert!(follower.next().await.is_none());
+}
