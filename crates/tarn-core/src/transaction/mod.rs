@@ -237,6 +237,9 @@ impl Table {
         let mut current = self.clone();
         let policy = self.retry_policy().clone();
         let mut last_error = None;
+        // The attempt before, when its create failed: settled once this attempt knows
+        // whether that create landed after all.
+        let mut unsettled: Option<Unsettled> = None;
         for attempt in 1..=policy.max_attempts {
             if attempt > 1 {
                 tokio::time::sleep(policy.backoff(attempt)).await;
@@ -247,8 +250,14 @@ impl Table {
                         table: self.location().url().to_string(),
                     });
                 }
+                // A create that timed out, or whose answer was lost and which object_store
+                // asked again (hearing "already exists"), may have landed.
                 if let Some(mine) = own_commit(self, &current, &commit_id).await? {
+                    log::write_hint(self.location(), mine).await;
                     return current.at_version(mine).await;
+                }
+                if let Some(before) = unsettled.take() {
+                    before.settle(self, &current).await?;
                 }
             }
             if let Some(to) = current.metadata().properties().get(RENAMED_TO_PROPERTY) {
@@ -311,45 +320,23 @@ impl Table {
                     return Ok(current.with_metadata(next, tag));
                 }
                 Ok(None) => {
-                    // The version may be this commit's own: a store that applied the
-                    // create, lost its answer and was asked again (object_store retries
-                    // a 5xx reply) reports the object as already there.
-                    let latest = current.refresh().await?;
-                    if latest.metadata().table_uuid() == current.metadata().table_uuid()
-                        && let Some(mine) = own_commit(self, &latest, &commit_id).await?
-                    {
-                        log::write_hint(self.location(), mine).await;
-                        return latest.at_version(mine).await;
-                    }
-                    build::remove_objects(&current, &attempt.written).await;
-                    // Lost the race, unless no other writer made that version: then
-                    // something else is in its way, and trying again cannot help.
-                    if latest.version() < version {
-                        // A DROP TABLE deleting the versions, newest last, shows the same
-                        // picture for a moment: if what was in the way is gone, look again.
-                        // The table found then may be one created under the name since.
-                        let path = self.location().path(&file);
-                        let latest = match self.location().store().head(&path).await {
-                            Err(object_store::Error::NotFound { .. }) => current.refresh().await?,
-                            _ => latest,
-                        };
-                        if latest.metadata().table_uuid() != current.metadata().table_uuid() {
-                            return Err(Error::TableGone {
-                                table: self.location().url().to_string(),
-                            });
-                        }
-                        return Err(Error::VersionBlocked {
-                            path: self.location().describe(&file),
-                            reason: "creating it reports that it exists, yet it cannot be \
-                                     read as a version"
-                                .into(),
-                        });
-                    }
+                    unsettled = Some(Unsettled {
+                        base: current.clone(),
+                        written: attempt.written,
+                        taken: Some(version),
+                    });
                     last_error = None;
                 }
                 // The create may or may not have happened; the next attempt finds out by
                 // looking for this commit's id.
-                Err(e) if e.kind() == ErrorKind::Unavailable => last_error = Some(e),
+                Err(e) if e.kind() == ErrorKind::Unavailable => {
+                    unsettled = Some(Unsettled {
+                        base: current.clone(),
+                        written: attempt.written,
+                        taken: None,
+                    });
+                    last_error = Some(e);
+                }
                 Err(e) => {
                     build::remove_objects(&current, &attempt.written).await;
                     return Err(e);
@@ -393,6 +380,45 @@ async fn base_is_current(base: &Table) -> Result<bool> {
             _ => true,
         },
     })
+}
+
+/// An attempt whose create failed, as the next attempt finds it.
+struct Unsettled {
+    /// The version the attempt built on.
+    base: Table,
+    /// The objects it wrote for its version alone (manifest list, rewritten manifests).
+    written: Vec<String>,
+    /// The version it tried to create, when the store said the version was there already.
+    taken: Option<Version>,
+}
+
+impl Unsettled {
+    /// The attempt did not land (`current` holds no commit of its id): removes what it
+    /// wrote, and fails when what held its version was no other writer's commit.
+    async fn settle(self, table: &Table, current: &Table) -> Result<()> {
+        build::remove_objects(&self.base, &self.written).await;
+        let Some(version) = self.taken.filter(|v| current.version() < *v) else {
+            return Ok(());
+        };
+        // A DROP TABLE deleting the versions, newest last, shows this picture for a moment:
+        // if what was in the way is gone, so may be the version `current` was read from, or
+        // another table created under the name may hold that number now (a refresh that
+        // finds the same number does not read the version again).
+        let file = log::version_file(version);
+        let path = table.location().path(&file);
+        if let Err(object_store::Error::NotFound { .. }) =
+            table.location().store().head(&path).await
+            && !base_is_current(current).await?
+        {
+            return Err(Error::TableGone {
+                table: table.location().url().to_string(),
+            });
+        }
+        Err(Error::VersionBlocked {
+            path: table.location().describe(&file),
+            reason: "creating it reports that it exists, yet it cannot be read as a version".into(),
+        })
+    }
 }
 
 /// The version at which this committer's own commit landed, if it did.
