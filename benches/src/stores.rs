@@ -116,16 +116,7 @@ pub async fn object_store(
                 query_times.push(took);
                 requests.push(ctx.warehouse().requests().since(before));
             }
-            query_requests = requests
-                .iter()
-                .fold(RequestCounts::default(), |a, r| RequestCounts {
-                    get: a.get + r.get,
-                    head: a.head + r.head,
-                    put: a.put + r.put,
-                    list: a.list + r.list,
-                    delete: a.delete + r.delete,
-                    copy: a.copy + r.copy,
-                });
+            query_requests = requests.into_iter().sum();
         }
         rates.sort_by(f64::total_cmp);
         report.add(

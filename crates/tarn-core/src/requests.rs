@@ -90,6 +90,27 @@ impl RequestCounts {
     }
 }
 
+impl std::ops::Add for RequestCounts {
+    type Output = RequestCounts;
+
+    fn add(self, other: RequestCounts) -> RequestCounts {
+        RequestCounts {
+            get: self.get + other.get,
+            head: self.head + other.head,
+            put: self.put + other.put,
+            list: self.list + other.list,
+            delete: self.delete + other.delete,
+            copy: self.copy + other.copy,
+        }
+    }
+}
+
+impl std::iter::Sum for RequestCounts {
+    fn sum<I: Iterator<Item = RequestCounts>>(iter: I) -> RequestCounts {
+        iter.fold(RequestCounts::default(), |a, b| a + b)
+    }
+}
+
 impl fmt::Display for RequestCounts {
     /// `12 GET, 3 HEAD, 2 PUT, 0 LIST`, plus deletes and copies when there are any.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -124,7 +124,19 @@ impl StoreRoot {
 
 /// Whether `url` names a store reached over the network.
 fn is_remote(url: &str) -> bool {
-    !(url.starts_with("file:") || url.starts_with("memory:"))
+    bucket_of(url).is_some()
+}
+
+/// `scheme://bucket` of a location in a bucket or container (S3, GCS, Azure): where its
+/// store is rooted. `None` for local paths and memory stores.
+pub fn bucket_of(location: &str) -> Option<Url> {
+    let url = Url::parse(location).ok()?;
+    let remote = matches!(
+        url.scheme(),
+        "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss"
+    );
+    let host = url.host_str().filter(|h| remote && !h.is_empty())?;
+    Url::parse(&format!("{}://{host}", url.scheme())).ok()
 }
 
 /// Opens the store a location string names, configured from the environment.
@@ -370,6 +382,17 @@ mod tests {
             err.contains("s3://, gs:// and az:// locations only"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn buckets_of_locations() {
+        let bucket = |l: &str| bucket_of(l).map(|u| u.to_string());
+        assert_eq!(bucket("s3://lake/a/b").as_deref(), Some("s3://lake"));
+        assert_eq!(bucket("gs://lake").as_deref(), Some("gs://lake"));
+        assert_eq!(bucket("az://container/w").as_deref(), Some("az://container"));
+        for local in ["file:///tmp/w", "memory://m/w", "/tmp/w", "w", "s3:///no-bucket"] {
+            assert_eq!(bucket(local), None, "{local}");
+        }
     }
 
     #[test]

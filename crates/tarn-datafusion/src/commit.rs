@@ -376,15 +376,8 @@ impl Commit {
         let (mut input, mut table) = (self.input.clone(), self.table.clone());
         // A stamp already committed is refused before the statement writes anything.
         let app = app_commit(&context)?;
-        if let Some(app) = &app
-            && let Some(last) = table.app_sequence(&app.app_id)
-            && last >= app.sequence
-        {
-            return Err(to_df(tarn_core::Error::AlreadyCommitted {
-                app_id: app.app_id.clone(),
-                sequence: app.sequence,
-                last,
-            }));
+        if let Some(app) = &app {
+            app.check(&table).map_err(to_df)?;
         }
         for attempt in 1.. {
             match self.once(&input, &table, &context, app.as_ref()).await {

@@ -132,7 +132,7 @@ impl TarnContext {
         warehouse.check_store().await.map_err(to_df)?;
         // Files beside the tables (`SELECT * FROM 's3://bucket/file.parquet'`, COPY TO)
         // are read and written through the warehouse's store and its options.
-        if let Some(bucket) = remote_bucket(warehouse.url()) {
+        if let Some(bucket) = tarn_core::storage::bucket_of(warehouse.url()) {
             ctx.runtime_env()
                 .register_object_store(&bucket, warehouse.store().clone());
         }
@@ -448,16 +448,4 @@ pub(crate) fn register_store(
     let url = ObjectStoreUrl::parse(format!("tarn://store-{id}"))?;
     ctx.runtime_env().register_object_store(url.as_ref(), store);
     Ok(url)
-}
-
-/// `scheme://bucket` of a warehouse in a bucket (S3, GCS, Azure), which is where its store
-/// is rooted.
-fn remote_bucket(warehouse: &str) -> Option<url::Url> {
-    let url = url::Url::parse(warehouse).ok()?;
-    let remote = matches!(
-        url.scheme(),
-        "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss"
-    );
-    let host = url.host_str().filter(|h| remote && !h.is_empty())?;
-    url::Url::parse(&format!("{}://{host}", url.scheme())).ok()
 }

@@ -154,8 +154,9 @@ pub fn app_sequence_property(app_id: &str) -> String {
 }
 
 impl AppCommit {
-    /// Refuses this commit if `table` already holds its sequence number or a later one.
-    fn check(&self, table: &Table) -> Result<()> {
+    /// Refuses this commit if `table` already holds its sequence number or a later one
+    /// ([`Error::AlreadyCommitted`]): a writer can ask before it writes any data.
+    pub fn check(&self, table: &Table) -> Result<()> {
         match table.app_sequence(&self.app_id) {
             Some(last) if last >= self.sequence => Err(Error::AlreadyCommitted {
                 app_id: self.app_id.clone(),
