@@ -389,8 +389,17 @@ mod tests {
         let bucket = |l: &str| bucket_of(l).map(|u| u.to_string());
         assert_eq!(bucket("s3://lake/a/b").as_deref(), Some("s3://lake"));
         assert_eq!(bucket("gs://lake").as_deref(), Some("gs://lake"));
-        assert_eq!(bucket("az://container/w").as_deref(), Some("az://container"));
-        for local in ["file:///tmp/w", "memory://m/w", "/tmp/w", "w", "s3:///no-bucket"] {
+        assert_eq!(
+            bucket("az://container/w").as_deref(),
+            Some("az://container")
+        );
+        for local in [
+            "file:///tmp/w",
+            "memory://m/w",
+            "/tmp/w",
+            "w",
+            "s3:///no-bucket",
+        ] {
             assert_eq!(bucket(local), None, "{local}");
         }
     }

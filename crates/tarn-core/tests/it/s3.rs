@@ -192,6 +192,8 @@ enum Fault {
     DropCondition,
     /// Answers 403 InvalidAccessKeyId, as S3 does to unknown credentials.
     WrongCredentials,
+    /// Answers 403 AccessDenied, as S3 does to credentials that may not do this.
+    Denied,
 }
 
 #[derive(Debug)]
@@ -336,6 +338,10 @@ async fn serve(
         Some(Fault::WrongCredentials) => {
             read_body(&mut client, &mut body, length).await?;
             return reply(&mut client, 403, "Forbidden", "InvalidAccessKeyId").await;
+        }
+        Some(Fault::Denied) => {
+            read_body(&mut client, &mut body, length).await?;
+            return reply(&mut client, 403, "Forbidden", "AccessDenied").await;
         }
         _ => {}
     }
@@ -510,6 +516,15 @@ async fn unusable_stores_are_named_before_anything_is_written() {
     let err = w.check_store().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
     assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
+    proxy.clear();
+
+    // Credentials that may read but not write pass the check (readers need no more), and
+    // their first write says what is wrong.
+    proxy.inject("PUT", "/", Fault::Denied, usize::MAX);
+    let w = Warehouse::open_with(&fresh_url(), &proxy.options()).unwrap();
+    w.check_store().await.unwrap();
+    let err = w.create_namespace("ns").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
     proxy.clear();
 
     let missing = format!(
