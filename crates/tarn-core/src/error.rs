@@ -59,6 +59,16 @@ pub enum Error {
     },
 
     #[error(
+        "the changes of version {requested} can no longer be read: snapshot expiry removed \
+         the versions before {}; start the range at version {first_readable} or later",
+        first_readable.get() - 1
+    )]
+    ChangesExpired {
+        requested: Version,
+        first_readable: Version,
+    },
+
+    #[error(
         "no version of the table exists at or before {requested}: the oldest version was \
          committed at {oldest}"
     )]
@@ -184,7 +194,8 @@ impl Error {
             | Error::TableDropped { .. }
             | Error::NamespaceNotFound { .. }
             | Error::VersionNotFound { .. }
-            | Error::TimestampBeforeTable { .. } => ErrorKind::NotFound,
+            | Error::TimestampBeforeTable { .. }
+            | Error::ChangesExpired { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. }
             | Error::SchemaMismatch { .. }
             | Error::InvalidArgument { .. }

@@ -36,6 +36,7 @@
 //! ```
 
 pub mod arrow_convert;
+mod changes;
 mod deletes;
 mod env;
 mod error;
@@ -56,6 +57,7 @@ pub mod transaction;
 mod warehouse;
 mod writer;
 
+pub use changes::ChangeSlice;
 pub use deletes::DeletionVector;
 pub use env::{Clock, Env, IdGenerator, SystemClock, UuidGenerator};
 pub use error::{Error, ErrorKind, Result};
@@ -68,7 +70,9 @@ pub use routing::partition_keys;
 pub use scan::{CompareOp, FilePredicate, Predicate, ScanMetrics, ScanPlan, StatsLevel, StatsView};
 pub use stats::{ColumnStats, TRUNCATE_LENGTH};
 pub use table::{DROPPED_PROPERTY, FollowPoll, Table, TableDefinition};
-pub use transaction::{AppCommit, Change, OverwriteScope, RENAMED_TO_PROPERTY, RetryPolicy};
+pub use transaction::{
+    AppCommit, Change, CommitOptions, OverwriteScope, RENAMED_TO_PROPERTY, RetryPolicy,
+};
 pub use warehouse::Warehouse;
 pub use writer::{
     DataFileWriter, MemoryGate, ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY,

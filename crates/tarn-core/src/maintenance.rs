@@ -6,7 +6,7 @@
 //! - Expiry keeps every snapshot from the oldest retained one to the newest, and deletes only
 //!   objects that no retained snapshot refers to: through its manifest list, the manifests in
 //!   it, their data files and delete files, and its `changes` (the objects conflict checks
-//!   read). It deletes the expired version files first, oldest first, so the versions still
+//!   read, and the change log with its files, which the change feed reads). It deletes the expired version files first, oldest first, so the versions still
 //!   present are always a contiguous range ending at the newest one.
 //! - A commit in flight builds its version on the newest version it loaded. If that version is
 //!   retained, everything it reuses is retained. If it has expired, a newer version exists, so
@@ -77,6 +77,11 @@ async fn referenced(table: &Table, snapshots: &[Snapshot]) -> Result<HashSet<Str
     for snapshot in snapshots {
         objects.extend(snapshot.changes.added_manifests.iter().cloned());
         objects.extend(snapshot.changes.removed_files.iter().cloned());
+        for manifest in snapshot.changes.change_log.values() {
+            objects.insert(manifest.clone());
+            let manifest = table.manifest(manifest).await?;
+            objects.extend(manifest.paths().iter().flatten().map(str::to_string));
+        }
         let Some(list_path) = &snapshot.manifest_list else {
             continue;
         };

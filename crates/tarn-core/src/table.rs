@@ -424,22 +424,28 @@ impl Table {
     /// The snapshots committed after `base` up to this version, oldest first. This version's
     /// log holds the recent ones; older ones are read from the version files before it.
     pub async fn snapshots_after(&self, base: Version) -> Result<Vec<Snapshot>> {
+        self.snapshots_from(base.next()).await
+    }
+
+    /// The snapshots from version `first` up to this version, oldest first (see
+    /// [`Table::snapshots_after`]).
+    pub async fn snapshots_from(&self, first: Version) -> Result<Vec<Snapshot>> {
         let mut log: Vec<Snapshot> = self
             .metadata
             .snapshots()
             .iter()
-            .filter(|s| s.version > base)
+            .filter(|s| s.version >= first)
             .cloned()
             .collect();
-        while let Some(first) = log.first().map(|s| s.version)
-            && first.get() > base.get() + 1
+        while let Some(oldest) = log.first().map(|s| s.version)
+            && oldest > first
         {
-            let file = log::read_version(&self.location, Version(first.get() - 1)).await?;
+            let file = log::read_version(&self.location, Version(oldest.get() - 1)).await?;
             let older: Vec<Snapshot> = file
                 .metadata
                 .snapshots()
                 .iter()
-                .filter(|s| s.version > base && s.version < first)
+                .filter(|s| s.version >= first && s.version < oldest)
                 .cloned()
                 .collect();
             log.splice(0..0, older);

@@ -31,8 +31,10 @@ use datafusion::physical_plan::{
     Partitioning, PlanProperties,
 };
 use futures::StreamExt;
-use tarn_core::{AppCommit, Change, DataFile, Manifest, OverwriteScope, RoaringTreemap, Table};
-use tarn_spec::Operation;
+use tarn_core::{
+    AppCommit, Change, CommitOptions, DataFile, Manifest, OverwriteScope, RoaringTreemap, Table,
+};
+use tarn_spec::{ChangeType, Operation};
 
 use crate::error::to_df;
 
@@ -51,6 +53,8 @@ pub(crate) struct Fragment {
     pub removed: Vec<String>,
     /// Positions the write deletes, per table-relative data file path (merge-on-read).
     pub deletes: BTreeMap<String, RoaringTreemap>,
+    /// The changed rows the write recorded for the change feed, by kind of change.
+    pub change_log: Vec<(ChangeType, DataFile)>,
 }
 
 fn fragment_schema() -> SchemaRef {
@@ -63,7 +67,30 @@ fn fragment_schema() -> SchemaRef {
             true,
         ),
         Field::new("deletes", DataType::Binary, true),
+        Field::new("change_log", DataType::Binary, true),
     ]))
+}
+
+/// The layout of a fragment's `change_log`: Arrow IPC of one row per kind of change, its
+/// files encoded as a manifest.
+fn change_log_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("change_type", DataType::Utf8, false),
+        Field::new("files", DataType::Binary, false),
+    ]))
+}
+
+/// Data files encoded as a manifest of `table`'s default partition spec.
+fn encode_files(table: &Table, files: &[DataFile]) -> Result<Vec<u8>> {
+    let manifest =
+        Manifest::from_data_files(table.metadata().default_spec(), table.schema(), files)
+            .map_err(to_df)?;
+    Ok(manifest.encode().map_err(to_df)?.to_vec())
+}
+
+fn decode_files(bytes: &[u8]) -> Result<Vec<DataFile>> {
+    let manifest = Manifest::decode("(a write fragment)", bytes.to_vec().into()).map_err(to_df)?;
+    Ok(manifest.data_files())
 }
 
 /// The layout of a fragment's `deletes`: Arrow IPC of one row per data file.
@@ -81,13 +108,7 @@ impl Fragment {
         let added: Option<Vec<u8>> = if self.added.is_empty() {
             None
         } else {
-            let manifest = Manifest::from_data_files(
-                table.metadata().default_spec(),
-                table.schema(),
-                &self.added,
-            )
-            .map_err(to_df)?;
-            Some(manifest.encode().map_err(to_df)?.to_vec())
+            Some(encode_files(table, &self.added)?)
         };
         let removed = ListArray::from_iter_primitive_strings(&self.removed);
         let deletes: Option<Vec<u8>> = if self.deletes.is_empty() {
@@ -110,11 +131,38 @@ impl Fragment {
             )?;
             Some(ipc_bytes(&batch)?)
         };
+        let change_log: Option<Vec<u8>> = if self.change_log.is_empty() {
+            None
+        } else {
+            let mut kinds = Vec::new();
+            let mut encoded = Vec::new();
+            for kind in ChangeType::ALL {
+                let files: Vec<DataFile> = self
+                    .change_log
+                    .iter()
+                    .filter(|(k, _)| *k == kind)
+                    .map(|(_, f)| f.clone())
+                    .collect();
+                if !files.is_empty() {
+                    kinds.push(kind.as_str());
+                    encoded.push(encode_files(table, &files)?);
+                }
+            }
+            let batch = RecordBatch::try_new(
+                change_log_schema(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(kinds)),
+                    Arc::new(BinaryArray::from_iter_values(encoded)),
+                ],
+            )?;
+            Some(ipc_bytes(&batch)?)
+        };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from(vec![self.rows])),
             Arc::new(BinaryArray::from_opt_vec(vec![added.as_deref()])),
             Arc::new(removed),
             Arc::new(BinaryArray::from_opt_vec(vec![deletes.as_deref()])),
+            Arc::new(BinaryArray::from_opt_vec(vec![change_log.as_deref()])),
         ];
         Ok(RecordBatch::try_new(fragment_schema(), columns)?)
     }
@@ -130,10 +178,7 @@ impl Fragment {
         for i in 0..batch.num_rows() {
             self.rows += rows.value(i);
             if added.is_valid(i) {
-                let manifest =
-                    Manifest::decode("(a write fragment)", added.value(i).to_vec().into())
-                        .map_err(to_df)?;
-                self.added.extend(manifest.data_files());
+                self.added.extend(decode_files(added.value(i))?);
             }
             if removed.is_valid(i) {
                 let paths = removed.value(i);
@@ -153,6 +198,21 @@ impl Fragment {
                         let found = RoaringTreemap::deserialize_from(bytes)
                             .map_err(|e| DataFusionError::External(Box::new(e)))?;
                         *self.deletes.entry(path.to_string()).or_default() |= found;
+                    }
+                }
+            }
+            let change_log = batch.column(4).as_binary_opt::<i32>().ok_or_else(bad)?;
+            if change_log.is_valid(i) {
+                for part in ipc_batches(change_log.value(i))? {
+                    let kinds = part.column(0).as_string_opt::<i32>().ok_or_else(bad)?;
+                    let files = part.column(1).as_binary_opt::<i32>().ok_or_else(bad)?;
+                    for (kind, files) in kinds.iter().zip(files.iter()) {
+                        let (Some(kind), Some(files)) = (kind, files) else {
+                            return Err(bad());
+                        };
+                        let kind: ChangeType = kind.parse().map_err(DataFusionError::Internal)?;
+                        self.change_log
+                            .extend(decode_files(files)?.into_iter().map(|f| (kind, f)));
                     }
                 }
             }
@@ -439,6 +499,7 @@ impl Commit {
             mut added,
             removed,
             deletes,
+            change_log,
         } = fragment;
         // Writers finish in any order: list the files by partition (then in the order each
         // was written), so a statement's manifest does not depend on which writer was faster.
@@ -504,10 +565,12 @@ impl Commit {
         if matches!(self.kind, CommitKind::Rewrite(_) | CommitKind::RowDelta(_)) {
             summary.insert("affected-rows".to_string(), rows.to_string());
         }
-        let committed = table
-            .commit_stamped(change, summary, app.cloned())
-            .await
-            .map_err(to_df)?;
+        let options = CommitOptions {
+            summary,
+            app: app.cloned(),
+            change_log,
+        };
+        let committed = table.commit_with(change, options).await.map_err(to_df)?;
         Ok(Committed {
             rows,
             version: Some(committed.version().get()),

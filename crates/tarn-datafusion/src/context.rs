@@ -414,6 +414,9 @@ pub async fn register(
     for f in [TimeTravelFunction::version(), TimeTravelFunction::as_of()] {
         ctx.register_udtf(f.name(), Arc::new(f));
     }
+    for f in crate::changes::ChangeFeedFunction::all() {
+        ctx.register_udtf(f.name(), Arc::new(f));
+    }
     {
         let state = ctx.state_ref();
         let mut state = state.write();

@@ -7,6 +7,7 @@
 
 mod alter;
 mod catalog;
+mod changes;
 mod commit;
 mod context;
 mod convert;
@@ -30,6 +31,10 @@ mod write;
 mod tests;
 
 pub use catalog::{TarnCatalog, TarnSchema};
+pub use changes::{
+    CHANGE_TYPE_COLUMN, COMMIT_TIMESTAMP_COLUMN, COMMIT_VERSION_COLUMN, ChangeFeed,
+    ChangeFeedFunction, VersionChanges,
+};
 pub use commit::{TABLE_METADATA_KEY, TarnOptions, VERSION_METADATA_KEY};
 pub use context::{CATALOG, DEFAULT_NAMESPACE, TarnContext, register};
 pub use dialect::TarnDialect;

@@ -277,12 +277,21 @@ impl TarnContext {
         Ok(expr)
     }
 
+    /// The tarn table named by a string such as `'ns.t'` (each part as written).
+    pub(crate) async fn tarn_table_named(&self, name: &str) -> Result<TarnTable> {
+        let parts = crate::names::QualifiedName::split(name)
+            .into_iter()
+            .map(|p| datafusion::sql::sqlparser::ast::Ident::with_quote('"', p))
+            .collect::<Vec<_>>();
+        self.tarn_table(&ObjectName::from(parts)).await
+    }
+
     /// The tarn table a maintenance statement names.
-    async fn tarn_table(&self, name: &ObjectName) -> Result<TarnTable> {
+    pub(crate) async fn tarn_table(&self, name: &ObjectName) -> Result<TarnTable> {
         let name = self.qualify(name)?;
         if name.catalog != self.catalog_name() {
             return Err(DataFusionError::Plan(format!(
-                "'{}.{}.{}' is not a tarn table: maintenance runs on tables of the '{}' catalog",
+                "'{}.{}.{}' is not a tarn table: this runs on tables of the '{}' catalog only",
                 name.catalog,
                 name.namespace,
                 name.table,

@@ -11,9 +11,10 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    AlterTable, DataType as SqlType, ExactNumberInfo, Expr as SqlExpr, FromTable, FunctionArg,
-    FunctionArgExpr, Ident, ObjectName, Statement, TableFactor, TableVersion, TableWithJoins,
-    TypedString, Value as SqlValue, ValueWithSpan, VisitMut, VisitorMut, visit_expressions_mut,
+    AlterTable, DataType as SqlType, ExactNumberInfo, Expr as SqlExpr, FromTable, Function,
+    FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName,
+    Statement, TableFactor, TableVersion, TableWithJoins, TypedString, Value as SqlValue,
+    ValueWithSpan, VisitMut, VisitorMut, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::Dialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -374,7 +375,10 @@ fn time_travel_functions_are_versions(statement: &mut Statement) -> Result<()> {
                 return ControlFlow::Continue(());
             };
             let function = name.to_string().to_ascii_lowercase();
-            if function != "tarn_version" && function != "tarn_as_of" {
+            if function != "tarn_version"
+                && function != "tarn_as_of"
+                && !crate::changes::FUNCTIONS.contains(&function.as_str())
+            {
                 return ControlFlow::Continue(());
             }
             match versioned_factor(&function, &args.args, alias.clone()) {
@@ -402,10 +406,10 @@ fn versioned_factor(
     let usage = || {
         DataFusionError::Plan(format!(
             "usage: {function}('namespace.table', {})",
-            if function == "tarn_version" {
-                "version"
-            } else {
-                "'timestamp'"
+            match function {
+                "tarn_version" => "version",
+                "tarn_as_of" => "'timestamp'",
+                _ => "from[, to]), from and to being versions or 'timestamps' (both included",
             }
         ))
     };
@@ -415,15 +419,33 @@ fn versioned_factor(
         }
         _ => None,
     };
-    let (Some(SqlValue::SingleQuotedString(table)), Some(at), 2) =
-        (literal(args.first()), args.get(1), args.len())
-    else {
+    let is_change_feed = crate::changes::FUNCTIONS.contains(&function);
+    let arity = if is_change_feed { 2..=3 } else { 2..=2 };
+    let (Some(SqlValue::SingleQuotedString(table)), Some(at), true) = (
+        literal(args.first()),
+        args.get(1),
+        arity.contains(&args.len()),
+    ) else {
         return Err(usage());
     };
     let FunctionArg::Unnamed(FunctionArgExpr::Expr(at)) = at else {
         return Err(usage());
     };
     let version = match (function, at) {
+        _ if is_change_feed => TableVersion::Function(SqlExpr::Function(Function {
+            name: ObjectName::from(vec![Ident::new(function)]),
+            uses_odbc_syntax: false,
+            parameters: FunctionArguments::None,
+            args: FunctionArguments::List(FunctionArgumentList {
+                duplicate_treatment: None,
+                args: args[1..].to_vec(),
+                clauses: Vec::new(),
+            }),
+            filter: None,
+            null_treatment: None,
+            over: None,
+            within_group: Vec::new(),
+        })),
         (
             "tarn_version",
             SqlExpr::Value(ValueWithSpan {

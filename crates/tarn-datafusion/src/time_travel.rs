@@ -79,7 +79,7 @@ impl AsOf {
     }
 }
 
-fn timestamp_of_sql(expr: &SqlExpr) -> Result<i64> {
+pub(crate) fn timestamp_of_sql(expr: &SqlExpr) -> Result<i64> {
     match expr {
         SqlExpr::Value(v) => match &v.value {
             SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => parse_timestamp(s),
@@ -130,10 +130,10 @@ pub(crate) fn versioned_name(name: &str) -> Option<(&str, Result<AsOf>)> {
     Some((table, AsOf::parse_suffix(suffix)))
 }
 
-/// The name a versioned read's scan carries: the table's own name with `@v<version>`, so that
-/// it is a relation of its own.
-fn versioned_reference(reference: &TableReference, version: u64) -> TableReference {
-    let table = format!("{}@v{version}", reference.table());
+/// The name a versioned read's scan carries: the table's own name with `@v<version>` (or
+/// `@changes` for a change feed), so that it is a relation of its own.
+fn suffixed_reference(reference: &TableReference, suffix: &str) -> TableReference {
+    let table = format!("{}@{suffix}", reference.table());
     match reference {
         TableReference::Bare { .. } => TableReference::bare(table),
         TableReference::Partial { schema, .. } => TableReference::partial(schema.as_ref(), table),
@@ -164,7 +164,6 @@ impl RelationPlanner for TimeTravelPlanner {
         else {
             return Ok(RelationPlanning::Original(Box::new(relation)));
         };
-        let as_of = AsOf::from_sql(version)?;
         let reference = context.object_name_to_table_reference(name.clone())?;
         let source = context
             .context_provider()
@@ -174,12 +173,25 @@ impl RelationPlanner for TimeTravelPlanner {
             .and_then(|s| s.table_provider.downcast_ref::<TarnTable>())
         else {
             return Err(DataFusionError::Plan(format!(
-                "time travel needs a tarn table, and '{reference}' is not one"
+                "time travel and change feeds need a tarn table, and '{reference}' is not one"
             )));
         };
-        let pinned = current.at(as_of)?;
-        let scanned = versioned_reference(&reference, pinned.version().get());
-        let plan = LogicalPlanBuilder::scan(scanned, provider_as_source(Arc::new(pinned)), None)?
+        let (scanned, provider): (_, Arc<dyn datafusion::catalog::TableProvider>) = match version {
+            TableVersion::Function(function) => {
+                let Some(feed) = crate::changes::feed_of(function, current)? else {
+                    return Err(DataFusionError::NotImplemented(format!(
+                        "'{version}' is not supported; use VERSION AS OF n, TIMESTAMP AS OF '...' or FOR SYSTEM_TIME AS OF '...'"
+                    )));
+                };
+                (suffixed_reference(&reference, "changes"), Arc::new(feed))
+            }
+            _ => {
+                let pinned = current.at(AsOf::from_sql(version)?)?;
+                let suffix = format!("v{}", pinned.version());
+                (suffixed_reference(&reference, &suffix), Arc::new(pinned))
+            }
+        };
+        let plan = LogicalPlanBuilder::scan(scanned, provider_as_source(provider), None)?
             .alias(reference)?
             .build()?;
         Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(

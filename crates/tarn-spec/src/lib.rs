@@ -42,7 +42,7 @@ pub use metadata::{
 };
 pub use partition::{FIRST_PARTITION_FIELD_ID, PartitionField, PartitionSpec};
 pub use schema::{Field, Schema};
-pub use snapshot::{Changes, Operation, Snapshot, Summary};
+pub use snapshot::{ChangeType, Changes, Operation, Snapshot, Summary};
 pub use transform::{
     Transform, bucket_hash, bucket_hash_bytes, bucket_hash_decimal, bucket_hash_long, bucket_of,
     civil_from_days, days_from_micros, hours_from_micros, months_from_days, truncate_integer,

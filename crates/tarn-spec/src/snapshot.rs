@@ -70,6 +70,54 @@ pub struct Changes {
     /// `removed-files` manifest is needed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub removed_all: bool,
+    /// The rows this commit changed, recorded by its writer where the files it added and
+    /// removed cannot tell them (an update from a delete and an insert, or which rows of a
+    /// rewritten file went): per kind of change, a manifest of data files holding exactly
+    /// those rows. When present, it is the whole of the commit's change feed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub change_log: BTreeMap<ChangeType, String>,
+}
+
+/// The kind of a row in a table's change feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeType {
+    Insert,
+    Delete,
+    /// A row as it was before an UPDATE (or a MERGE's WHEN MATCHED THEN UPDATE) changed it.
+    UpdatePreimage,
+    /// The same row as the change left it.
+    UpdatePostimage,
+}
+
+impl ChangeType {
+    pub const ALL: [ChangeType; 4] = [
+        ChangeType::Insert,
+        ChangeType::Delete,
+        ChangeType::UpdatePreimage,
+        ChangeType::UpdatePostimage,
+    ];
+
+    /// The name the change feed shows in `_change_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeType::Insert => "insert",
+            ChangeType::Delete => "delete",
+            ChangeType::UpdatePreimage => "update_preimage",
+            ChangeType::UpdatePostimage => "update_postimage",
+        }
+    }
+}
+
+impl std::str::FromStr for ChangeType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        ChangeType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("'{s}' is not a change type"))
+    }
 }
 
 /// One entry of the snapshot log.

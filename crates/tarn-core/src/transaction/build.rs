@@ -11,7 +11,8 @@ use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema};
 use object_store::ObjectStoreExt;
 use roaring::RoaringTreemap;
 use tarn_spec::{
-    Changes, MetadataUpdate, NewSnapshot, Snapshot, SpecId, Summary, TableMetadata, Version,
+    ChangeType, Changes, MetadataUpdate, NewSnapshot, Snapshot, SpecId, Summary, TableMetadata,
+    Version,
 };
 
 use super::{Change, OverwriteScope};
@@ -44,6 +45,8 @@ pub(super) struct Prepared {
     removed_vectors: HashMap<String, Option<DeletionVector>>,
     /// For a row delta: what it deletes from each file.
     deletes: HashMap<String, FileDeletes>,
+    /// The manifests of the change log, by kind of change.
+    change_log: BTreeMap<ChangeType, String>,
 }
 
 /// A row delta's deletes from one data file.
@@ -56,8 +59,25 @@ struct FileDeletes {
     merged: DeletionVector,
 }
 
-pub(super) async fn prepare(base: &Table, change: &Change) -> Result<Prepared> {
+pub(super) async fn prepare(
+    base: &Table,
+    change: &Change,
+    change_log: &[(ChangeType, DataFile)],
+) -> Result<Prepared> {
     let metadata = base.metadata();
+    let mut logged = BTreeMap::new();
+    for kind in ChangeType::ALL {
+        let files: Vec<DataFile> = change_log
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, f)| f.clone())
+            .collect();
+        if !files.is_empty() {
+            let manifest =
+                Manifest::from_data_files(metadata.default_spec(), base.schema(), &files)?;
+            logged.insert(kind, write_manifest(base, manifest).await?.path);
+        }
+    }
     let affected: Vec<DataFile>;
     let (added, removed): (&[DataFile], &[DataFile]) = match change {
         Change::Append { files } | Change::Overwrite { files, .. } => (files, &[]),
@@ -139,6 +159,7 @@ pub(super) async fn prepare(base: &Table, change: &Change) -> Result<Prepared> {
         touched,
         removed_vectors,
         deletes,
+        change_log: logged,
     })
 }
 
@@ -349,7 +370,10 @@ async fn next_metadata_writing(
         extra: extra.clone(),
         ..Summary::default()
     };
-    let mut changes = Changes::default();
+    let mut changes = Changes {
+        change_log: prepared.change_log.clone(),
+        ..Changes::default()
+    };
     let mut added_summaries = Vec::new();
     for written in &prepared.added {
         added_summaries.push(ManifestSummary::of(

@@ -51,7 +51,7 @@ use std::time::Duration;
 use object_store::ObjectStoreExt;
 use rand::Rng;
 use roaring::RoaringTreemap;
-use tarn_spec::{MetadataUpdate, Operation, PartitionSpec, Version};
+use tarn_spec::{ChangeType, MetadataUpdate, Operation, PartitionSpec, Version};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::log;
@@ -168,6 +168,50 @@ impl AppCommit {
     }
 }
 
+/// What a commit carries besides its [`Change`].
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    /// Recorded in the snapshot summary's `extra`.
+    pub summary: BTreeMap<String, String>,
+    /// Stamps the commit for exactly-once writes.
+    pub app: Option<AppCommit>,
+    /// The rows the commit changes, written by the committer as data files of the table's
+    /// current schema and default spec, by kind of change (FORMAT.md §8.8). Given for row-level
+    /// changes whose added and removed files cannot tell the change feed what happened; it
+    /// then is the commit's whole change feed.
+    pub change_log: Vec<(ChangeType, DataFile)>,
+}
+
+fn validate_change_log(
+    base: &Table,
+    change: &Change,
+    change_log: &[(ChangeType, DataFile)],
+) -> Result<()> {
+    if change_log.is_empty() {
+        return Ok(());
+    }
+    if !matches!(change, Change::Rewrite { .. } | Change::RowDelta { .. }) {
+        return Err(Error::invalid(
+            "change log",
+            "only row-level changes (rewrites and row deltas) record their changed rows",
+        ));
+    }
+    let spec = base.metadata().default_spec();
+    if let Some((_, file)) = change_log
+        .iter()
+        .find(|(_, f)| f.spec_id != spec.id() || f.partition.len() != spec.fields().len())
+    {
+        return Err(Error::invalid(
+            "change log",
+            format!(
+                "'{}' was not written with the table's default partition spec",
+                file.path
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// How often and how patiently a commit retries after losing the race.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -223,7 +267,23 @@ impl Table {
         extra: BTreeMap<String, String>,
         app: Option<AppCommit>,
     ) -> Result<Table> {
+        let options = CommitOptions {
+            summary: extra,
+            app,
+            ..CommitOptions::default()
+        };
+        self.commit_with(change, options).await
+    }
+
+    /// [`Table::commit`] with everything a commit can carry besides its change.
+    pub async fn commit_with(&self, change: Change, options: CommitOptions) -> Result<Table> {
+        let CommitOptions {
+            summary: extra,
+            app,
+            change_log,
+        } = options;
         validate(self, &change)?;
+        validate_change_log(self, &change, &change_log)?;
         if let Some(app) = &app {
             if app.app_id.is_empty() || app.app_id.len() > 200 {
                 return Err(Error::invalid(
@@ -234,7 +294,7 @@ impl Table {
             app.check(self)?;
         }
         let commit_id = self.env().next_id();
-        let prepared = build::prepare(self, &change).await?;
+        let prepared = build::prepare(self, &change, &change_log).await?;
         let mut current = self.clone();
         let policy = self.retry_policy().clone();
         let mut last_error = None;

@@ -34,7 +34,8 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 use tarn_core::properties::RowLevelMode;
-use tarn_core::{DataFile, DataFileWriter, RoaringTreemap};
+use tarn_core::{DataFile, DataFileWriter, RoaringTreemap, Table};
+use tarn_spec::ChangeType;
 
 use super::{ClauseAction, DmlKind};
 use crate::commit::{Fragment, files_with_paths};
@@ -53,7 +54,16 @@ struct Outcome {
     inserted: Vec<RecordBatch>,
     /// Updated rows as pass 1 returns them: identity, action, assigned values.
     updated: Vec<RecordBatch>,
+    /// Positions of the deleted rows alone, per file.
+    deleted: HashMap<String, RoaringTreemap>,
     affected: u64,
+}
+
+/// Updated rows before and after the change, row for row.
+struct Images {
+    /// Every column as the rows had them; empty unless asked for.
+    before: Vec<RecordBatch>,
+    after: Vec<RecordBatch>,
 }
 
 /// The write node of row-level DML; see the module documentation.
@@ -160,23 +170,59 @@ impl ExecutionPlan for DmlWriteExec {
         let mode = self.mode;
         let write = async move {
             let outcome = collect_outcome(input, &target, &kind, &context).await?;
+            // A merge-on-read DELETE needs no log: its deletion vectors tell the change feed
+            // which rows went.
+            let record = !(kind == DmlKind::Delete && mode == RowLevelMode::MergeOnRead);
             let data_schema = crate::convert::df_schema(target.table().schema());
-            let mut new_rows = outcome
+            let inserted = outcome
                 .inserted
                 .iter()
                 .map(|b| conform(b, &data_schema))
                 .collect::<Result<Vec<_>>>()?;
-            new_rows.extend(materialize(&target, &kind, outcome.updated, &context).await?);
+            let images = materialize(&target, &kind, outcome.updated, record, &context).await?;
+            let table = target.table();
+            let mut change_log = Vec::new();
+            let mut log = |change, files: Vec<DataFile>| {
+                change_log.extend(files.into_iter().map(|f| (change, f)));
+            };
+            log(
+                ChangeType::UpdatePreimage,
+                write_rows(table, &images.before, &context).await?,
+            );
+            let deleted = record.then_some(&outcome.deleted);
             let fragment = match mode {
                 RowLevelMode::CopyOnWrite => {
-                    rewrite(&target, outcome.removed, new_rows, &context).await?
+                    // The new rows follow the kept rows of the first copy, so that a small
+                    // statement leaves as many files as it found; the log keeps its own
+                    // copy of them.
+                    log(
+                        ChangeType::UpdatePostimage,
+                        write_rows(table, &images.after, &context).await?,
+                    );
+                    log(
+                        ChangeType::Insert,
+                        write_rows(table, &inserted, &context).await?,
+                    );
+                    let new_rows = [inserted, images.after].concat();
+                    rewrite(&target, outcome.removed, new_rows, deleted, &context).await?
                 }
                 RowLevelMode::MergeOnRead => {
-                    row_delta(&target, outcome.removed, new_rows, &context).await?
+                    // The new rows go to files of their own, which the log names as they are.
+                    let after = write_rows(table, &images.after, &context).await?;
+                    log(ChangeType::UpdatePostimage, after.clone());
+                    let inserted = write_rows(table, &inserted, &context).await?;
+                    log(ChangeType::Insert, inserted.clone());
+                    let fragment = row_delta(&target, outcome.removed, deleted, &context).await?;
+                    Fragment {
+                        added: [after, inserted].concat(),
+                        ..fragment
+                    }
                 }
             };
+            change_log.extend(fragment.change_log);
             Fragment {
                 rows: outcome.affected,
+                change_log,
                 ..fragment
             }
             .to_batch(target.table())
@@ -207,6 +253,7 @@ async fn collect_outcome(
         removed: HashMap::new(),
         inserted: Vec::new(),
         updated: Vec::new(),
+        deleted: HashMap::new(),
         affected: 0,
     };
     let values_from = values_from(kind);
@@ -242,6 +289,13 @@ async fn collect_outcome(
                 };
                 if !first {
                     return Err(cardinality_error(target, kind, file, position, context).await);
+                }
+                if action == ClauseAction::Delete {
+                    outcome
+                        .deleted
+                        .entry(file.to_string())
+                        .or_default()
+                        .insert(position);
                 }
             }
             inserts.push(action == ClauseAction::Insert);
@@ -337,10 +391,15 @@ async fn materialize(
     target: &TarnTable,
     kind: &DmlKind,
     updated: Vec<RecordBatch>,
+    with_before: bool,
     context: &Arc<TaskContext>,
-) -> Result<Vec<RecordBatch>> {
+) -> Result<Images> {
+    let mut images = Images {
+        before: Vec::new(),
+        after: Vec::new(),
+    };
     let Some(first) = updated.first() else {
-        return Ok(Vec::new());
+        return Ok(images);
     };
     let table = target.table();
     let data_schema = crate::convert::df_schema(table.schema());
@@ -376,10 +435,16 @@ async fn materialize(
             .collect(),
         _ => vec![0],
     };
-    // The columns some updated row keeps, read from the files.
+    // The columns some updated row keeps, read from the files (all of them, for the
+    // rows as they were).
     let kept: Vec<usize> = (0..data_schema.fields().len())
         .filter(|&c| updates.iter().any(|&k| !assigns[k][c]))
         .collect();
+    let read: Vec<usize> = if with_before {
+        (0..data_schema.fields().len()).collect()
+    } else {
+        kept.clone()
+    };
     let clauses: Vec<Option<Int32Array>> = updated
         .iter()
         .map(|b| match kind {
@@ -403,10 +468,13 @@ async fn materialize(
                 }
                 None => None,
             };
-            let old = kept
-                .iter()
-                .position(|&k| k == c)
-                .and_then(|k| old.map(|o| o.column(k).clone()));
+            let old = match kept.contains(&c) {
+                true => read
+                    .iter()
+                    .position(|&k| k == c)
+                    .and_then(|k| old.map(|o| o.column(k).clone())),
+                false => None,
+            };
             columns.push(match (new, old) {
                 (Some(new), None) => new,
                 (None, Some(old)) => old,
@@ -423,14 +491,15 @@ async fn materialize(
         Ok(RecordBatch::try_new(nullable.clone(), columns)?)
     };
     let count: usize = updated.iter().map(|b| b.num_rows()).sum();
-    if kept.is_empty() {
+    if read.is_empty() {
         // Every updated row is assigned every column: nothing to read.
         let indices: Vec<(usize, usize)> = updated
             .iter()
             .enumerate()
             .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
             .collect();
-        return Ok(vec![assemble(&indices, None)?]);
+        images.after.push(assemble(&indices, None)?);
+        return Ok(images);
     }
 
     // Where each updated row is in pass 1's output, by file and position.
@@ -455,15 +524,14 @@ async fn materialize(
     let paths: HashSet<String> = wanted.keys().cloned().collect();
     let files = files_with_paths(table, &paths).await?;
     let scan = target
-        .identity_scan_of_files(table, &files, RowsOf::Positions(&wanted), &kept, context)
+        .identity_scan_of_files(table, &files, RowsOf::Positions(&wanted), &read, context)
         .await?;
     let mut stream = datafusion::physical_plan::execute_stream(scan, context.clone())?;
-    let mut out = Vec::new();
     let mut found = 0;
     while let Some(old) = stream.next().await {
         let old = old?;
-        let files = old.column(kept.len()).as_string::<i32>();
-        let positions = old.column(kept.len() + 1).as_primitive::<Int64Type>();
+        let files = old.column(read.len()).as_string::<i32>();
+        let positions = old.column(read.len() + 1).as_primitive::<Int64Type>();
         let indices = (0..old.num_rows())
             .map(|i| {
                 at.get(files.value(i))
@@ -479,7 +547,12 @@ async fn materialize(
             })
             .collect::<Result<Vec<_>>>()?;
         found += indices.len();
-        out.push(assemble(&indices, Some(&old))?);
+        images.after.push(assemble(&indices, Some(&old))?);
+        if with_before {
+            images
+                .before
+                .push(old.project(&(0..data_schema.fields().len()).collect::<Vec<_>>())?);
+        }
     }
     if found != count {
         return internal_err!(
@@ -487,36 +560,68 @@ async fn materialize(
             target.name()
         );
     }
-    Ok(out)
+    Ok(images)
 }
 
-/// Merge-on-read: the affected positions as deletes, the new rows as new files.
+/// Writes rows into new data files of `table`.
+async fn write_rows(
+    table: &Table,
+    rows: &[RecordBatch],
+    context: &Arc<TaskContext>,
+) -> Result<Vec<DataFile>> {
+    if rows.iter().all(|b| b.num_rows() == 0) {
+        return Ok(Vec::new());
+    }
+    let mut writer = writer_for(table, context, 1)?;
+    for batch in rows {
+        writer.write(batch).await.map_err(to_df)?;
+    }
+    writer.finish().await.map_err(to_df)
+}
+
+/// Merge-on-read: the affected positions as deletes. The deleted rows, when asked for
+/// (`deleted`), are read by position and logged.
 async fn row_delta(
     target: &TarnTable,
     removed: HashMap<String, RoaringTreemap>,
-    new_rows: Vec<RecordBatch>,
+    deleted: Option<&HashMap<String, RoaringTreemap>>,
     context: &Arc<TaskContext>,
 ) -> Result<Fragment> {
-    let mut added = Vec::new();
-    if !new_rows.is_empty() {
-        let mut writer = writer_for(target.table(), context, 1)?;
-        for batch in &new_rows {
-            writer.write(batch).await.map_err(to_df)?;
+    let mut change_log = Vec::new();
+    if let Some(deleted) = deleted.filter(|d| !d.is_empty()) {
+        let table = target.table();
+        let paths: HashSet<String> = deleted.keys().cloned().collect();
+        let files = files_with_paths(table, &paths).await?;
+        let columns: Vec<usize> = (0..table.schema().fields().len()).collect();
+        let scan = target
+            .identity_scan_of_files(table, &files, RowsOf::Positions(deleted), &columns, context)
+            .await?;
+        let mut stream = datafusion::physical_plan::execute_stream(scan, context.clone())?;
+        let mut writer = writer_for(table, context, 1)?;
+        while let Some(batch) = stream.next().await {
+            writer
+                .write(&batch?.project(&columns)?)
+                .await
+                .map_err(to_df)?;
         }
-        added = writer.finish().await.map_err(to_df)?;
+        let logged = writer.finish().await.map_err(to_df)?;
+        change_log.extend(logged.into_iter().map(|f| (ChangeType::Delete, f)));
     }
     Ok(Fragment {
-        added,
         deletes: removed.into_iter().collect(),
+        change_log,
         ..Fragment::default()
     })
 }
 
 /// Copy-on-write: copies of the affected files without the affected rows, and the new rows.
+/// The deleted rows among those left out, when asked for (`deleted`), are logged as the
+/// copies pass them.
 async fn rewrite(
     target: &TarnTable,
     dropped: HashMap<String, RoaringTreemap>,
     mut new_rows: Vec<RecordBatch>,
+    deleted: Option<&HashMap<String, RoaringTreemap>>,
     context: &Arc<TaskContext>,
 ) -> Result<Fragment> {
     let table = target.table();
@@ -550,45 +655,49 @@ async fn rewrite(
             )?]
         };
         let dropped = Arc::new(dropped);
-        let writers = streams.len() + 1;
+        let deleted = deleted.map(|d| Arc::new(d.clone()));
+        let writers = streams.len() * if deleted.is_some() { 2 } else { 1 };
         for stream in streams {
+            let log = match &deleted {
+                Some(deleted) => Some((Arc::clone(deleted), writer_for(table, context, writers)?)),
+                None => None,
+            };
             copies.spawn(copy_kept_rows(
                 stream,
                 writer_for(table, context, writers)?,
                 Arc::clone(&dropped),
                 columns.len(),
                 std::mem::take(&mut new_rows),
+                log,
             ));
         }
     }
-    let mut added = Vec::new();
-    if !new_rows.is_empty() {
-        let mut writer = writer_for(table, context, 1)?;
-        for batch in &new_rows {
-            writer.write(batch).await.map_err(to_df)?;
-        }
-        added = writer.finish().await.map_err(to_df)?;
-    }
+    let mut added = write_rows(table, &new_rows, context).await?;
+    let mut change_log = Vec::new();
     while let Some(copied) = copies.join_next().await {
-        let files = copied.map_err(|e| DataFusionError::External(Box::new(e)))??;
+        let (files, logged) = copied.map_err(|e| DataFusionError::External(Box::new(e)))??;
         added.extend(files);
+        change_log.extend(logged.into_iter().map(|f| (ChangeType::Delete, f)));
     }
     Ok(Fragment {
         added,
         removed: removed.into_iter().map(|f| f.path).collect(),
+        change_log,
         ..Fragment::default()
     })
 }
 
 /// Writes the rows of a row-identity scan of affected files, less the dropped positions,
-/// then the rows of `then`, as new data files.
+/// then the rows of `then`, as new data files; with `log`, writes the rows at its positions
+/// into files of their own.
 async fn copy_kept_rows(
     mut stream: SendableRecordBatchStream,
     mut writer: DataFileWriter,
     dropped: Arc<HashMap<String, RoaringTreemap>>,
     columns: usize,
     then: Vec<RecordBatch>,
-) -> Result<Vec<DataFile>> {
+    mut log: Option<(Arc<HashMap<String, RoaringTreemap>>, DataFileWriter)>,
+) -> Result<(Vec<DataFile>, Vec<DataFile>)> {
     let table_columns: Vec<usize> = (0..columns).collect();
     while let Some(batch) = stream.next().await {
         let batch = batch?;
@@ -610,13 +719,38 @@ async fn copy_kept_rows(
                 Some(!dropped_here.is_some_and(|d| d.contains(positions.value(i) as u64)))
             })
             .collect();
-        let kept = filter_record_batch(&batch.project(&table_columns)?, &keep)?;
-        writer.write(&kept).await.map_err(to_df)?;
+        let rows = batch.project(&table_columns)?;
+        writer
+            .write(&filter_record_batch(&rows, &keep)?)
+            .await
+            .map_err(to_df)?;
+        if let Some((logged, log_writer)) = &mut log {
+            let wanted: BooleanArray = (0..batch.num_rows())
+                .map(|i| {
+                    Some(
+                        logged
+                            .get(files.value(i))
+                            .is_some_and(|p| p.contains(positions.value(i) as u64)),
+                    )
+                })
+                .collect();
+            if wanted.true_count() > 0 {
+                log_writer
+                    .write(&filter_record_batch(&rows, &wanted)?)
+                    .await
+                    .map_err(to_df)?;
+            }
+        }
     }
     for batch in &then {
         writer.write(batch).await.map_err(to_df)?;
     }
-    writer.finish().await.map_err(to_df)
+    let copies = writer.finish().await.map_err(to_df)?;
+    let logged = match log {
+        Some((_, log_writer)) => log_writer.finish().await.map_err(to_df)?,
+        None => Vec::new(),
+    };
+    Ok((copies, logged))
 }
 
 /// The table's schema with every column nullable, so that the writer, not the batch,

@@ -1,0 +1,359 @@
+//! The change feed from SQL and Rust: `table_changes('t', from, to)` and its shortcuts
+//! `table_insertions` and `table_deletions`, [`ChangeFeed`] as a table provider, and
+//! [`TarnContext::follow_changes`] for pipelines that tail a table.
+//!
+//! tarn-core finds the changed rows of each version as data files and positions
+//! ([`Table::change_plan`]); this module reads them with the row-identity scan DML uses, in
+//! the schema of the range's last version (columns bound by field id, so renamed and
+//! re-added columns keep their data), and adds `_change_type`, `_commit_version` and
+//! `_commit_timestamp`. One scan per version and kind of change, in a union.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, UnaryOperator,
+    Value as SqlValue,
+};
+use futures::{Stream, TryStreamExt};
+use tarn_core::{ChangeSlice, FollowPoll};
+use tarn_spec::{ChangeType, Version};
+
+use crate::context::TarnContext;
+use crate::error::to_df;
+use crate::provider::{RowsOf, TarnTable};
+use crate::time_travel::AsOf;
+
+/// The SQL functions of the change feed, as tarn's parser knows them.
+pub(crate) const FUNCTIONS: [&str; 3] = ["table_changes", "table_insertions", "table_deletions"];
+
+/// The columns the change feed adds after the table's.
+pub const CHANGE_TYPE_COLUMN: &str = "_change_type";
+pub const COMMIT_VERSION_COLUMN: &str = "_commit_version";
+pub const COMMIT_TIMESTAMP_COLUMN: &str = "_commit_timestamp";
+
+fn feed_fields() -> [Field; 3] {
+    [
+        Field::new(CHANGE_TYPE_COLUMN, DataType::Utf8, false),
+        Field::new(COMMIT_VERSION_COLUMN, DataType::Int64, false),
+        Field::new(
+            COMMIT_TIMESTAMP_COLUMN,
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+    ]
+}
+
+/// The changed rows of a table between two versions (both included), as a table.
+#[derive(Debug, Clone)]
+pub struct ChangeFeed {
+    /// The table at the range's last version.
+    last: TarnTable,
+    from: AsOf,
+    /// Only rows of this kind (`table_insertions`, `table_deletions`).
+    only: Option<ChangeType>,
+    /// The table's columns in the schema of the last version, then the feed's.
+    schema: SchemaRef,
+}
+
+impl ChangeFeed {
+    /// The feed from `from` to the version `last` reads (a time-travel provider, or the
+    /// loaded version), in that version's columns.
+    pub fn new(last: &TarnTable, from: AsOf, only: Option<ChangeType>) -> Self {
+        let mut fields: Vec<Field> = last
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(feed_fields());
+        ChangeFeed {
+            last: last.clone(),
+            from,
+            only,
+            schema: Arc::new(Schema::new(fields)),
+        }
+    }
+
+    /// The first version of the range: `from` a time means the first version committed at
+    /// or after it. `None` when no version was committed from that time to the last one.
+    async fn first_version(&self) -> Result<Option<Version>> {
+        let first = match self.from {
+            AsOf::Version(v) => Version(v),
+            AsOf::Timestamp(ms) => match self.last.table().at_timestamp(ms).await {
+                Ok(at) if at.snapshot().timestamp_ms == ms => at.version(),
+                Ok(at) if at.version() >= self.last.version() => return Ok(None),
+                Ok(at) => at.version().next(),
+                // Before the table existed: from its start.
+                Err(tarn_core::Error::TimestampBeforeTable { .. }) => Version(0),
+                Err(e) => return Err(to_df(e)),
+            },
+        };
+        Ok(Some(first))
+    }
+
+    /// What the feed reads: the changed files and positions of each version.
+    pub async fn plan(&self) -> Result<Vec<ChangeSlice>> {
+        let Some(first) = self.first_version().await? else {
+            return Ok(Vec::new());
+        };
+        let slices = self
+            .last
+            .table()
+            .change_plan(first, self.last.version())
+            .await
+            .map_err(to_df)?;
+        Ok(slices
+            .into_iter()
+            .filter(|s| self.only.is_none_or(|only| s.change_type == only))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl TableProvider for ChangeFeed {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let output: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let projected = Arc::new(self.schema.project(&output)?);
+        let slices = self.plan().await?;
+        if slices.is_empty() {
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        let last = self.last.read_table().await?;
+        let width = last.schema().fields().len();
+        // The table's columns the output needs, in the order it needs them.
+        let columns: Vec<usize> = output.iter().copied().filter(|&i| i < width).collect();
+        let context = state.task_ctx();
+        let mut scans = Vec::with_capacity(slices.len());
+        for slice in &slices {
+            let rows = match &slice.positions {
+                Some(positions) => RowsOf::Positions(positions),
+                None => RowsOf::Live,
+            };
+            let scan = self
+                .last
+                .identity_scan_of_files(&last, &slice.files, rows, &columns, &context)
+                .await?;
+            scans.push(feed_projection(scan, slice, &output, width, &projected)?);
+        }
+        UnionExec::try_new(scans)
+    }
+}
+
+/// The feed's columns over one slice's scan (the table's columns asked for, then `_file`
+/// and `_pos`).
+fn feed_projection(
+    scan: Arc<dyn ExecutionPlan>,
+    slice: &ChangeSlice,
+    output: &[usize],
+    width: usize,
+    projected: &SchemaRef,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let mut next_column = 0;
+    let exprs = output
+        .iter()
+        .zip(projected.fields())
+        .map(|(&i, field)| {
+            let expr: Arc<dyn PhysicalExpr> = if i < width {
+                next_column += 1;
+                Arc::new(Column::new(field.name(), next_column - 1))
+            } else {
+                Arc::new(Literal::new(match i - width {
+                    0 => ScalarValue::Utf8(Some(slice.change_type.as_str().to_string())),
+                    1 => ScalarValue::Int64(Some(slice.version.get() as i64)),
+                    _ => ScalarValue::TimestampMillisecond(
+                        Some(slice.timestamp_ms),
+                        Some("UTC".into()),
+                    ),
+                }))
+            };
+            (expr, field.name().clone())
+        })
+        .collect::<Vec<_>>();
+    Ok(Arc::new(ProjectionExec::try_new(exprs, scan)?))
+}
+
+/// The function of a change-feed relation (`table_changes` & co.) and its bounds, as tarn's
+/// parser leaves them in the table reference: `None` for any other relation.
+pub(crate) fn feed_of(function: &SqlExpr, table: &TarnTable) -> Result<Option<ChangeFeed>> {
+    let SqlExpr::Function(function) = function else {
+        return Ok(None);
+    };
+    let name = function.name.to_string().to_ascii_lowercase();
+    let only = match name.as_str() {
+        "table_changes" => None,
+        "table_insertions" => Some(ChangeType::Insert),
+        "table_deletions" => Some(ChangeType::Delete),
+        _ => return Ok(None),
+    };
+    let FunctionArguments::List(list) = &function.args else {
+        return Ok(None);
+    };
+    let bound = |arg: &FunctionArg| match arg {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => bound_of(expr),
+        other => Err(DataFusionError::Plan(format!(
+            "{name}: a bound must be a version or a timestamp, not {other}"
+        ))),
+    };
+    let from = bound(&list.args[0])?;
+    let last = match list.args.get(1).map(bound).transpose()? {
+        Some(to) => table.at(to)?,
+        None => table.clone(),
+    };
+    Ok(Some(ChangeFeed::new(&last, from, only)))
+}
+
+/// A range bound: a version number or a timestamp.
+fn bound_of(expr: &SqlExpr) -> Result<AsOf> {
+    match expr {
+        SqlExpr::Value(v) => match &v.value {
+            SqlValue::Number(n, _) => n.parse::<u64>().map(AsOf::Version).map_err(|_| {
+                DataFusionError::Plan(format!(
+                    "a change range bound must be a non-negative version number or a timestamp, not {n}"
+                ))
+            }),
+            _ => crate::time_travel::timestamp_of_sql(expr).map(AsOf::Timestamp),
+        },
+        SqlExpr::Nested(inner) => bound_of(inner),
+        SqlExpr::UnaryOp {
+            op: UnaryOperator::Minus,
+            ..
+        } => Err(DataFusionError::Plan(format!(
+            "a change range bound must be a non-negative version number or a timestamp, not {expr}"
+        ))),
+        _ => crate::time_travel::timestamp_of_sql(expr).map(AsOf::Timestamp),
+    }
+}
+
+/// `table_changes` & co. belong to tarn's SQL (its parser turns them into a reference to
+/// the table); reached from a DataFusion session of the application's own, they say what
+/// to use there instead.
+#[derive(Debug)]
+pub struct ChangeFeedFunction {
+    name: &'static str,
+}
+
+impl ChangeFeedFunction {
+    pub fn all() -> Vec<ChangeFeedFunction> {
+        FUNCTIONS
+            .into_iter()
+            .map(|name| ChangeFeedFunction { name })
+            .collect()
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl TableFunctionImpl for ChangeFeedFunction {
+    fn call_with_args(&self, _args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        Err(DataFusionError::Plan(format!(
+            "{}() is part of tarn's SQL (TarnContext::sql); in a DataFusion session of your \
+             own, register a ChangeFeed (TarnTable::changes) as a table instead",
+            self.name
+        )))
+    }
+}
+
+impl TarnTable {
+    /// The change feed of this table from `from` to `to` (both included; `None`: the
+    /// loaded version), as a table provider.
+    pub async fn changes(&self, from: AsOf, to: Option<AsOf>) -> Result<ChangeFeed> {
+        let last = match to {
+            Some(to) => self.at_any(to).await?,
+            None => self.clone(),
+        };
+        Ok(ChangeFeed::new(&last, from, None))
+    }
+}
+
+/// The changes one version made, as [`TarnContext::follow_changes`] yields them.
+#[derive(Debug, Clone)]
+pub struct VersionChanges {
+    pub version: Version,
+    pub timestamp_ms: i64,
+    /// The changed rows, with the feed's columns; empty for a version that changed no row
+    /// (compaction, schema and property changes).
+    pub batches: Vec<RecordBatch>,
+}
+
+impl TarnContext {
+    /// The change feed of the table named `table` from `from` to `to` (both included;
+    /// `None`: the newest version), with the columns of `table_changes`.
+    pub async fn table_changes(
+        &self,
+        table: &str,
+        from: AsOf,
+        to: Option<AsOf>,
+    ) -> Result<DataFrame> {
+        let feed = self
+            .tarn_table_named(table)
+            .await?
+            .changes(from, to)
+            .await?;
+        self.session_context().read_table(Arc::new(feed))
+    }
+
+    /// Every version of the table named `table` committed after `after`, as it lands, with
+    /// the rows it changed: polls with backoff (`poll`), never busy; ends with an error if
+    /// the table is dropped or a version expires before it is read. Each item holds one
+    /// version's changes in full, so a consumer can checkpoint on version boundaries (for
+    /// example by stamping what it writes with [`tarn_core::AppCommit`]).
+    pub async fn follow_changes(
+        &self,
+        table: &str,
+        after: Version,
+        poll: FollowPoll,
+    ) -> Result<impl Stream<Item = Result<VersionChanges>> + use<>> {
+        let provider = self.tarn_table_named(table).await?;
+        let start = provider.table().at_version(after).await.map_err(to_df)?;
+        let session = self.session_context().clone();
+        Ok(start.follow(poll).map_err(to_df).and_then(move |table| {
+            let version = table.version();
+            let timestamp_ms = table.snapshot().timestamp_ms;
+            let at = TarnTable::new(table, provider.name(), provider.store_url().clone());
+            let feed = ChangeFeed::new(&at, AsOf::Version(version.get()), None);
+            let session = session.clone();
+            async move {
+                let batches = session.read_table(Arc::new(feed))?.collect().await?;
+                Ok(VersionChanges {
+                    version,
+                    timestamp_ms,
+                    batches,
+                })
+            }
+        }))
+    }
+}
