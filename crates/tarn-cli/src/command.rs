@@ -28,6 +28,13 @@ pub enum Command {
     Include(PathBuf),
     /// `\o [file]`: send results to a file, or back to standard output without argument.
     Output(Option<PathBuf>),
+    /// `\changes table from [to]`: the table's change feed; bounds are versions or quoted
+    /// timestamps, as SQL literals.
+    Changes {
+        table: String,
+        from: String,
+        to: Option<String>,
+    },
     /// `\watch [seconds] [count]`: run the last SQL again every `seconds` (default 2),
     /// `count` times or until Ctrl-C.
     Watch {
@@ -44,6 +51,9 @@ Meta commands:
   \\d table           describe a table: columns, partition spec, properties
   \\dn                list namespaces
   \\snapshots table   the table's snapshot log
+  \\changes table FROM [TO]
+                     the rows versions FROM to TO (default: the newest) changed; FROM
+                     and TO are versions or quoted times ('2026-11-30 10:00:00')
   \\timing [on|off]   show the time and storage requests each statement takes
   \\format FORMAT     table, csv, tsv, json or ndjson
   \\i file            run the SQL statements in a file
@@ -85,6 +95,32 @@ impl FromStr for Command {
             }
             "\\i" => Command::Include(PathBuf::from(need("a file name")?)),
             "\\o" => Command::Output(arg.map(PathBuf::from)),
+            "\\changes" => {
+                let usage = || {
+                    "usage: \\changes table FROM [TO], FROM and TO being versions or quoted \
+                     times such as '2026-11-30 10:00:00'"
+                        .to_string()
+                };
+                let words = sql_words(&need("a table name")?).ok_or_else(usage)?;
+                let bound = |w: &String| {
+                    let version = w.bytes().all(|b| b.is_ascii_digit());
+                    let time = w.len() >= 2 && w.starts_with('\'') && w.ends_with('\'');
+                    (version || time).then(|| w.clone()).ok_or_else(usage)
+                };
+                match words.as_slice() {
+                    [table, from] => Command::Changes {
+                        table: table.clone(),
+                        from: bound(from)?,
+                        to: None,
+                    },
+                    [table, from, to] => Command::Changes {
+                        table: table.clone(),
+                        from: bound(from)?,
+                        to: Some(bound(to)?),
+                    },
+                    _ => return Err(usage()),
+                }
+            }
             "\\watch" => {
                 let mut words = arg.unwrap_or_default().split_whitespace();
                 let seconds = match words.next() {
@@ -122,9 +158,76 @@ impl FromStr for Command {
     }
 }
 
+/// Words separated by white space; a single-quoted word (with `''` for a quote) is kept
+/// whole, with its quotes. `None` for an unclosed quote.
+fn sql_words(line: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut chars = line.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        let mut word = String::new();
+        if c == '\'' {
+            word.push(chars.next()?);
+            loop {
+                let c = chars.next()?;
+                word.push(c);
+                if c == '\'' {
+                    if chars.peek() == Some(&'\'') {
+                        word.push(chars.next()?);
+                    } else {
+                        break;
+                    }
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek().filter(|c| !c.is_whitespace()) {
+                word.push(c);
+                chars.next();
+            }
+        }
+        words.push(word);
+    }
+    Some(words)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_changes() {
+        assert_eq!(
+            "\\changes feeds.events 5".parse::<Command>().unwrap(),
+            Command::Changes {
+                table: "feeds.events".into(),
+                from: "5".into(),
+                to: None
+            }
+        );
+        assert_eq!(
+            "\\changes t '2026-11-30 10:00:00'  '2026-11-30 11:00:00'"
+                .parse::<Command>()
+                .unwrap(),
+            Command::Changes {
+                table: "t".into(),
+                from: "'2026-11-30 10:00:00'".into(),
+                to: Some("'2026-11-30 11:00:00'".into())
+            }
+        );
+        for bad in [
+            "\\changes",
+            "\\changes t",
+            "\\changes t x",
+            "\\changes t 1 2 3",
+            "\\changes t '2026-11-30",
+            "\\changes t -1",
+        ] {
+            assert!(bad.parse::<Command>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_watch() {

@@ -329,6 +329,16 @@ impl Shell {
                 ))
                 .await?;
             }
+            Command::Changes { table, from, to } => {
+                let (ns, table) = split_name(&table);
+                let name = format!("{ns}.{table}").replace('\'', "''");
+                let to = to.map(|to| format!(", {to}")).unwrap_or_default();
+                self.run_sql(&format!(
+                    "SELECT * FROM table_changes('{name}', {from}{to}) \
+                     ORDER BY _commit_version, _change_type;"
+                ))
+                .await?;
+            }
             Command::Timing(on) => {
                 self.timing = on.unwrap_or(!self.timing);
                 let state = if self.timing { "on" } else { "off" };

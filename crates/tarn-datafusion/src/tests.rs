@@ -1040,3 +1040,71 @@ async fn a_stamped_batch_run_again_after_a_crash_writes_nothing() {
         vec![10000]
     );
 }
+
+/// A follower sees each version's changes as it lands, one item per version (a version that
+/// changes no row comes with no rows), and stops with an error when the table is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_follower_yields_each_version_as_it_lands() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().to_str().unwrap().to_string();
+    let reader = TarnContext::open(&url).await.unwrap();
+    run(&reader, "CREATE TABLE events (id BIGINT, v VARCHAR)").await;
+    run(&reader, "INSERT INTO events VALUES (1, 'a'), (2, 'b')").await;
+    let poll = tarn_core::FollowPoll {
+        min: std::time::Duration::from_millis(10),
+        max: std::time::Duration::from_millis(50),
+    };
+    // Following from version 0: version 1 is already there.
+    let mut feed = Box::pin(
+        reader
+            .follow_changes("events", tarn_spec::Version(0), poll)
+            .await
+            .unwrap(),
+    );
+    let first = feed.next().await.unwrap().unwrap();
+    assert_eq!(first.version, tarn_spec::Version(1));
+    let rows = |c: &crate::VersionChanges| -> Vec<(i64, String)> {
+        let mut out = Vec::new();
+        for b in &c.batches {
+            let id = b.column(0).as_primitive::<Int64Type>();
+            let kind = b.column(2).as_string::<i32>();
+            out.extend((0..b.num_rows()).map(|i| (id.value(i), kind.value(i).to_string())));
+        }
+        out.sort();
+        out
+    };
+    assert_eq!(
+        rows(&first),
+        vec![(1, "insert".to_string()), (2, "insert".to_string())]
+    );
+
+    // Each change, then what the follower makes of it (within a deadline: it polls).
+    let writer = TarnContext::open(&url).await.unwrap();
+    let deadline = std::time::Duration::from_secs(30);
+    run(&writer, "UPDATE events SET v = 'bb' WHERE id = 2").await;
+    let update = tokio::time::timeout(deadline, feed.next()).await.unwrap();
+    let update = update.unwrap().unwrap();
+    run(&writer, "ALTER TABLE events ADD COLUMN w INT").await;
+    let alter = tokio::time::timeout(deadline, feed.next()).await.unwrap();
+    let alter = alter.unwrap().unwrap();
+    run(&writer, "DROP TABLE events").await;
+    let dropped = tokio::time::timeout(deadline, feed.next()).await.unwrap();
+    let dropped = dropped.unwrap();
+    assert_eq!(update.version, tarn_spec::Version(2));
+    assert_eq!(
+        rows(&update),
+        vec![
+            (2, "update_postimage".to_string()),
+            (2, "update_preimage".to_string())
+        ]
+    );
+    assert_eq!(alter.version, tarn_spec::Version(3));
+    assert!(alter.batches.iter().all(|b| b.num_rows() == 0));
+    // Seen as sealed, or as already gone.
+    let err = dropped.unwrap_err().to_string();
+    assert!(
+        err.contains("was dropped") || err.contains("does not exist"),
+        "{err}"
+    );
+}
