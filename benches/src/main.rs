@@ -32,9 +32,13 @@
 //! - `merge-memory`: MERGE of 10,000 source rows into 10,000,000 target rows with a 1 GiB
 //!   DataFusion memory limit, in both row-level modes: time, peak memory, files rewritten.
 //!
+//! - `changes`: lineitem appended in 1,000 commits, then an aggregate over the whole table
+//!   against the same aggregate over `table_changes` of the last 10: time and bytes read.
+//!
 //! `all` runs every suite; `smoke` runs every suite at a tiny size, once, for CI;
 //! `write --case N` runs only the suite's Nth case; `explain --query N` prints `EXPLAIN ANALYZE` of TPC-H query N on both sides.
 
+mod changes;
 mod dml;
 mod planning;
 mod report;
@@ -50,7 +54,7 @@ use std::process::ExitCode;
 use report::Report;
 use tpch::Tpch;
 
-const USAGE: &str = "usage: tarn-bench <scan|pruning|write|commit|streaming|planning|dml|time-travel|append-large|\
+const USAGE: &str = "usage: tarn-bench <scan|pruning|write|commit|streaming|planning|dml|time-travel|changes|append-large|\
                      object-store|merge-memory|all|smoke|explain> [--sf N] [--runs N] [--query N] [--case N] [--json PATH]";
 
 struct Args {
@@ -137,6 +141,10 @@ async fn run_suite(
             tpch(data, report, sf).await?;
             dml::lineitem(report, data.as_ref().expect("loaded"), runs).await
         }
+        "changes" => {
+            tpch(data, report, sf).await?;
+            changes::changes(report, data.as_ref().expect("loaded"), 1_000, runs).await
+        }
         "time-travel" => {
             tpch(data, report, sf).await?;
             scan::time_travel(report, data.as_ref().expect("loaded"), 100, runs).await
@@ -159,6 +167,7 @@ async fn smoke(report: &mut Report) -> Result<(), String> {
     scan::pruning(report, &data, 1).await?;
     dml::lineitem(report, &data, 1).await?;
     scan::time_travel(report, &data, 3, 1).await?;
+    changes::changes(report, &data, 20, 1).await?;
     write::write(report, 0.01, 1, None).await?;
     planning::planning(report, &[1_000], 1).await?;
     suites::append_large(report, 200, 1).await?;
@@ -204,6 +213,7 @@ async fn main() -> ExitCode {
                 "scan",
                 "pruning",
                 "time-travel",
+                "changes",
                 "write",
                 "dml",
                 "planning",

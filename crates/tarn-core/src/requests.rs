@@ -31,6 +31,7 @@ pub struct RequestCounter {
     list: AtomicU64,
     delete: AtomicU64,
     copy: AtomicU64,
+    read_bytes: AtomicU64,
 }
 
 /// A reading of a [`RequestCounter`]; subtract two to get what happened between them.
@@ -42,6 +43,8 @@ pub struct RequestCounts {
     pub list: u64,
     pub delete: u64,
     pub copy: u64,
+    /// Bytes the GET requests returned.
+    pub read_bytes: u64,
 }
 
 impl RequestCounter {
@@ -54,6 +57,7 @@ impl RequestCounter {
             list: load(&self.list),
             delete: load(&self.delete),
             copy: load(&self.copy),
+            read_bytes: load(&self.read_bytes),
         }
     }
 
@@ -65,6 +69,7 @@ impl RequestCounter {
         Self::add(&self.list, counts.list);
         Self::add(&self.delete, counts.delete);
         Self::add(&self.copy, counts.copy);
+        Self::add(&self.read_bytes, counts.read_bytes);
     }
 
     fn add(counter: &AtomicU64, n: u64) {
@@ -82,9 +87,11 @@ impl RequestCounts {
             list: self.list.saturating_sub(earlier.list),
             delete: self.delete.saturating_sub(earlier.delete),
             copy: self.copy.saturating_sub(earlier.copy),
+            read_bytes: self.read_bytes.saturating_sub(earlier.read_bytes),
         }
     }
 
+    /// Requests of every kind.
     pub fn total(self) -> u64 {
         self.get + self.head + self.put + self.list + self.delete + self.copy
     }
@@ -101,6 +108,7 @@ impl std::ops::Add for RequestCounts {
             list: self.list + other.list,
             delete: self.delete + other.delete,
             copy: self.copy + other.copy,
+            read_bytes: self.read_bytes + other.read_bytes,
         }
     }
 }
@@ -214,7 +222,15 @@ impl ObjectStore for CountingStore {
             &self.counter.get
         };
         RequestCounter::add(kind, 1);
-        self.inner.get_opts(location, options).await
+        let head = options.head;
+        let result = self.inner.get_opts(location, options).await?;
+        if !head {
+            RequestCounter::add(
+                &self.counter.read_bytes,
+                result.range.end - result.range.start,
+            );
+        }
+        Ok(result)
     }
 
     async fn get_ranges(
@@ -223,6 +239,8 @@ impl ObjectStore for CountingStore {
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
         RequestCounter::add(&self.counter.get, coalesced_requests(ranges));
+        let bytes = ranges.iter().map(|r| r.end - r.start).sum();
+        RequestCounter::add(&self.counter.read_bytes, bytes);
         self.inner.get_ranges(location, ranges).await
     }
 
@@ -358,6 +376,8 @@ mod tests {
                 list: 1,
                 delete: 1,
                 copy: 0,
+                // "hello" whole, then two ranges of one byte.
+                read_bytes: 7,
             }
         );
         assert_eq!(counts.to_string(), "2 GET, 1 HEAD, 1 PUT, 1 LIST, 1 DELETE");
