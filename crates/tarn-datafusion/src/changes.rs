@@ -8,9 +8,12 @@
 //! re-added columns keep their data), and adds `_change_type`, `_commit_version` and
 //! `_commit_timestamp`. One scan per version and kind of change, in a union.
 
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
@@ -18,7 +21,7 @@ use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{ColumnarValue, Expr};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{Column, Literal};
 use datafusion::physical_plan::ExecutionPlan;
@@ -30,7 +33,7 @@ use datafusion::sql::sqlparser::ast::{
     Value as SqlValue,
 };
 use futures::{Stream, TryStreamExt};
-use tarn_core::{ChangeSlice, FollowPoll};
+use tarn_core::{ChangeSlice, DataFile, FollowPoll, RoaringTreemap};
 use tarn_spec::{ChangeType, Version};
 
 use crate::context::TarnContext;
@@ -155,27 +158,116 @@ impl TableProvider for ChangeFeed {
         // The table's columns the output needs, in the order it needs them.
         let columns: Vec<usize> = output.iter().copied().filter(|&i| i < width).collect();
         let context = state.task_ctx();
-        let mut scans = Vec::with_capacity(slices.len());
-        for slice in &slices {
-            let rows = match &slice.positions {
+        let mut scans = Vec::new();
+        for group in scan_groups(&slices) {
+            let files: Vec<DataFile> = group.iter().flat_map(|s| s.files.iter().cloned()).collect();
+            let positions: Option<HashMap<String, RoaringTreemap>> =
+                group[0].positions.as_ref().map(|_| {
+                    group
+                        .iter()
+                        .flat_map(|s| s.positions.iter().flatten())
+                        .map(|(path, p)| (path.clone(), p.clone()))
+                        .collect()
+                });
+            let rows = match &positions {
                 Some(positions) => RowsOf::Positions(positions),
                 None => RowsOf::Live,
             };
             let scan = self
                 .last
-                .identity_scan_of_files(&last, &slice.files, rows, &columns, &context)
+                .identity_scan_of_files(&last, &files, rows, &columns, &context)
                 .await?;
-            scans.push(feed_projection(scan, slice, &output, width, &projected)?);
+            let commits = CommitColumns::of(&group, columns.len());
+            scans.push(feed_projection(
+                scan,
+                group[0].change_type,
+                &commits,
+                &output,
+                width,
+                &projected,
+            )?);
         }
         UnionExec::try_new(scans)
     }
 }
 
-/// The feed's columns over one slice's scan (the table's columns asked for, then `_file`
-/// and `_pos`).
+/// A group being filled: its slices, and the paths of their files.
+type OpenGroup<'a> = (Vec<&'a ChangeSlice>, HashSet<&'a str>);
+
+/// The slices read by one scan each: those of one kind of change and one way of selecting
+/// rows (live rows, or positions), as long as no file comes twice (a file whose rows two
+/// versions deleted by vector, or a file added and later removed, is read once per version).
+fn scan_groups(slices: &[ChangeSlice]) -> Vec<Vec<&ChangeSlice>> {
+    let mut done = Vec::new();
+    let mut open: HashMap<(ChangeType, bool), OpenGroup<'_>> = HashMap::new();
+    for slice in slices {
+        let key = (slice.change_type, slice.positions.is_some());
+        let (group, paths) = open.entry(key).or_default();
+        if slice.files.iter().any(|f| paths.contains(f.path.as_str())) {
+            done.push(std::mem::take(group));
+            paths.clear();
+        }
+        paths.extend(slice.files.iter().map(|f| f.path.as_str()));
+        group.push(slice);
+    }
+    done.extend(open.into_values().map(|(group, _)| group));
+    done.retain(|g| !g.is_empty());
+    done
+}
+
+/// Where a group's `_commit_version` and `_commit_timestamp` come from: constants for a
+/// group of one version, else looked up by each row's file.
+enum CommitColumns {
+    One { version: i64, timestamp_ms: i64 },
+    ByFile(Arc<HashMap<String, (i64, i64)>>, usize),
+}
+
+impl CommitColumns {
+    /// For a group's scan, whose `_file` column follows the `columns` table columns.
+    fn of(group: &[&ChangeSlice], columns: usize) -> CommitColumns {
+        let first = group[0];
+        if group.iter().all(|s| s.version == first.version) {
+            return CommitColumns::One {
+                version: first.version.get() as i64,
+                timestamp_ms: first.timestamp_ms,
+            };
+        }
+        let commits = group
+            .iter()
+            .flat_map(|s| {
+                s.files
+                    .iter()
+                    .map(|f| (f.path.clone(), (s.version.get() as i64, s.timestamp_ms)))
+            })
+            .collect();
+        CommitColumns::ByFile(Arc::new(commits), columns)
+    }
+
+    fn expr(&self, time: bool) -> Arc<dyn PhysicalExpr> {
+        match self {
+            CommitColumns::One {
+                version,
+                timestamp_ms,
+            } => Arc::new(Literal::new(if time {
+                ScalarValue::TimestampMillisecond(Some(*timestamp_ms), Some("UTC".into()))
+            } else {
+                ScalarValue::Int64(Some(*version))
+            })),
+            CommitColumns::ByFile(commits, file) => Arc::new(CommitOfFile {
+                file: Arc::new(Column::new(crate::provider::FILE_COLUMN, *file)),
+                commits: commits.clone(),
+                time,
+            }),
+        }
+    }
+}
+
+/// The feed's columns over a scan of some slices (the table's columns asked for, then
+/// `_file` and `_pos`).
 fn feed_projection(
     scan: Arc<dyn ExecutionPlan>,
-    slice: &ChangeSlice,
+    change_type: ChangeType,
+    commits: &CommitColumns,
     output: &[usize],
     width: usize,
     projected: &SchemaRef,
@@ -189,19 +281,118 @@ fn feed_projection(
                 next_column += 1;
                 Arc::new(Column::new(field.name(), next_column - 1))
             } else {
-                Arc::new(Literal::new(match i - width {
-                    0 => ScalarValue::Utf8(Some(slice.change_type.as_str().to_string())),
-                    1 => ScalarValue::Int64(Some(slice.version.get() as i64)),
-                    _ => ScalarValue::TimestampMillisecond(
-                        Some(slice.timestamp_ms),
-                        Some("UTC".into()),
-                    ),
-                }))
+                match i - width {
+                    0 => Arc::new(Literal::new(ScalarValue::Utf8(Some(
+                        change_type.as_str().to_string(),
+                    )))),
+                    1 => commits.expr(false),
+                    _ => commits.expr(true),
+                }
             };
             (expr, field.name().clone())
         })
         .collect::<Vec<_>>();
     Ok(Arc::new(ProjectionExec::try_new(exprs, scan)?))
+}
+
+/// The version, or the commit time, of the commit that each row's data file belongs to, in
+/// a scan of the files of several commits.
+#[derive(Debug)]
+struct CommitOfFile {
+    file: Arc<dyn PhysicalExpr>,
+    /// Version and commit time, by table-relative file path.
+    commits: Arc<HashMap<String, (i64, i64)>>,
+    time: bool,
+}
+
+impl PartialEq for CommitOfFile {
+    fn eq(&self, other: &Self) -> bool {
+        self.file.as_ref() == other.file.as_ref()
+            && Arc::ptr_eq(&self.commits, &other.commits)
+            && self.time == other.time
+    }
+}
+
+impl Eq for CommitOfFile {}
+
+impl std::hash::Hash for CommitOfFile {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.file.hash(state);
+        Arc::as_ptr(&self.commits).hash(state);
+        self.time.hash(state);
+    }
+}
+
+impl fmt::Display for CommitOfFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.time { "timestamp" } else { "version" };
+        write!(f, "commit_{what}_of({})", self.file)
+    }
+}
+
+impl PhysicalExpr for CommitOfFile {
+    fn data_type(&self, _input_schema: &Schema) -> Result<DataType> {
+        Ok(feed_fields()[if self.time { 2 } else { 1 }]
+            .data_type()
+            .clone())
+    }
+
+    fn nullable(&self, _input_schema: &Schema) -> Result<bool> {
+        Ok(false)
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
+        let files = self.file.evaluate(batch)?.into_array(batch.num_rows())?;
+        let files = files.as_string_opt::<i32>().ok_or_else(|| {
+            DataFusionError::Internal(format!("_file is {}, not Utf8", files.data_type()))
+        })?;
+        // Rows of a batch come from one file: look each file up once.
+        let mut last: Option<(&str, i64)> = None;
+        let mut values = Vec::with_capacity(batch.num_rows());
+        for file in files.iter() {
+            let file = file.unwrap_or_default();
+            let value = match last {
+                Some((f, v)) if f == file => v,
+                _ => {
+                    let (version, ms) = self.commits.get(file).ok_or_else(|| {
+                        DataFusionError::Internal(format!("'{file}' is not a file of the feed"))
+                    })?;
+                    let v = if self.time { *ms } else { *version };
+                    last = Some((file, v));
+                    v
+                }
+            };
+            values.push(value);
+        }
+        let array: ArrayRef = if self.time {
+            Arc::new(TimestampMillisecondArray::from(values).with_timezone("UTC"))
+        } else {
+            Arc::new(Int64Array::from(values))
+        };
+        Ok(ColumnarValue::Array(array))
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        vec![&self.file]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        let [file] = children
+            .try_into()
+            .map_err(|_| DataFusionError::Internal("commit_of takes one column".into()))?;
+        Ok(Arc::new(CommitOfFile {
+            file,
+            commits: self.commits.clone(),
+            time: self.time,
+        }))
+    }
+
+    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
 }
 
 /// The function of a change-feed relation (`table_changes` & co.) and its bounds, as tarn's

@@ -103,6 +103,11 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
         .build()?;
     let mut statements = parser.parse_statements()?;
     for statement in statements.iter_mut() {
+        // EXPLAIN shows the plan of the statement it wraps, as the statement would run.
+        let mut statement = statement;
+        while let DFStatement::Explain(explain) = statement {
+            statement = explain.statement.as_mut();
+        }
         if let DFStatement::Statement(s) = statement {
             exponent_numbers_are_doubles(s);
             time_travel_functions_are_versions(s)?;
