@@ -241,6 +241,8 @@ pub enum Side<'a> {
 /// A query's physical plan and what running it returned.
 pub struct Executed {
     pub elapsed: Duration,
+    /// Of `elapsed`, the time to the physical plan.
+    pub planned: Duration,
     pub plan: Arc<dyn ExecutionPlan>,
     pub batches: Vec<RecordBatch>,
 }
@@ -270,11 +272,13 @@ impl Side<'_> {
             .create_physical_plan()
             .await
             .map_err(|e| format!("{sql}: {e}"))?;
+        let planned = start.elapsed();
         let batches = collect(Arc::clone(&plan), task)
             .await
             .map_err(|e| format!("{sql}: {e}"))?;
         Ok(Executed {
             elapsed: start.elapsed(),
+            planned,
             plan,
             batches,
         })
