@@ -9,11 +9,9 @@
 //! `_commit_timestamp`. One scan per version and kind of change, in a union.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
@@ -21,7 +19,7 @@ use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{ColumnarValue, Expr};
+use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{Column, Literal};
 use datafusion::physical_plan::ExecutionPlan;
@@ -49,7 +47,7 @@ pub const CHANGE_TYPE_COLUMN: &str = "_change_type";
 pub const COMMIT_VERSION_COLUMN: &str = "_commit_version";
 pub const COMMIT_TIMESTAMP_COLUMN: &str = "_commit_timestamp";
 
-fn feed_fields() -> [Field; 3] {
+pub(crate) fn feed_fields() -> [Field; 3] {
     [
         Field::new(CHANGE_TYPE_COLUMN, DataType::Utf8, false),
         Field::new(COMMIT_VERSION_COLUMN, DataType::Int64, false),
@@ -173,15 +171,20 @@ impl TableProvider for ChangeFeed {
                 Some(positions) => RowsOf::Positions(positions),
                 None => RowsOf::Live,
             };
+            let commits: Vec<(i64, i64)> = group
+                .iter()
+                .flat_map(|s| {
+                    let commit = (s.version.get() as i64, s.timestamp_ms);
+                    s.files.iter().map(move |_| commit)
+                })
+                .collect();
             let scan = self
                 .last
-                .identity_scan_of_files(&last, &files, rows, &columns, &context)
+                .commit_scan_of_files(&last, &files, &commits, rows, &columns, &context)
                 .await?;
-            let commits = CommitColumns::of(&group, columns.len());
             scans.push(feed_projection(
                 scan,
                 group[0].change_type,
-                &commits,
                 &output,
                 width,
                 &projected,
@@ -215,63 +218,16 @@ fn scan_groups(slices: &[ChangeSlice]) -> Vec<Vec<&ChangeSlice>> {
     done
 }
 
-/// Where a group's `_commit_version` and `_commit_timestamp` come from: constants for a
-/// group of one version, else looked up by each row's file.
-enum CommitColumns {
-    One { version: i64, timestamp_ms: i64 },
-    ByFile(Arc<HashMap<String, (i64, i64)>>, usize),
-}
-
-impl CommitColumns {
-    /// For a group's scan, whose `_file` column follows the `columns` table columns.
-    fn of(group: &[&ChangeSlice], columns: usize) -> CommitColumns {
-        let first = group[0];
-        if group.iter().all(|s| s.version == first.version) {
-            return CommitColumns::One {
-                version: first.version.get() as i64,
-                timestamp_ms: first.timestamp_ms,
-            };
-        }
-        let commits = group
-            .iter()
-            .flat_map(|s| {
-                s.files
-                    .iter()
-                    .map(|f| (f.path.clone(), (s.version.get() as i64, s.timestamp_ms)))
-            })
-            .collect();
-        CommitColumns::ByFile(Arc::new(commits), columns)
-    }
-
-    fn expr(&self, time: bool) -> Arc<dyn PhysicalExpr> {
-        match self {
-            CommitColumns::One {
-                version,
-                timestamp_ms,
-            } => Arc::new(Literal::new(if time {
-                ScalarValue::TimestampMillisecond(Some(*timestamp_ms), Some("UTC".into()))
-            } else {
-                ScalarValue::Int64(Some(*version))
-            })),
-            CommitColumns::ByFile(commits, file) => Arc::new(CommitOfFile {
-                file: Arc::new(Column::new(crate::provider::FILE_COLUMN, *file)),
-                commits: commits.clone(),
-                time,
-            }),
-        }
-    }
-}
-
 /// The feed's columns over a scan of some slices (the table's columns asked for, then
-/// `_file` and `_pos`).
+/// `_commit_version` and `_commit_timestamp`).
 fn feed_projection(
     scan: Arc<dyn ExecutionPlan>,
     change_type: ChangeType,
-    commits: &CommitColumns,
     output: &[usize],
     width: usize,
     projected: &SchemaRef,
 ) -> Result<Arc<dyn ExecutionPlan>> {
+    let columns = output.iter().filter(|&&i| i < width).count();
     let mut next_column = 0;
     let exprs = output
         .iter()
@@ -280,119 +236,19 @@ fn feed_projection(
             let expr: Arc<dyn PhysicalExpr> = if i < width {
                 next_column += 1;
                 Arc::new(Column::new(field.name(), next_column - 1))
+            } else if i == width {
+                Arc::new(Literal::new(ScalarValue::Utf8(Some(
+                    change_type.as_str().to_string(),
+                ))))
             } else {
-                match i - width {
-                    0 => Arc::new(Literal::new(ScalarValue::Utf8(Some(
-                        change_type.as_str().to_string(),
-                    )))),
-                    1 => commits.expr(false),
-                    _ => commits.expr(true),
-                }
+                // The scan's commit columns, after the table's.
+                let at = columns + (i - width - 1);
+                Arc::new(Column::new(field.name(), at))
             };
             (expr, field.name().clone())
         })
         .collect::<Vec<_>>();
     Ok(Arc::new(ProjectionExec::try_new(exprs, scan)?))
-}
-
-/// The version, or the commit time, of the commit that each row's data file belongs to, in
-/// a scan of the files of several commits.
-#[derive(Debug)]
-struct CommitOfFile {
-    file: Arc<dyn PhysicalExpr>,
-    /// Version and commit time, by table-relative file path.
-    commits: Arc<HashMap<String, (i64, i64)>>,
-    time: bool,
-}
-
-impl PartialEq for CommitOfFile {
-    fn eq(&self, other: &Self) -> bool {
-        self.file.as_ref() == other.file.as_ref()
-            && Arc::ptr_eq(&self.commits, &other.commits)
-            && self.time == other.time
-    }
-}
-
-impl Eq for CommitOfFile {}
-
-impl std::hash::Hash for CommitOfFile {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.file.hash(state);
-        Arc::as_ptr(&self.commits).hash(state);
-        self.time.hash(state);
-    }
-}
-
-impl fmt::Display for CommitOfFile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = if self.time { "timestamp" } else { "version" };
-        write!(f, "commit_{what}_of({})", self.file)
-    }
-}
-
-impl PhysicalExpr for CommitOfFile {
-    fn data_type(&self, _input_schema: &Schema) -> Result<DataType> {
-        Ok(feed_fields()[if self.time { 2 } else { 1 }]
-            .data_type()
-            .clone())
-    }
-
-    fn nullable(&self, _input_schema: &Schema) -> Result<bool> {
-        Ok(false)
-    }
-
-    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
-        let files = self.file.evaluate(batch)?.into_array(batch.num_rows())?;
-        let files = files.as_string_opt::<i32>().ok_or_else(|| {
-            DataFusionError::Internal(format!("_file is {}, not Utf8", files.data_type()))
-        })?;
-        // Rows of a batch come from one file: look each file up once.
-        let mut last: Option<(&str, i64)> = None;
-        let mut values = Vec::with_capacity(batch.num_rows());
-        for file in files.iter() {
-            let file = file.unwrap_or_default();
-            let value = match last {
-                Some((f, v)) if f == file => v,
-                _ => {
-                    let (version, ms) = self.commits.get(file).ok_or_else(|| {
-                        DataFusionError::Internal(format!("'{file}' is not a file of the feed"))
-                    })?;
-                    let v = if self.time { *ms } else { *version };
-                    last = Some((file, v));
-                    v
-                }
-            };
-            values.push(value);
-        }
-        let array: ArrayRef = if self.time {
-            Arc::new(TimestampMillisecondArray::from(values).with_timezone("UTC"))
-        } else {
-            Arc::new(Int64Array::from(values))
-        };
-        Ok(ColumnarValue::Array(array))
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
-        vec![&self.file]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn PhysicalExpr>>,
-    ) -> Result<Arc<dyn PhysicalExpr>> {
-        let [file] = children
-            .try_into()
-            .map_err(|_| DataFusionError::Internal("commit_of takes one column".into()))?;
-        Ok(Arc::new(CommitOfFile {
-            file,
-            commits: self.commits.clone(),
-            time: self.time,
-        }))
-    }
-
-    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self}")
-    }
 }
 
 /// The function of a change-feed relation (`table_changes` & co.) and its bounds, as tarn's

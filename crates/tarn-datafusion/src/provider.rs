@@ -291,6 +291,65 @@ impl TarnTable {
         context: &TaskContext,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let partitioned = partitioned_files(table, files, true, rows).await?;
+        self.scan_of_files(
+            table,
+            partitioned,
+            files,
+            rows,
+            Extra::Identity,
+            columns,
+            context,
+        )
+    }
+
+    /// A scan of some data files of `table` for the change feed: `columns` (indexes of the
+    /// table's columns), then each file's `_commit_version` and `_commit_timestamp` as
+    /// `commits` gives them (version, milliseconds), one per file.
+    pub(crate) async fn commit_scan_of_files(
+        &self,
+        table: &Table,
+        files: &[DataFile],
+        commits: &[(i64, i64)],
+        rows: RowsOf<'_>,
+        columns: &[usize],
+        context: &TaskContext,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let partitioned = partitioned_files(table, files, true, rows)
+            .await?
+            .into_iter()
+            .zip(commits)
+            .map(|(file, &(version, ms))| {
+                file.with_partition_values(vec![
+                    datafusion::common::ScalarValue::Int64(Some(version)),
+                    datafusion::common::ScalarValue::TimestampMillisecond(
+                        Some(ms),
+                        Some("UTC".into()),
+                    ),
+                ])
+            })
+            .collect();
+        self.scan_of_files(
+            table,
+            partitioned,
+            files,
+            rows,
+            Extra::Commit,
+            columns,
+            context,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn scan_of_files(
+        &self,
+        table: &Table,
+        partitioned: Vec<PartitionedFile>,
+        files: &[DataFile],
+        rows: RowsOf<'_>,
+        extra: Extra,
+        columns: &[usize],
+        context: &TaskContext,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let options = context.session_config().options();
         let runtime = context.runtime_env();
         let rows = match rows {
@@ -300,7 +359,7 @@ impl TarnTable {
         let scan = FileScan {
             table,
             store_url: &self.store_url,
-            identity: true,
+            extra,
             rows,
             files: partitioned,
             metrics: ScanMetrics::default(),
@@ -314,6 +373,26 @@ impl TarnTable {
         let width = table.schema().fields().len();
         let projection = columns.iter().copied().chain([width, width + 1]).collect();
         scan.build(Some(projection), None)
+    }
+}
+
+/// Columns a scan adds after the table's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extra {
+    None,
+    /// `_file` and `_pos`: row identities, for row-level DML.
+    Identity,
+    /// `_commit_version` and `_commit_timestamp` of each file: for the change feed.
+    Commit,
+}
+
+impl Extra {
+    fn fields(self) -> Vec<Field> {
+        match self {
+            Extra::None => Vec::new(),
+            Extra::Identity => identity_fields().to_vec(),
+            Extra::Commit => crate::changes::feed_fields()[1..].to_vec(),
+        }
     }
 }
 
@@ -497,7 +576,7 @@ fn file_statistics(schema: &Schema, file: &DataFile) -> Statistics {
 struct FileScan<'a> {
     table: &'a Table,
     store_url: &'a ObjectStoreUrl,
-    identity: bool,
+    extra: Extra,
     /// Rows in `files`.
     rows: u64,
     files: Vec<PartitionedFile>,
@@ -514,10 +593,12 @@ impl FileScan<'_> {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let data_schema = df_schema(self.table.schema());
-        let table_stats = if self.identity {
+        let table_stats = if self.extra != Extra::None {
             // Row identity scans carry no per-file column statistics, but their size still
             // decides join order (a small MERGE source must be the build side).
-            let mut s = Statistics::new_unknown(&identity_schema(&data_schema));
+            let mut fields: Vec<_> = data_schema.fields().iter().cloned().collect();
+            fields.extend(self.extra.fields().into_iter().map(Arc::new));
+            let mut s = Statistics::new_unknown(&datafusion::arrow::datatypes::Schema::new(fields));
             s.num_rows = Precision::Exact(self.rows as usize);
             s.total_byte_size =
                 Precision::Inexact(self.files.iter().map(|f| f.object_meta.size as usize).sum());
@@ -535,16 +616,26 @@ impl FileScan<'_> {
         // The predicate reaches the Parquet reader (row groups, pages) through DataFusion's
         // physical filter pushdown from the FilterExec kept above this scan, as with
         // ListingTable; setting it here as well would evaluate it twice.
-        let table_schema = if self.identity {
-            let [file, pos] = identity_fields();
-            TableSchema::builder(data_schema)
-                .with_table_partition_cols(vec![Arc::new(file)])
-                .with_virtual_columns(vec![Arc::new(
-                    pos.with_extension_type(datafusion::parquet::arrow::RowNumber),
-                )])
-                .build()
-        } else {
-            TableSchema::from(data_schema)
+        let table_schema = match self.extra {
+            Extra::Identity => {
+                let [file, pos] = identity_fields();
+                TableSchema::builder(data_schema)
+                    .with_table_partition_cols(vec![Arc::new(file)])
+                    .with_virtual_columns(vec![Arc::new(
+                        pos.with_extension_type(datafusion::parquet::arrow::RowNumber),
+                    )])
+                    .build()
+            }
+            Extra::Commit => TableSchema::builder(data_schema)
+                .with_table_partition_cols(
+                    self.extra
+                        .fields()
+                        .into_iter()
+                        .map(Arc::new)
+                        .collect::<Vec<_>>(),
+                )
+                .build(),
+            Extra::None => TableSchema::from(data_schema),
         };
         // Data files never change once written, so their footers can be kept in the
         // session's file metadata cache across queries, as ListingTable keeps them.
@@ -635,12 +726,6 @@ impl CustomMetricValue for ScanRequests {
     }
 }
 
-fn identity_schema(data: &SchemaRef) -> SchemaRef {
-    let mut fields: Vec<_> = data.fields().iter().cloned().collect();
-    fields.extend(identity_fields().map(Arc::new));
-    Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
-}
-
 /// Splits files into `n` groups of similar total size (largest first, each to the
 /// currently smallest group).
 fn balance(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
@@ -714,7 +799,11 @@ impl TableProvider for TarnTable {
         let scan = FileScan {
             table: &table,
             store_url: &self.store_url,
-            identity: self.identity,
+            extra: if self.identity {
+                Extra::Identity
+            } else {
+                Extra::None
+            },
             rows: plan.record_count(),
             files,
             metrics: plan.metrics,
