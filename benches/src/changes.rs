@@ -26,7 +26,12 @@ pub async fn changes(
         "CREATE TABLE lineitem_feed AS SELECT * FROM lineitem LIMIT 0",
     )
     .await?;
-    let rows = run(tarn, "SELECT * FROM lineitem").await?;
+    // In key order, so that a filter on the key can select exactly the last appends.
+    let rows = run(
+        tarn,
+        "SELECT * FROM lineitem ORDER BY l_orderkey, l_linenumber",
+    )
+    .await?;
     let schema = rows.first().ok_or("lineitem is empty")?.schema();
     let rows = concat_batches(&schema, &rows).map_err(|e| e.to_string())?;
     let mut table = tarn
@@ -70,8 +75,8 @@ pub async fn changes(
         .map(|f| f.file_size)
         .sum();
 
-    // The same rows by a filter: lineitem comes in `l_orderkey` order, so the last 10
-    // appends hold the highest keys, and their files' statistics prune the rest.
+    // The same rows by a filter: the appends come in key order, so the last 10 hold the
+    // highest keys, and their files' statistics prune the rest.
     let last_ten_from = (appends - 10) * chunk;
     let keys = rows
         .column_by_name("l_orderkey")
