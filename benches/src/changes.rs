@@ -161,5 +161,23 @@ pub async fn changes(
             table_bytes as f64 / 1e6
         ),
     );
+
+    // Every column of every row, as a full scan reads them, against every column of the
+    // feed's rows.
+    let every_row = "SELECT * FROM lineitem_feed";
+    let every_change = format!("SELECT * FROM table_changes('lineitem_feed', {first}, {last})");
+    side.execute(&every_change).await?;
+    let (mut all_s, mut changes_s) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        all_s.push(side.execute(every_row).await?.elapsed.as_secs_f64());
+        changes_s.push(side.execute(&every_change).await?.elapsed.as_secs_f64());
+    }
+    let (all_t, changes_t) = (median(&mut all_s), median(&mut changes_s));
+    report.add(
+        "SELECT * of the feed of the last 10 appends / SELECT * of the table: time",
+        changes_t / all_t,
+        "ratio",
+        format!("{:.1} ms against {:.1} ms", changes_t * 1e3, all_t * 1e3),
+    );
     Ok(())
 }
