@@ -36,16 +36,6 @@ pub struct ChangeSlice {
     pub positions: Option<HashMap<String, RoaringTreemap>>,
 }
 
-impl ChangeSlice {
-    /// Rows the slice reads.
-    pub fn rows(&self) -> u64 {
-        match &self.positions {
-            None => self.files.iter().map(DataFile::live_rows).sum(),
-            Some(positions) => positions.values().map(|p| p.len()).sum(),
-        }
-    }
-}
-
 impl Table {
     /// The change feed of versions `first..=last` (both included; `last` at most this
     /// version), as the data files and positions to read, oldest version first.
