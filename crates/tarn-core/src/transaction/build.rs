@@ -301,9 +301,14 @@ pub(super) struct Attempt {
     pub written: Vec<String>,
 }
 
-/// The metadata of the version after `current`, carrying `change` made against `base`.
+/// The metadata of the version after `current`, carrying `change` made against `base`. The
+/// commits up to version `checked` were found not to conflict by an earlier attempt: only
+/// those after it are checked, so that a commit retrying behind a busy writer does not read
+/// more on every attempt.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn next_metadata(
     base: &Table,
+    checked: Version,
     current: &Table,
     change: &Change,
     prepared: &Prepared,
@@ -314,6 +319,7 @@ pub(super) async fn next_metadata(
     let mut written = Vec::new();
     match next_metadata_writing(
         base,
+        checked,
         current,
         change,
         prepared,
@@ -346,6 +352,7 @@ pub(super) async fn remove_objects(table: &Table, paths: &[String]) {
 #[allow(clippy::too_many_arguments)]
 async fn next_metadata_writing(
     base: &Table,
+    checked: Version,
     current: &Table,
     change: &Change,
     prepared: &Prepared,
@@ -356,8 +363,8 @@ async fn next_metadata_writing(
 ) -> Result<TableMetadata> {
     let metadata = current.metadata();
     let next_version = metadata.version().next();
-    let since_base = snapshots_since(base, current).await?;
-    let intervening: Vec<&Snapshot> = since_base.iter().collect();
+    let since_checked = snapshots_since(checked, current).await?;
+    let intervening: Vec<&Snapshot> = since_checked.iter().collect();
     // The commit a conflict found by comparing file states is reported against.
     let by = intervening
         .last()
@@ -616,23 +623,18 @@ async fn next_metadata_writing(
         .map_err(Error::InvalidMetadata)
 }
 
-/// The snapshots committed after `base` up to `current`. When the version files between them
-/// have expired meanwhile, nothing can be checked: running the change again is safe.
-pub(super) async fn snapshots_since(base: &Table, current: &Table) -> Result<Vec<Snapshot>> {
-    current
-        .snapshots_after(base.version())
-        .await
-        .map_err(|e| match e {
-            Error::MissingFile { .. } => Error::Conflict {
-                version: current.version(),
-                reason: format!(
-                    "the versions committed since version {} have expired",
-                    base.version()
-                ),
-                retryable: true,
-            },
-            e => e,
-        })
+/// The snapshots committed after version `base` up to `current`. When the version files
+/// between them have expired meanwhile, nothing can be checked: running the change again is
+/// safe.
+pub(super) async fn snapshots_since(base: Version, current: &Table) -> Result<Vec<Snapshot>> {
+    current.snapshots_after(base).await.map_err(|e| match e {
+        Error::MissingFile { .. } => Error::Conflict {
+            version: current.version(),
+            reason: format!("the versions committed since version {base} have expired"),
+            retryable: true,
+        },
+        e => e,
+    })
 }
 
 /// Keeps the manifest list short under streams of small commits: once it holds

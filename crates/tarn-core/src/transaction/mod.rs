@@ -301,6 +301,11 @@ impl Table {
         // The attempt before, when its create failed: settled once this attempt knows
         // whether that create landed after all.
         let mut unsettled: Option<Unsettled> = None;
+        // The commits up to this version were checked against the change already.
+        let mut checked = self.version();
+        // The version the last attempt that tried to create one built on: its create, if it
+        // failed, may have landed at the version after it all the same.
+        let mut created_on: Option<Version> = None;
         for attempt in 1..=policy.max_attempts {
             if attempt > 1 {
                 tokio::time::sleep(policy.backoff(attempt)).await;
@@ -312,8 +317,12 @@ impl Table {
                     });
                 }
                 // A create that timed out, or whose answer was lost and which object_store
-                // asked again (hearing "already exists"), may have landed.
-                if let Some(mine) = own_commit(self, &current, &commit_id).await? {
+                // asked again (hearing "already exists"), may have landed. Each attempt
+                // looks only past the base of the one before: an earlier create landed by
+                // now at a version an earlier look saw, or at that attempt's own version.
+                if let Some(since) = created_on
+                    && let Some(mine) = own_commit(since, &current, &commit_id).await?
+                {
                     log::write_hint(self.location(), mine).await;
                     return current.at_version(mine).await;
                 }
@@ -336,6 +345,7 @@ impl Table {
             }
             let attempt = match build::next_metadata(
                 self,
+                checked,
                 &current,
                 &change,
                 &prepared,
@@ -361,6 +371,8 @@ impl Table {
                 }
                 Err(e) => return Err(e),
             };
+            checked = current.version();
+            created_on = Some(current.version());
             let next = attempt.metadata;
             let version = next.version();
             let file = log::version_file(version);
@@ -483,8 +495,8 @@ impl Unsettled {
 }
 
 /// The version at which this committer's own commit landed, if it did.
-async fn own_commit(base: &Table, current: &Table, commit_id: &str) -> Result<Option<Version>> {
-    Ok(build::snapshots_since(base, current)
+async fn own_commit(since: Version, current: &Table, commit_id: &str) -> Result<Option<Version>> {
+    Ok(build::snapshots_since(since, current)
         .await?
         .iter()
         .find(|s| s.commit_id.as_deref() == Some(commit_id))
