@@ -10,7 +10,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema, SchemaRef, TimeUnit};
 use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
-use tarn_spec::{Field, FieldId, PrimitiveType, Schema, Value};
+use tarn_spec::{Field, FieldId, PrimitiveType, Schema, Type, Value};
 
 use crate::error::{Error, Result};
 
@@ -62,11 +62,99 @@ pub fn primitive_type(data_type: &DataType) -> Result<PrimitiveType> {
     })
 }
 
-/// The Arrow field of a column, carrying its field id as Parquet field-id metadata.
+/// The Arrow type of a column of `ty`, every nested field carrying its field id. Lists and
+/// fixed-size lists name their element `item` and maps their entries `entries` (with `key`
+/// and `value`), as Arrow and DataFusion do.
+pub fn data_type(ty: &Type) -> DataType {
+    match ty {
+        Type::Primitive(p) => arrow_type(*p),
+        Type::Struct(fields) => DataType::Struct(fields.iter().map(arrow_field).collect()),
+        Type::List(element) => DataType::List(Arc::new(arrow_field_named(element, LIST_ITEM))),
+        Type::FixedList { element, size } => {
+            DataType::FixedSizeList(Arc::new(arrow_field_named(element, LIST_ITEM)), *size)
+        }
+        Type::Map { key, value } => {
+            let entries = DataType::Struct(
+                vec![
+                    arrow_field_named(key, MAP_KEY),
+                    arrow_field_named(value, MAP_VALUE),
+                ]
+                .into(),
+            );
+            DataType::Map(
+                Arc::new(ArrowField::new(MAP_ENTRIES, entries, false)),
+                false,
+            )
+        }
+    }
+}
+
+/// The Arrow names of a list's element and a map's parts.
+pub const LIST_ITEM: &str = "item";
+pub const MAP_ENTRIES: &str = "entries";
+pub const MAP_KEY: &str = "key";
+pub const MAP_VALUE: &str = "value";
+
+/// The Arrow field of a column, carrying its field id (and those of its parts) as Parquet
+/// field-id metadata.
 pub fn arrow_field(field: &Field) -> ArrowField {
-    ArrowField::new(&field.name, arrow_type(field.field_type), !field.required).with_metadata(
+    arrow_field_named(field, &field.name)
+}
+
+fn arrow_field_named(field: &Field, name: &str) -> ArrowField {
+    ArrowField::new(name, data_type(&field.field_type), !field.required).with_metadata(
         HashMap::from([(PARQUET_FIELD_ID_META_KEY.to_string(), field.id.to_string())]),
     )
+}
+
+/// The tarn type of an Arrow type, nested parts getting ids after `next_id` (which ends at
+/// the last one given), parents first.
+pub fn tarn_type(data_type: &DataType, next_id: &mut i32) -> Result<Type> {
+    fn part(name: &str, f: &ArrowField, next_id: &mut i32) -> Result<Box<Field>> {
+        *next_id += 1;
+        let id = *next_id;
+        Ok(Box::new(Field {
+            required: !f.is_nullable(),
+            ..Field::optional(id, name, tarn_type(f.data_type(), next_id)?)
+        }))
+    }
+    Ok(match data_type {
+        DataType::Struct(fields) => {
+            let mut out = Vec::with_capacity(fields.len());
+            for f in fields {
+                out.push(*part(f.name(), f, next_id)?);
+            }
+            Type::Struct(out)
+        }
+        DataType::List(e)
+        | DataType::LargeList(e)
+        | DataType::ListView(e)
+        | DataType::LargeListView(e) => Type::List(part(tarn_spec::ELEMENT_NAME, e, next_id)?),
+        DataType::FixedSizeList(e, size) => Type::FixedList {
+            element: part(tarn_spec::ELEMENT_NAME, e, next_id)?,
+            size: *size,
+        },
+        DataType::Map(entries, _) => {
+            let DataType::Struct(kv) = entries.data_type() else {
+                return Err(Error::Unsupported(format!(
+                    "Arrow map type {data_type} has no key-value struct"
+                )));
+            };
+            let [k, v] = &kv.iter().collect::<Vec<_>>()[..] else {
+                return Err(Error::Unsupported(format!(
+                    "Arrow map type {data_type} does not have exactly a key and a value"
+                )));
+            };
+            let mut key = part(tarn_spec::KEY_NAME, k, next_id)?;
+            key.required = true;
+            Type::Map {
+                key,
+                value: part(tarn_spec::VALUE_NAME, v, next_id)?,
+            }
+        }
+        DataType::Dictionary(_, values) => tarn_type(values, next_id)?,
+        other => Type::Primitive(primitive_type(other)?),
+    })
 }
 
 /// The Arrow schema of a table schema, with field ids.
@@ -74,6 +162,235 @@ pub fn arrow_schema(schema: &Schema) -> SchemaRef {
     Arc::new(ArrowSchema::new(
         schema.fields().iter().map(arrow_field).collect::<Vec<_>>(),
     ))
+}
+
+/// `array` as the values of `field`: cast to its Arrow type (with the field ids of its
+/// parts), struct fields matched by name, primitives only widened, NOT NULL parts checked.
+/// `name` is the field's path, for messages.
+pub fn conform_array(array: &ArrayRef, field: &Field, name: &str) -> Result<ArrayRef> {
+    use arrow::array::{AsArray, FixedSizeListArray, ListArray, MapArray, StructArray};
+    let mismatch = |what: String| Error::SchemaMismatch {
+        reason: format!(
+            "column '{name}' is {} in the table but {what} in the data",
+            field.field_type
+        ),
+    };
+    let recast = |to: DataType| {
+        arrow::compute::cast(array, &to)
+            .map_err(|e| Error::arrow(format!("converting column '{name}'"), e))
+    };
+    let target = data_type(&field.field_type);
+    let conformed: ArrayRef = match &field.field_type {
+        Type::Primitive(p) => {
+            let source = primitive_type(array.data_type()).map_err(|_| {
+                mismatch(format!(
+                    "of Arrow type {}, which tarn cannot store",
+                    array.data_type()
+                ))
+            })?;
+            if !source.can_widen_to(*p) {
+                return Err(mismatch(source.to_string()));
+            }
+            if array.data_type() == &target {
+                array.clone()
+            } else {
+                recast(target)?
+            }
+        }
+        Type::Struct(fields) => {
+            let DataType::Struct(input) = array.data_type() else {
+                return Err(mismatch(array.data_type().to_string()));
+            };
+            if let Some(extra) = input
+                .iter()
+                .find(|f| !fields.iter().any(|t| t.name.eq_ignore_ascii_case(f.name())))
+            {
+                return Err(Error::SchemaMismatch {
+                    reason: format!(
+                        "field '{}' of the data is not a field of struct column '{name}'",
+                        extra.name()
+                    ),
+                });
+            }
+            let s = array.as_struct();
+            let children = fields
+                .iter()
+                .map(|f| {
+                    let path = format!("{name}.{}", f.name);
+                    let at = input.iter().position(|i| i.name() == &f.name).or_else(|| {
+                        input
+                            .iter()
+                            .position(|i| i.name().eq_ignore_ascii_case(&f.name))
+                    });
+                    match at {
+                        Some(i) => conform_array(s.column(i), f, &path),
+                        None if !f.required => {
+                            Ok(new_null_array(&data_type(&f.field_type), s.len()))
+                        }
+                        None => Err(Error::SchemaMismatch {
+                            reason: format!("NOT NULL field '{path}' is missing from the data"),
+                        }),
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let DataType::Struct(target_fields) = target else {
+                unreachable!("a struct's Arrow type is a struct")
+            };
+            Arc::new(
+                StructArray::try_new(target_fields, children, s.nulls().cloned())
+                    .map_err(|e| Error::arrow(format!("converting column '{name}'"), e))?,
+            )
+        }
+        Type::List(element) => match array.data_type() {
+            DataType::List(_) => {
+                let list = array.as_list::<i32>();
+                let values = conform_array(list.values(), element, &format!("{name}[]"))?;
+                Arc::new(
+                    ListArray::try_new(
+                        Arc::new(arrow_field_named(element, LIST_ITEM)),
+                        list.offsets().clone(),
+                        values,
+                        list.nulls().cloned(),
+                    )
+                    .map_err(|e| Error::arrow(format!("converting column '{name}'"), e))?,
+                )
+            }
+            DataType::LargeList(e)
+            | DataType::FixedSizeList(e, _)
+            | DataType::ListView(e)
+            | DataType::LargeListView(e) => {
+                let as_list = recast(DataType::List(e.clone()))?;
+                return conform_array(&as_list, field, name);
+            }
+            other => return Err(mismatch(other.to_string())),
+        },
+        Type::FixedList { element, size } => match array.data_type() {
+            DataType::FixedSizeList(_, n) if n == size => {
+                let list = array.as_fixed_size_list();
+                let values = conform_array(list.values(), element, &format!("{name}[]"))?;
+                Arc::new(
+                    FixedSizeListArray::try_new(
+                        Arc::new(arrow_field_named(element, LIST_ITEM)),
+                        *size,
+                        values,
+                        list.nulls().cloned(),
+                    )
+                    .map_err(|e| Error::arrow(format!("converting column '{name}'"), e))?,
+                )
+            }
+            DataType::List(e) | DataType::LargeList(e) => {
+                let fixed = arrow::compute::cast(array, &DataType::FixedSizeList(e.clone(), *size))
+                    .map_err(|_| Error::SchemaMismatch {
+                        reason: format!(
+                            "column '{name}' holds lists of exactly {size} values, but the data \
+                             has a list of another length"
+                        ),
+                    })?;
+                return conform_array(&fixed, field, name);
+            }
+            other => return Err(mismatch(other.to_string())),
+        },
+        Type::Map { key, value } => match array.data_type() {
+            DataType::Map(_, _) => {
+                let map = array.as_map();
+                let keys = conform_array(map.keys(), key, &format!("{name}.key"))?;
+                let values = conform_array(map.values(), value, &format!("{name}.value"))?;
+                let DataType::Map(entries_field, _) = &target else {
+                    unreachable!("a map's Arrow type is a map")
+                };
+                let DataType::Struct(kv) = entries_field.data_type() else {
+                    unreachable!("map entries are a struct")
+                };
+                let entries = StructArray::try_new(kv.clone(), vec![keys, values], None)
+                    .map_err(|e| Error::arrow(format!("converting column '{name}'"), e))?;
+                Arc::new(
+                    MapArray::try_new(
+                        entries_field.clone(),
+                        map.offsets().clone(),
+                        entries,
+                        map.nulls().cloned(),
+                        false,
+                    )
+                    .map_err(|e| Error::arrow(format!("converting column '{name}'"), e))?,
+                )
+            }
+            other => return Err(mismatch(other.to_string())),
+        },
+    };
+    for part in field.field_type.children() {
+        if part.required {
+            let nulls = required_part_nulls(&conformed, part);
+            if nulls > 0 {
+                return Err(Error::SchemaMismatch {
+                    reason: format!(
+                        "'{}' of column '{name}' is NOT NULL, but {nulls} NULL {} in the data",
+                        part.name,
+                        if nulls == 1 { "value is" } else { "values are" }
+                    ),
+                });
+            }
+        }
+    }
+    Ok(conformed)
+}
+
+/// NULLs of the part `part` of a nested array where its parent is not NULL itself.
+fn required_part_nulls(array: &ArrayRef, part: &Field) -> usize {
+    use arrow::array::AsArray;
+    match array.data_type() {
+        DataType::Struct(fields) => {
+            let s = array.as_struct();
+            let Some(i) = fields.iter().position(|f| f.name() == &part.name) else {
+                return 0;
+            };
+            let child = s.column(i);
+            match (s.nulls(), child.nulls()) {
+                (_, None) => 0,
+                (None, Some(c)) => c.null_count(),
+                (Some(p), Some(c)) => (0..s.len())
+                    .filter(|&r| p.is_valid(r) && c.is_null(r))
+                    .count(),
+            }
+        }
+        DataType::List(_) => array.as_list::<i32>().values().null_count(),
+        DataType::FixedSizeList(_, _) => array.as_fixed_size_list().values().null_count(),
+        DataType::Map(_, _) if part.name == tarn_spec::VALUE_NAME => {
+            array.as_map().values().null_count()
+        }
+        _ => 0,
+    }
+}
+
+/// The values of a leaf (see [`tarn_spec::Leaf`]) in a batch of the table's Arrow schema:
+/// its column, or the field of the struct columns on its path, NULL wherever a struct
+/// around it is.
+pub fn leaf_array(batch: &RecordBatch, path: &[usize]) -> Result<ArrayRef> {
+    use arrow::array::AsArray;
+    let mut array = batch.column(path[0]).clone();
+    for &i in &path[1..] {
+        let s = array.as_struct_opt().ok_or_else(|| {
+            Error::invalid(
+                "batch",
+                "a leaf's path goes through a column that is not a struct",
+            )
+        })?;
+        let child = s.column(i).clone();
+        array = match s.nulls() {
+            None => child,
+            Some(parent) => {
+                let nulls = arrow::buffer::NullBuffer::union(Some(parent), child.nulls());
+                arrow::array::make_array(
+                    child
+                        .to_data()
+                        .into_builder()
+                        .nulls(nulls)
+                        .build()
+                        .map_err(|e| Error::arrow("reading a struct field", e))?,
+                )
+            }
+        };
+    }
+    Ok(array)
 }
 
 /// The field id an Arrow field carries, if any.

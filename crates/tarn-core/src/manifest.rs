@@ -161,7 +161,9 @@ impl Manifest {
             ));
             columns.push(values_to_array(ty, &values)?);
         }
-        for field in schema.fields() {
+        for leaf in schema.leaves() {
+            let field = leaf.field;
+            let ty = field.primitive().expect("leaves are primitive");
             let key = field.id.to_string();
             let stats: Vec<Option<&ColumnStats>> = files
                 .iter()
@@ -170,17 +172,14 @@ impl Manifest {
             let bound = |pick: fn(&ColumnStats) -> &Option<Value>| -> Vec<Option<Value>> {
                 stats
                     .iter()
-                    .map(|s| {
-                        s.and_then(|s| pick(s).clone())
-                            .filter(|v| v.fits(field.field_type))
-                    })
+                    .map(|s| s.and_then(|s| pick(s).clone()).filter(|v| v.fits(ty)))
                     .collect()
             };
-            let ty = arrow_type(field.field_type);
-            fields.push(ArrowField::new(min_column(&key), ty.clone(), true));
-            columns.push(values_to_array(field.field_type, &bound(|s| &s.min))?);
-            fields.push(ArrowField::new(max_column(&key), ty, true));
-            columns.push(values_to_array(field.field_type, &bound(|s| &s.max))?);
+            let arrow = arrow_type(ty);
+            fields.push(ArrowField::new(min_column(&key), arrow.clone(), true));
+            columns.push(values_to_array(ty, &bound(|s| &s.min))?);
+            fields.push(ArrowField::new(max_column(&key), arrow, true));
+            columns.push(values_to_array(ty, &bound(|s| &s.max))?);
             fields.push(ArrowField::new(nulls_column(&key), DataType::UInt64, true));
             columns.push(Arc::new(
                 stats

@@ -25,7 +25,7 @@ use tarn_spec::{
     truncate_integer, years_from_days,
 };
 
-use crate::arrow_convert::value_at;
+use crate::arrow_convert::{leaf_array, value_at};
 use crate::error::{Error, Result};
 
 /// The rows of one partition within a batch.
@@ -37,7 +37,8 @@ pub(crate) struct Group {
 }
 
 struct Source {
-    column: usize,
+    /// Where the source column is (see [`tarn_spec::Leaf`]).
+    path: Vec<usize>,
     field_type: PrimitiveType,
     transform: Transform,
 }
@@ -55,22 +56,18 @@ impl Router {
             .fields()
             .iter()
             .map(|pf| {
-                let column = schema
-                    .fields()
-                    .iter()
-                    .position(|f| f.id == pf.source_id)
-                    .ok_or_else(|| {
-                        Error::invalid(
-                            "partition spec",
-                            format!(
-                                "source column {} of '{}' is not in the schema",
-                                pf.source_id, pf.name
-                            ),
-                        )
-                    })?;
+                let leaf = schema.leaf(pf.source_id).ok_or_else(|| {
+                    Error::invalid(
+                        "partition spec",
+                        format!(
+                            "source column {} of '{}' is not in the schema",
+                            pf.source_id, pf.name
+                        ),
+                    )
+                })?;
                 Ok(Source {
-                    column,
-                    field_type: schema.fields()[column].field_type,
+                    path: leaf.path.to_vec(),
+                    field_type: leaf.field.primitive().expect("leaves are primitive"),
                     transform: pf.transform,
                 })
             })
@@ -103,7 +100,7 @@ impl Router {
             let keys = self
                 .sources
                 .iter()
-                .map(|s| partition_keys(s.transform, batch.column(s.column)))
+                .map(|s| partition_keys(s.transform, &leaf_array(batch, &s.path)?))
                 .collect::<Result<Vec<_>>>()?;
             let converter = match &mut self.converter {
                 Some(c) => c,
@@ -187,7 +184,7 @@ impl Router {
                 s.transform
                     .apply(
                         s.field_type,
-                        value_at(batch.column(s.column).as_ref(), row).as_ref(),
+                        value_at(leaf_array(batch, &s.path)?.as_ref(), row).as_ref(),
                     )
                     .map_err(Error::InvalidMetadata)
             })

@@ -91,7 +91,7 @@ impl<'a> StatsView<'a> {
 
     fn bound(&self, name: &str, field: FieldId) -> Option<ArrayRef> {
         let column = self.batch.column_by_name(name)?;
-        let ty = arrow_type(self.schema.field_by_id(field)?.field_type);
+        let ty = arrow_type(self.schema.field_by_id(field)?.primitive()?);
         if column.data_type() == &ty {
             Some(column.clone())
         } else {
@@ -161,10 +161,22 @@ impl Predicate {
         op: CompareOp,
         value: Value,
     ) -> Result<Predicate> {
-        let field = schema.field_by_name(column).ok_or_else(|| {
+        let field = schema.field_by_path(column).ok_or_else(|| {
             Error::invalid("predicate", format!("column '{column}' does not exist"))
         })?;
-        if !value.fits(field.field_type) {
+        let field_type = schema
+            .leaf(field.id)
+            .and_then(|l| l.field.primitive())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "predicate",
+                    format!(
+                        "column '{column}' is a {}, not a primitive value",
+                        field.field_type
+                    ),
+                )
+            })?;
+        if !value.fits(field_type) {
             return Err(Error::invalid(
                 "predicate",
                 format!(
@@ -175,7 +187,7 @@ impl Predicate {
         }
         Ok(Predicate::Compare {
             field: field.id,
-            field_type: field.field_type,
+            field_type,
             op,
             value,
         })

@@ -16,6 +16,7 @@
 //! refuses, whole files close (the partition's next rows start a new one).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -27,7 +28,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use tarn_spec::{PartitionSpec, Schema, SpecId, TableMetadata, Value};
 
-use crate::arrow_convert::{arrow_schema, arrow_type, primitive_type};
+use crate::arrow_convert::{arrow_schema, conform_array, leaf_array};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::location::TableLocation;
@@ -112,7 +113,10 @@ struct OpenFile {
     path: String,
     writer: AsyncArrowWriter<BufWriter>,
     partition: Vec<Option<Value>>,
+    /// Statistics of each leaf of the schema (see [`tarn_spec::Leaf`]), found at the path
+    /// beside it.
     stats: Vec<StatsCollector>,
+    leaves: Arc<[Vec<usize>]>,
     /// Rows encoded into the file so far.
     rows: u64,
 }
@@ -132,8 +136,8 @@ impl OpenFile {
                 path: self.path.clone(),
                 source,
             })?;
-        for (collector, column) in self.stats.iter_mut().zip(batch.columns()) {
-            collector.update(column.as_ref());
+        for (collector, path) in self.stats.iter_mut().zip(self.leaves.iter()) {
+            collector.update(leaf_array(batch, path)?.as_ref());
         }
         self.rows += batch.num_rows() as u64;
         Ok(())
@@ -401,7 +405,13 @@ impl DataFileWriter {
             path,
             writer,
             partition,
-            stats: vec![StatsCollector::default(); self.schema.fields().len()],
+            stats: vec![StatsCollector::default(); self.schema.leaves().len()],
+            leaves: self
+                .schema
+                .leaves()
+                .iter()
+                .map(|l| l.path.to_vec())
+                .collect(),
             rows: 0,
         })
     }
@@ -430,10 +440,10 @@ async fn close_file(schema: &Schema, spec_id: SpecId, mut file: OpenFile) -> Res
             source,
         })?;
     let column_stats = schema
-        .fields()
+        .leaves()
         .iter()
         .zip(&file.stats)
-        .map(|(field, collector)| (field.id, collector.finish()))
+        .map(|(leaf, collector)| (leaf.field.id, collector.finish()))
         .collect();
     Ok(DataFile {
         file_size: file.writer.bytes_written() as u64,
@@ -484,29 +494,7 @@ fn conform(batch: &RecordBatch, schema: &Schema, target: &SchemaRef) -> Result<R
                 reason: format!("column '{}' is missing from the data", field.name),
             });
         };
-        let column = batch.column(index);
-        let source_type =
-            primitive_type(column.data_type()).map_err(|_| Error::SchemaMismatch {
-                reason: format!(
-                    "column '{}' has Arrow type {}, which tarn cannot store",
-                    field.name,
-                    column.data_type()
-                ),
-            })?;
-        if !source_type.can_widen_to(field.field_type) {
-            return Err(Error::SchemaMismatch {
-                reason: format!(
-                    "column '{}' is {} in the table but {} in the data",
-                    field.name, field.field_type, source_type
-                ),
-            });
-        }
-        let column = if column.data_type() == &arrow_type(field.field_type) {
-            column.clone()
-        } else {
-            arrow::compute::cast(column, &arrow_type(field.field_type))
-                .map_err(|e| Error::arrow(format!("converting column '{}'", field.name), e))?
-        };
+        let column = conform_array(batch.column(index), field, &field.name)?;
         if field.required && column.null_count() > 0 {
             let nulls = column.null_count();
             return Err(Error::SchemaMismatch {

@@ -149,7 +149,7 @@ impl TarnContext {
                             ColumnOption::NotNull => required = true,
                             ColumnOption::Comment(c) => doc = Some(c.clone()),
                             ColumnOption::Default(expr) => {
-                                default = self.default_value(expr, field_type, &name)?;
+                                default = self.default_value(expr, &field_type, &name)?;
                             }
                             other => {
                                 return Err(DataFusionError::NotImplemented(format!(
@@ -159,7 +159,7 @@ impl TarnContext {
                             }
                         }
                     }
-                    if *if_not_exists && schema.field_by_name(&name).is_some() {
+                    if *if_not_exists && schema.field_by_path(&name).is_some() {
                         continue;
                     }
                     plan.schema.push(SchemaChange::AddColumn {
@@ -177,7 +177,7 @@ impl TarnContext {
                 } => {
                     for column in column_names {
                         let name = normalize(column);
-                        if *if_exists && schema.field_by_name(&name).is_none() {
+                        if *if_exists && schema.field_by_path(&name).is_none() {
                             continue;
                         }
                         plan.schema.push(SchemaChange::DropColumn { name });
@@ -202,10 +202,10 @@ impl TarnContext {
                             required: false,
                         },
                         AlterColumnOperation::SetDefault { value } => {
-                            let field = schema.field_by_name(&name).ok_or_else(|| {
+                            let field = schema.field_by_path(&name).ok_or_else(|| {
                                 DataFusionError::Plan(format!("column '{name}' does not exist"))
                             })?;
-                            let default = self.default_value(value, field.field_type, &name)?;
+                            let default = self.default_value(value, &field.field_type, &name)?;
                             SchemaChange::SetDefault { name, default }
                         }
                         AlterColumnOperation::DropDefault => SchemaChange::SetDefault {
@@ -217,8 +217,14 @@ impl TarnContext {
                             using: None,
                             ..
                         } => SchemaChange::SetType {
+                            field_type: sql_type(data_type)?.as_primitive().ok_or_else(|| {
+                                DataFusionError::Plan(format!(
+                                    "cannot change '{name}' to {data_type}: a column's type \
+                                     changes only by widening a primitive; add, drop or \
+                                     widen the fields of a struct one by one"
+                                ))
+                            })?,
                             name,
-                            field_type: sql_type(data_type)?,
                         },
                         other => {
                             return Err(DataFusionError::NotImplemented(format!(
@@ -281,9 +287,14 @@ impl TarnContext {
     fn default_value(
         &self,
         expr: &SqlExpr,
-        ty: tarn_spec::PrimitiveType,
+        ty: &tarn_spec::Type,
         column: &str,
     ) -> Result<Option<tarn_spec::Value>> {
+        let Some(ty) = ty.as_primitive() else {
+            return Err(DataFusionError::Plan(format!(
+                "column '{column}' is a {ty}: only columns of primitive types take a DEFAULT"
+            )));
+        };
         ddl::constant_default(&self.session_context().state(), expr, ty, column)
     }
 

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{
-    DataType, Field as ArrowField, Schema as ArrowSchema, SchemaRef,
+    DataType, Field as ArrowField, FieldRef, Schema as ArrowSchema, SchemaRef,
 };
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{DataType as SqlType, ExactNumberInfo, TimezoneInfo};
-use tarn_core::arrow_convert::{UTC, arrow_type};
-use tarn_spec::{PrimitiveType, Schema, Value};
+use tarn_core::arrow_convert::{UTC, arrow_type, data_type};
+use tarn_spec::{Field, PrimitiveType, Schema, Type, Value};
 
 /// The Arrow schema DataFusion sees for a tarn schema (no field-id metadata: DataFusion
 /// binds by name; the field ids live in the data files and the table metadata).
@@ -18,7 +18,7 @@ pub fn df_schema(schema: &Schema) -> SchemaRef {
         schema
             .fields()
             .iter()
-            .map(|f| ArrowField::new(&f.name, df_type(f.field_type), !f.required))
+            .map(|f| ArrowField::new(&f.name, df_data_type(&f.field_type), !f.required))
             .collect::<Vec<_>>(),
     ))
 }
@@ -31,6 +31,35 @@ pub fn df_type(ty: PrimitiveType) -> DataType {
         PrimitiveType::String => DataType::Utf8View,
         PrimitiveType::Binary => DataType::BinaryView,
         other => arrow_type(other),
+    }
+}
+
+/// The Arrow type DataFusion computes with for a column of `ty`: [`df_type`] for a
+/// primitive; a nested type's Arrow form without field ids (which only the data files
+/// carry), its strings as files hold them.
+pub fn df_data_type(ty: &Type) -> DataType {
+    match ty {
+        Type::Primitive(p) => df_type(*p),
+        nested => without_field_ids(&data_type(nested)),
+    }
+}
+
+/// `ty` with the metadata of every nested field dropped.
+pub fn without_field_ids(ty: &DataType) -> DataType {
+    let field = |f: &FieldRef| -> FieldRef {
+        Arc::new(ArrowField::new(
+            f.name(),
+            without_field_ids(f.data_type()),
+            f.is_nullable(),
+        ))
+    };
+    match ty {
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(field).collect()),
+        DataType::List(f) => DataType::List(field(f)),
+        DataType::LargeList(f) => DataType::LargeList(field(f)),
+        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(field(f), *n),
+        DataType::Map(f, sorted) => DataType::Map(field(f), *sorted),
+        other => other.clone(),
     }
 }
 
@@ -146,6 +175,50 @@ pub fn from_scalar(ty: PrimitiveType, scalar: &ScalarValue) -> Option<Value> {
     })
 }
 
+/// A column type as SQL writes it (the inverse of [`sql_type`]): `BIGINT`,
+/// `STRUCT<a INT, b VARCHAR>`, `INT[]`, `REAL[128]`, `MAP<VARCHAR, BIGINT>`.
+pub fn sql_column_type(ty: &Type) -> String {
+    let part = |f: &Field| {
+        let t = sql_column_type(&f.field_type);
+        if f.required && f.name != tarn_spec::KEY_NAME {
+            format!("{t} NOT NULL")
+        } else {
+            t
+        }
+    };
+    match ty {
+        Type::Primitive(p) => sql_type_name(*p),
+        Type::Struct(fields) => format!(
+            "STRUCT<{}>",
+            fields
+                .iter()
+                .map(|f| format!("{} {}", field_name(&f.name), part(f)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Type::List(e) if e.field_type.is_primitive() => format!("{}[]", part(e)),
+        Type::List(e) => format!("ARRAY<{}>", part(e)),
+        Type::FixedList { element, size } => format!("{}[{size}]", part(element)),
+        Type::Map { key, value } => format!("MAP<{}, {}>", part(key), part(value)),
+    }
+}
+
+/// A struct field's name as SQL writes it: quoted unless it is a plain lowercase name.
+fn field_name(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        crate::context::quote(name)
+    }
+}
+
 /// A tarn type as SQL writes it (the inverse of [`sql_type`]).
 pub fn sql_type_name(ty: PrimitiveType) -> String {
     match ty {
@@ -196,13 +269,83 @@ fn non_finite(f: f64) -> String {
     }
 }
 
-/// The tarn type of a SQL column type.
-pub fn sql_type(ty: &SqlType) -> Result<PrimitiveType> {
+/// The tarn type of a SQL column type: a primitive, `STRUCT<a INT, ...>`, `INT[]` (or
+/// `ARRAY<INT>`), `REAL[128]` (a fixed-size list) or `MAP<K, V>`. Nested parts get field id
+/// 0 here; the table's ids are given when the column is created or added.
+pub fn sql_type(ty: &SqlType) -> Result<Type> {
+    use datafusion::sql::sqlparser::ast::ArrayElemTypeDef as E;
+    let element = |inner: &SqlType| -> Result<Box<Field>> {
+        Ok(Box::new(Field::optional(
+            0,
+            tarn_spec::ELEMENT_NAME,
+            sql_type(inner)?,
+        )))
+    };
+    Ok(match ty {
+        SqlType::Struct(fields, _) => {
+            if fields.is_empty() {
+                return Err(DataFusionError::Plan(
+                    "a STRUCT needs at least one field: STRUCT<a INT, b VARCHAR>".into(),
+                ));
+            }
+            Type::Struct(
+                fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| {
+                        let name = match &f.field_name {
+                            Some(n) => crate::names::normalize(n),
+                            None => format!("c{i}"),
+                        };
+                        Ok(Field::optional(0, name, sql_type(&f.field_type)?))
+                    })
+                    .collect::<Result<_>>()?,
+            )
+        }
+        SqlType::Array(E::SquareBracket(inner, Some(size))) => Type::FixedList {
+            element: element(inner)?,
+            size: i32::try_from(*size)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    DataFusionError::Plan(format!(
+                        "{ty}: a fixed-size list holds 1 to {} values",
+                        i32::MAX
+                    ))
+                })?,
+        },
+        SqlType::Array(
+            E::SquareBracket(inner, None) | E::AngleBracket(inner) | E::Parenthesis(inner),
+        ) => Type::List(element(inner)?),
+        SqlType::Array(E::None) => {
+            return Err(DataFusionError::Plan(
+                "ARRAY needs an element type: INT[] or ARRAY<INT>".into(),
+            ));
+        }
+        SqlType::Map(key, value) => {
+            let key_type = sql_type(key)?;
+            if !key_type.is_primitive() {
+                return Err(DataFusionError::Plan(format!(
+                    "{ty}: map keys must be of a primitive type"
+                )));
+            }
+            Type::Map {
+                key: Box::new(Field::required(0, tarn_spec::KEY_NAME, key_type)),
+                value: Box::new(Field::optional(0, tarn_spec::VALUE_NAME, sql_type(value)?)),
+            }
+        }
+        other => Type::Primitive(sql_primitive_type(other)?),
+    })
+}
+
+/// The tarn type of a SQL primitive column type.
+pub fn sql_primitive_type(ty: &SqlType) -> Result<PrimitiveType> {
     use SqlType as S;
     let unsupported = || {
         DataFusionError::Plan(format!(
             "column type {ty} is not supported; use BOOLEAN, INT, BIGINT, REAL, DOUBLE, \
-             DECIMAL(p,s), DATE, TIMESTAMP, TIMESTAMPTZ, VARCHAR or BYTEA"
+             DECIMAL(p,s), DATE, TIMESTAMP, TIMESTAMPTZ, VARCHAR or BYTEA, or STRUCT<...>, \
+             T[], T[N] or MAP<K, V> of them"
         ))
     };
     Ok(match ty {

@@ -61,7 +61,14 @@ pub fn definition(
                 ColumnOption::Null => field.required = false,
                 ColumnOption::Comment(c) => field.doc = Some(c.clone()),
                 ColumnOption::Default(expr) => {
-                    let value = constant_default(state, expr, field.field_type, &field.name)?;
+                    let Some(ty) = field.primitive() else {
+                        return Err(DataFusionError::Plan(format!(
+                            "column '{}' is a {}: only columns of primitive types take a \
+                             DEFAULT",
+                            field.name, field.field_type
+                        )));
+                    };
+                    let value = constant_default(state, expr, ty, &field.name)?;
                     // The table is new: no stored row needs an initial default.
                     field.write_default = value;
                 }
@@ -75,6 +82,7 @@ pub fn definition(
         }
         fields.push(field);
     }
+    tarn_spec::assign_field_ids(&mut fields);
     if !create.constraints.is_empty() {
         return Err(DataFusionError::NotImplemented(
             "table constraints are not supported by tarn tables".into(),
@@ -90,36 +98,49 @@ pub fn definition(
 
 /// Fields for a CTAS: the query's columns, all nullable (as in Delta and Iceberg).
 pub fn fields_of(schema: &ArrowSchema) -> Result<Vec<Field>> {
-    schema
+    let mut fields = schema
         .fields()
         .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let ty = tarn_core::arrow_convert::primitive_type(f.data_type())
+        .map(|f| {
+            let ty = tarn_core::arrow_convert::tarn_type(f.data_type(), &mut 0)
                 .map_err(crate::error::to_df)?;
-            Ok(Field::optional(i as i32 + 1, f.name().clone(), ty))
+            Ok(Field::optional(0, f.name().clone(), ty))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    tarn_spec::assign_field_ids(&mut fields);
+    Ok(fields)
 }
 
 /// `PARTITIONED BY` items: `col`, `year|month|day|hour(col)`, `bucket(N, col)`,
 /// `truncate(W, col)`.
 pub fn partition_fields(items: &[SqlExpr], fields: &[Field]) -> Result<Vec<PartitionField>> {
-    let column = |name: &str| -> Result<&Field> {
-        fields
-            .iter()
-            .find(|f| f.name.eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                DataFusionError::Plan(format!(
-                    "PARTITIONED BY names column '{name}', which the table does not have"
-                ))
-            })
+    // A column, or a field of a struct column by its dotted path (`ctx.ts`).
+    let schema = tarn_spec::Schema::new(tarn_spec::SchemaId(0), fields.to_vec())
+        .map_err(crate::error::spec_to_df)?;
+    let column = |name: &str| -> Result<Field> {
+        schema.field_by_path(name).cloned().ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "PARTITIONED BY names column '{name}', which the table does not have"
+            ))
+        })
+    };
+    let path = |item: &SqlExpr| -> Option<String> {
+        match item {
+            SqlExpr::Identifier(ident) => Some(normalize(ident)),
+            SqlExpr::CompoundIdentifier(idents) => {
+                Some(idents.iter().map(normalize).collect::<Vec<_>>().join("."))
+            }
+            _ => None,
+        }
     };
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let field_id = FieldId(FIRST_PARTITION_FIELD_ID + i as i32);
         let (source, transform) = match item {
-            SqlExpr::Identifier(ident) => (column(&normalize(ident))?, Transform::Identity),
+            SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_) => (
+                column(&path(item).expect("a column name"))?,
+                Transform::Identity,
+            ),
             SqlExpr::Function(f) => {
                 let name = f.name.to_string().to_ascii_lowercase();
                 let args = match &f.args {
@@ -129,14 +150,12 @@ pub fn partition_fields(items: &[SqlExpr], fields: &[Field]) -> Result<Vec<Parti
                 // `bucket(N, col)` and `truncate(W, col)`: the number first; the others
                 // take the column alone.
                 let (number, col) = match args.as_slice() {
-                    [FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Identifier(id)))] => {
-                        (None, Some(normalize(id)))
-                    }
+                    [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => (None, path(e)),
                     [
                         FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(v))),
-                        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Identifier(id))),
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)),
                     ] => match &v.value {
-                        SqlValue::Number(n, _) => (n.parse::<u32>().ok(), Some(normalize(id))),
+                        SqlValue::Number(n, _) => (n.parse::<u32>().ok(), path(e)),
                         _ => (None, None),
                     },
                     _ => (None, None),
@@ -165,14 +184,19 @@ pub fn partition_fields(items: &[SqlExpr], fields: &[Field]) -> Result<Vec<Parti
                 )));
             }
         };
+        // A struct field's partition field is named by its path: `ctx_ts_day`.
+        let base = schema
+            .path_name(source.id)
+            .unwrap_or_else(|| source.name.clone())
+            .replace('.', "_");
         let name = match transform {
-            Transform::Identity => source.name.clone(),
-            Transform::Year => format!("{}_year", source.name),
-            Transform::Month => format!("{}_month", source.name),
-            Transform::Day => format!("{}_day", source.name),
-            Transform::Hour => format!("{}_hour", source.name),
-            Transform::Bucket(_) => format!("{}_bucket", source.name),
-            Transform::Truncate(_) => format!("{}_trunc", source.name),
+            Transform::Identity => base,
+            Transform::Year => format!("{base}_year"),
+            Transform::Month => format!("{base}_month"),
+            Transform::Day => format!("{base}_day"),
+            Transform::Hour => format!("{base}_hour"),
+            Transform::Bucket(_) => format!("{base}_bucket"),
+            Transform::Truncate(_) => format!("{base}_trunc"),
         };
         out.push(PartitionField {
             source_id: source.id,

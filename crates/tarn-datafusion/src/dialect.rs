@@ -95,6 +95,11 @@ impl Dialect for TarnDialect {
         GenericDialect {}.supports_select_wildcard_except()
     }
 
+    /// `MAP<VARCHAR, BIGINT>` as a column type.
+    fn supports_map_literal_with_angle_brackets(&self) -> bool {
+        true
+    }
+
     fn support_map_literal_syntax(&self) -> bool {
         GenericDialect {}.support_map_literal_syntax()
     }

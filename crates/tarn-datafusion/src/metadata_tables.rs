@@ -22,7 +22,7 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use tarn_core::{Predicate, Table};
 
-use crate::convert::{sql_literal, sql_type_name, to_scalar};
+use crate::convert::{sql_column_type, sql_literal, to_scalar};
 use crate::error::to_df;
 
 /// Which metadata table.
@@ -215,7 +215,10 @@ fn columns(table: &Table) -> Result<RecordBatch> {
     let fields = table.schema().fields();
     unzip(vec![
         strings("column", fields.iter().map(|f| f.name.clone())),
-        strings("type", fields.iter().map(|f| sql_type_name(f.field_type))),
+        strings(
+            "type",
+            fields.iter().map(|f| sql_column_type(&f.field_type)),
+        ),
         (
             Field::new("nullable", DataType::Boolean, false),
             Arc::new(BooleanArray::from_iter(
@@ -225,9 +228,7 @@ fn columns(table: &Table) -> Result<RecordBatch> {
         (
             Field::new("default", DataType::Utf8, true),
             Arc::new(StringArray::from_iter(fields.iter().map(|f| {
-                f.write_default
-                    .as_ref()
-                    .map(|v| sql_literal(f.field_type, v))
+                Some(sql_literal(f.primitive()?, f.write_default.as_ref()?))
             }))),
         ),
         (
@@ -280,17 +281,23 @@ fn schemas(table: &Table) -> Result<RecordBatch> {
         (
             Field::new("initial_default", DataType::Utf8, true),
             Arc::new(StringArray::from_iter(rows.iter().map(|(_, f)| {
-                f.initial_default
-                    .as_ref()
-                    .map(|v| v.to_json(f.field_type).to_string())
+                Some(
+                    f.initial_default
+                        .as_ref()?
+                        .to_json(f.primitive()?)
+                        .to_string(),
+                )
             }))),
         ),
         (
             Field::new("write_default", DataType::Utf8, true),
             Arc::new(StringArray::from_iter(rows.iter().map(|(_, f)| {
-                f.write_default
-                    .as_ref()
-                    .map(|v| v.to_json(f.field_type).to_string())
+                Some(
+                    f.write_default
+                        .as_ref()?
+                        .to_json(f.primitive()?)
+                        .to_string(),
+                )
             }))),
         ),
     ])
@@ -322,7 +329,13 @@ async fn files(table: &Table) -> Result<RecordBatch> {
         ),
         u64s("file_size", files.iter().map(|f| f.file_size)),
     ];
-    for field in table.schema().fields() {
+    let schema = table.schema();
+    for leaf in schema.leaves() {
+        let field = leaf.field;
+        let ty = field.primitive().expect("leaves are primitive");
+        let name = schema
+            .path_name(field.id)
+            .unwrap_or_else(|| field.name.clone());
         let stats: Vec<Option<&tarn_core::ColumnStats>> = files
             .iter()
             .map(|f| f.column_stats.get(&field.id))
@@ -336,21 +349,17 @@ async fn files(table: &Table) -> Result<RecordBatch> {
                         s.max.as_ref()
                     }
                 });
-                to_scalar(field.field_type, v.filter(|v| v.fits(field.field_type)))
+                to_scalar(ty, v.filter(|v| v.fits(ty)))
             });
             let array = ScalarValue::iter_to_array(values.collect::<Vec<_>>())?;
             columns.push((
-                Field::new(
-                    format!("{}_{suffix}", field.name),
-                    array.data_type().clone(),
-                    true,
-                ),
+                Field::new(format!("{name}_{suffix}"), array.data_type().clone(), true),
                 array,
             ));
         }
         let nulls: UInt64Array = stats.iter().map(|s| s.and_then(|s| s.null_count)).collect();
         columns.push((
-            Field::new(format!("{}_nulls", field.name), DataType::UInt64, true),
+            Field::new(format!("{name}_nulls"), DataType::UInt64, true),
             Arc::new(nulls),
         ));
     }

@@ -83,7 +83,7 @@ fn write_defaults(schema: &Schema) -> Arc<HashMap<String, Expr>> {
                 let value = f.write_default.as_ref()?;
                 Some((
                     f.name.clone(),
-                    Expr::Literal(to_scalar(f.field_type, Some(value)), None),
+                    Expr::Literal(to_scalar(f.primitive()?, Some(value)), None),
                 ))
             })
             .collect(),
@@ -252,21 +252,25 @@ impl TarnTable {
     /// The files a scan under `filters` reads.
     pub async fn plan(&self, state: &dyn Session, filters: &[Expr]) -> Result<(Table, ScanPlan)> {
         let table = self.read_table().await?;
-        let df_schema = DFSchema::try_from(self.schema.clone())?;
+        // Struct fields filtered on (`s.a = 5`) become columns of their own, named by
+        // path, which the manifests have statistics for.
+        let (filters, stats_schema) =
+            crate::pruning::struct_fields_as_columns(filters, &self.read_schema, &self.schema)?;
+        let df_schema = DFSchema::try_from(stats_schema.clone())?;
         let physical = conjunction(filters.iter().cloned())
             .map(|e| state.create_physical_expr(e, &df_schema))
             .transpose()?;
         let mut predicates: Vec<Box<dyn FilePredicate>> = Vec::new();
         if let Some(p) = &physical
             && let Ok(pruning) = PruningPredicateBuilder::new()
-                .with_file_schema(self.schema.clone())
+                .with_file_schema(stats_schema)
                 .try_build(p.clone())
             && !pruning.always_true()
         {
             predicates.push(Box::new(DataFusionPredicate::new(Arc::new(pruning))));
         }
         for spec in table.metadata().specs() {
-            for p in bucket_equalities(filters, table.schema(), spec) {
+            for p in bucket_equalities(&filters, table.schema(), spec) {
                 predicates.push(Box::new(p));
             }
         }
@@ -539,19 +543,18 @@ fn file_statistics(schema: &Schema, file: &DataFile) -> Statistics {
         .fields()
         .iter()
         .map(|field| {
-            let Some(stats) = file.column_stats.get(&field.id) else {
+            // Nested columns have statistics per leaf only, which DataFusion does not use.
+            let (Some(ty), Some(stats)) = (field.primitive(), file.column_stats.get(&field.id))
+            else {
                 return ColumnStatistics::new_unknown();
             };
             // String and binary bounds may be truncated: usable for pruning, not as values.
-            let exact = !matches!(
-                field.field_type,
-                PrimitiveType::String | PrimitiveType::Binary
-            );
+            let exact = !matches!(ty, PrimitiveType::String | PrimitiveType::Binary);
             // Bounds and null counts cover deleted rows too: still bounds, no longer exact.
             let exact = exact && file.deletion_vector.is_none();
             let bound = |v: &Option<tarn_spec::Value>| match v {
-                Some(v) if exact => Precision::Exact(df_scalar(field.field_type, v)),
-                Some(v) => Precision::Inexact(df_scalar(field.field_type, v)),
+                Some(v) if exact => Precision::Exact(df_scalar(ty, v)),
+                Some(v) => Precision::Inexact(df_scalar(ty, v)),
                 None => Precision::Absent,
             };
             let mut c = ColumnStatistics::new_unknown();

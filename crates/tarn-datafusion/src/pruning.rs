@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray};
+use datafusion::arrow::datatypes::{Field as ArrowField, Schema as ArrowSchema, SchemaRef};
 use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
@@ -20,12 +21,77 @@ struct ManifestStats<'a> {
 }
 
 impl ManifestStats<'_> {
+    /// A column, or a struct field named by its path (see [`struct_fields_as_columns`]).
     fn field(&self, column: &Column) -> Option<tarn_spec::FieldId> {
         self.stats
             .schema()
-            .field_by_name(&column.name)
+            .field_by_path(&column.name)
             .map(|f| f.id)
     }
+}
+
+/// `filters` with every access to a primitive field of a struct column
+/// (`get_field(s, 'a', 'b')`, which SQL writes `s.a.b`) replaced by a column named by
+/// its path (`s.a.b`), and `schema` with those columns added: manifests keep statistics
+/// per such field, and DataFusion's pruning reads statistics of columns only.
+pub fn struct_fields_as_columns(
+    filters: &[Expr],
+    table: &Schema,
+    schema: &SchemaRef,
+) -> datafusion::error::Result<(Vec<Expr>, SchemaRef)> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    let mut added: Vec<ArrowField> = Vec::new();
+    let rewritten = filters
+        .iter()
+        .map(|filter| {
+            filter
+                .clone()
+                .transform_down(|e| {
+                    let Expr::ScalarFunction(f) = &e else {
+                        return Ok(Transformed::no(e));
+                    };
+                    if f.name() != "get_field" {
+                        return Ok(Transformed::no(e));
+                    }
+                    let Some(Expr::Column(column)) = f.args.first() else {
+                        return Ok(Transformed::no(e));
+                    };
+                    let mut path = column.name.clone();
+                    for arg in &f.args[1..] {
+                        match arg {
+                            Expr::Literal(
+                                ScalarValue::Utf8(Some(n)) | ScalarValue::Utf8View(Some(n)),
+                                _,
+                            ) => {
+                                path.push('.');
+                                path.push_str(n);
+                            }
+                            _ => return Ok(Transformed::no(e)),
+                        }
+                    }
+                    let Some(leaf) = table
+                        .field_by_path(&path)
+                        .filter(|f| table.leaf(f.id).is_some())
+                    else {
+                        return Ok(Transformed::no(e));
+                    };
+                    let ty = crate::convert::df_type(leaf.primitive().expect("a leaf"));
+                    if !added.iter().any(|a| a.name() == &path) {
+                        added.push(ArrowField::new(&path, ty, true));
+                    }
+                    Ok(Transformed::yes(Expr::Column(Column::new_unqualified(
+                        path,
+                    ))))
+                })
+                .map(|t| t.data)
+        })
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    if added.is_empty() {
+        return Ok((rewritten, schema.clone()));
+    }
+    let mut fields: Vec<ArrowField> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(added);
+    Ok((rewritten, Arc::new(ArrowSchema::new(fields))))
 }
 
 impl PruningStatistics for ManifestStats<'_> {
@@ -137,10 +203,13 @@ pub fn bucket_equalities(
         if !bucketed.contains(&field.id) {
             continue;
         }
-        if let Some(value) = from_scalar(field.field_type, literal) {
+        let Some(field_type) = field.primitive() else {
+            continue;
+        };
+        if let Some(value) = from_scalar(field_type, literal) {
             out.push(Predicate::Compare {
                 field: field.id,
-                field_type: field.field_type,
+                field_type,
                 op: CompareOp::Eq,
                 value,
             });

@@ -327,7 +327,7 @@ fn add_column(name: &str, base: &tarn_core::Table) -> tarn_core::Change {
         .metadata()
         .evolve_schema(&[tarn_spec::SchemaChange::AddColumn {
             name: name.into(),
-            field_type: tarn_spec::PrimitiveType::Long,
+            field_type: tarn_spec::PrimitiveType::Long.into(),
             required: false,
             default: None,
             doc: None,

@@ -235,7 +235,7 @@ pub(crate) fn partition_key(
                 .position(|f| f.name().eq_ignore_ascii_case(&field.name))?;
             Some(Arc::new(PartitionKeyExpr {
                 source: Arc::new(Column::new(schema.field(index).name(), index)),
-                source_type: tarn_core::arrow_convert::arrow_type(field.field_type),
+                source_type: tarn_core::arrow_convert::arrow_type(field.primitive()?),
                 transform: pf.transform,
             }) as Arc<dyn PhysicalExpr>)
         })

@@ -12,7 +12,7 @@ use crate::metadata::TableMetadata;
 use crate::partition::PartitionField;
 use crate::schema::Field;
 use crate::transform::Transform;
-use crate::types::PrimitiveType;
+use crate::types::{PrimitiveType, Type};
 use crate::value::Value;
 
 /// One change to a table's columns.
@@ -22,7 +22,7 @@ pub enum SchemaChange {
     /// when `None`); a NOT NULL column needs a default.
     AddColumn {
         name: String,
-        field_type: PrimitiveType,
+        field_type: Type,
         required: bool,
         default: Option<Value>,
         doc: Option<String>,
@@ -66,33 +66,12 @@ fn refused(message: impl Into<String>) -> SpecError {
 
 impl TableMetadata {
     /// The fields of the current schema with `changes` applied in order, or why a change
-    /// is refused.
+    /// is refused. A name may be a dotted path to a field of a struct (`ctx.ts`): such a
+    /// field is added, dropped, renamed or widened inside its struct, by field id like a
+    /// column. A new field's nested parts get new ids too.
     pub fn evolve_schema(&self, changes: &[SchemaChange]) -> Result<Vec<Field>> {
         let mut fields = self.current_schema().fields().to_vec();
         let mut next_id = self.last_column_id().get();
-        let index_of = |fields: &[Field], name: &str| -> Result<usize> {
-            fields
-                .iter()
-                .position(|f| f.name == name)
-                .or_else(|| {
-                    fields
-                        .iter()
-                        .position(|f| f.name.eq_ignore_ascii_case(name))
-                })
-                .ok_or_else(|| refused(format!("column '{name}' does not exist")))
-        };
-        let name_is_free = |fields: &[Field], name: &str, except: Option<usize>| -> Result<()> {
-            match fields
-                .iter()
-                .position(|f| f.name.eq_ignore_ascii_case(name))
-            {
-                Some(i) if Some(i) != except => Err(refused(format!(
-                    "column '{}' already exists",
-                    fields[i].name
-                ))),
-                _ => Ok(()),
-            }
-        };
         for change in changes {
             match change {
                 SchemaChange::AddColumn {
@@ -102,8 +81,9 @@ impl TableMetadata {
                     default,
                     doc,
                 } => {
-                    name_is_free(&fields, name, None)?;
-                    check_default(name, *field_type, default.as_ref())?;
+                    let (members, name) = members_for(&mut fields, name)?;
+                    name_is_free(members, name, None)?;
+                    check_default(name, field_type, default.as_ref())?;
                     if *required && default.is_none() {
                         return Err(refused(format!(
                             "cannot add '{name}' as NOT NULL without a default: rows already \
@@ -112,57 +92,79 @@ impl TableMetadata {
                         )));
                     }
                     next_id += 1;
-                    fields.push(Field {
+                    let mut field = Field {
                         required: *required,
                         doc: doc.clone(),
                         initial_default: default.clone(),
                         write_default: default.clone(),
-                        ..Field::optional(next_id, name.clone(), *field_type)
-                    });
+                        ..Field::optional(next_id, name, field_type.clone())
+                    };
+                    for part in field.field_type.children_mut() {
+                        assign_ids(part, &mut next_id);
+                    }
+                    members.push(field);
                 }
                 SchemaChange::SetDefault { name, default } => {
-                    let i = index_of(&fields, name)?;
-                    check_default(&fields[i].name, fields[i].field_type, default.as_ref())?;
-                    fields[i].write_default = default.clone();
+                    let field = field_mut(&mut fields, name)?;
+                    check_default(&field.name, &field.field_type, default.as_ref())?;
+                    field.write_default = default.clone();
                 }
                 SchemaChange::DropColumn { name } => {
-                    let i = index_of(&fields, name)?;
-                    if fields.len() == 1 {
+                    let nested = position(&fields, name).is_none() && name.contains('.');
+                    let (members, i) = locate(&mut fields, name)?;
+                    if members.len() == 1 {
+                        let what = if nested {
+                            "the only field of its struct"
+                        } else {
+                            "the only column of the table"
+                        };
                         return Err(refused(format!(
-                            "cannot drop '{}', the only column of the table",
-                            fields[i].name
+                            "cannot drop '{}', {what}",
+                            members[i].name
                         )));
                     }
-                    if let Some(pf) = self.partitioned_by(fields[i].id) {
+                    if let Some((pf, source)) = members[i]
+                        .walk()
+                        .into_iter()
+                        .find_map(|f| self.partitioned_by(f.id).map(|pf| (pf, f)))
+                    {
                         return Err(refused(format!(
                             "cannot drop '{}': the table is partitioned by {}; change the \
                              partitioning first (ALTER TABLE ... SET PARTITIONED BY)",
-                            fields[i].name,
-                            describe(pf, &fields[i].name)
+                            members[i].name,
+                            describe(pf, &source.name)
                         )));
                     }
-                    fields.remove(i);
+                    members.remove(i);
                 }
                 SchemaChange::RenameColumn { from, to } => {
-                    let i = index_of(&fields, from)?;
+                    let (members, i) = locate(&mut fields, from)?;
+                    // `RENAME COLUMN s.a TO b` and `... TO s.b` both rename the field of s.
+                    let to = to.rsplit_once('.').map(|(_, last)| last).unwrap_or(to);
                     if to.is_empty() {
                         return Err(refused("a column name cannot be empty"));
                     }
-                    name_is_free(&fields, to, Some(i))?;
-                    fields[i].name = to.clone();
+                    name_is_free(members, to, Some(i))?;
+                    members[i].name = to.to_string();
                 }
                 SchemaChange::SetType { name, field_type } => {
-                    let i = index_of(&fields, name)?;
-                    let field = &fields[i];
-                    if field.field_type == *field_type {
+                    let field = field_mut(&mut fields, name)?;
+                    let Some(from) = field.primitive() else {
+                        return Err(refused(format!(
+                            "cannot change the type of '{}', a {}: change the fields of a \
+                             nested column one by one",
+                            field.name, field.field_type
+                        )));
+                    };
+                    if from == *field_type {
                         continue;
                     }
-                    if !field.field_type.can_widen_to(*field_type) {
+                    if !from.can_widen_to(*field_type) {
                         return Err(refused(format!(
                             "cannot change column '{}' from {} to {}: only widening is \
                              allowed (int to long, float to double, decimal(P,S) to \
                              decimal(P2,S) with P2 > P)",
-                            field.name, field.field_type, field_type
+                            field.name, from, field_type
                         )));
                     }
                     if self.any_spec_uses(field.id) {
@@ -172,16 +174,14 @@ impl TableMetadata {
                             field.name
                         )));
                     }
-                    let from = fields[i].field_type;
                     let widen =
                         |v: &Option<Value>| v.as_ref().and_then(|v| v.widen(from, *field_type));
-                    fields[i].initial_default = widen(&fields[i].initial_default);
-                    fields[i].write_default = widen(&fields[i].write_default);
-                    fields[i].field_type = *field_type;
+                    field.initial_default = widen(&field.initial_default);
+                    field.write_default = widen(&field.write_default);
+                    field.field_type = Type::Primitive(*field_type);
                 }
                 SchemaChange::SetRequired { name, required } => {
-                    let i = index_of(&fields, name)?;
-                    fields[i].required = *required;
+                    field_mut(&mut fields, name)?.required = *required;
                 }
             }
         }
@@ -234,13 +234,85 @@ impl TableMetadata {
     }
 }
 
-fn check_default(name: &str, ty: PrimitiveType, default: Option<&Value>) -> Result<()> {
+fn check_default(name: &str, ty: &Type, default: Option<&Value>) -> Result<()> {
     match default {
-        Some(value) if !value.fits(ty) => {
-            Err(refused(format!("the default of '{name}' is not a {ty}")))
-        }
+        Some(value) if !ty.as_primitive().is_some_and(|p| value.fits(p)) => Err(refused(format!(
+            "the default of '{name}' is not a {ty}; only primitive columns take defaults"
+        ))),
         _ => Ok(()),
     }
+}
+
+/// Gives `field` and its parts ids above `next_id`, parents first.
+fn assign_ids(field: &mut Field, next_id: &mut i32) {
+    *next_id += 1;
+    field.id = FieldId(*next_id);
+    for part in field.field_type.children_mut() {
+        assign_ids(part, next_id);
+    }
+}
+
+fn position(fields: &[Field], name: &str) -> Option<usize> {
+    fields.iter().position(|f| f.name == name).or_else(|| {
+        fields
+            .iter()
+            .position(|f| f.name.eq_ignore_ascii_case(name))
+    })
+}
+
+fn name_is_free(fields: &[Field], name: &str, except: Option<usize>) -> Result<()> {
+    match fields
+        .iter()
+        .position(|f| f.name.eq_ignore_ascii_case(name))
+    {
+        Some(i) if Some(i) != except => Err(refused(format!(
+            "column '{}' already exists",
+            fields[i].name
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The fields of the struct that `path` names a member of (the top level for a plain
+/// name), and the member's own name. A top-level column whose name has a dot is taken
+/// as that column.
+fn members_for<'a, 'p>(
+    fields: &'a mut Vec<Field>,
+    path: &'p str,
+) -> Result<(&'a mut Vec<Field>, &'p str)> {
+    if position(fields, path).is_some() {
+        return Ok((fields, path));
+    }
+    let Some((parents, name)) = path.rsplit_once('.') else {
+        return Ok((fields, path));
+    };
+    let mut members = fields;
+    for step in parents.split('.') {
+        let i = position(members, step)
+            .ok_or_else(|| refused(format!("column '{parents}' does not exist")))?;
+        members = match &mut members[i].field_type {
+            Type::Struct(children) => children,
+            other => {
+                return Err(refused(format!(
+                    "'{parents}' is a {other}, not a struct: only struct fields are named by                      a dotted path"
+                )));
+            }
+        };
+    }
+    Ok((members, name))
+}
+
+/// The struct fields `path` is a member of, and its position there.
+fn locate<'a>(fields: &'a mut Vec<Field>, path: &str) -> Result<(&'a mut Vec<Field>, usize)> {
+    let (members, name) = members_for(fields, path)?;
+    let i = position(members, name)
+        .ok_or_else(|| refused(format!("column '{path}' does not exist")))?;
+    Ok((members, i))
+}
+
+fn field_mut<'a>(fields: &'a mut Vec<Field>, path: &str) -> Result<&'a mut Field> {
+    let (members, i) = locate(fields, path)?;
+    Ok(&mut members[i])
 }
 
 fn describe(field: &PartitionField, column: &str) -> String {
@@ -300,7 +372,7 @@ mod tests {
     fn add(name: &str) -> SchemaChange {
         SchemaChange::AddColumn {
             name: name.into(),
-            field_type: PrimitiveType::Long,
+            field_type: PrimitiveType::Long.into(),
             required: false,
             default: None,
             doc: None,

@@ -41,12 +41,14 @@ pub use metadata::{
     NewSnapshot, RECENT_SNAPSHOTS, TableMetadata,
 };
 pub use partition::{FIRST_PARTITION_FIELD_ID, PartitionField, PartitionSpec};
-pub use schema::{Field, Schema};
+pub use schema::{Field, Leaf, Schema, assign_field_ids};
 pub use snapshot::{ChangeType, Changes, Operation, Snapshot, Summary};
 pub use transform::{
     Transform, bucket_hash, bucket_hash_bytes, bucket_hash_decimal, bucket_hash_long, bucket_of,
     civil_from_days, days_from_micros, hours_from_micros, months_from_days, truncate_integer,
     years_from_days,
 };
-pub use types::{MAX_DECIMAL_PRECISION, PrimitiveType, decimal};
+pub use types::{
+    ELEMENT_NAME, KEY_NAME, MAX_DECIMAL_PRECISION, PrimitiveType, Type, VALUE_NAME, decimal,
+};
 pub use value::Value;

@@ -8,6 +8,7 @@ use crate::ids::{FieldId, SchemaId, SpecId, Version};
 use crate::partition::{PartitionField, PartitionSpec};
 use crate::schema::{Field, Schema};
 use crate::snapshot::{Changes, Operation, Snapshot, Summary};
+use crate::types::Type;
 use crate::value::Value;
 use crate::wire;
 
@@ -378,25 +379,7 @@ impl TableMetadata {
                 .iter()
                 .map(|s| wire::SchemaV1 {
                     schema_id: s.id(),
-                    fields: s
-                        .fields()
-                        .iter()
-                        .map(|f| wire::FieldV1 {
-                            id: f.id,
-                            name: f.name.clone(),
-                            field_type: f.field_type,
-                            required: f.required,
-                            doc: f.doc.clone(),
-                            initial_default: f
-                                .initial_default
-                                .as_ref()
-                                .map(|v| v.to_json(f.field_type)),
-                            write_default: f
-                                .write_default
-                                .as_ref()
-                                .map(|v| v.to_json(f.field_type)),
-                        })
-                        .collect(),
+                    fields: s.fields().iter().map(field_to_wire).collect(),
                 })
                 .collect(),
             default_spec_id: self.default_spec_id,
@@ -443,28 +426,7 @@ impl TableMetadata {
                 let fields = s
                     .fields
                     .into_iter()
-                    .map(|f| {
-                        let default = |json: Option<serde_json::Value>, what: &str| {
-                            json.map(|j| {
-                                Value::from_json(f.field_type, &j).ok_or_else(|| {
-                                    SpecError::invalid(format!(
-                                        "schema {}: the {what} of '{}' is {j}, not a {}",
-                                        s.schema_id, f.name, f.field_type
-                                    ))
-                                })
-                            })
-                            .transpose()
-                        };
-                        Ok(Field {
-                            initial_default: default(f.initial_default, "initial-default")?,
-                            write_default: default(f.write_default, "write-default")?,
-                            id: f.id,
-                            name: f.name,
-                            field_type: f.field_type,
-                            required: f.required,
-                            doc: f.doc,
-                        })
-                    })
+                    .map(|f| field_from_wire(s.schema_id, f))
                     .collect::<Result<Vec<_>>>()?;
                 Schema::new(s.schema_id, fields)
             })
@@ -540,6 +502,124 @@ fn unique(ids: impl Iterator<Item = i32>, what: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn field_to_wire(f: &Field) -> wire::FieldV1 {
+    let default = |v: &Option<Value>| match (v, f.primitive()) {
+        (Some(v), Some(p)) => Some(v.to_json(p)),
+        _ => None,
+    };
+    wire::FieldV1 {
+        id: f.id,
+        name: f.name.clone(),
+        field_type: type_to_wire(&f.field_type),
+        required: f.required,
+        doc: f.doc.clone(),
+        initial_default: default(&f.initial_default),
+        write_default: default(&f.write_default),
+    }
+}
+
+fn type_to_wire(t: &Type) -> wire::TypeV1 {
+    use wire::NestedV1;
+    let nested = match t {
+        Type::Primitive(p) => return wire::TypeV1::Primitive(*p),
+        Type::Struct(fields) => NestedV1::Struct {
+            fields: fields.iter().map(field_to_wire).collect(),
+        },
+        Type::List(e) => NestedV1::List {
+            element_id: e.id,
+            element: type_to_wire(&e.field_type),
+            element_required: e.required,
+        },
+        Type::FixedList { element: e, size } => NestedV1::FixedSizeList {
+            size: *size,
+            element_id: e.id,
+            element: type_to_wire(&e.field_type),
+            element_required: e.required,
+        },
+        Type::Map { key, value } => NestedV1::Map {
+            key_id: key.id,
+            key: type_to_wire(&key.field_type),
+            value_id: value.id,
+            value: type_to_wire(&value.field_type),
+            value_required: value.required,
+        },
+    };
+    wire::TypeV1::Nested(Box::new(nested))
+}
+
+fn field_from_wire(schema: SchemaId, f: wire::FieldV1) -> Result<Field> {
+    let field_type = type_from_wire(schema, f.field_type)?;
+    let default = |json: Option<serde_json::Value>, what: &str| {
+        json.map(|j| {
+            field_type
+                .as_primitive()
+                .and_then(|p| Value::from_json(p, &j))
+                .ok_or_else(|| {
+                    SpecError::invalid(format!(
+                        "schema {schema}: the {what} of '{}' is {j}, not a {field_type}",
+                        f.name
+                    ))
+                })
+        })
+        .transpose()
+    };
+    Ok(Field {
+        initial_default: default(f.initial_default, "initial-default")?,
+        write_default: default(f.write_default, "write-default")?,
+        id: f.id,
+        name: f.name,
+        field_type,
+        required: f.required,
+        doc: f.doc,
+    })
+}
+
+fn type_from_wire(schema: SchemaId, t: wire::TypeV1) -> Result<Type> {
+    use crate::types::{ELEMENT_NAME, KEY_NAME, VALUE_NAME};
+    use wire::NestedV1;
+    let part = |id: FieldId, name: &str, t: wire::TypeV1, required: bool| -> Result<Box<Field>> {
+        Ok(Box::new(Field {
+            required,
+            ..Field::optional(id.get(), name, type_from_wire(schema, t)?)
+        }))
+    };
+    Ok(match t {
+        wire::TypeV1::Primitive(p) => Type::Primitive(p),
+        wire::TypeV1::Nested(n) => match *n {
+            NestedV1::Struct { fields } => Type::Struct(
+                fields
+                    .into_iter()
+                    .map(|f| field_from_wire(schema, f))
+                    .collect::<Result<_>>()?,
+            ),
+            NestedV1::List {
+                element_id,
+                element,
+                element_required,
+            } => Type::List(part(element_id, ELEMENT_NAME, element, element_required)?),
+            NestedV1::FixedSizeList {
+                size,
+                element_id,
+                element,
+                element_required,
+            } => Type::FixedList {
+                element: part(element_id, ELEMENT_NAME, element, element_required)?,
+                size,
+            },
+            NestedV1::Map {
+                key_id,
+                key,
+                value_id,
+                value,
+                value_required,
+            } => Type::Map {
+                key: part(key_id, KEY_NAME, key, true)?,
+                value: part(value_id, VALUE_NAME, value, value_required)?,
+            },
+        },
+    })
 }
 
 #[cfg(test)]

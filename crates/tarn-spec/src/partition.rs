@@ -47,19 +47,24 @@ impl PartitionSpec {
         let mut names = HashSet::new();
         let mut types = Vec::with_capacity(fields.len());
         for field in &fields {
-            let source = schema.field_by_id(field.source_id).ok_or_else(|| {
+            let source = schema.leaf(field.source_id).ok_or_else(|| {
+                let reason = match schema.field_by_id(field.source_id) {
+                    None => "which the schema does not have".to_string(),
+                    Some(f) => format!(
+                        "a {}, but a partition source is a primitive column or a primitive \
+                         field of a struct column",
+                        f.field_type
+                    ),
+                };
                 SpecError::invalid(format!(
-                    "partition spec {id}: field '{}' refers to column id {}, which the schema \
-                     does not have",
+                    "partition spec {id}: field '{}' refers to column id {}, {reason}",
                     field.name, field.source_id
                 ))
             })?;
-            let result_type = field
-                .transform
-                .result_type(source.field_type)
-                .map_err(|e| {
-                    SpecError::invalid(format!("partition spec {id}: field '{}': {e}", field.name))
-                })?;
+            let source_type = source.field.primitive().expect("leaves are primitive");
+            let result_type = field.transform.result_type(source_type).map_err(|e| {
+                SpecError::invalid(format!("partition spec {id}: field '{}': {e}", field.name))
+            })?;
             types.push(result_type);
             if !ids.insert(field.field_id) {
                 return Err(SpecError::invalid(format!(
@@ -94,14 +99,15 @@ impl PartitionSpec {
         self.fields
             .iter()
             .map(|f| {
-                let source = schema.field_by_id(f.source_id).ok_or_else(|| {
+                let source = schema.leaf(f.source_id).ok_or_else(|| {
                     SpecError::invalid(format!(
                         "partition field '{}' refers to column id {}, which the schema does \
-                         not have",
+                         not have as a primitive column",
                         f.name, f.source_id
                     ))
                 })?;
-                f.transform.result_type(source.field_type)
+                f.transform
+                    .result_type(source.field.primitive().expect("leaves are primitive"))
             })
             .collect()
     }

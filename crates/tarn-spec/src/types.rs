@@ -1,8 +1,9 @@
 //! The column types of the format.
 //!
-//! Every type has one canonical spelling, used in metadata JSON and error messages:
-//! `boolean`, `int`, `long`, `float`, `double`, `decimal(P,S)`, `date`, `timestamp`,
-//! `timestamptz`, `string`, `binary`.
+//! Every primitive type has one canonical spelling, used in metadata JSON and error
+//! messages: `boolean`, `int`, `long`, `float`, `double`, `decimal(P,S)`, `date`,
+//! `timestamp`, `timestamptz`, `string`, `binary`. Nested types (structs, lists, fixed-size
+//! lists, maps) are built of fields, each with a field id of its own.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,11 +11,137 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Result, SpecError};
+use crate::schema::Field;
 
 /// The largest decimal precision the format stores (128-bit unscaled values).
 pub const MAX_DECIMAL_PRECISION: u8 = 38;
 
-/// A column type.
+/// The type of a column or of a part of one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Type {
+    Primitive(PrimitiveType),
+    /// Named fields, in order.
+    Struct(Vec<Field>),
+    /// Any number of values, each of the element field's type.
+    List(Box<Field>),
+    /// Exactly `size` values of the element field's type in every non-null row: an
+    /// embedding.
+    FixedList {
+        element: Box<Field>,
+        size: i32,
+    },
+    /// Key-value pairs. The key field is required.
+    Map {
+        key: Box<Field>,
+        value: Box<Field>,
+    },
+}
+
+/// The name of the element field of a list or fixed-size list.
+pub const ELEMENT_NAME: &str = "element";
+/// The names of a map's key and value fields.
+pub const KEY_NAME: &str = "key";
+pub const VALUE_NAME: &str = "value";
+
+impl Type {
+    /// The primitive type, if this is one.
+    pub fn as_primitive(&self) -> Option<PrimitiveType> {
+        match self {
+            Type::Primitive(p) => Some(*p),
+            _ => None,
+        }
+    }
+
+    pub fn is_primitive(&self) -> bool {
+        matches!(self, Type::Primitive(_))
+    }
+
+    /// The fields directly inside this type: a struct's fields, a list's element, a map's
+    /// key and value; none for a primitive.
+    pub fn children(&self) -> Vec<&Field> {
+        match self {
+            Type::Primitive(_) => Vec::new(),
+            Type::Struct(fields) => fields.iter().collect(),
+            Type::List(element) | Type::FixedList { element, .. } => vec![element],
+            Type::Map { key, value } => vec![key, value],
+        }
+    }
+
+    /// The same, mutably.
+    pub fn children_mut(&mut self) -> Vec<&mut Field> {
+        match self {
+            Type::Primitive(_) => Vec::new(),
+            Type::Struct(fields) => fields.iter_mut().collect(),
+            Type::List(element) | Type::FixedList { element, .. } => vec![element],
+            Type::Map { key, value } => vec![key, value],
+        }
+    }
+
+    /// Whether a column of this type may be changed to `to` while old files keep theirs:
+    /// a primitive widened, or the same nested type (its parts evolve by field id, each on
+    /// its own).
+    pub fn can_widen_to(&self, to: &Type) -> bool {
+        match (self, to) {
+            (Type::Primitive(a), Type::Primitive(b)) => a.can_widen_to(*b),
+            (a, b) => a == b,
+        }
+    }
+}
+
+impl From<PrimitiveType> for Type {
+    fn from(p: PrimitiveType) -> Self {
+        Type::Primitive(p)
+    }
+}
+
+impl PartialEq<PrimitiveType> for Type {
+    fn eq(&self, other: &PrimitiveType) -> bool {
+        self.as_primitive() == Some(*other)
+    }
+}
+
+impl fmt::Display for Type {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let element = |f: &mut fmt::Formatter<'_>, e: &Field| {
+            write!(f, "{}", e.field_type)?;
+            if e.required {
+                f.write_str(" not null")?;
+            }
+            Ok(())
+        };
+        match self {
+            Type::Primitive(p) => write!(f, "{p}"),
+            Type::Struct(fields) => {
+                f.write_str("struct<")?;
+                for (i, field) in fields.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{}: ", field.name)?;
+                    element(f, field)?;
+                }
+                f.write_str(">")
+            }
+            Type::List(e) => {
+                f.write_str("list<")?;
+                element(f, e)?;
+                f.write_str(">")
+            }
+            Type::FixedList { element: e, size } => {
+                f.write_str("fixed_size_list<")?;
+                element(f, e)?;
+                write!(f, ", {size}>")
+            }
+            Type::Map { key, value } => {
+                write!(f, "map<{}, ", key.field_type)?;
+                element(f, value)?;
+                f.write_str(">")
+            }
+        }
+    }
+}
+
+/// A primitive column type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PrimitiveType {
     Boolean,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ids::{FieldId, SchemaId, SpecId, Version};
 use crate::snapshot::{Changes, Operation, Summary};
@@ -47,7 +47,7 @@ pub(crate) struct FieldV1 {
     pub id: FieldId,
     pub name: String,
     #[serde(rename = "type")]
-    pub field_type: PrimitiveType,
+    pub field_type: TypeV1,
     pub required: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doc: Option<String>,
@@ -94,4 +94,63 @@ pub(crate) struct SnapshotV1 {
     pub changes: Changes,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_id: Option<String>,
+}
+
+/// A type: a primitive's spelling, or an object for a nested type (Iceberg's JSON form).
+#[derive(Debug)]
+pub(crate) enum TypeV1 {
+    Primitive(PrimitiveType),
+    Nested(Box<NestedV1>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub(crate) enum NestedV1 {
+    Struct {
+        fields: Vec<FieldV1>,
+    },
+    #[serde(rename_all = "kebab-case")]
+    List {
+        element_id: FieldId,
+        element: TypeV1,
+        element_required: bool,
+    },
+    #[serde(rename_all = "kebab-case")]
+    FixedSizeList {
+        size: i32,
+        element_id: FieldId,
+        element: TypeV1,
+        element_required: bool,
+    },
+    #[serde(rename_all = "kebab-case")]
+    Map {
+        key_id: FieldId,
+        key: TypeV1,
+        value_id: FieldId,
+        value: TypeV1,
+        value_required: bool,
+    },
+}
+
+impl Serialize for TypeV1 {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TypeV1::Primitive(p) => p.serialize(serializer),
+            TypeV1::Nested(n) => n.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TypeV1 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(s) => {
+                s.parse().map(TypeV1::Primitive).map_err(D::Error::custom)
+            }
+            other => NestedV1::deserialize(other)
+                .map(|n| TypeV1::Nested(Box::new(n)))
+                .map_err(D::Error::custom),
+        }
+    }
 }

@@ -275,7 +275,7 @@ fn check_inserted_values(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
         let Some(column_type) = target
             .read_schema()
             .field_by_name(field.name())
-            .map(|f| (f.required, f.field_type))
+            .map(|f| (f.required, f.field_type.clone()))
         else {
             continue;
         };
@@ -289,8 +289,8 @@ fn check_inserted_values(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
                 Expr::Literal(v, _) => (v, None),
                 _ => continue,
             };
-            let (required, ty) = column_type;
-            if literal.is_null() && required {
+            let (required, ty) = &column_type;
+            if literal.is_null() && *required {
                 return Err(DataFusionError::Plan(format!(
                     "INSERT INTO {}: column '{}' is NOT NULL, but row {} gives NULL",
                     target.name(),
@@ -306,7 +306,7 @@ fn check_inserted_values(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
                     target.name(),
                     row + 1,
                     field.name(),
-                    crate::convert::sql_type_name(ty)
+                    crate::convert::sql_column_type(ty)
                 )));
             }
         }
