@@ -40,6 +40,7 @@
 
 mod changes;
 mod dml;
+mod nested;
 mod planning;
 mod report;
 mod scan;
@@ -54,8 +55,8 @@ use std::process::ExitCode;
 use report::Report;
 use tpch::Tpch;
 
-const USAGE: &str = "usage: tarn-bench <scan|pruning|write|commit|streaming|planning|dml|time-travel|changes|append-large|\
-                     object-store|merge-memory|all|smoke|explain> [--sf N] [--runs N] [--query N] [--case N] [--json PATH]";
+const USAGE: &str = "usage: tarn-bench <scan|pruning|write|commit|streaming|planning|dml|time-travel|changes|nested|\
+                     append-large|object-store|merge-memory|all|smoke|explain> [--sf N] [--runs N] [--query N] [--case N] [--json PATH]";
 
 struct Args {
     suite: String,
@@ -150,6 +151,7 @@ async fn run_suite(
             scan::time_travel(report, data.as_ref().expect("loaded"), 100, runs).await
         }
         "write" => write::write(report, sf, runs, case).await,
+        "nested" => nested::nested(report, 1_000_000, runs).await,
         "planning" => planning::planning(report, &[1_000, 10_000, 100_000], runs).await,
         "commit" => suites::commit(report, 1_000, 1_000, 4, runs).await,
         "streaming" => streaming::streaming(report, 20_000, 20_000, runs).await,
@@ -214,6 +216,7 @@ async fn main() -> ExitCode {
                 "pruning",
                 "time-travel",
                 "changes",
+                "nested",
                 "write",
                 "dml",
                 "planning",
