@@ -18,11 +18,15 @@ use crate::tpch::{Side, median, run};
 const DIMENSIONS: i32 = 128;
 const BATCH_ROWS: usize = 65_536;
 
-/// Rows `start..start + len`: an id and a deterministic embedding.
+/// Rows `start..start + len`: an id and a deterministic embedding whose values hash the
+/// row and position, so that they compress about as badly as real embeddings do.
 fn batch(start: usize, len: usize) -> Result<RecordBatch, String> {
     let ids = Int64Array::from_iter_values((start..start + len).map(|i| i as i64));
     let values = Float32Array::from_iter_values((start..start + len).flat_map(|i| {
-        (0..DIMENSIONS as usize).map(move |j| ((i * 31 + j * 7) % 1_000) as f32 / 1_000.0)
+        (0..DIMENSIONS as usize).map(move |j| {
+            let h = (i as u64 * 128 + j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            (h >> 40) as f32 / (1u64 << 24) as f32
+        })
     }));
     let item = Arc::new(Field::new("item", DataType::Float32, true));
     let embeddings = FixedSizeListArray::try_new(item.clone(), DIMENSIONS, Arc::new(values), None)
