@@ -14,7 +14,6 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::ScalarValue;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::dml::InsertOp;
@@ -22,7 +21,7 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use tarn_core::{Predicate, Table};
 
-use crate::convert::{sql_column_type, sql_literal, to_scalar};
+use crate::convert::{sql_column_type, sql_literal};
 use crate::error::to_df;
 
 /// Which metadata table.
@@ -340,18 +339,19 @@ async fn files(table: &Table) -> Result<RecordBatch> {
             .iter()
             .map(|f| f.column_stats.get(&field.id))
             .collect();
-        for (suffix, pick) in [("min", 0), ("max", 1)] {
-            let values = stats.iter().map(|s| {
-                let v = s.and_then(|s| {
-                    if pick == 0 {
-                        s.min.as_ref()
-                    } else {
-                        s.max.as_ref()
-                    }
-                });
-                to_scalar(ty, v.filter(|v| v.fits(ty)))
-            });
-            let array = ScalarValue::iter_to_array(values.collect::<Vec<_>>())?;
+        for (suffix, pick) in [
+            (
+                "min",
+                (|s| &s.min) as fn(&tarn_core::ColumnStats) -> &Option<tarn_spec::Value>,
+            ),
+            ("max", |s| &s.max),
+        ] {
+            let values: Vec<Option<tarn_spec::Value>> = stats
+                .iter()
+                .map(|s| s.and_then(|s| pick(s).clone()).filter(|v| v.fits(ty)))
+                .collect();
+            // Typed even when the table has no file.
+            let array = tarn_core::arrow_convert::values_to_array(ty, &values).map_err(to_df)?;
             columns.push((
                 Field::new(format!("{name}_{suffix}"), array.data_type().clone(), true),
                 array,

@@ -104,7 +104,17 @@ impl Schema {
 
     /// The field with this id, at any depth.
     pub fn field_by_id(&self, id: FieldId) -> Option<&Field> {
-        self.all_fields().into_iter().find(|f| f.id == id)
+        fn find(field: &Field, id: FieldId) -> Option<&Field> {
+            if field.id == id {
+                return Some(field);
+            }
+            field
+                .field_type
+                .children()
+                .into_iter()
+                .find_map(|part| find(part, id))
+        }
+        self.fields.iter().find_map(|f| find(f, id))
     }
 
     /// Every field at every depth, each top-level column followed by its parts.

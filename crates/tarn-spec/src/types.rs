@@ -76,16 +76,6 @@ impl Type {
             Type::Map { key, value } => vec![key, value],
         }
     }
-
-    /// Whether a column of this type may be changed to `to` while old files keep theirs:
-    /// a primitive widened, or the same nested type (its parts evolve by field id, each on
-    /// its own).
-    pub fn can_widen_to(&self, to: &Type) -> bool {
-        match (self, to) {
-            (Type::Primitive(a), Type::Primitive(b)) => a.can_widen_to(*b),
-            (a, b) => a == b,
-        }
-    }
 }
 
 impl From<PrimitiveType> for Type {

@@ -197,13 +197,23 @@ struct Fault {
     after: bool,
 }
 
+/// Work to run before a create-if-absent, as another writer racing the caller would.
+pub type BeforeCreate = Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
 /// An object store that fails chosen calls and records every call.
-#[derive(Debug)]
 pub struct FaultStore {
     inner: Arc<dyn ObjectStore>,
     faults: Arc<Mutex<Vec<Fault>>>,
     calls: Arc<Mutex<Vec<(Op, String)>>>,
     refuse_create: bool,
+    /// Run before each of the next creates of a version file, while the count lasts.
+    before_version_create: Mutex<Option<(usize, BeforeCreate)>>,
+}
+
+impl fmt::Debug for FaultStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultStore({:?})", self.inner)
+    }
 }
 
 impl fmt::Display for FaultStore {
@@ -219,6 +229,7 @@ impl FaultStore {
             faults: Arc::default(),
             calls: Arc::default(),
             refuse_create: false,
+            before_version_create: Mutex::default(),
         })
     }
 
@@ -229,6 +240,7 @@ impl FaultStore {
             faults: Arc::default(),
             calls: Arc::default(),
             refuse_create: true,
+            before_version_create: Mutex::default(),
         })
     }
 
@@ -250,6 +262,12 @@ impl FaultStore {
             remaining: 1,
             after: true,
         });
+    }
+
+    /// Runs `work` before each of the next `times` creates of a version file through this
+    /// store (work done on the inner store directly does not count).
+    pub fn before_version_create(&self, times: usize, work: BeforeCreate) {
+        *self.before_version_create.lock().unwrap() = Some((times, work));
     }
 
     pub fn clear_faults(&self) {
@@ -308,6 +326,23 @@ impl ObjectStore for FaultStore {
                 operation: "put_opts(Create)".into(),
                 implementer: "FaultStore".into(),
             });
+        }
+        if matches!(opts.mode, object_store::PutMode::Create)
+            && location.as_ref().contains("/metadata/000")
+        {
+            let work = {
+                let mut hook = self.before_version_create.lock().unwrap();
+                match hook.as_mut() {
+                    Some((remaining, work)) if *remaining > 0 => {
+                        *remaining -= 1;
+                        Some(work.clone())
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(work) = work {
+                work().await;
+            }
         }
         match self.check(Op::Put, location) {
             Some(false) => Err(injected(location)),
@@ -407,10 +442,19 @@ impl ObjectStore for FaultStore {
 
 /// A warehouse over a [`FaultStore`] wrapping a fresh in-memory store.
 pub async fn fault_warehouse() -> (Arc<FaultStore>, Warehouse) {
-    let store = FaultStore::new(Arc::new(object_store::memory::InMemory::new()));
+    let (store, w, _) = fault_warehouse_and_bypass().await;
+    (store, w)
+}
+
+/// [`fault_warehouse`], and a warehouse over the same objects that bypasses the
+/// [`FaultStore`] (for another writer whose calls are not to be counted or hooked).
+pub async fn fault_warehouse_and_bypass() -> (Arc<FaultStore>, Warehouse, Warehouse) {
+    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let store = FaultStore::new(inner.clone());
     let w = Warehouse::from_store(store.clone(), Path::default(), "memory://faults");
     w.create_namespace("ns").await.expect("namespace");
-    (store, w)
+    let bypass = Warehouse::from_store(inner, Path::default(), "memory://faults-bypass");
+    (store, w, bypass)
 }
 
 /// A clock the test sets by hand.

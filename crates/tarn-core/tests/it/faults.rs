@@ -1,6 +1,8 @@
 //! Failures injected at each step of a commit leave the table at its previous version, and
 //! trying again succeeds.
 
+use std::sync::Arc;
+
 use tarn_core::{ErrorKind, RetryPolicy};
 use tarn_spec::Version;
 
@@ -115,4 +117,71 @@ async fn reads_fail_cleanly_when_the_store_does() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert_eq!(read_ids(&t).await.len(), 10, "the next read succeeds");
+}
+
+/// A commit that keeps losing its race reads the same small amount on every attempt: it
+/// checks only the commits since its previous attempt, not all those since it started.
+/// (Reading more each time is a window that grows until a committer behind a busy writer
+/// can never win.)
+#[tokio::test]
+async fn each_retry_reads_only_what_landed_since_the_last_attempt() {
+    use std::time::Duration;
+    let (store, w, bypass) = fault_warehouse_and_bypass().await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap()
+        .with_retry_policy(RetryPolicy {
+            max_attempts: 100,
+            min_backoff: Duration::ZERO,
+            max_backoff: Duration::ZERO,
+        });
+    // Far behind: more commits than a version file's recent log holds.
+    let mut other = bypass.load_table("ns", "events").await.unwrap();
+    for i in 0..(tarn_spec::RECENT_SNAPSHOTS as i64 + 10) {
+        other = other.append_batches([events(i..i + 1, 1)]).await.unwrap();
+    }
+    // Then another writer lands a commit just before each of this commit's next 40
+    // attempts to create its version.
+    let losses = 40;
+    store.before_version_create(
+        losses,
+        Arc::new(move || {
+            let bypass = bypass.clone();
+            Box::pin(async move {
+                let t = bypass.load_table("ns", "events").await.unwrap();
+                t.append_batches([events(1000..1001, 1)]).await.unwrap();
+            })
+        }),
+    );
+    store.clear_calls();
+    let committed = t
+        .commit(tarn_core::Change::Metadata {
+            updates: vec![tarn_spec::MetadataUpdate::SetProperties(
+                [("owner".to_string(), "a".to_string())].into(),
+            )],
+            data_dependent: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        committed
+            .metadata()
+            .properties()
+            .get("owner")
+            .map(String::as_str),
+        Some("a")
+    );
+    let version_reads = store
+        .calls()
+        .iter()
+        .filter(|(op, path)| *op == Op::Get && path.contains("/metadata/000"))
+        .count();
+    // One read of the newest version per attempt, and a few older version files once.
+    // Re-checking from the start reads older version files on every attempt (over 120).
+    assert!(
+        version_reads <= losses + 10,
+        "{version_reads} version files read over {} attempts",
+        losses + 1
+    );
 }
