@@ -344,6 +344,9 @@ pub struct ScanMetrics {
     pub manifests_kept: usize,
     pub files_total: u64,
     pub files_kept: u64,
+    /// Row groups of the kept files left out by statistics a scan reads itself (those of
+    /// struct fields, which DataFusion's own row-group pruning cannot read).
+    pub row_groups_skipped: usize,
 }
 
 /// The data files a scan must read, grouped by the manifest that lists them.

@@ -251,6 +251,17 @@ impl TarnTable {
 
     /// The files a scan under `filters` reads.
     pub async fn plan(&self, state: &dyn Session, filters: &[Expr]) -> Result<(Table, ScanPlan)> {
+        let (table, plan, _) = self.plan_pruned(state, filters).await?;
+        Ok((table, plan))
+    }
+
+    /// [`TarnTable::plan`], and the pruning of row groups by struct fields, when `filters`
+    /// filter on any.
+    async fn plan_pruned(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+    ) -> Result<(Table, ScanPlan, Option<LeafPruning>)> {
         let table = self.read_table().await?;
         // Struct fields filtered on (`s.a = 5`) become columns of their own, named by
         // path, which the manifests have statistics for.
@@ -261,13 +272,25 @@ impl TarnTable {
             .map(|e| state.create_physical_expr(e, &df_schema))
             .transpose()?;
         let mut predicates: Vec<Box<dyn FilePredicate>> = Vec::new();
+        let mut leaf_pruning = None;
         if let Some(p) = &physical
             && let Ok(pruning) = PruningPredicateBuilder::new()
-                .with_file_schema(stats_schema)
+                .with_file_schema(stats_schema.clone())
                 .try_build(p.clone())
             && !pruning.always_true()
         {
-            predicates.push(Box::new(DataFusionPredicate::new(Arc::new(pruning))));
+            let pruning = Arc::new(pruning);
+            let leaves: Vec<Field> = stats_schema.fields()[self.schema.fields().len()..]
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            if !leaves.is_empty() {
+                leaf_pruning = Some(LeafPruning {
+                    predicate: pruning.clone(),
+                    leaves,
+                });
+            }
+            predicates.push(Box::new(DataFusionPredicate::new(pruning)));
         }
         for spec in table.metadata().specs() {
             for p in bucket_equalities(&filters, table.schema(), spec) {
@@ -280,7 +303,7 @@ impl TarnTable {
             table.plan_files(&AllOf(predicates)).await
         }
         .map_err(to_df)?;
-        Ok((table, plan))
+        Ok((table, plan, leaf_pruning))
     }
 
     /// A scan of some data files of `table` with row identities, outside any session: for
@@ -458,6 +481,52 @@ fn partitioned_file(table: &Table, file: &DataFile, identity: bool) -> Partition
         )]);
     }
     partitioned.with_statistics(Arc::new(file_statistics(table.schema(), file)))
+}
+
+/// A scan's pruning of the row groups of each file by the statistics of struct fields, which
+/// DataFusion's own row-group pruning cannot read (it reads those of top-level columns).
+struct LeafPruning {
+    /// The scan's pruning predicate, over the table's columns and `leaves`.
+    predicate: Arc<datafusion::physical_optimizer::pruning::PruningPredicate>,
+    /// The struct fields the filters name, as columns named by their paths.
+    leaves: Vec<Field>,
+}
+
+impl LeafPruning {
+    /// Leaves out of `file`'s access plan the row groups whose statistics for the struct
+    /// fields rule the predicate out, and returns how many. Reads the file's footer
+    /// through the session's metadata cache, where the scan then finds it.
+    async fn skip_row_groups(
+        &self,
+        table: &Table,
+        file: &mut PartitionedFile,
+        cache: &Arc<datafusion::execution::cache::cache_manager::FileMetadataCache>,
+    ) -> Result<usize> {
+        let metadata = DFParquetMetadata::new(table.location().store().as_ref(), &file.object_meta)
+            .with_file_metadata_cache(Some(cache.clone()))
+            .fetch_metadata()
+            .await?;
+        let stats = crate::pruning::LeafRowGroups::new(&metadata, table.schema(), &self.leaves);
+        let keep = match self.predicate.prune(&stats) {
+            Ok(keep) => keep,
+            // Statistics the predicate cannot use prune nothing.
+            Err(_) => return Ok(0),
+        };
+        let skipped = keep.iter().filter(|k| !**k).count();
+        if skipped == 0 {
+            return Ok(0);
+        }
+        // Over the plan of the file's deletion vector, if it has one.
+        let mut plan = file
+            .extension::<ParquetAccessPlan>()
+            .cloned()
+            .unwrap_or_else(|| ParquetAccessPlan::new_all(keep.len()));
+        for (i, _) in keep.iter().enumerate().filter(|(_, k)| !**k) {
+            plan.skip(i);
+        }
+        file.extensions.insert(plan);
+        Ok(skipped)
+    }
 }
 
 /// Rows in each row group of a data file: from its manifest entry, or, for a file written
@@ -662,6 +731,7 @@ impl FileScan<'_> {
             ("tarn_manifests_kept", m.manifests_kept),
             ("tarn_files_total", m.files_total as usize),
             ("tarn_files_kept", m.files_kept as usize),
+            ("tarn_row_groups_skipped", m.row_groups_skipped),
         ] {
             MetricBuilder::new(source.metrics())
                 .global_counter(name)
@@ -792,13 +862,20 @@ impl TableProvider for TarnTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (table, plan) = self.plan(state, filters).await?;
+        let (table, mut plan, leaf_pruning) = self.plan_pruned(state, filters).await?;
         let data_files: Vec<DataFile> = plan
             .manifests
             .iter()
             .flat_map(|m| (0..m.len()).map(move |i| m.data_file(i)))
             .collect();
-        let files = partitioned_files(&table, &data_files, self.identity, RowsOf::Live).await?;
+        let mut files = partitioned_files(&table, &data_files, self.identity, RowsOf::Live).await?;
+        if let Some(pruning) = leaf_pruning {
+            let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+            for file in &mut files {
+                plan.metrics.row_groups_skipped +=
+                    pruning.skip_row_groups(&table, file, &cache).await?;
+            }
+        }
         let scan = FileScan {
             table: &table,
             store_url: &self.store_url,

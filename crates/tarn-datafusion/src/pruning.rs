@@ -1,14 +1,16 @@
 //! DataFusion predicates over tarn's manifest statistics: the one `PruningStatistics`
 //! implementation, used for both manifest lists and manifests.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, UInt64Array};
 use datafusion::arrow::datatypes::{Field as ArrowField, Schema as ArrowSchema, SchemaRef};
 use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+use datafusion::parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::physical_optimizer::pruning::PruningPredicate;
 use tarn_core::{CompareOp, FilePredicate, Predicate, StatsView};
 use tarn_spec::{Schema, Transform};
@@ -230,5 +232,82 @@ fn split_conjunction(expr: &Expr) -> Vec<&Expr> {
             v
         }
         e => vec![e],
+    }
+}
+
+/// The row groups of one data file as pruning containers, for struct fields named by their
+/// paths (see [`struct_fields_as_columns`]): each found in the file by its field id, so a
+/// renamed field still finds its statistics. Every other column has none here (DataFusion
+/// prunes row groups by those itself).
+pub struct LeafRowGroups<'a> {
+    metadata: &'a ParquetMetaData,
+    /// By path: the Parquet leaf column and the Arrow field to read its statistics as.
+    leaves: HashMap<String, (usize, &'a ArrowField)>,
+}
+
+impl<'a> LeafRowGroups<'a> {
+    pub fn new(metadata: &'a ParquetMetaData, table: &Schema, leaves: &'a [ArrowField]) -> Self {
+        let columns = metadata.file_metadata().schema_descr().columns();
+        let leaves = leaves
+            .iter()
+            .filter_map(|field| {
+                let id = table.field_by_path(field.name())?.id.get();
+                let column = columns.iter().position(|c| {
+                    let info = c.self_type().get_basic_info();
+                    info.has_id() && info.id() == id
+                })?;
+                Some((field.name().clone(), (column, field)))
+            })
+            .collect();
+        LeafRowGroups { metadata, leaves }
+    }
+
+    fn converter(&self, column: &Column) -> Option<StatisticsConverter<'a>> {
+        let (index, field) = self.leaves.get(&column.name)?;
+        StatisticsConverter::from_column_index(
+            *index,
+            field,
+            self.metadata.file_metadata().schema_descr(),
+        )
+        .ok()
+    }
+}
+
+impl PruningStatistics for LeafRowGroups<'_> {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.converter(column)?
+            .row_group_mins(self.metadata.row_groups())
+            .ok()
+    }
+
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.converter(column)?
+            .row_group_maxes(self.metadata.row_groups())
+            .ok()
+    }
+
+    fn num_containers(&self) -> usize {
+        self.metadata.num_row_groups()
+    }
+
+    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
+        self.converter(column)?
+            .row_group_null_counts(self.metadata.row_groups())
+            .ok()
+            .map(|a| Arc::new(a) as ArrayRef)
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        Some(Arc::new(UInt64Array::from_iter_values(
+            self.metadata
+                .row_groups()
+                .iter()
+                .map(|g| g.num_rows() as u64),
+        )))
+    }
+
+    #[allow(clippy::mutable_key_type)]
+    fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
+        None
     }
 }
