@@ -32,7 +32,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{Statement, TableObject};
 use tarn_core::Warehouse;
 use tarn_core::storage::StoreOptions;
 
@@ -218,11 +218,22 @@ impl TarnContext {
             let _ = cleanup.await;
         }
         let ParsedStatement {
-            statement,
+            mut statement,
             partition_by,
             alter,
             optimize,
         } = parsed;
+        if let DFStatement::Statement(s) = &mut statement
+            && let Statement::Insert(insert) = s.as_mut()
+            && let TableObject::TableName(name) = &insert.table
+        {
+            let name = self.qualify(name)?;
+            if name.catalog == self.catalog_name
+                && let Some(table) = self.catalog.load(&name.namespace, &name.table).await?
+            {
+                crate::struct_values::name_struct_values(insert, table.read_schema());
+            }
+        }
         if let Some(optimize) = &optimize {
             return self.optimize(optimize).await;
         }

@@ -24,6 +24,7 @@ mod names;
 mod parse;
 mod provider;
 mod pruning;
+mod struct_values;
 mod time_travel;
 mod write;
 

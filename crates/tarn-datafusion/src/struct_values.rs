@@ -1,0 +1,107 @@
+//! `struct(...)` values in an INSERT's VALUES, given to a struct column by position.
+//!
+//! DataFusion names the fields of `struct(a, b)` `c0`, `c1`, ... and converts one struct
+//! type to another by field name, so `INSERT INTO t VALUES (struct(1, 'x'))` into a
+//! `STRUCT<a INT, b VARCHAR>` column fails to plan. A struct written by position means the
+//! column's fields in order (as in Spark and DuckDB): such calls become
+//! `named_struct('a', 1, 'b', 'x')` before planning, at any depth.
+
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, Ident, Insert, ObjectName, ObjectNamePart, SetExpr, Value,
+};
+use tarn_spec::{Field, Schema, Type};
+
+/// Names the positional `struct(...)` values of `insert`'s VALUES after the fields of the
+/// struct columns they go to; `schema` is the target table's.
+pub(crate) fn name_struct_values(insert: &mut Insert, schema: &Schema) {
+    let Some(source) = insert.source.as_mut() else {
+        return;
+    };
+    let SetExpr::Values(values) = source.body.as_mut() else {
+        return;
+    };
+    // The columns the values go to: those listed, or all of them in order.
+    let targets: Vec<Option<&Field>> = if insert.columns.is_empty() {
+        schema.fields().iter().map(Some).collect()
+    } else {
+        insert
+            .columns
+            .iter()
+            .map(|c| {
+                let name = crate::names::parts(c).ok()?.pop()?;
+                schema.field_by_name(&name)
+            })
+            .collect()
+    };
+    for row in &mut values.rows {
+        for (value, target) in row.iter_mut().zip(&targets) {
+            if let Some(field) = target {
+                name_fields(value, field);
+            }
+        }
+    }
+}
+
+/// `value` for a column or field of `field`'s type.
+fn name_fields(value: &mut SqlExpr, field: &Field) {
+    let Type::Struct(parts) = &field.field_type else {
+        return;
+    };
+    let Some(values) = positional_struct(value, parts.len()) else {
+        return;
+    };
+    let mut args = Vec::with_capacity(2 * parts.len());
+    for (mut expr, part) in values.into_iter().zip(parts) {
+        name_fields(&mut expr, part);
+        args.push(unnamed(SqlExpr::value(Value::SingleQuotedString(
+            part.name.clone(),
+        ))));
+        args.push(unnamed(expr));
+    }
+    *value = SqlExpr::Function(Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new("named_struct"))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args,
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    });
+}
+
+/// The values of `struct(v1, ..., vn)` (a function call or a struct literal) that gives
+/// `fields` values by position alone; `None` for anything else, such as
+/// `struct(x AS a, ...)`, which names its own fields.
+fn positional_struct(value: &SqlExpr, fields: usize) -> Option<Vec<SqlExpr>> {
+    let values: Vec<SqlExpr> = match value {
+        SqlExpr::Struct { values, fields } if fields.is_empty() => values.clone(),
+        SqlExpr::Function(f) if is_named(&f.name, "struct") => match &f.args {
+            FunctionArguments::List(list) => list
+                .args
+                .iter()
+                .map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                    _ => None,
+                })
+                .collect::<Option<_>>()?,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let named = values.iter().any(|v| matches!(v, SqlExpr::Named { .. }));
+    (values.len() == fields && !named).then_some(values)
+}
+
+fn unnamed(expr: SqlExpr) -> FunctionArg {
+    FunctionArg::Unnamed(FunctionArgExpr::Expr(expr))
+}
+
+fn is_named(name: &ObjectName, wanted: &str) -> bool {
+    matches!(name.0.as_slice(), [ObjectNamePart::Identifier(i)] if i.value.eq_ignore_ascii_case(wanted))
+}
