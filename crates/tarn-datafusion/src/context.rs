@@ -231,7 +231,7 @@ impl TarnContext {
             if name.catalog == self.catalog_name
                 && let Some(table) = self.catalog.load(&name.namespace, &name.table).await?
             {
-                crate::struct_values::name_struct_values(insert, table.read_schema());
+                crate::struct_values::name_struct_values(insert, table.read_schema())?;
             }
         }
         if let Some(optimize) = &optimize {

@@ -6,6 +6,7 @@
 //! column's fields in order (as in Spark and DuckDB): such calls become
 //! `named_struct('a', 1, 'b', 'x')` before planning, at any depth.
 
+use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
     FunctionArguments, Ident, Insert, ObjectName, ObjectNamePart, SetExpr, Value,
@@ -13,13 +14,15 @@ use datafusion::sql::sqlparser::ast::{
 use tarn_spec::{Field, Schema, Type};
 
 /// Names the positional `struct(...)` values of `insert`'s VALUES after the fields of the
-/// struct columns they go to; `schema` is the target table's.
-pub(crate) fn name_struct_values(insert: &mut Insert, schema: &Schema) {
+/// struct columns they go to; `schema` is the target table's. A `named_struct(...)` value
+/// naming a field the column does not have is an error (DataFusion's conversion would drop
+/// that value without a word).
+pub(crate) fn name_struct_values(insert: &mut Insert, schema: &Schema) -> Result<()> {
     let Some(source) = insert.source.as_mut() else {
-        return;
+        return Ok(());
     };
     let SetExpr::Values(values) = source.body.as_mut() else {
-        return;
+        return Ok(());
     };
     // The columns the values go to: those listed, or all of them in order.
     let targets: Vec<Option<&Field>> = if insert.columns.is_empty() {
@@ -37,23 +40,37 @@ pub(crate) fn name_struct_values(insert: &mut Insert, schema: &Schema) {
     for row in &mut values.rows {
         for (value, target) in row.iter_mut().zip(&targets) {
             if let Some(field) = target {
-                name_fields(value, field);
+                name_fields(value, field, &field.name)?;
             }
         }
     }
+    Ok(())
 }
 
-/// `value` for a column or field of `field`'s type.
-fn name_fields(value: &mut SqlExpr, field: &Field) {
+/// `value` for a column or field of `field`'s type; `path` names it, for messages.
+fn name_fields(value: &mut SqlExpr, field: &Field, path: &str) -> Result<()> {
     let Type::Struct(parts) = &field.field_type else {
-        return;
+        return Ok(());
     };
+    if let Some(named) = named_struct_fields(value) {
+        for (name, expr) in named {
+            let Some(part) = parts.iter().find(|p| p.name.eq_ignore_ascii_case(&name)) else {
+                let known: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+                return Err(DataFusionError::Plan(format!(
+                    "struct column '{path}' has no field '{name}' (its fields are {})",
+                    known.join(", ")
+                )));
+            };
+            name_fields(expr, part, &format!("{path}.{}", part.name))?;
+        }
+        return Ok(());
+    }
     let Some(values) = positional_struct(value, parts.len()) else {
-        return;
+        return Ok(());
     };
     let mut args = Vec::with_capacity(2 * parts.len());
     for (mut expr, part) in values.into_iter().zip(parts) {
-        name_fields(&mut expr, part);
+        name_fields(&mut expr, part, &format!("{path}.{}", part.name))?;
         args.push(unnamed(SqlExpr::value(Value::SingleQuotedString(
             part.name.clone(),
         ))));
@@ -73,6 +90,36 @@ fn name_fields(value: &mut SqlExpr, field: &Field) {
         over: None,
         within_group: Vec::new(),
     });
+    Ok(())
+}
+
+/// The `(name, value)` pairs of `named_struct('a', x, ...)` whose names are literals.
+fn named_struct_fields(value: &mut SqlExpr) -> Option<Vec<(String, &mut SqlExpr)>> {
+    let SqlExpr::Function(f) = value else {
+        return None;
+    };
+    if !is_named(&f.name, "named_struct") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &mut f.args else {
+        return None;
+    };
+    let mut pairs = Vec::new();
+    let mut args = list.args.iter_mut();
+    while let (Some(name), Some(expr)) = (args.next(), args.next()) {
+        let (
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(name))),
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)),
+        ) = (name, expr)
+        else {
+            return None;
+        };
+        let Value::SingleQuotedString(name) = &name.value else {
+            return None;
+        };
+        pairs.push((name.clone(), expr));
+    }
+    Some(pairs)
 }
 
 /// The values of `struct(v1, ..., vn)` (a function call or a struct literal) that gives
