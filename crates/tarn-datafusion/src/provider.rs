@@ -639,7 +639,11 @@ fn file_statistics(schema: &Schema, file: &DataFile) -> Statistics {
         .collect();
     Statistics {
         num_rows: Precision::Exact(file.live_rows() as usize),
-        total_byte_size: Precision::Inexact(file.file_size as usize),
+        // The file's size is the compressed size of every column, not the size of what a
+        // scan of some of them returns, and DataFusion would take it for the latter (a join
+        // side it thinks too large for one partition is hashed across all of them). Like
+        // ListingTable's, the estimate is left to the row count.
+        total_byte_size: Precision::Absent,
         column_statistics,
     }
 }
