@@ -9,6 +9,10 @@
 //!
 //! Part 2, SQL: one `INSERT ... VALUES` statement per commit through one `TarnContext`, as a
 //! `tarn` process fed on stdin runs them, with its rate per window.
+//!
+//! Part 3, SQL into a table with `write.auto-compact.min-files` = 10: the rows of part 1, one
+//! `INSERT` of 100 rows per commit; the rate, and the query after the first window and after
+//! the last (no OPTIMIZE), against the same rows written by one CTAS.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -172,29 +176,14 @@ pub async fn streaming(
 
     // SQL, one statement per commit.
     run(&ctx, "CREATE TABLE bench.q (id BIGINT NOT NULL)").await?;
-    let sql_window = (sql_commits / 10).clamp(1, 1_000);
-    let mut rates = Vec::new();
-    let all = Instant::now();
-    let mut since = Instant::now();
-    for i in 0..sql_commits {
-        let values: Vec<String> = (0..3).map(|k| format!("({})", i * 3 + k)).collect();
-        run(
-            &ctx,
-            &format!("INSERT INTO bench.q VALUES {}", values.join(", ")),
-        )
-        .await?;
-        if (i + 1) % sql_window == 0 {
-            rates.push((i + 1, sql_window as f64 / since.elapsed().as_secs_f64()));
-            since = Instant::now();
-        }
-    }
+    let sql = sql_appends(&ctx, "bench.q", sql_commits, 3, None, runs).await?;
     report.add(
         format!("{sql_commits} INSERT ... VALUES statements (3 rows each) through SQL: throughput"),
-        sql_commits as f64 / all.elapsed().as_secs_f64(),
+        sql.rate,
         "commits/s",
         "one TarnContext, one statement per commit",
     );
-    if let (Some(first), Some(last)) = (rates.first(), rates.last()) {
+    if let (Some(first), Some(last)) = (sql.rates.first(), sql.rates.last()) {
         report.add(
             "SQL: last window / first window rate",
             last.1 / first.1,
@@ -205,8 +194,121 @@ pub async fn streaming(
             ),
         );
     }
+
+    // SQL again, the rows of part 1, into a table that compacts itself after each INSERT.
+    run(
+        &ctx,
+        "CREATE TABLE bench.ac (id BIGINT NOT NULL) WITH ('write.auto-compact.min-files' = '10')",
+    )
+    .await?;
+    let query = "SELECT count(*), sum(id), max(id) FROM bench.ac";
+    let auto = sql_appends(
+        &ctx,
+        "bench.ac",
+        sql_commits,
+        ROWS as usize,
+        Some(query),
+        runs,
+    )
+    .await?;
+    report.add(
+        format!(
+            "{sql_commits} INSERTs of {ROWS} rows with 'write.auto-compact.min-files' = 10: throughput"
+        ),
+        auto.rate,
+        "commits/s",
+        "one TarnContext; the compactions run inside the INSERTs that trigger them",
+    );
+    let late = query_on_ms(&ctx, query, runs).await?;
+    if let Some(early) = auto.early_query_ms {
+        let files = count(&ctx, "SELECT count(*) FROM \"bench.ac$files\"").await?;
+        report.add(
+            format!(
+                "auto compaction: `{query}` after {sql_commits} commits / after {}",
+                (sql_commits / 10).clamp(1, 1_000)
+            ),
+            late / early,
+            "ratio",
+            format!("{late:.1} ms against {early:.1} ms; {files} files at the end"),
+        );
+    }
+    report.add(
+        "auto compaction: query after the last commit / the same rows written by one CTAS",
+        late / one,
+        "ratio",
+        format!("{late:.1} ms against {one:.1} ms"),
+    );
     drop(dir);
     Ok(())
+}
+
+/// What [`sql_appends`] measured.
+struct SqlAppends {
+    /// Commits per second over the whole run.
+    rate: f64,
+    /// (commits so far, commits per second in the window that ended there).
+    rates: Vec<(usize, f64)>,
+    /// The query's median time after the first window, when one was given.
+    early_query_ms: Option<f64>,
+}
+
+/// `commits` `INSERT ... VALUES` statements of `rows` rows each into `table`, ids counting
+/// up from 0, as a `tarn` process fed on stdin runs them.
+async fn sql_appends(
+    ctx: &TarnContext,
+    table: &str,
+    commits: usize,
+    rows: usize,
+    query: Option<&str>,
+    runs: usize,
+) -> Result<SqlAppends, String> {
+    let window = (commits / 10).clamp(1, 1_000);
+    let mut rates = Vec::new();
+    let mut early_query_ms = None;
+    let mut busy = Duration::ZERO;
+    let mut in_window = Duration::ZERO;
+    for i in 0..commits {
+        let values: Vec<String> = (0..rows).map(|k| format!("({})", i * rows + k)).collect();
+        let s = Instant::now();
+        run(
+            ctx,
+            &format!("INSERT INTO {table} VALUES {}", values.join(", ")),
+        )
+        .await?;
+        busy += s.elapsed();
+        in_window += s.elapsed();
+        if (i + 1) % window == 0 {
+            rates.push((i + 1, window as f64 / in_window.as_secs_f64()));
+            in_window = Duration::ZERO;
+            if let (Some(query), None) = (query, early_query_ms) {
+                early_query_ms = Some(query_on_ms(ctx, query, runs).await?);
+            }
+        }
+    }
+    Ok(SqlAppends {
+        rate: commits as f64 / busy.as_secs_f64(),
+        rates,
+        early_query_ms,
+    })
+}
+
+async fn count(ctx: &TarnContext, sql: &str) -> Result<i64, String> {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| format!("{sql}: {e}"))?
+        .collect()
+        .await
+        .map_err(|e| format!("{sql}: {e}"))?;
+    batches
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        })
+        .map(|c| c.value(0))
+        .ok_or_else(|| format!("{sql}: no count"))
 }
 
 async fn run(ctx: &TarnContext, sql: &str) -> Result<(), String> {

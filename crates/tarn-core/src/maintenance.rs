@@ -318,3 +318,54 @@ pub fn compaction_groups(
     }
     groups
 }
+
+/// What auto compaction (`write.auto-compact.min-files`) rewrites after a commit that added
+/// `added`: in each partition those files went to, once some size tier holds `min_files`
+/// small files, every small file of that tier and of the tiers below it.
+///
+/// A file's tier is the order of magnitude of its live rows in base `min_files`, so each
+/// compaction moves its rows up about one tier, as an LSM tree's size-tiered compaction does:
+/// a partition keeps fewer than `min_files` small files per tier, and a row is rewritten about
+/// log_min_files(rows of a full-size file / rows of a commit) times in its life. Small files
+/// are those OPTIMIZE rewrites; a file of an older partition spec is left to OPTIMIZE.
+pub async fn auto_compaction_files(
+    table: &Table,
+    added: &[crate::DataFile],
+    min_files: u64,
+) -> Result<Vec<crate::DataFile>> {
+    let policy = CompactionPolicy::for_table(table)?;
+    let spec = table.metadata().default_spec();
+    let touched: HashSet<String> = added
+        .iter()
+        .filter(|f| f.spec_id == spec.id() && f.file_size < policy.small_file_bytes)
+        .map(|f| spec.partition_key(&f.partition))
+        .collect();
+    if touched.is_empty() || min_files < 2 {
+        return Ok(Vec::new());
+    }
+    let plan = table.plan_files(&crate::Predicate::True).await?;
+    let mut by_partition: std::collections::BTreeMap<String, Vec<crate::DataFile>> =
+        std::collections::BTreeMap::new();
+    for manifest in plan.manifests.iter().filter(|m| m.spec_id() == spec.id()) {
+        let sizes = manifest.file_sizes();
+        for i in (0..manifest.len()).filter(|&i| sizes.value(i) < policy.small_file_bytes) {
+            let file = manifest.data_file(i);
+            let key = spec.partition_key(&file.partition);
+            if touched.contains(&key) {
+                by_partition.entry(key).or_default().push(file);
+            }
+        }
+    }
+    let tier = |f: &crate::DataFile| f.live_rows().max(1).ilog(min_files);
+    let mut chosen = Vec::new();
+    for files in by_partition.into_values() {
+        let mut per_tier: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
+        for f in &files {
+            *per_tier.entry(tier(f)).or_default() += 1;
+        }
+        if let Some((&full, _)) = per_tier.iter().find(|(_, n)| **n >= min_files) {
+            chosen.extend(files.into_iter().filter(|f| tier(f) <= full));
+        }
+    }
+    Ok(chosen)
+}

@@ -240,6 +240,10 @@ impl Manifest {
         self.batch.column(0).as_string::<i32>()
     }
 
+    pub fn file_sizes(&self) -> &UInt64Array {
+        self.batch.column(1).as_primitive::<UInt64Type>()
+    }
+
     pub fn record_counts(&self) -> &UInt64Array {
         self.batch.column(2).as_primitive::<UInt64Type>()
     }

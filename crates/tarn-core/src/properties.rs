@@ -54,6 +54,28 @@ pub fn sort_order(properties: &BTreeMap<String, String>) -> Result<Vec<String>> 
     Ok(columns)
 }
 
+/// After an INSERT, a partition holding this many small files of about the same size has
+/// them compacted into one, in a `rewrite` snapshot of its own (Delta's auto compaction,
+/// size-tiered as an LSM tree is): unset, files stay as written until OPTIMIZE.
+pub const AUTO_COMPACT_MIN_FILES_PROPERTY: &str = "write.auto-compact.min-files";
+
+/// The number of files [`AUTO_COMPACT_MIN_FILES_PROPERTY`] asks for, if set.
+pub fn auto_compact_min_files(properties: &BTreeMap<String, String>) -> Result<Option<u64>> {
+    match properties.get(AUTO_COMPACT_MIN_FILES_PROPERTY) {
+        None => Ok(None),
+        Some(text) => match text.trim().parse::<u64>() {
+            Ok(n) if n >= 2 => Ok(Some(n)),
+            _ => Err(Error::invalid(
+                "table property",
+                format!(
+                    "{AUTO_COMPACT_MIN_FILES_PROPERTY} is '{text}'; it must be a whole number of \
+                     files, 2 or more (10 is a good start)"
+                ),
+            )),
+        },
+    }
+}
+
 /// Snapshot expiry removes snapshots older than this (a duration: `7d`, `12h`, `30m`, `90s`).
 pub const MAX_SNAPSHOT_AGE_PROPERTY: &str = "history.expire.max-snapshot-age";
 /// Snapshot expiry always keeps at least this many of the newest snapshots.
@@ -200,6 +222,10 @@ pub const KNOWN_PROPERTIES: &[(&str, &str)] = &[
     ),
     (MANIFEST_TARGET_SIZE_PROPERTY, "a positive number of bytes"),
     (
+        AUTO_COMPACT_MIN_FILES_PROPERTY,
+        "a number of files, 2 or more",
+    ),
+    (
         MAX_SNAPSHOT_AGE_PROPERTY,
         "a duration such as '7d' or '12h'",
     ),
@@ -253,6 +279,7 @@ pub fn validate(properties: &BTreeMap<String, String>) -> Result<()> {
     OverwriteScope::from_properties(properties)?;
     ManifestMerge::from_properties(properties)?;
     sort_order(properties)?;
+    auto_compact_min_files(properties)?;
     Retention::from_properties(properties)?;
     for property in [
         DELETE_MODE_PROPERTY,

@@ -22,6 +22,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
 use datafusion::common::internal_err;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -37,6 +38,7 @@ use tarn_core::{
 use tarn_spec::{ChangeType, Operation};
 
 use crate::error::to_df;
+use crate::provider::TarnTable;
 
 /// Schema metadata key on a commit's `count` batch: the version the commit made.
 pub const VERSION_METADATA_KEY: &str = "tarn.version";
@@ -289,6 +291,9 @@ pub(crate) struct CommitExec {
     kind: CommitKind,
     summary: BTreeMap<String, String>,
     rerun: Option<Arc<dyn Rerun>>,
+    /// Where the table's files are registered in the session, when an append is followed by
+    /// auto compaction (`write.auto-compact.min-files`).
+    auto_compact: Option<ObjectStoreUrl>,
     properties: Arc<PlanProperties>,
 }
 
@@ -322,8 +327,16 @@ impl CommitExec {
             kind,
             summary,
             rerun,
+            auto_compact: None,
             properties,
         }
+    }
+
+    /// After its commit, an append compacts the small files of the partitions it wrote
+    /// to when the table asks for it; the scans that does go through `store_url`.
+    pub fn with_auto_compaction(mut self, store_url: ObjectStoreUrl) -> Self {
+        self.auto_compact = Some(store_url);
+        self
     }
 
     /// The write node below and the table it writes; for re-planning.
@@ -383,14 +396,16 @@ impl ExecutionPlan for CommitExec {
         let [input] = children
             .try_into()
             .map_err(|_| DataFusionError::Internal("TarnCommitExec takes one input".into()))?;
-        Ok(Arc::new(CommitExec::new(
+        let mut exec = CommitExec::new(
             input,
             self.table.clone(),
             self.name.clone(),
             self.kind,
             self.summary.clone(),
             self.rerun.clone(),
-        )))
+        );
+        exec.auto_compact = self.auto_compact.clone();
+        Ok(Arc::new(exec))
     }
 
     fn execute(
@@ -408,6 +423,7 @@ impl ExecutionPlan for CommitExec {
             kind: self.kind,
             summary: self.summary.clone(),
             rerun: self.rerun.clone(),
+            auto_compact: self.auto_compact.clone(),
         };
         let stream = futures::stream::once(commit.run(context));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -425,6 +441,7 @@ struct Commit {
     kind: CommitKind,
     summary: BTreeMap<String, String>,
     rerun: Option<Arc<dyn Rerun>>,
+    auto_compact: Option<ObjectStoreUrl>,
 }
 
 impl Commit {
@@ -476,6 +493,9 @@ impl Commit {
             }
         }
         let committed = self.commit(table, fragment, app).await?;
+        if let (Some(store_url), Some((table, added))) = (&self.auto_compact, &committed.appended) {
+            self.compact_after(store_url, table, added, context).await;
+        }
         let rows = committed.rows;
         let mut metadata = HashMap::from([(TABLE_METADATA_KEY.to_string(), self.name.clone())]);
         if let Some(version) = committed.version {
@@ -486,6 +506,39 @@ impl Commit {
             schema,
             vec![Arc::new(UInt64Array::from(vec![rows]))],
         )?)
+    }
+
+    /// Auto compaction after an append landed as `table`'s version (see
+    /// [`tarn_core::maintenance::auto_compaction_files`]). The append has committed whatever
+    /// happens here, so a compaction that fails or loses to a concurrent commit is dropped:
+    /// the files it wrote are removed, and a later append or OPTIMIZE compacts them.
+    async fn compact_after(
+        &self,
+        store_url: &ObjectStoreUrl,
+        table: &Table,
+        added: &[DataFile],
+        context: &Arc<TaskContext>,
+    ) {
+        let Ok(Some(min_files)) =
+            tarn_core::properties::auto_compact_min_files(table.metadata().properties())
+        else {
+            return;
+        };
+        let Ok(files) =
+            tarn_core::maintenance::auto_compaction_files(table, added, min_files).await
+        else {
+            return;
+        };
+        let provider = TarnTable::new(table.clone(), self.name.clone(), store_url.clone());
+        let _ = crate::maintenance::rewrite_files(
+            &provider,
+            table,
+            files,
+            &[],
+            context.clone(),
+            "auto-compact",
+        )
+        .await;
     }
 
     async fn commit(
@@ -511,8 +564,13 @@ impl Commit {
             return Ok(Committed {
                 rows,
                 version: None,
+                appended: None,
             });
         }
+        let appended_files = match self.kind {
+            CommitKind::Append if self.auto_compact.is_some() => Some(added.clone()),
+            _ => None,
+        };
         let change = match self.kind {
             CommitKind::Append => Change::Append { files: added },
             CommitKind::Overwrite(scope) => Change::Overwrite {
@@ -574,6 +632,7 @@ impl Commit {
         Ok(Committed {
             rows,
             version: Some(committed.version().get()),
+            appended: appended_files.map(|files| (committed, files)),
         })
     }
 }
@@ -581,6 +640,8 @@ impl Commit {
 struct Committed {
     rows: u64,
     version: Option<u64>,
+    /// For auto compaction: the version an append made, and the files it added.
+    appended: Option<(Table, Vec<DataFile>)>,
 }
 
 /// The data files of `table`'s version with these table-relative paths.

@@ -15,7 +15,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::dataframe::DataFrame;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr, expressions::Column};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -52,7 +52,7 @@ const COMPACTION_ATTEMPTS: u32 = 5;
 
 /// What a compaction did.
 #[derive(Debug, Default)]
-struct Compacted {
+pub(crate) struct Compacted {
     removed: u64,
     added: u64,
     rows: u64,
@@ -145,93 +145,15 @@ impl TarnContext {
         policy.rewrite_all = !order_by.is_empty();
         let groups = compaction_groups(&table, &plan.data_files(), &policy);
         let files: Vec<tarn_core::DataFile> = groups.into_iter().flatten().collect();
-        if files.is_empty() {
-            return Ok(Compacted::default());
-        }
-        let width = table.schema().fields().len();
-        let columns: Vec<usize> = (0..width).collect();
-        let task = state.task_ctx();
-        let scan = provider
-            .identity_scan_of_files(&table, &files, RowsOf::Live, &columns, &task)
-            .await?;
-        // Without ORDER BY, the rewritten files follow the table's sort order, if it has one.
-        let schema = scan.schema();
-        let ordering = match order_by {
-            [] => crate::write::table_ordering(&schema, &table)?,
-            keys => LexOrdering::new(keys.iter().map(|&i| {
-                PhysicalSortExpr::new_default(Arc::new(Column::new(schema.field(i).name(), i)))
-            })),
-        };
-        // Unsorted rewrites of a partitioned table run a writer per core, the rows hashed on
-        // the partition key so that each partition is still written by one writer (not under
-        // a bounded memory pool: see `may_hash_across_writers`).
-        let hash = crate::write::may_hash_across_writers(task.memory_pool().as_ref());
-        let writers = if hash {
-            task.session_config().target_partitions()
-        } else {
-            1
-        };
-        let streams = match (ordering, crate::write::partition_key(&schema, &table)) {
-            (None, Some(key)) if writers > 1 => {
-                let hashed = RepartitionExec::try_new(scan, Partitioning::Hash(key, writers))?;
-                (0..writers)
-                    .map(|p| hashed.execute(p, task.clone()))
-                    .collect::<Result<Vec<_>>>()?
-            }
-            (ordering, _) => {
-                let coalesced = Arc::new(CoalescePartitionsExec::new(scan));
-                let input: Arc<dyn ExecutionPlan> = match ordering {
-                    None => coalesced,
-                    Some(ordering) => Arc::new(SortExec::new(ordering, coalesced)),
-                };
-                vec![execute_stream(input, task.clone())?]
-            }
-        };
-        let mut writes = tokio::task::JoinSet::new();
-        for stream in streams {
-            let writer = crate::write::writer_for(&table, &task, writers)?;
-            writes.spawn(write_all(stream, writer, columns.clone()));
-        }
-        let (mut added, mut rows) = (Vec::new(), 0);
-        while let Some(written) = writes.join_next().await {
-            let (files, n) = written.map_err(|e| DataFusionError::External(Box::new(e)))??;
-            added.extend(files);
-            rows += n;
-        }
-        let summary = BTreeMap::from([("maintenance".to_string(), "optimize".to_string())]);
-        let removed = files.len() as u64;
-        let added_count = added.len() as u64;
-        let added_paths: Vec<String> = added.iter().map(|f| f.path.clone()).collect();
-        match table
-            .commit_with_summary(
-                Change::Rewrite {
-                    removed: files,
-                    added,
-                    operation: Operation::Rewrite,
-                },
-                summary,
-            )
-            .await
-        {
-            Ok(committed) => Ok(Compacted {
-                removed,
-                added: added_count,
-                rows,
-                version: Some(committed.version().get()),
-            }),
-            Err(e) => {
-                // The rewritten files are referenced by nothing: take them back now rather
-                // than leave them to orphan cleanup.
-                for path in &added_paths {
-                    let _ = table
-                        .location()
-                        .store()
-                        .delete(&table.location().path(path))
-                        .await;
-                }
-                Err(to_df(e))
-            }
-        }
+        rewrite_files(
+            provider,
+            &table,
+            files,
+            order_by,
+            state.task_ctx(),
+            "optimize",
+        )
+        .await
     }
 
     /// OPTIMIZE's WHERE selects files by partition: only partition source columns may appear.
@@ -516,6 +438,105 @@ impl<'a> ProcedureArgs<'a> {
             Some(other) => Err(DataFusionError::Plan(format!(
                 "{name} takes true or false, not {other}"
             ))),
+        }
+    }
+}
+
+/// Rewrites `files` of `table`'s version (their live rows, sorted by the columns `order_by`
+/// or else by the table's sort order) into files of the target size per partition, and
+/// commits them as one `rewrite` snapshot whose summary names the `maintenance` that ran.
+pub(crate) async fn rewrite_files(
+    provider: &TarnTable,
+    table: &tarn_core::Table,
+    files: Vec<tarn_core::DataFile>,
+    order_by: &[usize],
+    task: Arc<TaskContext>,
+    maintenance: &str,
+) -> Result<Compacted> {
+    if files.is_empty() {
+        return Ok(Compacted::default());
+    }
+    let width = table.schema().fields().len();
+    let columns: Vec<usize> = (0..width).collect();
+    let scan = provider
+        .identity_scan_of_files(table, &files, RowsOf::Live, &columns, &task)
+        .await?;
+    // Without ORDER BY, the rewritten files follow the table's sort order, if it has one.
+    let schema = scan.schema();
+    let ordering = match order_by {
+        [] => crate::write::table_ordering(&schema, table)?,
+        keys => LexOrdering::new(keys.iter().map(|&i| {
+            PhysicalSortExpr::new_default(Arc::new(Column::new(schema.field(i).name(), i)))
+        })),
+    };
+    // Unsorted rewrites of a partitioned table run a writer per core, the rows hashed on
+    // the partition key so that each partition is still written by one writer (not under
+    // a bounded memory pool: see `may_hash_across_writers`).
+    let hash = crate::write::may_hash_across_writers(task.memory_pool().as_ref());
+    let writers = if hash {
+        task.session_config().target_partitions()
+    } else {
+        1
+    };
+    let streams = match (ordering, crate::write::partition_key(&schema, table)) {
+        (None, Some(key)) if writers > 1 => {
+            let hashed = RepartitionExec::try_new(scan, Partitioning::Hash(key, writers))?;
+            (0..writers)
+                .map(|p| hashed.execute(p, task.clone()))
+                .collect::<Result<Vec<_>>>()?
+        }
+        (ordering, _) => {
+            let coalesced = Arc::new(CoalescePartitionsExec::new(scan));
+            let input: Arc<dyn ExecutionPlan> = match ordering {
+                None => coalesced,
+                Some(ordering) => Arc::new(SortExec::new(ordering, coalesced)),
+            };
+            vec![execute_stream(input, task.clone())?]
+        }
+    };
+    let mut writes = tokio::task::JoinSet::new();
+    for stream in streams {
+        let writer = crate::write::writer_for(table, &task, writers)?;
+        writes.spawn(write_all(stream, writer, columns.clone()));
+    }
+    let (mut added, mut rows) = (Vec::new(), 0);
+    while let Some(written) = writes.join_next().await {
+        let (files, n) = written.map_err(|e| DataFusionError::External(Box::new(e)))??;
+        added.extend(files);
+        rows += n;
+    }
+    let summary = BTreeMap::from([("maintenance".to_string(), maintenance.to_string())]);
+    let removed = files.len() as u64;
+    let added_count = added.len() as u64;
+    let added_paths: Vec<String> = added.iter().map(|f| f.path.clone()).collect();
+    match table
+        .commit_with_summary(
+            Change::Rewrite {
+                removed: files,
+                added,
+                operation: Operation::Rewrite,
+            },
+            summary,
+        )
+        .await
+    {
+        Ok(committed) => Ok(Compacted {
+            removed,
+            added: added_count,
+            rows,
+            version: Some(committed.version().get()),
+        }),
+        Err(e) => {
+            // The rewritten files are referenced by nothing: take them back now rather
+            // than leave them to orphan cleanup.
+            for path in &added_paths {
+                let _ = table
+                    .location()
+                    .store()
+                    .delete(&table.location().path(path))
+                    .await;
+            }
+            Err(to_df(e))
         }
     }
 }

@@ -914,6 +914,7 @@ impl TableProvider for TarnTable {
             self.name.clone(),
             insert_op,
             hash,
+            self.store_url.clone(),
         )
     }
 }

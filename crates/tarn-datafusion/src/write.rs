@@ -20,6 +20,7 @@ use datafusion::arrow::datatypes::{DataType, Schema as ArrowSchema};
 use datafusion::common::internal_err;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryPool};
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::logical_expr::dml::InsertOp;
@@ -59,6 +60,7 @@ pub(crate) fn insert_plan(
     name: String,
     op: InsertOp,
     hash: bool,
+    store_url: ObjectStoreUrl,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let kind = match op {
         InsertOp::Append => CommitKind::Append,
@@ -83,9 +85,9 @@ pub(crate) fn insert_plan(
         key,
     ));
     let summary = BTreeMap::from([("statement".to_string(), "insert".to_string())]);
-    Ok(Arc::new(CommitExec::new(
-        write, table, name, kind, summary, None,
-    )))
+    Ok(Arc::new(
+        CommitExec::new(write, table, name, kind, summary, None).with_auto_compaction(store_url),
+    ))
 }
 
 /// The table's `write.sort-order` over `schema`, when it has one.
