@@ -23,7 +23,8 @@
 //! - `streaming`: 20,000 sequential appends of 100 rows through the Rust API (rate, p50/p99
 //!   and metadata bytes per commit for every 1,000, first against last), a query before and
 //!   after OPTIMIZE against the same rows written by one CTAS, then 20,000 `INSERT ... VALUES`
-//!   statements through SQL (rate per 1,000).
+//!   statements through SQL (rate per 1,000), and 20,000 INSERTs of 100 rows into a table
+//!   with auto compaction (rate, the query after 1,000 and after 20,000 commits).
 //! - `append-large`: appending one file to a table of 10,000 files: metadata objects written
 //!   and commit latency.
 //! - `object-store`: 200 sequential appends and 20 point queries through SQL (each from a

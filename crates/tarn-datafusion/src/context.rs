@@ -226,6 +226,7 @@ impl TarnContext {
         if let DFStatement::Statement(s) = &mut statement
             && let Statement::Insert(insert) = s.as_mut()
             && let TableObject::TableName(name) = &insert.table
+            && crate::struct_values::has_struct_values(insert)
         {
             let name = self.qualify(name)?;
             if name.catalog == self.catalog_name

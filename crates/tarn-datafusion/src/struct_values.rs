@@ -47,6 +47,26 @@ pub(crate) fn name_struct_values(insert: &mut Insert, schema: &Schema) -> Result
     Ok(())
 }
 
+/// Whether `insert` has a struct value for [`name_struct_values`] to look at: a VALUES row
+/// with a `struct(...)` or `named_struct(...)` call or a struct literal as one of its values.
+/// Other INSERTs need not read the target table's schema for it.
+pub(crate) fn has_struct_values(insert: &Insert) -> bool {
+    let Some(SetExpr::Values(values)) = insert.source.as_ref().map(|s| s.body.as_ref()) else {
+        return false;
+    };
+    values
+        .rows
+        .iter()
+        .flat_map(|row| row.iter())
+        .any(|value| match value {
+            SqlExpr::Struct { .. } => true,
+            SqlExpr::Function(f) => {
+                is_named(&f.name, "struct") || is_named(&f.name, "named_struct")
+            }
+            _ => false,
+        })
+}
+
 /// `value` for a column or field of `field`'s type; `path` names it, for messages.
 fn name_fields(value: &mut SqlExpr, field: &Field, path: &str) -> Result<()> {
     let Type::Struct(parts) = &field.field_type else {
