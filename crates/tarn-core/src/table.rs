@@ -35,6 +35,16 @@ pub(crate) struct MetadataCache {
     manifests: Mutex<HashMap<String, Arc<Manifest>>>,
     lists: Mutex<HashMap<String, Arc<ManifestList>>>,
     vectors: Mutex<HashMap<String, Arc<RoaringTreemap>>>,
+    /// The newest version committed through this cache's handles, by table location: a
+    /// handle loaded before that commit reloads to it with two HEADs, not a read.
+    committed: Mutex<HashMap<String, Committed>>,
+}
+
+/// A version a handle committed, as [`MetadataCache`] remembers it.
+#[derive(Debug, Clone)]
+struct Committed {
+    metadata: Arc<TableMetadata>,
+    tag: Option<String>,
 }
 
 /// Entries kept per cache before it is cleared; bounds memory on long-lived handles.
@@ -122,19 +132,71 @@ impl Table {
     /// and this version's file is still the one read, by its entity tag, so a table dropped and
     /// created again under the name is not mistaken for it) instead of reading the hint and
     /// the version file.
+    ///
+    /// The version to check is this one, or the newer one a commit through a handle sharing
+    /// this one's cache made since (a statement after a write in the same session).
     pub async fn reload(&self) -> Result<Table> {
-        let next = log::version_file(self.version().next());
+        let known = self.last_committed().unwrap_or_else(|| self.clone());
+        let next = log::version_file(known.version().next());
         if !self.location.exists(&next).await?
-            && let Some(known) = self.version_tag()
+            && let Some(tag) = known.version_tag()
             && let Some(Some(now)) = self
                 .location
-                .head_tag(&log::version_file(self.version()))
+                .head_tag(&log::version_file(known.version()))
                 .await?
-            && known == now
+            && tag == now
         {
-            return Ok(self.clone());
+            return Ok(known);
         }
-        Table::load(self.location.clone(), self.env.clone()).await
+        Ok(Table::load(self.location.clone(), self.env.clone())
+            .await?
+            .with_cache(self.cache.clone())
+            .with_retry_policy(self.retry.clone()))
+    }
+
+    /// The version committed last through this handle's cache, when newer than this one.
+    fn last_committed(&self) -> Option<Table> {
+        let committed = self
+            .cache
+            .committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(self.location.url())
+            .cloned()?;
+        let same_table = committed.metadata.table_uuid() == self.metadata.table_uuid();
+        (same_table && committed.metadata.version() > self.version()).then(|| Table {
+            metadata: committed.metadata,
+            version_tag: committed.tag,
+            ..self.clone()
+        })
+    }
+
+    /// Remembers this version as committed through this handle's cache (see
+    /// [`Table::reload`]).
+    pub(crate) fn remember_committed(&self) {
+        let mut committed = self
+            .cache
+            .committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = self.location.url().to_string();
+        // A table created again under the name replaces the dropped one's version.
+        let newer = committed.get(&key).is_none_or(|c| {
+            c.metadata.table_uuid() != self.metadata.table_uuid()
+                || c.metadata.version() < self.version()
+        });
+        if newer {
+            if committed.len() >= CACHE_LIMIT {
+                committed.clear();
+            }
+            committed.insert(
+                key,
+                Committed {
+                    metadata: self.metadata.clone(),
+                    tag: self.version_tag.clone(),
+                },
+            );
+        }
     }
 
     /// One version of the table at `location`, read from its own version file alone (so it

@@ -390,7 +390,9 @@ impl Table {
                         });
                     }
                     log::write_hint(self.location(), version).await;
-                    return Ok(current.with_metadata(next, tag));
+                    let committed = current.with_metadata(next, tag);
+                    committed.remember_committed();
+                    return Ok(committed);
                 }
                 Ok(None) => {
                     unsettled = Some(Unsettled {

@@ -191,6 +191,50 @@ async fn reloading_an_unchanged_table_reads_no_object() {
     assert_eq!(t.reload().await.unwrap().version(), Version(2));
 }
 
+/// A handle loaded before a commit made through the same warehouse (the next statement of
+/// a session that wrote) reloads to that commit with two HEADs; a commit by another process
+/// is read from storage.
+#[tokio::test]
+async fn reloading_after_an_own_commit_reads_no_object() {
+    let (store, w, bypass) = fault_warehouse_and_bypass().await;
+    w.create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let before = w.load_table("ns", "events").await.unwrap();
+    let writer = w.load_table("ns", "events").await.unwrap();
+    let committed = writer.append_batches([events(0..3, 1)]).await.unwrap();
+    store.clear_calls();
+    let reloaded = before.reload().await.unwrap();
+    assert_eq!(reloaded.version(), committed.version());
+    assert_eq!(reloaded.snapshot().summary.total_rows, 3);
+    let calls = store.calls();
+    assert!(
+        calls.iter().all(|(op, _)| *op == Op::Head) && calls.len() == 2,
+        "a reload to an own commit is two HEADs: {calls:?}"
+    );
+    // Another process commits: the reload reads the new version.
+    let other = bypass.load_table("ns", "events").await.unwrap();
+    other.append_batches([events(3..5, 1)]).await.unwrap();
+    store.clear_calls();
+    let fresh = before.reload().await.unwrap();
+    assert_eq!(fresh.version(), Version(2));
+    assert_eq!(fresh.snapshot().summary.total_rows, 5);
+    assert!(store.calls().iter().any(|(op, _)| *op == Op::Get));
+    // And the table dropped and created again under the name is not the remembered one.
+    w.drop_table("ns", "events").await.unwrap();
+    let new = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    new.append_batches([events(0..1, 1)]).await.unwrap();
+    let after_drop = before.reload().await.unwrap();
+    assert_eq!(
+        after_drop.metadata().table_uuid(),
+        new.metadata().table_uuid()
+    );
+    assert_eq!(after_drop.snapshot().summary.total_rows, 1);
+}
+
 /// A follower sees every version another writer commits, one by one and in order, even
 /// those that land together; it does not spin while nothing lands (its polls back off);
 /// and it ends with an error when the table is dropped.
