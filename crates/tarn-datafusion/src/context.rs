@@ -274,20 +274,42 @@ impl TarnContext {
     pub(crate) async fn plan(&self, statement: DFStatement) -> Result<DataFrame> {
         // Namespaces another process created since this context listed them.
         let state = self.ctx.state();
+        let mut names = Vec::new();
         if let Ok(references) = state.resolve_table_references(&statement) {
+            let default_catalog = self.default_catalog();
             for reference in references {
-                if reference.catalog().is_none_or(|c| c == self.catalog_name)
-                    && let Some(namespace) = reference.schema()
-                {
-                    self.catalog.ensure_namespace(namespace).await?;
+                let catalog = reference.catalog().unwrap_or(&default_catalog);
+                if catalog != self.catalog_name {
+                    continue;
                 }
+                let namespace = match reference.schema() {
+                    Some(namespace) => {
+                        self.catalog.ensure_namespace(namespace).await?;
+                        namespace.to_string()
+                    }
+                    None => self.default_namespace(),
+                };
+                names.push((namespace, reference.table().to_string()));
             }
         }
+        // The tables the statement names are loaded together first; if planning fails for
+        // a missing object, the attempts after it load the tables afresh.
+        let first = crate::catalog::preloaded(
+            &self.catalog,
+            names,
+            state.statement_to_plan(statement.clone()),
+        )
+        .await;
         // A metadata object missing while planning: snapshot expiry removed the version
         // this statement loaded a moment ago. Planning again loads the newest one.
         let mut attempts = 0;
+        let mut outcome = Some(first);
         let plan = loop {
-            match state.statement_to_plan(statement.clone()).await {
+            let planned = match outcome.take() {
+                Some(first) => first,
+                None => state.statement_to_plan(statement.clone()).await,
+            };
+            match planned {
                 Err(e)
                     if attempts < 3
                         && matches!(

@@ -1377,3 +1377,132 @@ async fn struct_field_filters_skip_row_groups() {
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 10);
     assert_eq!(rows, 1000);
 }
+
+/// A store whose HEAD requests take a while, recording the most that were in flight at once.
+#[derive(Debug)]
+struct SlowHeads {
+    inner: Arc<dyn object_store::ObjectStore>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Display for SlowHeads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SlowHeads({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for SlowHeads {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        use std::sync::atomic::Ordering;
+        if !options.head {
+            return self.inner.get_opts(location, options).await;
+        }
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let result = self.inner.get_opts(location, options).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A statement over several tables probes their freshness together, not one table after
+/// another, and still sees a commit made between two statements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_probes_its_tables_together() {
+    use std::sync::atomic::Ordering;
+    let store = Arc::new(SlowHeads {
+        inner: Arc::new(object_store::memory::InMemory::new()),
+        in_flight: Default::default(),
+        most: Default::default(),
+    });
+    let warehouse = Warehouse::from_store(
+        store.clone(),
+        object_store::path::Path::default(),
+        "memory://slow-heads",
+    );
+    warehouse.create_namespace("default").await.unwrap();
+    let ctx = TarnContext::new(warehouse, Default::default())
+        .await
+        .unwrap();
+    for t in ["a", "b", "c"] {
+        run(&ctx, &format!("CREATE TABLE {t} (id BIGINT)")).await;
+        run(&ctx, &format!("INSERT INTO {t} VALUES (1), (2)")).await;
+    }
+    let join = "SELECT count(*) FROM a JOIN b ON a.id = b.id JOIN c ON b.id = c.id";
+    run(&ctx, join).await;
+    store.most.store(0, Ordering::SeqCst);
+    let rows = run(&ctx, join).await;
+    assert_eq!(ids(&rows), vec![2]);
+    assert!(
+        store.most.load(Ordering::SeqCst) >= 3,
+        "the three tables' probes overlap: at most {} HEAD at a time",
+        store.most.load(Ordering::SeqCst)
+    );
+    // Another session's commit between two statements is seen.
+    let other = Warehouse::from_store(
+        store.clone(),
+        object_store::path::Path::default(),
+        "memory://slow-heads",
+    );
+    let other = TarnContext::new(other, Default::default()).await.unwrap();
+    run(&other, "INSERT INTO c VALUES (2)").await;
+    let rows = run(&ctx, join).await;
+    assert_eq!(ids(&rows), vec![3]);
+}
