@@ -4,7 +4,8 @@
 //! cached and refreshed by [`TarnCatalog::refresh`] (the tarn SQL entry point refreshes
 //! before statements that list). Resolving a table is asynchronous and always reads storage,
 //! so every statement sees the newest version of every table it names, external tables
-//! included.
+//! included: a table loaded by an earlier statement costs a freshness probe, and the tables
+//! of one statement are probed together before it is planned ([`preloaded`]).
 //!
 //! Besides plain names a schema resolves `t$snapshots` (and the other metadata tables),
 //! `t@v3` and `t@2026-11-25 10:00:00` (time travel), and both together: `t@v3$files`.
