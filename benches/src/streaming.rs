@@ -320,15 +320,10 @@ async fn sql_appends(
     })
 }
 
+/// The single Int64 value `sql` returns, such as a `count(*)`.
 async fn count(ctx: &TarnContext, sql: &str) -> Result<i64, String> {
-    let batches = ctx
-        .sql(sql)
-        .await
-        .map_err(|e| format!("{sql}: {e}"))?
-        .collect()
-        .await
-        .map_err(|e| format!("{sql}: {e}"))?;
-    batches
+    crate::tpch::run(ctx, sql)
+        .await?
         .first()
         .and_then(|b| {
             b.column(0)
@@ -340,13 +335,7 @@ async fn count(ctx: &TarnContext, sql: &str) -> Result<i64, String> {
 }
 
 async fn run(ctx: &TarnContext, sql: &str) -> Result<(), String> {
-    ctx.sql(sql)
-        .await
-        .map_err(|e| format!("{sql}: {e}"))?
-        .collect()
-        .await
-        .map_err(|e| format!("{sql}: {e}"))?;
-    Ok(())
+    crate::tpch::run(ctx, sql).await.map(drop)
 }
 
 async fn query_ms(ctx: &TarnContext, runs: usize) -> Result<f64, String> {

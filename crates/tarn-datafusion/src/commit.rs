@@ -567,8 +567,15 @@ impl Commit {
                 appended: None,
             });
         }
+        // Kept only for a table that asks for auto compaction: most appends need not copy
+        // their file list.
+        let compacts = self.auto_compact.is_some()
+            && matches!(
+                tarn_core::properties::auto_compact_min_files(table.metadata().properties()),
+                Ok(Some(_))
+            );
         let appended_files = match self.kind {
-            CommitKind::Append if self.auto_compact.is_some() => Some(added.clone()),
+            CommitKind::Append if compacts => Some(added.clone()),
             _ => None,
         };
         let change = match self.kind {
