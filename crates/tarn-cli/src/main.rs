@@ -192,7 +192,7 @@ fn main() -> ExitCode {
             report(&format!(
                 "cannot open warehouse '{}': {}",
                 args.warehouse,
-                shell::message_of(&e)
+                tarn_datafusion::error::message_of(&e)
             ));
             return ExitCode::FAILURE;
         }

@@ -49,7 +49,7 @@ impl From<String> for Stop {
 
 impl From<DataFusionError> for Stop {
     fn from(e: DataFusionError) -> Self {
-        Stop::Failed(message_of(&e))
+        Stop::Failed(tarn_datafusion::error::message_of(&e))
     }
 }
 
@@ -514,34 +514,6 @@ pub fn statement_complete(buffer: &str) -> bool {
     matches!(last_significant, Some((';', false)))
 }
 
-/// The message of an error, as one line: the innermost error (without the names of the
-/// DataFusion rules that passed it on), without DataFusion's category prefixes.
-pub fn message_of(e: &DataFusionError) -> String {
-    clean(&e.find_root().to_string())
-}
-
-/// A message as one line, without DataFusion's prefixes.
-pub fn clean(message: &str) -> String {
-    let mut message = message.trim();
-    for prefix in [
-        "External error: ",
-        "Error during planning: ",
-        "Execution error: ",
-        "Arrow error: ",
-        "Invalid argument error: ",
-    ] {
-        while let Some(rest) = message.strip_prefix(prefix) {
-            message = rest;
-        }
-    }
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Prints an error on standard error (never fails: there is nowhere else to report to).
 pub fn report(error: &str) {
     let _ = writeln!(std::io::stderr(), "Error: {error}");
@@ -600,18 +572,5 @@ mod tests {
         assert!(!statement_complete("SELECT 1 -- done;"));
         assert!(statement_complete("SELECT 'a;b';"));
         assert!(!statement_complete("SELECT\n  1"));
-    }
-
-    #[test]
-    fn errors_are_one_line() {
-        assert_eq!(
-            clean("External error: table 'x' does not exist\nmore"),
-            "table 'x' does not exist more"
-        );
-        let wrapped = DataFusionError::Context(
-            "tarn_dml".into(),
-            Box::new(DataFusionError::Plan("a clause is wrong".into())),
-        );
-        assert_eq!(message_of(&wrapped), "a clause is wrong");
     }
 }

@@ -22,3 +22,49 @@ pub fn tarn_error(e: &DataFusionError) -> Option<&tarn_core::Error> {
         _ => None,
     }
 }
+
+/// The message of an error, as one line: the innermost error (without the names of the
+/// DataFusion rules that passed it on), without DataFusion's category prefixes.
+pub fn message_of(e: &DataFusionError) -> String {
+    clean(&e.find_root().to_string())
+}
+
+/// A message as one line, without DataFusion's prefixes.
+pub fn clean(message: &str) -> String {
+    let mut message = message.trim();
+    for prefix in [
+        "External error: ",
+        "Error during planning: ",
+        "Execution error: ",
+        "Arrow error: ",
+        "Invalid argument error: ",
+    ] {
+        while let Some(rest) = message.strip_prefix(prefix) {
+            message = rest;
+        }
+    }
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_one_line() {
+        assert_eq!(
+            clean("External error: table 'x' does not exist\nmore"),
+            "table 'x' does not exist more"
+        );
+        let wrapped = DataFusionError::Context(
+            "tarn_dml".into(),
+            Box::new(DataFusionError::Plan("a clause is wrong".into())),
+        );
+        assert_eq!(message_of(&wrapped), "a clause is wrong");
+    }
+}

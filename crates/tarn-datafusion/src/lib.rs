@@ -43,6 +43,6 @@ pub use dml::{DmlRule, TarnDml, TarnQueryPlanner};
 pub use in_subquery::NullAwareInSubquery;
 pub use metadata_tables::MetadataTable;
 pub use parse::ParsedStatement;
-pub use provider::TarnTable;
+pub use provider::{Shard, TarnTable};
 pub use tarn_core::properties::{OVERWRITE_MODE_PROPERTY, parse_duration_ms};
 pub use time_travel::{AsOf, TimeTravelFunction, TimeTravelPlanner};

@@ -12,6 +12,7 @@
 //! scan is planned. Time-travel providers are read-only.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -72,6 +73,21 @@ pub struct TarnTable {
     write_defaults: Arc<HashMap<String, Expr>>,
     /// Row identity columns (`_file`, `_pos`) after the table's columns, for row-level DML.
     identity: bool,
+    /// The only data to read, when a reader splits the table among workers: row groups by
+    /// data file path (`None`: the whole file).
+    shards: Option<Arc<HashMap<String, Option<Vec<Range<usize>>>>>>,
+}
+
+/// A piece of a table's data that one reader of many reads whole: a data file, or a run of
+/// its row groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    /// The data file's path, as the manifests give it.
+    pub path: String,
+    /// The row groups of the file this shard is; `None` for the whole file.
+    pub row_groups: Option<Range<usize>>,
+    /// Rows the shard holds, without those its file's deletion vector deletes.
+    pub rows: u64,
 }
 
 fn write_defaults(schema: &Schema) -> Arc<HashMap<String, Expr>> {
@@ -111,6 +127,7 @@ impl TarnTable {
             store_url,
             read_version: None,
             identity: false,
+            shards: None,
         }
     }
 
@@ -208,6 +225,65 @@ impl TarnTable {
         TarnTable {
             schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
             identity: true,
+            ..self.clone()
+        }
+    }
+
+    /// The data of the read version as shards, in manifest order: one per data file, or,
+    /// with `split_row_groups`, one per row group.
+    pub async fn shards(&self, split_row_groups: bool) -> Result<Vec<Shard>> {
+        let table = self.read_table().await?;
+        let plan = table.plan_files(&Predicate::True).await.map_err(to_df)?;
+        let mut shards = Vec::new();
+        for file in plan
+            .manifests
+            .iter()
+            .flat_map(|m| (0..m.len()).map(move |i| m.data_file(i)))
+        {
+            if !split_row_groups {
+                shards.push(Shard {
+                    rows: file.live_rows(),
+                    path: file.path,
+                    row_groups: None,
+                });
+                continue;
+            }
+            let deleted = match &file.deletion_vector {
+                Some(dv) => table.deletion_vector(dv).await.map_err(to_df)?,
+                None => Arc::default(),
+            };
+            // Deleted positions below `p`.
+            let deleted_below = |p: u64| p.checked_sub(1).map_or(0, |last| deleted.rank(last));
+            let mut start = 0u64;
+            for (i, rows) in row_group_rows(&table, &file).await?.into_iter().enumerate() {
+                let end = start + rows;
+                shards.push(Shard {
+                    path: file.path.clone(),
+                    row_groups: Some(i..i + 1),
+                    rows: rows - (deleted_below(end) - deleted_below(start)),
+                });
+                start = end;
+            }
+        }
+        Ok(shards)
+    }
+
+    /// The same table, reading only `shards` of the read version (for a reader that
+    /// splits the table among workers; see [`TarnTable::shards`]).
+    pub fn with_shards(&self, shards: &[Shard]) -> Self {
+        let mut by_file: HashMap<String, Option<Vec<Range<usize>>>> = HashMap::new();
+        for shard in shards {
+            let entry = by_file
+                .entry(shard.path.clone())
+                .or_insert_with(|| Some(Vec::new()));
+            match (&shard.row_groups, entry) {
+                (Some(groups), Some(ranges)) => ranges.push(groups.clone()),
+                (None, entry) => *entry = None,
+                (Some(_), None) => {}
+            }
+        }
+        TarnTable {
+            shards: Some(Arc::new(by_file)),
             ..self.clone()
         }
     }
@@ -715,10 +791,11 @@ impl FileScan<'_> {
         };
         // Data files never change once written, so their footers can be kept in the
         // session's file metadata cache across queries, as ListingTable keeps them.
-        // The scan's own reads, counted for EXPLAIN ANALYZE (`tarn_requests`).
+        // The scan's own reads, counted for EXPLAIN ANALYZE (`tarn_requests`), through
+        // the table's own store: a foreign session's runtime may not have it registered.
         let requests = Arc::new(tarn_core::requests::RequestCounter::default());
         let store = tarn_core::requests::CountingStore::with_counter(
-            self.runtime.object_store(self.store_url)?,
+            self.table.location().store().clone(),
             requests.clone(),
         );
         let reader = CachedParquetFileReaderFactory::new(
@@ -851,7 +928,7 @@ impl TableProvider for TarnTable {
     }
 
     fn statistics(&self) -> Option<Statistics> {
-        if self.is_pinned() {
+        if self.is_pinned() || self.shards.is_some() {
             return None;
         }
         let mut stats = Statistics::new_unknown(&self.schema);
@@ -867,12 +944,30 @@ impl TableProvider for TarnTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let (table, mut plan, leaf_pruning) = self.plan_pruned(state, filters).await?;
-        let data_files: Vec<DataFile> = plan
+        let mut data_files: Vec<DataFile> = plan
             .manifests
             .iter()
             .flat_map(|m| (0..m.len()).map(move |i| m.data_file(i)))
             .collect();
+        if let Some(shards) = &self.shards {
+            data_files.retain(|f| shards.contains_key(&f.path));
+        }
         let mut files = partitioned_files(&table, &data_files, self.identity, RowsOf::Live).await?;
+        if let Some(shards) = &self.shards {
+            for (file, data_file) in files.iter_mut().zip(&data_files) {
+                if let Some(Some(ranges)) = shards.get(&data_file.path) {
+                    let row_groups = row_group_rows(&table, data_file).await?.len();
+                    let mut access = file
+                        .extension::<ParquetAccessPlan>()
+                        .cloned()
+                        .unwrap_or_else(|| ParquetAccessPlan::new_all(row_groups));
+                    for i in (0..row_groups).filter(|i| !ranges.iter().any(|r| r.contains(i))) {
+                        access.skip(i);
+                    }
+                    file.extensions.insert(access);
+                }
+            }
+        }
         if let Some(pruning) = leaf_pruning {
             let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
             for file in &mut files {
@@ -888,7 +983,10 @@ impl TableProvider for TarnTable {
             } else {
                 Extra::None
             },
-            rows: plan.record_count(),
+            rows: match self.shards {
+                Some(_) => data_files.iter().map(|f| f.live_rows()).sum(),
+                None => plan.record_count(),
+            },
             files,
             metrics: plan.metrics,
             parquet: state.default_table_options().parquet.clone(),

@@ -1,0 +1,65 @@
+//! tarn for Python: tables at a version for datafusion-python (through `datafusion-ffi`),
+//! SQL on a warehouse, and Arrow streams by the PyCapsule interface. The Python package
+//! (`python/tarn`) builds its PyTorch dataset on [`Table::shards`] and
+//! [`Table::scan_shards`].
+
+mod connection;
+mod foreign;
+mod stream;
+mod table;
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+
+create_exception!(
+    tarn,
+    TarnError,
+    PyException,
+    "An error from tarn: bad SQL, a missing table or version, a failed read or commit."
+);
+
+/// Any error as a [`TarnError`] with its message.
+pub(crate) fn to_py(error: impl std::fmt::Display) -> PyErr {
+    TarnError::new_err(error.to_string())
+}
+
+/// A DataFusion error as a [`TarnError`], with the message the shell prints.
+pub(crate) fn df_to_py(error: datafusion::error::DataFusionError) -> PyErr {
+    TarnError::new_err(tarn_datafusion::error::message_of(&error))
+}
+
+/// The runtime every table's I/O and every stream's readahead runs on, for the process.
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("tarn")
+            .enable_all()
+            .build()
+            .expect("a Tokio runtime")
+    })
+}
+
+/// Runs `future` to completion on [`runtime`] with the GIL released, so Python threads go
+/// on (and Ctrl-C is seen once it returns).
+pub(crate) fn block_on<F>(py: Python<'_>, future: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    py.detach(|| runtime().block_on(future))
+}
+
+#[pymodule]
+fn _tarn(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("TarnError", m.py().get_type::<TarnError>())?;
+    m.add_class::<table::Table>()?;
+    m.add_class::<stream::RecordBatchStream>()?;
+    m.add_class::<connection::Connection>()?;
+    m.add_function(wrap_pyfunction!(connection::connect, m)?)?;
+    Ok(())
+}
