@@ -73,10 +73,12 @@ pub struct TarnTable {
     write_defaults: Arc<HashMap<String, Expr>>,
     /// Row identity columns (`_file`, `_pos`) after the table's columns, for row-level DML.
     identity: bool,
-    /// The only data to read, when a reader splits the table among workers: row groups by
-    /// data file path (`None`: the whole file).
-    shards: Option<Arc<HashMap<String, Option<Vec<Range<usize>>>>>>,
+    /// The only data to read, when a reader splits the table among workers.
+    shards: Option<Arc<ShardFiles>>,
 }
+
+/// The row groups to read by data file path (`None`: the whole file).
+type ShardFiles = HashMap<String, Option<Vec<Range<usize>>>>;
 
 /// A piece of a table's data that one reader of many reads whole: a data file, or a run of
 /// its row groups.
@@ -271,7 +273,7 @@ impl TarnTable {
     /// The same table, reading only `shards` of the read version (for a reader that
     /// splits the table among workers; see [`TarnTable::shards`]).
     pub fn with_shards(&self, shards: &[Shard]) -> Self {
-        let mut by_file: HashMap<String, Option<Vec<Range<usize>>>> = HashMap::new();
+        let mut by_file = ShardFiles::new();
         for shard in shards {
             let entry = by_file
                 .entry(shard.path.clone())

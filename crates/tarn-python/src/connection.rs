@@ -2,8 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement;
 use pyo3::prelude::*;
-use tarn_datafusion::TarnContext;
+use tarn_datafusion::{ParsedStatement, TarnContext};
 
 use crate::stream::RecordBatchStream;
 use crate::{block_on, df_to_py};
@@ -46,11 +51,18 @@ impl Connection {
             };
             let mut result = None;
             for (i, statement) in statements.into_iter().enumerate() {
+                let query = is_query(&statement);
                 let df = ctx.execute(statement).await?;
-                if i == last {
+                if i < last {
+                    df.collect().await?;
+                } else if query {
                     result = Some(df.execute_stream().await?);
                 } else {
-                    df.collect().await?;
+                    // Anything else (DML, DDL, EXPLAIN) has run when this returns.
+                    let schema = Arc::new(df.schema().as_arrow().clone());
+                    let batches = df.collect().await?;
+                    let stream = futures::stream::iter(batches.into_iter().map(Ok));
+                    result = Some(Box::pin(RecordBatchStreamAdapter::new(schema, stream)) as _);
                 }
             }
             Ok(result.expect("the last statement ran"))
@@ -62,4 +74,9 @@ impl Connection {
     fn __repr__(&self) -> String {
         format!("Connection({:?})", self.warehouse)
     }
+}
+
+/// Whether `statement` is a query, whose rows are streamed as they are read.
+fn is_query(statement: &ParsedStatement) -> bool {
+    matches!(statement.statement(), DFStatement::Statement(s) if matches!(**s, Statement::Query(_)))
 }

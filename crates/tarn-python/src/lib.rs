@@ -9,7 +9,7 @@ mod stream;
 mod table;
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -33,15 +33,29 @@ pub(crate) fn df_to_py(error: datafusion::error::DataFusionError) -> PyErr {
 }
 
 /// The runtime every table's I/O and every stream's readahead runs on, for the process.
+///
+/// A process forked from one that had started it (a DataLoader worker under `fork`) gets a
+/// runtime of its own: the parent's worker threads do not exist in the child, so anything
+/// run on the parent's runtime would wait forever.
 pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .thread_name("tarn")
-            .enable_all()
-            .build()
-            .expect("a Tokio runtime")
-    })
+    static RUNTIME: Mutex<Option<(u32, &'static tokio::runtime::Runtime)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut slot = RUNTIME.lock().unwrap_or_else(PoisonError::into_inner);
+    match *slot {
+        Some((owner, runtime)) if owner == pid => runtime,
+        _ => {
+            // One runtime per process, for the life of the process.
+            let runtime: &'static _ = Box::leak(Box::new(
+                tokio::runtime::Builder::new_multi_thread()
+                    .thread_name("tarn")
+                    .enable_all()
+                    .build()
+                    .expect("a Tokio runtime"),
+            ));
+            *slot = Some((pid, runtime));
+            runtime
+        }
+    }
 }
 
 /// Runs `future` to completion on [`runtime`] with the GIL released, so Python threads go

@@ -19,6 +19,9 @@ use crate::foreign::ForeignTable;
 use crate::stream::{RecordBatchStream, plain_schema, schema_capsule};
 use crate::{block_on, df_to_py, runtime, to_py};
 
+/// A [`Shard`] as Python sees it: `(path, (first row group, end) or None, rows)`.
+type PyShard = (String, Option<(usize, usize)>, u64);
+
 /// The DataFusion major version whose FFI this build speaks.
 const DATAFUSION_MAJOR: u64 = 55;
 
@@ -126,11 +129,7 @@ impl Table {
     /// `(path, row_groups, rows)` per data file, or, with `split_row_groups`, per row
     /// group (`row_groups` is then `(start, end)`). `rows` leaves out deleted rows.
     #[pyo3(signature = (split_row_groups = false))]
-    fn shards(
-        &self,
-        py: Python<'_>,
-        split_row_groups: bool,
-    ) -> PyResult<Vec<(String, Option<(usize, usize)>, u64)>> {
+    fn shards(&self, py: Python<'_>, split_row_groups: bool) -> PyResult<Vec<PyShard>> {
         let shards = block_on(py, self.table.shards(split_row_groups)).map_err(df_to_py)?;
         Ok(shards
             .into_iter()
@@ -144,7 +143,7 @@ impl Table {
     fn scan_shards(
         &self,
         py: Python<'_>,
-        shards: Vec<(String, Option<(usize, usize)>, u64)>,
+        shards: Vec<PyShard>,
         columns: Option<Vec<String>>,
         filter: Option<String>,
         batch_size: Option<usize>,

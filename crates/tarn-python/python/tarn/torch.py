@@ -106,6 +106,7 @@ class TarnDataset(_Base):  # type: ignore[misc, valid-type]
         self.storage_options = dict(storage_options or {})
         self.epoch = 0
         self._table: Table | None = table
+        self._pid = os.getpid()
 
     def set_epoch(self, epoch: int) -> None:
         """Sets the epoch the next iteration reads: with ``shuffle``, each epoch has its
@@ -124,8 +125,11 @@ class TarnDataset(_Base):  # type: ignore[misc, valid-type]
         self.__dict__.update(state)
 
     def _open(self) -> Table:
-        if self._table is None:
+        # A worker forked from the process that opened the table opens it again: an
+        # object store's connections belong to the process that made them.
+        if self._table is None or self._pid != os.getpid():
             self._table = Table(self.uri, self.version, self.storage_options)
+            self._pid = os.getpid()
         return self._table
 
     def world(self) -> tuple[int, int]:

@@ -1,0 +1,151 @@
+"""tarn.Table and tarn.connect: Arrow streams, datafusion-python, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import subprocess
+
+import datafusion
+import pyarrow as pa
+import pytest
+
+import tarn
+from conftest import run
+
+
+def test_sql_returns_arrow_for_ddl_dml_and_queries(conn):
+    assert conn.sql("CREATE TABLE t (id BIGINT, v DOUBLE)").to_arrow().num_columns == 0
+    inserted = run(conn, "INSERT INTO t VALUES (1, 1.5), (2, 'NaN'), (3, NULL)")
+    assert inserted == [{"count": 3}]
+    rows = run(conn, "SELECT id, v FROM t ORDER BY id")
+    assert [r["id"] for r in rows] == [1, 2, 3]
+    assert rows[0]["v"] == 1.5 and math.isnan(rows[1]["v"]) and rows[2]["v"] is None
+    # Several statements: the last one's result.
+    assert run(conn, "DELETE FROM t WHERE id = 1; SELECT count(*) AS n FROM t") == [{"n": 2}]
+    snapshots = run(conn, 'SELECT operation FROM "t$snapshots" ORDER BY version')
+    assert [s["operation"] for s in snapshots] == ["create", "append", "delete"]
+
+
+def test_from_stream_returns_every_row_in_many_batches(conn, events):
+    stream = conn.sql("SELECT id FROM events")
+    reader = pa.RecordBatchReader.from_stream(stream)
+    ids = []
+    batches = 0
+    for batch in reader:
+        ids.extend(batch.column(0).to_pylist())
+        batches += 1
+    assert batches > 1
+    assert sorted(ids) == list(range(1200))
+    # A stream is read once.
+    with pytest.raises(tarn.TarnError, match="read already"):
+        pa.RecordBatchReader.from_stream(stream)
+
+
+def test_table_scans_with_projection_and_filter(events):
+    table = tarn.Table(events)
+    assert table.version == 4
+    schema = pa.schema(table)
+    assert schema.names == ["id", "kind of", "score", "emb"]
+    # Strings reach Python as plain strings, which every consumer reads.
+    assert schema.field("kind of").type == pa.string()
+    assert pa.table(table).num_rows == 1200
+    picked = table.to_arrow(columns=["id", "kind of"], filter="\"kind of\" = 'ünï' AND id < 30")
+    assert picked.column_names == ["id", "kind of"]
+    assert sorted(picked.column("id").to_pylist()) == [n for n in range(30) if n % 3 == 1]
+    assert table.to_arrow(filter="id < 0").num_rows == 0
+    embedding = table.to_arrow(columns=["emb"], filter="id = 2").column("emb").to_pylist()
+    assert embedding == [[2.0, 3.5, -2.25]]
+
+
+def test_a_pinned_table_does_not_see_later_commits(conn, events):
+    pinned = tarn.Table(events)
+    run(conn, "DELETE FROM events WHERE id < 600")
+    assert pa.table(pinned).num_rows == 1200
+    assert pa.table(tarn.Table(events)).num_rows == 600
+    assert pa.table(tarn.Table(events, version=pinned.version)).num_rows == 1200
+    # Pickled, it opens the same version.
+    copy = pickle.loads(pickle.dumps(pinned))
+    assert (copy.uri, copy.version) == (pinned.uri, pinned.version)
+    assert pa.table(copy).num_rows == 1200
+
+
+def test_errors_say_what_is_wrong(conn, events, tmp_path):
+    with pytest.raises(tarn.TarnError, match="version 99"):
+        tarn.Table(events, version=99)
+    with pytest.raises(tarn.TarnError):
+        tarn.Table(str(tmp_path / "nothing-here"))
+    with pytest.raises(tarn.TarnError, match="nope"):
+        tarn.Table(events).to_arrow(filter="nope > 1")
+    with pytest.raises(tarn.TarnError, match="missing"):
+        run(conn, "SELECT * FROM missing")
+    with pytest.raises(tarn.TarnError, match="no SQL statement"):
+        run(conn, "  ")
+
+
+def test_an_empty_table_scans_to_its_schema(conn, warehouse):
+    run(conn, "CREATE TABLE empty (id BIGINT, name VARCHAR)")
+    table = tarn.Table(str(warehouse / "default" / "empty"))
+    result = pa.table(table)
+    assert result.num_rows == 0 and result.column_names == ["id", "name"]
+    assert table.shards() == []
+
+
+def test_datafusion_select_equals_the_shell(conn, events, warehouse, tarn_bin):
+    ctx = datafusion.SessionContext()
+    ctx.register_table("events", tarn.Table(events))
+    query = (
+        "SELECT \"kind of\" AS kind, count(*) AS n, sum(score) AS total FROM events "
+        "WHERE id BETWEEN 100 AND 900 AND score IS NOT NULL GROUP BY \"kind of\" ORDER BY kind"
+    )
+    ours = ctx.sql(query).to_arrow_table().to_pylist()
+    shell = subprocess.run(
+        [tarn_bin, "--warehouse", str(warehouse), "--format", "ndjson", "--quiet", "-c", query],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    theirs = [json.loads(line) for line in shell.splitlines()]
+    assert len(ours) == 3
+    assert ours == theirs
+
+
+def test_datafusion_pushes_filters_into_the_scan(events):
+    ctx = datafusion.SessionContext()
+    ctx.register_table("events", tarn.Table(events))
+    plan = ctx.sql("EXPLAIN SELECT id FROM events WHERE id = 5").to_arrow_table().to_pylist()
+    logical = next(p["plan"] for p in plan if p["plan_type"] == "logical_plan")
+    physical = next(p["plan"] for p in plan if p["plan_type"] == "physical_plan")
+    assert "partial_filters=[events.id = Int64(5)]" in logical
+    # The scan runs under the table's own runtime, where its object store is.
+    assert "TarnOwnRuntimeExec" in physical and "DataSourceExec" in physical
+
+
+def test_datafusion_insert_commits_one_snapshot(conn, events):
+    ctx = datafusion.SessionContext()
+    ctx.register_table("events", tarn.Table(events))
+    before = run(conn, 'SELECT max(version) AS v FROM "events$snapshots"')[0]["v"]
+    ctx.sql(
+        "INSERT INTO events SELECT id + 10000, \"kind of\", score, emb FROM events WHERE id < 10"
+    ).collect()
+    snapshots = run(conn, 'SELECT version, operation FROM "events$snapshots" ORDER BY version')
+    assert snapshots[-1] == {"version": before + 1, "operation": "append"}
+    # The unpinned table sees its own insert; time travel sees the table before it.
+    assert ctx.sql("SELECT count(*) AS n FROM events").to_arrow_table().to_pylist() == [{"n": 1210}]
+    assert pa.table(tarn.Table(events, version=before)).num_rows == 1200
+
+
+def test_a_pinned_table_is_read_only_in_datafusion(events):
+    ctx = datafusion.SessionContext()
+    ctx.register_table("events", tarn.Table(events, version=2))
+    assert ctx.sql("SELECT count(*) AS n FROM events").to_arrow_table().to_pylist() == [{"n": 600}]
+    with pytest.raises(Exception, match="read-only"):
+        ctx.sql("INSERT INTO events SELECT * FROM events").collect()
+
+
+def test_another_datafusion_major_version_is_a_clear_error(events, monkeypatch):
+    monkeypatch.setattr(datafusion, "__version__", "54.1.0")
+    ctx = datafusion.SessionContext()
+    with pytest.raises(Exception, match="need datafusion 55.x in Python, found 54.1.0"):
+        ctx.register_table("events", tarn.Table(events))
