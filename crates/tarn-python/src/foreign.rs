@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Statistics;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
@@ -48,11 +48,16 @@ impl ForeignTable {
             return Ok(self.table.clone());
         }
         let newest = self.table.table().reload().await.map_err(to_df)?;
-        Ok(TarnTable::new(
-            newest,
-            self.table.name(),
-            self.table.store_url().clone(),
-        ))
+        let newest = TarnTable::new(newest, self.table.name(), self.table.store_url().clone());
+        // The session planned against the schema the table had when it was registered.
+        if newest.schema() != self.table.schema() {
+            return Err(DataFusionError::Plan(format!(
+                "the schema of table {} changed after it was registered; register \
+                 tarn.Table(...) again",
+                self.table.name()
+            )));
+        }
+        Ok(newest)
     }
 
     fn own_runtime(&self, plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {

@@ -110,6 +110,17 @@ def test_numpy_output_has_embeddings_as_matrices(events):
     assert np.isnan(score[ids == 7]).all() and score[ids == 8].tolist() == [4.0]
 
 
+def test_decimals_become_floats_and_strings_lists(conn, warehouse):
+    run(conn, "CREATE TABLE prices (id INT, price DECIMAL(15, 2), name VARCHAR)")
+    run(conn, "INSERT INTO prices VALUES (1, 12.25, 'a b'), (2, NULL, NULL), (3, -0.5, 'ü')")
+    dataset = TarnDataset(str(warehouse / "default" / "prices"), output="numpy")
+    [batch] = list(dataset)
+    order = np.argsort(batch["id"])
+    assert batch["price"].dtype == np.float64
+    assert batch["price"][order][[0, 2]].tolist() == [12.25, -0.5] and np.isnan(batch["price"][order][1])
+    assert [batch["name"][i] for i in order] == ["a b", None, "ü"]
+
+
 def test_pickles_settings_not_the_open_table(events):
     dataset = TarnDataset(events, output="arrow", columns=["id"])
     copy = pickle.loads(pickle.dumps(dataset))

@@ -149,3 +149,14 @@ def test_another_datafusion_major_version_is_a_clear_error(events, monkeypatch):
     ctx = datafusion.SessionContext()
     with pytest.raises(Exception, match="need datafusion 55.x in Python, found 54.1.0"):
         ctx.register_table("events", tarn.Table(events))
+
+
+def test_a_schema_change_after_registering_is_a_clear_error(conn, events):
+    ctx = datafusion.SessionContext()
+    ctx.register_table("events", tarn.Table(events))
+    run(conn, "ALTER TABLE events ADD COLUMN extra INT")
+    with pytest.raises(Exception, match="changed after it was registered"):
+        ctx.sql("SELECT count(*) FROM events").collect()
+    ctx.deregister_table("events")
+    ctx.register_table("events", tarn.Table(events))
+    assert ctx.sql("SELECT count(extra) AS n FROM events").to_arrow_table().to_pylist() == [{"n": 0}]

@@ -228,8 +228,9 @@ class TarnDataset(_Base):  # type: ignore[misc, valid-type]
 
 
 def _to_numpy(column: pa.Array) -> Any:
-    """Numbers and booleans as a NumPy array (without a copy when there are no nulls);
-    fixed-size lists of numbers (embeddings) as a 2-D array; anything else as a list."""
+    """Numbers and booleans as a NumPy array (without a copy when there are no nulls;
+    decimals as float64, which tensors can hold); fixed-size lists of numbers (embeddings)
+    as a 2-D array; timestamps and dates as datetime64; anything else as a list."""
     kind = column.type
     if pa.types.is_fixed_size_list(kind) and (pa.types.is_integer(kind.value_type) or pa.types.is_floating(kind.value_type)):
         if column.null_count:
@@ -238,7 +239,9 @@ def _to_numpy(column: pa.Array) -> Any:
         return values.reshape(len(column), kind.list_size)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
         return column.to_numpy(zero_copy_only=False)
-    if pa.types.is_decimal(kind) or pa.types.is_temporal(kind):
+    if pa.types.is_decimal(kind):
+        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    if pa.types.is_temporal(kind):
         return column.to_numpy(zero_copy_only=False)
     return column.to_pylist()
 
