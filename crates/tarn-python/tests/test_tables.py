@@ -43,6 +43,19 @@ def test_from_stream_returns_every_row_in_many_batches(conn, events):
         pa.RecordBatchReader.from_stream(stream)
 
 
+def test_duckdb_and_polars_read_the_streams_directly(conn, events):
+    import duckdb
+    import polars
+
+    # Through the Arrow PyCapsule stream interface: no pyarrow in between.
+    scan = tarn.Table(events).scan(columns=["id", "kind of"], filter="id < 600")
+    counted = duckdb.sql('SELECT "kind of" AS kind, count(*) AS n FROM scan GROUP BY kind ORDER BY kind')
+    assert counted.fetchall() == [("", 200), ("a b/c%", 200), ("ünï", 200)]
+    frame = polars.DataFrame(conn.sql("SELECT id, score FROM events WHERE id % 7 = 0"))
+    assert frame.height == 172 and frame["score"].null_count() == 172
+    assert sorted(frame["id"].to_list()) == list(range(0, 1200, 7))
+
+
 def test_table_scans_with_projection_and_filter(events):
     table = tarn.Table(events)
     assert table.version == 4
