@@ -265,13 +265,14 @@ def _shuffled(batches: Iterator[pa.RecordBatch], window: int, rng: Any) -> Itera
         buffered.append(batch)
         rows += batch.num_rows
         if rows >= window:
-            table = pa.Table.from_batches(buffered).combine_chunks()
-            order = rng.permutation(table.num_rows)
+            # One gather of the whole buffer (no concatenation first): the rows let out and
+            # the rows kept are slices of it.
+            table = pa.Table.from_batches(buffered)
+            table = table.take(rng.permutation(table.num_rows))
             keep = window // 2
-            out = table.take(order[: table.num_rows - keep])
-            buffered = table.take(order[table.num_rows - keep :]).to_batches()
+            buffered = table.slice(table.num_rows - keep).to_batches()
             rows = keep
-            yield from out.to_batches()
+            yield from table.slice(0, table.num_rows - keep).to_batches()
     if buffered:
         table = pa.Table.from_batches(buffered)
         yield from table.take(rng.permutation(table.num_rows)).to_batches()
