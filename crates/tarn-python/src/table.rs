@@ -29,7 +29,9 @@ const DATAFUSION_MAJOR: u64 = 55;
 ///
 /// Readable as Arrow (`pyarrow.table(t)`, `t.scan(...)`), registrable in a datafusion-python
 /// session (`ctx.register_table("t", t)`), and picklable: a copy opens the same table at
-/// the same version where it is unpickled.
+/// the same version where it is unpickled. A process forked after the table was opened
+/// should open it again (or unpickle a copy): the object-store client, with its pooled
+/// connections to S3, belongs to the process that opened it. `TarnDataset` does so itself.
 #[pyclass(module = "tarn._tarn", frozen)]
 pub struct Table {
     uri: String,
