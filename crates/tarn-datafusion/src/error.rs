@@ -1,6 +1,7 @@
 //! The one place tarn's errors become DataFusion's.
 
 use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
 
 /// A tarn-core error as a DataFusion error. The original stays reachable through
 /// `DataFusionError::External` (for `ErrorKind` checks such as retryable conflicts).
@@ -26,7 +27,16 @@ pub fn tarn_error(e: &DataFusionError) -> Option<&tarn_core::Error> {
 /// The message of an error, as one line: the innermost error (without the names of the
 /// DataFusion rules that passed it on), without DataFusion's category prefixes.
 pub fn message_of(e: &DataFusionError) -> String {
-    clean(&e.find_root().to_string())
+    match e.find_root() {
+        // DataFusion prints the parser's error with `Debug`: `SQL error: ParserError("...")`.
+        DataFusionError::SQL(error, _) => match error.as_ref() {
+            ParserError::TokenizerError(m) | ParserError::ParserError(m) => {
+                clean(&format!("syntax error: {m}"))
+            }
+            other => clean(&other.to_string()),
+        },
+        root => clean(&root.to_string()),
+    }
 }
 
 /// A message as one line, without DataFusion's prefixes.
@@ -66,5 +76,19 @@ mod tests {
             Box::new(DataFusionError::Plan("a clause is wrong".into())),
         );
         assert_eq!(message_of(&wrapped), "a clause is wrong");
+    }
+
+    #[test]
+    fn syntax_errors_read_as_such() {
+        let parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+            &datafusion::sql::sqlparser::dialect::GenericDialect {},
+            "SELEC 1",
+        )
+        .expect_err("not SQL");
+        let error = DataFusionError::SQL(Box::new(parsed), None);
+        assert_eq!(
+            message_of(&error),
+            "syntax error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1"
+        );
     }
 }

@@ -110,6 +110,12 @@ fn the_first_error_stops_with_a_failing_status() {
     assert!(!out.status.success(), "a failure is still reported");
     assert!(text(&out.stdout).contains("| one |"));
 
+    let out = tarn(dir.path(), &["-c", "SELEC 1"], None);
+    assert_eq!(
+        text(&out.stderr),
+        "Error: syntax error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1\n"
+    );
+
     let out = tarn(dir.path(), &["-c", "\\nope"], None);
     assert_eq!(
         text(&out.stderr),

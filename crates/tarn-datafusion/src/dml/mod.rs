@@ -302,11 +302,12 @@ fn check_inserted_values(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
                 && let Err(e) = literal.cast_to(to)
             {
                 return Err(DataFusionError::Plan(format!(
-                    "INSERT INTO {}: row {} gives {literal} for column '{}', which is {}: {e}",
+                    "INSERT INTO {}: row {} gives {literal} for column '{}', which is {}: {}",
                     target.name(),
                     row + 1,
                     field.name(),
-                    crate::convert::sql_column_type(ty)
+                    crate::convert::sql_column_type(ty),
+                    crate::error::message_of(&e)
                 )));
             }
         }
