@@ -20,4 +20,4 @@ if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
 fi
 
 VIRTUAL_ENV="$venv" "$venv/bin/maturin" develop --quiet --locked -m crates/tarn-python/Cargo.toml
-TARN_BIN="$tarn" "$venv/bin/python" -m pytest -q crates/tarn-python/tests
+TARN_BIN="$tarn" "$venv/bin/python" -m pytest -q -rs crates/tarn-python/tests

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
+use datafusion::common::{TableReference, plan_err};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
@@ -225,13 +226,28 @@ impl Table {
             config = config.with_batch_size(size.max(1));
         }
         let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        // Registered under the table's own name, so errors name its columns as `name.column`.
+        let name = TableReference::bare(table_name(&self.uri));
         let stream = block_on(py, async move {
-            let mut df: DataFrame = ctx.read_table(Arc::new(table))?;
+            ctx.register_table(name.clone(), Arc::new(table))?;
+            let mut df: DataFrame = ctx.table(name.clone()).await?;
             if let Some(filter) = filter {
                 let predicate = ctx.parse_sql_expr(&filter, df.schema())?;
                 df = df.filter(predicate)?;
             }
             if let Some(columns) = columns {
+                let known: Vec<&str> = df
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
+                if let Some(missing) = columns.iter().find(|c| !known.contains(&c.as_str())) {
+                    return plan_err!(
+                        "table {name} has no column '{missing}'; its columns are {}",
+                        known.join(", ")
+                    );
+                }
                 let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
                 df = df.select_columns(&columns)?;
             }
@@ -256,12 +272,16 @@ async fn open(
     let runtime = Arc::new(RuntimeEnv::default());
     let store_url = ObjectStoreUrl::parse("tarn://table")?;
     runtime.register_object_store(store_url.as_ref(), root.store);
-    let name = uri.trim_end_matches('/').rsplit('/').next().unwrap_or(uri);
-    let mut table = TarnTable::new(table, name, store_url);
+    let mut table = TarnTable::new(table, table_name(uri), store_url);
     if let Some(version) = version {
         table = table.at_any(AsOf::Version(version)).await?;
     }
     Ok((table, runtime))
+}
+
+/// The name of the table at `uri`: the last segment of its location.
+fn table_name(uri: &str) -> &str {
+    uri.trim_end_matches('/').rsplit('/').next().unwrap_or(uri)
 }
 
 /// An error unless the `datafusion` module in this process speaks this build's FFI.

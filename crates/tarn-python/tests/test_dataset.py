@@ -152,7 +152,9 @@ def test_assignment_balances_rows_and_places_every_shard_once():
 
 @pytest.mark.parametrize("start", ["spawn", "fork", "forkserver"])
 def test_torch_dataloader_with_two_workers(events, start):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="PyTorch is optional (about 3 GB from PyPI): install it to run DataLoader tests"
+    )
     dataset = TarnDataset(events, columns=["id", "emb"], batch_size=100, shuffle=True)
     # The parent has used the table (and its runtime) before the workers start.
     assert len(list(dataset)) == 12

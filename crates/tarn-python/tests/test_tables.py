@@ -89,8 +89,14 @@ def test_errors_say_what_is_wrong(conn, events, tmp_path):
         tarn.Table(events, version=99)
     with pytest.raises(tarn.TarnError):
         tarn.Table(str(tmp_path / "nothing-here"))
-    with pytest.raises(tarn.TarnError, match="nope"):
+    with pytest.raises(tarn.TarnError, match="No field named nope. Valid fields are events.id, "):
         tarn.Table(events).to_arrow(filter="nope > 1")
+    with pytest.raises(tarn.TarnError, match="^syntax error: Expected: an expression"):
+        tarn.Table(events).to_arrow(filter="id >")
+    with pytest.raises(
+        tarn.TarnError, match="^table events has no column 'nope'; its columns are id, kind of, score, emb$"
+    ):
+        tarn.Table(events).scan(columns=["id", "nope"])
     with pytest.raises(tarn.TarnError, match="missing"):
         run(conn, "SELECT * FROM missing")
     with pytest.raises(tarn.TarnError, match="no SQL statement"):
