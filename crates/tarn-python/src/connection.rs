@@ -10,8 +10,8 @@ use datafusion::sql::sqlparser::ast::Statement;
 use pyo3::prelude::*;
 use tarn_datafusion::{ParsedStatement, TarnContext};
 
+use crate::block_on;
 use crate::stream::RecordBatchStream;
-use crate::{block_on, df_to_py};
 
 /// A session on a warehouse: every statement the `tarn` shell runs, results as Arrow.
 #[pyclass(module = "tarn._tarn", frozen)]
@@ -30,7 +30,7 @@ pub fn connect(
     storage_options: Option<BTreeMap<String, String>>,
 ) -> PyResult<Connection> {
     let options = storage_options.unwrap_or_default();
-    let ctx = block_on(py, TarnContext::open_with(&warehouse, &options)).map_err(df_to_py)?;
+    let ctx = block_on(py, TarnContext::open_with(&warehouse, &options))?;
     Ok(Connection { ctx, warehouse })
 }
 
@@ -66,8 +66,7 @@ impl Connection {
                 }
             }
             Ok(result.expect("the last statement ran"))
-        })
-        .map_err(df_to_py)?;
+        })?;
         Ok(RecordBatchStream::new(stream, readahead))
     }
 

@@ -58,14 +58,33 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     }
 }
 
+/// How often a running statement looks for Ctrl-C.
+const SIGNAL_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Runs `future` to completion on [`runtime`] with the GIL released, so Python threads go
-/// on (and Ctrl-C is seen once it returns).
-pub(crate) fn block_on<F>(py: Python<'_>, future: F) -> F::Output
+/// on. Ctrl-C (a signal whose Python handler raises) stops it: the future is dropped, which
+/// stops its query and its writers, and the handler's `KeyboardInterrupt` is raised. A
+/// commit either landed before that or did not happen; files written for a commit that did
+/// not happen are orphans for `remove_orphan_files`.
+pub(crate) fn block_on<F, T>(py: Python<'_>, future: F) -> PyResult<T>
 where
-    F: Future + Send,
-    F::Output: Send,
+    F: Future<Output = datafusion::error::Result<T>> + Send,
+    T: Send,
 {
-    py.detach(|| runtime().block_on(future))
+    py.detach(|| {
+        runtime().block_on(async {
+            let mut future = std::pin::pin!(future);
+            let mut polls = tokio::time::interval(SIGNAL_POLL);
+            polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            polls.tick().await;
+            loop {
+                tokio::select! {
+                    done = &mut future => return done.map_err(df_to_py),
+                    _ = polls.tick() => Python::attach(|py| py.check_signals())?,
+                }
+            }
+        })
+    })
 }
 
 #[pymodule]

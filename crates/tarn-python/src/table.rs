@@ -18,7 +18,7 @@ use tarn_datafusion::{AsOf, Shard, TarnTable};
 
 use crate::foreign::ForeignTable;
 use crate::stream::{RecordBatchStream, plain_schema, schema_capsule};
-use crate::{block_on, df_to_py, runtime, to_py};
+use crate::{block_on, runtime, to_py};
 
 /// A [`Shard`] as Python sees it: `(path, (first row group, end) or None, rows)`.
 type PyShard = (String, Option<(usize, usize)>, u64);
@@ -55,8 +55,7 @@ impl Table {
         storage_options: Option<BTreeMap<String, String>>,
     ) -> PyResult<Self> {
         let storage_options = storage_options.unwrap_or_default();
-        let (table, runtime) =
-            block_on(py, open(&uri, version, &storage_options)).map_err(df_to_py)?;
+        let (table, runtime) = block_on(py, open(&uri, version, &storage_options))?;
         Ok(Table {
             uri,
             storage_options,
@@ -133,7 +132,7 @@ impl Table {
     /// group (`row_groups` is then `(start, end)`). `rows` leaves out deleted rows.
     #[pyo3(signature = (split_row_groups = false))]
     fn shards(&self, py: Python<'_>, split_row_groups: bool) -> PyResult<Vec<PyShard>> {
-        let shards = block_on(py, self.table.shards(split_row_groups)).map_err(df_to_py)?;
+        let shards = block_on(py, self.table.shards(split_row_groups))?;
         Ok(shards
             .into_iter()
             .map(|s| (s.path, s.row_groups.map(|r| (r.start, r.end)), s.rows))
@@ -252,8 +251,7 @@ impl Table {
                 df = df.select_columns(&columns)?;
             }
             df.execute_stream().await
-        })
-        .map_err(df_to_py)?;
+        })?;
         Ok(RecordBatchStream::new(stream, readahead))
     }
 }

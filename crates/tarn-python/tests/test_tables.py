@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import signal
 import subprocess
+import sys
+import textwrap
+import time
 
 import datafusion
 import pyarrow as pa
@@ -179,3 +183,29 @@ def test_a_schema_change_after_registering_is_a_clear_error(conn, events):
     ctx.deregister_table("events")
     ctx.register_table("events", tarn.Table(events))
     assert ctx.sql("SELECT count(extra) AS n FROM events").to_arrow_table().to_pylist() == [{"n": 0}]
+
+
+def test_ctrl_c_stops_a_running_statement_and_commits_nothing(conn, warehouse):
+    run(conn, "CREATE TABLE t (id BIGINT)")
+    script = textwrap.dedent(
+        f"""
+        import tarn
+        conn = tarn.connect({str(warehouse)!r})
+        print("running", flush=True)
+        try:
+            conn.sql("INSERT INTO t SELECT value FROM generate_series(1, 100000000000)")
+            print("finished", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        print(conn.sql("SELECT count(*) AS n FROM t").to_arrow().to_pylist(), flush=True)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "running\n"
+    time.sleep(1.5)
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=60)
+    assert child.returncode == 0
+    assert out == "interrupted\n[{'n': 0}]\n"
+    snapshots = run(conn, 'SELECT operation FROM "t$snapshots"')
+    assert [s["operation"] for s in snapshots] == ["create"]
