@@ -40,6 +40,7 @@
 //! `write --case N` runs only the suite's Nth case; `explain --query N` prints `EXPLAIN ANALYZE` of TPC-H query N on both sides.
 
 mod changes;
+mod cluster;
 mod dml;
 mod nested;
 mod planning;
@@ -56,7 +57,7 @@ use std::process::ExitCode;
 use report::Report;
 use tpch::Tpch;
 
-const USAGE: &str = "usage: tarn-bench <scan|pruning|write|commit|streaming|planning|dml|time-travel|changes|nested|\
+const USAGE: &str = "usage: tarn-bench <scan|cluster|pruning|write|commit|streaming|planning|dml|time-travel|changes|nested|\
                      append-large|object-store|merge-memory|all|smoke|explain> [--sf N] [--runs N] [--query N] [--case N] [--json PATH]";
 
 struct Args {
@@ -135,6 +136,10 @@ async fn run_suite(
             tpch(data, report, sf).await?;
             scan::scan(report, data.as_ref().expect("loaded"), runs).await
         }
+        "cluster" => {
+            tpch(data, report, sf).await?;
+            cluster::cluster(report, data.as_ref().expect("loaded"), runs).await
+        }
         "pruning" => {
             tpch(data, report, sf).await?;
             scan::pruning(report, data.as_ref().expect("loaded"), runs).await
@@ -167,6 +172,7 @@ async fn run_suite(
 async fn smoke(report: &mut Report) -> Result<(), String> {
     let (data, _) = Tpch::load(0.01).await?;
     scan::scan(report, &data, 1).await?;
+    cluster::cluster(report, &data, 1).await?;
     scan::pruning(report, &data, 1).await?;
     dml::lineitem(report, &data, 1).await?;
     scan::time_travel(report, &data, 3, 1).await?;
@@ -214,6 +220,7 @@ async fn main() -> ExitCode {
             let mut result = Ok(());
             for suite in [
                 "scan",
+                "cluster",
                 "pruning",
                 "time-travel",
                 "changes",

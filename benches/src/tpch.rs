@@ -193,6 +193,13 @@ impl Tpch {
     }
 }
 
+impl Tpch {
+    /// The warehouse directory the tables are in.
+    pub fn warehouse(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
 /// The session configuration both sides share.
 pub fn session_config() -> SessionConfig {
     SessionConfig::new()

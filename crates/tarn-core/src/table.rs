@@ -255,6 +255,16 @@ impl Table {
         }
     }
 
+    /// The table at `location` at the version whose metadata (the version file's bytes,
+    /// [`TableMetadata::to_json`]) another process already read: for a process that runs
+    /// part of a statement planned elsewhere and must see exactly what the planner saw,
+    /// without reading storage. A commit from it checks for conflicts by version, as from
+    /// any table whose version file's entity tag is unknown.
+    pub fn pinned(location: TableLocation, metadata: &[u8], env: Env) -> Result<Table> {
+        let metadata = TableMetadata::from_json(metadata).map_err(Error::InvalidMetadata)?;
+        Ok(Table::from_parts(location, Arc::new(metadata), None, env))
+    }
+
     fn from_parts(
         location: TableLocation,
         metadata: Arc<TableMetadata>,

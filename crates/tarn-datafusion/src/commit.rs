@@ -45,6 +45,11 @@ pub const VERSION_METADATA_KEY: &str = "tarn.version";
 /// Schema metadata key on a commit's `count` batch: the table committed to.
 pub const TABLE_METADATA_KEY: &str = "tarn.table";
 
+/// The snapshot summary key of a write planned in one process and committed in another (a
+/// Ballista executor): an id fixed at planning, so that a retried commit task finds the
+/// commit an earlier attempt made instead of committing the same rows again.
+pub(crate) const WRITE_ID_KEY: &str = "write-id";
+
 /// What one writer wrote.
 #[derive(Debug, Default)]
 pub(crate) struct Fragment {
@@ -339,6 +344,23 @@ impl CommitExec {
         self
     }
 
+    /// What a process that did not plan the commit needs to run it. `None` for a
+    /// row-level DML commit, which re-plans itself on a conflict in the planning process.
+    pub(crate) fn portable(&self) -> Option<PortableCommit<'_>> {
+        if self.rerun.is_some()
+            || !matches!(self.kind, CommitKind::Append | CommitKind::Overwrite(_))
+        {
+            return None;
+        }
+        Some(PortableCommit {
+            table: &self.table,
+            name: &self.name,
+            kind: self.kind,
+            summary: &self.summary,
+            auto_compact: self.auto_compact.is_some(),
+        })
+    }
+
     /// The write node below and the table it writes; for re-planning.
     pub fn parts(&self) -> (&Arc<dyn ExecutionPlan>, &Table) {
         (&self.input, &self.table)
@@ -433,6 +455,46 @@ impl ExecutionPlan for CommitExec {
     }
 }
 
+/// An append or overwrite commit as another process runs it; see [`CommitExec::portable`].
+pub(crate) struct PortableCommit<'a> {
+    pub table: &'a Table,
+    pub name: &'a str,
+    pub kind: CommitKind,
+    pub summary: &'a BTreeMap<String, String>,
+    /// Whether the commit compacts the partitions it wrote to afterwards.
+    pub auto_compact: bool,
+}
+
+/// The one-row result of a write: rows written, with the table and the committed version
+/// in the schema's metadata.
+fn count_batch(name: &str, rows: u64, version: Option<u64>) -> Result<RecordBatch> {
+    let mut metadata = HashMap::from([(TABLE_METADATA_KEY.to_string(), name.to_string())]);
+    if let Some(version) = version {
+        metadata.insert(VERSION_METADATA_KEY.to_string(), version.to_string());
+    }
+    let schema = Arc::new(count_schema().as_ref().clone().with_metadata(metadata));
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![Arc::new(UInt64Array::from(vec![rows]))],
+    )?)
+}
+
+/// The snapshot a write with `write_id` planned on `base` committed, if an earlier attempt
+/// of it did.
+async fn committed_as(base: &Table, write_id: &str) -> Result<Option<tarn_spec::Snapshot>> {
+    let newest = base.reload().await.map_err(to_df)?;
+    if newest.version() == base.version() {
+        return Ok(None);
+    }
+    let after = newest
+        .snapshots_after(base.version())
+        .await
+        .map_err(to_df)?;
+    Ok(after
+        .into_iter()
+        .find(|s| s.summary.extra.get(WRITE_ID_KEY).map(String::as_str) == Some(write_id)))
+}
+
 /// One run of a commit node.
 struct Commit {
     input: Arc<dyn ExecutionPlan>,
@@ -451,6 +513,15 @@ impl Commit {
             ..Default::default()
         };
         let (mut input, mut table) = (self.input.clone(), self.table.clone());
+        if let Some(write_id) = self.summary.get(WRITE_ID_KEY)
+            && let Some(snapshot) = committed_as(&table, write_id).await?
+        {
+            return count_batch(
+                &self.name,
+                snapshot.summary.added_rows,
+                Some(snapshot.version.get()),
+            );
+        }
         // A stamp already committed is refused before the statement writes anything.
         let app = app_commit(&context)?;
         if let Some(app) = &app {
@@ -496,16 +567,7 @@ impl Commit {
         if let (Some(store_url), Some((table, added))) = (&self.auto_compact, &committed.appended) {
             self.compact_after(store_url, table, added, context).await;
         }
-        let rows = committed.rows;
-        let mut metadata = HashMap::from([(TABLE_METADATA_KEY.to_string(), self.name.clone())]);
-        if let Some(version) = committed.version {
-            metadata.insert(VERSION_METADATA_KEY.to_string(), version.to_string());
-        }
-        let schema = Arc::new(count_schema().as_ref().clone().with_metadata(metadata));
-        Ok(RecordBatch::try_new(
-            schema,
-            vec![Arc::new(UInt64Array::from(vec![rows]))],
-        )?)
+        count_batch(&self.name, committed.rows, committed.version)
     }
 
     /// Auto compaction after an append landed as `table`'s version (see

@@ -26,10 +26,10 @@
 use std::sync::Arc;
 
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{Statement, TableObject};
@@ -103,9 +103,21 @@ impl TarnContext {
         config: SessionConfig,
         runtime: Arc<RuntimeEnv>,
     ) -> Result<Self> {
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
+        Self::new_with_state(warehouse, state).await
+    }
+
+    /// [`TarnContext::new`] in a session of your own making: one planned and run by a
+    /// Ballista cluster (see `tarn_datafusion::ballista`), or with planners and rules of your
+    /// own. tarn's settings are added to the session's configuration.
+    pub async fn new_with_state(warehouse: Warehouse, state: SessionState) -> Result<Self> {
+        let mut config = state.config().clone();
         // Numeric literals with a fraction are decimals, so that they reach DECIMAL columns
         // exactly (a float literal would change 12345678901234567.89 on the way).
-        let mut config = config;
         config.options_mut().sql_parser.parse_float_as_decimal = true;
         // `SET tarn.app_id = ...` and the other tarn.* session settings.
         if config
@@ -123,10 +135,8 @@ impl TarnContext {
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG, DEFAULT_NAMESPACE)
             .with_create_default_catalog_and_schema(false);
-        let state = SessionStateBuilder::new()
+        let state = SessionStateBuilder::new_from_existing(state)
             .with_config(config)
-            .with_runtime_env(runtime)
-            .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
         warehouse.check_store().await.map_err(to_df)?;

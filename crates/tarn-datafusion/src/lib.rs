@@ -6,6 +6,34 @@
 //! - [`TarnCatalog`]: a warehouse as a DataFusion catalog (namespaces are schemas).
 
 mod alter;
+#[cfg(feature = "ballista")]
+pub mod ballista;
+#[cfg(not(feature = "ballista"))]
+mod ballista {
+    //! Without the `ballista` feature no session is distributed.
+    use std::sync::Arc;
+
+    use datafusion::config::ConfigOptions;
+    use datafusion::physical_plan::ExecutionPlan;
+
+    pub(crate) fn is_distributed(_options: &ConfigOptions) -> bool {
+        false
+    }
+
+    pub(crate) fn distributed_scan(
+        _table: &tarn_core::Table,
+        scan: Arc<dyn ExecutionPlan>,
+    ) -> Arc<dyn ExecutionPlan> {
+        scan
+    }
+
+    pub(crate) fn portable_store_url(
+        _table: &tarn_core::Table,
+        _runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+    ) -> datafusion::error::Result<datafusion::execution::object_store::ObjectStoreUrl> {
+        unreachable!("no session is distributed without the ballista feature")
+    }
+}
 mod catalog;
 mod changes;
 mod commit;

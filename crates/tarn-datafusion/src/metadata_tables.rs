@@ -74,7 +74,7 @@ pub async fn provider(table: &Table, kind: MetadataTable) -> Result<Arc<dyn Tabl
 
 /// A metadata table: rows computed when the statement resolved it; read-only.
 #[derive(Debug)]
-struct MetadataProvider {
+pub(crate) struct MetadataProvider {
     batch: RecordBatch,
 }
 

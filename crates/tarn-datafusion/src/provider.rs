@@ -220,6 +220,33 @@ impl TarnTable {
         Ok(pinned)
     }
 
+    /// What another process needs to read the same version: the loaded table and the
+    /// version read, when it is not the loaded one. Row-identity scans and shards belong to
+    /// the process that made them: `None`.
+    pub(crate) fn pinned_parts(&self) -> Option<(&Table, Option<Version>)> {
+        (!self.identity && self.shards.is_none()).then_some((&self.table, self.read_version))
+    }
+
+    /// The provider [`TarnTable::pinned_parts`] describes, its store registered under
+    /// `store_url`.
+    pub(crate) fn from_pinned(
+        table: Table,
+        name: String,
+        store_url: ObjectStoreUrl,
+        read_version: Option<Version>,
+    ) -> Result<Self> {
+        let loaded = table.version();
+        let provider = TarnTable::new(table, name, store_url);
+        match read_version {
+            None => Ok(provider),
+            Some(v) if v == loaded => Ok(TarnTable {
+                read_version: Some(v),
+                ..provider
+            }),
+            Some(v) => provider.at(AsOf::Version(v.get())),
+        }
+    }
+
     /// This table with row identity columns `_file` and `_pos` after its own columns.
     pub fn with_identity(&self) -> Self {
         let mut fields: Vec<_> = self.schema.fields().iter().cloned().collect();
@@ -977,9 +1004,17 @@ impl TableProvider for TarnTable {
                     pruning.skip_row_groups(&table, file, &cache).await?;
             }
         }
+        // A scan a cluster runs names its store by the table's location, which every
+        // process can resolve; this session's own URL means nothing on an executor.
+        let distributed = crate::ballista::is_distributed(state.config_options());
+        let store_url = if distributed {
+            crate::ballista::portable_store_url(&table, state.runtime_env())?
+        } else {
+            self.store_url.clone()
+        };
         let scan = FileScan {
             table: &table,
-            store_url: &self.store_url,
+            store_url: &store_url,
             extra: if self.identity {
                 Extra::Identity
             } else {
@@ -995,6 +1030,12 @@ impl TableProvider for TarnTable {
             target_partitions: state.config().target_partitions(),
             runtime: state.runtime_env().as_ref(),
         };
+        if distributed {
+            return Ok(crate::ballista::distributed_scan(
+                &table,
+                scan.build(projection.cloned(), limit)?,
+            ));
+        }
         scan.build(projection.cloned(), limit)
     }
 
@@ -1007,7 +1048,16 @@ impl TableProvider for TarnTable {
         self.check_writable("INSERT INTO")?;
         self.schema
             .logically_equivalent_names_and_types(&input.schema())?;
-        let hash = crate::write::may_hash_across_writers(state.runtime_env().memory_pool.as_ref());
+        let mut hash =
+            crate::write::may_hash_across_writers(state.runtime_env().memory_pool.as_ref());
+        let mut write_id = None;
+        if crate::ballista::is_distributed(state.config_options()) {
+            // Each executor writes the rows it has (no hashing on the partition key, whose
+            // expression is tarn's own), and a retried commit task must find its first
+            // attempt's commit.
+            hash = false;
+            write_id = Some(self.table.env().next_id());
+        }
         crate::write::insert_plan(
             input,
             self.table.clone(),
@@ -1015,6 +1065,7 @@ impl TableProvider for TarnTable {
             insert_op,
             hash,
             self.store_url.clone(),
+            write_id,
         )
     }
 }

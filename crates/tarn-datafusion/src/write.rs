@@ -61,6 +61,7 @@ pub(crate) fn insert_plan(
     op: InsertOp,
     hash: bool,
     store_url: ObjectStoreUrl,
+    write_id: Option<String>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let kind = match op {
         InsertOp::Append => CommitKind::Append,
@@ -84,7 +85,10 @@ pub(crate) fn insert_plan(
         ordering,
         key,
     ));
-    let summary = BTreeMap::from([("statement".to_string(), "insert".to_string())]);
+    let mut summary = BTreeMap::from([("statement".to_string(), "insert".to_string())]);
+    if let Some(id) = write_id {
+        summary.insert(crate::commit::WRITE_ID_KEY.to_string(), id);
+    }
     Ok(Arc::new(
         CommitExec::new(write, table, name, kind, summary, None).with_auto_compaction(store_url),
     ))
@@ -285,6 +289,39 @@ impl WriteExec {
             ordering,
             properties,
         }
+    }
+}
+
+impl WriteExec {
+    /// A writer of `table` over `input`, as [`insert_plan`] makes one: hashed on the
+    /// partition key when `keyed`, in the table's sort order when `ordered`.
+    pub(crate) fn rebuilt(
+        input: Arc<dyn ExecutionPlan>,
+        table: Table,
+        name: String,
+        ordered: bool,
+        keyed: bool,
+    ) -> Result<Self> {
+        let ordering = if ordered {
+            table_ordering(&input.schema(), &table)?
+        } else {
+            None
+        };
+        let key = keyed
+            .then(|| partition_key(&input.schema(), &table))
+            .flatten();
+        Ok(WriteExec::new(input, table, name, ordering, key))
+    }
+
+    /// The table, its name, and whether the rows are written in the table's sort order
+    /// and hashed on its partition key: what [`WriteExec::rebuilt`] takes.
+    pub(crate) fn parts(&self) -> (&Table, &str, bool, bool) {
+        (
+            &self.table,
+            &self.name,
+            self.ordering.is_some(),
+            self.partition_key.is_some(),
+        )
     }
 }
 

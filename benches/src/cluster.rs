@@ -1,0 +1,153 @@
+//! The `cluster` suite: the 22 TPC-H queries on a local tarn session and on a Ballista
+//! cluster of one scheduler and two executors over loopback, on the same tables. Each
+//! executor has a runtime of its own, as on separate machines; every answer is checked
+//! against the local one.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::util::pretty::pretty_format_batches;
+use ballista::prelude::SessionContextExt;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use ballista_core::{ConfigProducer, RuntimeProducer};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use tarn_core::Warehouse;
+use tarn_datafusion::TarnContext;
+use tarn_datafusion::ballista::{codec, runtime_env, session_config};
+
+use crate::report::Report;
+use crate::tpch::{QUERIES, Side, Tpch, median};
+
+/// Executors in the loopback cluster, and the tasks each runs at once.
+const EXECUTORS: usize = 2;
+const EXECUTOR_SLOTS: usize = 2;
+
+/// Starts a scheduler and its executors in this process, each executor with its own
+/// runtime; returns the URL a client connects to.
+async fn loopback_cluster() -> Result<String, String> {
+    let config_producer: ConfigProducer = Arc::new(session_config);
+    let session_builder = Arc::new(|config: SessionConfig| {
+        Ok(SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime_env()?)
+            .with_default_features()
+            .build())
+    });
+    let address = ballista_scheduler::standalone::new_standalone_scheduler_with_builder(
+        session_builder,
+        config_producer.clone(),
+        codec(),
+    )
+    .await
+    .map_err(|e| format!("starting the scheduler: {e}"))?;
+    let url = format!("http://localhost:{}", address.port());
+    let scheduler = loop {
+        match SchedulerGrpcClient::connect(url.clone()).await {
+            Ok(client) => break client,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    };
+    for _ in 0..EXECUTORS {
+        let runtime = runtime_env().map_err(|e| e.to_string())?;
+        let runtime_producer: RuntimeProducer = Arc::new(move |_| Ok(runtime.clone()));
+        let state = SessionStateBuilder::new().with_default_features().build();
+        ballista_executor::new_standalone_executor_from_builder(
+            scheduler.clone(),
+            EXECUTOR_SLOTS,
+            config_producer.clone(),
+            runtime_producer,
+            codec(),
+            (&state).into(),
+        )
+        .await
+        .map_err(|e| format!("starting an executor: {e}"))?;
+    }
+    Ok(format!("df://localhost:{}", address.port()))
+}
+
+/// Rows as text, sorted, numbers rounded to 9 significant digits: a distributed sum adds
+/// in another order than a local one.
+fn canonical(batches: &[RecordBatch]) -> Result<Vec<String>, String> {
+    let text = pretty_format_batches(batches)
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let mut rows: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .skip(1)
+        .map(|line| {
+            line.split('|')
+                .map(|cell| {
+                    let cell = cell.trim();
+                    match cell.parse::<f64>() {
+                        Ok(x) if cell.contains('.') => format!("{x:.9e}"),
+                        _ => cell.to_string(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    rows.sort();
+    Ok(rows)
+}
+
+/// The 22 TPC-H queries, local against the loopback cluster.
+pub async fn cluster(report: &mut Report, data: &Tpch, runs: usize) -> Result<(), String> {
+    let url = loopback_cluster().await?;
+    let state = SessionStateBuilder::new()
+        .with_config(session_config())
+        .with_default_features()
+        .build();
+    let remote = SessionContext::remote_with_state(&url, state)
+        .await
+        .map_err(|e| e.to_string())?;
+    let warehouse = Warehouse::open(data.warehouse().to_str().ok_or("non-UTF-8 path")?)
+        .map_err(|e| e.to_string())?;
+    let distributed = TarnContext::new_with_state(warehouse, remote.state())
+        .await
+        .map_err(|e| e.to_string())?;
+    let (local, distributed) = (Side::Tarn(&data.tarn), Side::Tarn(&distributed));
+    let mut log_ratio_sum = 0.0;
+    for (i, sql) in QUERIES.iter().enumerate() {
+        let (l, c) = (local.execute(sql).await?, distributed.execute(sql).await?);
+        let (lines_l, lines_c) = (canonical(&l.batches)?, canonical(&c.batches)?);
+        if lines_l != lines_c {
+            return Err(format!(
+                "Q{:02}: the cluster's answer differs from the local one:\nlocal\n{}\ncluster\n{}",
+                i + 1,
+                lines_l.join("\n"),
+                lines_c.join("\n")
+            ));
+        }
+        let (mut tl, mut tc) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            tl.push(local.execute(sql).await?.elapsed.as_secs_f64());
+            tc.push(distributed.execute(sql).await?.elapsed.as_secs_f64());
+        }
+        let (tl, tc) = (median(&mut tl), median(&mut tc));
+        log_ratio_sum += (tc / tl).ln();
+        report.add(
+            format!("Q{:02} cluster / local", i + 1),
+            tc / tl,
+            "ratio",
+            format!(
+                "cluster {:.1} ms, local {:.1} ms, same answer (checked)",
+                tc * 1e3,
+                tl * 1e3
+            ),
+        );
+    }
+    report.add(
+        "cluster / local, geometric mean of the 22 ratios",
+        (log_ratio_sum / QUERIES.len() as f64).exp(),
+        "ratio",
+        format!(
+            "SF {}, median of {runs} runs; 1 scheduler, {EXECUTORS} executors x \
+             {EXECUTOR_SLOTS} slots over loopback",
+            data.sf
+        ),
+    );
+    Ok(())
+}
