@@ -346,6 +346,7 @@ impl CommitExec {
 
     /// What a process that did not plan the commit needs to run it. `None` for a
     /// row-level DML commit, which re-plans itself on a conflict in the planning process.
+    #[cfg_attr(not(feature = "ballista"), allow(dead_code))]
     pub(crate) fn portable(&self) -> Option<PortableCommit<'_>> {
         if self.rerun.is_some()
             || !matches!(self.kind, CommitKind::Append | CommitKind::Overwrite(_))
@@ -456,6 +457,7 @@ impl ExecutionPlan for CommitExec {
 }
 
 /// An append or overwrite commit as another process runs it; see [`CommitExec::portable`].
+#[cfg_attr(not(feature = "ballista"), allow(dead_code))]
 pub(crate) struct PortableCommit<'a> {
     pub table: &'a Table,
     pub name: &'a str,

@@ -223,12 +223,14 @@ impl TarnTable {
     /// What another process needs to read the same version: the loaded table and the
     /// version read, when it is not the loaded one. Row-identity scans and shards belong to
     /// the process that made them: `None`.
+    #[cfg_attr(not(feature = "ballista"), allow(dead_code))]
     pub(crate) fn pinned_parts(&self) -> Option<(&Table, Option<Version>)> {
         (!self.identity && self.shards.is_none()).then_some((&self.table, self.read_version))
     }
 
     /// The provider [`TarnTable::pinned_parts`] describes, its store registered under
     /// `store_url`.
+    #[cfg_attr(not(feature = "ballista"), allow(dead_code))]
     pub(crate) fn from_pinned(
         table: Table,
         name: String,

@@ -295,6 +295,7 @@ impl WriteExec {
 impl WriteExec {
     /// A writer of `table` over `input`, as [`insert_plan`] makes one: hashed on the
     /// partition key when `keyed`, in the table's sort order when `ordered`.
+    #[cfg_attr(not(feature = "ballista"), allow(dead_code))]
     pub(crate) fn rebuilt(
         input: Arc<dyn ExecutionPlan>,
         table: Table,
@@ -315,6 +316,7 @@ impl WriteExec {
 
     /// The table, its name, and whether the rows are written in the table's sort order
     /// and hashed on its partition key: what [`WriteExec::rebuilt`] takes.
+    #[cfg_attr(not(feature = "ballista"), allow(dead_code))]
     pub(crate) fn parts(&self) -> (&Table, &str, bool, bool) {
         (
             &self.table,
