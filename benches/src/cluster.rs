@@ -3,18 +3,10 @@
 //! executor has a runtime of its own, as on separate machines; every answer is checked
 //! against the local one.
 
-use std::sync::Arc;
-
 use arrow::array::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
-use ballista::prelude::SessionContextExt;
-use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
-use ballista_core::{ConfigProducer, RuntimeProducer};
-use datafusion::execution::SessionStateBuilder;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use tarn_core::Warehouse;
-use tarn_datafusion::TarnContext;
-use tarn_datafusion::ballista::{codec, runtime_env, session_config};
+use tarn_datafusion::ballista::{connect, loopback_cluster};
 
 use crate::report::Report;
 use crate::tpch::{QUERIES, Side, Tpch, median};
@@ -22,49 +14,6 @@ use crate::tpch::{QUERIES, Side, Tpch, median};
 /// Executors in the loopback cluster, and the tasks each runs at once.
 const EXECUTORS: usize = 2;
 const EXECUTOR_SLOTS: usize = 2;
-
-/// Starts a scheduler and its executors in this process, each executor with its own
-/// runtime; returns the URL a client connects to.
-async fn loopback_cluster() -> Result<String, String> {
-    let config_producer: ConfigProducer = Arc::new(session_config);
-    let session_builder = Arc::new(|config: SessionConfig| {
-        Ok(SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(runtime_env()?)
-            .with_default_features()
-            .build())
-    });
-    let address = ballista_scheduler::standalone::new_standalone_scheduler_with_builder(
-        session_builder,
-        config_producer.clone(),
-        codec(),
-    )
-    .await
-    .map_err(|e| format!("starting the scheduler: {e}"))?;
-    let url = format!("http://localhost:{}", address.port());
-    let scheduler = loop {
-        match SchedulerGrpcClient::connect(url.clone()).await {
-            Ok(client) => break client,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-        }
-    };
-    for _ in 0..EXECUTORS {
-        let runtime = runtime_env().map_err(|e| e.to_string())?;
-        let runtime_producer: RuntimeProducer = Arc::new(move |_| Ok(runtime.clone()));
-        let state = SessionStateBuilder::new().with_default_features().build();
-        ballista_executor::new_standalone_executor_from_builder(
-            scheduler.clone(),
-            EXECUTOR_SLOTS,
-            config_producer.clone(),
-            runtime_producer,
-            codec(),
-            (&state).into(),
-        )
-        .await
-        .map_err(|e| format!("starting an executor: {e}"))?;
-    }
-    Ok(format!("df://localhost:{}", address.port()))
-}
 
 /// Rows as text, sorted, numbers rounded to 9 significant digits: a distributed sum adds
 /// in another order than a local one.
@@ -95,19 +44,12 @@ fn canonical(batches: &[RecordBatch]) -> Result<Vec<String>, String> {
 
 /// The 22 TPC-H queries, local against the loopback cluster.
 pub async fn cluster(report: &mut Report, data: &Tpch, runs: usize) -> Result<(), String> {
-    let url = loopback_cluster().await?;
-    let state = SessionStateBuilder::new()
-        .with_config(session_config())
-        .with_default_features()
-        .build();
-    let remote = SessionContext::remote_with_state(&url, state)
+    let url = loopback_cluster(EXECUTORS, EXECUTOR_SLOTS)
         .await
         .map_err(|e| e.to_string())?;
     let warehouse = Warehouse::open(data.warehouse().to_str().ok_or("non-UTF-8 path")?)
         .map_err(|e| e.to_string())?;
-    let distributed = TarnContext::new_with_state(warehouse, remote.state())
-        .await
-        .map_err(|e| e.to_string())?;
+    let distributed = connect(&url, warehouse).await.map_err(|e| e.to_string())?;
     let (local, distributed) = (Side::Tarn(&data.tarn), Side::Tarn(&distributed));
     let mut log_ratio_sum = 0.0;
     for (i, sql) in QUERIES.iter().enumerate() {

@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use ballista::prelude::SessionContextExt;
 use ballista_core::config::BallistaConfig;
 use ballista_core::extension::SessionConfigExt;
 use ballista_core::serde::{
@@ -50,6 +51,7 @@ use datafusion::datasource::physical_plan::{
 };
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::object_store::{
     DefaultObjectStoreRegistry, ObjectStoreRegistry, ObjectStoreUrl,
 };
@@ -66,15 +68,16 @@ use datafusion::physical_plan::statistics::StatisticsArgs;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties,
 };
-use datafusion::prelude::SessionConfig;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use serde::{Deserialize, Serialize};
 use tarn_core::storage::open_location;
-use tarn_core::{Env, Table, TableLocation};
+use tarn_core::{Env, Table, TableLocation, Warehouse};
 use tarn_spec::Version;
 use url::Url;
 
+use crate::TarnContext;
 use crate::changes::ChangeFeed;
 use crate::commit::{CommitExec, CommitKind};
 use crate::error::to_df;
@@ -132,6 +135,70 @@ pub fn codec() -> BallistaCodec {
         Arc::new(TarnLogicalCodec::default()),
         Arc::new(TarnPhysicalCodec::default()),
     )
+}
+
+/// A tarn context on `warehouse` whose queries the Ballista scheduler at `url`
+/// (`df://host:port`) plans and its executors run. DDL, row-level DML and metadata reads
+/// run in this process, as in a local session; see the module documentation.
+pub async fn connect(url: &str, warehouse: Warehouse) -> Result<TarnContext> {
+    let state = SessionStateBuilder::new()
+        .with_config(session_config())
+        .with_default_features()
+        .build();
+    let ctx = SessionContext::remote_with_state(url, state).await?;
+    TarnContext::new_with_state(warehouse, ctx.state()).await
+}
+
+/// Starts a scheduler and `executors` executors (each running `slots` tasks at once) in
+/// this process, over loopback, and returns the URL [`connect`] takes. Each executor has a
+/// runtime of its own, as on separate machines: nothing the client registered is there.
+/// For tests and benchmarks.
+#[cfg(feature = "ballista-loopback")]
+pub async fn loopback_cluster(executors: usize, slots: usize) -> Result<String> {
+    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+    use ballista_core::{ConfigProducer, RuntimeProducer};
+
+    let failed = |what: &str, e: &dyn fmt::Display| {
+        DataFusionError::Execution(format!("starting a loopback cluster's {what}: {e}"))
+    };
+    let config_producer: ConfigProducer = Arc::new(session_config);
+    let session_builder = Arc::new(|config: SessionConfig| {
+        Ok(SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime_env()?)
+            .with_default_features()
+            .build())
+    });
+    let address = ballista_scheduler::standalone::new_standalone_scheduler_with_builder(
+        session_builder,
+        config_producer.clone(),
+        codec(),
+    )
+    .await
+    .map_err(|e| failed("scheduler", &e))?;
+    let url = format!("http://localhost:{}", address.port());
+    let scheduler = loop {
+        match SchedulerGrpcClient::connect(url.clone()).await {
+            Ok(client) => break client,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    };
+    for _ in 0..executors {
+        let runtime = runtime_env()?;
+        let runtime_producer: RuntimeProducer = Arc::new(move |_| Ok(runtime.clone()));
+        let state = SessionStateBuilder::new().with_default_features().build();
+        ballista_executor::new_standalone_executor_from_builder(
+            scheduler.clone(),
+            slots,
+            config_producer.clone(),
+            runtime_producer,
+            codec(),
+            (&state).into(),
+        )
+        .await
+        .map_err(|e| failed("executors", &e))?;
+    }
+    Ok(format!("df://localhost:{}", address.port()))
 }
 
 /// A tarn scan as the cluster receives it; see [`TarnScanExec`].
@@ -307,6 +374,36 @@ fn not_distributed(what: &str) -> DataFusionError {
     ))
 }
 
+/// The hooks for functions, which both codec traits have and tarn leaves to the codec it
+/// wraps.
+macro_rules! forward_function_hooks {
+    () => {
+        fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+            self.inner.try_decode_udf(name, buf)
+        }
+
+        fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+            self.inner.try_encode_udf(node, buf)
+        }
+
+        fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+            self.inner.try_decode_udaf(name, buf)
+        }
+
+        fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
+            self.inner.try_encode_udaf(node, buf)
+        }
+
+        fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
+            self.inner.try_decode_udwf(name, buf)
+        }
+
+        fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
+            self.inner.try_encode_udwf(node, buf)
+        }
+    };
+}
+
 /// The logical codec: tarn tables (scanned, or the target of an INSERT).
 #[derive(Debug)]
 pub struct TarnLogicalCodec {
@@ -401,29 +498,7 @@ impl LogicalExtensionCodec for TarnLogicalCodec {
         self.inner.try_encode_file_format(buf, node)
     }
 
-    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        self.inner.try_decode_udf(name, buf)
-    }
-
-    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udf(node, buf)
-    }
-
-    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        self.inner.try_decode_udaf(name, buf)
-    }
-
-    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udaf(node, buf)
-    }
-
-    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
-        self.inner.try_decode_udwf(name, buf)
-    }
-
-    fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udwf(node, buf)
-    }
+    forward_function_hooks!();
 }
 
 /// The physical codec: tarn's scan, writers and commit.
@@ -729,29 +804,7 @@ impl PhysicalExtensionCodec for TarnPhysicalCodec {
         self.inner.try_encode(node, buf, converter)
     }
 
-    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        self.inner.try_decode_udf(name, buf)
-    }
-
-    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udf(node, buf)
-    }
-
-    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        self.inner.try_decode_udaf(name, buf)
-    }
-
-    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udaf(node, buf)
-    }
-
-    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
-        self.inner.try_decode_udwf(name, buf)
-    }
-
-    fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udwf(node, buf)
-    }
+    forward_function_hooks!();
 }
 
 /// tarn's Parquet scan in a distributed plan. DataFusion's encoding of a Parquet scan
@@ -848,5 +901,5 @@ impl ExecutionPlan for TarnScanExec {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "ballista-loopback"))]
 mod tests;

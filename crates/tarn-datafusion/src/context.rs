@@ -25,6 +25,7 @@
 
 use std::sync::Arc;
 
+use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -104,7 +105,7 @@ impl TarnContext {
         runtime: Arc<RuntimeEnv>,
     ) -> Result<Self> {
         let state = SessionStateBuilder::new()
-            .with_config(config)
+            .with_config(config.with_create_default_catalog_and_schema(false))
             .with_runtime_env(runtime)
             .with_default_features()
             .build();
@@ -113,9 +114,14 @@ impl TarnContext {
 
     /// [`TarnContext::new`] in a session of your own making: one planned and run by a
     /// Ballista cluster (see `tarn_datafusion::ballista`), or with planners and rules of your
-    /// own. tarn's settings are added to the session's configuration.
+    /// own. tarn's settings are added to the session's configuration, and the warehouse
+    /// becomes the default catalog in place of DataFusion's empty one.
     pub async fn new_with_state(warehouse: Warehouse, state: SessionState) -> Result<Self> {
         let mut config = state.config().clone();
+        let catalogs = without_empty_catalog(
+            state.catalog_list().as_ref(),
+            &config.options().catalog.default_catalog,
+        );
         // Numeric literals with a fraction are decimals, so that they reach DECIMAL columns
         // exactly (a float literal would change 12345678901234567.89 on the way).
         config.options_mut().sql_parser.parse_float_as_decimal = true;
@@ -137,6 +143,7 @@ impl TarnContext {
             .with_create_default_catalog_and_schema(false);
         let state = SessionStateBuilder::new_from_existing(state)
             .with_config(config)
+            .with_catalog_list(catalogs)
             .build();
         let ctx = SessionContext::new_with_state(state);
         warehouse.check_store().await.map_err(to_df)?;
@@ -414,6 +421,30 @@ impl TarnContext {
         // An empty result: DDL returns no rows.
         self.ctx.read_empty()
     }
+}
+
+/// The session's catalogs without `name` if it holds no table: a session built with
+/// DataFusion's defaults has an empty `datafusion` catalog, which would only clutter
+/// `SHOW TABLES` beside the warehouse.
+fn without_empty_catalog(
+    catalogs: &dyn CatalogProviderList,
+    name: &str,
+) -> Arc<dyn CatalogProviderList> {
+    let kept = MemoryCatalogProviderList::new();
+    for catalog_name in catalogs.catalog_names() {
+        let Some(catalog) = catalogs.catalog(&catalog_name) else {
+            continue;
+        };
+        let empty = catalog.schema_names().iter().all(|schema| {
+            catalog
+                .schema(schema)
+                .is_none_or(|schema| schema.table_names().is_empty())
+        });
+        if catalog_name != name || !empty {
+            kept.register_catalog(catalog_name, catalog);
+        }
+    }
+    Arc::new(kept)
 }
 
 pub(crate) fn quote(ident: &str) -> String {

@@ -14,7 +14,7 @@ use tarn_core::Warehouse;
 
 use crate::{TarnContext, register};
 
-async fn run(ctx: &TarnContext, sql: &str) -> Vec<RecordBatch> {
+pub(crate) async fn run(ctx: &TarnContext, sql: &str) -> Vec<RecordBatch> {
     ctx.sql(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))

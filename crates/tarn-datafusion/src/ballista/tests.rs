@@ -1,33 +1,23 @@
-//! tarn on Ballista: the codecs' round trip into a process-fresh runtime, and a scheduler
-//! with two executors over loopback, each executor with a runtime of its own (no store
-//! registered by the client, as on a real cluster).
+//! tarn on Ballista: the codecs' round trip into a process-fresh runtime, a retried commit
+//! task, and a scheduler with two executors over loopback, each executor with a runtime of
+//! its own (no store registered by the client, as on a real cluster).
 
 use std::sync::Arc;
 
-use ballista::prelude::SessionContextExt;
-use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
-use ballista_core::{ConfigProducer, RuntimeProducer};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::execution::{SessionStateBuilder, TaskContext};
+use datafusion::execution::TaskContext;
 use datafusion::physical_plan::{ExecutionPlan, collect};
-use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::physical_plan::AsExecutionPlan;
 use datafusion_proto::protobuf::PhysicalPlanNode;
 use tarn_core::Warehouse;
 
-use super::{TarnPhysicalCodec, TarnScanExec, codec, runtime_env, session_config};
+use super::{
+    TarnPhysicalCodec, TarnScanExec, connect, loopback_cluster, runtime_env, session_config,
+};
 use crate::TarnContext;
-
-async fn run(ctx: &TarnContext, sql: &str) -> Vec<RecordBatch> {
-    ctx.sql(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
+use crate::tests::run;
 
 /// The one value a `SELECT count(*)` returns.
 async fn count(ctx: &TarnContext, sql: &str) -> i64 {
@@ -124,68 +114,16 @@ async fn a_scan_decoded_in_a_fresh_runtime_binds_by_field_id_and_applies_deletio
     );
 }
 
-/// A scheduler and two executors over loopback; the URL a client connects to.
-async fn cluster() -> String {
-    let config_producer: ConfigProducer = Arc::new(session_config);
-    let session_builder = Arc::new(|config: SessionConfig| {
-        Ok(SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(runtime_env()?)
-            .with_default_features()
-            .build())
-    });
-    let address = ballista_scheduler::standalone::new_standalone_scheduler_with_builder(
-        session_builder,
-        config_producer.clone(),
-        codec(),
-    )
-    .await
-    .unwrap();
-    let url = format!("http://localhost:{}", address.port());
-    let scheduler = loop {
-        match SchedulerGrpcClient::connect(url.clone()).await {
-            Ok(client) => break client,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-        }
-    };
-    for _ in 0..2 {
-        let runtime = runtime_env().unwrap();
-        let runtime_producer: RuntimeProducer = Arc::new(move |_| Ok(runtime.clone()));
-        let state = SessionStateBuilder::new().with_default_features().build();
-        ballista_executor::new_standalone_executor_from_builder(
-            scheduler.clone(),
-            2,
-            config_producer.clone(),
-            runtime_producer,
-            codec(),
-            (&state).into(),
-        )
-        .await
-        .unwrap();
-    }
-    format!("df://localhost:{}", address.port())
-}
-
-/// A tarn context whose queries the cluster at `url` plans and runs.
-async fn remote(url: &str, warehouse: &str) -> TarnContext {
-    let state = SessionStateBuilder::new()
-        .with_config(session_config())
-        .with_default_features()
-        .build();
-    let ctx = SessionContext::remote_with_state(url, state).await.unwrap();
-    TarnContext::new_with_state(Warehouse::open(warehouse).unwrap(), ctx.state())
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cluster_reads_and_writes_tarn_tables() {
     let dir = tempfile::tempdir().unwrap();
     let warehouse = dir.path().to_str().unwrap();
     let local = TarnContext::open(warehouse).await.unwrap();
     awkward_table(&local).await;
-    let url = cluster().await;
-    let distributed = remote(&url, warehouse).await;
+    let url = loopback_cluster(2, 2).await.unwrap();
+    let distributed = connect(&url, Warehouse::open(warehouse).unwrap())
+        .await
+        .unwrap();
 
     // The same answers as a local session: filters, a GROUP BY on a string column across
     // a shuffle, a join, after RENAME COLUMN and DROP + ADD.
@@ -231,6 +169,24 @@ async fn a_cluster_reads_and_writes_tarn_tables() {
     // 10001..=10009: the copies of ids 1..=9.
     assert_eq!(count(&local, "SELECT count(*) FROM t").await, 1891 - 9);
 
+    // A partitioned INSERT: each executor writes the partitions of the rows it reads.
+    run(
+        &local,
+        "CREATE TABLE p (id BIGINT, label VARCHAR) PARTITIONED BY (bucket(4, id))",
+    )
+    .await;
+    let inserted = run(&distributed, "INSERT INTO p SELECT id, label FROM t").await;
+    assert_eq!(
+        inserted[0].column(0).as_primitive::<UInt64Type>().value(0),
+        1882
+    );
+    assert!(count(&local, "SELECT count(*) FROM \"p$files\"").await >= 4);
+    let rows = "SELECT id, label FROM p WHERE id % 3 = 0";
+    assert_eq!(
+        lines(&run(&distributed, rows).await),
+        lines(&run(&local, "SELECT id, label FROM t WHERE id % 3 = 0").await)
+    );
+
     // What cannot run on a cluster says so.
     let err = distributed
         .sql("SELECT * FROM \"t$snapshots\"")
@@ -244,4 +200,36 @@ async fn a_cluster_reads_and_writes_tarn_tables() {
             .contains("not supported on a distributed session"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_task_run_again_finds_its_first_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().to_str().unwrap();
+    let local = TarnContext::open(warehouse).await.unwrap();
+    run(&local, "CREATE TABLE t (id BIGINT)").await;
+    // Planned as the scheduler plans it: with a write id.
+    let planner = TarnContext::new(Warehouse::open(warehouse).unwrap(), session_config())
+        .await
+        .unwrap();
+    let plan = planner
+        .sql("INSERT INTO t VALUES (1), (2), (3)")
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let task = planner.session_context().task_ctx();
+    let version = || async {
+        let table = local.catalog().load("default", "t").await.unwrap().unwrap();
+        table.table().version().get()
+    };
+    let before = version().await;
+    // Ballista runs a task again when it lost the first attempt's result.
+    for _ in 0..2 {
+        let result = collect(plan.clone(), task.clone()).await.unwrap();
+        assert_eq!(result[0].column(0).as_primitive::<UInt64Type>().value(0), 3);
+    }
+    assert_eq!(version().await, before + 1);
+    assert_eq!(count(&local, "SELECT count(*) FROM t").await, 3);
 }
