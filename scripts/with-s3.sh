@@ -17,7 +17,8 @@ fi
 
 port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log="${TMPDIR:-/tmp}/tarn-moto-$port.log"
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+# moto's own server, with conditional writes made atomic as on S3 (see s3-server.py).
+"$venv/bin/python" "$(dirname "$0")/s3-server.py" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 
