@@ -15,6 +15,9 @@ use crate::tpch::{QUERIES, Side, Tpch, median};
 const EXECUTORS: usize = 2;
 const EXECUTOR_SLOTS: usize = 2;
 
+/// How long one query may take on the cluster.
+const QUERY_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Rows as text, sorted, numbers rounded to 9 significant digits: a distributed sum adds
 /// in another order than a local one.
 fn canonical(batches: &[RecordBatch]) -> Result<Vec<String>, String> {
@@ -53,7 +56,18 @@ pub async fn cluster(report: &mut Report, data: &Tpch, runs: usize) -> Result<()
     let (local, distributed) = (Side::Tarn(&data.tarn), Side::Tarn(&distributed));
     let mut log_ratio_sum = 0.0;
     for (i, sql) in QUERIES.iter().enumerate() {
-        let (l, c) = (local.execute(sql).await?, distributed.execute(sql).await?);
+        let l = local.execute(sql).await?;
+        // A query the cluster never finishes (a scheduler task that died, say) would
+        // otherwise wait for it forever.
+        let c = tokio::time::timeout(QUERY_LIMIT, distributed.execute(sql))
+            .await
+            .map_err(|_| {
+                format!(
+                    "Q{:02} did not finish on the cluster within {} s",
+                    i + 1,
+                    QUERY_LIMIT.as_secs()
+                )
+            })??;
         let (lines_l, lines_c) = (canonical(&l.batches)?, canonical(&c.batches)?);
         if lines_l != lines_c {
             return Err(format!(

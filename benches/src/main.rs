@@ -172,6 +172,7 @@ async fn run_suite(
 async fn smoke(report: &mut Report) -> Result<(), String> {
     let (data, _) = Tpch::load(0.01).await?;
     scan::scan(report, &data, 1).await?;
+    cluster::cluster(report, &data, 1).await?;
     scan::pruning(report, &data, 1).await?;
     dml::lineitem(report, &data, 1).await?;
     scan::time_travel(report, &data, 3, 1).await?;

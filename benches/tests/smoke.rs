@@ -32,6 +32,7 @@ fn every_suite_runs_at_a_tiny_size() {
     for figure in [
         "| Q22 tarn / ListingTable |",
         "| geometric mean of the 22 ratios |",
+        "| cluster / local, geometric mean of the 22 ratios |",
         "tarn, partitioned by month(l_shipdate): one-month query",
         "| MERGE upsert, spread (1% updated, 0.1% inserted), merge-on-read: time |",
         "| MERGE upsert, spread (1% updated, 0.1% inserted), copy-on-write: time |",

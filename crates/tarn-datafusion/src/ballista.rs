@@ -64,7 +64,7 @@ use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation,
 };
-use datafusion::physical_plan::statistics::StatisticsArgs;
+use datafusion::physical_plan::statistics::{ChildStats, StatisticsArgs};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties,
 };
@@ -147,58 +147,6 @@ pub async fn connect(url: &str, warehouse: Warehouse) -> Result<TarnContext> {
         .build();
     let ctx = SessionContext::remote_with_state(url, state).await?;
     TarnContext::new_with_state(warehouse, ctx.state()).await
-}
-
-/// Starts a scheduler and `executors` executors (each running `slots` tasks at once) in
-/// this process, over loopback, and returns the URL [`connect`] takes. Each executor has a
-/// runtime of its own, as on separate machines: nothing the client registered is there.
-/// For tests and benchmarks.
-#[cfg(feature = "ballista-loopback")]
-pub async fn loopback_cluster(executors: usize, slots: usize) -> Result<String> {
-    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
-    use ballista_core::{ConfigProducer, RuntimeProducer};
-
-    let failed = |what: &str, e: &dyn fmt::Display| {
-        DataFusionError::Execution(format!("starting a loopback cluster's {what}: {e}"))
-    };
-    let config_producer: ConfigProducer = Arc::new(session_config);
-    let session_builder = Arc::new(|config: SessionConfig| {
-        Ok(SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(runtime_env()?)
-            .with_default_features()
-            .build())
-    });
-    let address = ballista_scheduler::standalone::new_standalone_scheduler_with_builder(
-        session_builder,
-        config_producer.clone(),
-        codec(),
-    )
-    .await
-    .map_err(|e| failed("scheduler", &e))?;
-    let url = format!("http://localhost:{}", address.port());
-    let scheduler = loop {
-        match SchedulerGrpcClient::connect(url.clone()).await {
-            Ok(client) => break client,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-        }
-    };
-    for _ in 0..executors {
-        let runtime = runtime_env()?;
-        let runtime_producer: RuntimeProducer = Arc::new(move |_| Ok(runtime.clone()));
-        let state = SessionStateBuilder::new().with_default_features().build();
-        ballista_executor::new_standalone_executor_from_builder(
-            scheduler.clone(),
-            slots,
-            config_producer.clone(),
-            runtime_producer,
-            codec(),
-            (&state).into(),
-        )
-        .await
-        .map_err(|e| failed("executors", &e))?;
-    }
-    Ok(format!("df://localhost:{}", address.port()))
 }
 
 /// A tarn scan as the cluster receives it; see [`TarnScanExec`].
@@ -839,8 +787,11 @@ impl ExecutionPlan for TarnScanExec {
         vec![&self.scan]
     }
 
+    /// `false`, though the scan's order is this node's (its properties are the scan's):
+    /// the optimizer pushes a sort below a node that maintains its input's order, and
+    /// this node must stay right on the Parquet scan that its codec encodes.
     fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
+        vec![false]
     }
 
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {
@@ -874,12 +825,19 @@ impl ExecutionPlan for TarnScanExec {
         self.scan.execute(partition, context)
     }
 
+    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
+        vec![ChildStats::At(partition)]
+    }
+
+    /// The input's, whatever the optimizer has put below this node (a sort, say).
     fn statistics_from_inputs(
         &self,
-        _input_stats: &[Arc<Statistics>],
-        args: &StatisticsArgs,
+        input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
     ) -> Result<Arc<Statistics>> {
-        self.scan.statistics_from_inputs(&[], args)
+        input_stats.first().cloned().ok_or_else(|| {
+            DataFusionError::Internal("TarnScanExec's statistics without its input's".into())
+        })
     }
 
     fn gather_filters_for_pushdown(
@@ -900,6 +858,11 @@ impl ExecutionPlan for TarnScanExec {
         Ok(FilterPushdownPropagation::if_all(child_pushdown_result))
     }
 }
+
+#[cfg(feature = "ballista-loopback")]
+mod loopback;
+#[cfg(feature = "ballista-loopback")]
+pub use loopback::loopback_cluster;
 
 #[cfg(all(test, feature = "ballista-loopback"))]
 mod tests;

@@ -8,6 +8,10 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::execution::TaskContext;
+use datafusion::physical_expr::PhysicalSortExpr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion_proto::physical_plan::AsExecutionPlan;
 use datafusion_proto::protobuf::PhysicalPlanNode;
@@ -112,6 +116,71 @@ async fn a_scan_decoded_in_a_fresh_runtime_binds_by_field_id_and_applies_deletio
             .iter()
             .any(|l| l.contains("| 7    | n0    |"))
     );
+}
+
+/// Every TarnScanExec in `plan`, with what sits right below it.
+fn scans_and_inputs(plan: &Arc<dyn ExecutionPlan>, found: &mut Vec<(String, String)>) {
+    if plan.is::<TarnScanExec>() {
+        found.push((
+            plan.name().to_string(),
+            plan.children()[0].name().to_string(),
+        ));
+    }
+    for child in plan.children() {
+        scans_and_inputs(child, found);
+    }
+}
+
+/// The optimizer pushes sorts below nodes that keep their input's order; the scan node
+/// must stay right on the Parquet scan its codec encodes, and give its input's statistics
+/// whatever is below it (a scheduler whose planning panics never finishes the query).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sort_stays_above_the_scan_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().to_str().unwrap();
+    let local = TarnContext::open(warehouse).await.unwrap();
+    awkward_table(&local).await;
+    let planner = TarnContext::new(Warehouse::open(warehouse).unwrap(), session_config())
+        .await
+        .unwrap();
+    let codec = TarnPhysicalCodec::default();
+    for sql in [
+        "SELECT id, label FROM t ORDER BY id",
+        "SELECT id, label FROM t ORDER BY label DESC, id LIMIT 5",
+        "SELECT a.id FROM t a JOIN t b ON a.id = b.id ORDER BY a.id",
+    ] {
+        let plan = planner
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let mut scans = Vec::new();
+        scans_and_inputs(&plan, &mut scans);
+        assert!(!scans.is_empty(), "{sql}");
+        for (_, input) in scans {
+            assert_eq!(input, "DataSourceExec", "{sql}");
+        }
+        // Statistics through the scan node, as the scheduler's planner asks for them.
+        let sorted = Arc::new(SortExec::new(
+            [PhysicalSortExpr::new_default(Arc::new(Column::new(
+                "id", 0,
+            )))]
+            .into(),
+            find_scan(&plan).unwrap().children()[0].clone(),
+        ));
+        let scan = find_scan(&plan).unwrap();
+        let table = &scan.downcast_ref::<TarnScanExec>().unwrap().table;
+        let over_sort = super::distributed_scan(table, sorted.clone());
+        let stats = |plan: &dyn ExecutionPlan| {
+            StatisticsContext::default()
+                .compute(plan, &StatisticsArgs::new())
+                .unwrap()
+        };
+        assert_eq!(stats(over_sort.as_ref()), stats(sorted.as_ref()), "{sql}");
+        PhysicalPlanNode::try_from_physical_plan(plan, &codec).unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
