@@ -147,62 +147,69 @@ async fn start_executor(
             .serve_with_incoming_shutdown(flight, async move { stop.recv().await }),
     );
 
-    // Ballista's executor server binds its task port itself: find it a free one.
-    let grpc_port = free_port()?;
-    let config = ExecutorProcessConfig {
-        bind_host: HOST.into(),
-        external_host: Some(HOST.into()),
-        port: flight_port,
-        grpc_port,
-        scheduler_host: HOST.into(),
-        scheduler_port,
-        vcores: slots,
-        task_scheduling_policy: POLICY,
-        work_dir: Some(work_dir.to_string()),
-        grpc_max_decoding_message_size: max_message as u32,
-        grpc_max_encoding_message_size: max_message as u32,
-        ..ExecutorProcessConfig::default()
-    };
-    let registration = ExecutorRegistration {
-        id: config.executor_id.clone(),
-        host: config.external_host.clone(),
-        port: u32::from(flight_port),
-        grpc_port: u32::from(grpc_port),
-        specification: Some(
-            ExecutorSpecification::default()
-                .with_vcores(slots as u32)
-                .into(),
-        ),
-        os_info: Some(ExecutorOperatingSystemSpecification::default().into()),
-        ballista_protocol_version: BALLISTA_PROTOCOL_VERSION,
-    };
-    let runtime = runtime_env()?;
-    let runtime_producer: RuntimeProducer = Arc::new(move |_| Ok(runtime.clone()));
-    let functions = (&SessionStateBuilder::new().with_default_features().build()).into();
-    let executor = Arc::new(Executor::with_default_execution_engine(
-        registration,
-        work_dir,
-        runtime_producer,
-        config_producer,
-        Arc::new(functions),
-        Arc::new(LoggingMetricsCollector::default()),
-        slots,
-    ));
-    // The executor's stop requests (from the scheduler) have nowhere to go: it runs until
-    // the notifier stops it.
-    let (stop_requests, _) = tokio::sync::mpsc::channel(1);
-    executor_server::startup(
-        scheduler,
-        Arc::new(config),
-        executor,
-        codec(),
-        stop_requests,
-        shutdown,
-        ExecutorHealth::new(),
-    )
-    .await
-    .map_err(|e| failed("executors", e))?;
-    Ok(())
+    // Ballista's executor server binds its task port itself: find it a free one, and
+    // another if something took that one in between.
+    let mut attempt = 1;
+    loop {
+        let grpc_port = free_port()?;
+        let config = ExecutorProcessConfig {
+            bind_host: HOST.into(),
+            external_host: Some(HOST.into()),
+            port: flight_port,
+            grpc_port,
+            scheduler_host: HOST.into(),
+            scheduler_port,
+            vcores: slots,
+            task_scheduling_policy: POLICY,
+            work_dir: Some(work_dir.to_string()),
+            grpc_max_decoding_message_size: max_message as u32,
+            grpc_max_encoding_message_size: max_message as u32,
+            ..ExecutorProcessConfig::default()
+        };
+        let registration = ExecutorRegistration {
+            id: config.executor_id.clone(),
+            host: config.external_host.clone(),
+            port: u32::from(flight_port),
+            grpc_port: u32::from(grpc_port),
+            specification: Some(
+                ExecutorSpecification::default()
+                    .with_vcores(slots as u32)
+                    .into(),
+            ),
+            os_info: Some(ExecutorOperatingSystemSpecification::default().into()),
+            ballista_protocol_version: BALLISTA_PROTOCOL_VERSION,
+        };
+        let runtime = runtime_env()?;
+        let runtime_producer: RuntimeProducer = Arc::new(move |_| Ok(runtime.clone()));
+        let functions = (&SessionStateBuilder::new().with_default_features().build()).into();
+        let executor = Arc::new(Executor::with_default_execution_engine(
+            registration,
+            work_dir,
+            runtime_producer,
+            config_producer.clone(),
+            Arc::new(functions),
+            Arc::new(LoggingMetricsCollector::default()),
+            slots,
+        ));
+        // The executor's stop requests (from the scheduler) have nowhere to go: it runs
+        // until the notifier stops it.
+        let (stop_requests, _) = tokio::sync::mpsc::channel(1);
+        match executor_server::startup(
+            scheduler.clone(),
+            Arc::new(config),
+            executor,
+            codec(),
+            stop_requests,
+            shutdown,
+            ExecutorHealth::new(),
+        )
+        .await
+        {
+            Ok(_) => return Ok(()),
+            Err(_) if attempt < 3 => attempt += 1,
+            Err(e) => return Err(failed("executors", e)),
+        }
+    }
 }
 
 fn any_port() -> SocketAddr {
