@@ -53,6 +53,18 @@ pub async fn cluster(report: &mut Report, data: &Tpch, runs: usize) -> Result<()
     let warehouse = Warehouse::open(data.warehouse().to_str().ok_or("non-UTF-8 path")?)
         .map_err(|e| e.to_string())?;
     let distributed = connect(&url, warehouse).await.map_err(|e| e.to_string())?;
+    // A partition per task slot, as the local session has one per core (Ballista's own
+    // default is 16 whatever the cluster's size).
+    distributed
+        .sql(&format!(
+            "SET datafusion.execution.target_partitions = {}",
+            EXECUTORS * EXECUTOR_SLOTS
+        ))
+        .await
+        .map_err(|e| e.to_string())?
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
     let (local, distributed) = (Side::Tarn(&data.tarn), Side::Tarn(&distributed));
     let mut log_ratio_sum = 0.0;
     for (i, sql) in QUERIES.iter().enumerate() {
@@ -101,7 +113,7 @@ pub async fn cluster(report: &mut Report, data: &Tpch, runs: usize) -> Result<()
         "ratio",
         format!(
             "SF {}, median of {runs} runs; 1 scheduler, {EXECUTORS} executors x \
-             {EXECUTOR_SLOTS} slots over loopback",
+             {EXECUTOR_SLOTS} slots over loopback, scheduling by push, a partition per slot",
             data.sf
         ),
     );
