@@ -45,20 +45,25 @@ fn canonical(batches: &[RecordBatch]) -> Result<Vec<String>, String> {
     Ok(rows)
 }
 
-/// The 22 TPC-H queries, local against the loopback cluster.
-pub async fn cluster(report: &mut Report, data: &Tpch, runs: usize) -> Result<(), String> {
+/// The 22 TPC-H queries, local against the loopback cluster, whose queries run in
+/// `partitions` partitions (default: one per task slot, as the local session has one per
+/// core; Ballista's own default is 16 whatever the cluster's size).
+pub async fn cluster(
+    report: &mut Report,
+    data: &Tpch,
+    runs: usize,
+    partitions: Option<usize>,
+) -> Result<(), String> {
     let url = loopback_cluster(EXECUTORS, EXECUTOR_SLOTS)
         .await
         .map_err(|e| e.to_string())?;
     let warehouse = Warehouse::open(data.warehouse().to_str().ok_or("non-UTF-8 path")?)
         .map_err(|e| e.to_string())?;
     let distributed = connect(&url, warehouse).await.map_err(|e| e.to_string())?;
-    // A partition per task slot, as the local session has one per core (Ballista's own
-    // default is 16 whatever the cluster's size).
+    let partitions = partitions.unwrap_or(EXECUTORS * EXECUTOR_SLOTS);
     distributed
         .sql(&format!(
-            "SET datafusion.execution.target_partitions = {}",
-            EXECUTORS * EXECUTOR_SLOTS
+            "SET datafusion.execution.target_partitions = {partitions}"
         ))
         .await
         .map_err(|e| e.to_string())?
@@ -66,20 +71,23 @@ pub async fn cluster(report: &mut Report, data: &Tpch, runs: usize) -> Result<()
         .await
         .map_err(|e| e.to_string())?;
     let (local, distributed) = (Side::Tarn(&data.tarn), Side::Tarn(&distributed));
-    let mut log_ratio_sum = 0.0;
-    for (i, sql) in QUERIES.iter().enumerate() {
-        let l = local.execute(sql).await?;
-        // A query the cluster never finishes (a scheduler task that died, say) would
-        // otherwise wait for it forever.
-        let c = tokio::time::timeout(QUERY_LIMIT, distributed.execute(sql))
-            .await
-            .map_err(|_| {
+    // A query the cluster never finishes (a scheduler task that died, say) would otherwise
+    // be waited for forever.
+    let on_cluster = |i: usize, sql: &'static str| {
+        let run = distributed.execute(sql);
+        async move {
+            tokio::time::timeout(QUERY_LIMIT, run).await.map_err(|_| {
                 format!(
                     "Q{:02} did not finish on the cluster within {} s",
                     i + 1,
                     QUERY_LIMIT.as_secs()
                 )
-            })??;
+            })?
+        }
+    };
+    let mut log_ratio_sum = 0.0;
+    for (i, sql) in QUERIES.iter().enumerate() {
+        let (l, c) = (local.execute(sql).await?, on_cluster(i, sql).await?);
         let (lines_l, lines_c) = (canonical(&l.batches)?, canonical(&c.batches)?);
         if lines_l != lines_c {
             return Err(format!(
@@ -92,7 +100,7 @@ pub async fn cluster(report: &mut Report, data: &Tpch, runs: usize) -> Result<()
         let (mut tl, mut tc) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             tl.push(local.execute(sql).await?.elapsed.as_secs_f64());
-            tc.push(distributed.execute(sql).await?.elapsed.as_secs_f64());
+            tc.push(on_cluster(i, sql).await?.elapsed.as_secs_f64());
         }
         let (tl, tc) = (median(&mut tl), median(&mut tc));
         log_ratio_sum += (tc / tl).ln();
@@ -113,7 +121,7 @@ pub async fn cluster(report: &mut Report, data: &Tpch, runs: usize) -> Result<()
         "ratio",
         format!(
             "SF {}, median of {runs} runs; 1 scheduler, {EXECUTORS} executors x \
-             {EXECUTOR_SLOTS} slots over loopback, scheduling by push, a partition per slot",
+             {EXECUTOR_SLOTS} slots over loopback, scheduling by push, {partitions} partitions",
             data.sf
         ),
     );

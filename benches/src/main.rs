@@ -58,7 +58,7 @@ use report::Report;
 use tpch::Tpch;
 
 const USAGE: &str = "usage: tarn-bench <scan|cluster|pruning|write|commit|streaming|planning|dml|time-travel|changes|nested|\
-                     append-large|object-store|merge-memory|all|smoke|explain> [--sf N] [--runs N] [--query N] [--case N] [--json PATH]";
+                     append-large|object-store|merge-memory|all|smoke|explain> [--sf N] [--runs N] [--query N] [--case N] [--partitions N] [--json PATH]";
 
 struct Args {
     suite: String,
@@ -67,6 +67,8 @@ struct Args {
     query: usize,
     /// Only this case of the `write` suite (1-based).
     case: Option<usize>,
+    /// The `cluster` suite's partitions per query (default: one per task slot).
+    partitions: Option<usize>,
     json: Option<String>,
 }
 
@@ -79,6 +81,7 @@ fn parse_args() -> Result<Args, String> {
         runs: 5,
         query: 1,
         case: None,
+        partitions: None,
         json: None,
     };
     while let Some(flag) = args.next() {
@@ -101,6 +104,15 @@ fn parse_args() -> Result<Args, String> {
             }
             "--query" => parsed.query = value.parse().ok().ok_or(number("a TPC-H query number"))?,
             "--case" => parsed.case = Some(value.parse().ok().ok_or(number("a case number"))?),
+            "--partitions" => {
+                parsed.partitions = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or(number("a positive number"))?,
+                )
+            }
             "--json" => parsed.json = Some(value),
             other => return Err(format!("unknown option '{other}'\n{USAGE}")),
         }
@@ -130,6 +142,7 @@ async fn run_suite(
     sf: f64,
     runs: usize,
     case: Option<usize>,
+    partitions: Option<usize>,
 ) -> Result<(), String> {
     match suite {
         "scan" => {
@@ -138,7 +151,7 @@ async fn run_suite(
         }
         "cluster" => {
             tpch(data, report, sf).await?;
-            cluster::cluster(report, data.as_ref().expect("loaded"), runs).await
+            cluster::cluster(report, data.as_ref().expect("loaded"), runs, partitions).await
         }
         "pruning" => {
             tpch(data, report, sf).await?;
@@ -172,7 +185,7 @@ async fn run_suite(
 async fn smoke(report: &mut Report) -> Result<(), String> {
     let (data, _) = Tpch::load(0.01).await?;
     scan::scan(report, &data, 1).await?;
-    cluster::cluster(report, &data, 1).await?;
+    cluster::cluster(report, &data, 1, None).await?;
     scan::pruning(report, &data, 1).await?;
     dml::lineitem(report, &data, 1).await?;
     scan::time_travel(report, &data, 3, 1).await?;
@@ -234,14 +247,34 @@ async fn main() -> ExitCode {
                 "merge-memory",
             ] {
                 eprintln!("tarn-bench: running {suite}");
-                result = run_suite(suite, &mut report, &mut data, args.sf, args.runs, None).await;
+                result = run_suite(
+                    suite,
+                    &mut report,
+                    &mut data,
+                    args.sf,
+                    args.runs,
+                    None,
+                    args.partitions,
+                )
+                .await;
                 if result.is_err() {
                     break;
                 }
             }
             result
         }
-        suite => run_suite(suite, &mut report, &mut None, args.sf, args.runs, args.case).await,
+        suite => {
+            run_suite(
+                suite,
+                &mut report,
+                &mut None,
+                args.sf,
+                args.runs,
+                args.case,
+                args.partitions,
+            )
+            .await
+        }
     };
     if let Err(e) = result {
         eprintln!("tarn-bench: {e}");

@@ -58,9 +58,6 @@ fn failed(what: &str, e: impl std::fmt::Display) -> DataFusionError {
 /// registered is there. The cluster runs until the Tokio runtime it was started on stops.
 pub async fn loopback_cluster(executors: usize, slots: usize) -> Result<String> {
     let scheduler = start_scheduler().await?;
-    let client = SchedulerGrpcClient::connect(format!("http://{scheduler}"))
-        .await
-        .map_err(|e| failed("scheduler", e))?;
     let work = tempfile::Builder::new()
         .prefix("tarn-ballista-")
         .tempdir()
@@ -72,7 +69,7 @@ pub async fn loopback_cluster(executors: usize, slots: usize) -> Result<String> 
         let dir = dir
             .to_str()
             .ok_or_else(|| failed("work directory", "not UTF-8"))?;
-        start_executor(client.clone(), scheduler.port(), slots, dir, &shutdown).await?;
+        start_executor(scheduler, slots, dir, &shutdown).await?;
     }
     // The servers stop when the notifier goes: when this task is dropped with the runtime,
     // which then removes the shuffle files too.
@@ -118,15 +115,17 @@ async fn start_scheduler() -> Result<SocketAddr> {
     Ok(address)
 }
 
-/// An executor that takes tasks the scheduler pushes to it, with its shuffle files in
-/// `work_dir`; registered with the scheduler when this returns.
+/// An executor that takes tasks the scheduler at `scheduler` pushes to it, with its
+/// shuffle files in `work_dir`; registered with the scheduler when this returns.
 async fn start_executor(
-    scheduler: SchedulerGrpcClient<tonic::transport::Channel>,
-    scheduler_port: u16,
+    scheduler: SocketAddr,
     slots: usize,
     work_dir: &str,
     shutdown: &ShutdownNotifier,
 ) -> Result<()> {
+    let client = SchedulerGrpcClient::connect(format!("http://{scheduler}"))
+        .await
+        .map_err(|e| failed("executors", e))?;
     // Shuffle data is served by Arrow Flight, on a port of its own.
     let flight = create_grpc_server_incoming(any_port(), &GrpcServerConfig::default())
         .map_err(|e| failed("executors", e))?;
@@ -158,7 +157,7 @@ async fn start_executor(
             port: flight_port,
             grpc_port,
             scheduler_host: HOST.into(),
-            scheduler_port,
+            scheduler_port: scheduler.port(),
             vcores: slots,
             task_scheduling_policy: POLICY,
             work_dir: Some(work_dir.to_string()),
@@ -195,7 +194,7 @@ async fn start_executor(
         // until the notifier stops it.
         let (stop_requests, _) = tokio::sync::mpsc::channel(1);
         match executor_server::startup(
-            scheduler.clone(),
+            client.clone(),
             Arc::new(config),
             executor,
             codec(),
