@@ -7,7 +7,7 @@
 
 use std::cmp::Ordering;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, UInt64Array};
 use arrow::compute;
 use arrow::datatypes::*;
 use tarn_spec::Value;
@@ -96,6 +96,34 @@ impl StatsCollector {
             max: self.max.clone().and_then(truncate_upper),
             null_count: Some(self.nulls),
         }
+    }
+}
+
+/// [`ColumnStats`] of a file from the statistics its Parquet writer recorded per row group:
+/// `mins`, `maxes` and `nulls` hold one entry per row group (NULL where the writer recorded
+/// none), `rows` the row groups' row counts. The bounds are unknown when a row group holding
+/// values has none; the null count is unknown when one is missing.
+///
+/// Not for float columns: Parquet leaves NaN out of its bounds, where tarn's bounds must
+/// cover every value ([`StatsCollector`] makes them unknown).
+pub(crate) fn from_row_groups(
+    mins: &dyn Array,
+    maxes: &dyn Array,
+    nulls: &UInt64Array,
+    rows: &[u64],
+) -> ColumnStats {
+    let null_count = (nulls.null_count() == 0).then(|| nulls.values().iter().sum());
+    let bounded = (0..rows.len()).all(|g| {
+        nulls.is_valid(g) && (nulls.value(g) == rows[g] || mins.is_valid(g) && maxes.is_valid(g))
+    });
+    let (min, max) = match (bounded, array_min_max(mins), array_min_max(maxes)) {
+        (true, MinMax::Known(min, _), MinMax::Known(_, max)) => (Some(min), Some(max)),
+        _ => (None, None),
+    };
+    ColumnStats {
+        min: min.map(truncate_lower),
+        max: max.and_then(truncate_upper),
+        null_count,
     }
 }
 

@@ -1,5 +1,5 @@
 //! The data-file writer: a stream of Arrow batches in, partitioned Parquet files of a target
-//! size out, each described by a [`DataFile`] with statistics collected as it was written.
+//! size out, each described by a [`DataFile`] with the statistics its Parquet writer recorded.
 //!
 //! ```text
 //! batch ──conform──▶ batch with field ids
@@ -19,14 +19,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use object_store::buffered::BufWriter;
 use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
-use tarn_spec::{PartitionSpec, Schema, SpecId, TableMetadata, Value};
+use tarn_spec::{FieldId, PartitionSpec, PrimitiveType, Schema, SpecId, TableMetadata, Value};
 
 use crate::arrow_convert::{arrow_schema, conform_array, leaf_array};
 use crate::env::Env;
@@ -34,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::location::TableLocation;
 use crate::manifest::DataFile;
 use crate::routing::{Group, Router};
-use crate::stats::StatsCollector;
+use crate::stats::{self, ColumnStats, StatsCollector};
 
 /// Table property: the size at which the writer starts a new data file.
 pub const TARGET_FILE_SIZE_PROPERTY: &str = "write.target-file-size-bytes";
@@ -113,10 +116,9 @@ struct OpenFile {
     path: String,
     writer: AsyncArrowWriter<BufWriter>,
     partition: Vec<Option<Value>>,
-    /// Statistics of each leaf of the schema (see [`tarn_spec::Leaf`]), found at the path
-    /// beside it.
-    stats: Vec<StatsCollector>,
-    leaves: Arc<[Vec<usize>]>,
+    /// Statistics of the float leaves, gathered from the batches (see [`FloatLeaf`]).
+    float_leaves: Arc<[FloatLeaf]>,
+    float_stats: Vec<StatsCollector>,
     /// Rows encoded into the file so far.
     rows: u64,
 }
@@ -136,8 +138,8 @@ impl OpenFile {
                 path: self.path.clone(),
                 source,
             })?;
-        for (collector, path) in self.stats.iter_mut().zip(self.leaves.iter()) {
-            collector.update(leaf_array(batch, path)?.as_ref());
+        for (collector, leaf) in self.float_stats.iter_mut().zip(self.float_leaves.iter()) {
+            collector.update(leaf_array(batch, &leaf.path)?.as_ref());
         }
         self.rows += batch.num_rows() as u64;
         Ok(())
@@ -156,12 +158,40 @@ impl OpenFile {
     }
 }
 
+/// A float leaf of the schema (see [`tarn_spec::Leaf`]). Its statistics are gathered from
+/// the batches as they are written: Parquet's own leave NaN out of the bounds, where tarn's
+/// must cover every value. Every other leaf's come from the Parquet writer's statistics.
+struct FloatLeaf {
+    /// The leaf's position in [`Schema::leaves`].
+    index: usize,
+    path: Vec<usize>,
+}
+
+fn float_leaves(schema: &Schema) -> Arc<[FloatLeaf]> {
+    schema
+        .leaves()
+        .iter()
+        .enumerate()
+        .filter(|(_, leaf)| {
+            matches!(
+                leaf.field.primitive(),
+                Some(PrimitiveType::Float | PrimitiveType::Double)
+            )
+        })
+        .map(|(index, leaf)| FloatLeaf {
+            index,
+            path: leaf.path.to_vec(),
+        })
+        .collect()
+}
+
 /// Writes data files for one table version's schema and default partition spec.
 pub struct DataFileWriter {
     location: TableLocation,
     schema: Schema,
     spec: PartitionSpec,
     arrow_schema: SchemaRef,
+    float_leaves: Arc<[FloatLeaf]>,
     options: WriterOptions,
     env: Env,
     router: Router,
@@ -225,6 +255,7 @@ impl DataFileWriter {
         Ok(DataFileWriter {
             router: Router::new(&schema, metadata.default_spec())?,
             arrow_schema: arrow_schema(&schema),
+            float_leaves: float_leaves(&schema),
             spec: metadata.default_spec().clone(),
             schema,
             location,
@@ -313,7 +344,8 @@ impl DataFileWriter {
         file.encode(&batch).await?;
         if file.size() >= self.options.target_file_size {
             let file = self.open.remove(&key).expect("present");
-            let data_file = close_file(&self.schema, self.spec.id(), file).await?;
+            let data_file =
+                close_file(&self.schema, &self.arrow_schema, self.spec.id(), file).await?;
             self.done.push(data_file);
         }
         Ok(())
@@ -359,7 +391,8 @@ impl DataFileWriter {
         for (_, key) in &sizes {
             let file = self.open.remove(key).expect("listed above");
             held -= file.held().min(held);
-            let data_file = close_file(&self.schema, self.spec.id(), file).await?;
+            let data_file =
+                close_file(&self.schema, &self.arrow_schema, self.spec.id(), file).await?;
             self.done.push(data_file);
             if gate_allows(&mut self.memory, held) {
                 return Ok(held);
@@ -405,13 +438,8 @@ impl DataFileWriter {
             path,
             writer,
             partition,
-            stats: vec![StatsCollector::default(); self.schema.leaves().len()],
-            leaves: self
-                .schema
-                .leaves()
-                .iter()
-                .map(|l| l.path.to_vec())
-                .collect(),
+            float_stats: vec![StatsCollector::default(); self.float_leaves.len()],
+            float_leaves: self.float_leaves.clone(),
             rows: 0,
         })
     }
@@ -422,7 +450,8 @@ impl DataFileWriter {
         let mut open: Vec<_> = self.open.drain().collect();
         open.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, file) in open {
-            let data_file = close_file(&self.schema, self.spec.id(), file).await?;
+            let data_file =
+                close_file(&self.schema, &self.arrow_schema, self.spec.id(), file).await?;
             self.done.push(data_file);
         }
         Ok(self.done)
@@ -430,21 +459,23 @@ impl DataFileWriter {
 }
 
 /// Finishes a file (the writer is not `Sync`, so this borrows only what it needs).
-async fn close_file(schema: &Schema, spec_id: SpecId, mut file: OpenFile) -> Result<DataFile> {
+async fn close_file(
+    schema: &Schema,
+    arrow_schema: &ArrowSchema,
+    spec_id: SpecId,
+    mut file: OpenFile,
+) -> Result<DataFile> {
+    let parquet_error = |path: &str| {
+        let path = path.to_string();
+        move |source| Error::Parquet { path, source }
+    };
     let metadata = file
         .writer
         .finish()
         .await
-        .map_err(|source| Error::Parquet {
-            path: file.path.clone(),
-            source,
-        })?;
-    let column_stats = schema
-        .leaves()
-        .iter()
-        .zip(&file.stats)
-        .map(|(leaf, collector)| (leaf.field.id, collector.finish()))
-        .collect();
+        .map_err(parquet_error(&file.path))?;
+    let column_stats = file_statistics(schema, arrow_schema, &metadata, &file)
+        .map_err(parquet_error(&file.path))?;
     Ok(DataFile {
         file_size: file.writer.bytes_written() as u64,
         path: file.path,
@@ -459,6 +490,72 @@ async fn close_file(schema: &Schema, spec_id: SpecId, mut file: OpenFile) -> Res
             .collect(),
         deletion_vector: None,
     })
+}
+
+/// The statistics of every leaf of `schema` in `file`, just finished with `metadata`: the
+/// float leaves' gathered from the batches, every other leaf's from the Parquet writer's
+/// row-group statistics, so the data is not read twice.
+fn file_statistics(
+    schema: &Schema,
+    arrow_schema: &ArrowSchema,
+    metadata: &ParquetMetaData,
+    file: &OpenFile,
+) -> parquet::errors::Result<BTreeMap<FieldId, ColumnStats>> {
+    let columns = metadata.file_metadata().schema_descr();
+    let groups = metadata.row_groups();
+    let rows: Vec<u64> = groups.iter().map(|g| g.num_rows() as u64).collect();
+    let mut floats = file.float_leaves.iter().zip(&file.float_stats).peekable();
+    let mut all = BTreeMap::new();
+    for (index, leaf) in schema.leaves().iter().enumerate() {
+        if let Some((_, collector)) = floats.next_if(|(float, _)| float.index == index) {
+            all.insert(leaf.field.id, collector.finish());
+            continue;
+        }
+        let (names, field) = leaf_field(arrow_schema, leaf.path).ok_or_else(|| {
+            ParquetError::General(format!("leaf {:?} is not in the Arrow schema", leaf.path))
+        })?;
+        let column = columns
+            .columns()
+            .iter()
+            .position(|c| {
+                c.path()
+                    .parts()
+                    .iter()
+                    .map(String::as_str)
+                    .eq(names.iter().copied())
+            })
+            .ok_or_else(|| {
+                ParquetError::General(format!("column {} is not in the file", names.join(".")))
+            })?;
+        let converter = StatisticsConverter::from_column_index(column, field, columns)?
+            .with_missing_null_counts_as_zero(false);
+        let stats = stats::from_row_groups(
+            converter.row_group_mins(groups)?.as_ref(),
+            converter.row_group_maxes(groups)?.as_ref(),
+            &converter.row_group_null_counts(groups)?,
+            &rows,
+        );
+        all.insert(leaf.field.id, stats);
+    }
+    Ok(all)
+}
+
+/// The names on the way to the leaf at `path` (through struct columns), and its field.
+fn leaf_field<'a>(
+    schema: &'a ArrowSchema,
+    path: &[usize],
+) -> Option<(Vec<&'a str>, &'a ArrowField)> {
+    let (first, rest) = path.split_first()?;
+    let mut field = schema.fields().get(*first)?;
+    let mut names = vec![field.name().as_str()];
+    for &i in rest {
+        let DataType::Struct(children) = field.data_type() else {
+            return None;
+        };
+        field = children.get(i)?;
+        names.push(field.name().as_str());
+    }
+    Some((names, field))
 }
 
 /// `batch` with the table's Arrow schema: columns matched by name, cast to the column type,

@@ -524,3 +524,231 @@ async fn a_checked_in_table_with_deletion_vectors_reads_as_written() {
         assert_eq!(plan.record_count(), ids.len() as u64, "version {version}");
     }
 }
+
+/// A file's statistics come from its Parquet footer, and must say what the data holds for
+/// every type: across row groups, over awkward values (multi-byte and empty strings, a
+/// binary bound that cannot be shortened, huge decimals, NULLs), with NaN making float
+/// bounds unknown, an all-NULL column, and a struct field under NULL structs whose child
+/// slots hold values nobody wrote.
+#[tokio::test]
+async fn statistics_say_what_the_data_holds_for_every_type() {
+    use arrow::array::{
+        ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
+        Float64Array, Int32Array, StructArray,
+    };
+    use arrow::buffer::NullBuffer;
+    use tarn_spec::{FieldId, Type};
+
+    let w = memory_warehouse("footer-statistics").await;
+    let decimal = |precision| PrimitiveType::Decimal {
+        precision,
+        scale: 2,
+    };
+    let definition = tarn_core::TableDefinition {
+        fields: vec![
+            Field::required(1, "id", PrimitiveType::Long),
+            Field::optional(2, "i", PrimitiveType::Int),
+            Field::optional(3, "s", PrimitiveType::String),
+            Field::optional(4, "b", PrimitiveType::Binary),
+            Field::optional(5, "big", decimal(38)),
+            Field::optional(6, "small", decimal(10)),
+            Field::optional(7, "day", PrimitiveType::Date),
+            Field::optional(8, "ts", PrimitiveType::Timestamp),
+            Field::optional(9, "flag", PrimitiveType::Boolean),
+            Field::optional(10, "x", PrimitiveType::Double),
+            Field::optional(11, "y", PrimitiveType::Float),
+            Field::optional(12, "nothing", PrimitiveType::String),
+            Field::optional(
+                13,
+                "st",
+                Type::Struct(vec![Field::optional(14, "a", PrimitiveType::Long)]),
+            ),
+        ],
+        partition_fields: vec![],
+        properties: BTreeMap::from([(tarn_core::ROW_GROUP_ROWS_PROPERTY.to_string(), "3".into())]),
+    };
+    let t = w.create_table("ns", "t", definition).await.unwrap();
+    let schema = tarn_core::arrow_convert::arrow_schema(t.metadata().current_schema());
+    let long = "龍".repeat(100);
+    let huge = -99_999_999_999_999_999_999_999_999_999_999_999_999i128;
+    let arrow::datatypes::DataType::Struct(st_fields) = schema.field(12).data_type().clone() else {
+        panic!("a struct")
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(arrow::array::Int64Array::from((0..8).collect::<Vec<i64>>())),
+        Arc::new(Int32Array::from(vec![
+            Some(5),
+            None,
+            Some(-7),
+            Some(i32::MAX),
+            None,
+            Some(0),
+            Some(1),
+            Some(2),
+        ])),
+        Arc::new(arrow::array::StringArray::from(vec![
+            Some("日本語のテキスト"),
+            Some(""),
+            None,
+            Some(long.as_str()),
+            Some("a/b %"),
+            None,
+            Some("zz"),
+            Some("z"),
+        ])),
+        Arc::new(BinaryArray::from(vec![
+            Some(&[0xffu8; 40][..]),
+            Some(&b""[..]),
+            None,
+            Some(&b"\x00"[..]),
+            None,
+            None,
+            Some(&b"m"[..]),
+            Some(&b"mm"[..]),
+        ])),
+        Arc::new(
+            Decimal128Array::from(vec![
+                Some(huge),
+                Some(12_345),
+                None,
+                Some(0),
+                Some(-huge),
+                None,
+                Some(1),
+                Some(2),
+            ])
+            .with_precision_and_scale(38, 2)
+            .unwrap(),
+        ),
+        Arc::new(
+            Decimal128Array::from(vec![
+                Some(-500),
+                Some(700),
+                None,
+                None,
+                None,
+                None,
+                Some(1),
+                Some(2),
+            ])
+            .with_precision_and_scale(10, 2)
+            .unwrap(),
+        ),
+        Arc::new(Date32Array::from(vec![
+            Some(-719_468),
+            Some(19_000),
+            None,
+            Some(0),
+            None,
+            None,
+            Some(1),
+            Some(2),
+        ])),
+        Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![
+            Some(-1),
+            Some(1_700_000_000_123_456),
+            None,
+            None,
+            Some(0),
+            None,
+            Some(1),
+            Some(2),
+        ])),
+        Arc::new(BooleanArray::from(vec![
+            Some(false),
+            None,
+            Some(false),
+            Some(false),
+            None,
+            None,
+            Some(false),
+            Some(true),
+        ])),
+        Arc::new(Float64Array::from(vec![
+            Some(1.5),
+            Some(f64::NAN),
+            Some(-2.0),
+            None,
+            None,
+            None,
+            Some(1.0),
+            Some(2.0),
+        ])),
+        Arc::new(Float32Array::from(vec![
+            Some(0.5),
+            Some(-1.0),
+            None,
+            None,
+            None,
+            None,
+            Some(0.0),
+            Some(0.25),
+        ])),
+        Arc::new(arrow::array::StringArray::from(vec![None::<&str>; 8])),
+        Arc::new(StructArray::new(
+            st_fields,
+            vec![Arc::new(arrow::array::Int64Array::from(vec![
+                Some(1),
+                Some(1_000_000),
+                None,
+                Some(-3),
+                Some(-1_000_000),
+                Some(0),
+                Some(1),
+                Some(1),
+            ]))],
+            Some(NullBuffer::from(vec![
+                true, false, true, true, false, true, true, true,
+            ])),
+        )),
+    ];
+    let batch = arrow::array::RecordBatch::try_new(schema, columns).unwrap();
+    let t = t
+        .append_batches([batch.slice(0, 5), batch.slice(5, 3)])
+        .await
+        .unwrap();
+    let files = t.plan_files(&Predicate::True).await.unwrap().data_files();
+    assert_eq!(files.len(), 1);
+    let file = &files[0];
+    assert!(file.row_group_rows.len() >= 3, "{:?}", file.row_group_rows);
+
+    let got = |id: i32| {
+        let stats = &file.column_stats[&FieldId(id)];
+        (stats.min.clone(), stats.max.clone(), stats.null_count)
+    };
+    let bounds = |min: Value, max: Value, nulls: u64| (Some(min), Some(max), Some(nulls));
+    assert_eq!(got(1), bounds(Value::Long(0), Value::Long(7), 0));
+    assert_eq!(got(2), bounds(Value::Int(-7), Value::Int(i32::MAX), 2));
+    // The longest string is the largest: its bound is cut, its last character raised.
+    let next = char::from_u32('龍' as u32 + 1).unwrap();
+    let upper = format!("{}{next}", "龍".repeat(tarn_core::TRUNCATE_LENGTH - 1));
+    assert_eq!(
+        got(3),
+        bounds(Value::String(String::new()), Value::String(upper), 2)
+    );
+    // Sixteen 0xff bytes cannot be raised into a shorter upper bound.
+    assert_eq!(got(4), (Some(Value::Binary(vec![])), None, Some(3)));
+    assert_eq!(
+        got(5),
+        bounds(Value::Decimal(huge), Value::Decimal(-huge), 2)
+    );
+    assert_eq!(got(6), bounds(Value::Decimal(-500), Value::Decimal(700), 4));
+    assert_eq!(got(7), bounds(Value::Int(-719_468), Value::Int(19_000), 3));
+    assert_eq!(
+        got(8),
+        bounds(Value::Long(-1), Value::Long(1_700_000_000_123_456), 3)
+    );
+    assert_eq!(
+        got(9),
+        bounds(Value::Boolean(false), Value::Boolean(true), 3)
+    );
+    assert_eq!(
+        got(10),
+        (None, None, Some(3)),
+        "a NaN makes float bounds unknown"
+    );
+    assert_eq!(got(11), bounds(Value::Float(-1.0), Value::Float(0.5), 4));
+    assert_eq!(got(12), (None, None, Some(8)));
+    // The struct's NULL rows count as NULL for its field, whatever their child slots hold.
+    assert_eq!(got(14), bounds(Value::Long(-3), Value::Long(1), 3));
+}
