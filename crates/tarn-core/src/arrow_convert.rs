@@ -10,6 +10,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema, SchemaRef, TimeUnit};
 use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
+use parquet::schema::types::SchemaDescriptor;
 use tarn_spec::{Field, FieldId, PrimitiveType, Schema, Type, Value};
 
 use crate::error::{Error, Result};
@@ -359,6 +360,15 @@ fn required_part_nulls(array: &ArrayRef, part: &Field) -> usize {
         }
         _ => 0,
     }
+}
+
+/// The Parquet leaf column of a data file carrying field id `id` (tarn writes every field's
+/// id into the file's schema), so a renamed field still finds its column.
+pub fn parquet_column(columns: &SchemaDescriptor, id: FieldId) -> Option<usize> {
+    columns.columns().iter().position(|c| {
+        let info = c.self_type().get_basic_info();
+        info.has_id() && info.id() == id.get()
+    })
 }
 
 /// The values of a leaf (see [`tarn_spec::Leaf`]) in a batch of the table's Arrow schema:

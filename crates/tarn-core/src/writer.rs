@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
 use object_store::buffered::BufWriter;
 use parquet::arrow::AsyncArrowWriter;
@@ -29,9 +29,11 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
-use tarn_spec::{FieldId, PartitionSpec, PrimitiveType, Schema, SpecId, TableMetadata, Value};
+use tarn_spec::{
+    Field, FieldId, PartitionSpec, PrimitiveType, Schema, SpecId, TableMetadata, Value,
+};
 
-use crate::arrow_convert::{arrow_schema, conform_array, leaf_array};
+use crate::arrow_convert::{arrow_field, arrow_schema, conform_array, leaf_array, parquet_column};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::location::TableLocation;
@@ -162,24 +164,24 @@ impl OpenFile {
 /// the batches as they are written: Parquet's own leave NaN out of the bounds, where tarn's
 /// must cover every value. Every other leaf's come from the Parquet writer's statistics.
 struct FloatLeaf {
-    /// The leaf's position in [`Schema::leaves`].
-    index: usize,
+    id: FieldId,
     path: Vec<usize>,
+}
+
+fn is_float(field: &Field) -> bool {
+    matches!(
+        field.primitive(),
+        Some(PrimitiveType::Float | PrimitiveType::Double)
+    )
 }
 
 fn float_leaves(schema: &Schema) -> Arc<[FloatLeaf]> {
     schema
         .leaves()
         .iter()
-        .enumerate()
-        .filter(|(_, leaf)| {
-            matches!(
-                leaf.field.primitive(),
-                Some(PrimitiveType::Float | PrimitiveType::Double)
-            )
-        })
-        .map(|(index, leaf)| FloatLeaf {
-            index,
+        .filter(|leaf| is_float(leaf.field))
+        .map(|leaf| FloatLeaf {
+            id: leaf.field.id,
             path: leaf.path.to_vec(),
         })
         .collect()
@@ -344,8 +346,7 @@ impl DataFileWriter {
         file.encode(&batch).await?;
         if file.size() >= self.options.target_file_size {
             let file = self.open.remove(&key).expect("present");
-            let data_file =
-                close_file(&self.schema, &self.arrow_schema, self.spec.id(), file).await?;
+            let data_file = close_file(&self.schema, self.spec.id(), file).await?;
             self.done.push(data_file);
         }
         Ok(())
@@ -391,8 +392,7 @@ impl DataFileWriter {
         for (_, key) in &sizes {
             let file = self.open.remove(key).expect("listed above");
             held -= file.held().min(held);
-            let data_file =
-                close_file(&self.schema, &self.arrow_schema, self.spec.id(), file).await?;
+            let data_file = close_file(&self.schema, self.spec.id(), file).await?;
             self.done.push(data_file);
             if gate_allows(&mut self.memory, held) {
                 return Ok(held);
@@ -450,8 +450,7 @@ impl DataFileWriter {
         let mut open: Vec<_> = self.open.drain().collect();
         open.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, file) in open {
-            let data_file =
-                close_file(&self.schema, &self.arrow_schema, self.spec.id(), file).await?;
+            let data_file = close_file(&self.schema, self.spec.id(), file).await?;
             self.done.push(data_file);
         }
         Ok(self.done)
@@ -459,12 +458,7 @@ impl DataFileWriter {
 }
 
 /// Finishes a file (the writer is not `Sync`, so this borrows only what it needs).
-async fn close_file(
-    schema: &Schema,
-    arrow_schema: &ArrowSchema,
-    spec_id: SpecId,
-    mut file: OpenFile,
-) -> Result<DataFile> {
+async fn close_file(schema: &Schema, spec_id: SpecId, mut file: OpenFile) -> Result<DataFile> {
     let parquet_error = |path: &str| {
         let path = path.to_string();
         move |source| Error::Parquet { path, source }
@@ -474,8 +468,8 @@ async fn close_file(
         .finish()
         .await
         .map_err(parquet_error(&file.path))?;
-    let column_stats = file_statistics(schema, arrow_schema, &metadata, &file)
-        .map_err(parquet_error(&file.path))?;
+    let column_stats =
+        file_statistics(schema, &metadata, &file).map_err(parquet_error(&file.path))?;
     Ok(DataFile {
         file_size: file.writer.bytes_written() as u64,
         path: file.path,
@@ -497,37 +491,20 @@ async fn close_file(
 /// row-group statistics, so the data is not read twice.
 fn file_statistics(
     schema: &Schema,
-    arrow_schema: &ArrowSchema,
     metadata: &ParquetMetaData,
     file: &OpenFile,
 ) -> parquet::errors::Result<BTreeMap<FieldId, ColumnStats>> {
     let columns = metadata.file_metadata().schema_descr();
     let groups = metadata.row_groups();
     let rows: Vec<u64> = groups.iter().map(|g| g.num_rows() as u64).collect();
-    let mut floats = file.float_leaves.iter().zip(&file.float_stats).peekable();
     let mut all = BTreeMap::new();
-    for (index, leaf) in schema.leaves().iter().enumerate() {
-        if let Some((_, collector)) = floats.next_if(|(float, _)| float.index == index) {
-            all.insert(leaf.field.id, collector.finish());
-            continue;
-        }
-        let (names, field) = leaf_field(arrow_schema, leaf.path).ok_or_else(|| {
-            ParquetError::General(format!("leaf {:?} is not in the Arrow schema", leaf.path))
+    for leaf in schema.leaves().iter().filter(|leaf| !is_float(leaf.field)) {
+        let id = leaf.field.id;
+        let column = parquet_column(columns, id).ok_or_else(|| {
+            ParquetError::General(format!("no column of the file has field id {id}"))
         })?;
-        let column = columns
-            .columns()
-            .iter()
-            .position(|c| {
-                c.path()
-                    .parts()
-                    .iter()
-                    .map(String::as_str)
-                    .eq(names.iter().copied())
-            })
-            .ok_or_else(|| {
-                ParquetError::General(format!("column {} is not in the file", names.join(".")))
-            })?;
-        let converter = StatisticsConverter::from_column_index(column, field, columns)?
+        let field = arrow_field(leaf.field);
+        let converter = StatisticsConverter::from_column_index(column, &field, columns)?
             .with_missing_null_counts_as_zero(false);
         let stats = stats::from_row_groups(
             converter.row_group_mins(groups)?.as_ref(),
@@ -535,27 +512,12 @@ fn file_statistics(
             &converter.row_group_null_counts(groups)?,
             &rows,
         );
-        all.insert(leaf.field.id, stats);
+        all.insert(id, stats);
+    }
+    for (leaf, collector) in file.float_leaves.iter().zip(&file.float_stats) {
+        all.insert(leaf.id, collector.finish());
     }
     Ok(all)
-}
-
-/// The names on the way to the leaf at `path` (through struct columns), and its field.
-fn leaf_field<'a>(
-    schema: &'a ArrowSchema,
-    path: &[usize],
-) -> Option<(Vec<&'a str>, &'a ArrowField)> {
-    let (first, rest) = path.split_first()?;
-    let mut field = schema.fields().get(*first)?;
-    let mut names = vec![field.name().as_str()];
-    for &i in rest {
-        let DataType::Struct(children) = field.data_type() else {
-            return None;
-        };
-        field = children.get(i)?;
-        names.push(field.name().as_str());
-    }
-    Some((names, field))
 }
 
 /// `batch` with the table's Arrow schema: columns matched by name, cast to the column type,

@@ -12,6 +12,7 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use datafusion::parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::physical_optimizer::pruning::PruningPredicate;
+use tarn_core::arrow_convert::parquet_column;
 use tarn_core::{CompareOp, FilePredicate, Predicate, StatsView};
 use tarn_spec::{Schema, Transform};
 
@@ -247,15 +248,12 @@ pub struct LeafRowGroups<'a> {
 
 impl<'a> LeafRowGroups<'a> {
     pub fn new(metadata: &'a ParquetMetaData, table: &Schema, leaves: &'a [ArrowField]) -> Self {
-        let columns = metadata.file_metadata().schema_descr().columns();
+        let columns = metadata.file_metadata().schema_descr();
         let leaves = leaves
             .iter()
             .filter_map(|field| {
-                let id = table.field_by_path(field.name())?.id.get();
-                let column = columns.iter().position(|c| {
-                    let info = c.self_type().get_basic_info();
-                    info.has_id() && info.id() == id
-                })?;
+                let id = table.field_by_path(field.name())?.id;
+                let column = parquet_column(columns, id)?;
                 Some((field.name().clone(), (column, field)))
             })
             .collect();
