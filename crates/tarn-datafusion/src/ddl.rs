@@ -30,6 +30,7 @@ use tarn_spec::{
     FIRST_PARTITION_FIELD_ID, Field, FieldId, PartitionField, PrimitiveType, Transform, Value,
 };
 
+use crate::commit::{TABLE_METADATA_KEY, VERSION_METADATA_KEY};
 use crate::context::{TarnContext, quote};
 use crate::convert::{from_scalar, sql_type};
 use crate::error::to_df;
@@ -486,7 +487,9 @@ impl TarnContext {
         let written = df.write_table(&target, DataFrameWriteOptions::new()).await;
         uncreate.table = None;
         match written {
-            Ok(batches) => Ok(self.session_context().read_batches(batches)?),
+            Ok(batches) => Ok(self
+                .session_context()
+                .read_batches(created_version(batches, &created))?),
             Err(e) => {
                 // The statement failed: take the table back out.
                 let cleanup = warehouse.drop_table_at(&created).await;
@@ -568,4 +571,29 @@ impl Drop for Uncreate {
             self.cleanups.lock().expect("not poisoned").push(cleanup);
         }
     }
+}
+
+/// A CTAS whose query returned no rows committed nothing after the create: its count still
+/// names the version the table is now at (the create's), not "unchanged".
+fn created_version(batches: Vec<RecordBatch>, created: &tarn_core::Table) -> Vec<RecordBatch> {
+    batches
+        .into_iter()
+        .map(|batch| {
+            let schema = batch.schema();
+            if !schema.metadata().contains_key(TABLE_METADATA_KEY)
+                || schema.metadata().contains_key(VERSION_METADATA_KEY)
+            {
+                return batch;
+            }
+            let mut metadata = schema.metadata().clone();
+            metadata.insert(
+                VERSION_METADATA_KEY.to_string(),
+                created.version().get().to_string(),
+            );
+            let schema = Arc::new(schema.as_ref().clone().with_metadata(metadata));
+            batch
+                .with_schema(schema)
+                .expect("only the metadata differs")
+        })
+        .collect()
 }

@@ -171,6 +171,8 @@ fn writes_report_the_table_and_its_version_however_it_is_named() {
             "DELETE FROM t WHERE id > 100;",
             "-c",
             "CREATE TABLE c AS SELECT id FROM t;",
+            "-c",
+            "CREATE TABLE e AS SELECT id FROM t WHERE id > 100;",
         ],
         None,
     );
@@ -182,7 +184,8 @@ fn writes_report_the_table_and_its_version_however_it_is_named() {
          1 row affected; t is now at version 2\n\
          2 rows affected; t is now at version 3\n\
          0 rows affected; t is unchanged\n\
-         2 rows affected; c is now at version 1\n"
+         2 rows affected; c is now at version 1\n\
+         0 rows affected; e is now at version 0\n"
     );
 }
 
