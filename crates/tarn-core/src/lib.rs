@@ -75,6 +75,6 @@ pub use transaction::{
 };
 pub use warehouse::Warehouse;
 pub use writer::{
-    DataFileWriter, MemoryGate, ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY,
-    WRITE_BUFFER_PROPERTY, WriterOptions,
+    COMPRESSION_CODEC_PROPERTY, COMPRESSION_LEVEL_PROPERTY, DataFileWriter, MemoryGate,
+    ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY, WRITE_BUFFER_PROPERTY, WriterOptions,
 };

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use crate::error::{Error, Result};
 use crate::transaction::{OverwriteScope, RENAMED_TO_PROPERTY};
 use crate::writer::{
-    ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY, WRITE_BUFFER_PROPERTY, WriterOptions,
+    COMPRESSION_CODEC_PROPERTY, COMPRESSION_LEVEL_PROPERTY, ROW_GROUP_ROWS_PROPERTY,
+    TARGET_FILE_SIZE_PROPERTY, WRITE_BUFFER_PROPERTY, WriterOptions,
 };
 
 /// What INSERT OVERWRITE replaces: `static` (the whole table, the default) or `dynamic`
@@ -213,6 +214,11 @@ pub const KNOWN_PROPERTIES: &[(&str, &str)] = &[
     (MERGE_MODE_PROPERTY, "'merge-on-read' or 'copy-on-write'"),
     (TARGET_FILE_SIZE_PROPERTY, "a positive number of bytes"),
     (ROW_GROUP_ROWS_PROPERTY, "a positive number of rows"),
+    (
+        COMPRESSION_CODEC_PROPERTY,
+        "'zstd', 'snappy', 'lz4' or 'uncompressed'",
+    ),
+    (COMPRESSION_LEVEL_PROPERTY, "a zstd level, 1 to 22"),
     (WRITE_BUFFER_PROPERTY, "a positive number of bytes"),
     (OVERWRITE_MODE_PROPERTY, "'static' or 'dynamic'"),
     (SORT_ORDER_PROPERTY, "column names separated by commas"),
@@ -307,6 +313,8 @@ impl OverwriteScope {
 
 #[cfg(test)]
 mod tests {
+    use parquet::basic::{Compression, ZstdLevel};
+
     use super::*;
 
     fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -333,5 +341,37 @@ mod tests {
         );
         assert!(validate(&props(&[("write.target-file-size-bytes", "0")])).is_err());
         assert!(validate(&props(&[("tarn.whatever", "1")])).is_err());
+    }
+
+    #[test]
+    fn the_compression_codec_and_its_level_are_checked() {
+        let codec = |pairs: &[(&str, &str)]| {
+            WriterOptions::from_properties(&props(pairs)).map(|o| o.compression)
+        };
+        let zstd = |level| Compression::ZSTD(ZstdLevel::try_new(level).unwrap());
+        assert_eq!(codec(&[]).unwrap(), zstd(1));
+        let level = "write.parquet.compression-level";
+        assert_eq!(codec(&[(level, "9")]).unwrap(), zstd(9));
+        let named = "write.parquet.compression-codec";
+        assert_eq!(codec(&[(named, " Snappy ")]).unwrap(), Compression::SNAPPY);
+        assert_eq!(codec(&[(named, "lz4")]).unwrap(), Compression::LZ4_RAW);
+        assert_eq!(
+            codec(&[(named, "uncompressed")]).unwrap(),
+            Compression::UNCOMPRESSED
+        );
+        assert_eq!(codec(&[(named, "zstd"), (level, "3")]).unwrap(), zstd(3));
+        for (pairs, says) in [
+            (&[(named, "gzip")][..], "it must be 'zstd', 'snappy', 'lz4'"),
+            (&[(level, "0")][..], "from 1 (fastest) to 22"),
+            (&[(level, "23")][..], "from 1 (fastest) to 22"),
+            (&[(level, "high")][..], "is 'high'"),
+            (
+                &[(named, "snappy"), (level, "3")][..],
+                "snappy has no levels",
+            ),
+        ] {
+            let error = validate(&props(pairs)).unwrap_err().to_string();
+            assert!(error.contains(says), "{pairs:?}: {error}");
+        }
     }
 }

@@ -752,3 +752,41 @@ async fn statistics_say_what_the_data_holds_for_every_type() {
     // The struct's NULL rows count as NULL for its field, whatever their child slots hold.
     assert_eq!(got(14), bounds(Value::Long(-3), Value::Long(1), 3));
 }
+
+/// Data files are compressed as the table's `write.parquet.compression-codec` says, zstd
+/// unless it says otherwise, and read back the same either way.
+#[tokio::test]
+async fn data_files_are_compressed_with_the_tables_codec() {
+    use parquet::basic::Compression;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let w = memory_warehouse("codec").await;
+    for (codec, expected) in [
+        (None, "ZSTD"),
+        (Some("snappy"), "SNAPPY"),
+        (Some("lz4"), "LZ4_RAW"),
+        (Some("uncompressed"), "UNCOMPRESSED"),
+    ] {
+        let mut definition = events_definition(false);
+        if let Some(codec) = codec {
+            definition.properties.insert(
+                tarn_core::COMPRESSION_CODEC_PROPERTY.to_string(),
+                codec.to_string(),
+            );
+        }
+        let name = codec.unwrap_or("default");
+        let t = w.create_table("ns", name, definition).await.unwrap();
+        let t = t.append_batches([events(0..1000, 3)]).await.unwrap();
+        let files = t.plan_files(&Predicate::True).await.unwrap().data_files();
+        assert_eq!(files.len(), 1);
+        let reader = SerializedFileReader::new(data_file_bytes(&t, &files[0]).await).unwrap();
+        for column in reader.metadata().row_group(0).columns() {
+            let found = match column.compression() {
+                Compression::ZSTD(_) => "ZSTD",
+                other => &other.to_string(),
+            };
+            assert_eq!(found, expected, "{name}: {}", column.column_path());
+        }
+        assert_eq!(read_ids(&t).await, (0..1000).collect::<Vec<_>>(), "{name}");
+    }
+}
