@@ -275,12 +275,22 @@ fn gate_allows(memory: &mut Option<MemoryGate>, held: usize) -> bool {
 /// Rows of the first batch sampled to choose each column's encoding.
 const SAMPLE_ROWS: usize = 4096;
 
-/// The columns of `batch` whose values are mostly distinct in its first rows. Dictionary
-/// encoding only costs time on these: Parquet writers fall back to plain encoding once the
-/// dictionary grows past its page limit anyway, and small files never reach it.
-fn high_cardinality_columns(batch: &RecordBatch) -> Vec<String> {
+/// The dictionary page size past which Parquet writers fall back to plain encoding.
+const DICTIONARY_PAGE_LIMIT: usize = parquet::file::properties::DEFAULT_DICTIONARY_PAGE_SIZE_LIMIT;
+
+/// The columns of `batch` whose dictionary would not pay, judged from its first rows:
+/// - those mostly distinct there;
+/// - those whose distinct values keep coming as fast in the second half of the sample as in
+///   the first (keys in runs, as a table sorted or clustered by them holds), at a rate that
+///   would outgrow the dictionary page within a row group of `row_group_rows`.
+///
+/// Parquet writers fall back to plain encoding once the dictionary outgrows its page, but
+/// only after hashing every value until then: on these columns dictionary encoding costs
+/// time and, once it has fallen back, bytes.
+fn high_cardinality_columns(batch: &RecordBatch, row_group_rows: usize) -> Vec<String> {
     let sample = batch.slice(0, batch.num_rows().min(SAMPLE_ROWS));
-    if sample.num_rows() < 256 {
+    let n = sample.num_rows();
+    if n < 256 {
         return Vec::new();
     }
     sample
@@ -296,9 +306,25 @@ fn high_cardinality_columns(batch: &RecordBatch) -> Vec<String> {
             let Ok(rows) = converter.convert_columns(std::slice::from_ref(column)) else {
                 return false;
             };
-            let distinct: std::collections::HashSet<&[u8]> =
-                rows.iter().map(|r| r.data()).collect();
-            distinct.len() * 2 > sample.num_rows()
+            let mut distinct = std::collections::HashSet::new();
+            let mut in_first_half = 0;
+            let mut row_bytes = 0;
+            for (i, row) in rows.iter().enumerate() {
+                if i == n / 2 {
+                    in_first_half = distinct.len();
+                }
+                row_bytes += row.data().len();
+                distinct.insert(row.data());
+            }
+            if distinct.len() * 2 > n {
+                return true;
+            }
+            let still_growing = (distinct.len() - in_first_half) * 10 >= in_first_half * 8;
+            let width = column
+                .data_type()
+                .primitive_width()
+                .unwrap_or(row_bytes / n);
+            still_growing && distinct.len() * width * (row_group_rows / n) > DICTIONARY_PAGE_LIMIT
         })
         .map(|(field, _)| field.name().clone())
         .collect()
@@ -356,7 +382,10 @@ impl DataFileWriter {
         }
         let batch = conform(batch, &self.schema, &self.arrow_schema)?;
         if self.plain_columns.is_none() {
-            self.plain_columns = Some(high_cardinality_columns(&batch));
+            self.plain_columns = Some(high_cardinality_columns(
+                &batch,
+                self.options.row_group_rows,
+            ));
         }
         if self.spec.is_unpartitioned() {
             return self.write_routed(&[batch]).await;
@@ -624,4 +653,52 @@ fn conform(batch: &RecordBatch, schema: &Schema, target: &SchemaRef) -> Result<R
     }
     RecordBatch::try_new(target.clone(), columns)
         .map_err(|e| Error::arrow("conforming a batch to the table schema", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Date32Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn dictionaries_are_kept_where_they_pay() {
+        let rows = 8192;
+        // Rows spread over 2,000 days at random (splitmix64): the sample holds most of them,
+        // so the dictionary stops growing, though it is about 1,700 values long.
+        let day = |i: i64| {
+            let mut x = (i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((x ^ (x >> 31)) % 2000) as i32
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key_in_runs", DataType::Int64, false),
+            Field::new("id", DataType::Int64, false),
+            Field::new("day", DataType::Date32, false),
+            Field::new("flag", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values((0..rows).map(|i| i / 4))),
+                Arc::new(Int64Array::from_iter_values(0..rows)),
+                Arc::new(Date32Array::from_iter_values((0..rows).map(day))),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| ["A", "N", "R"][i as usize % 3]),
+                )),
+            ],
+        )
+        .unwrap();
+        // A million rows of keys in runs of four would outgrow the dictionary page...
+        assert_eq!(
+            high_cardinality_columns(&batch, 1 << 20),
+            ["key_in_runs", "id"]
+        );
+        // ...8,192 of them would not; mostly distinct values never pay.
+        assert_eq!(high_cardinality_columns(&batch, 8192), ["id"]);
+        // Too few rows to judge: every column keeps its dictionary.
+        assert!(high_cardinality_columns(&batch.slice(0, 100), 1 << 20).is_empty());
+    }
 }
