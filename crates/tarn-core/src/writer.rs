@@ -324,7 +324,9 @@ fn high_cardinality_columns(batch: &RecordBatch, row_group_rows: usize) -> Vec<S
                 .data_type()
                 .primitive_width()
                 .unwrap_or(row_bytes / n);
-            still_growing && distinct.len() * width * (row_group_rows / n) > DICTIONARY_PAGE_LIMIT
+            // Saturating: `row_group_rows` is a table property, as large as a user sets it.
+            let projected = (distinct.len() * width).saturating_mul(row_group_rows / n);
+            still_growing && projected > DICTIONARY_PAGE_LIMIT
         })
         .map(|(field, _)| field.name().clone())
         .collect()
@@ -698,6 +700,11 @@ mod tests {
         );
         // ...8,192 of them would not; mostly distinct values never pay.
         assert_eq!(high_cardinality_columns(&batch, 8192), ["id"]);
+        // A row group as large as a property can ask for is judged, not overflowed.
+        assert_eq!(
+            high_cardinality_columns(&batch, usize::MAX),
+            ["key_in_runs", "id"]
+        );
         // Too few rows to judge: every column keeps its dictionary.
         assert!(high_cardinality_columns(&batch.slice(0, 100), 1 << 20).is_empty());
     }
