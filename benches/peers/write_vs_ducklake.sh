@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Loads TPC-H lineitem into DuckLake and into tarn, alternating, codec for codec (zstd at level
-# 1, tarn's default), unpartitioned
-# and partitioned by month, and prints each run (take medians; the machine is noisy).
+# Loads TPC-H lineitem into DuckLake and into tarn, alternating, codec for codec (zstd at
+# level 1, tarn's default), unpartitioned and partitioned by month, and prints each run (take
+# medians; the machine is noisy).
 #
 # Needs the peer scripts' venvs and data (`../shared/peers/setup.sh`, then `run_all.sh 1 3`,
 # which writes $PEERS/data/sf1/lineitem.parquet) and a release `tarn`.

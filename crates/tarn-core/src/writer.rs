@@ -48,7 +48,7 @@ pub const ROW_GROUP_ROWS_PROPERTY: &str = "write.parquet.row-group-rows";
 
 /// Table property: the codec data files are compressed with (Iceberg's name): `zstd` (the
 /// default: the smallest files), `snappy` (Delta's and DuckLake's default: about 15% faster to
-/// write, 30% larger), `lz4` or `uncompressed`.
+/// write, 40% larger), `lz4` or `uncompressed`.
 pub const COMPRESSION_CODEC_PROPERTY: &str = "write.parquet.compression-codec";
 /// Table property: the zstd level, 1 (the default) to 22.
 pub const COMPRESSION_LEVEL_PROPERTY: &str = "write.parquet.compression-level";
@@ -89,9 +89,7 @@ impl Default for WriterOptions {
             target_file_size: 128 * 1024 * 1024,
             row_group_rows: 1024 * 1024,
             buffer_bytes: 512 * 1024 * 1024,
-            compression: Compression::ZSTD(
-                ZstdLevel::try_new(DEFAULT_ZSTD_LEVEL).expect("a valid level"),
-            ),
+            compression: zstd(None).expect("the default level is valid"),
         }
     }
 }
@@ -134,42 +132,53 @@ const DEFAULT_ZSTD_LEVEL: i32 = 1;
 /// The codec [`COMPRESSION_CODEC_PROPERTY`] and [`COMPRESSION_LEVEL_PROPERTY`] ask for.
 fn compression(properties: &BTreeMap<String, String>) -> Result<Compression> {
     let invalid = |message: String| Error::invalid("table property", message);
-    let codec = properties.get(COMPRESSION_CODEC_PROPERTY);
     let level = properties.get(COMPRESSION_LEVEL_PROPERTY);
-    match codec.map(|c| c.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("zstd") => {
-            let Some(text) = level else {
-                let level = ZstdLevel::try_new(DEFAULT_ZSTD_LEVEL).expect("a valid level");
-                return Ok(Compression::ZSTD(level));
-            };
-            text.trim()
-                .parse::<i32>()
-                .ok()
-                .filter(|l| (1..=22).contains(l))
-                .and_then(|l| ZstdLevel::try_new(l).ok())
-                .map(Compression::ZSTD)
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "{COMPRESSION_LEVEL_PROPERTY} is '{text}'; it must be a zstd level from \
-                         1 (fastest) to 22 (smallest)"
-                    ))
-                })
+    let Some(named) = properties.get(COMPRESSION_CODEC_PROPERTY) else {
+        return zstd(level);
+    };
+    let codec = match named.trim().to_ascii_lowercase().as_str() {
+        "zstd" => return zstd(level),
+        "snappy" => Compression::SNAPPY,
+        "lz4" => Compression::LZ4_RAW,
+        "uncompressed" => Compression::UNCOMPRESSED,
+        _ => {
+            return Err(invalid(format!(
+                "{COMPRESSION_CODEC_PROPERTY} is '{named}'; it must be 'zstd', 'snappy', 'lz4' \
+                 or 'uncompressed'"
+            )));
         }
-        Some(other) if level.is_some() && ["snappy", "lz4", "uncompressed"].contains(&other) => {
-            Err(invalid(format!(
-                "{COMPRESSION_LEVEL_PROPERTY} is set, but {other} has no levels; unset it, or \
-                 set {COMPRESSION_CODEC_PROPERTY} to 'zstd'"
-            )))
-        }
-        Some("snappy") => Ok(Compression::SNAPPY),
-        Some("lz4") => Ok(Compression::LZ4_RAW),
-        Some("uncompressed") => Ok(Compression::UNCOMPRESSED),
+    };
+    match level {
+        None => Ok(codec),
         Some(_) => Err(invalid(format!(
-            "{COMPRESSION_CODEC_PROPERTY} is '{}'; it must be 'zstd', 'snappy', 'lz4' or \
-             'uncompressed'",
-            codec.map(String::as_str).unwrap_or_default()
+            "{COMPRESSION_LEVEL_PROPERTY} is set, but {} has no levels; unset it, or set \
+             {COMPRESSION_CODEC_PROPERTY} to 'zstd'",
+            named.trim()
         ))),
     }
+}
+
+/// zstd at `level` (a [`COMPRESSION_LEVEL_PROPERTY`] value), or at the default level.
+fn zstd(level: Option<&String>) -> Result<Compression> {
+    let Some(text) = level else {
+        let level = ZstdLevel::try_new(DEFAULT_ZSTD_LEVEL).expect("a valid level");
+        return Ok(Compression::ZSTD(level));
+    };
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|l| (1..=22).contains(l))
+        .and_then(|l| ZstdLevel::try_new(l).ok())
+        .map(Compression::ZSTD)
+        .ok_or_else(|| {
+            Error::invalid(
+                "table property",
+                format!(
+                    "{COMPRESSION_LEVEL_PROPERTY} is '{text}'; it must be a zstd level from 1 \
+                     (fastest) to 22 (smallest)"
+                ),
+            )
+        })
 }
 
 struct OpenFile {
