@@ -246,6 +246,7 @@ fn main() -> ExitCode {
             }
             scripts.push(text);
         }
+        runtime.block_on(async { shell.cancel_on_interrupt() });
         let mut failed = false;
         for script in scripts {
             let (flow, script_failed) =
@@ -254,6 +255,11 @@ fn main() -> ExitCode {
             if flow == Flow::Quit || (script_failed && !args.keep_going) {
                 break;
             }
+        }
+        runtime.block_on(shell.finish());
+        if shell.interrupted {
+            // As a shell reports a process Ctrl-C ended: 128 + SIGINT.
+            return ExitCode::from(130);
         }
         return if failed {
             ExitCode::FAILURE

@@ -39,6 +39,8 @@ pub enum Stop {
     Failed(String),
     /// Standard output was closed by its reader: the shell ends quietly.
     Closed,
+    /// Ctrl-C cancelled a statement of a script: the script ends.
+    Interrupted,
 }
 
 impl From<String> for Stop {
@@ -69,6 +71,10 @@ pub struct Shell {
     depth: usize,
     /// The SQL run last, for `\watch`.
     last_sql: Option<String>,
+    /// Ctrl-C while a script runs (see [`Shell::cancel_on_interrupt`]).
+    interrupt: Option<Arc<tokio::sync::Notify>>,
+    /// Whether Ctrl-C cancelled a statement of a script.
+    pub interrupted: bool,
 }
 
 impl Shell {
@@ -89,6 +95,50 @@ impl Shell {
             output: None,
             depth: 0,
             last_sql: None,
+            interrupt: None,
+            interrupted: false,
+        }
+    }
+
+    /// From now on, Ctrl-C cancels the running statement of a script (`tarn -c`, `-f`,
+    /// standard input) and ends the script, instead of killing the process: what a cancelled
+    /// statement leaves to undo (the table of a CREATE TABLE AS whose rows never committed)
+    /// is undone by [`Shell::finish`]. One listener for the whole run, so a Ctrl-C that
+    /// arrives between two statements stops the next one. Call it inside the runtime.
+    pub fn cancel_on_interrupt(&mut self) {
+        let interrupt = Arc::new(tokio::sync::Notify::new());
+        let notify = interrupt.clone();
+        // Listening from here on, not from when the task first runs.
+        #[cfg(unix)]
+        let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        else {
+            return;
+        };
+        tokio::spawn(async move {
+            #[cfg(unix)]
+            let received = signal.recv().await.is_some();
+            #[cfg(not(unix))]
+            let received = tokio::signal::ctrl_c().await.is_ok();
+            if received {
+                // Kept as a permit when no statement is waiting for it.
+                notify.notify_one();
+            }
+        });
+        self.interrupt = Some(interrupt);
+    }
+
+    /// Finishes what cancelled statements left to undo; the process may end after it.
+    pub async fn finish(&self) {
+        self.ctx.finish_cancelled().await;
+    }
+
+    /// Resolves when Ctrl-C cancels a script's statement; never without
+    /// [`Shell::cancel_on_interrupt`].
+    async fn interrupted_now(interrupt: Option<Arc<tokio::sync::Notify>>) {
+        match interrupt {
+            Some(interrupt) => interrupt.notified().await,
+            None => std::future::pending().await,
         }
     }
 
@@ -136,6 +186,10 @@ impl Shell {
         let stopped = |stop: Stop, failed: &mut bool| -> Option<(Flow, bool)> {
             match stop {
                 Stop::Closed => Some((Flow::Quit, *failed)),
+                Stop::Interrupted => {
+                    report("statement cancelled");
+                    Some((Flow::Quit, true))
+                }
                 Stop::Failed(e) => {
                     report(&e);
                     *failed = true;
@@ -196,7 +250,14 @@ impl Shell {
                     }
                 }
             } else {
-                self.execute(statement).await?;
+                let interrupt = self.interrupt.clone();
+                tokio::select! {
+                    r = self.execute(statement) => r?,
+                    _ = Self::interrupted_now(interrupt) => {
+                        self.interrupted = true;
+                        return Err(Stop::Interrupted);
+                    }
+                }
             }
             if self.timing {
                 let requests = self.ctx.warehouse().requests().since(requests);
@@ -360,6 +421,9 @@ impl Shell {
                 self.depth += 1;
                 let (flow, failed) = Box::pin(self.run_script(&text, false)).await;
                 self.depth -= 1;
+                if self.interrupted {
+                    return Err(Stop::Interrupted);
+                }
                 if failed {
                     return Err(Stop::Failed(format!(
                         "{} stopped at its first error",
@@ -389,7 +453,14 @@ impl Shell {
                             _ = tokio::signal::ctrl_c() => break,
                         }
                     } else {
-                        tokio::time::sleep(interval).await;
+                        let interrupt = self.interrupt.clone();
+                        tokio::select! {
+                            _ = tokio::time::sleep(interval) => {}
+                            _ = Self::interrupted_now(interrupt) => {
+                                self.interrupted = true;
+                                return Err(Stop::Interrupted);
+                            }
+                        }
                     }
                 }
             }

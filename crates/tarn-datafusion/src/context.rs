@@ -228,12 +228,19 @@ impl TarnContext {
         self.execute(statements.remove(0)).await
     }
 
-    /// Runs one parsed statement.
-    pub async fn execute(&self, parsed: ParsedStatement) -> Result<DataFrame> {
+    /// Finishes what statements cancelled by dropping their futures left to undo: a CREATE
+    /// TABLE AS cancelled before its rows committed takes its table back out. Each statement
+    /// does this before it runs; a program that cancels one and then ends calls it last.
+    pub async fn finish_cancelled(&self) {
         let cleanups: Vec<_> = std::mem::take(&mut *self.cleanups.lock().expect("not poisoned"));
         for cleanup in cleanups {
             let _ = cleanup.await;
         }
+    }
+
+    /// Runs one parsed statement.
+    pub async fn execute(&self, parsed: ParsedStatement) -> Result<DataFrame> {
+        self.finish_cancelled().await;
         let ParsedStatement {
             mut statement,
             partition_by,

@@ -153,3 +153,78 @@ fn describe_shows_partitioning_and_properties() {
     assert!(stdout.contains("| default   | e     |"), "{stdout}");
     assert!(stdout.contains("| default   |"), "{stdout}");
 }
+
+/// Ctrl-C during a script's CREATE TABLE AS cancels it as the interactive shell does: the
+/// half-made table is taken back out before the process ends, the statements after it do
+/// not run, and the exit status is a shell's for Ctrl-C (130).
+#[cfg(unix)]
+#[test]
+fn ctrl_c_ends_a_script_and_leaves_no_half_made_table() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("wh");
+    let script = dir.path().join("load.sql");
+    std::fs::write(
+        &script,
+        "CREATE TABLE s (a INT);\nINSERT INTO s VALUES (1);\n\
+         CREATE TABLE big AS SELECT value AS id FROM generate_series(1, 1000000000);\n\
+         INSERT INTO s VALUES (2);\n",
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tarn"))
+        .arg("--warehouse")
+        .arg(&warehouse)
+        .arg("-f")
+        .arg(&script)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupted once `big` exists and its rows are being written.
+    let created = warehouse.join("default/big/metadata/00000000000000000000.json");
+    let started = Instant::now();
+    while !created.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "CREATE TABLE AS never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("statement cancelled"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = tarn(&warehouse, &["-c", "SELECT count(*) FROM big;"], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = tarn(
+        &warehouse,
+        &["--format", "csv", "-c", "SELECT a FROM s;"],
+        None,
+    );
+    assert_eq!(text(&out.stdout), "a\n1\n", "{}", text(&out.stderr));
+    let out = tarn(
+        &warehouse,
+        &[
+            "-c",
+            "CREATE TABLE big AS SELECT value AS id FROM generate_series(1, 5);",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
