@@ -25,6 +25,8 @@
 //!   after OPTIMIZE against the same rows written by one CTAS, then 20,000 `INSERT ... VALUES`
 //!   statements through SQL (rate per 1,000), and 20,000 INSERTs of 100 rows into a table
 //!   with auto compaction (rate, the query after 1,000 and after 20,000 commits).
+//! - `sql-path`: 2,000 `INSERT ... VALUES` statements of 3 rows, each timed in phases (parse,
+//!   plan, physical plan, run), against appends of the same rows through the Rust API.
 //! - `append-large`: appending one file to a table of 10,000 files: metadata objects written
 //!   and commit latency.
 //! - `object-store`: 200 sequential appends and 20 point queries through SQL (each from a
@@ -57,7 +59,7 @@ use std::process::ExitCode;
 use report::Report;
 use tpch::Tpch;
 
-const USAGE: &str = "usage: tarn-bench <scan|cluster|pruning|write|commit|streaming|planning|dml|time-travel|changes|nested|\
+const USAGE: &str = "usage: tarn-bench <scan|cluster|pruning|write|commit|streaming|sql-path|planning|dml|time-travel|changes|nested|\
                      append-large|object-store|merge-memory|all|smoke|explain> [--sf N] [--runs N] [--query N] [--case N] [--partitions N] [--json PATH]";
 
 struct Args {
@@ -174,6 +176,7 @@ async fn run_suite(
         "planning" => planning::planning(report, &[1_000, 10_000, 100_000], runs).await,
         "commit" => suites::commit(report, 1_000, 1_000, 4, runs).await,
         "streaming" => streaming::streaming(report, 20_000, 20_000, runs).await,
+        "sql-path" => streaming::sql_path(report, 2_000).await,
         "append-large" => suites::append_large(report, 10_000, runs).await,
         "object-store" => stores::object_store(report, 200, 20, runs).await,
         "merge-memory" => dml::merge_under_memory_limit(report, 10_000_000, 10_000, 1 << 30).await,
@@ -195,6 +198,7 @@ async fn smoke(report: &mut Report) -> Result<(), String> {
     suites::append_large(report, 200, 1).await?;
     suites::commit(report, 20, 100, 2, 1).await?;
     streaming::streaming(report, 30, 20, 1).await?;
+    streaming::sql_path(report, 20).await?;
     // The S3 side needs the server of scripts/with-s3.sh, which the test command starts.
     if std::env::var_os("TARN_TEST_S3").is_some() {
         stores::object_store(report, 5, 2, 1).await?;

@@ -353,3 +353,156 @@ async fn query_on_ms(ctx: &TarnContext, sql: &str, runs: usize) -> Result<f64, S
     }
     Ok(median_ms(&mut times))
 }
+
+/// The phases of a SQL statement, timed: parse, plan (SQL to a logical plan, with the tables
+/// it names), physical plan (optimizers and the physical planner), run.
+const PHASES: [&str; 4] = ["parse", "plan", "physical plan", "run (write, commit)"];
+
+/// One statement's time in each of [`PHASES`].
+type Phases = [Duration; 4];
+
+/// Runs `sql` on a tarn session, timing its phases.
+async fn tarn_phases(ctx: &TarnContext, sql: &str) -> Result<Phases, String> {
+    let e = |e: datafusion::error::DataFusionError| format!("{sql}: {e}");
+    let start = Instant::now();
+    let mut parsed = ctx.parse(sql).map_err(e)?;
+    let parsed_at = Instant::now();
+    let frame = ctx.execute(parsed.remove(0)).await.map_err(e)?;
+    finish_phases(frame, start, parsed_at, sql).await
+}
+
+/// Runs `sql` on a plain DataFusion session, timing its phases as [`tarn_phases`] does.
+async fn datafusion_phases(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> Result<Phases, String> {
+    let e = |e: datafusion::error::DataFusionError| format!("{sql}: {e}");
+    let start = Instant::now();
+    let state = ctx.state();
+    let statement = state
+        .sql_to_statement(sql, &datafusion::config::Dialect::Generic)
+        .map_err(e)?;
+    let parsed_at = Instant::now();
+    let plan = state.statement_to_plan(statement).await.map_err(e)?;
+    let frame = ctx.execute_logical_plan(plan).await.map_err(e)?;
+    finish_phases(frame, start, parsed_at, sql).await
+}
+
+async fn finish_phases(
+    frame: datafusion::prelude::DataFrame,
+    start: Instant,
+    parsed_at: Instant,
+    sql: &str,
+) -> Result<Phases, String> {
+    let e = |e: datafusion::error::DataFusionError| format!("{sql}: {e}");
+    let planned_at = Instant::now();
+    let task = std::sync::Arc::new(frame.task_ctx());
+    let plan = frame.create_physical_plan().await.map_err(e)?;
+    let physical_at = Instant::now();
+    datafusion::physical_plan::collect(plan, task)
+        .await
+        .map_err(e)?;
+    let done = Instant::now();
+    Ok([
+        parsed_at - start,
+        planned_at - parsed_at,
+        physical_at - planned_at,
+        done - physical_at,
+    ])
+}
+
+/// Where one small `INSERT ... VALUES` statement spends its time: `statements` INSERTs of 3
+/// rows through tarn's SQL, timed in [`PHASES`], alternating with appends of the same rows
+/// through the Rust API (data file, commit) and with the same INSERTs into a DataFusion
+/// `MemTable` (the engine's own cost of a statement, with nothing written). Medians.
+pub async fn sql_path(report: &mut Report, statements: usize) -> Result<(), String> {
+    let (dir, w) = local_warehouse().await?;
+    let mut t = w
+        .create_table("bench", "api", definition(false))
+        .await
+        .map_err(|e| e.to_string())?;
+    let ctx = TarnContext::open(dir.path().to_str().ok_or("non-UTF-8 temp path")?)
+        .await
+        .map_err(|e| e.to_string())?;
+    run(&ctx, "CREATE TABLE bench.q (id BIGINT NOT NULL)").await?;
+    let engine = datafusion::prelude::SessionContext::new();
+    engine
+        .register_table(
+            "q",
+            std::sync::Arc::new(
+                datafusion::datasource::MemTable::try_new(ids(0..0).schema(), vec![vec![]])
+                    .map_err(|e| e.to_string())?,
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+    let (mut tarn, mut floor) = (Vec::new(), Vec::new());
+    let (mut api_file, mut api_commit) = (Vec::new(), Vec::new());
+    for i in 0..statements as i64 {
+        let values = format!("VALUES ({}), ({}), ({})", 3 * i, 3 * i + 1, 3 * i + 2);
+        tarn.push(tarn_phases(&ctx, &format!("INSERT INTO bench.q {values}")).await?);
+        floor.push(datafusion_phases(&engine, &format!("INSERT INTO q {values}")).await?);
+
+        let start = Instant::now();
+        let mut writer = t.writer().map_err(|e| e.to_string())?;
+        writer
+            .write(&ids(3 * i..3 * i + 3))
+            .await
+            .map_err(|e| e.to_string())?;
+        let files = writer.finish().await.map_err(|e| e.to_string())?;
+        let written = Instant::now();
+        t = t.append(files).await.map_err(|e| e.to_string())?;
+        api_file.push(written - start);
+        api_commit.push(written.elapsed());
+    }
+    let total =
+        |samples: &[Phases]| -> Vec<Duration> { samples.iter().map(|p| p.iter().sum()).collect() };
+    let phase = |samples: &[Phases], k: usize| -> f64 {
+        median_ms(&mut samples.iter().map(|p| p[k]).collect::<Vec<_>>())
+    };
+    let mut api: Vec<Duration> = api_file
+        .iter()
+        .zip(&api_commit)
+        .map(|(a, b)| *a + *b)
+        .collect();
+    let (sql_ms, api_ms) = (median_ms(&mut total(&tarn)), median_ms(&mut api));
+    report.add(
+        "INSERT of 3 rows through tarn's SQL, whole statement",
+        sql_ms,
+        "ms",
+        format!(
+            "median of {statements}; p99 {:.2} ms",
+            percentile_ms(&mut total(&tarn), 0.99)
+        ),
+    );
+    for (k, name) in PHASES.iter().enumerate() {
+        report.add(
+            format!("tarn SQL: {name}"),
+            phase(&tarn, k),
+            "ms",
+            format!("DataFusion into a MemTable: {:.3} ms", phase(&floor, k)),
+        );
+    }
+    report.add(
+        "append of 3 rows through the Rust API, whole",
+        api_ms,
+        "ms",
+        format!(
+            "median of {statements}; data file {:.3} ms, commit {:.3} ms",
+            median_ms(&mut api_file),
+            median_ms(&mut api_commit)
+        ),
+    );
+    let engine_ms: f64 = (0..3).map(|k| phase(&floor, k)).sum();
+    report.add(
+        "tarn SQL above the Rust API",
+        (sql_ms - api_ms) * 1000.0,
+        "µs",
+        format!(
+            "difference of the medians; DataFusion alone takes {:.0} µs to parse and plan \
+             the same INSERT into a MemTable",
+            engine_ms * 1000.0
+        ),
+    );
+    drop(dir);
+    Ok(())
+}

@@ -133,17 +133,24 @@ impl Table {
     /// created again under the name is not mistaken for it) instead of reading the hint and
     /// the version file.
     ///
+    /// The two requests go out together, so the check costs one round trip. Their order does
+    /// not matter: when both pass, this version was the newest at the moment the next one was
+    /// seen absent or, if a DROP TABLE sealed and removed it meanwhile, at a moment the
+    /// statement overlapped that drop, which it may then be ordered before.
+    ///
     /// The version to check is this one, or the newer one a commit through a handle sharing
     /// this one's cache made since (a statement after a write in the same session).
     pub async fn reload(&self) -> Result<Table> {
         let known = self.last_committed().unwrap_or_else(|| self.clone());
         let next = log::version_file(known.version().next());
-        if !self.location.exists(&next).await?
+        let current = log::version_file(known.version());
+        let (next_exists, current_tag) = futures::try_join!(
+            self.location.exists(&next),
+            self.location.head_tag(&current)
+        )?;
+        if !next_exists
             && let Some(tag) = known.version_tag()
-            && let Some(Some(now)) = self
-                .location
-                .head_tag(&log::version_file(known.version()))
-                .await?
+            && let Some(Some(now)) = current_tag
             && tag == now
         {
             return Ok(known);

@@ -346,10 +346,16 @@ impl TarnContext {
                 outcome => break outcome?,
             }
         };
-        if matches!(plan, datafusion::logical_expr::LogicalPlan::Analyze(_)) {
-            return self.analyze(plan).await;
+        use datafusion::logical_expr::LogicalPlan;
+        match plan {
+            LogicalPlan::Analyze(_) => self.analyze(plan).await,
+            LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => {
+                self.ctx.execute_logical_plan(plan).await
+            }
+            // What `execute_logical_plan` does with a query or DML, on the copy of the
+            // session this statement was planned with, rather than a second copy.
+            plan => Ok(DataFrame::new(state, plan)),
         }
-        self.ctx.execute_logical_plan(plan).await
     }
 
     /// EXPLAIN ANALYZE, run now, with one more row: the requests the warehouse's store
@@ -371,24 +377,18 @@ impl TarnContext {
         self.ctx.read_batches(batches)
     }
 
+    // Both read the session's configuration in place: `SessionContext::state()` would copy
+    // the whole session (its function registries and options) for one string.
     pub(crate) fn default_namespace(&self) -> String {
-        self.ctx
-            .state()
-            .config()
-            .options()
-            .catalog
-            .default_schema
-            .clone()
+        let state = self.ctx.state_ref();
+        let state = state.read();
+        state.config().options().catalog.default_schema.clone()
     }
 
     fn default_catalog(&self) -> String {
-        self.ctx
-            .state()
-            .config()
-            .options()
-            .catalog
-            .default_catalog
-            .clone()
+        let state = self.ctx.state_ref();
+        let state = state.read();
+        state.config().options().catalog.default_catalog.clone()
     }
 
     pub(crate) fn qualify(
