@@ -6,7 +6,7 @@ mod print;
 mod repl;
 mod shell;
 
-use std::io::{IsTerminal, Read};
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -238,14 +238,6 @@ fn main() -> ExitCode {
                 },
             }
         }
-        if !one_shot {
-            let mut text = String::new();
-            if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-                report(&format!("cannot read standard input: {e}"));
-                return ExitCode::FAILURE;
-            }
-            scripts.push(text);
-        }
         runtime.block_on(async { shell.cancel_on_interrupt() });
         let mut failed = false;
         for script in scripts {
@@ -255,6 +247,13 @@ fn main() -> ExitCode {
             if flow == Flow::Quit || (script_failed && !args.keep_going) {
                 break;
             }
+        }
+        if !one_shot {
+            // Statement by statement as they arrive, so that a program feeding tarn sees
+            // each one committed before it sends the next, not at the end of its input.
+            let lines = std::io::stdin().lock().lines();
+            let (_, stdin_failed) = runtime.block_on(shell.run_lines(lines, args.keep_going));
+            failed |= stdin_failed;
         }
         runtime.block_on(shell.finish());
         if shell.interrupted {
@@ -285,7 +284,10 @@ fn main() -> ExitCode {
             ""
         }
     );
-    match repl::run(&runtime, &mut shell, &banner) {
+    let outcome = repl::run(&runtime, &mut shell, &banner);
+    // A statement cancelled just before `\q` may still be taking its table back out.
+    runtime.block_on(shell.finish());
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report(&format!("the line editor failed: {e}"));

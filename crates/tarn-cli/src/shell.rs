@@ -22,6 +22,29 @@ use tarn_datafusion::{ParsedStatement, TABLE_METADATA_KEY, TarnContext, VERSION_
 use crate::command::{Command, HELP};
 use crate::print::{Format, Style, render};
 
+/// Ctrl-C while a script runs.
+#[derive(Default)]
+struct Interrupt {
+    /// Cancels the running statement; kept as a permit if it arrives just as one ends.
+    cancel: tokio::sync::Notify,
+    /// Whether a statement is running.
+    running: std::sync::Mutex<bool>,
+}
+
+impl Interrupt {
+    /// Marks a statement as running until the guard is dropped.
+    fn running(&self) -> impl Drop + '_ {
+        struct Running<'a>(&'a Interrupt);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            }
+        }
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        Running(self)
+    }
+}
+
 /// How deep `\i` may nest.
 const MAX_INCLUDE_DEPTH: usize = 16;
 
@@ -72,7 +95,7 @@ pub struct Shell {
     /// The SQL run last, for `\watch`.
     last_sql: Option<String>,
     /// Ctrl-C while a script runs (see [`Shell::cancel_on_interrupt`]).
-    interrupt: Option<Arc<tokio::sync::Notify>>,
+    interrupt: Option<Arc<Interrupt>>,
     /// Whether Ctrl-C cancelled a statement of a script.
     pub interrupted: bool,
 }
@@ -101,13 +124,13 @@ impl Shell {
     }
 
     /// From now on, Ctrl-C cancels the running statement of a script (`tarn -c`, `-f`,
-    /// standard input) and ends the script, instead of killing the process: what a cancelled
-    /// statement leaves to undo (the table of a CREATE TABLE AS whose rows never committed)
-    /// is undone by [`Shell::finish`]. One listener for the whole run, so a Ctrl-C that
-    /// arrives between two statements stops the next one. Call it inside the runtime.
+    /// standard input) and ends the script, instead of killing the process mid-statement:
+    /// what a cancelled statement leaves to undo (the table of a CREATE TABLE AS whose rows
+    /// never committed) is undone by [`Shell::finish`]. Between statements, such as while
+    /// tarn waits for the next line on standard input, Ctrl-C ends tarn at once. Call it
+    /// inside the runtime.
     pub fn cancel_on_interrupt(&mut self) {
-        let interrupt = Arc::new(tokio::sync::Notify::new());
-        let notify = interrupt.clone();
+        let interrupt = Arc::new(Interrupt::default());
         // Listening from here on, not from when the task first runs.
         #[cfg(unix)]
         let Ok(mut signal) =
@@ -115,14 +138,23 @@ impl Shell {
         else {
             return;
         };
+        let listener = interrupt.clone();
         tokio::spawn(async move {
-            #[cfg(unix)]
-            let received = signal.recv().await.is_some();
-            #[cfg(not(unix))]
-            let received = tokio::signal::ctrl_c().await.is_ok();
-            if received {
-                // Kept as a permit when no statement is waiting for it.
-                notify.notify_one();
+            loop {
+                #[cfg(unix)]
+                let received = signal.recv().await.is_some();
+                #[cfg(not(unix))]
+                let received = tokio::signal::ctrl_c().await.is_ok();
+                if !received {
+                    return;
+                }
+                let running = listener.running.lock().unwrap_or_else(|e| e.into_inner());
+                if !*running {
+                    // Nothing to cancel; no statement starts while this is held. (A second
+                    // Ctrl-C while a cancelled statement is being undone ends tarn too.)
+                    std::process::exit(130);
+                }
+                listener.cancel.notify_one();
             }
         });
         self.interrupt = Some(interrupt);
@@ -133,11 +165,10 @@ impl Shell {
         self.ctx.finish_cancelled().await;
     }
 
-    /// Resolves when Ctrl-C cancels a script's statement; never without
-    /// [`Shell::cancel_on_interrupt`].
-    async fn interrupted_now(interrupt: Option<Arc<tokio::sync::Notify>>) {
+    /// Resolves at Ctrl-C while a script runs; never without [`Shell::cancel_on_interrupt`].
+    async fn script_interrupted(interrupt: Option<Arc<Interrupt>>) {
         match interrupt {
-            Some(interrupt) => interrupt.notified().await,
+            Some(interrupt) => interrupt.cancel.notified().await,
             None => std::future::pending().await,
         }
     }
@@ -181,6 +212,17 @@ impl Shell {
     /// Runs a script: SQL statements ending with `;` and meta commands on lines of their own.
     /// Stops at the first error unless `keep_going`; returns whether any statement failed.
     pub async fn run_script(&mut self, text: &str, keep_going: bool) -> (Flow, bool) {
+        self.run_lines(text.lines().map(|line| Ok(line.to_string())), keep_going)
+            .await
+    }
+
+    /// Runs a script as its lines arrive (standard input fed by another program): each
+    /// statement runs once its `;` has been read, not when the input ends.
+    pub async fn run_lines(
+        &mut self,
+        lines: impl Iterator<Item = std::io::Result<String>>,
+        keep_going: bool,
+    ) -> (Flow, bool) {
         let mut failed = false;
         let mut buffer = String::new();
         let stopped = |stop: Stop, failed: &mut bool| -> Option<(Flow, bool)> {
@@ -197,9 +239,16 @@ impl Shell {
                 }
             }
         };
-        for line in text.lines() {
+        for line in lines {
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => {
+                    report(&format!("cannot read standard input: {e}"));
+                    return (Flow::Quit, true);
+                }
+            };
             if buffer.trim().is_empty() && line.trim_start().starts_with('\\') {
-                match self.run_command_line(line).await {
+                match self.run_command_line(&line).await {
                     Ok(Flow::Quit) => return (Flow::Quit, failed),
                     Ok(Flow::Continue) => {}
                     Err(stop) => {
@@ -210,7 +259,7 @@ impl Shell {
                 }
                 continue;
             }
-            buffer.push_str(line);
+            buffer.push_str(&line);
             buffer.push('\n');
             if statement_complete(&buffer) {
                 let sql = std::mem::take(&mut buffer);
@@ -251,9 +300,10 @@ impl Shell {
                 }
             } else {
                 let interrupt = self.interrupt.clone();
+                let _running = interrupt.as_deref().map(Interrupt::running);
                 tokio::select! {
                     r = self.execute(statement) => r?,
-                    _ = Self::interrupted_now(interrupt) => {
+                    _ = Self::script_interrupted(interrupt.clone()) => {
                         self.interrupted = true;
                         return Err(Stop::Interrupted);
                     }
@@ -453,14 +503,7 @@ impl Shell {
                             _ = tokio::signal::ctrl_c() => break,
                         }
                     } else {
-                        let interrupt = self.interrupt.clone();
-                        tokio::select! {
-                            _ = tokio::time::sleep(interval) => {}
-                            _ = Self::interrupted_now(interrupt) => {
-                                self.interrupted = true;
-                                return Err(Stop::Interrupted);
-                            }
-                        }
+                        tokio::time::sleep(interval).await;
                     }
                 }
             }

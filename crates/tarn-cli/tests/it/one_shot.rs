@@ -228,3 +228,106 @@ fn ctrl_c_ends_a_script_and_leaves_no_half_made_table() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// Statements piped in by another program run as they arrive: the first INSERT has
+/// committed (and said so) while standard input is still open.
+#[test]
+fn piped_statements_run_before_the_input_ends() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tarn"))
+        .arg("--warehouse")
+        .arg(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let output = child.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(output).lines() {
+            let _ = lines.send(line.unwrap());
+        }
+    });
+    input
+        .write_all(b"CREATE TABLE t (a INT);\nINSERT INTO t\n  VALUES (1), (2);\n")
+        .unwrap();
+    input.flush().unwrap();
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("t is now at version 1"))
+    {
+        match received.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("no result while the input is open ({e}); saw {seen:?}"),
+        }
+    }
+    input.write_all(b"SELECT count(*) AS n FROM t;\n").unwrap();
+    drop(input);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    seen.extend(received.try_iter());
+    assert!(status.success(), "{seen:?}");
+    assert_eq!(
+        seen,
+        [
+            "OK",
+            "2 rows affected; t is now at version 1",
+            "+---+",
+            "| n |",
+            "+---+",
+            "| 2 |",
+            "+---+",
+            "1 row"
+        ]
+    );
+}
+
+/// Ctrl-C while tarn waits for its next statement on standard input ends it at once.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_while_waiting_for_input_ends_tarn() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tarn"))
+        .arg("--warehouse")
+        .arg(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(b"CREATE TABLE t (a INT);\n").unwrap();
+    input.flush().unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "OK\n");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "tarn still waits for input after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(input);
+    assert_eq!(status.code(), Some(130));
+}
