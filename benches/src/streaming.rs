@@ -47,6 +47,35 @@ fn metadata_bytes(root: &Path, table: &Table, list: &tarn_core::ManifestList) ->
     bytes
 }
 
+/// A temporary warehouse with the table `bench.<name>` made through the Rust API, and a SQL
+/// session on the warehouse.
+async fn bench_table(name: &str) -> Result<(tempfile::TempDir, Table, TarnContext), String> {
+    let (dir, w) = local_warehouse().await?;
+    let table = w
+        .create_table("bench", name, definition(false))
+        .await
+        .map_err(|e| e.to_string())?;
+    let ctx = TarnContext::open(dir.path().to_str().ok_or("non-UTF-8 temp path")?)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((dir, table, ctx))
+}
+
+/// What `append_batches` does with the ids `range`, timed in two parts: the data file (its
+/// encoding and store), then the commit.
+async fn append_timed(
+    table: &Table,
+    range: std::ops::Range<i64>,
+) -> Result<(Table, Duration, Duration), String> {
+    let start = Instant::now();
+    let mut writer = table.writer().map_err(|e| e.to_string())?;
+    writer.write(&ids(range)).await.map_err(|e| e.to_string())?;
+    let files = writer.finish().await.map_err(|e| e.to_string())?;
+    let written = Instant::now();
+    let committed = table.append(files).await.map_err(|e| e.to_string())?;
+    Ok((committed, written - start, written.elapsed()))
+}
+
 struct Window {
     first: usize,
     latencies: Vec<Duration>,
@@ -61,15 +90,8 @@ pub async fn streaming(
     runs: usize,
 ) -> Result<(), String> {
     let window = (commits / 10).clamp(1, 1_000);
-    let (dir, w) = local_warehouse().await?;
+    let (dir, mut t, ctx) = bench_table("s").await?;
     let root = dir.path().join("bench").join("s");
-    let mut t = w
-        .create_table("bench", "s", definition(false))
-        .await
-        .map_err(|e| e.to_string())?;
-    let ctx = TarnContext::open(dir.path().to_str().ok_or("non-UTF-8 temp path")?)
-        .await
-        .map_err(|e| e.to_string())?;
     let mut windows: Vec<Window> = Vec::new();
     let mut early_query = None;
     let mut data_file_time = Duration::ZERO;
@@ -84,17 +106,10 @@ pub async fn streaming(
             });
         }
         let first = i as i64 * ROWS;
-        let s = Instant::now();
-        // What `append_batches` does, timed in two parts: the data file, then the commit.
-        let mut writer = t.writer().map_err(|e| e.to_string())?;
-        writer
-            .write(&ids(first..first + ROWS))
-            .await
-            .map_err(|e| e.to_string())?;
-        let files = writer.finish().await.map_err(|e| e.to_string())?;
-        data_file_time += s.elapsed();
-        t = t.append(files).await.map_err(|e| e.to_string())?;
-        let took = s.elapsed();
+        let (committed, data_file, commit) = append_timed(&t, first..first + ROWS).await?;
+        t = committed;
+        data_file_time += data_file;
+        let took = data_file + commit;
         let list = t.manifest_list().await.map_err(|e| e.to_string())?;
         let current = windows.last_mut().expect("a window");
         current.latencies.push(took);
@@ -416,14 +431,7 @@ async fn finish_phases(
 /// through the Rust API (data file, commit) and with the same INSERTs into a DataFusion
 /// `MemTable` (the engine's own cost of a statement, with nothing written). Medians.
 pub async fn sql_path(report: &mut Report, statements: usize) -> Result<(), String> {
-    let (dir, w) = local_warehouse().await?;
-    let mut t = w
-        .create_table("bench", "api", definition(false))
-        .await
-        .map_err(|e| e.to_string())?;
-    let ctx = TarnContext::open(dir.path().to_str().ok_or("non-UTF-8 temp path")?)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (dir, mut t, ctx) = bench_table("api").await?;
     run(&ctx, "CREATE TABLE bench.q (id BIGINT NOT NULL)").await?;
     let engine = datafusion::prelude::SessionContext::new();
     engine
@@ -442,17 +450,10 @@ pub async fn sql_path(report: &mut Report, statements: usize) -> Result<(), Stri
         tarn.push(tarn_phases(&ctx, &format!("INSERT INTO bench.q {values}")).await?);
         floor.push(datafusion_phases(&engine, &format!("INSERT INTO q {values}")).await?);
 
-        let start = Instant::now();
-        let mut writer = t.writer().map_err(|e| e.to_string())?;
-        writer
-            .write(&ids(3 * i..3 * i + 3))
-            .await
-            .map_err(|e| e.to_string())?;
-        let files = writer.finish().await.map_err(|e| e.to_string())?;
-        let written = Instant::now();
-        t = t.append(files).await.map_err(|e| e.to_string())?;
-        api_file.push(written - start);
-        api_commit.push(written.elapsed());
+        let (committed, data_file, commit) = append_timed(&t, 3 * i..3 * i + 3).await?;
+        t = committed;
+        api_file.push(data_file);
+        api_commit.push(commit);
     }
     let total =
         |samples: &[Phases]| -> Vec<Duration> { samples.iter().map(|p| p.iter().sum()).collect() };

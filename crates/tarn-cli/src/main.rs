@@ -255,7 +255,7 @@ fn main() -> ExitCode {
             let (_, stdin_failed) = runtime.block_on(shell.run_lines(lines, args.keep_going));
             failed |= stdin_failed;
         }
-        runtime.block_on(shell.finish());
+        runtime.block_on(shell.context().finish_cancelled());
         if shell.interrupted {
             // As a shell reports a process Ctrl-C ended: 128 + SIGINT.
             return ExitCode::from(130);
@@ -286,7 +286,7 @@ fn main() -> ExitCode {
     );
     let outcome = repl::run(&runtime, &mut shell, &banner);
     // A statement cancelled just before `\q` may still be taking its table back out.
-    runtime.block_on(shell.finish());
+    runtime.block_on(shell.context().finish_cancelled());
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -126,9 +126,9 @@ impl Shell {
     /// From now on, Ctrl-C cancels the running statement of a script (`tarn -c`, `-f`,
     /// standard input) and ends the script, instead of killing the process mid-statement:
     /// what a cancelled statement leaves to undo (the table of a CREATE TABLE AS whose rows
-    /// never committed) is undone by [`Shell::finish`]. Between statements, such as while
-    /// tarn waits for the next line on standard input, Ctrl-C ends tarn at once. Call it
-    /// inside the runtime.
+    /// never committed) is undone by [`TarnContext::finish_cancelled`]. Between statements,
+    /// such as while tarn waits for the next line on standard input, Ctrl-C ends tarn at
+    /// once. Call it inside the runtime.
     pub fn cancel_on_interrupt(&mut self) {
         let interrupt = Arc::new(Interrupt::default());
         // Listening from here on, not from when the task first runs.
@@ -158,11 +158,6 @@ impl Shell {
             }
         });
         self.interrupt = Some(interrupt);
-    }
-
-    /// Finishes what cancelled statements left to undo; the process may end after it.
-    pub async fn finish(&self) {
-        self.ctx.finish_cancelled().await;
     }
 
     /// Resolves at Ctrl-C while a script runs; never without [`Shell::cancel_on_interrupt`].

@@ -1,6 +1,8 @@
 //! One-shot use: -c, -f, piped stdin, formats, exit status.
 
-use crate::{tarn, text};
+#[cfg(unix)]
+use crate::interrupt;
+use crate::{spawn_tarn, tarn, text};
 
 #[test]
 fn commands_run_in_order_and_print_results() {
@@ -172,15 +174,7 @@ fn ctrl_c_ends_a_script_and_leaves_no_half_made_table() {
          INSERT INTO s VALUES (2);\n",
     )
     .unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tarn"))
-        .arg("--warehouse")
-        .arg(&warehouse)
-        .arg("-f")
-        .arg(&script)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_tarn(&warehouse, &["-f", script.to_str().unwrap()]);
     // Interrupted once `big` exists and its rows are being written.
     let created = warehouse.join("default/big/metadata/00000000000000000000.json");
     let started = Instant::now();
@@ -192,11 +186,7 @@ fn ctrl_c_ends_a_script_and_leaves_no_half_made_table() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(500));
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    interrupt(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     assert!(
@@ -237,14 +227,7 @@ fn piped_statements_run_before_the_input_ends() {
     use std::time::Duration;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tarn"))
-        .arg("--warehouse")
-        .arg(dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_tarn(dir.path(), &[]);
     let mut input = child.stdin.take().unwrap();
     let output = child.stdout.take().unwrap();
     let (lines, received) = std::sync::mpsc::channel();
@@ -296,14 +279,7 @@ fn ctrl_c_while_waiting_for_input_ends_tarn() {
     use std::time::{Duration, Instant};
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tarn"))
-        .arg("--warehouse")
-        .arg(dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_tarn(dir.path(), &[]);
     let mut input = child.stdin.take().unwrap();
     input.write_all(b"CREATE TABLE t (a INT);\n").unwrap();
     input.flush().unwrap();
@@ -312,11 +288,7 @@ fn ctrl_c_while_waiting_for_input_ends_tarn() {
         .read_line(&mut first)
         .unwrap();
     assert_eq!(first, "OK\n");
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    interrupt(&child);
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
