@@ -4,6 +4,7 @@ use std::str::FromStr;
 
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::json::writer::{JsonArray, JsonFormat, LineDelimited, WriterBuilder};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::Result;
 
@@ -69,33 +70,32 @@ pub fn render(
         Format::Csv => delimited(schema, batches, style, ','),
         Format::Tsv => delimited(schema, batches, style, '\t'),
         Format::Json => {
-            let mut out = Vec::new();
-            {
-                let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut out);
-                for batch in batches {
-                    writer.write(batch)?;
-                }
-                writer.finish()?;
-            }
-            let mut s = String::from_utf8_lossy(&out).into_owned();
+            let mut s = json::<JsonArray>(batches)?;
             if s.is_empty() {
                 s.push_str("[]");
             }
             s.push('\n');
             Ok(s)
         }
-        Format::Ndjson => {
-            let mut out = Vec::new();
-            {
-                let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut out);
-                for batch in batches {
-                    writer.write(batch)?;
-                }
-                writer.finish()?;
-            }
-            Ok(String::from_utf8_lossy(&out).into_owned())
-        }
+        Format::Ndjson => json::<LineDelimited>(batches),
     }
+}
+
+/// JSON objects, one per row, with every column a key: a NULL is `null` rather than a
+/// missing key, so each row has the same keys and a column that is NULL throughout still
+/// shows. (JSON has no NaN or infinity: those print as `null` too.)
+fn json<F: JsonFormat>(batches: &[RecordBatch]) -> Result<String> {
+    let mut out = Vec::new();
+    {
+        let mut writer = WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, F>(&mut out);
+        for batch in batches {
+            writer.write(batch)?;
+        }
+        writer.finish()?;
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// CSV (or TSV) as PostgreSQL's `COPY ... CSV` and `psql --csv` write it: a field is quoted
@@ -340,7 +340,19 @@ mod tests {
                 None
             )
             .unwrap(),
-            "{\"id\":1,\"name\":\"a rather long value\"}\n{\"name\":\"b\"}\n"
+            "{\"id\":1,\"name\":\"a rather long value\"}\n{\"id\":null,\"name\":\"b\"}\n"
+        );
+        assert_eq!(
+            render(
+                &b.schema(),
+                std::slice::from_ref(&b),
+                Format::Json,
+                &csv_style(),
+                1,
+                None
+            )
+            .unwrap(),
+            "[{\"id\":1,\"name\":\"a rather long value\"},{\"id\":null,\"name\":\"b\"}]\n"
         );
     }
 

@@ -102,12 +102,16 @@ pub fn decode_blob(
 }
 
 /// Writes the vectors of several data files (keyed by their table-relative paths) into one
-/// new delete file, and returns where each vector is.
+/// new delete file, and returns where each vector is. Without vectors it writes nothing: a
+/// row delta that only adds rows (a MERGE that inserts only) has no deletes to store.
 pub async fn write_delete_file(
     location: &TableLocation,
     env: &Env,
     vectors: &BTreeMap<String, RoaringTreemap>,
 ) -> Result<BTreeMap<String, DeletionVector>> {
+    if vectors.is_empty() {
+        return Ok(BTreeMap::new());
+    }
     let path = format!("data/deletes-{}.bin", env.next_id());
     let mut bytes = Vec::new();
     let mut refs = BTreeMap::new();

@@ -294,3 +294,30 @@ async fn a_failure_during_orphan_cleanup_leaves_a_readable_table() {
         assert_eq!(read_ids(&at).await, rows_at[v as usize], "version {v}");
     }
 }
+
+#[tokio::test]
+async fn a_row_delta_that_only_adds_rows_writes_no_delete_file() {
+    let w = memory_warehouse("insert-only-delta").await;
+    let t = w
+        .create_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    let mut writer = t.writer().unwrap();
+    writer.write(&events(0..10, 1)).await.unwrap();
+    // What a MERGE whose source matched no target row commits.
+    let t = t
+        .commit(Change::RowDelta {
+            deletes: Vec::new(),
+            added: writer.finish().await.unwrap(),
+            operation: Operation::Merge,
+        })
+        .await
+        .unwrap();
+    assert_eq!(read_ids(&t).await, (0..10).collect::<Vec<_>>());
+    let objects = objects_under(&t).await;
+    assert!(
+        !objects.iter().any(|o| o.starts_with("data/deletes-")),
+        "{objects:?}"
+    );
+    assert_eq!(objects, expected_objects(&t).await);
+}
