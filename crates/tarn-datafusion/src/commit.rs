@@ -621,10 +621,11 @@ impl Commit {
         // Writers finish in any order: list the files by partition (then in the order each
         // was written), so a statement's manifest does not depend on which writer was faster.
         added.sort_by(|a, b| partition_dir(&a.path).cmp(partition_dir(&b.path)));
-        // A statement that changed nothing commits nothing; an overwrite with no rows still
-        // replaces the data.
+        // A statement that changed nothing commits nothing; an overwrite of the table with no
+        // rows still replaces its data (a dynamic one replaces only the partitions it wrote,
+        // so with no rows it changes nothing).
         let unchanged = added.is_empty() && removed.is_empty() && deletes.is_empty();
-        if unchanged && !matches!(self.kind, CommitKind::Overwrite(_)) {
+        if unchanged && !matches!(self.kind, CommitKind::Overwrite(OverwriteScope::Table)) {
             return Ok(Committed {
                 rows,
                 version: None,
