@@ -67,6 +67,10 @@ pub struct ChangeFeed {
     from: AsOf,
     /// Only rows of this kind (`table_insertions`, `table_deletions`).
     only: Option<ChangeType>,
+    /// No end was given: `last` is the newest version, and a range starting right after it
+    /// is empty rather than wrong (a reader tailing the table asks for the version after
+    /// the last one it read, which may not exist yet).
+    open_end: bool,
     /// The table's columns in the schema of the last version, then the feed's.
     schema: SchemaRef,
 }
@@ -86,14 +90,24 @@ impl ChangeFeed {
             last: last.clone(),
             from,
             only,
+            open_end: false,
             schema: Arc::new(Schema::new(fields)),
         }
+    }
+
+    /// The same feed, its end left open (see `open_end`).
+    fn open_ended(mut self) -> Self {
+        self.open_end = true;
+        self
     }
 
     /// The first version of the range: `from` a time means the first version committed at
     /// or after it. `None` when no version was committed from that time to the last one.
     async fn first_version(&self) -> Result<Option<Version>> {
         let first = match self.from {
+            AsOf::Version(v) if self.open_end && Version(v) == self.last.version().next() => {
+                return Ok(None);
+            }
             AsOf::Version(v) => Version(v),
             AsOf::Timestamp(ms) => match self.last.table().at_timestamp(ms).await {
                 Ok(at) if at.snapshot().timestamp_ms == ms => at.version(),
@@ -274,11 +288,10 @@ pub(crate) fn feed_of(function: &SqlExpr, table: &TarnTable) -> Result<Option<Ch
         ))),
     };
     let from = bound(&list.args[0])?;
-    let last = match list.args.get(1).map(bound).transpose()? {
-        Some(to) => table.at(to)?,
-        None => table.clone(),
-    };
-    Ok(Some(ChangeFeed::new(&last, from, only)))
+    Ok(Some(match list.args.get(1).map(bound).transpose()? {
+        Some(to) => ChangeFeed::new(&table.at(to)?, from, only),
+        None => ChangeFeed::new(table, from, only).open_ended(),
+    }))
 }
 
 /// A range bound: a version number or a timestamp.
@@ -336,13 +349,12 @@ impl TableFunctionImpl for ChangeFeedFunction {
 
 impl TarnTable {
     /// The change feed of this table from `from` to `to` (both included; `None`: the
-    /// loaded version), as a table provider.
+    /// loaded version, and a range from the version after it is empty), as a table provider.
     pub async fn changes(&self, from: AsOf, to: Option<AsOf>) -> Result<ChangeFeed> {
-        let last = match to {
-            Some(to) => self.at_any(to).await?,
-            None => self.clone(),
-        };
-        Ok(ChangeFeed::new(&last, from, None))
+        Ok(match to {
+            Some(to) => ChangeFeed::new(&self.at_any(to).await?, from, None),
+            None => ChangeFeed::new(self, from, None).open_ended(),
+        })
     }
 }
 
