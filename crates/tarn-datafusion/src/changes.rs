@@ -266,8 +266,13 @@ fn feed_projection(
 }
 
 /// The function of a change-feed relation (`table_changes` & co.) and its bounds, as tarn's
-/// parser leaves them in the table reference: `None` for any other relation.
-pub(crate) fn feed_of(function: &SqlExpr, table: &TarnTable) -> Result<Option<ChangeFeed>> {
+/// parser leaves them in the table reference: `None` for any other relation. A bound that is
+/// neither a version nor a timestamp literal is a time `evaluate` gives the instant of.
+pub(crate) fn feed_of(
+    function: &SqlExpr,
+    table: &TarnTable,
+    mut evaluate: impl FnMut(&SqlExpr) -> Result<i64>,
+) -> Result<Option<ChangeFeed>> {
     let SqlExpr::Function(function) = function else {
         return Ok(None);
     };
@@ -281,8 +286,8 @@ pub(crate) fn feed_of(function: &SqlExpr, table: &TarnTable) -> Result<Option<Ch
     let FunctionArguments::List(list) = &function.args else {
         return Ok(None);
     };
-    let bound = |arg: &FunctionArg| match arg {
-        FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => bound_of(expr),
+    let mut bound = |arg: &FunctionArg| match arg {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => bound_of(expr, &mut evaluate),
         other => Err(DataFusionError::Plan(format!(
             "{name}: a bound must be a version or a timestamp, not {other}"
         ))),
@@ -295,7 +300,7 @@ pub(crate) fn feed_of(function: &SqlExpr, table: &TarnTable) -> Result<Option<Ch
 }
 
 /// A range bound: a version number or a timestamp.
-fn bound_of(expr: &SqlExpr) -> Result<AsOf> {
+fn bound_of(expr: &SqlExpr, evaluate: &mut dyn FnMut(&SqlExpr) -> Result<i64>) -> Result<AsOf> {
     match expr {
         SqlExpr::Value(v) => match &v.value {
             SqlValue::Number(n, _) => n.parse::<u64>().map(AsOf::Version).map_err(|_| {
@@ -305,14 +310,15 @@ fn bound_of(expr: &SqlExpr) -> Result<AsOf> {
             }),
             _ => crate::time_travel::timestamp_of_sql(expr).map(AsOf::Timestamp),
         },
-        SqlExpr::Nested(inner) => bound_of(inner),
+        SqlExpr::Nested(inner) => bound_of(inner, evaluate),
         SqlExpr::UnaryOp {
             op: UnaryOperator::Minus,
             ..
         } => Err(DataFusionError::Plan(format!(
             "a change range bound must be a non-negative version number or a timestamp, not {expr}"
         ))),
-        _ => crate::time_travel::timestamp_of_sql(expr).map(AsOf::Timestamp),
+        SqlExpr::TypedString(_) => crate::time_travel::timestamp_of_sql(expr).map(AsOf::Timestamp),
+        _ => evaluate(expr).map(AsOf::Timestamp),
     }
 }
 

@@ -295,9 +295,12 @@ impl TarnContext {
     }
 
     /// Plans a statement with DataFusion, as a frame that runs when collected.
-    pub(crate) async fn plan(&self, statement: DFStatement) -> Result<DataFrame> {
-        // Namespaces another process created since this context listed them.
+    pub(crate) async fn plan(&self, mut statement: DFStatement) -> Result<DataFrame> {
         let state = self.ctx.state();
+        crate::parse::constant_times_are_names(&mut statement, |at| {
+            crate::time_travel::evaluate_timestamp(&state, at)
+        })?;
+        // Namespaces another process created since this context listed them.
         let mut names = Vec::new();
         if let Ok(references) = state.resolve_table_references(&statement) {
             let default_catalog = self.default_catalog();

@@ -568,6 +568,54 @@ fn versions_are_names(statement: &mut Statement) {
     let _ = statement.visit(&mut Rewrite);
 }
 
+/// Evaluates each time-travel timestamp written as an expression (`now() - INTERVAL '1
+/// day'`) with `evaluate` and names the version it selects, as [`versions_are_names`] does
+/// for literals, so that versions older than the newest version's recent log stay readable.
+pub(crate) fn constant_times_are_names(
+    statement: &mut DFStatement,
+    evaluate: impl FnMut(&SqlExpr) -> Result<i64>,
+) -> Result<()> {
+    struct Evaluate<F>(F);
+    impl<F: FnMut(&SqlExpr) -> Result<i64>> VisitorMut for Evaluate<F> {
+        type Break = DataFusionError;
+        fn pre_visit_table_factor(
+            &mut self,
+            factor: &mut TableFactor,
+        ) -> ControlFlow<DataFusionError> {
+            if let TableFactor::Table {
+                version: Some(TableVersion::TimestampAsOf(at) | TableVersion::ForSystemTimeAsOf(at)),
+                args: None,
+                ..
+            } = factor
+                && timestamp_text(at).is_none()
+            {
+                match (self.0)(at) {
+                    Ok(ms) => {
+                        let text = chrono::DateTime::from_timestamp_millis(ms)
+                            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+                            .unwrap_or_default();
+                        *at = SqlExpr::value(SqlValue::SingleQuotedString(text));
+                    }
+                    Err(e) => return ControlFlow::Break(e),
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut statement = statement;
+    while let DFStatement::Explain(explain) = statement {
+        statement = explain.statement.as_mut();
+    }
+    let DFStatement::Statement(s) = statement else {
+        return Ok(());
+    };
+    if let ControlFlow::Break(e) = s.visit(&mut Evaluate(evaluate)) {
+        return Err(e);
+    }
+    versions_are_names(s);
+    Ok(())
+}
+
 /// The text of a time-travel timestamp literal: `'...'` or `TIMESTAMP '...'`.
 fn timestamp_text(expr: &SqlExpr) -> Option<String> {
     match expr {

@@ -86,6 +86,22 @@ async fn time_travel_by_name_works_in_a_plain_session() {
         err.to_string().contains("version 7 does not exist"),
         "{err}"
     );
+    // A time written as an expression, through the session's own time-travel planner, in
+    // a dialect that parses the clause.
+    let bigquery = SessionContext::new_with_config(
+        datafusion::prelude::SessionConfig::new()
+            .set_str("datafusion.sql_parser.dialect", "BigQuery"),
+    );
+    register(
+        &bigquery,
+        Warehouse::open("memory://plain-session").unwrap(),
+        "lake",
+    )
+    .await
+    .unwrap();
+    let at = "SELECT id FROM lake.default.t FOR SYSTEM_TIME AS OF now() + INTERVAL 1 DAY";
+    let rows = bigquery.sql(at).await.unwrap().collect().await.unwrap();
+    assert_eq!(ids(&rows), vec![1, 2, 3]);
     // The table functions are tarn's SQL; here they say what to write instead.
     let err = sql("SELECT id FROM tarn_version('lake.default.t', 1)")
         .await
@@ -117,6 +133,59 @@ async fn timestamp_as_of_picks_the_version_committed_at_or_before() {
     assert_eq!(ids(&run(&tarn, &at(v1)).await), vec![1]);
     assert_eq!(ids(&run(&tarn, &at(v2 - 1)).await), vec![1]);
     assert_eq!(ids(&run(&tarn, &at(v2)).await), vec![1, 2]);
+}
+
+/// A timestamp written as an expression is evaluated as the statement is planned, and reads
+/// as far back as a literal: past the 50 versions of the newest version's recent log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamp_as_of_an_expression_reads_as_far_back_as_a_literal() {
+    let tarn = TarnContext::open("memory://expression-times")
+        .await
+        .unwrap();
+    run(&tarn, "CREATE TABLE t (id BIGINT)").await;
+    run(&tarn, "INSERT INTO t VALUES (1)").await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    for id in 2..=60 {
+        run(&tarn, &format!("INSERT INTO t VALUES ({id})")).await;
+    }
+    let log = run(
+        &tarn,
+        "SELECT CAST(committed_at AS BIGINT) FROM \"t$snapshots\" WHERE version = 1",
+    )
+    .await;
+    let v1 = ids(&log)[0];
+    let at_v1 = format!(
+        "SELECT id FROM t TIMESTAMP AS OF to_timestamp_millis({v1}) + INTERVAL '2 milliseconds' \
+         - INTERVAL '2 milliseconds'"
+    );
+    assert_eq!(ids(&run(&tarn, &at_v1).await), vec![1]);
+    let now = "SELECT id FROM t FOR SYSTEM_TIME AS OF now()";
+    assert_eq!(ids(&run(&tarn, now).await), (1..=60).collect::<Vec<_>>());
+    for (sql, error) in [
+        (
+            "SELECT id FROM t TIMESTAMP AS OF now() - INTERVAL '100 years'",
+            "no version of the table exists at or before",
+        ),
+        (
+            "SELECT id FROM t TIMESTAMP AS OF 41 + 1",
+            "41 + 1 cannot be a time-travel timestamp: it is of type Int64, not a time",
+        ),
+        (
+            "SELECT id FROM t TIMESTAMP AS OF to_timestamp(random())",
+            "to_timestamp(random()) cannot be a time-travel timestamp: it is not a constant",
+        ),
+        (
+            "SELECT id FROM t TIMESTAMP AS OF CAST(NULL AS TIMESTAMP)",
+            "it is NULL",
+        ),
+    ] {
+        let result = match tarn.sql(sql).await {
+            Ok(frame) => frame.collect().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let message = result.expect_err(sql).to_string();
+        assert!(message.contains(error), "{sql}: {message}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

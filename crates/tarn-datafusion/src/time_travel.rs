@@ -15,14 +15,19 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::TableReference;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::{DFSchema, ScalarValue, TableReference};
 use datafusion::datasource::{DefaultTableSource, provider_as_source};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::planner::{
     PlannedRelation, RelationPlanner, RelationPlannerContext, RelationPlanning,
 };
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlanBuilder, cast};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::sql::sqlparser::ast::{
     DataType as SqlType, Expr as SqlExpr, TableFactor, TableVersion, Value as SqlValue,
 };
@@ -109,6 +114,66 @@ pub(crate) fn timestamp_of_sql(expr: &SqlExpr) -> Result<i64> {
     }
 }
 
+/// Whether `expr` is the literal [`timestamp_of_sql`] reads (its errors are about the
+/// literal's text); anything else is an expression to evaluate.
+fn is_literal(expr: &SqlExpr) -> bool {
+    match expr {
+        SqlExpr::Value(_) | SqlExpr::TypedString(_) => true,
+        SqlExpr::Nested(inner) => is_literal(inner),
+        _ => false,
+    }
+}
+
+/// A time-travel timestamp written as a constant expression (`now() - INTERVAL '1 day'`),
+/// evaluated once, as the statement is planned; a time without a zone is UTC.
+fn constant_timestamp(context: &mut dyn RelationPlannerContext, expr: &SqlExpr) -> Result<i64> {
+    let planned = context.sql_to_expr(expr.clone(), &DFSchema::empty());
+    timestamp_value(expr, planned, context.context_provider().options())
+}
+
+/// The same, planned in `state`: for tarn's SQL, which names the version before planning.
+pub(crate) fn evaluate_timestamp(state: &SessionState, expr: &SqlExpr) -> Result<i64> {
+    let planned = state.create_logical_expr(&expr.to_string(), &DFSchema::empty());
+    timestamp_value(expr, planned, state.config_options())
+}
+
+/// The instant `planned` (the expression `expr` was planned into) stands for.
+fn timestamp_value(expr: &SqlExpr, planned: Result<Expr>, options: &ConfigOptions) -> Result<i64> {
+    let refuse = |why: String| {
+        DataFusionError::Plan(format!(
+            "{expr} cannot be a time-travel timestamp: {why}; write a constant such as \
+             '2026-11-25 10:00:00' or now() - INTERVAL '1 day'"
+        ))
+    };
+    let planned = planned.map_err(|e| refuse(e.to_string()))?;
+    match planned.get_type(&DFSchema::empty()) {
+        Ok(
+            DataType::Timestamp(..)
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Utf8
+            | DataType::Utf8View
+            | DataType::LargeUtf8
+            | DataType::Null,
+        ) => {}
+        Ok(other) => return Err(refuse(format!("it is of type {other}, not a time"))),
+        Err(e) => return Err(refuse(e.to_string())),
+    }
+    let utc = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    let simplifier = ExprSimplifier::new(
+        SimplifyContext::builder()
+            .with_config_options(Arc::new(options.clone()))
+            .with_current_time()
+            .build(),
+    );
+    match simplifier.simplify(cast(planned, utc)) {
+        Ok(Expr::Literal(ScalarValue::TimestampMillisecond(Some(ms), _), _)) => Ok(ms),
+        Ok(Expr::Literal(_, _)) => Err(refuse("it is NULL".into())),
+        Ok(_) => Err(refuse("it is not a constant".into())),
+        Err(e) => Err(refuse(e.to_string())),
+    }
+}
+
 /// Parses a timestamp literal; one without a zone is UTC.
 pub fn parse_timestamp(s: &str) -> Result<i64> {
     datafusion::arrow::compute::kernels::cast_utils::string_to_datetime(&chrono::Utc, s)
@@ -178,12 +243,20 @@ impl RelationPlanner for TimeTravelPlanner {
         };
         let (scanned, provider): (_, Arc<dyn datafusion::catalog::TableProvider>) = match version {
             TableVersion::Function(function) => {
-                let Some(feed) = crate::changes::feed_of(function, current)? else {
+                let evaluate = |at: &SqlExpr| constant_timestamp(context, at);
+                let Some(feed) = crate::changes::feed_of(function, current, evaluate)? else {
                     return Err(DataFusionError::NotImplemented(format!(
                         "'{version}' is not supported; use VERSION AS OF n, TIMESTAMP AS OF '...' or FOR SYSTEM_TIME AS OF '...'"
                     )));
                 };
                 (suffixed_reference(&reference, "changes"), Arc::new(feed))
+            }
+            TableVersion::TimestampAsOf(expr) | TableVersion::ForSystemTimeAsOf(expr)
+                if !is_literal(expr) =>
+            {
+                let pinned = current.at(AsOf::Timestamp(constant_timestamp(context, expr)?))?;
+                let suffix = format!("v{}", pinned.version());
+                (suffixed_reference(&reference, &suffix), Arc::new(pinned))
             }
             _ => {
                 let pinned = current.at(AsOf::from_sql(version)?)?;
