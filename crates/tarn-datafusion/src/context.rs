@@ -141,9 +141,18 @@ impl TarnContext {
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG, DEFAULT_NAMESPACE)
             .with_create_default_catalog_and_schema(false);
+        // Before DataFusion's type coercion: a float compared with one of those decimal
+        // literals compares as a float.
+        let mut analyzer_rules = state.analyzer().rules.clone();
+        let coercion = analyzer_rules
+            .iter()
+            .position(|rule| rule.name() == "type_coercion")
+            .unwrap_or(0);
+        analyzer_rules.insert(coercion, Arc::new(crate::float_literals::FloatComparisons));
         let state = SessionStateBuilder::new_from_existing(state)
             .with_config(config)
             .with_catalog_list(catalogs)
+            .with_analyzer_rules(analyzer_rules)
             .build();
         let ctx = SessionContext::new_with_state(state);
         warehouse.check_store().await.map_err(to_df)?;

@@ -45,6 +45,7 @@ mod dml;
 pub mod error;
 mod external;
 mod field_ids;
+mod float_literals;
 mod in_subquery;
 mod maintenance;
 mod metadata_tables;
