@@ -6,12 +6,18 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider, TableProviderFactory, UrlTableFactory};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::datasource::TableType;
 use datafusion::datasource::dynamic_file::DynamicListTableFactory;
+use datafusion::datasource::physical_plan::{FileScanConfig, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::CreateExternalTable;
+use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion_session::SessionStore;
 use tarn_core::{Table, TableLocation};
 
@@ -84,7 +90,7 @@ pub(crate) struct UrlTables {
 impl UrlTableFactory for UrlTables {
     async fn try_new(&self, url: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         if let Some(table) = self.inner.try_new(url).await? {
-            return Ok(Some(table));
+            return Ok(Some(NanSafeFiles::wrap(table)));
         }
         let file_like = url.contains('/')
             || [".parquet", ".csv", ".json", ".ndjson", ".arrow", ".avro"]
@@ -110,4 +116,106 @@ pub(crate) fn url_tables(ctx: &SessionContext) -> Arc<dyn UrlTableFactory> {
     let inner = Arc::new(DynamicListTableFactory::new(SessionStore::new()));
     inner.session_store().with_state(ctx.state_weak_ref());
     Arc::new(UrlTables { inner })
+}
+
+/// A file read by URL whose schema has float columns. Parquet leaves NaN out of a float
+/// column's bounds, and DataFusion 55.2 takes those bounds for exact (apache/datafusion#15812):
+/// a column whose other values are all equal is read as that value, NaN rows included, and
+/// row groups are pruned as if no NaN were there. An import (`CREATE TABLE t AS SELECT * FROM
+/// 'f.parquet'`) would store the wrong values. Here float bounds are only bounds, and a scan
+/// filtering on a float column prunes no row group by them.
+#[derive(Debug)]
+struct NanSafeFiles {
+    inner: Arc<dyn TableProvider>,
+}
+
+impl NanSafeFiles {
+    fn wrap(inner: Arc<dyn TableProvider>) -> Arc<dyn TableProvider> {
+        if inner
+            .schema()
+            .fields()
+            .iter()
+            .any(|f| f.data_type().is_floating())
+        {
+            Arc::new(NanSafeFiles { inner })
+        } else {
+            inner
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for NanSafeFiles {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = self.inner.schema();
+        let floats: Vec<bool> = schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().is_floating())
+            .collect();
+        let filters_floats = filters.iter().flat_map(|f| f.column_refs()).any(|c| {
+            schema
+                .field_with_name(&c.name)
+                .is_ok_and(|f| f.data_type().is_floating())
+        });
+        let plan = self.inner.scan(state, projection, filters, limit).await?;
+        plan.transform_up(|node| {
+            let Some(config) = node
+                .downcast_ref::<DataSourceExec>()
+                .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+            else {
+                return Ok(Transformed::no(node));
+            };
+            let mut config = config.clone();
+            for group in &mut config.file_groups {
+                for i in 0..group.len() {
+                    let file = &mut group[i];
+                    if let Some(stats) = &file.statistics {
+                        let mut stats = stats.as_ref().clone();
+                        for (column, _) in stats
+                            .column_statistics
+                            .iter_mut()
+                            .zip(&floats)
+                            .filter(|(_, float)| **float)
+                        {
+                            column.min_value = column.min_value.clone().to_inexact();
+                            column.max_value = column.max_value.clone().to_inexact();
+                        }
+                        file.statistics = Some(Arc::new(stats));
+                    }
+                }
+            }
+            if filters_floats
+                && let Some(parquet) = config.file_source.downcast_ref::<ParquetSource>()
+            {
+                let mut options = parquet.table_parquet_options().clone();
+                options.global.pruning = false;
+                options.global.enable_page_index = false;
+                config.file_source = Arc::new(parquet.clone().with_table_parquet_options(options));
+            }
+            Ok(Transformed::yes(DataSourceExec::from_data_source(config)))
+        })
+        .map(|t| t.data)
+    }
 }
