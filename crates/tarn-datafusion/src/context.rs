@@ -148,7 +148,7 @@ impl TarnContext {
             .iter()
             .position(|rule| rule.name() == "type_coercion")
             .unwrap_or(0);
-        analyzer_rules.insert(coercion, Arc::new(crate::float_literals::FloatComparisons));
+        analyzer_rules.insert(coercion, Arc::new(crate::float_literals::FloatLiterals));
         let state = SessionStateBuilder::new_from_existing(state)
             .with_config(config)
             .with_catalog_list(catalogs)
