@@ -139,6 +139,24 @@ async fn open(
     .await
 }
 
+/// Whether `warehouse` holds a warehouse already: at least one namespace. A local path that
+/// does not exist is not opened (opening it would create the folder).
+async fn warehouse_exists(
+    warehouse: &str,
+    options: &tarn_core::storage::StoreOptions,
+) -> tarn_core::Result<bool> {
+    let local = match warehouse.strip_prefix("file://") {
+        Some(path) => Some(path),
+        None if !warehouse.contains("://") => Some(warehouse),
+        None => None,
+    };
+    if local.is_some_and(|path| !std::path::Path::new(path).exists()) {
+        return Ok(false);
+    }
+    let warehouse = tarn_core::Warehouse::open_with(warehouse, options)?;
+    Ok(!warehouse.list_namespaces().await?.is_empty())
+}
+
 /// A `-c` or `-f` argument.
 enum Source {
     Command(String),
@@ -182,11 +200,27 @@ fn main() -> ExitCode {
         report("--warehouse is empty; give a path or URL (without it, tarn uses ./tarn-warehouse)");
         return ExitCode::FAILURE;
     }
-    let ctx = match runtime.block_on(open(
-        &args.warehouse,
-        &args.options.iter().cloned().collect(),
-        args.memory_limit,
-    )) {
+    let store_options: tarn_core::storage::StoreOptions = args.options.iter().cloned().collect();
+    if matches!(args.command, Some(Subcommand::Maintain { .. })) {
+        // Opening a warehouse creates it: from cron, a mistyped path would "succeed" with
+        // nothing maintained, and leave an empty warehouse behind.
+        match runtime.block_on(warehouse_exists(&args.warehouse, &store_options)) {
+            Ok(true) => {}
+            Ok(false) => {
+                report(&format!(
+                    "there is no warehouse at '{}', so there is nothing to maintain; check \
+                     --warehouse (or TARN_WAREHOUSE)",
+                    args.warehouse
+                ));
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                report(&format!("cannot open warehouse '{}': {e}", args.warehouse));
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let ctx = match runtime.block_on(open(&args.warehouse, &store_options, args.memory_limit)) {
         Ok(ctx) => ctx,
         Err(e) => {
             report(&format!(

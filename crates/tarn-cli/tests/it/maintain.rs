@@ -87,3 +87,20 @@ fn maintain_refuses_a_bad_duration() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn maintain_refuses_a_warehouse_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo");
+    let out = tarn(&missing, &["maintain"], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("there is no warehouse at"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !missing.exists(),
+        "maintain created the warehouse it was refusing"
+    );
+}
