@@ -575,7 +575,8 @@ pub(crate) fn constant_times_are_names(
     statement: &mut DFStatement,
     evaluate: impl FnMut(&SqlExpr) -> Result<i64>,
 ) -> Result<()> {
-    struct Evaluate<F>(F);
+    /// The evaluator, and whether it replaced an expression.
+    struct Evaluate<F>(F, bool);
     impl<F: FnMut(&SqlExpr) -> Result<i64>> VisitorMut for Evaluate<F> {
         type Break = DataFusionError;
         fn pre_visit_table_factor(
@@ -595,6 +596,7 @@ pub(crate) fn constant_times_are_names(
                             .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
                             .unwrap_or_default();
                         *at = SqlExpr::value(SqlValue::SingleQuotedString(text));
+                        self.1 = true;
                     }
                     Err(e) => return ControlFlow::Break(e),
                 }
@@ -609,15 +611,19 @@ pub(crate) fn constant_times_are_names(
     let DFStatement::Statement(s) = statement else {
         return Ok(());
     };
-    if let ControlFlow::Break(e) = s.visit(&mut Evaluate(evaluate)) {
+    let mut visitor = Evaluate(evaluate, false);
+    if let ControlFlow::Break(e) = s.visit(&mut visitor) {
         return Err(e);
     }
-    versions_are_names(s);
+    if visitor.1 {
+        versions_are_names(s);
+    }
     Ok(())
 }
 
-/// The text of a time-travel timestamp literal: `'...'` or `TIMESTAMP '...'`.
-fn timestamp_text(expr: &SqlExpr) -> Option<String> {
+/// The text of a time-travel timestamp literal: `'...'` or `TIMESTAMP '...'`. Anything else
+/// is an expression, evaluated when the statement is planned.
+pub(crate) fn timestamp_text(expr: &SqlExpr) -> Option<String> {
     match expr {
         SqlExpr::Value(ValueWithSpan {
             value: SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s),

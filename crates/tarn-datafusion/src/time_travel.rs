@@ -114,16 +114,6 @@ pub(crate) fn timestamp_of_sql(expr: &SqlExpr) -> Result<i64> {
     }
 }
 
-/// Whether `expr` is the literal [`timestamp_of_sql`] reads (its errors are about the
-/// literal's text); anything else is an expression to evaluate.
-fn is_literal(expr: &SqlExpr) -> bool {
-    match expr {
-        SqlExpr::Value(_) | SqlExpr::TypedString(_) => true,
-        SqlExpr::Nested(inner) => is_literal(inner),
-        _ => false,
-    }
-}
-
 /// A time-travel timestamp written as a constant expression (`now() - INTERVAL '1 day'`),
 /// evaluated once, as the statement is planned; a time without a zone is UTC.
 fn constant_timestamp(context: &mut dyn RelationPlannerContext, expr: &SqlExpr) -> Result<i64> {
@@ -251,15 +241,16 @@ impl RelationPlanner for TimeTravelPlanner {
                 };
                 (suffixed_reference(&reference, "changes"), Arc::new(feed))
             }
-            TableVersion::TimestampAsOf(expr) | TableVersion::ForSystemTimeAsOf(expr)
-                if !is_literal(expr) =>
-            {
-                let pinned = current.at(AsOf::Timestamp(constant_timestamp(context, expr)?))?;
-                let suffix = format!("v{}", pinned.version());
-                (suffixed_reference(&reference, &suffix), Arc::new(pinned))
-            }
             _ => {
-                let pinned = current.at(AsOf::from_sql(version)?)?;
+                let as_of = match version {
+                    TableVersion::TimestampAsOf(at) | TableVersion::ForSystemTimeAsOf(at)
+                        if crate::parse::timestamp_text(at).is_none() =>
+                    {
+                        AsOf::Timestamp(constant_timestamp(context, at)?)
+                    }
+                    _ => AsOf::from_sql(version)?,
+                };
+                let pinned = current.at(as_of)?;
                 let suffix = format!("v{}", pinned.version());
                 (suffixed_reference(&reference, &suffix), Arc::new(pinned))
             }
