@@ -259,12 +259,13 @@ fn main() -> ExitCode {
 
     let one_shot = !args.commands.is_empty() || !args.files.is_empty();
     if one_shot || !std::io::stdin().is_terminal() {
-        let mut scripts: Vec<String> = Vec::new();
+        // Each script with the name its errors give it (a command's are its own).
+        let mut scripts: Vec<(String, Option<String>)> = Vec::new();
         for (_, source) in sources {
             match source {
-                Source::Command(c) => scripts.push(format!("{c}\n")),
+                Source::Command(c) => scripts.push((format!("{c}\n"), None)),
                 Source::File(file) => match std::fs::read_to_string(&file) {
-                    Ok(text) => scripts.push(text),
+                    Ok(text) => scripts.push((text, Some(file.display().to_string()))),
                     Err(e) => {
                         report(&format!("cannot read {}: {e}", file.display()));
                         return ExitCode::FAILURE;
@@ -274,9 +275,9 @@ fn main() -> ExitCode {
         }
         runtime.block_on(async { shell.cancel_on_interrupt() });
         let mut failed = false;
-        for script in scripts {
+        for (script, origin) in scripts {
             let (flow, script_failed) =
-                runtime.block_on(shell.run_script(&script, args.keep_going));
+                runtime.block_on(shell.run_script(&script, origin.as_deref(), args.keep_going));
             failed |= script_failed;
             if flow == Flow::Quit || (script_failed && !args.keep_going) {
                 break;
@@ -286,7 +287,8 @@ fn main() -> ExitCode {
             // Statement by statement as they arrive, so that a program feeding tarn sees
             // each one committed before it sends the next, not at the end of its input.
             let lines = std::io::stdin().lock().lines();
-            let (_, stdin_failed) = runtime.block_on(shell.run_lines(lines, args.keep_going));
+            let (_, stdin_failed) =
+                runtime.block_on(shell.run_lines(lines, Some("<stdin>"), args.keep_going));
             failed |= stdin_failed;
         }
         runtime.block_on(shell.context().finish_cancelled());

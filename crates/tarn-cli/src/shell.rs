@@ -206,9 +206,16 @@ impl Shell {
 
     /// Runs a script: SQL statements ending with `;` and meta commands on lines of their own.
     /// Stops at the first error unless `keep_going`; returns whether any statement failed.
-    pub async fn run_script(&mut self, text: &str, keep_going: bool) -> (Flow, bool) {
-        self.run_lines(text.lines().map(|line| Ok(line.to_string())), keep_going)
-            .await
+    /// `origin` names the script (a file) in its errors, with the line each failed statement
+    /// starts on.
+    pub async fn run_script(
+        &mut self,
+        text: &str,
+        origin: Option<&str>,
+        keep_going: bool,
+    ) -> (Flow, bool) {
+        let lines = text.lines().map(|line| Ok(line.to_string()));
+        self.run_lines(lines, origin, keep_going).await
     }
 
     /// Runs a script as its lines arrive (standard input fed by another program): each
@@ -216,11 +223,14 @@ impl Shell {
     pub async fn run_lines(
         &mut self,
         lines: impl Iterator<Item = std::io::Result<String>>,
+        origin: Option<&str>,
         keep_going: bool,
     ) -> (Flow, bool) {
         let mut failed = false;
         let mut buffer = String::new();
-        let stopped = |stop: Stop, failed: &mut bool| -> Option<(Flow, bool)> {
+        // The line of the script the buffer starts on, counting from 1.
+        let mut buffer_start = 1;
+        let stopped = |stop: Stop, failed: &mut bool, at: Place| -> Option<(Flow, bool)> {
             match stop {
                 Stop::Closed => Some((Flow::Quit, *failed)),
                 Stop::Interrupted => {
@@ -228,13 +238,13 @@ impl Shell {
                     Some((Flow::Quit, true))
                 }
                 Stop::Failed(e) => {
-                    report(&e);
+                    report(&at.locate(origin, &e));
                     *failed = true;
                     (!keep_going).then_some((Flow::Continue, true))
                 }
             }
         };
-        for line in lines {
+        for (number, line) in (1..).zip(lines) {
             let line = match line {
                 Ok(line) => line,
                 Err(e) => {
@@ -242,12 +252,16 @@ impl Shell {
                     return (Flow::Quit, true);
                 }
             };
+            if buffer.is_empty() {
+                buffer_start = number;
+            }
             if buffer.trim().is_empty() && line.trim_start().starts_with('\\') {
+                buffer.clear();
                 match self.run_command_line(&line).await {
                     Ok(Flow::Quit) => return (Flow::Quit, failed),
                     Ok(Flow::Continue) => {}
                     Err(stop) => {
-                        if let Some(end) = stopped(stop, &mut failed) {
+                        if let Some(end) = stopped(stop, &mut failed, Place::line(number)) {
                             return end;
                         }
                     }
@@ -259,7 +273,7 @@ impl Shell {
             if statement_complete(&buffer) {
                 let sql = std::mem::take(&mut buffer);
                 if let Err(stop) = self.run_sql(&sql).await
-                    && let Some(end) = stopped(stop, &mut failed)
+                    && let Some(end) = stopped(stop, &mut failed, Place::of(&sql, buffer_start))
                 {
                     return end;
                 }
@@ -267,7 +281,7 @@ impl Shell {
         }
         if !buffer.trim().is_empty()
             && let Err(stop) = self.run_sql(&buffer).await
-            && let Some(end) = stopped(stop, &mut failed)
+            && let Some(end) = stopped(stop, &mut failed, Place::of(&buffer, buffer_start))
         {
             return end;
         }
@@ -464,7 +478,8 @@ impl Shell {
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 self.depth += 1;
-                let (flow, failed) = Box::pin(self.run_script(&text, false)).await;
+                let origin = path.display().to_string();
+                let (flow, failed) = Box::pin(self.run_script(&text, Some(&origin), false)).await;
                 self.depth -= 1;
                 if self.interrupted {
                     return Err(Stop::Interrupted);
@@ -621,6 +636,60 @@ pub fn statement_complete(buffer: &str) -> bool {
         }
     }
     matches!(last_significant, Some((';', false)))
+}
+
+/// Where in a script a failed statement or meta command is.
+#[derive(Clone, Copy)]
+struct Place {
+    /// The line it starts on, counting from 1.
+    line: usize,
+    /// The line its text starts on (blank and comment lines before the statement included),
+    /// which is line 1 to the SQL parser.
+    text_start: usize,
+}
+
+impl Place {
+    fn line(line: usize) -> Place {
+        Place {
+            line,
+            text_start: line,
+        }
+    }
+
+    /// The place of the statements in `text`, which starts on line `text_start`.
+    fn of(text: &str, text_start: usize) -> Place {
+        let before = text
+            .lines()
+            .take_while(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
+            .count();
+        Place {
+            line: text_start + before,
+            text_start,
+        }
+    }
+
+    /// `error` named by this place in the script `origin` (`file:line: error`), the SQL
+    /// parser's `Line: n` counted from the start of the script; unchanged without an origin.
+    fn locate(&self, origin: Option<&str>, error: &str) -> String {
+        let Some(origin) = origin else {
+            return error.to_string();
+        };
+        const MARKER: &str = "at Line: ";
+        let mut shifted = String::with_capacity(error.len());
+        let mut rest = error;
+        while let Some(i) = rest.find(MARKER) {
+            let (head, tail) = rest.split_at(i + MARKER.len());
+            shifted.push_str(head);
+            let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+            match tail[..digits].parse::<usize>() {
+                Ok(n) => shifted.push_str(&(n + self.text_start - 1).to_string()),
+                Err(_) => shifted.push_str(&tail[..digits]),
+            }
+            rest = &tail[digits..];
+        }
+        shifted.push_str(rest);
+        format!("{origin}:{}: {shifted}", self.line)
+    }
 }
 
 /// Prints an error on standard error (never fails: there is nowhere else to report to).

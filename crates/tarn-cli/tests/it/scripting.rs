@@ -300,3 +300,49 @@ fn watch_runs_the_last_query_again_and_sees_new_commits() {
     let first_two = counts.iter().position(|c| c == "2").unwrap();
     assert!(counts[first_two..].iter().all(|c| c == "2"), "{counts:?}");
 }
+
+#[test]
+fn a_failed_statement_of_a_script_is_named_by_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "SELECT 1;\n\n-- the second statement\nSELECT\n  2 +* 3;\nSELECT 3;\n";
+    let file = dir.path().join("load.sql");
+    std::fs::write(&file, script).unwrap();
+    let warehouse = dir.path().join("w");
+
+    // The line the statement starts on, and the parser's line counted in the file, not in
+    // the statement's text.
+    let expected = "4: syntax error: Expected: an expression, found: * at Line: 5, Column: 6";
+    let out = tarn(&warehouse, &["-q", "-f", file.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!("Error: {}:{expected}\n", file.display())
+    );
+    let out = tarn(&warehouse, &["-q"], Some(script));
+    assert_eq!(text(&out.stderr), format!("Error: <stdin>:{expected}\n"));
+
+    // Errors past parsing too; a meta command is named by its own line.
+    let out = tarn(
+        &warehouse,
+        &["-q", "--continue"],
+        Some("SELECT 1;\n\\nope\n\nINSERT INTO missing\nVALUES (1);\n"),
+    );
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with("Error: <stdin>:2: unknown command"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("Error: <stdin>:4: ") && lines[1].contains("not found"),
+        "{stderr}"
+    );
+
+    // A command given with -c is its own script: no place to name.
+    let out = tarn(&warehouse, &["-c", "SELEC 1"], None);
+    assert_eq!(
+        text(&out.stderr),
+        "Error: syntax error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1\n"
+    );
+}
