@@ -283,6 +283,20 @@ impl TarnContext {
             {
                 return Ok(df);
             }
+            if let Statement::Vacuum(vacuum) = s.as_ref() {
+                // Delta's VACUUM: say what does its work here.
+                let table = vacuum
+                    .table_name
+                    .as_ref()
+                    .map_or_else(|| "t".to_string(), ToString::to_string);
+                return Err(DataFusionError::Plan(format!(
+                    "tarn has no VACUUM: CALL tarn.expire_snapshots('{table}') expires the \
+                     versions past the table's retention and deletes the files only they \
+                     reference, and CALL tarn.remove_orphan_files('{table}') deletes files no \
+                     version references (of failed writes); `tarn maintain` runs both for \
+                     every table"
+                )));
+            }
             if let Statement::AlterTable(a) = s.as_ref() {
                 let name = self.qualify(&a.name)?;
                 if name.catalog == self.catalog_name {
@@ -307,7 +321,7 @@ impl TarnContext {
     pub(crate) async fn plan(&self, mut statement: DFStatement) -> Result<DataFrame> {
         let state = self.ctx.state();
         crate::parse::constant_times_are_names(&mut statement, |at| {
-            crate::time_travel::evaluate_timestamp(&state, at)
+            crate::time_travel::evaluate_timestamp(&state, at, "a time-travel timestamp")
         })?;
         // Namespaces another process created since this context listed them.
         let mut names = Vec::new();

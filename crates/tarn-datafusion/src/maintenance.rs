@@ -15,7 +15,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::dataframe::DataFrame;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr, expressions::Column};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -244,13 +244,14 @@ impl TarnContext {
             return Ok(None);
         }
         let args = ProcedureArgs::of(&procedure, function)?;
+        let state = self.session_context().state();
         let table_name = args.table()?;
         let provider = self.tarn_table(&table_name).await?;
         let table = provider.table();
         let batch = if procedure == "expire_snapshots" {
             args.allow(&["older_than", "retain_last", "dry_run"])?;
             let options = ExpireOptions {
-                older_than_ms: args.timestamp("older_than")?,
+                older_than_ms: args.timestamp("older_than", &state)?,
                 retain_last: args.count("retain_last")?,
                 dry_run: args.flag("dry_run")?,
             };
@@ -274,7 +275,7 @@ impl TarnContext {
             )?
         } else {
             args.allow(&["older_than", "dry_run"])?;
-            let older_than_ms = args.timestamp("older_than")?.unwrap_or_else(|| {
+            let older_than_ms = args.timestamp("older_than", &state)?.unwrap_or_else(|| {
                 table.env().now_ms() - tarn_core::maintenance::DEFAULT_ORPHAN_AGE_MS
             });
             let options = OrphanOptions {
@@ -383,27 +384,14 @@ impl<'a> ProcedureArgs<'a> {
         self.named.iter().find(|(n, _)| n == name).map(|(_, e)| *e)
     }
 
-    fn timestamp(&self, name: &str) -> Result<Option<i64>> {
-        let Some(expr) = self.get(name) else {
-            return Ok(None);
-        };
-        let text = match expr {
-            SqlExpr::Value(v) => match &v.value {
-                SqlValue::SingleQuotedString(s) => Some(s.clone()),
-                _ => None,
-            },
-            SqlExpr::TypedString(t) => match &t.value.value {
-                SqlValue::SingleQuotedString(s) => Some(s.clone()),
-                _ => None,
-            },
-            _ => None,
-        };
-        let text = text.ok_or_else(|| {
-            DataFusionError::Plan(format!(
-                "{name} takes a timestamp such as '2026-11-30 12:00:00'"
-            ))
-        })?;
-        crate::time_travel::parse_timestamp(&text).map(Some)
+    /// A time argument: a literal, or a constant expression such as
+    /// `now() - INTERVAL '7 days'`, evaluated now.
+    fn timestamp(&self, name: &str, state: &SessionState) -> Result<Option<i64>> {
+        self.get(name)
+            .map(|expr| {
+                crate::time_travel::evaluate_timestamp(state, expr, &format!("the {name} time"))
+            })
+            .transpose()
     }
 
     fn count(&self, name: &str) -> Result<Option<u64>> {

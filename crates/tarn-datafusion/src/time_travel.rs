@@ -118,20 +118,28 @@ pub(crate) fn timestamp_of_sql(expr: &SqlExpr) -> Result<i64> {
 /// evaluated once, as the statement is planned; a time without a zone is UTC.
 fn constant_timestamp(context: &mut dyn RelationPlannerContext, expr: &SqlExpr) -> Result<i64> {
     let planned = context.sql_to_expr(expr.clone(), &DFSchema::empty());
-    timestamp_value(expr, planned, context.context_provider().options())
+    let options = context.context_provider().options();
+    timestamp_value(expr, planned, options, "a time-travel timestamp")
 }
 
-/// The same, planned in `state`: for tarn's SQL, which names the version before planning.
-pub(crate) fn evaluate_timestamp(state: &SessionState, expr: &SqlExpr) -> Result<i64> {
+/// The same, planned in `state`: for tarn's SQL, which names the version before planning,
+/// and for the time arguments of its procedures. `role` says what the time is for, in
+/// errors ("a time-travel timestamp").
+pub(crate) fn evaluate_timestamp(state: &SessionState, expr: &SqlExpr, role: &str) -> Result<i64> {
     let planned = state.create_logical_expr(&expr.to_string(), &DFSchema::empty());
-    timestamp_value(expr, planned, state.config_options())
+    timestamp_value(expr, planned, state.config_options(), role)
 }
 
 /// The instant `planned` (the expression `expr` was planned into) stands for.
-fn timestamp_value(expr: &SqlExpr, planned: Result<Expr>, options: &ConfigOptions) -> Result<i64> {
+fn timestamp_value(
+    expr: &SqlExpr,
+    planned: Result<Expr>,
+    options: &ConfigOptions,
+    role: &str,
+) -> Result<i64> {
     let refuse = |why: String| {
         DataFusionError::Plan(format!(
-            "{expr} cannot be a time-travel timestamp: {why}; write a constant such as \
+            "{expr} cannot be {role}: {why}; write a constant such as \
              '2026-11-25 10:00:00' or now() - INTERVAL '1 day'"
         ))
     };
