@@ -33,7 +33,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{Statement, TableObject};
+use datafusion::sql::sqlparser::ast::{DescribeAlias, Statement, TableObject};
 use tarn_core::Warehouse;
 use tarn_core::storage::StoreOptions;
 
@@ -283,6 +283,16 @@ impl TarnContext {
             {
                 return Ok(df);
             }
+            if let Statement::ExplainTable {
+                describe_alias: DescribeAlias::Describe | DescribeAlias::Desc,
+                hive_format: None,
+                table_name,
+                ..
+            } = s.as_ref()
+                && let Some(df) = self.describe(table_name).await?
+            {
+                return Ok(df);
+            }
             if let Statement::Vacuum(vacuum) = s.as_ref() {
                 // Delta's VACUUM: say what does its work here.
                 let table = vacuum
@@ -415,6 +425,33 @@ impl TarnContext {
         let state = self.ctx.state_ref();
         let state = state.read();
         state.config().options().catalog.default_catalog.clone()
+    }
+
+    /// `DESCRIBE t` of a tarn table: DataFusion's columns (`column_name`, `data_type`,
+    /// `is_nullable`) with the SQL types of `t$columns` (`VARCHAR`, not `Utf8View`); `None`
+    /// for any other table.
+    async fn describe(
+        &self,
+        table_name: &datafusion::sql::sqlparser::ast::ObjectName,
+    ) -> Result<Option<DataFrame>> {
+        let name = self.qualify(table_name)?;
+        if name.catalog != self.catalog_name || name.table.contains('$') {
+            return Ok(None);
+        }
+        // `t@v3` describes that version; a table that is not there gets DataFusion's error.
+        let base = name.table.split('@').next().unwrap_or_default();
+        if self.catalog.load(&name.namespace, base).await?.is_none() {
+            return Ok(None);
+        }
+        let columns = format!("{}$columns", name.table);
+        let sql = format!(
+            "SELECT \"column\" AS column_name, type AS data_type, \
+             CASE WHEN nullable THEN 'YES' ELSE 'NO' END AS is_nullable FROM {}.{}.{}",
+            quote(&name.catalog),
+            quote(&name.namespace),
+            quote(&columns)
+        );
+        Box::pin(self.sql(&sql)).await.map(Some)
     }
 
     pub(crate) fn qualify(
