@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray, TimestampMillisecondArray,
-    UInt64Array,
+    Array, ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray, StructArray,
+    TimestampMillisecondArray, UInt64Array,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -308,11 +308,13 @@ async fn files(table: &Table) -> Result<RecordBatch> {
         .await
         .map_err(to_df)?
         .data_files();
-    let metadata = table.metadata();
-    let render = |f: &tarn_core::DataFile| partition_of(metadata, f);
+    let tuples: Vec<_> = files
+        .iter()
+        .map(|f| (f.spec_id, f.partition.as_slice()))
+        .collect();
     let mut columns = vec![
         strings("path", files.iter().map(|f| f.path.clone())),
-        strings("partition", files.iter().map(render)),
+        partition_column(table.metadata(), &tuples)?,
         (
             Field::new("spec_id", DataType::Int32, false),
             Arc::new(Int32Array::from_iter_values(
@@ -366,12 +368,61 @@ async fn files(table: &Table) -> Result<RecordBatch> {
     unzip(columns)
 }
 
-/// A file's partition as its path form, `name=value/...`.
-fn partition_of(metadata: &tarn_spec::TableMetadata, file: &tarn_core::DataFile) -> String {
-    metadata
-        .spec(file.spec_id)
-        .map(|s| s.partition_path(&file.partition))
-        .unwrap_or_default()
+/// The `partition` column of `t$files` and `t$partitions`: a struct with a field per
+/// partition field of any of the table's specs (Iceberg's union by field id), NULL where a
+/// row's spec has no such field. Years, months and hours read as text (`2026`, `2026-11`,
+/// `2026-11-30-10`), days as dates, other values in their own type; a NULL partition value
+/// is NULL, apart from the string 'null'.
+fn partition_column(
+    metadata: &tarn_spec::TableMetadata,
+    rows: &[(tarn_spec::SpecId, &[Option<tarn_spec::Value>])],
+) -> Result<(Field, ArrayRef)> {
+    use tarn_spec::{PrimitiveType, Transform, Value};
+    // (name, transform, value type), by name, in order of first appearance.
+    let mut union: Vec<(&str, Transform, PrimitiveType)> = Vec::new();
+    for spec in metadata.specs() {
+        for (field, ty) in spec.fields().iter().zip(spec.types()) {
+            if !union.iter().any(|(name, ..)| *name == field.name) {
+                union.push((&field.name, field.transform, *ty));
+            }
+        }
+    }
+    let mut fields = Vec::with_capacity(union.len());
+    let mut arrays = Vec::with_capacity(union.len());
+    for (name, transform, ty) in union {
+        // A field of the same name and another transform or type stays NULL here.
+        let values: Vec<Option<Value>> =
+            rows.iter()
+                .map(|(spec_id, tuple)| {
+                    let spec = metadata.spec(*spec_id)?;
+                    let at = spec.fields().iter().zip(spec.types()).position(|(f, t)| {
+                        f.name == name && f.transform == transform && *t == ty
+                    })?;
+                    tuple.get(at).cloned().flatten()
+                })
+                .collect();
+        let array: ArrayRef = match transform {
+            Transform::Year | Transform::Month | Transform::Hour => {
+                Arc::new(StringArray::from_iter(
+                    values
+                        .iter()
+                        .map(|v| v.as_ref().map(|v| transform.render(ty, Some(v)))),
+                ))
+            }
+            _ => tarn_core::arrow_convert::values_to_array(ty, &values).map_err(to_df)?,
+        };
+        fields.push(Field::new(name, array.data_type().clone(), true));
+        arrays.push(array);
+    }
+    let array = if fields.is_empty() {
+        StructArray::new_empty_fields(rows.len(), None)
+    } else {
+        StructArray::try_new(fields.into(), arrays, None)?
+    };
+    Ok((
+        Field::new("partition", array.data_type().clone(), false),
+        Arc::new(array),
+    ))
 }
 
 async fn manifests(table: &Table) -> Result<RecordBatch> {
@@ -401,8 +452,9 @@ async fn partitions(table: &Table) -> Result<RecordBatch> {
         .map_err(to_df)?
         .data_files();
     let metadata = table.metadata();
-    // (spec, partition key) -> (partition path, files, rows, bytes)
-    let mut groups: BTreeMap<(i32, String), (String, u64, u64, u64)> = BTreeMap::new();
+    // (spec, partition key) -> (partition tuple, files, rows, bytes)
+    type Group<'a> = (&'a [Option<tarn_spec::Value>], u64, u64, u64);
+    let mut groups: BTreeMap<(i32, String), Group> = BTreeMap::new();
     for f in &files {
         let key = metadata
             .spec(f.spec_id)
@@ -410,13 +462,17 @@ async fn partitions(table: &Table) -> Result<RecordBatch> {
             .unwrap_or_default();
         let entry = groups
             .entry((f.spec_id.get(), key))
-            .or_insert_with(|| (partition_of(metadata, f), 0, 0, 0));
+            .or_insert_with(|| (f.partition.as_slice(), 0, 0, 0));
         entry.1 += 1;
         entry.2 += f.live_rows();
         entry.3 += f.file_size;
     }
+    let tuples: Vec<_> = groups
+        .iter()
+        .map(|((spec, _), v)| (tarn_spec::SpecId(*spec), v.0))
+        .collect();
     unzip(vec![
-        strings("partition", groups.values().map(|v| v.0.clone())),
+        partition_column(metadata, &tuples)?,
         (
             Field::new("spec_id", DataType::Int32, false),
             Arc::new(Int32Array::from_iter_values(groups.keys().map(|k| k.0))) as ArrayRef,

@@ -94,6 +94,12 @@ impl PartitionSpec {
         self.fields.is_empty()
     }
 
+    /// The type of each field's values, in field order (from the schema the spec was
+    /// checked against).
+    pub fn types(&self) -> &[PrimitiveType] {
+        &self.types
+    }
+
     /// The type of each partition value, in field order.
     pub fn partition_types(&self, schema: &Schema) -> Result<Vec<PrimitiveType>> {
         self.fields
