@@ -439,6 +439,8 @@ impl SchemaProvider for TarnSchema {
                 location: tarn.table().location().clone(),
                 store_url: tarn.store_url().clone(),
             }
+        } else if let Some(view) = table.downcast_ref::<datafusion::catalog::view::ViewTable>() {
+            External::Provider(Arc::new(crate::view::LiveView::new(view)))
         } else if table.table_type() == datafusion::logical_expr::TableType::View {
             External::Provider(table)
         } else {

@@ -55,6 +55,7 @@ mod provider;
 mod pruning;
 mod struct_values;
 mod time_travel;
+mod view;
 mod write;
 
 #[cfg(test)]
