@@ -385,6 +385,13 @@ impl TarnContext {
         use datafusion::logical_expr::LogicalPlan;
         match plan {
             LogicalPlan::Analyze(_) => self.analyze(plan).await,
+            LogicalPlan::Statement(datafusion::logical_expr::Statement::Execute(_)) => {
+                // The prepared plan holds the versions of the moment it was prepared.
+                let (state, prepared) = self.ctx.execute_logical_plan(plan).await?.into_parts();
+                let plan =
+                    crate::view::bind_again(&prepared, &state, crate::view::Kept::Prepared).await?;
+                Ok(DataFrame::new(state, plan))
+            }
             LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => {
                 self.ctx.execute_logical_plan(plan).await
             }

@@ -5,7 +5,8 @@
 //! view would read the version it was created on for the rest of the session. A
 //! [`LiveView`] keeps the same plan, but each time a statement reads it, binds the tarn
 //! tables in it (metadata tables too) again by name, as the statement binds its own: the
-//! newest version, or the version a time-travel name pins.
+//! newest version, or the version a time-travel name pins. A prepared statement keeps a plan
+//! the same way, and [`bind_again`] does the same for each `EXECUTE`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,72 +42,103 @@ impl LiveView {
             schema: view.schema(),
         }
     }
+}
 
-    /// The view's plan with every tarn table in it loaded again, by the name it was read by.
-    async fn bound(&self, state: &SessionState) -> Result<LogicalPlan> {
-        let mut names: Vec<TableReference> = Vec::new();
-        self.plan.apply_with_subqueries(|node| {
-            if let LogicalPlan::TableScan(scan) = node
-                && is_tarn(&scan.source)
-                && !names.contains(&scan.table_name)
-            {
-                names.push(scan.table_name.clone());
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })?;
-        let options = state.config_options();
-        let mut fresh: HashMap<TableReference, Arc<dyn TableProvider>> = HashMap::new();
-        for name in names {
-            let resolved = name.clone().resolve(
-                &options.catalog.default_catalog,
-                &options.catalog.default_schema,
-            );
-            let gone = || {
-                DataFusionError::Plan(format!(
-                    "the view reads table '{name}', which no longer exists; create the view \
-                     again (CREATE OR REPLACE VIEW)"
-                ))
-            };
-            let schema = state
-                .catalog_list()
-                .catalog(&resolved.catalog)
-                .and_then(|c| c.schema(&resolved.schema))
-                .ok_or_else(gone)?;
-            let provider = schema.table(&resolved.table).await?.ok_or_else(gone)?;
-            fresh.insert(name, provider);
+/// What keeps a plan to run later, for errors.
+#[derive(Clone, Copy)]
+pub(crate) enum Kept {
+    View,
+    Prepared,
+}
+
+impl Kept {
+    fn name(self) -> &'static str {
+        match self {
+            Kept::View => "view",
+            Kept::Prepared => "prepared statement",
         }
-        self.plan
-            .clone()
-            .transform_up_with_subqueries(|node| match node {
-                LogicalPlan::TableScan(mut scan) => {
-                    let Some(provider) = fresh.get(&scan.table_name) else {
-                        return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
-                    };
-                    // The columns the view reads must be where they were (columns added
-                    // since are left out); any other change needs the view made again.
-                    let (before, now) = (scan.source.schema(), provider.schema());
-                    let read = scan
-                        .projection
-                        .clone()
-                        .unwrap_or_else(|| (0..before.fields().len()).collect());
-                    if !read
-                        .iter()
-                        .all(|&i| now.fields().get(i) == before.fields().get(i))
-                    {
-                        return Err(DataFusionError::Plan(format!(
-                            "columns of table '{}' that a view reads changed after the view \
-                             was created; create the view again (CREATE OR REPLACE VIEW)",
-                            scan.table_name
-                        )));
-                    }
-                    scan.projection = Some(read);
-                    scan.source = provider_as_source(provider.clone());
-                    Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
-                }
-                other => Ok(Transformed::no(other)),
-            })
-            .map(|t| t.data)
     }
+
+    fn remedy(self) -> &'static str {
+        match self {
+            Kept::View => "create the view again (CREATE OR REPLACE VIEW)",
+            Kept::Prepared => "prepare it again (DEALLOCATE, then PREPARE)",
+        }
+    }
+}
+
+/// `plan` with every tarn table in it loaded again, by the name it was read by, in `state`.
+pub(crate) async fn bind_again(
+    plan: &LogicalPlan,
+    state: &SessionState,
+    kept: Kept,
+) -> Result<LogicalPlan> {
+    let mut names: Vec<TableReference> = Vec::new();
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && is_tarn(&scan.source)
+            && !names.contains(&scan.table_name)
+        {
+            names.push(scan.table_name.clone());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    if names.is_empty() {
+        return Ok(plan.clone());
+    }
+    let options = state.config_options();
+    let mut fresh: HashMap<TableReference, Arc<dyn TableProvider>> = HashMap::new();
+    for name in names {
+        let resolved = name.clone().resolve(
+            &options.catalog.default_catalog,
+            &options.catalog.default_schema,
+        );
+        let gone = || {
+            DataFusionError::Plan(format!(
+                "the {} reads table '{name}', which no longer exists; {}",
+                kept.name(),
+                kept.remedy()
+            ))
+        };
+        let schema = state
+            .catalog_list()
+            .catalog(&resolved.catalog)
+            .and_then(|c| c.schema(&resolved.schema))
+            .ok_or_else(gone)?;
+        let provider = schema.table(&resolved.table).await?.ok_or_else(gone)?;
+        fresh.insert(name, provider);
+    }
+    plan.clone()
+        .transform_up_with_subqueries(|node| match node {
+            LogicalPlan::TableScan(mut scan) => {
+                let Some(provider) = fresh.get(&scan.table_name) else {
+                    return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+                };
+                // The columns the plan reads must be where they were (columns added since
+                // are left out); any other change needs the plan made again.
+                let (before, now) = (scan.source.schema(), provider.schema());
+                let read = scan
+                    .projection
+                    .clone()
+                    .unwrap_or_else(|| (0..before.fields().len()).collect());
+                if !read
+                    .iter()
+                    .all(|&i| now.fields().get(i) == before.fields().get(i))
+                {
+                    return Err(DataFusionError::Plan(format!(
+                        "columns of table '{}' that a {} reads changed after it was made; {}",
+                        scan.table_name,
+                        kept.name(),
+                        kept.remedy()
+                    )));
+                }
+                scan.projection = Some(read);
+                scan.source = provider_as_source(provider.clone());
+                Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+            }
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
 }
 
 /// Whether a scan reads a tarn table or one of its metadata tables: the sources a view binds
@@ -144,7 +176,7 @@ impl TableProvider for LiveView {
             .as_any()
             .downcast_ref::<SessionState>()
             .ok_or_else(|| DataFusionError::Internal("a view read outside a session".into()))?;
-        let plan = self.bound(session).await?;
+        let plan = bind_again(&self.plan, session, Kept::View).await?;
         let schema = plan.schema().clone();
         let mut builder = LogicalPlanBuilder::from(plan);
         if let Some(filter) = filters.iter().cloned().reduce(Expr::and) {
