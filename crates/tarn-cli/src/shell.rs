@@ -403,7 +403,11 @@ impl Shell {
             Command::Describe(name) => {
                 let (ns, table) = split_name(&name);
                 let Some(t) = self.ctx.catalog().load(&ns, &table).await? else {
-                    return Err(Stop::Failed(format!("table '{ns}.{table}' does not exist")));
+                    // A view, or no such relation: DataFusion's description or its error.
+                    return self
+                        .run_sql(&format!("DESCRIBE {};", quoted_table(&ns, &table)))
+                        .await
+                        .map(|()| Flow::Continue);
                 };
                 self.run_sql(&format!(
                     "SELECT \"column\", type, nullable, \"default\", field_id FROM {};",

@@ -216,6 +216,33 @@ fn describe_shows_sql_types_ids_and_defaults() {
         assert!(stdout.contains(line), "{line} in\n{stdout}");
     }
     assert!(!stdout.contains("Utf8"), "{stdout}");
+
+    // DESCRIBE gives the same types; \d of a view describes it, of nothing says so.
+    let out = tarn(
+        dir.path(),
+        &[
+            "-c",
+            "DESCRIBE t",
+            "-c",
+            "CREATE VIEW recent AS SELECT id, name FROM t",
+            "-c",
+            "\\d recent",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("| price       | DECIMAL(10,2) | YES         |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| name        |"), "{stdout}");
+    let out = tarn(dir.path(), &["-c", "\\d nope"], None);
+    assert!(
+        text(&out.stderr).contains("'tarn.default.nope' not found"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
