@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, StringArray};
 use datafusion::arrow::datatypes::Schema as ArrowSchema;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{DFSchema, ScalarValue};
@@ -22,8 +22,8 @@ use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, ExprWithAlias, FunctionArg,
-    FunctionArgExpr, FunctionArguments, ObjectType, SchemaName, SqlOption, Statement,
-    Value as SqlValue,
+    FunctionArgExpr, FunctionArguments, ObjectName, ObjectType, SchemaName, ShowCreateObject,
+    SqlOption, Statement, Value as SqlValue,
 };
 use tarn_core::TableDefinition;
 use tarn_spec::{
@@ -32,7 +32,7 @@ use tarn_spec::{
 
 use crate::commit::{TABLE_METADATA_KEY, VERSION_METADATA_KEY};
 use crate::context::{TarnContext, quote};
-use crate::convert::{from_scalar, sql_type};
+use crate::convert::{from_scalar, sql_column_type, sql_literal, sql_type};
 use crate::error::to_df;
 use crate::names::normalize;
 use crate::names::{QualifiedName, parts};
@@ -336,6 +336,10 @@ impl TarnContext {
         partition_by: &[SqlExpr],
     ) -> Result<Option<DataFrame>> {
         match statement {
+            Statement::ShowCreate {
+                obj_type: ShowCreateObject::Table,
+                obj_name,
+            } => self.show_create_table(obj_name).await,
             Statement::CreateTable(create) => {
                 let name = self.qualify(&create.name)?;
                 if name.catalog != self.catalog_name() {
@@ -398,6 +402,28 @@ impl TarnContext {
             }
             _ => Ok(None),
         }
+    }
+
+    /// `SHOW CREATE TABLE t` of a tarn table: DataFusion's columns, with the statement that
+    /// makes a table like it (columns, defaults, comments, the current partition spec and the
+    /// properties); `None` for any other table.
+    async fn show_create_table(&self, name: &ObjectName) -> Result<Option<DataFrame>> {
+        let name = self.qualify(name)?;
+        if name.catalog != self.catalog_name() {
+            return Ok(None);
+        }
+        let Some(table) = self.catalog().load(&name.namespace, &name.table).await? else {
+            return Ok(None);
+        };
+        let definition = create_statement(&name, table.table().metadata());
+        let column = |s: &str| Arc::new(StringArray::from(vec![s.to_string()])) as ArrayRef;
+        let batch = RecordBatch::try_from_iter([
+            ("table_catalog", column(&name.catalog)),
+            ("table_schema", column(&name.namespace)),
+            ("table_name", column(&name.table)),
+            ("definition", column(&definition)),
+        ])?;
+        self.session_context().read_batch(batch).map(Some)
     }
 
     async fn create_table(
@@ -596,4 +622,62 @@ fn created_version(batches: Vec<RecordBatch>, created: &tarn_core::Table) -> Vec
                 .expect("only the metadata differs")
         })
         .collect()
+}
+
+/// The CREATE TABLE statement that makes a table like the one `metadata` describes.
+fn create_statement(name: &QualifiedName, metadata: &tarn_spec::TableMetadata) -> String {
+    let schema = metadata.current_schema();
+    let text = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut column = format!("  {} {}", quote(&f.name), sql_column_type(&f.field_type));
+            if f.required {
+                column.push_str(" NOT NULL");
+            }
+            if let (Some(ty), Some(default)) = (f.primitive(), f.write_default.as_ref()) {
+                column.push_str(&format!(" DEFAULT {}", sql_literal(ty, default)));
+            }
+            if let Some(doc) = &f.doc {
+                column.push_str(&format!(" COMMENT {}", text(doc)));
+            }
+            column
+        })
+        .collect();
+    let mut statement = format!(
+        "CREATE TABLE {}.{} (\n{}\n)",
+        quote(&name.namespace),
+        quote(&name.table),
+        columns.join(",\n")
+    );
+    let items: Vec<String> = metadata
+        .default_spec()
+        .fields()
+        .iter()
+        .map(|pf| {
+            let source = schema
+                .path_name(pf.source_id)
+                .map(|path| path.split('.').map(quote).collect::<Vec<_>>().join("."))
+                .unwrap_or_default();
+            match pf.transform {
+                Transform::Identity => source,
+                Transform::Bucket(n) => format!("bucket({n}, {source})"),
+                Transform::Truncate(w) => format!("truncate({w}, {source})"),
+                other => format!("{other}({source})"),
+            }
+        })
+        .collect();
+    if !items.is_empty() {
+        statement.push_str(&format!("\nPARTITIONED BY ({})", items.join(", ")));
+    }
+    let properties: Vec<String> = metadata
+        .properties()
+        .iter()
+        .map(|(k, v)| format!("{} = {}", text(k), text(v)))
+        .collect();
+    if !properties.is_empty() {
+        statement.push_str(&format!("\nWITH ({})", properties.join(", ")));
+    }
+    statement
 }

@@ -1575,3 +1575,72 @@ async fn a_statement_probes_its_tables_together() {
     let rows = run(&ctx, join).await;
     assert_eq!(ids(&rows), vec![3]);
 }
+
+/// The text of every row of the first column of a result.
+fn texts(batches: &[RecordBatch]) -> Vec<String> {
+    column_texts(batches, 0)
+}
+
+/// The text of every row of column `i` of a result.
+fn column_texts(batches: &[RecordBatch], i: usize) -> Vec<String> {
+    let column = datafusion::arrow::compute::concat(
+        &batches
+            .iter()
+            .map(|b| b.column(i).as_ref())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let column =
+        datafusion::arrow::compute::cast(&column, &datafusion::arrow::datatypes::DataType::Utf8)
+            .unwrap();
+    column
+        .as_string::<i32>()
+        .iter()
+        .map(|s| s.unwrap_or("NULL").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_create_table_makes_the_same_table() {
+    let ctx = TarnContext::open("memory://show-create").await.unwrap();
+    run(
+        &ctx,
+        "CREATE TABLE src (id BIGINT NOT NULL COMMENT 'the id''s', \"odd name\" VARCHAR DEFAULT 'x', \
+         ctx STRUCT<ts TIMESTAMP, tags VARCHAR[]>, m MAP<VARCHAR, DOUBLE>, d DECIMAL(10,2), day DATE) \
+         PARTITIONED BY (bucket(4, id), day(ctx.ts), truncate(3, \"odd name\"), month(day)) \
+         WITH ('write.target-file-size-bytes' = '1000000')",
+    )
+    .await;
+    let definition = column_texts(&run(&ctx, "SHOW CREATE TABLE src").await, 3);
+    let copy = definition[0].replace("\"default\".\"src\"", "\"default\".\"copy\"");
+    assert_ne!(copy, definition[0]);
+    run(&ctx, &copy).await;
+    let describe = |t: &str| {
+        format!(
+            "SELECT \"column\" || ' ' || type || ' ' || CAST(nullable AS VARCHAR) || ' ' || \
+             coalesce(\"default\", '-') || ' ' || coalesce(comment, '-') FROM \"{t}$columns\""
+        )
+    };
+    let columns = texts(&run(&ctx, &describe("src")).await);
+    assert_eq!(columns.len(), 6);
+    assert_eq!(columns[0], "id BIGINT false - the id's");
+    assert_eq!(columns, texts(&run(&ctx, &describe("copy")).await));
+    let properties = "SELECT key || '=' || value FROM \"{t}$properties\" ORDER BY key";
+    assert_eq!(
+        texts(&run(&ctx, &properties.replace("{t}", "src")).await),
+        texts(&run(&ctx, &properties.replace("{t}", "copy")).await)
+    );
+    // The same partitioning: the same rows land in partitions of the same values.
+    let rows = "VALUES (7, 'abcdef', named_struct('ts', TIMESTAMP '2026-11-30 10:00:00', \
+                'tags', ['a']), MAP {'k': 1.0}, 1.50, DATE '2026-02-03')";
+    run(&ctx, &format!("INSERT INTO src {rows}")).await;
+    run(&ctx, &format!("INSERT INTO copy {rows}")).await;
+    let partitions = "SELECT concat_ws(' ', partition['id_bucket'], partition['ctx_ts_day'], \
+                      partition['odd name_trunc'], partition['day_month']) FROM \"{t}$partitions\"";
+    let of_src = texts(&run(&ctx, &partitions.replace("{t}", "src")).await);
+    assert_eq!(of_src, ["3 2026-11-30 abc 2026-02"]);
+    assert_eq!(
+        of_src,
+        texts(&run(&ctx, &partitions.replace("{t}", "copy")).await)
+    );
+}
