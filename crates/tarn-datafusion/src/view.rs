@@ -75,11 +75,17 @@ pub(crate) async fn bind_again(
 ) -> Result<LogicalPlan> {
     let mut names: Vec<TableReference> = Vec::new();
     plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node
-            && is_tarn(&scan.source)
-            && !names.contains(&scan.table_name)
+        let read = match node {
+            LogicalPlan::TableScan(scan) => Some((&scan.table_name, &scan.source)),
+            // The table a prepared DELETE, UPDATE, MERGE or INSERT writes.
+            LogicalPlan::Dml(dml) => Some((&dml.table_name, &dml.target)),
+            _ => None,
+        };
+        if let Some((name, source)) = read
+            && is_tarn(source)
+            && !names.contains(name)
         {
-            names.push(scan.table_name.clone());
+            names.push(name.clone());
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
@@ -87,7 +93,9 @@ pub(crate) async fn bind_again(
         return Ok(plan.clone());
     }
     let options = state.config_options();
-    let mut fresh: HashMap<TableReference, Arc<dyn TableProvider>> = HashMap::new();
+    // One source per table, shared by its scans and a write's target: row-level DML finds
+    // the scan of the table it changes by that identity.
+    let mut fresh: HashMap<TableReference, Arc<dyn TableSource>> = HashMap::new();
     for name in names {
         let resolved = name.clone().resolve(
             &options.catalog.default_catalog,
@@ -106,10 +114,26 @@ pub(crate) async fn bind_again(
             .and_then(|c| c.schema(&resolved.schema))
             .ok_or_else(gone)?;
         let provider = schema.table(&resolved.table).await?.ok_or_else(gone)?;
-        fresh.insert(name, provider);
+        fresh.insert(name, provider_as_source(provider));
     }
     plan.clone()
         .transform_up_with_subqueries(|node| match node {
+            LogicalPlan::Dml(mut dml) => {
+                let Some(source) = fresh.get(&dml.table_name) else {
+                    return Ok(Transformed::no(LogicalPlan::Dml(dml)));
+                };
+                if source.schema().fields() != dml.target.schema().fields() {
+                    return Err(DataFusionError::Plan(format!(
+                        "the columns of table '{}', which a {} writes, changed after it was \
+                         made; {}",
+                        dml.table_name,
+                        kept.name(),
+                        kept.remedy()
+                    )));
+                }
+                dml.target = source.clone();
+                Ok(Transformed::yes(LogicalPlan::Dml(dml)))
+            }
             LogicalPlan::TableScan(mut scan) => {
                 let Some(provider) = fresh.get(&scan.table_name) else {
                     return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
@@ -133,7 +157,7 @@ pub(crate) async fn bind_again(
                     )));
                 }
                 scan.projection = Some(read);
-                scan.source = provider_as_source(provider.clone());
+                scan.source = provider.clone();
                 Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
             }
             other => Ok(Transformed::no(other)),
