@@ -135,12 +135,12 @@ pub(crate) async fn bind_again(
                 Ok(Transformed::yes(LogicalPlan::Dml(dml)))
             }
             LogicalPlan::TableScan(mut scan) => {
-                let Some(provider) = fresh.get(&scan.table_name) else {
+                let Some(source) = fresh.get(&scan.table_name) else {
                     return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
                 };
                 // The columns the plan reads must be where they were (columns added since
                 // are left out); any other change needs the plan made again.
-                let (before, now) = (scan.source.schema(), provider.schema());
+                let (before, now) = (scan.source.schema(), source.schema());
                 let read = scan
                     .projection
                     .clone()
@@ -157,7 +157,7 @@ pub(crate) async fn bind_again(
                     )));
                 }
                 scan.projection = Some(read);
-                scan.source = provider.clone();
+                scan.source = source.clone();
                 Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
             }
             other => Ok(Transformed::no(other)),
