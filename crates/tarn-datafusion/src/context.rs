@@ -319,12 +319,47 @@ impl TarnContext {
             if lists_names(s) {
                 self.catalog.refresh().await?;
             }
+            if let Statement::Delete(delete) = s.as_ref()
+                && let Some(query) = crate::parse::aliased_delete_query(delete)
+            {
+                return self.plan_aliased_delete(query).await;
+            }
         } else if !partition_by.is_empty() {
             return Err(DataFusionError::Plan(
                 "PARTITIONED BY belongs to CREATE TABLE".into(),
             ));
         }
         self.plan(statement).await
+    }
+
+    /// `DELETE FROM t AS x WHERE p`, planned from the query of the rows it deletes
+    /// ([`crate::parse::aliased_delete_query`]): its filter over the aliased scan of `t` is
+    /// the DELETE's input, as DataFusion's own DELETE plans are without an alias.
+    async fn plan_aliased_delete(&self, query: Statement) -> Result<DataFrame> {
+        use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+        use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
+        let (state, plan) = self
+            .plan(DFStatement::Statement(Box::new(query)))
+            .await?
+            .into_parts();
+        let LogicalPlan::Projection(projection) = plan else {
+            return Err(DataFusionError::Internal(
+                "the rows of a DELETE are planned as a projection".into(),
+            ));
+        };
+        let mut target = None;
+        projection.input.apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                target = Some((scan.table_name.clone(), scan.source.clone()));
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let Some((name, source)) = target else {
+            return Err(DataFusionError::Plan("DELETE FROM needs a table".into()));
+        };
+        let delete = DmlStatement::new(name, source, WriteOp::Delete, projection.input);
+        Ok(DataFrame::new(state, LogicalPlan::Dml(delete)))
     }
 
     /// Plans a statement with DataFusion, as a frame that runs when collected.

@@ -11,10 +11,11 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    AlterTable, DataType as SqlType, ExactNumberInfo, Expr as SqlExpr, FromTable, Function,
-    FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName,
-    Statement, TableFactor, TableVersion, TableWithJoins, TypedString, Value as SqlValue,
-    ValueWithSpan, VisitMut, VisitorMut, visit_expressions_mut,
+    AlterTable, Assignment, AssignmentTarget, DataType as SqlType, Delete, ExactNumberInfo,
+    Expr as SqlExpr, FromTable, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, Ident, MergeAction, ObjectName, ObjectNamePart, SetExpr, Statement,
+    TableFactor, TableVersion, TableWithJoins, TypedString, Value as SqlValue, ValueWithSpan,
+    VisitMut, VisitorMut, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::Dialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -49,6 +50,7 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<ParsedStatement>> {
     let spanned = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| DataFusionError::SQL(Box::new(e.into()), None))?;
+    let spanned = split_closing_angle_brackets(spanned);
     let mut out = Vec::new();
     for statement in spanned.split(|t| t.token == Token::SemiColon) {
         if let Some(parsed) = parse_statement(statement)? {
@@ -112,6 +114,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             exponent_numbers_are_doubles(s);
             time_travel_functions_are_versions(s)?;
             refuse_versioned_targets(s)?;
+            refuse_repeated_assignments(s)?;
             versions_are_names(s);
         }
     }
@@ -284,6 +287,60 @@ fn parse_tarn_alter(tokens: &[Token]) -> Result<Option<(DFStatement, TarnAlter)>
         end_token: AttachedToken::empty(),
     });
     Ok(Some((DFStatement::Statement(Box::new(statement)), alter)))
+}
+
+/// sqlparser reads the `>>` that closes two nested types as one token, and then gives a `[]`
+/// after it to the inner type: `STRUCT<a STRUCT<b INT>>[]` would be read as a struct
+/// holding a list. A `>>` followed by `[` is split into two `>`, which sqlparser reads as
+/// written (no expression has a `[` right after a shift).
+fn split_closing_angle_brackets(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let mut out = Vec::with_capacity(tokens.len());
+    for (i, token) in tokens.iter().enumerate() {
+        let before_bracket = || {
+            tokens[i + 1..]
+                .iter()
+                .find(|t| !matches!(t.token, Token::Whitespace(_)))
+                .is_some_and(|t| t.token == Token::LBracket)
+        };
+        if token.token == Token::ShiftRight && before_bracket() {
+            out.push(TokenWithSpan::new(Token::Gt, token.span));
+            out.push(TokenWithSpan::new(Token::Gt, token.span));
+        } else {
+            out.push(token.clone());
+        }
+    }
+    out
+}
+
+/// `SELECT * FROM t AS x WHERE ...` for `DELETE FROM t AS x WHERE ...`: the rows it
+/// deletes, read under the alias. DataFusion 55 plans a DELETE without its table's alias, so
+/// a predicate naming `x` would not plan. `None` for a DELETE without an alias, or with a
+/// clause beyond a single table and WHERE (left to DataFusion's own refusal).
+pub(crate) fn aliased_delete_query(delete: &Delete) -> Option<Statement> {
+    let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &delete.from;
+    let [table] = from.as_slice() else {
+        return None;
+    };
+    let aliased = matches!(&table.relation, TableFactor::Table { alias: Some(_), .. });
+    let plain = delete.tables.is_empty()
+        && delete.using.is_none()
+        && delete.returning.is_none()
+        && delete.output.is_none()
+        && delete.order_by.is_empty()
+        && delete.limit.is_none();
+    if !(aliased && plain && table.joins.is_empty()) {
+        return None;
+    }
+    let mut query = Parser::new(&TarnDialect)
+        .try_with_sql("SELECT * FROM t")
+        .and_then(|mut p| p.parse_query())
+        .expect("a constant query parses");
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        unreachable!("a constant SELECT");
+    };
+    select.from = vec![table.clone()];
+    select.selection = delete.selection.clone();
+    Some(Statement::Query(query))
 }
 
 fn is_keyword(token: &Token, keyword: Keyword) -> bool {
@@ -485,6 +542,42 @@ fn versioned_factor(
 
 /// DELETE, UPDATE, MERGE and INSERT write the current table; a time-travel target would be
 /// read as the current one by DataFusion, so it is refused here.
+/// `UPDATE t SET a = 1, a = 2` (or the same in a MERGE clause) is an error, as in
+/// PostgreSQL: DataFusion would keep one of the values without a word.
+fn refuse_repeated_assignments(statement: &Statement) -> Result<()> {
+    let lists: Vec<&[Assignment]> = match statement {
+        Statement::Update(u) => vec![u.assignments.as_slice()],
+        Statement::Merge(m) => m
+            .clauses
+            .iter()
+            .filter_map(|c| match &c.action {
+                MergeAction::Update(update) => Some(update.assignments.as_slice()),
+                _ => None,
+            })
+            .collect(),
+        _ => return Ok(()),
+    };
+    for assignments in lists {
+        let mut seen = std::collections::HashSet::new();
+        let columns = assignments.iter().flat_map(|a| match &a.target {
+            AssignmentTarget::ColumnName(name) => std::slice::from_ref(name),
+            AssignmentTarget::Tuple(names) => names.as_slice(),
+        });
+        for name in columns {
+            let Some(column) = name.0.last().and_then(ObjectNamePart::as_ident) else {
+                continue;
+            };
+            let column = crate::names::normalize(column);
+            if !seen.insert(column.clone()) {
+                return Err(DataFusionError::Plan(format!(
+                    "column '{column}' is assigned more than once in one SET; give it one value"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn refuse_versioned_targets(statement: &Statement) -> Result<()> {
     let versioned = |factor: &TableFactor| match factor {
         TableFactor::Table {

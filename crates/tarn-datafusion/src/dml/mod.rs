@@ -38,17 +38,19 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::Session;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, DFSchemaRef};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::{DefaultTableSource, provider_as_source};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 use datafusion::execution::context::QueryPlanner;
+use datafusion::logical_expr::expr::{Cast, TryCast};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
-    DmlStatement, Expr, Extension, LogicalPlan, TableScanBuilder, TableSource,
+    DmlStatement, Expr, ExprSchemable, Extension, LogicalPlan, TableScanBuilder, TableSource,
     UserDefinedLogicalNode, UserDefinedLogicalNodeCore, WriteOp,
 };
 use datafusion::optimizer::AnalyzerRule;
@@ -240,6 +242,7 @@ impl AnalyzerRule for DmlRule {
             );
             if let (WriteOp::Insert(_), Some(target)) = (&dml.op, tarn_target(&dml.target)) {
                 check_inserted_values(&dml, &target)?;
+                check_struct_fields_kept(&dml, &target, dml.input.as_ref())?;
             }
             match tarn_target(&dml.target) {
                 Some(target) if row_level => {
@@ -315,9 +318,138 @@ fn check_inserted_values(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
     Ok(())
 }
 
+/// A struct value with a field its column's type lacks (`SET s = named_struct('a', 1, 'b', 2)`
+/// into a `STRUCT<a INT>`) is an error: DataFusion converts one struct type to another by
+/// field name, so the field's values would be dropped without a word. `plan` computes the
+/// new rows: its top projection is where DataFusion casts each value to its column's type,
+/// or, for a MERGE, pass 1's (under its filter), which leaves the cast to the write.
+fn check_struct_fields_kept(
+    dml: &DmlStatement,
+    target: &TarnTable,
+    plan: &LogicalPlan,
+) -> Result<()> {
+    let plan = match plan {
+        LogicalPlan::Filter(filter) => filter.input.as_ref(),
+        plan => plan,
+    };
+    let LogicalPlan::Projection(projection) = plan else {
+        return Ok(());
+    };
+    let columns = datafusion::catalog::TableProvider::schema(target);
+    for (expr, (_, field)) in projection.expr.iter().zip(projection.schema.iter()) {
+        let Ok(column) = columns.field_with_name(field.name()) else {
+            continue;
+        };
+        // The types converted to the column's: the value's own, and those cast to it
+        // within (each branch of a MERGE's CASE is).
+        let mut from = vec![field.data_type().clone()];
+        expr.apply(|e| {
+            if let Expr::Cast(Cast { expr, field: to }) | Expr::TryCast(TryCast { expr, field: to }) = e
+                && to.data_type() == column.data_type()
+                && let Ok(ty) = expr.get_type(projection.input.schema())
+            {
+                from.push(ty);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let lost = from
+            .iter()
+            .find_map(|ty| dropped_struct_field(ty, column.data_type(), field.name()));
+        if let Some(lost) = lost {
+            let statement = match &dml.op {
+                WriteOp::Insert(_) => "INSERT INTO",
+                WriteOp::Update => "UPDATE",
+                _ => "MERGE INTO",
+            };
+            let table = target.name();
+            let LostField {
+                struct_path,
+                field,
+                fields,
+                addable,
+            } = lost;
+            let remedy = if addable {
+                format!(
+                    "leave it out, or add the field first: ALTER TABLE {table} ADD COLUMN \
+                     \"{struct_path}.{field}\" <type>"
+                )
+            } else {
+                "leave it out".to_string()
+            };
+            return Err(DataFusionError::Plan(format!(
+                "{statement} {table}: struct column '{struct_path}' has no field '{field}' (its \
+                 fields are {}), so the value's '{field}' would be lost; {remedy}",
+                fields.join(", "),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A struct field a value has and its column's type lacks.
+struct LostField {
+    /// The struct's path in the table (`ctx`, `ctx.geo`).
+    struct_path: String,
+    field: String,
+    /// The fields the struct does have.
+    fields: Vec<String>,
+    /// Whether ALTER TABLE can add the field: the struct is not inside a list or map.
+    addable: bool,
+}
+
+/// The first struct field that `from` has and `to` lacks, at any depth (through lists and
+/// maps too): a field a conversion from `from` to `to` would drop. `path` names `to`.
+fn dropped_struct_field(from: &DataType, to: &DataType, path: &str) -> Option<LostField> {
+    use DataType::*;
+    match (from, to) {
+        (Struct(from), Struct(to)) => {
+            from.iter()
+                .find_map(|f| match to.iter().find(|t| t.name() == f.name()) {
+                    None => Some(LostField {
+                        struct_path: path.to_string(),
+                        field: f.name().clone(),
+                        fields: to.iter().map(|t| t.name().clone()).collect(),
+                        addable: true,
+                    }),
+                    Some(t) => dropped_struct_field(
+                        f.data_type(),
+                        t.data_type(),
+                        &format!("{path}.{}", f.name()),
+                    ),
+                })
+        }
+        (
+            List(f) | LargeList(f) | FixedSizeList(f, _) | ListView(f) | LargeListView(f),
+            List(t) | LargeList(t) | FixedSizeList(t, _) | ListView(t) | LargeListView(t),
+        ) => dropped_struct_field(f.data_type(), t.data_type(), &format!("{path}.element")).map(
+            |lost| LostField {
+                addable: false,
+                ..lost
+            },
+        ),
+        // A map's entries convert by position: key to key, value to value.
+        (Map(f, _), Map(t, _)) => match (f.data_type(), t.data_type()) {
+            (Struct(f), Struct(t)) => f.iter().zip(t.iter()).find_map(|(f, t)| {
+                dropped_struct_field(
+                    f.data_type(),
+                    t.data_type(),
+                    &format!("{path}.{}", t.name()),
+                )
+                .map(|lost| LostField {
+                    addable: false,
+                    ..lost
+                })
+            }),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn plan_dml(dml: DmlStatement, target: Arc<TarnTable>, config: &ConfigOptions) -> Result<TarnDml> {
     let statement = Arc::new(LogicalPlan::Dml(dml.clone()));
     let (kind, input) = pass1::plan(&dml, &target, config)?;
+    check_struct_fields_kept(&dml, &target, &input)?;
     Ok(TarnDml {
         kind,
         target,
