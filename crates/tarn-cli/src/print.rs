@@ -133,12 +133,14 @@ fn delimited(
             .iter()
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
             .collect::<std::result::Result<Vec<_>, _>>()?;
+        // Logical nulls: an untyped NULL column (`SELECT NULL`) has no null buffer.
+        let nulls: Vec<_> = batch.columns().iter().map(|c| c.logical_nulls()).collect();
         for row in 0..batch.num_rows() {
-            for (i, (f, column)) in formatters.iter().zip(batch.columns()).enumerate() {
+            for (i, (f, nulls)) in formatters.iter().zip(&nulls).enumerate() {
                 if i > 0 {
                     out.push(delimiter);
                 }
-                if column.is_null(row) {
+                if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
                     out.push_str(&style.null);
                 } else {
                     field(&f.value(row).to_string(), &mut out);
@@ -395,6 +397,23 @@ mod tests {
         );
         let empty = render(&schema, &[], Format::Table, &style(), 10, None).unwrap();
         assert_eq!(empty, "+---+\n| s |\n+---+\n+---+\n");
+        // `SELECT NULL, ''`: an untyped NULL is NULL too.
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Null, true),
+            Field::new("e", DataType::Utf8, true),
+        ]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(datafusion::arrow::array::NullArray::new(1)),
+                Arc::new(StringArray::from(vec![""])),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            render(&schema, &[b], Format::Csv, &csv_style(), 0, None).unwrap(),
+            "n,e\n,\"\"\n"
+        );
     }
 
     #[test]
