@@ -272,18 +272,33 @@ impl Shell {
             buffer.push('\n');
             if statement_complete(&buffer) {
                 let sql = std::mem::take(&mut buffer);
-                if let Err(stop) = self.run_sql(&sql).await
-                    && let Some(end) = stopped(stop, &mut failed, Place::of(&sql, buffer_start))
-                {
-                    return end;
+                self.last_sql = Some(sql.clone());
+                for (line, statement) in split_statements(&sql) {
+                    if let Err(stop) = self.run_statements(&statement).await
+                        && let Some(end) = stopped(
+                            stop,
+                            &mut failed,
+                            Place::of(&statement, buffer_start + line),
+                        )
+                    {
+                        return end;
+                    }
                 }
             }
         }
-        if !buffer.trim().is_empty()
-            && let Err(stop) = self.run_sql(&buffer).await
-            && let Some(end) = stopped(stop, &mut failed, Place::of(&buffer, buffer_start))
-        {
-            return end;
+        if !buffer.trim().is_empty() {
+            self.last_sql = Some(buffer.clone());
+        }
+        for (line, statement) in split_statements(&buffer) {
+            if let Err(stop) = self.run_statements(&statement).await
+                && let Some(end) = stopped(
+                    stop,
+                    &mut failed,
+                    Place::of(&statement, buffer_start + line),
+                )
+            {
+                return end;
+            }
         }
         (Flow::Continue, failed)
     }
@@ -293,10 +308,19 @@ impl Shell {
         self.run_command(command).await
     }
 
-    /// Runs one or more SQL statements, stopping at the first error.
+    /// Runs one or more SQL statements, one after another, stopping at the first error (the
+    /// statements before it have run).
     pub async fn run_sql(&mut self, sql: &str) -> Result<(), Stop> {
-        let statements = self.ctx.parse(sql)?;
         self.last_sql = Some(sql.to_string());
+        for (_, statement) in split_statements(sql) {
+            self.run_statements(&statement).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs the statements of `sql`, parsed together.
+    async fn run_statements(&mut self, sql: &str) -> Result<(), Stop> {
+        let statements = self.ctx.parse(sql)?;
         for statement in statements {
             let started = Instant::now();
             let requests = self.ctx.warehouse().requests();
@@ -615,18 +639,18 @@ fn split_name(name: &str) -> (String, String) {
     }
 }
 
-/// Whether `buffer` holds complete statements: it ends with `;` outside quotes and comments.
-pub fn statement_complete(buffer: &str) -> bool {
+/// Walks `text` outside `--` comments: each character with its byte offset and whether it
+/// is inside quotes (a closing quote is not).
+fn scan(text: &str, mut visit: impl FnMut(usize, char, bool)) {
     let mut in_single = false;
     let mut in_double = false;
-    let mut last_significant = None;
-    let mut chars = buffer.chars().peekable();
-    while let Some(c) = chars.next() {
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
         match c {
             '\'' if !in_double => in_single = !in_single,
             '"' if !in_single => in_double = !in_double,
-            '-' if !in_single && !in_double && chars.peek() == Some(&'-') => {
-                for c in chars.by_ref() {
+            '-' if !in_single && !in_double && chars.peek().map(|(_, c)| *c) == Some('-') => {
+                for (_, c) in chars.by_ref() {
                     if c == '\n' {
                         break;
                     }
@@ -635,11 +659,48 @@ pub fn statement_complete(buffer: &str) -> bool {
             }
             _ => {}
         }
-        if !c.is_whitespace() {
-            last_significant = Some((c, in_single || in_double));
-        }
+        visit(i, c, in_single || in_double);
     }
+}
+
+/// Whether `buffer` holds complete statements: it ends with `;` outside quotes and comments.
+pub fn statement_complete(buffer: &str) -> bool {
+    let mut last_significant = None;
+    scan(buffer, |_, c, quoted| {
+        if !c.is_whitespace() {
+            last_significant = Some((c, quoted));
+        }
+    });
     matches!(last_significant, Some((';', false)))
+}
+
+/// The statements of `text`, split at each `;` outside quotes and comments, so that each
+/// runs (or fails) on its own, in order, as in psql. Each comes with the line of `text` it
+/// starts on (from 0), and is indented as far as it starts into that line, so that the SQL
+/// parser's line and column count from there. Text after the last `;` is a statement too.
+pub fn split_statements(text: &str) -> Vec<(usize, String)> {
+    let mut ends = Vec::new();
+    scan(text, |i, c, quoted| {
+        if c == ';' && !quoted {
+            ends.push(i + 1);
+        }
+    });
+    if ends.last() != Some(&text.len()) {
+        ends.push(text.len());
+    }
+    let mut start = 0;
+    let mut out = Vec::new();
+    for end in ends {
+        let piece = &text[start..end];
+        if !piece.trim().is_empty() {
+            let before = &text[..start];
+            let line_start = before.rfind('\n').map_or(0, |n| n + 1);
+            let indent = " ".repeat(before[line_start..].chars().count());
+            out.push((before.matches('\n').count(), format!("{indent}{piece}")));
+        }
+        start = end;
+    }
+    out
 }
 
 /// Where in a script a failed statement or meta command is.
@@ -754,5 +815,33 @@ mod tests {
         assert!(!statement_complete("SELECT 1 -- done;"));
         assert!(statement_complete("SELECT 'a;b';"));
         assert!(!statement_complete("SELECT\n  1"));
+    }
+
+    #[test]
+    fn statements_split_where_they_end_and_keep_their_place() {
+        let text = "SELECT 1; SELEC 2;\n-- a ';' comment\nSELECT 'a;b'\n  ;\n\n";
+        assert_eq!(
+            split_statements(text),
+            vec![
+                (0, "SELECT 1;".to_string()),
+                (0, format!("{} SELEC 2;", " ".repeat(9))),
+                (
+                    0,
+                    format!("{}\n-- a ';' comment\nSELECT 'a;b'\n  ;", " ".repeat(18))
+                ),
+            ]
+        );
+        assert_eq!(
+            split_statements("SELECT 1"),
+            vec![(0, "SELECT 1".to_string())]
+        );
+        assert_eq!(split_statements(" ;\n "), vec![(0, " ;".to_string())]);
+        assert_eq!(
+            split_statements("SELECT 1;\nSELECT 2;"),
+            vec![
+                (0, "SELECT 1;".to_string()),
+                (0, format!("{}\nSELECT 2;", " ".repeat(9)))
+            ]
+        );
     }
 }

@@ -373,3 +373,46 @@ fn a_failed_statement_of_a_script_is_named_by_its_line() {
         "Error: syntax error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1\n"
     );
 }
+
+#[test]
+fn statements_on_one_line_run_one_after_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("w");
+    let setup = tarn(&warehouse, &["-c", "CREATE TABLE t (v INT)"], None);
+    assert!(setup.status.success(), "{}", text(&setup.stderr));
+
+    // With --continue, the statements around a failed one on its line still run, and the
+    // error names the statement's own line and column.
+    let out = tarn(
+        &warehouse,
+        &["-q", "--continue", "--format", "csv"],
+        Some(
+            "INSERT INTO t VALUES (1); SELEC 2; INSERT INTO t VALUES (3);\nSELECT v FROM t ORDER BY v;\n",
+        ),
+    );
+    assert_eq!(text(&out.stdout), "v\n1\n3\n");
+    assert_eq!(
+        text(&out.stderr),
+        "Error: <stdin>:1: syntax error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 27\n"
+    );
+
+    // Without it, the statements before the error have run, and none after it.
+    let out = tarn(
+        &warehouse,
+        &[
+            "-q",
+            "--format",
+            "csv",
+            "-c",
+            "INSERT INTO t VALUES (4); SELEC 5; INSERT INTO t VALUES (6)",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = tarn(
+        &warehouse,
+        &["--format", "csv", "-c", "SELECT v FROM t ORDER BY v"],
+        None,
+    );
+    assert_eq!(text(&out.stdout), "v\n1\n3\n4\n");
+}
