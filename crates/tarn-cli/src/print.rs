@@ -57,6 +57,7 @@ impl Style {
 /// Renders batches with the columns of `schema` (the header is printed even without rows).
 /// `max_rows` limits table output (other formats print every row); `width` is the terminal
 /// width to fit tables into, if there is a terminal.
+#[cfg(test)]
 pub fn render(
     schema: &SchemaRef,
     batches: &[RecordBatch],
@@ -65,89 +66,181 @@ pub fn render(
     max_rows: usize,
     width: Option<usize>,
 ) -> Result<String> {
-    match format {
-        Format::Table => table(schema, batches, style, max_rows, width),
-        Format::Csv => delimited(schema, batches, style, ','),
-        Format::Tsv => delimited(schema, batches, style, '\t'),
-        Format::Json => {
-            let mut s = json::<JsonArray>(batches)?;
-            if s.is_empty() {
-                s.push_str("[]");
-            }
-            s.push('\n');
-            Ok(s)
+    let mut printer = Printer::new(schema.clone(), format, style.clone(), max_rows, width);
+    let mut out = printer.start();
+    for batch in batches {
+        out.push_str(&printer.batch(batch)?);
+    }
+    out.push_str(&printer.finish()?);
+    Ok(out)
+}
+
+/// Prints a result as its batches arrive, so that a result of any size is printed in
+/// bounded memory: CSV, TSV and NDJSON a batch at a time, JSON as one array written as it
+/// grows. A table needs its column widths first, so it keeps only the rows it shows.
+pub struct Printer {
+    schema: SchemaRef,
+    format: Format,
+    style: Style,
+    max_rows: usize,
+    width: Option<usize>,
+    /// The rows a table shows (at most `max_rows`).
+    shown: Vec<RecordBatch>,
+    shown_rows: usize,
+    /// Rows seen so far.
+    rows: usize,
+}
+
+impl Printer {
+    /// `max_rows` limits table output (other formats print every row); `width` is the
+    /// terminal width to fit tables into, if there is a terminal.
+    pub fn new(
+        schema: SchemaRef,
+        format: Format,
+        style: Style,
+        max_rows: usize,
+        width: Option<usize>,
+    ) -> Self {
+        Printer {
+            schema,
+            format,
+            style,
+            max_rows,
+            width,
+            shown: Vec::new(),
+            shown_rows: 0,
+            rows: 0,
         }
-        Format::Ndjson => json::<LineDelimited>(batches),
+    }
+
+    /// What comes before the rows: the header of CSV and TSV.
+    pub fn start(&self) -> String {
+        match self.format {
+            Format::Csv => delimited_header(&self.schema, &self.style, ','),
+            Format::Tsv => delimited_header(&self.schema, &self.style, '\t'),
+            Format::Table | Format::Json | Format::Ndjson => String::new(),
+        }
+    }
+
+    /// What to print for `batch` now.
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<String> {
+        let first = self.rows == 0;
+        self.rows += batch.num_rows();
+        if batch.num_rows() == 0 {
+            return Ok(String::new());
+        }
+        match self.format {
+            Format::Table => {
+                let keep = (self.max_rows - self.shown_rows).min(batch.num_rows());
+                if keep > 0 {
+                    self.shown.push(batch.slice(0, keep));
+                    self.shown_rows += keep;
+                }
+                Ok(String::new())
+            }
+            Format::Csv => delimited_rows(batch, &self.style, ','),
+            Format::Tsv => delimited_rows(batch, &self.style, '\t'),
+            Format::Ndjson => json::<LineDelimited>(batch),
+            Format::Json => {
+                // One array across batches: `[` before the first row, `,` between batches.
+                let array = json::<JsonArray>(batch)?;
+                let rows = array
+                    .strip_prefix('[')
+                    .and_then(|a| a.strip_suffix(']'))
+                    .unwrap_or(&array);
+                Ok(format!("{}{rows}", if first { '[' } else { ',' }))
+            }
+        }
+    }
+
+    /// What comes after the rows: a whole table, or the end of the JSON array.
+    pub fn finish(&mut self) -> Result<String> {
+        match self.format {
+            Format::Table => table(
+                &self.schema,
+                &self.shown,
+                &self.style,
+                self.max_rows,
+                self.width,
+            ),
+            Format::Json if self.rows == 0 => Ok("[]\n".into()),
+            Format::Json => Ok("]\n".into()),
+            Format::Csv | Format::Tsv | Format::Ndjson => Ok(String::new()),
+        }
+    }
+
+    /// The rows seen so far.
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 }
 
 /// JSON objects, one per row, with every column a key: a NULL is `null` rather than a
 /// missing key, so each row has the same keys and a column that is NULL throughout still
 /// shows. (JSON has no NaN or infinity: those print as `null` too.)
-fn json<F: JsonFormat>(batches: &[RecordBatch]) -> Result<String> {
+fn json<F: JsonFormat>(batch: &RecordBatch) -> Result<String> {
     let mut out = Vec::new();
     {
         let mut writer = WriterBuilder::new()
             .with_explicit_nulls(true)
             .build::<_, F>(&mut out);
-        for batch in batches {
-            writer.write(batch)?;
-        }
+        writer.write(batch)?;
         writer.finish()?;
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// CSV (or TSV) as PostgreSQL's `COPY ... CSV` and `psql --csv` write it: a field is quoted
+/// A CSV (or TSV) field as PostgreSQL's `COPY ... CSV` and `psql --csv` write it: quoted
 /// when it holds the delimiter, a quote or a line break, and an empty string is `""`, so it
 /// never reads as NULL (which is the `null` text, empty by default).
-fn delimited(
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    style: &Style,
-    delimiter: char,
-) -> Result<String> {
-    let field = |value: &str, out: &mut String| {
-        let needs_quotes =
-            value.is_empty() || value == style.null || value.contains([delimiter, '"', '\n', '\r']);
-        if needs_quotes {
-            out.push('"');
-            out.push_str(&value.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(value);
-        }
-    };
+fn delimited_field(value: &str, style: &Style, delimiter: char, out: &mut String) {
+    let needs_quotes =
+        value.is_empty() || value == style.null || value.contains([delimiter, '"', '\n', '\r']);
+    if needs_quotes {
+        out.push('"');
+        out.push_str(&value.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(value);
+    }
+}
+
+/// The header line of CSV (or TSV): the column names.
+fn delimited_header(schema: &SchemaRef, style: &Style, delimiter: char) -> String {
     let mut out = String::new();
     for (i, f) in schema.fields().iter().enumerate() {
         if i > 0 {
             out.push(delimiter);
         }
-        field(f.name(), &mut out);
+        delimited_field(f.name(), style, delimiter, &mut out);
     }
     out.push('\n');
+    out
+}
+
+/// The rows of `batch` as CSV (or TSV) lines.
+fn delimited_rows(batch: &RecordBatch, style: &Style, delimiter: char) -> Result<String> {
     let options = style.options();
-    for batch in batches {
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        // Logical nulls: an untyped NULL column (`SELECT NULL`) has no null buffer.
-        let nulls: Vec<_> = batch.columns().iter().map(|c| c.logical_nulls()).collect();
-        for row in 0..batch.num_rows() {
-            for (i, (f, nulls)) in formatters.iter().zip(&nulls).enumerate() {
-                if i > 0 {
-                    out.push(delimiter);
-                }
-                if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
-                    out.push_str(&style.null);
-                } else {
-                    field(&f.value(row).to_string(), &mut out);
-                }
+    let formatters = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    // Logical nulls: an untyped NULL column (`SELECT NULL`) has no null buffer.
+    let nulls: Vec<_> = batch.columns().iter().map(|c| c.logical_nulls()).collect();
+    let mut out = String::new();
+    for row in 0..batch.num_rows() {
+        for (i, (f, nulls)) in formatters.iter().zip(&nulls).enumerate() {
+            if i > 0 {
+                out.push(delimiter);
             }
-            out.push('\n');
+            if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
+                out.push_str(&style.null);
+            } else {
+                delimited_field(&f.value(row).to_string(), style, delimiter, &mut out);
+            }
         }
+        out.push('\n');
     }
     Ok(out)
 }
@@ -355,6 +448,43 @@ mod tests {
             )
             .unwrap(),
             "[{\"id\":1,\"name\":\"a rather long value\"},{\"id\":null,\"name\":\"b\"}]\n"
+        );
+    }
+
+    #[test]
+    fn rows_print_as_their_batches_arrive() {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+        let batch = |values: Vec<i64>| {
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap()
+        };
+        let printer = |format| Printer::new(schema.clone(), format, csv_style(), 2, None);
+
+        let mut csv = printer(Format::Csv);
+        assert_eq!(csv.start(), "id\n");
+        assert_eq!(csv.batch(&batch(vec![1, 2])).unwrap(), "1\n2\n");
+        assert_eq!(csv.batch(&batch(vec![])).unwrap(), "");
+        assert_eq!(csv.batch(&batch(vec![3])).unwrap(), "3\n");
+        assert_eq!(csv.finish().unwrap(), "");
+        assert_eq!(csv.rows(), 3);
+
+        // One JSON array over several batches.
+        let mut json = printer(Format::Json);
+        let mut out = json.start();
+        for values in [vec![1, 2], vec![], vec![3]] {
+            out.push_str(&json.batch(&batch(values)).unwrap());
+        }
+        out.push_str(&json.finish().unwrap());
+        assert_eq!(out, "[{\"id\":1},{\"id\":2},{\"id\":3}]\n");
+
+        // A table prints at the end, keeping only the rows it shows, and counts the rest.
+        let mut table = printer(Format::Table);
+        assert_eq!(table.batch(&batch(vec![1, 2, 3])).unwrap(), "");
+        assert_eq!(table.batch(&batch(vec![4])).unwrap(), "");
+        assert_eq!(table.shown_rows, 2);
+        assert_eq!(table.rows(), 4);
+        assert_eq!(
+            table.finish().unwrap(),
+            "+----+\n| id |\n+----+\n| 1  |\n| 2  |\n+----+\n"
         );
     }
 

@@ -14,13 +14,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{SchemaRef, UInt64Type};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, UInt64Type};
 use datafusion::error::DataFusionError;
-use futures::StreamExt;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::{FutureExt, StreamExt};
 use tarn_datafusion::{ParsedStatement, TABLE_METADATA_KEY, TarnContext, VERSION_METADATA_KEY};
 
 use crate::command::{Command, HELP};
-use crate::print::{Format, Style, render};
+use crate::print::{Format, Printer, Style};
 
 /// Ctrl-C while a script runs.
 #[derive(Default)]
@@ -42,6 +44,15 @@ impl Interrupt {
         }
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = true;
         Running(self)
+    }
+
+    /// Ends tarn if Ctrl-C came while the statement that has just ended was finishing: it
+    /// found nothing left to cancel, so it counts as Ctrl-C between statements, which ends
+    /// tarn. (Called once the statement no longer counts as running.)
+    fn end_if_it_came(&self) {
+        if self.cancel.notified().now_or_never().is_some() {
+            std::process::exit(130);
+        }
     }
 }
 
@@ -333,13 +344,17 @@ impl Shell {
                 }
             } else {
                 let interrupt = self.interrupt.clone();
-                let _running = interrupt.as_deref().map(Interrupt::running);
+                let running = interrupt.as_deref().map(Interrupt::running);
                 tokio::select! {
                     r = self.execute(statement) => r?,
                     _ = Self::script_interrupted(interrupt.clone()) => {
                         self.interrupted = true;
                         return Err(Stop::Interrupted);
                     }
+                }
+                drop(running);
+                if let Some(interrupt) = interrupt {
+                    interrupt.end_if_it_came();
                 }
             }
             if self.timing {
@@ -353,42 +368,75 @@ impl Shell {
         Ok(())
     }
 
-    /// Runs one statement and prints its result and status line.
+    /// Runs one statement and prints its result and status line. Rows are printed as they
+    /// arrive (a table, once its rows to show are in), so that memory stays bounded.
     async fn execute(&mut self, statement: ParsedStatement) -> Result<(), Stop> {
         let df = self.ctx.execute(statement).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let rows = Arc::new(AtomicU64::new(0));
-        let spinner = (self.interactive && std::io::stderr().is_terminal())
+        let mut spinner = (self.interactive && std::io::stderr().is_terminal())
             .then(|| Spinner::start(rows.clone()));
         let mut stream = df.execute_stream().await?;
-        let mut batches = Vec::new();
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-            batches.push(batch);
-        }
-        drop(spinner);
         if schema.fields().is_empty() {
+            while let Some(batch) = stream.next().await {
+                batch?;
+            }
+            drop(spinner);
             return self.status("OK");
         }
-        if let Some(written) = Written::of(&batches) {
-            return self.status(&written.to_string());
+        if Written::is_count(&schema) {
+            let mut batches = Vec::new();
+            while let Some(batch) = stream.next().await {
+                batches.push(batch?);
+            }
+            drop(spinner);
+            if let Some(written) = Written::of(&batches) {
+                return self.status(&written.to_string());
+            }
+            return self
+                .print(schema.clone(), stream_of(schema, batches), None)
+                .await;
         }
-        let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+        self.print(schema, stream, spinner.take().map(|s| (s, rows)))
+            .await
+    }
+
+    /// Prints a result's rows and the status line after them.
+    async fn print(
+        &mut self,
+        schema: SchemaRef,
+        mut stream: SendableRecordBatchStream,
+        mut spinner: Option<(Spinner, Arc<AtomicU64>)>,
+    ) -> Result<(), Stop> {
         let width = if self.interactive && self.output.is_none() {
             terminal_width()
         } else {
             None
         };
-        let text = render(
-            &schema,
-            &batches,
+        let mut printer = Printer::new(
+            schema,
             self.format,
-            &self.style,
+            self.style.clone(),
             self.max_rows,
             width,
-        )?;
-        self.emit(&text)?;
+        );
+        let mut pending = printer.start();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            if let Some((_, rows)) = &spinner {
+                rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+            }
+            pending.push_str(&printer.batch(&batch)?);
+            if !pending.is_empty() {
+                // The spinner and the rows would share the terminal.
+                spinner = None;
+                self.emit(&std::mem::take(&mut pending))?;
+            }
+        }
+        drop(spinner);
+        pending.push_str(&printer.finish()?);
+        self.emit(&pending)?;
+        let total = printer.rows();
         // Only tables are cut to `max_rows`.
         if self.format == Format::Table && total > self.max_rows {
             self.status(&format!(
@@ -568,6 +616,13 @@ struct Written {
 }
 
 impl Written {
+    /// Whether a result with `schema` may be a write's: one `count` column.
+    fn is_count(schema: &SchemaRef) -> bool {
+        schema.fields().len() == 1
+            && schema.field(0).name() == "count"
+            && schema.field(0).data_type() == &DataType::UInt64
+    }
+
     /// The result of a write: one `count` row (tarn's commits add the table and version to
     /// the batch's schema metadata).
     fn of(batches: &[RecordBatch]) -> Option<Written> {
@@ -755,6 +810,14 @@ impl Place {
         shifted.push_str(rest);
         format!("{origin}:{}: {shifted}", self.line)
     }
+}
+
+/// A stream of batches already collected.
+fn stream_of(schema: SchemaRef, batches: Vec<RecordBatch>) -> SendableRecordBatchStream {
+    Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        futures::stream::iter(batches.into_iter().map(Ok)),
+    ))
 }
 
 /// Prints an error on standard error (never fails: there is nowhere else to report to).
