@@ -243,6 +243,7 @@ impl AnalyzerRule for DmlRule {
             if let (WriteOp::Insert(_), Some(target)) = (&dml.op, tarn_target(&dml.target)) {
                 check_inserted_values(&dml, &target)?;
                 check_struct_fields_kept(&dml, &target, dml.input.as_ref())?;
+                check_inserted_types(&target, dml.input.as_ref())?;
             }
             match tarn_target(&dml.target) {
                 Some(target) if row_level => {
@@ -384,6 +385,78 @@ fn check_struct_fields_kept(
         }
     }
     Ok(())
+}
+
+/// `INSERT ... SELECT` of a number into a time column, or of a time into a number column,
+/// is an error, as in PostgreSQL and DuckDB: Arrow would convert it (a DOUBLE 1.5 into a
+/// TIMESTAMP is 1970-01-01 00:00:00.000001), and such a value nearly always comes from a
+/// query whose columns are in another order than the table's (`INSERT OVERWRITE t SELECT *
+/// FROM t VERSION AS OF 3` after a column was dropped and added again). DataFusion casts
+/// each column of the query to its column's type in the top projection; a conversion the
+/// query writes itself (`CAST(x AS DATE)`) is inside the query and not looked at.
+fn check_inserted_types(target: &TarnTable, plan: &LogicalPlan) -> Result<()> {
+    let LogicalPlan::Projection(projection) = plan else {
+        return Ok(());
+    };
+    for (expr, (_, field)) in projection.expr.iter().zip(projection.schema.iter()) {
+        let Expr::Cast(Cast {
+            expr: value,
+            field: to,
+        }) = expr.clone().unalias()
+        else {
+            continue;
+        };
+        if !matches!(value.as_ref(), Expr::Column(_)) {
+            continue;
+        }
+        let from = value.get_type(projection.input.schema())?;
+        if let Some((path, from, to)) = number_time_mix(&from, to.data_type(), field.name()) {
+            let to = target
+                .read_schema()
+                .field_by_path(&path)
+                .map(|f| crate::convert::sql_column_type(&f.field_type))
+                .unwrap_or_else(|| to.to_string());
+            return Err(DataFusionError::Plan(format!(
+                "INSERT INTO {}: column '{path}' is {to}, but the query gives it a value of \
+                 type {from}; a \
+                 number does not become a time, nor a time a number, without a word. Check \
+                 that the query gives the table's columns in the table's order (SELECT \
+                 them by name), or convert the value yourself (CAST, to_timestamp)",
+                target.name(),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The first part (path, value type, column type) where `from` holds a number and `to` a
+/// time, or the other way round, at any depth (struct fields matched by name).
+fn number_time_mix(
+    from: &DataType,
+    to: &DataType,
+    path: &str,
+) -> Option<(String, DataType, DataType)> {
+    use DataType::*;
+    let time = |t: &DataType| t.is_temporal();
+    let number = |t: &DataType| t.is_numeric();
+    match (from, to) {
+        (Struct(from), Struct(to)) => from.iter().find_map(|f| {
+            let t = to.iter().find(|t| t.name() == f.name())?;
+            number_time_mix(
+                f.data_type(),
+                t.data_type(),
+                &format!("{path}.{}", f.name()),
+            )
+        }),
+        (
+            List(f) | LargeList(f) | FixedSizeList(f, _) | ListView(f) | LargeListView(f),
+            List(t) | LargeList(t) | FixedSizeList(t, _) | ListView(t) | LargeListView(t),
+        ) => number_time_mix(f.data_type(), t.data_type(), &format!("{path}.element")),
+        (from, to) if (number(from) && time(to)) || (time(from) && number(to)) => {
+            Some((path.to_string(), from.clone(), to.clone()))
+        }
+        _ => None,
+    }
 }
 
 /// A struct field a value has and its column's type lacks.
