@@ -242,7 +242,7 @@ impl AnalyzerRule for DmlRule {
             );
             if let (WriteOp::Insert(_), Some(target)) = (&dml.op, tarn_target(&dml.target)) {
                 check_inserted_values(&dml, &target)?;
-                check_struct_fields_kept(&dml, &target, dml.input.as_ref())?;
+                check_conversions(&dml, &target, dml.input.as_ref())?;
                 check_inserted_types(&target, dml.input.as_ref())?;
             }
             match tarn_target(&dml.target) {
@@ -319,16 +319,14 @@ fn check_inserted_values(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
     Ok(())
 }
 
-/// A struct value with a field its column's type lacks (`SET s = named_struct('a', 1, 'b', 2)`
-/// into a `STRUCT<a INT>`) is an error: DataFusion converts one struct type to another by
+/// A number assigned to a time column, or a time to a number column, by UPDATE or MERGE is
+/// an error, as in PostgreSQL and DuckDB (see [`check_inserted_types`]). So is a struct
+/// value with a field its column's type lacks (`SET s = named_struct('a', 1, 'b', 2)` into a
+/// `STRUCT<a INT>`): DataFusion converts one struct type to another by
 /// field name, so the field's values would be dropped without a word. `plan` computes the
 /// new rows: its top projection is where DataFusion casts each value to its column's type,
 /// or, for a MERGE, pass 1's (under its filter), which leaves the cast to the write.
-fn check_struct_fields_kept(
-    dml: &DmlStatement,
-    target: &TarnTable,
-    plan: &LogicalPlan,
-) -> Result<()> {
+fn check_conversions(dml: &DmlStatement, target: &TarnTable, plan: &LogicalPlan) -> Result<()> {
     let plan = match plan {
         LogicalPlan::Filter(filter) => filter.input.as_ref(),
         plan => plan,
@@ -353,16 +351,35 @@ fn check_struct_fields_kept(
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
+        let statement = match &dml.op {
+            WriteOp::Insert(_) => "INSERT INTO",
+            WriteOp::Update => "UPDATE",
+            _ => "MERGE INTO",
+        };
+        let table = target.name();
+        // A number assigned to a time column or a time to a number column (INSERT's own
+        // check, [`check_inserted_types`], leaves out the conversions its query writes).
+        let mix = from
+            .iter()
+            .filter(|_| !matches!(dml.op, WriteOp::Insert(_)))
+            .find_map(|ty| number_time_mix(ty, column.data_type(), field.name()));
+        if let Some((path, from, to)) = mix {
+            let to = target
+                .read_schema()
+                .field_by_path(&path)
+                .map(|f| crate::convert::sql_column_type(&f.field_type))
+                .unwrap_or_else(|| to.to_string());
+            return Err(DataFusionError::Plan(format!(
+                "{statement} {table}: column '{path}' is {to}, but the value assigned to it is \
+                 of type {from}; a number does not become a time, nor a time a number, \
+                 without a word: convert it with a function (to_timestamp(x), \
+                 to_date(x), extract(epoch FROM t))"
+            )));
+        }
         let lost = from
             .iter()
             .find_map(|ty| dropped_struct_field(ty, column.data_type(), field.name()));
         if let Some(lost) = lost {
-            let statement = match &dml.op {
-                WriteOp::Insert(_) => "INSERT INTO",
-                WriteOp::Update => "UPDATE",
-                _ => "MERGE INTO",
-            };
-            let table = target.name();
             let LostField {
                 struct_path,
                 field,
@@ -522,7 +539,7 @@ fn dropped_struct_field(from: &DataType, to: &DataType, path: &str) -> Option<Lo
 fn plan_dml(dml: DmlStatement, target: Arc<TarnTable>, config: &ConfigOptions) -> Result<TarnDml> {
     let statement = Arc::new(LogicalPlan::Dml(dml.clone()));
     let (kind, input) = pass1::plan(&dml, &target, config)?;
-    check_struct_fields_kept(&dml, &target, &input)?;
+    check_conversions(&dml, &target, &input)?;
     Ok(TarnDml {
         kind,
         target,
