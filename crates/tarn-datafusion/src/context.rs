@@ -324,6 +324,31 @@ impl TarnContext {
             {
                 return self.plan_aliased_delete(query).await;
             }
+        } else if let DFStatement::Explain(explain) = &statement
+            && let DFStatement::Statement(s) = explain.statement.as_ref()
+            && let Statement::Delete(delete) = s.as_ref()
+            && let Some(query) = crate::parse::aliased_delete_query(delete)
+        {
+            let options = &explain.options;
+            if options.format.is_some()
+                || options.analyze_level.is_some()
+                || options.analyze_categories.is_some()
+                || options.show_statistics.is_some()
+            {
+                return Err(DataFusionError::Plan(
+                    "EXPLAIN of a DELETE whose table has an alias takes no options but \
+                     VERBOSE and ANALYZE; write the DELETE without the alias for the others"
+                        .into(),
+                ));
+            }
+            let (state, plan) = self.plan_aliased_delete(query).await?.into_parts();
+            let plan = datafusion::logical_expr::LogicalPlanBuilder::from(plan)
+                .explain(options.verbose, options.analyze)?
+                .build()?;
+            if options.analyze {
+                return self.analyze(plan).await;
+            }
+            return Ok(DataFrame::new(state, plan));
         } else if !partition_by.is_empty() {
             return Err(DataFusionError::Plan(
                 "PARTITIONED BY belongs to CREATE TABLE".into(),
