@@ -337,7 +337,7 @@ impl Shell {
             let requests = self.ctx.warehouse().requests();
             if self.interactive {
                 tokio::select! {
-                    r = self.execute(statement) => r?,
+                    r = Box::pin(self.execute(statement)) => r?,
                     _ = tokio::signal::ctrl_c() => {
                         return Err(Stop::Failed("statement cancelled".into()));
                     }
@@ -346,7 +346,7 @@ impl Shell {
                 let interrupt = self.interrupt.clone();
                 let running = interrupt.as_deref().map(Interrupt::running);
                 tokio::select! {
-                    r = self.execute(statement) => r?,
+                    r = Box::pin(self.execute(statement)) => r?,
                     _ = Self::script_interrupted(interrupt.clone()) => {
                         self.interrupted = true;
                         return Err(Stop::Interrupted);
