@@ -364,11 +364,7 @@ fn check_conversions(dml: &DmlStatement, target: &TarnTable, plan: &LogicalPlan)
             .filter(|_| !matches!(dml.op, WriteOp::Insert(_)))
             .find_map(|ty| number_time_mix(ty, column.data_type(), field.name()));
         if let Some((path, from, to)) = mix {
-            let to = target
-                .read_schema()
-                .field_by_path(&path)
-                .map(|f| crate::convert::sql_column_type(&f.field_type))
-                .unwrap_or_else(|| to.to_string());
+            let to = column_type_name(target, &path, &to);
             return Err(DataFusionError::Plan(format!(
                 "{statement} {table}: column '{path}' is {to}, but the value assigned to it is \
                  of type {from}; a number does not become a time, nor a time a number, \
@@ -428,11 +424,7 @@ fn check_inserted_types(target: &TarnTable, plan: &LogicalPlan) -> Result<()> {
         }
         let from = value.get_type(projection.input.schema())?;
         if let Some((path, from, to)) = number_time_mix(&from, to.data_type(), field.name()) {
-            let to = target
-                .read_schema()
-                .field_by_path(&path)
-                .map(|f| crate::convert::sql_column_type(&f.field_type))
-                .unwrap_or_else(|| to.to_string());
+            let to = column_type_name(target, &path, &to);
             return Err(DataFusionError::Plan(format!(
                 "INSERT INTO {}: column '{path}' is {to}, but the query gives it a value of \
                  type {from}; a \
@@ -444,6 +436,15 @@ fn check_inserted_types(target: &TarnTable, plan: &LogicalPlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The SQL type of the column or field at `path` (Arrow's name of `ty` if not found).
+fn column_type_name(target: &TarnTable, path: &str, ty: &DataType) -> String {
+    target
+        .read_schema()
+        .field_by_path(path)
+        .map(|f| crate::convert::sql_column_type(&f.field_type))
+        .unwrap_or_else(|| ty.to_string())
 }
 
 /// The first part (path, value type, column type) where `from` holds a number and `to` a
