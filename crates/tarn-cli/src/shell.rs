@@ -283,35 +283,35 @@ impl Shell {
             buffer.push('\n');
             if statement_complete(&buffer) {
                 let sql = std::mem::take(&mut buffer);
-                if let Err((stop, at)) = self.run_buffer(&sql, buffer_start).await
-                    && let Some(end) = stopped(stop, &mut failed, at)
-                {
-                    return end;
+                self.last_sql = Some(sql.clone());
+                for (line, statement) in split_statements(&sql) {
+                    if let Err(stop) = self.run_statements(&statement).await
+                        && let Some(end) = stopped(
+                            stop,
+                            &mut failed,
+                            Place::of(&statement, buffer_start + line),
+                        )
+                    {
+                        return end;
+                    }
                 }
             }
         }
-        // Statements after the last `;`.
-        if let Err((stop, at)) = self.run_buffer(&buffer, buffer_start).await
-            && let Some(end) = stopped(stop, &mut failed, at)
-        {
-            return end;
+        if !buffer.trim().is_empty() {
+            self.last_sql = Some(buffer.clone());
+        }
+        for (line, statement) in split_statements(&buffer) {
+            if let Err(stop) = self.run_statements(&statement).await
+                && let Some(end) = stopped(
+                    stop,
+                    &mut failed,
+                    Place::of(&statement, buffer_start + line),
+                )
+            {
+                return end;
+            }
         }
         (Flow::Continue, failed)
-    }
-
-    /// Runs the statements of a script's `buffer`, which starts on line `start`, one after
-    /// another; the first that fails stops it, with its place in the script.
-    async fn run_buffer(&mut self, buffer: &str, start: usize) -> Result<(), (Stop, Place)> {
-        if buffer.trim().is_empty() {
-            return Ok(());
-        }
-        self.last_sql = Some(buffer.to_string());
-        for (line, statement) in split_statements(buffer) {
-            self.run_statements(&statement)
-                .await
-                .map_err(|stop| (stop, Place::of(&statement, start + line)))?;
-        }
-        Ok(())
     }
 
     pub async fn run_command_line(&mut self, line: &str) -> Result<Flow, Stop> {
