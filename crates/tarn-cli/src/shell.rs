@@ -255,10 +255,13 @@ impl Shell {
                 }
             }
         };
+        // The end of the input ends the last statement, with its `;` or without.
+        let lines = lines.map(Some).chain(std::iter::once(None));
         for (number, line) in (1..).zip(lines) {
-            let line = match line {
-                Ok(line) => line,
-                Err(e) => {
+            let (at_end, line) = match line {
+                None => (true, String::new()),
+                Some(Ok(line)) => (false, line),
+                Some(Err(e)) => {
                     report(&format!("cannot read standard input: {e}"));
                     return (Flow::Quit, true);
                 }
@@ -281,9 +284,11 @@ impl Shell {
             }
             buffer.push_str(&line);
             buffer.push('\n');
-            if statement_complete(&buffer) {
+            if at_end || statement_complete(&buffer) {
                 let sql = std::mem::take(&mut buffer);
-                self.last_sql = Some(sql.clone());
+                if !sql.trim().is_empty() {
+                    self.last_sql = Some(sql.clone());
+                }
                 for (line, statement) in split_statements(&sql) {
                     if let Err(stop) = self.run_statements(&statement).await
                         && let Some(end) = stopped(
@@ -295,20 +300,6 @@ impl Shell {
                         return end;
                     }
                 }
-            }
-        }
-        if !buffer.trim().is_empty() {
-            self.last_sql = Some(buffer.clone());
-        }
-        for (line, statement) in split_statements(&buffer) {
-            if let Err(stop) = self.run_statements(&statement).await
-                && let Some(end) = stopped(
-                    stop,
-                    &mut failed,
-                    Place::of(&statement, buffer_start + line),
-                )
-            {
-                return end;
             }
         }
         (Flow::Continue, failed)
