@@ -7,6 +7,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::json::writer::{JsonArray, JsonFormat, LineDelimited, WriterBuilder};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::Result;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,15 +269,16 @@ fn table(
             rows.push(
                 formatters
                     .iter()
-                    .map(|f| f.value(row).to_string().replace('\n', "\\n"))
+                    .map(|f| shown_in_a_cell(&f.value(row).to_string()))
                     .collect(),
             );
         }
     }
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    let headers: Vec<String> = headers.iter().map(|h| shown_in_a_cell(h)).collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.width()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(cell.width());
         }
     }
     if let Some(total) = width {
@@ -311,7 +313,7 @@ fn table(
             let shown = fit(value, *w);
             out.push(' ');
             out.push_str(&shown);
-            out.push_str(&" ".repeat(w - shown.chars().count()));
+            out.push_str(&" ".repeat(w - shown.width()));
             out.push_str(" |");
         }
         out.push('\n');
@@ -327,12 +329,40 @@ fn table(
     Ok(out)
 }
 
-/// `s` cut to `width` characters, ending in `…` when cut.
-fn fit(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
+/// `s` as one line of a table cell: line breaks, tabs and other control characters, which
+/// would break the table's lines or move the terminal's cursor, are written as escapes.
+fn shown_in_a_cell(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
         return s.to_string();
     }
-    let mut cut: String = s.chars().take(width.saturating_sub(1)).collect();
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `s` cut to `width` terminal columns (wide characters take two), ending in `…` when cut.
+fn fit(s: &str, width: usize) -> String {
+    if s.width() <= width {
+        return s.to_string();
+    }
+    let mut cut = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        cut.push(c);
+        used += w;
+    }
     cut.push('…');
     cut
 }
@@ -408,6 +438,48 @@ mod tests {
         )
         .unwrap();
         assert_eq!(limited.lines().count(), 5);
+    }
+
+    #[test]
+    fn wide_characters_and_tabs_keep_the_columns_aligned() {
+        let schema = Arc::new(Schema::new(vec![Field::new("名前", DataType::Utf8, true)]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec![
+                Some("日本語"),
+                Some("a\tb\r"),
+                Some("\u{1b}[2J"),
+                Some("😀x"),
+            ]))],
+        )
+        .unwrap();
+        let out = render(
+            &schema,
+            std::slice::from_ref(&b),
+            Format::Table,
+            &style(),
+            10,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "+-----------+\n| 名前      |\n+-----------+\n| 日本語    |\n| a\\tb\\r    |\n| \\u{1b}[2J |\n| 😀x       |\n+-----------+\n"
+        );
+        let narrow = render(
+            &schema,
+            std::slice::from_ref(&b),
+            Format::Table,
+            &style(),
+            10,
+            Some(8),
+        )
+        .unwrap();
+        assert!(
+            narrow.lines().all(|l| l.width() == 8),
+            "every line is as wide as the terminal:\n{narrow}"
+        );
+        assert!(narrow.contains("| 日…  |"), "{narrow}");
     }
 
     #[test]
