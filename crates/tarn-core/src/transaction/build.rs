@@ -55,8 +55,11 @@ struct FileDeletes {
     base: Option<DeletionVector>,
     /// The positions this change deletes.
     new: RoaringTreemap,
-    /// The base vector and the new positions together, written when the change was prepared.
-    merged: DeletionVector,
+    /// The base vector and the new positions together, written when the change was prepared;
+    /// `None` when they are every row of the file, which then leaves the table.
+    merged: Option<DeletionVector>,
+    /// The rows the file holds, deleted or not.
+    record_count: u64,
 }
 
 pub(super) async fn prepare(
@@ -118,25 +121,25 @@ pub(super) async fn prepare(
     let mut deletes = HashMap::new();
     if let Change::RowDelta { deletes: files, .. } = change {
         let mut merged = BTreeMap::new();
-        let mut parts = Vec::new();
         for (file, new) in files {
             let mut all = match &file.deletion_vector {
                 Some(dv) => base.deletion_vector(dv).await?.as_ref().clone(),
                 None => RoaringTreemap::new(),
             };
             all |= new;
-            merged.insert(file.path.clone(), all);
-            parts.push((file.path.clone(), file.deletion_vector.clone(), new.clone()));
+            if all.len() < file.record_count {
+                merged.insert(file.path.clone(), all);
+            }
         }
         let refs = deletes::write_delete_file(base.location(), base.env(), &merged).await?;
-        for (path, base_vector, new) in parts {
-            let merged = refs[&path].clone();
+        for (file, new) in files {
             deletes.insert(
-                path,
+                file.path.clone(),
                 FileDeletes {
-                    base: base_vector,
-                    new,
-                    merged,
+                    base: file.deletion_vector.clone(),
+                    new: new.clone(),
+                    merged: refs.get(&file.path).cloned(),
+                    record_count: file.record_count,
                 },
             );
         }
@@ -446,6 +449,9 @@ async fn next_metadata_writing(
             let found = current_vectors(current, &list, &paths).await?;
             let mut vectors: HashMap<String, DeletionVector> = HashMap::new();
             let mut again: BTreeMap<String, RoaringTreemap> = BTreeMap::new();
+            // Files whose every row is now deleted: they leave the table, as a rewrite would
+            // remove them, instead of staying with a vector that hides all their rows.
+            let mut emptied: HashSet<&str> = HashSet::new();
             for (path, deletes) in &prepared.deletes {
                 match found.get(path) {
                     None => {
@@ -456,9 +462,14 @@ async fn next_metadata_writing(
                             ),
                         ));
                     }
-                    Some(now) if *now == deletes.base => {
-                        vectors.insert(path.clone(), deletes.merged.clone());
-                    }
+                    Some(now) if *now == deletes.base => match &deletes.merged {
+                        Some(merged) => {
+                            vectors.insert(path.clone(), merged.clone());
+                        }
+                        None => {
+                            emptied.insert(path.as_str());
+                        }
+                    },
                     Some(now) => {
                         // Another row delta on this file committed meanwhile: both stand,
                         // unless they deleted a row in common.
@@ -474,7 +485,12 @@ async fn next_metadata_writing(
                                 ),
                             ));
                         }
-                        again.insert(path.clone(), theirs | &deletes.new);
+                        let all = theirs | &deletes.new;
+                        if all.len() < deletes.record_count {
+                            again.insert(path.clone(), all);
+                        } else {
+                            emptied.insert(path.as_str());
+                        }
                     }
                 }
             }
@@ -491,17 +507,25 @@ async fn next_metadata_writing(
             for i in 0..list.len() {
                 let path = list.path(i).to_string();
                 let manifest = current.manifest(&path).await?;
-                if !manifest
-                    .paths()
+                let paths = manifest.paths();
+                if !paths
                     .iter()
-                    .any(|p| p.is_some_and(|p| vectors.contains_key(p)))
+                    .flatten()
+                    .any(|p| vectors.contains_key(p) || emptied.contains(p))
                 {
                     continue;
                 }
-                let updated = manifest.with_deletion_vectors(&vectors)?;
-                replaced.push(rewrite_manifest(current, updated, next_version, written).await?);
+                let keep: BooleanArray = paths
+                    .iter()
+                    .map(|p| Some(!p.is_some_and(|p| emptied.contains(p))))
+                    .collect();
+                let updated = manifest.with_deletion_vectors(&vectors)?.filter(&keep)?;
+                if !updated.is_empty() {
+                    replaced.push(rewrite_manifest(current, updated, next_version, written).await?);
+                }
                 dropped.insert(path);
             }
+            summary.removed_files = emptied.len() as u64;
             summary.removed_rows = prepared.deletes.values().map(|d| d.new.len()).sum();
             changes.removed_files = prepared.removed_object.clone();
             let dropped: HashSet<&str> = dropped.iter().map(String::as_str).collect();

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use futures::TryStreamExt;
 use tarn_core::{Change, ErrorKind, OverwriteScope, Predicate, Table};
 use tarn_spec::{Field, MetadataUpdate, Operation, PrimitiveType, Value, Version};
 
@@ -480,6 +481,77 @@ async fn row_deltas_on_one_file_union_disjoint_rows_and_refuse_shared_ones() {
     let eu_now = files.iter().find(|f| f.path == eu.path).unwrap();
     assert_eq!(eu_now.deletion_vector.as_ref().unwrap().cardinality, 3);
     assert_eq!(eu_now.live_rows(), 7);
+}
+
+#[tokio::test]
+async fn a_file_whose_every_row_is_deleted_leaves_the_table() {
+    let t = base("delta-empties").await;
+    let eu = file_in(&t, "eu").await; // ids 0, 2, ..., 18 at positions 0..10
+    let delete = |positions: std::ops::Range<u64>| Change::RowDelta {
+        deletes: vec![(eu.clone(), tarn_core::RoaringTreemap::from_iter(positions))],
+        added: Vec::new(),
+        operation: Operation::Delete,
+    };
+    // Two deltas from the same base: the second lands after the first and finds the
+    // union of both to be the whole file.
+    let (first, second) = (delete(0..4), delete(4..10));
+    let v1 = t.commit(first).await.unwrap();
+    let v2 = t.commit(second).await.unwrap();
+    let live = |table: Table| async move {
+        table
+            .plan_files(&Predicate::True)
+            .await
+            .unwrap()
+            .data_files()
+    };
+    assert!(
+        live(v1.clone()).await.iter().any(|f| f.path == eu.path),
+        "the first delta leaves rows in the file"
+    );
+    let files = live(v2.clone()).await;
+    assert!(
+        files.iter().all(|f| f.path != eu.path),
+        "the emptied file is gone: {files:?}"
+    );
+    assert!(files.iter().all(|f| f.deletion_vector.is_none()));
+    assert_eq!(v2.snapshot().summary.removed_files, 1);
+    assert_eq!(v2.snapshot().summary.removed_rows, 6);
+    assert_eq!(v2.snapshot().summary.total_rows, 10);
+    let ids = read_ids(&v2).await;
+    assert_eq!(ids.len(), 10);
+    assert!(
+        ids.iter().all(|id| id % 2 == 1),
+        "only the other file's ids: {ids:?}"
+    );
+    // The version before still reads the file's remaining rows.
+    assert_eq!(read_ids(&v1).await.len(), 16);
+
+    // One delta that deletes every row at once writes no vector at all.
+    let t = base("delta-empties-at-once").await;
+    let eu = file_in(&t, "eu").await;
+    let delete_files = |t: &Table| {
+        let location = t.location().clone();
+        async move {
+            let objects: Vec<_> = location
+                .store()
+                .list(Some(&location.path("data")))
+                .try_collect()
+                .await
+                .unwrap();
+            objects
+                .iter()
+                .filter(|o| o.location.as_ref().contains("/deletes-"))
+                .count()
+        }
+    };
+    let all = Change::RowDelta {
+        deletes: vec![(eu.clone(), tarn_core::RoaringTreemap::from_iter(0..10))],
+        added: Vec::new(),
+        operation: Operation::Delete,
+    };
+    let after = t.commit(all).await.unwrap();
+    assert!(live(after.clone()).await.iter().all(|f| f.path != eu.path));
+    assert_eq!(delete_files(&after).await, 0, "no delete file was written");
 }
 
 #[tokio::test]

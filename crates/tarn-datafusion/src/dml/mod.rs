@@ -50,8 +50,8 @@ use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::expr::{Cast, TryCast};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
-    DmlStatement, Expr, ExprSchemable, Extension, LogicalPlan, TableScanBuilder, TableSource,
-    UserDefinedLogicalNode, UserDefinedLogicalNodeCore, WriteOp,
+    DmlStatement, Expr, ExprSchemable, Extension, LogicalPlan, LogicalPlanBuilder,
+    TableScanBuilder, TableSource, UserDefinedLogicalNode, UserDefinedLogicalNodeCore, WriteOp,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::ExecutionPlan;
@@ -236,6 +236,7 @@ impl AnalyzerRule for DmlRule {
             let LogicalPlan::Dml(dml) = plan else {
                 return Ok(Transformed::no(plan));
             };
+            let dml = truncate_as_delete(dml)?;
             let row_level = matches!(
                 dml.op,
                 WriteOp::Delete | WriteOp::Update | WriteOp::MergeInto(_)
@@ -257,6 +258,22 @@ impl AnalyzerRule for DmlRule {
         })
         .map(|t| t.data)
     }
+}
+
+/// `TRUNCATE [TABLE] t` on a tarn table is `DELETE FROM t`: one version that removes every
+/// row, which time travel and the change feed see like any DELETE. (DataFusion would hand it
+/// to the provider's `truncate` hook, outside the DML plan and its commit.)
+fn truncate_as_delete(dml: DmlStatement) -> Result<DmlStatement> {
+    if dml.op != WriteOp::Truncate || tarn_target(&dml.target).is_none() {
+        return Ok(dml);
+    }
+    let scan = LogicalPlanBuilder::scan(dml.table_name.clone(), dml.target.clone(), None)?;
+    Ok(DmlStatement::new(
+        dml.table_name,
+        dml.target,
+        WriteOp::Delete,
+        Arc::new(scan.build()?),
+    ))
 }
 
 /// `INSERT ... VALUES`: a value that cannot be stored in its column is reported by the
