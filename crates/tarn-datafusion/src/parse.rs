@@ -608,8 +608,10 @@ fn refuse_versioned_targets(statement: &Statement) -> Result<()> {
 /// Rewrites `t VERSION AS OF 3` into the versioned name `"t@v3" AS t`, and `t TIMESTAMP AS
 /// OF '...'` (or FOR SYSTEM_TIME) into `"t@<time>" AS t`: the catalog resolves versioned
 /// names asynchronously before planning, reading only what the version needs (an older
-/// version stays readable when the newest version file is damaged). Clauses it cannot
-/// name are left to the time-travel relation planner, which reports them.
+/// version stays readable when the newest version file is damaged). A change feed with an
+/// end (`table_changes('t', 5, 9)`) reads its table by the name of that end, `"t@v9"`, and
+/// keeps its bounds. Clauses it cannot name are left to the time-travel relation planner,
+/// which reports them.
 fn versions_are_names(statement: &mut Statement) {
     struct Rewrite;
     impl VisitorMut for Rewrite {
@@ -625,7 +627,7 @@ fn versions_are_names(statement: &mut Statement) {
             else {
                 return ControlFlow::Continue(());
             };
-            let suffix = match version.as_ref() {
+            let suffix = match version.as_mut() {
                 Some(TableVersion::VersionAsOf(SqlExpr::Value(ValueWithSpan {
                     value: SqlValue::Number(n, _),
                     ..
@@ -636,8 +638,15 @@ fn versions_are_names(statement: &mut Statement) {
                         None => return ControlFlow::Continue(()),
                     }
                 }
+                Some(TableVersion::Function(function)) => {
+                    match feed_end(function).and_then(bound_suffix) {
+                        Some(suffix) => suffix,
+                        None => return ControlFlow::Continue(()),
+                    }
+                }
                 _ => return ControlFlow::Continue(()),
             };
+            let is_feed = matches!(version, Some(TableVersion::Function(_)));
             let Some(last) = name.0.last_mut().and_then(|p| p.as_ident().cloned()) else {
                 return ControlFlow::Continue(());
             };
@@ -654,11 +663,44 @@ fn versions_are_names(statement: &mut Statement) {
             name.0[index] = datafusion::sql::sqlparser::ast::ObjectNamePart::Identifier(
                 Ident::with_quote('"', format!("{table}@{suffix}")),
             );
-            *version = None;
+            if !is_feed {
+                *version = None;
+            }
             ControlFlow::Continue(())
         }
     }
     let _ = statement.visit(&mut Rewrite);
+}
+
+/// The end bound of a change feed (`table_changes('t', 5, 9)`: `9`), if it has one.
+fn feed_end(function: &mut SqlExpr) -> Option<&mut SqlExpr> {
+    let SqlExpr::Function(function) = function else {
+        return None;
+    };
+    let name = function.name.to_string().to_ascii_lowercase();
+    if !crate::changes::FUNCTIONS.contains(&name.as_str()) {
+        return None;
+    }
+    let FunctionArguments::List(list) = &mut function.args else {
+        return None;
+    };
+    match list.args.get_mut(1)? {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(end)) => Some(end),
+        _ => None,
+    }
+}
+
+/// The versioned-name suffix of a literal bound: `v9` for a version, the text of a
+/// timestamp; `None` for anything else (an expression, a negative number).
+fn bound_suffix(bound: &mut SqlExpr) -> Option<String> {
+    match bound {
+        SqlExpr::Value(ValueWithSpan {
+            value: SqlValue::Number(n, _),
+            ..
+        }) if n.bytes().all(|b| b.is_ascii_digit()) => Some(format!("v{n}")),
+        SqlExpr::Nested(inner) => bound_suffix(inner),
+        other => timestamp_text(other),
+    }
 }
 
 /// Evaluates each time-travel timestamp written as an expression (`now() - INTERVAL '1
@@ -685,10 +727,22 @@ pub(crate) fn constant_times_are_names(
             {
                 match (self.0)(at) {
                     Ok(ms) => {
-                        let text = chrono::DateTime::from_timestamp_millis(ms)
-                            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-                            .unwrap_or_default();
-                        *at = SqlExpr::value(SqlValue::SingleQuotedString(text));
+                        *at = timestamp_literal(ms);
+                        self.1 = true;
+                    }
+                    Err(e) => return ControlFlow::Break(e),
+                }
+            }
+            if let TableFactor::Table {
+                version: Some(TableVersion::Function(function)),
+                ..
+            } = factor
+                && let Some(end) = feed_end(function)
+                && is_time_expression(end)
+            {
+                match (self.0)(end) {
+                    Ok(ms) => {
+                        *end = timestamp_literal(ms);
                         self.1 = true;
                     }
                     Err(e) => return ControlFlow::Break(e),
@@ -712,6 +766,24 @@ pub(crate) fn constant_times_are_names(
         versions_are_names(s);
     }
     Ok(())
+}
+
+/// The instant `ms` as a timestamp literal a versioned name takes.
+fn timestamp_literal(ms: i64) -> SqlExpr {
+    let text = chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default();
+    SqlExpr::value(SqlValue::SingleQuotedString(text))
+}
+
+/// Whether a change feed's bound is a time written as an expression (`now() - INTERVAL '1
+/// hour'`), evaluated when the statement is planned, rather than a literal.
+fn is_time_expression(bound: &SqlExpr) -> bool {
+    match bound {
+        SqlExpr::Value(_) | SqlExpr::TypedString(_) | SqlExpr::UnaryOp { .. } => false,
+        SqlExpr::Nested(inner) => is_time_expression(inner),
+        _ => true,
+    }
 }
 
 /// The text of a time-travel timestamp literal: `'...'` or `TIMESTAMP '...'`. Anything else

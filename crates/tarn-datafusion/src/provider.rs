@@ -157,12 +157,18 @@ impl TarnTable {
         }
         let snapshot = match as_of {
             AsOf::Version(v) => metadata.snapshot(Version(v)).ok_or_else(|| {
+                let oldest = metadata.snapshots()[0].version;
+                if oldest.get() > 0 {
+                    // Versions before the recent log may exist; only the newest is known.
+                    return DataFusionError::Plan(format!(
+                        "version {v} of {} does not exist: its newest version is {}",
+                        self.name,
+                        metadata.version()
+                    ));
+                }
                 to_df(tarn_core::Error::VersionNotFound {
                     requested: Version(v),
-                    oldest: metadata
-                        .snapshots()
-                        .first()
-                        .map_or(Version(0), |s| s.version),
+                    oldest,
                     latest: metadata.version(),
                 })
             })?,
@@ -206,7 +212,10 @@ impl TarnTable {
     /// The same table as it was at `as_of`, like [`TarnTable::at`], but reading older
     /// version files when the loaded version's recent log does not reach back that far.
     pub async fn at_any(&self, as_of: AsOf) -> Result<Self> {
-        if self.log_reaches(as_of) {
+        // A version after the loaded one may have been committed since; storage says, and
+        // names the versions that exist if it was not.
+        let newer = matches!(as_of, AsOf::Version(v) if v > self.table.version().get());
+        if self.log_reaches(as_of) && !newer {
             return self.at(as_of);
         }
         let old = match as_of {

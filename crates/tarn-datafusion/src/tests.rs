@@ -161,7 +161,38 @@ async fn timestamp_as_of_an_expression_reads_as_far_back_as_a_literal() {
     assert_eq!(ids(&run(&tarn, &at_v1).await), vec![1]);
     let now = "SELECT id FROM t FOR SYSTEM_TIME AS OF now()";
     assert_eq!(ids(&run(&tarn, now).await), (1..=60).collect::<Vec<_>>());
+    // A change feed ending before the recent log reads its end as time travel does: by
+    // version, by a timestamp literal, and by a time written as an expression.
+    let v1_text = chrono::DateTime::from_timestamp_millis(v1)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S%.3f");
+    for (feed, expected) in [
+        ("table_changes('t', 1, 3)".to_string(), vec![1, 2, 3]),
+        ("table_insertions('t', 0, (3))".to_string(), vec![1, 2, 3]),
+        (
+            format!("table_changes('t', 1, TIMESTAMP '{v1_text}')"),
+            vec![1],
+        ),
+        (
+            format!("table_changes('t', 0, to_timestamp_millis({v1}) + INTERVAL '0 seconds')"),
+            vec![1],
+        ),
+    ] {
+        let rows = run(&tarn, &format!("SELECT id FROM {feed} ORDER BY id")).await;
+        assert_eq!(ids(&rows), expected, "{feed}");
+    }
     for (sql, error) in [
+        (
+            "SELECT id FROM table_changes('t', 1, 61)",
+            "version 61 does not exist: the table's versions run from 0 to 60",
+        ),
+        (
+            "SELECT id FROM t VERSION AS OF 99",
+            "version 99 does not exist: the table's versions run from 0 to 60",
+        ),
+    ]
+    .into_iter()
+    .chain([
         (
             "SELECT id FROM t TIMESTAMP AS OF now() - INTERVAL '100 years'",
             "no version of the table exists at or before",
@@ -178,7 +209,7 @@ async fn timestamp_as_of_an_expression_reads_as_far_back_as_a_literal() {
             "SELECT id FROM t TIMESTAMP AS OF CAST(NULL AS TIMESTAMP)",
             "it is NULL",
         ),
-    ] {
+    ]) {
         let result = match tarn.sql(sql).await {
             Ok(frame) => frame.collect().await.map(|_| ()),
             Err(e) => Err(e),
