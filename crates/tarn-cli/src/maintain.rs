@@ -61,24 +61,27 @@ pub async fn run(ctx: &TarnContext, options: &MaintainOptions) -> Result<(), Str
         "deleted"
     };
     eprintln!(
-        "{} tables: {} versions expired, {verb} {} files of expired versions and {} orphaned files{}{}",
-        totals.tables,
-        totals.expired_versions,
-        totals.deleted_files,
-        totals.orphans,
+        "{}: {} expired, {verb} {} of expired versions and {}{}{}",
+        counted(totals.tables, "table"),
+        counted(totals.expired_versions, "version"),
+        counted(totals.deleted_files, "file"),
+        counted(totals.orphans, "orphaned file"),
         if options.optimize {
-            format!(", {} files compacted", totals.compacted_files)
+            format!(", {} compacted", counted(totals.compacted_files, "file"))
         } else {
             String::new()
         },
         if totals.failed > 0 {
-            format!("; {} tables failed", totals.failed)
+            format!("; {} failed", counted(totals.failed, "table"))
         } else {
             String::new()
         }
     );
     if totals.failed > 0 {
-        Err(format!("maintenance failed on {} tables", totals.failed))
+        Err(format!(
+            "maintenance failed on {}",
+            counted(totals.failed, "table")
+        ))
     } else {
         Ok(())
     }
@@ -96,7 +99,7 @@ async fn maintain_table(
         let batches = query(ctx, &format!("OPTIMIZE {}", quote_name(name))).await?;
         let removed = u64_at(&batches, 0);
         totals.compacted_files += removed;
-        parts.push(format!("compacted {removed} files"));
+        parts.push(format!("compacted {}", counted(removed, "file")));
     }
     let batches = query(
         ctx,
@@ -112,12 +115,14 @@ async fn maintain_table(
     totals.expired_versions += expired;
     totals.deleted_files += deleted;
     parts.push(format!(
-        "expired {expired} versions (oldest now {oldest}), {} {deleted} files",
+        "expired {} (oldest now {oldest}), {} {}",
+        counted(expired, "version"),
         if options.dry_run {
             "would delete"
         } else {
             "deleted"
-        }
+        },
+        counted(deleted, "file")
     ));
     let cutoff = chrono::Utc::now().timestamp_millis() - options.orphan_age_ms;
     let cutoff = chrono::DateTime::from_timestamp_millis(cutoff)
@@ -133,7 +138,7 @@ async fn maintain_table(
     .await?;
     let orphans: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     totals.orphans += orphans;
-    parts.push(format!("{orphans} orphaned files"));
+    parts.push(counted(orphans, "orphaned file"));
     Ok(parts.join(", "))
 }
 
@@ -155,6 +160,15 @@ fn u64_at(batches: &[RecordBatch], column: usize) -> u64 {
             }
         })
         .unwrap_or(0)
+}
+
+/// `n` things: "1 table", "2 tables".
+fn counted(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn quote_name(name: &str) -> String {

@@ -45,7 +45,11 @@ fn maintain_applies_each_tables_retention_and_reports_it() {
         report.contains("default.short: expired 2 versions (oldest now 2), would delete"),
         "{report}"
     );
-    assert!(report.contains("1 orphaned files"), "{report}");
+    assert!(report.contains(", 1 orphaned file\n"), "{report}");
+    assert!(
+        report.contains("2 tables: 2 versions expired, would delete"),
+        "{report}"
+    );
     assert!(stray.exists(), "a dry run deletes nothing");
     assert!(text(&dry.stdout).is_empty(), "progress goes to stderr");
 
