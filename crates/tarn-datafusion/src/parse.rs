@@ -659,9 +659,14 @@ fn versions_are_names(statement: &mut Statement) {
                     at: None,
                 });
             }
+            // A metadata table's version goes before its kind: `"t$files"` at 3 is `"t@v3$files"`.
+            let versioned = match crate::metadata_tables::MetadataTable::parse_name(&table) {
+                Some((base, _)) => format!("{base}@{suffix}{}", &table[base.len()..]),
+                None => format!("{table}@{suffix}"),
+            };
             let index = name.0.len() - 1;
             name.0[index] = datafusion::sql::sqlparser::ast::ObjectNamePart::Identifier(
-                Ident::with_quote('"', format!("{table}@{suffix}")),
+                Ident::with_quote('"', versioned),
             );
             if !is_feed {
                 *version = None;
