@@ -255,7 +255,8 @@ fn table(
 ) -> Result<String> {
     let headers: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let options = style.options();
-    let mut rows: Vec<Vec<String>> = Vec::new();
+    // Each cell as its lines.
+    let mut rows: Vec<Vec<Vec<String>>> = Vec::new();
     'batches: for batch in batches {
         let formatters = batch
             .columns()
@@ -269,7 +270,7 @@ fn table(
             rows.push(
                 formatters
                     .iter()
-                    .map(|f| shown_in_a_cell(&f.value(row).to_string()))
+                    .map(|f| cell_lines(&f.value(row).to_string()))
                     .collect(),
             );
         }
@@ -278,7 +279,7 @@ fn table(
     let mut widths: Vec<usize> = headers.iter().map(|h| h.width()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.width());
+            *w = cell.iter().map(|l| l.width()).fold(*w, usize::max);
         }
     }
     if let Some(total) = width {
@@ -307,26 +308,77 @@ fn table(
         }
         out.push('\n');
     };
-    let cells = |out: &mut String, values: &[String]| {
-        out.push('|');
-        for (value, w) in values.iter().zip(&widths) {
-            let shown = fit(value, *w);
-            out.push(' ');
-            out.push_str(&shown);
-            out.push_str(&" ".repeat(w - shown.width()));
-            out.push_str(" |");
+    let cells = |out: &mut String, values: &[Vec<String>]| {
+        // A one-line value too wide for its column is cut; the lines of a longer text (a
+        // plan, a document) wrap, so that all of it shows.
+        let shown: Vec<Vec<String>> = values
+            .iter()
+            .zip(&widths)
+            .map(|(lines, w)| match lines.as_slice() {
+                [one] => vec![fit(one, *w)],
+                lines => lines.iter().flat_map(|l| wrap(l, *w)).collect(),
+            })
+            .collect();
+        let height = shown.iter().map(Vec::len).max().unwrap_or(1);
+        for k in 0..height {
+            out.push('|');
+            for (lines, w) in shown.iter().zip(&widths) {
+                let text = lines.get(k).map_or("", String::as_str);
+                out.push(' ');
+                out.push_str(text);
+                out.push_str(&" ".repeat(w - text.width()));
+                out.push_str(" |");
+            }
+            out.push('\n');
         }
-        out.push('\n');
     };
     let mut out = String::new();
     line(&mut out);
-    cells(&mut out, &headers);
+    cells(
+        &mut out,
+        &headers.into_iter().map(|h| vec![h]).collect::<Vec<_>>(),
+    );
     line(&mut out);
     for row in &rows {
         cells(&mut out, row);
     }
     line(&mut out);
     Ok(out)
+}
+
+/// A value as the lines of a table cell (a query plan has many), each shown as
+/// [`shown_in_a_cell`] shows it; a line break that ends the value ends its last line.
+fn cell_lines(value: &str) -> Vec<String> {
+    let lines: Vec<String> = value
+        .split_inclusive('\n')
+        .map(|l| {
+            let l = l
+                .strip_suffix('\n')
+                .map_or(l, |l| l.strip_suffix('\r').unwrap_or(l));
+            shown_in_a_cell(l)
+        })
+        .collect();
+    if lines.is_empty() {
+        vec![String::new()]
+    } else {
+        lines
+    }
+}
+
+/// `line` in pieces of at most `width` terminal columns.
+fn wrap(line: &str, width: usize) -> Vec<String> {
+    let mut pieces = vec![String::new()];
+    let mut used = 0;
+    for c in line.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > width && used > 0 {
+            pieces.push(String::new());
+            used = 0;
+        }
+        pieces.last_mut().expect("one piece at least").push(c);
+        used += w;
+    }
+    pieces
 }
 
 /// `s` as one line of a table cell: line breaks, tabs and other control characters, which
@@ -438,6 +490,60 @@ mod tests {
         )
         .unwrap();
         assert_eq!(limited.lines().count(), 5);
+    }
+
+    #[test]
+    fn a_value_of_several_lines_shows_them_all() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("plan_type", DataType::Utf8, false),
+            Field::new("plan", DataType::Utf8, false),
+        ]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["logical_plan", "x"])),
+                Arc::new(StringArray::from(vec![
+                    "Filter: id > 2\n  TableScan: t projection=[id, p]\r\n",
+                    "one line",
+                ])),
+            ],
+        )
+        .unwrap();
+        let out = render(
+            &schema,
+            std::slice::from_ref(&b),
+            Format::Table,
+            &style(),
+            10,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "+--------------+-----------------------------------+\n\
+             | plan_type    | plan                              |\n\
+             +--------------+-----------------------------------+\n\
+             | logical_plan | Filter: id > 2                    |\n\
+             |              |   TableScan: t projection=[id, p] |\n\
+             | x            | one line                          |\n\
+             +--------------+-----------------------------------+\n"
+        );
+        // In a narrow terminal the plan's lines wrap: nothing of them is lost.
+        let narrow = render(
+            &schema,
+            std::slice::from_ref(&b),
+            Format::Table,
+            &style(),
+            10,
+            Some(30),
+        )
+        .unwrap();
+        assert!(narrow.lines().all(|l| l.width() <= 30), "{narrow}");
+        assert!(!narrow.contains('…'), "nothing is cut:\n{narrow}");
+        assert!(
+            narrow.contains("TableScan") && narrow.contains("[id, p]"),
+            "{narrow}"
+        );
     }
 
     #[test]
