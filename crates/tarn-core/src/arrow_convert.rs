@@ -57,7 +57,8 @@ pub fn primitive_type(data_type: &DataType) -> Result<PrimitiveType> {
         other => {
             return Err(Error::Unsupported(format!(
                 "Arrow type {other} has no tarn column type; supported are booleans, integers, \
-                 floats, decimals, dates, timestamps, strings and binaries"
+                 floats, decimals, dates, timestamps, strings, binaries, and structs, lists \
+                 and maps of them"
             )));
         }
     })

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, StringArray};
-use datafusion::arrow::datatypes::Schema as ArrowSchema;
+use datafusion::arrow::datatypes::{DataType, Schema as ArrowSchema};
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::dataframe::DataFrameWriteOptions;
@@ -49,6 +49,11 @@ pub fn definition(
             "a table needs at least one column: CREATE TABLE t (id BIGINT, ...)".into(),
         ));
     }
+    distinct_names(
+        create.columns.iter().map(|c| normalize(&c.name)),
+        "CREATE TABLE lists",
+        "a column name once",
+    )?;
     let mut fields = Vec::with_capacity(create.columns.len());
     for (i, column) in create.columns.iter().enumerate() {
         let mut field = Field::optional(
@@ -99,17 +104,53 @@ pub fn definition(
 
 /// Fields for a CTAS: the query's columns, all nullable (as in Delta and Iceberg).
 pub fn fields_of(schema: &ArrowSchema) -> Result<Vec<Field>> {
+    distinct_names(
+        schema.fields().iter().map(|f| f.name().clone()),
+        "the query gives",
+        "its columns names of their own with AS (SELECT a.id AS a_id, b.id AS b_id ...)",
+    )?;
     let mut fields = schema
         .fields()
         .iter()
-        .map(|f| {
-            let ty = tarn_core::arrow_convert::tarn_type(f.data_type(), &mut 0)
-                .map_err(crate::error::to_df)?;
+        .enumerate()
+        .map(|(i, f)| {
+            if f.name().is_empty() {
+                return Err(DataFusionError::Plan(format!(
+                    "the query's column {} has no name; name it with AS",
+                    i + 1
+                )));
+            }
+            let ty = tarn_core::arrow_convert::tarn_type(f.data_type(), &mut 0).map_err(|e| {
+                let fix = match f.data_type() {
+                    DataType::Null => "it is an untyped NULL: give it a type, as in \
+                                       CAST(NULL AS INT)"
+                        .to_string(),
+                    _ => format!("convert it in the query ({e})"),
+                };
+                DataFusionError::Plan(format!(
+                    "the query's column '{}' cannot be stored: {fix}",
+                    f.name()
+                ))
+            })?;
             Ok(Field::optional(0, f.name().clone(), ty))
         })
         .collect::<Result<Vec<_>>>()?;
     tarn_spec::assign_field_ids(&mut fields);
     Ok(fields)
+}
+
+/// Refuses a column name given twice (names are matched without case, as tarn resolves
+/// them): `"{what} '{name}' twice; give {fix}"`.
+fn distinct_names(names: impl Iterator<Item = String>, what: &str, fix: &str) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        if !seen.insert(name.to_ascii_lowercase()) {
+            return Err(DataFusionError::Plan(format!(
+                "{what} '{name}' twice; give {fix}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `PARTITIONED BY` items: `col`, `year|month|day|hour(col)`, `bucket(N, col)`,
