@@ -338,9 +338,11 @@ impl TarnContext {
             };
             if nulls > 0 {
                 return Err(DataFusionError::Plan(format!(
-                    "cannot SET NOT NULL on '{}': {nulls} stored rows have NULL in it; \
-                     UPDATE or DELETE them first",
-                    field.name
+                    "cannot SET NOT NULL on '{}': {nulls} stored {} NULL in it; \
+                     UPDATE or DELETE {} first",
+                    field.name,
+                    if nulls == 1 { "row has" } else { "rows have" },
+                    if nulls == 1 { "it" } else { "them" },
                 )));
             }
         }

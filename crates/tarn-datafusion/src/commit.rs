@@ -31,7 +31,9 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
     Partitioning, PlanProperties,
 };
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Set, Statement, Value as SqlValue};
 use futures::StreamExt;
+use tarn_core::transaction::MAX_APP_ID_CHARS;
 use tarn_core::{
     AppCommit, Change, CommitOptions, DataFile, Manifest, OverwriteScope, RoaringTreemap, Table,
 };
@@ -763,6 +765,42 @@ datafusion::common::extensions_options! {
 
 impl datafusion::common::config::ConfigExtension for TarnOptions {
     const PREFIX: &'static str = "tarn";
+}
+
+/// Refuses `SET tarn.app_sequence` / `SET tarn.app_id` to a value a commit could not carry,
+/// saying what the setting takes (DataFusion would answer "invalid digit found in string",
+/// and an empty id would pass until the first commit).
+pub(crate) fn check_setting(statement: &Statement) -> Result<()> {
+    let Statement::Set(Set::SingleAssignment {
+        variable, values, ..
+    }) = statement
+    else {
+        return Ok(());
+    };
+    let [value] = values.as_slice() else {
+        return Ok(());
+    };
+    let text = match value {
+        SqlExpr::Value(v) => match &v.value {
+            SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    };
+    match variable.to_string().to_ascii_lowercase().as_str() {
+        "tarn.app_sequence" if text.parse::<u64>().is_err() => Err(DataFusionError::Plan(format!(
+            "tarn.app_sequence takes a batch number, a whole number from 0 to {}, not {value}",
+            u64::MAX
+        ))),
+        "tarn.app_id" if text.is_empty() || text.chars().count() > MAX_APP_ID_CHARS => {
+            Err(DataFusionError::Plan(format!(
+                "tarn.app_id takes the application's name, of 1 to {MAX_APP_ID_CHARS} \
+                 characters; it was given {} characters",
+                text.chars().count()
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The application stamp a session's settings give its commits.

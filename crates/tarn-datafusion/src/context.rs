@@ -278,6 +278,7 @@ impl TarnContext {
             return self.done().await;
         }
         if let DFStatement::Statement(s) = &statement {
+            crate::commit::check_setting(s)?;
             if let Statement::Call(function) = s.as_ref()
                 && let Some(df) = self.call(function).await?
             {

@@ -142,6 +142,9 @@ impl Change {
 /// job that crashed after its commit and before it heard of it can run the batch again
 /// safely: the retry is refused and nothing is duplicated. [`Table::app_sequence`] tells a
 /// restarted job where to resume.
+/// The longest application id an [`AppCommit`] takes, in characters.
+pub const MAX_APP_ID_CHARS: usize = 200;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppCommit {
     pub app_id: String,
@@ -285,10 +288,10 @@ impl Table {
         validate(self, &change)?;
         validate_change_log(self, &change, &change_log)?;
         if let Some(app) = &app {
-            if app.app_id.is_empty() || app.app_id.len() > 200 {
+            if app.app_id.is_empty() || app.app_id.chars().count() > MAX_APP_ID_CHARS {
                 return Err(Error::invalid(
                     "application id",
-                    "it must have between 1 and 200 characters",
+                    format!("it must have between 1 and {MAX_APP_ID_CHARS} characters"),
                 ));
             }
             app.check(self)?;

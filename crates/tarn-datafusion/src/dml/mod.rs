@@ -242,6 +242,7 @@ impl AnalyzerRule for DmlRule {
                 WriteOp::Delete | WriteOp::Update | WriteOp::MergeInto(_)
             );
             if let (WriteOp::Insert(_), Some(target)) = (&dml.op, tarn_target(&dml.target)) {
+                check_omitted_columns(&dml, &target)?;
                 check_inserted_values(&dml, &target)?;
                 check_conversions(&dml, &target, dml.input.as_ref())?;
                 check_inserted_types(&target, dml.input.as_ref())?;
@@ -274,6 +275,37 @@ fn truncate_as_delete(dml: DmlStatement) -> Result<DmlStatement> {
         WriteOp::Delete,
         Arc::new(scan.build()?),
     ))
+}
+
+/// `INSERT INTO t (cols) ...` that leaves out a NOT NULL column without a default is
+/// refused by that column's name (DataFusion fills it with a NULL that would fail only when
+/// the rows are written, as "1 row has NULL").
+fn check_omitted_columns(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
+    let LogicalPlan::Projection(projection) = dml.input.as_ref() else {
+        return Ok(());
+    };
+    for (expr, (_, field)) in projection.expr.iter().zip(projection.schema.iter()) {
+        let value = match expr.clone().unalias() {
+            Expr::Cast(cast) => *cast.expr,
+            other => other,
+        };
+        let Expr::Literal(literal, _) = value else {
+            continue;
+        };
+        let required = target
+            .read_schema()
+            .field_by_name(field.name())
+            .is_some_and(|f| f.required);
+        if literal.is_null() && required {
+            return Err(DataFusionError::Plan(format!(
+                "INSERT INTO {}: column '{}' is NOT NULL, but the INSERT gives it no value; \
+                 name it in the column list with a value",
+                target.name(),
+                field.name(),
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `INSERT ... VALUES`: a value that cannot be stored in its column is reported by the
