@@ -39,7 +39,7 @@ use tarn_core::{
 };
 use tarn_spec::{ChangeType, Operation};
 
-use crate::error::to_df;
+use crate::error::{tarn_error, to_df};
 use crate::provider::TarnTable;
 
 /// Schema metadata key on a commit's `count` batch: the version the commit made.
@@ -273,6 +273,22 @@ pub(crate) enum CommitKind {
     Rewrite(Operation),
     /// Row-level DML, merge-on-read: rows deleted by position, files added.
     RowDelta(Operation),
+}
+
+impl CommitKind {
+    /// The statement that makes a commit of this kind, as its user wrote it.
+    fn statement(&self) -> &'static str {
+        match self {
+            CommitKind::Append => "INSERT INTO",
+            CommitKind::Overwrite(_) => "INSERT OVERWRITE",
+            CommitKind::Rewrite(operation) | CommitKind::RowDelta(operation) => match operation {
+                Operation::Delete => "DELETE FROM",
+                Operation::Update => "UPDATE",
+                Operation::Merge => "MERGE INTO",
+                _ => "writing",
+            },
+        }
+    }
 }
 
 /// A write that can run again on a newer version of the table after a retryable conflict.
@@ -564,7 +580,7 @@ impl Commit {
         for partition in 0..input.output_partitioning().partition_count() {
             let mut stream = input.execute(partition, context.clone())?;
             while let Some(batch) = stream.next().await {
-                fragment.absorb(&batch?)?;
+                fragment.absorb(&batch.map_err(|e| self.refused_rows(e))?)?;
             }
         }
         let committed = self.commit(table, fragment, app).await?;
@@ -572,6 +588,22 @@ impl Commit {
             self.compact_after(store_url, table, added, context).await;
         }
         count_batch(&self.name, committed.rows, committed.version)
+    }
+
+    /// A write refused because of the rows it was given (a NULL in a NOT NULL column,
+    /// a value of the wrong type), told as the statement's error: the user sees which
+    /// statement and table, not only the writer's complaint.
+    fn refused_rows(&self, e: DataFusionError) -> DataFusionError {
+        match tarn_error(&e) {
+            Some(tarn_core::Error::SchemaMismatch { reason }) => {
+                DataFusionError::Execution(format!(
+                    "{} {}: {reason}. Nothing was changed",
+                    self.kind.statement(),
+                    self.name
+                ))
+            }
+            _ => e,
+        }
     }
 
     /// Auto compaction after an append landed as `table`'s version (see
@@ -742,8 +774,7 @@ pub(crate) async fn files_with_paths(
 }
 
 pub(crate) fn is_retryable_conflict(e: &DataFusionError) -> bool {
-    crate::error::tarn_error(e)
-        .is_some_and(|t| t.kind() == tarn_core::ErrorKind::Conflict { retryable: true })
+    tarn_error(e).is_some_and(|t| t.kind() == tarn_core::ErrorKind::Conflict { retryable: true })
 }
 
 /// The directory of a data file's path: its partition, for data files.

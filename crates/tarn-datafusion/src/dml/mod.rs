@@ -41,7 +41,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchema, DFSchemaRef};
+use datafusion::common::{DFSchema, DFSchemaRef, ScalarValue};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::{DefaultTableSource, provider_as_source};
 use datafusion::error::{DataFusionError, Result};
@@ -355,9 +355,10 @@ fn check_inserted_values(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
                 && let Err(e) = literal.cast_to(to)
             {
                 return Err(DataFusionError::Plan(format!(
-                    "INSERT INTO {}: row {} gives {literal} for column '{}', which is {}: {}",
+                    "INSERT INTO {}: row {} gives {} for column '{}', which is {}: {}",
                     target.name(),
                     row + 1,
+                    shown_value(literal),
                     field.name(),
                     crate::convert::sql_column_type(ty),
                     crate::error::message_of(&e)
@@ -366,6 +367,14 @@ fn check_inserted_values(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A value as SQL writes it: a string in quotes.
+fn shown_value(value: &ScalarValue) -> String {
+    match value.try_as_str() {
+        Some(Some(text)) => format!("'{}'", text.replace('\'', "''")),
+        _ => value.to_string(),
+    }
 }
 
 /// A number assigned to a time column, or a time to a number column, by UPDATE or MERGE is
@@ -391,7 +400,17 @@ fn check_conversions(dml: &DmlStatement, target: &TarnTable, plan: &LogicalPlan)
         // The types converted to the column's: the value's own, and those cast to it
         // within (each branch of a MERGE's CASE is).
         let mut from = vec![field.data_type().clone()];
+        // A value the statement writes itself that cannot become the column's type.
+        let mut unconvertible = None;
         expr.apply(|e| {
+            if let Expr::Cast(Cast { expr, field: to }) = e
+                && to.data_type() == column.data_type()
+                && let Expr::Literal(value, _) = expr.as_ref()
+                && let Err(e) = value.cast_to(to.data_type())
+            {
+                unconvertible = Some((value.clone(), e));
+                return Ok(TreeNodeRecursion::Stop);
+            }
             if let Expr::Cast(Cast { expr, field: to }) | Expr::TryCast(TryCast { expr, field: to }) = e
                 && to.data_type() == column.data_type()
                 && let Ok(ty) = expr.get_type(projection.input.schema())
@@ -406,6 +425,15 @@ fn check_conversions(dml: &DmlStatement, target: &TarnTable, plan: &LogicalPlan)
             _ => "MERGE INTO",
         };
         let table = target.name();
+        if let Some((value, e)) = unconvertible {
+            return Err(DataFusionError::Plan(format!(
+                "{statement} {table}: {} cannot be stored in column '{}', which is {}: {}",
+                shown_value(&value),
+                field.name(),
+                column_type_name(target, field.name(), column.data_type()),
+                crate::error::message_of(&e)
+            )));
+        }
         // A number assigned to a time column or a time to a number column (INSERT's own
         // check, [`check_inserted_types`], leaves out the conversions its query writes).
         let mix = from
