@@ -254,7 +254,7 @@ fn main() -> ExitCode {
     shell.timing = args.timing;
     shell.quiet = args.quiet;
     if let Some(null) = args.null {
-        shell.style.null = null;
+        shell.set_null(null);
     }
 
     let one_shot = !args.commands.is_empty() || !args.files.is_empty();

@@ -83,6 +83,15 @@ impl From<String> for Stop {
     }
 }
 
+/// What NULL prints as in `format` unless `--null` says: `NULL` in tables, nothing in CSV
+/// and TSV (where an empty string prints as `""`).
+fn default_null(format: Format) -> String {
+    match format {
+        Format::Table => "NULL".into(),
+        _ => String::new(),
+    }
+}
+
 impl From<DataFusionError> for Stop {
     fn from(e: DataFusionError) -> Self {
         Stop::Failed(tarn_datafusion::error::message_of(&e))
@@ -99,6 +108,8 @@ pub struct Shell {
     pub interactive: bool,
     /// No status lines.
     pub quiet: bool,
+    /// `--null`: what NULL prints as whatever the format; without it, each format's own.
+    null: Option<String>,
     /// `\o`: results go to this file instead of standard output.
     output: Option<(PathBuf, File)>,
     /// How many `\i` files are being run inside each other.
@@ -117,21 +128,25 @@ impl Shell {
             ctx,
             format,
             style: Style {
-                null: match format {
-                    Format::Table => "NULL".into(),
-                    _ => String::new(),
-                },
+                null: default_null(format),
             },
             timing: false,
             max_rows,
             interactive: false,
             quiet: false,
+            null: None,
             output: None,
             depth: 0,
             last_sql: None,
             interrupt: None,
             interrupted: false,
         }
+    }
+
+    /// What NULL prints as in every format (`--null`).
+    pub fn set_null(&mut self, null: String) {
+        self.style.null = null.clone();
+        self.null = Some(null);
     }
 
     /// From now on, Ctrl-C cancels the running statement of a script (`tarn -c`, `-f`,
@@ -533,7 +548,11 @@ impl Shell {
             }
             Command::Format(format) => {
                 self.format = format;
-                self.status(&format!("Output format is {format:?}.").to_lowercase())?;
+                if self.null.is_none() {
+                    self.style.null = default_null(format);
+                }
+                let name = format!("{format:?}").to_lowercase();
+                self.status(&format!("Output format is {name}."))?;
             }
             Command::Include(path) => {
                 if self.depth >= MAX_INCLUDE_DEPTH {

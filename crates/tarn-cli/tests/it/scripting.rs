@@ -118,6 +118,26 @@ fn csv_is_exactly_csv() {
         text(&out.stdout),
         "id,s,ts\n1,\"\",2026-11-25 08:15:00\n2,\\N,\\N\n3,\"a,\"\"b\"\"\",\\N\n"
     );
+    // `\format` switches NULL to the new format's way, unless `--null` set it.
+    let switch = "SELECT s FROM t WHERE id = 2;";
+    let out = run(&["-q", "-c", "\\format csv", "-c", switch]);
+    assert_eq!(text(&out.stdout), "s\n\n");
+    let out = run(&[
+        "-q",
+        "--format",
+        "csv",
+        "-c",
+        "\\format table",
+        "-c",
+        switch,
+    ]);
+    assert!(
+        text(&out.stdout).contains("| NULL |"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&["-q", "--null", "-", "-c", "\\format csv", "-c", switch]);
+    assert_eq!(text(&out.stdout), "s\n-\n");
     // A table prints timestamps as SQL does too.
     let out = run(&["-c", "SELECT ts FROM t WHERE id = 1;"]);
     assert!(
