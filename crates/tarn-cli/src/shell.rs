@@ -535,9 +535,12 @@ impl Shell {
                 let (ns, table) = split_name(&table);
                 let name = format!("{ns}.{table}").replace('\'', "''");
                 let to = to.map(|to| format!(", {to}")).unwrap_or_default();
+                // Within a version: what went, then each update's before and after, then
+                // what came.
                 self.run_sql(&format!(
                     "SELECT * FROM table_changes('{name}', {from}{to}) \
-                     ORDER BY _commit_version, _change_type;"
+                     ORDER BY _commit_version, CASE _change_type WHEN 'delete' THEN 0 \
+                     WHEN 'update_preimage' THEN 1 WHEN 'update_postimage' THEN 2 ELSE 3 END;"
                 ))
                 .await?;
             }

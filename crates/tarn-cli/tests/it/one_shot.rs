@@ -65,6 +65,50 @@ fn formats_and_files() {
 }
 
 #[test]
+fn changes_show_each_update_before_and_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = [
+        "CREATE TABLE t (id INT, v VARCHAR);",
+        "INSERT INTO t VALUES (1, 'a'), (2, 'b');",
+        "UPDATE t SET v = 'c' WHERE id = 1;",
+        "DELETE FROM t WHERE id = 2;",
+    ];
+    let args: Vec<&str> = setup.iter().flat_map(|sql| ["-c", *sql]).collect();
+    assert!(tarn(dir.path(), &args, None).status.success());
+    let out = tarn(
+        dir.path(),
+        &[
+            "-q",
+            "--format",
+            "csv",
+            "-c",
+            "\\changes t 1",
+            "-c",
+            "\\changes t 2 2",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("id,"))
+        .map(|l| l.splitn(5, ',').take(4).collect::<Vec<_>>().join(","))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "1,a,insert,1",
+            "2,b,insert,1",
+            "1,a,update_preimage,2",
+            "1,c,update_postimage,2",
+            "2,b,delete,3",
+            "1,a,update_preimage,2",
+            "1,c,update_postimage,2",
+        ]
+    );
+}
+
+#[test]
 fn piped_stdin_is_a_script() {
     let dir = tempfile::tempdir().unwrap();
     let out = tarn(
