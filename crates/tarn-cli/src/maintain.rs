@@ -55,13 +55,13 @@ pub async fn run(ctx: &TarnContext, options: &MaintainOptions) -> Result<(), Str
             }
         }
     }
-    let verb = if options.dry_run {
-        "would delete"
+    let (expired, deleted) = if options.dry_run {
+        ("would expire", "would delete")
     } else {
-        "deleted"
+        ("expired", "deleted")
     };
     eprintln!(
-        "{}: {} expired, {verb} {} of expired versions and {}{}{}",
+        "{}: {expired} {}, {deleted} {} of expired versions and {}{}{}",
         counted(totals.tables, "table"),
         counted(totals.expired_versions, "version"),
         counted(totals.deleted_files, "file"),
@@ -114,14 +114,14 @@ async fn maintain_table(
     let deleted = u64_at(&batches, 2) + u64_at(&batches, 3) + u64_at(&batches, 4);
     totals.expired_versions += expired;
     totals.deleted_files += deleted;
+    let (expire, oldest_is, delete) = if options.dry_run {
+        ("would expire", "oldest would be", "would delete")
+    } else {
+        ("expired", "oldest now", "deleted")
+    };
     parts.push(format!(
-        "expired {} (oldest now {oldest}), {} {}",
+        "{expire} {} ({oldest_is} {oldest}), {delete} {}",
         counted(expired, "version"),
-        if options.dry_run {
-            "would delete"
-        } else {
-            "deleted"
-        },
         counted(deleted, "file")
     ));
     let cutoff = chrono::Utc::now().timestamp_millis() - options.orphan_age_ms;

@@ -38,16 +38,16 @@ fn maintain_applies_each_tables_retention_and_reports_it() {
     assert!(dry.status.success(), "{}", text(&dry.stderr));
     let report = text(&dry.stderr);
     assert!(
-        report.contains("[1/2] default.kept: expired 0 versions (oldest now 0)"),
+        report.contains("[1/2] default.kept: would expire 0 versions (oldest would be 0)"),
         "{report}"
     );
     assert!(
-        report.contains("default.short: expired 2 versions (oldest now 2), would delete"),
+        report.contains("default.short: would expire 2 versions (oldest would be 2), would delete"),
         "{report}"
     );
     assert!(report.contains(", 1 orphaned file\n"), "{report}");
     assert!(
-        report.contains("2 tables: 2 versions expired, would delete"),
+        report.contains("2 tables: would expire 2 versions, would delete"),
         "{report}"
     );
     assert!(stray.exists(), "a dry run deletes nothing");
@@ -60,7 +60,10 @@ fn maintain_applies_each_tables_retention_and_reports_it() {
         report.contains("default.short: compacted 2 files, expired 3 versions (oldest now 3)"),
         "{report}"
     );
-    assert!(report.contains("2 tables: 3 versions expired"), "{report}");
+    assert!(
+        report.contains("2 tables: expired 3 versions, deleted"),
+        "{report}"
+    );
     assert!(!stray.exists(), "the orphan is gone");
 
     let after = tarn(
