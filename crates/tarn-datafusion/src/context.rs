@@ -388,6 +388,23 @@ impl TarnContext {
         Ok(DataFrame::new(state, LogicalPlan::Dml(delete)))
     }
 
+    /// DataFusion's `table 'tarn.ns.t' not found` for a name in tarn's catalog, said as tarn
+    /// says it everywhere else, with where to look.
+    fn missing_table(&self, e: DataFusionError) -> DataFusionError {
+        let DataFusionError::Plan(message) = e.find_root() else {
+            return e;
+        };
+        let Some(name) = message
+            .strip_prefix(&format!("table '{}.", self.catalog_name))
+            .and_then(|rest| rest.strip_suffix("' not found"))
+        else {
+            return e;
+        };
+        DataFusionError::Plan(format!(
+            "table '{name}' does not exist; SHOW TABLES lists the tables there are"
+        ))
+    }
+
     /// Plans a statement with DataFusion, as a frame that runs when collected.
     pub(crate) async fn plan(&self, mut statement: DFStatement) -> Result<DataFrame> {
         let state = self.ctx.state();
@@ -440,7 +457,7 @@ impl TarnContext {
                 {
                     attempts += 1;
                 }
-                outcome => break outcome?,
+                outcome => break outcome.map_err(|e| self.missing_table(e))?,
             }
         };
         use datafusion::logical_expr::LogicalPlan;

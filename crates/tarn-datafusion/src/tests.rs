@@ -1154,7 +1154,7 @@ async fn a_cancelled_create_table_as_leaves_no_table() {
     let Err(err) = ctx.sql("SELECT count(*) FROM big").await else {
         panic!("the cancelled statement's table is still there");
     };
-    assert!(err.to_string().contains("not found"), "{err}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
     let gone = ctx
         .warehouse()
         .load_table("default", "big")

@@ -84,7 +84,7 @@ fn ctrl_c_during_create_table_as_leaves_no_table() {
     p.exp_string("statement cancelled").unwrap();
     p.exp_string("tarn> ").unwrap();
     p.send_line("SELECT count(*) FROM big;").unwrap();
-    p.exp_string("not found").unwrap();
+    p.exp_string("does not exist").unwrap();
     p.exp_string("tarn> ").unwrap();
     p.send_line("CREATE TABLE big AS SELECT value AS id FROM generate_series(1, 5);")
         .unwrap();

@@ -242,7 +242,7 @@ fn ctrl_c_ends_a_script_and_leaves_no_half_made_table() {
     let out = tarn(&warehouse, &["-c", "SELECT count(*) FROM big;"], None);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("not found"),
+        text(&out.stderr).contains("does not exist"),
         "{}",
         text(&out.stderr)
     );

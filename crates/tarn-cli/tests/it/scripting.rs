@@ -259,7 +259,7 @@ fn describe_shows_sql_types_ids_and_defaults() {
     assert!(stdout.contains("| name        |"), "{stdout}");
     let out = tarn(dir.path(), &["-c", "\\d nope"], None);
     assert!(
-        text(&out.stderr).contains("'tarn.default.nope' not found"),
+        text(&out.stderr).contains("table 'default.nope' does not exist"),
         "{}",
         text(&out.stderr)
     );
@@ -382,7 +382,7 @@ fn a_failed_statement_of_a_script_is_named_by_its_line() {
         "{stderr}"
     );
     assert!(
-        lines[1].starts_with("Error: <stdin>:4: ") && lines[1].contains("not found"),
+        lines[1].starts_with("Error: <stdin>:4: ") && lines[1].contains("does not exist"),
         "{stderr}"
     );
 
