@@ -33,7 +33,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{DescribeAlias, Statement, TableObject};
+use datafusion::sql::sqlparser::ast::{DescribeAlias, Insert, SetExpr, Statement, TableObject};
 use tarn_core::Warehouse;
 use tarn_core::storage::StoreOptions;
 
@@ -355,7 +355,56 @@ impl TarnContext {
                 "PARTITIONED BY belongs to CREATE TABLE".into(),
             ));
         }
-        self.plan(statement).await
+        let insert = match &statement {
+            DFStatement::Statement(s) => match s.as_ref() {
+                Statement::Insert(insert) => Some(insert.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        match self.plan(statement).await {
+            Err(e) if let Some(insert) = insert => Err(self.insert_error(e, &insert).await),
+            planned => planned,
+        }
+    }
+
+    /// A failed INSERT's error, in the table's terms when it is about the INSERT's shape
+    /// (see [`crate::insert_shape`]).
+    async fn insert_error(&self, e: DataFusionError, insert: &Insert) -> DataFusionError {
+        let message = crate::error::message_of(&e);
+        let message = message.trim_start_matches("Schema error: ");
+        let TableObject::TableName(name) = &insert.table else {
+            return e;
+        };
+        let Ok(name) = self.qualify(name) else {
+            return e;
+        };
+        if name.catalog != self.catalog_name {
+            return e;
+        }
+        let Ok(Some(table)) = self.catalog.load(&name.namespace, &name.table).await else {
+            return e;
+        };
+        let columns: Vec<String> = table
+            .read_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        let mut query_width = None;
+        if let Some(source) = &insert.source
+            && !matches!(source.body.as_ref(), SetExpr::Values(_))
+        {
+            let query = DFStatement::Statement(Box::new(Statement::Query(source.clone())));
+            if let Ok(df) = self.plan(query).await {
+                query_width = Some(df.schema().fields().len());
+            }
+        }
+        let display = format!("{}.{}", name.namespace, name.table);
+        match crate::insert_shape::shape_error(insert, message, &display, &columns, query_width) {
+            Some(said) => DataFusionError::Plan(said),
+            None => e,
+        }
     }
 
     /// `DELETE FROM t AS x WHERE p`, planned from the query of the rows it deletes

@@ -47,6 +47,7 @@ mod external;
 mod field_ids;
 mod float_literals;
 mod in_subquery;
+mod insert_shape;
 mod maintenance;
 mod metadata_tables;
 mod names;
