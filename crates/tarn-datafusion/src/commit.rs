@@ -20,6 +20,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, ListArray, RecordBatch, StringArray, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
+use datafusion::arrow::error::ArrowError;
 use datafusion::common::internal_err;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -594,16 +595,20 @@ impl Commit {
     /// a value of the wrong type), told as the statement's error: the user sees which
     /// statement and table, not only the writer's complaint.
     fn refused_rows(&self, e: DataFusionError) -> DataFusionError {
-        match tarn_error(&e) {
-            Some(tarn_core::Error::SchemaMismatch { reason }) => {
-                DataFusionError::Execution(format!(
-                    "{} {}: {reason}. Nothing was changed",
-                    self.kind.statement(),
-                    self.name
-                ))
+        let reason = match (tarn_error(&e), e.find_root()) {
+            (Some(tarn_core::Error::SchemaMismatch { reason }), _) => reason.clone(),
+            (_, DataFusionError::ArrowError(error, _))
+                if matches!(error.as_ref(), ArrowError::CastError(_)) =>
+            {
+                crate::error::message_of(&e)
             }
-            _ => e,
-        }
+            _ => return e,
+        };
+        DataFusionError::Execution(format!(
+            "{} {}: {reason}. Nothing was changed",
+            self.kind.statement(),
+            self.name
+        ))
     }
 
     /// Auto compaction after an append landed as `table`'s version (see
