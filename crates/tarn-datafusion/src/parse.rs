@@ -103,7 +103,9 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
     let mut parser = DFParserBuilder::new(kept)
         .with_dialect(&dialect as &dyn Dialect)
         .build()?;
-    let mut statements = parser.parse_statements()?;
+    let mut statements = parser
+        .parse_statements()
+        .map_err(|e| merge_star_error(&tokens).unwrap_or(e))?;
     for statement in statements.iter_mut() {
         // EXPLAIN shows the plan of the statement it wraps, as the statement would run.
         let mut statement = statement;
@@ -341,6 +343,29 @@ pub(crate) fn aliased_delete_query(delete: &Delete) -> Option<Statement> {
     select.from = vec![table.clone()];
     select.selection = delete.selection.clone();
     Some(Statement::Query(query))
+}
+
+/// Delta's and Spark's `MERGE ... THEN INSERT *` and `THEN UPDATE SET *`, which tarn does
+/// not take: an error saying what to write instead (the parser's would be "Expected:
+/// VALUES, found: *").
+fn merge_star_error(tokens: &[Token]) -> Option<DataFusionError> {
+    let first = next_significant(tokens, 0)?;
+    if !is_keyword(&tokens[first], Keyword::MERGE) {
+        return None;
+    }
+    let star = (first..tokens.len()).find(|&i| {
+        (is_keyword(&tokens[i], Keyword::INSERT) || is_keyword(&tokens[i], Keyword::SET))
+            && next_significant(tokens, i + 1).is_some_and(|j| tokens[j] == Token::Mul)
+    })?;
+    let clause = if is_keyword(&tokens[star], Keyword::INSERT) {
+        "INSERT *"
+    } else {
+        "UPDATE SET *"
+    };
+    Some(DataFusionError::Plan(format!(
+        "MERGE INTO takes no {clause}; name the columns: WHEN MATCHED THEN UPDATE SET \
+         a = s.a, b = s.b and WHEN NOT MATCHED THEN INSERT (a, b) VALUES (s.a, s.b)"
+    )))
 }
 
 fn is_keyword(token: &Token, keyword: Keyword) -> bool {
