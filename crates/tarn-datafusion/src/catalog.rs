@@ -278,6 +278,14 @@ impl TarnSchema {
         read(&self.external).contains_key(table)
     }
 
+    /// Whether `table` is a view this session created.
+    pub(crate) fn is_view(&self, table: &str) -> bool {
+        matches!(
+            read(&self.external).get(table),
+            Some(External::Provider(p)) if p.table_type() == datafusion::logical_expr::TableType::View
+        )
+    }
+
     /// Where a tarn table of this namespace is: an external table's location, or the
     /// warehouse's; `None` for a name that cannot be a table or is a view.
     fn locate(&self, name: &str) -> Result<Option<(TableLocation, ObjectStoreUrl)>> {

@@ -578,6 +578,14 @@ impl TarnContext {
     async fn drop_table(&self, name: &QualifiedName, if_exists: bool) -> Result<()> {
         let schema = self.catalog().tarn_schema(&name.namespace);
         if let Some(schema) = &schema
+            && schema.is_view(&name.table)
+        {
+            return Err(DataFusionError::Plan(format!(
+                "'{}.{}' is a view, not a table; drop it with DROP VIEW",
+                name.namespace, name.table
+            )));
+        }
+        if let Some(schema) = &schema
             && schema.is_external(&name.table)
         {
             use datafusion::catalog::SchemaProvider;
