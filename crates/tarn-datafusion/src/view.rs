@@ -20,6 +20,7 @@ use datafusion::common::{Column, TableReference};
 use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{
     Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, TableSource, TableType,
 };
@@ -186,6 +187,19 @@ impl TableProvider for LiveView {
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(vec![TableProviderFilterPushDown::Exact; filters.len()])
+    }
+
+    /// A view holds no rows of its own (DataFusion would say "Insert into not implemented
+    /// for this table").
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        _input: Arc<dyn ExecutionPlan>,
+        _insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::Plan(
+            "a view cannot be written to; INSERT into the table it reads".into(),
+        ))
     }
 
     /// As DataFusion's `ViewTable::scan`, over the plan bound afresh.
