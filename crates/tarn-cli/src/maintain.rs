@@ -66,7 +66,7 @@ pub async fn run(ctx: &TarnContext, options: &MaintainOptions) -> Result<(), Str
         counted(totals.expired_versions, "version"),
         counted(totals.deleted_files, "file"),
         counted(totals.orphans, "orphaned file"),
-        if options.optimize {
+        if options.optimize && !options.dry_run {
             format!(", {} compacted", counted(totals.compacted_files, "file"))
         } else {
             String::new()
@@ -100,6 +100,8 @@ async fn maintain_table(
         let removed = u64_at(&batches, 0);
         totals.compacted_files += removed;
         parts.push(format!("compacted {}", counted(removed, "file")));
+    } else if options.optimize {
+        parts.push("not compacted (a dry run does not OPTIMIZE)".to_string());
     }
     let batches = query(
         ctx,

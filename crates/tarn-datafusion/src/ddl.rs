@@ -429,6 +429,33 @@ impl TarnContext {
                 self.done().await.map(Some)
             }
             Statement::Drop {
+                object_type: ObjectType::View,
+                names,
+                ..
+            } => {
+                // DataFusion drops views; a table's name is refused by what it is.
+                for n in names {
+                    let name = self.qualify(n)?;
+                    if name.catalog == self.catalog_name()
+                        && !self
+                            .catalog()
+                            .tarn_schema(&name.namespace)
+                            .is_some_and(|schema| schema.is_view(&name.table))
+                        && self
+                            .catalog()
+                            .load(&name.namespace, &name.table)
+                            .await
+                            .is_ok_and(|t| t.is_some())
+                    {
+                        return Err(DataFusionError::Plan(format!(
+                            "'{}.{}' is a table, not a view; drop it with DROP TABLE",
+                            name.namespace, name.table
+                        )));
+                    }
+                }
+                Ok(None)
+            }
+            Statement::Drop {
                 object_type: ObjectType::Schema,
                 if_exists,
                 names,

@@ -51,6 +51,14 @@ fn maintain_applies_each_tables_retention_and_reports_it() {
         "{report}"
     );
     assert!(stray.exists(), "a dry run deletes nothing");
+    let dry = tarn(dir.path(), &["maintain", "--dry-run", "--optimize"], None);
+    assert!(
+        text(&dry.stderr).contains(
+            "default.short: not compacted (a dry run does not OPTIMIZE), would expire 2 versions"
+        ),
+        "{}",
+        text(&dry.stderr)
+    );
     assert!(text(&dry.stdout).is_empty(), "progress goes to stderr");
 
     let run = tarn(dir.path(), &["maintain", "--optimize"], None);
