@@ -434,6 +434,19 @@ mod tests {
         }
     }
 
+    /// `b` as a table of at most `max_rows` rows, fitted to `width` when given.
+    fn table(b: &RecordBatch, max_rows: usize, width: Option<usize>) -> String {
+        render(
+            &b.schema(),
+            std::slice::from_ref(b),
+            Format::Table,
+            &style(),
+            max_rows,
+            width,
+        )
+        .unwrap()
+    }
+
     fn csv_style() -> Style {
         Style { null: "".into() }
     }
@@ -456,39 +469,15 @@ mod tests {
     #[test]
     fn tables_align_and_cut() {
         let b = batch();
-        let out = render(
-            &b.schema(),
-            std::slice::from_ref(&b),
-            Format::Table,
-            &style(),
-            10,
-            None,
-        )
-        .unwrap();
+        let out = table(&b, 10, None);
         assert_eq!(
             out,
             "+------+---------------------+\n| id   | name                |\n+------+---------------------+\n| 1    | a rather long value |\n| NULL | b                   |\n+------+---------------------+\n"
         );
-        let narrow = render(
-            &b.schema(),
-            std::slice::from_ref(&b),
-            Format::Table,
-            &style(),
-            10,
-            Some(20),
-        )
-        .unwrap();
+        let narrow = table(&b, 10, Some(20));
         assert!(narrow.lines().all(|l| l.chars().count() <= 20), "{narrow}");
         assert!(narrow.contains('…'));
-        let limited = render(
-            &b.schema(),
-            std::slice::from_ref(&b),
-            Format::Table,
-            &style(),
-            1,
-            None,
-        )
-        .unwrap();
+        let limited = table(&b, 1, None);
         assert_eq!(limited.lines().count(), 5);
     }
 
@@ -509,15 +498,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let out = render(
-            &schema,
-            std::slice::from_ref(&b),
-            Format::Table,
-            &style(),
-            10,
-            None,
-        )
-        .unwrap();
+        let out = table(&b, 10, None);
         assert_eq!(
             out,
             "+--------------+-----------------------------------+\n\
@@ -529,15 +510,7 @@ mod tests {
              +--------------+-----------------------------------+\n"
         );
         // In a narrow terminal the plan's lines wrap: nothing of them is lost.
-        let narrow = render(
-            &schema,
-            std::slice::from_ref(&b),
-            Format::Table,
-            &style(),
-            10,
-            Some(30),
-        )
-        .unwrap();
+        let narrow = table(&b, 10, Some(30));
         assert!(narrow.lines().all(|l| l.width() <= 30), "{narrow}");
         assert!(!narrow.contains('…'), "nothing is cut:\n{narrow}");
         assert!(
@@ -559,28 +532,12 @@ mod tests {
             ]))],
         )
         .unwrap();
-        let out = render(
-            &schema,
-            std::slice::from_ref(&b),
-            Format::Table,
-            &style(),
-            10,
-            None,
-        )
-        .unwrap();
+        let out = table(&b, 10, None);
         assert_eq!(
             out,
             "+-----------+\n| 名前      |\n+-----------+\n| 日本語    |\n| a\\tb\\r    |\n| \\u{1b}[2J |\n| 😀x       |\n+-----------+\n"
         );
-        let narrow = render(
-            &schema,
-            std::slice::from_ref(&b),
-            Format::Table,
-            &style(),
-            10,
-            Some(8),
-        )
-        .unwrap();
+        let narrow = table(&b, 10, Some(8));
         assert!(
             narrow.lines().all(|l| l.width() == 8),
             "every line is as wide as the terminal:\n{narrow}"
