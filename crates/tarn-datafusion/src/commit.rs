@@ -828,13 +828,11 @@ pub(crate) fn check_setting(statement: &Statement) -> Result<()> {
             "tarn.app_sequence takes a batch number, a whole number from 0 to {}, not {value}",
             u64::MAX
         ))),
-        "tarn.app_id" if text.is_empty() || text.chars().count() > MAX_APP_ID_CHARS => {
-            Err(DataFusionError::Plan(format!(
-                "tarn.app_id takes the application's name, of 1 to {MAX_APP_ID_CHARS} \
+        "tarn.app_id" if !AppCommit::is_valid_id(&text) => Err(DataFusionError::Plan(format!(
+            "tarn.app_id takes the application's name, of 1 to {MAX_APP_ID_CHARS} \
                  characters; it was given {} characters",
-                text.chars().count()
-            )))
-        }
+            text.chars().count()
+        ))),
         _ => Ok(()),
     }
 }

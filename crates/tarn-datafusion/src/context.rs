@@ -33,7 +33,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{DescribeAlias, Insert, SetExpr, Statement, TableObject};
+use datafusion::sql::sqlparser::ast::{DescribeAlias, Statement, TableObject};
 use tarn_core::Warehouse;
 use tarn_core::storage::StoreOptions;
 
@@ -42,6 +42,7 @@ use crate::dml::{DmlRule, TarnQueryPlanner};
 use crate::error::to_df;
 use crate::external::TarnTableFactory;
 use crate::in_subquery::NullAwareInSubquery;
+use crate::insert_shape::InsertShape;
 use crate::names::{QualifiedName, parts};
 use crate::parse::{ParsedStatement, parse};
 use crate::time_travel::{TimeTravelFunction, TimeTravelPlanner};
@@ -357,26 +358,23 @@ impl TarnContext {
         }
         let insert = match &statement {
             DFStatement::Statement(s) => match s.as_ref() {
-                Statement::Insert(insert) => Some(insert.clone()),
+                Statement::Insert(insert) => InsertShape::of(insert),
                 _ => None,
             },
             _ => None,
         };
         match self.plan(statement).await {
-            Err(e) if let Some(insert) = insert => Err(self.insert_error(e, &insert).await),
+            Err(e) if let Some(insert) = insert => Err(self.insert_error(e, insert).await),
             planned => planned,
         }
     }
 
     /// A failed INSERT's error, in the table's terms when it is about the INSERT's shape
     /// (see [`crate::insert_shape`]).
-    async fn insert_error(&self, e: DataFusionError, insert: &Insert) -> DataFusionError {
+    async fn insert_error(&self, e: DataFusionError, mut insert: InsertShape) -> DataFusionError {
         let message = crate::error::message_of(&e);
         let message = message.trim_start_matches("Schema error: ");
-        let TableObject::TableName(name) = &insert.table else {
-            return e;
-        };
-        let Ok(name) = self.qualify(name) else {
+        let Ok(name) = self.qualify(&insert.table) else {
             return e;
         };
         if name.catalog != self.catalog_name {
@@ -392,16 +390,14 @@ impl TarnContext {
             .map(|f| f.name.clone())
             .collect();
         let mut query_width = None;
-        if let Some(source) = &insert.source
-            && !matches!(source.body.as_ref(), SetExpr::Values(_))
-        {
-            let query = DFStatement::Statement(Box::new(Statement::Query(source.clone())));
+        if let Some(query) = insert.query.take() {
+            let query = DFStatement::Statement(Box::new(Statement::Query(query)));
             if let Ok(df) = self.plan(query).await {
                 query_width = Some(df.schema().fields().len());
             }
         }
         let display = format!("{}.{}", name.namespace, name.table);
-        match crate::insert_shape::shape_error(insert, message, &display, &columns, query_width) {
+        match crate::insert_shape::shape_error(&insert, message, &display, &columns, query_width) {
             Some(said) => DataFusionError::Plan(said),
             None => e,
         }

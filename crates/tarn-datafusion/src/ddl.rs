@@ -436,17 +436,10 @@ impl TarnContext {
                 // DataFusion drops views; a table's name is refused by what it is.
                 for n in names {
                     let name = self.qualify(n)?;
-                    if name.catalog == self.catalog_name()
-                        && !self
-                            .catalog()
-                            .tarn_schema(&name.namespace)
-                            .is_some_and(|schema| schema.is_view(&name.table))
-                        && self
-                            .catalog()
-                            .load(&name.namespace, &name.table)
-                            .await
-                            .is_ok_and(|t| t.is_some())
-                    {
+                    if name.catalog != self.catalog_name() || self.is_view(&name) {
+                        continue;
+                    }
+                    if let Ok(Some(_)) = self.catalog().load(&name.namespace, &name.table).await {
                         return Err(DataFusionError::Plan(format!(
                             "'{}.{}' is a table, not a view; drop it with DROP TABLE",
                             name.namespace, name.table
@@ -602,16 +595,21 @@ impl TarnContext {
         }
     }
 
+    /// Whether `name` is a view this session created.
+    fn is_view(&self, name: &QualifiedName) -> bool {
+        self.catalog()
+            .tarn_schema(&name.namespace)
+            .is_some_and(|schema| schema.is_view(&name.table))
+    }
+
     async fn drop_table(&self, name: &QualifiedName, if_exists: bool) -> Result<()> {
-        let schema = self.catalog().tarn_schema(&name.namespace);
-        if let Some(schema) = &schema
-            && schema.is_view(&name.table)
-        {
+        if self.is_view(name) {
             return Err(DataFusionError::Plan(format!(
                 "'{}.{}' is a view, not a table; drop it with DROP VIEW",
                 name.namespace, name.table
             )));
         }
+        let schema = self.catalog().tarn_schema(&name.namespace);
         if let Some(schema) = &schema
             && schema.is_external(&name.table)
         {

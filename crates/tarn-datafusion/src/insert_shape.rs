@@ -7,28 +7,68 @@
 //! columns in hand, and the error names the row, the counts and the columns. Only a failed
 //! INSERT pays for this.
 
-use datafusion::sql::sqlparser::ast::{Insert, SetExpr};
+use datafusion::sql::sqlparser::ast::{Insert, ObjectName, Query, SetExpr, TableObject};
 
-/// The error for `insert`, which DataFusion refused with `message`, into table `name` with
-/// `columns`; `query_width` is how many columns its query gives, when it is a query that
-/// plans. `None` when `message` is not about the INSERT's shape.
+/// What the check needs of an INSERT, taken before planning consumes the statement: the
+/// number of values in each row of a VALUES, not the values themselves, so that an INSERT
+/// that plans pays only for a count per row.
+pub(crate) struct InsertShape {
+    pub table: ObjectName,
+    overwrite: bool,
+    /// The column list, if the INSERT has one.
+    listed: Vec<String>,
+    /// How many values each row of a VALUES source gives.
+    row_widths: Option<Vec<usize>>,
+    /// A source that is a query, planned again (alone) to tell its width.
+    pub query: Option<Box<Query>>,
+}
+
+impl InsertShape {
+    /// The shape of an INSERT into a named table.
+    pub(crate) fn of(insert: &Insert) -> Option<Self> {
+        let TableObject::TableName(table) = &insert.table else {
+            return None;
+        };
+        let (row_widths, query) = match insert.source.as_deref() {
+            Some(source) => match source.body.as_ref() {
+                SetExpr::Values(values) => (
+                    Some(values.rows.iter().map(|row| row.len()).collect()),
+                    None,
+                ),
+                _ => (None, Some(Box::new(source.clone()))),
+            },
+            None => (None, None),
+        };
+        Some(InsertShape {
+            table: table.clone(),
+            overwrite: insert.overwrite,
+            listed: insert
+                .columns
+                .iter()
+                .filter_map(|c| crate::names::parts(c).ok()?.pop())
+                .collect(),
+            row_widths,
+            query,
+        })
+    }
+}
+
+/// The error for the INSERT of `shape`, which DataFusion refused with `message`, into
+/// table `name` with `columns`; `query_width` is how many columns its query gives, when it
+/// is a query that plans. `None` when `message` is not about the INSERT's shape.
 pub(crate) fn shape_error(
-    insert: &Insert,
+    shape: &InsertShape,
     message: &str,
     name: &str,
     columns: &[String],
     query_width: Option<usize>,
 ) -> Option<String> {
-    let statement = if insert.overwrite {
+    let statement = if shape.overwrite {
         "INSERT OVERWRITE"
     } else {
         "INSERT INTO"
     };
-    let listed: Vec<String> = insert
-        .columns
-        .iter()
-        .filter_map(|c| crate::names::parts(c).ok()?.pop())
-        .collect();
+    let listed = &shape.listed;
     if message.starts_with("Schema contains duplicate unqualified field name") {
         let twice = listed
             .iter()
@@ -56,15 +96,11 @@ pub(crate) fn shape_error(
     } else {
         listed.len()
     };
-    let rows = match insert.source.as_ref().map(|s| s.body.as_ref()) {
-        Some(SetExpr::Values(values)) => Some(&values.rows),
-        _ => None,
-    };
-    let (gives, given) = match rows {
+    let (gives, given) = match &shape.row_widths {
         Some(rows) => {
-            let (row, values) = rows.iter().enumerate().find(|(_, r)| r.len() != width)?;
-            let gives = format!("row {} gives {}", row + 1, counted(values.len(), "value"));
-            (gives, Some(values.len()))
+            let (row, &values) = rows.iter().enumerate().find(|(_, n)| **n != width)?;
+            let gives = format!("row {} gives {}", row + 1, counted(values, "value"));
+            (gives, Some(values))
         }
         None => match query_width {
             Some(n) => (format!("the query gives {}", counted(n, "column")), Some(n)),
@@ -118,7 +154,8 @@ mod tests {
             panic!("not an INSERT: {sql}");
         };
         let columns = ["a", "b", "c"].map(String::from);
-        shape_error(&insert, message, "default.t", &columns, query_width)
+        let shape = InsertShape::of(&insert).expect("into a named table");
+        shape_error(&shape, message, "default.t", &columns, query_width)
     }
 
     const VALUES: &str = "Inconsistent data length across values list: got 1 values in row 0";

@@ -132,6 +132,9 @@ impl Change {
     }
 }
 
+/// The longest application id an [`AppCommit`] takes, in characters.
+pub const MAX_APP_ID_CHARS: usize = 200;
+
 /// A commit stamped by an application with a sequence number, for exactly-once writes.
 ///
 /// A job that writes batch `n` stamps its commit `AppCommit { app_id, sequence: n }`. The
@@ -142,9 +145,6 @@ impl Change {
 /// job that crashed after its commit and before it heard of it can run the batch again
 /// safely: the retry is refused and nothing is duplicated. [`Table::app_sequence`] tells a
 /// restarted job where to resume.
-/// The longest application id an [`AppCommit`] takes, in characters.
-pub const MAX_APP_ID_CHARS: usize = 200;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppCommit {
     pub app_id: String,
@@ -157,6 +157,11 @@ pub fn app_sequence_property(app_id: &str) -> String {
 }
 
 impl AppCommit {
+    /// Whether `app_id` can name an application: 1 to [`MAX_APP_ID_CHARS`] characters.
+    pub fn is_valid_id(app_id: &str) -> bool {
+        !app_id.is_empty() && app_id.chars().count() <= MAX_APP_ID_CHARS
+    }
+
     /// Refuses this commit if `table` already holds its sequence number or a later one
     /// ([`Error::AlreadyCommitted`]): a writer can ask before it writes any data.
     pub fn check(&self, table: &Table) -> Result<()> {
@@ -288,7 +293,7 @@ impl Table {
         validate(self, &change)?;
         validate_change_log(self, &change, &change_log)?;
         if let Some(app) = &app {
-            if app.app_id.is_empty() || app.app_id.chars().count() > MAX_APP_ID_CHARS {
+            if !AppCommit::is_valid_id(&app.app_id) {
                 return Err(Error::invalid(
                     "application id",
                     format!("it must have between 1 and {MAX_APP_ID_CHARS} characters"),
