@@ -27,6 +27,9 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricType, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
@@ -319,6 +322,7 @@ pub(crate) struct CommitExec {
     /// auto compaction (`write.auto-compact.min-files`).
     auto_compact: Option<ObjectStoreUrl>,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 fn count_schema() -> SchemaRef {
@@ -353,6 +357,7 @@ impl CommitExec {
             rerun,
             auto_compact: None,
             properties,
+            metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 
@@ -466,12 +471,52 @@ impl ExecutionPlan for CommitExec {
             summary: self.summary.clone(),
             rerun: self.rerun.clone(),
             auto_compact: self.auto_compact.clone(),
+            metrics: CommitMetrics::new(&self.metrics),
         };
         let stream = futures::stream::once(commit.run(context));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             count_schema(),
             stream,
         )))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+/// What EXPLAIN ANALYZE shows of a commit, which it runs: the statement's rows, the version
+/// it made, how many times it ran (more than once after a conflict), and the files it
+/// added, replaced and deleted rows from.
+#[derive(Debug)]
+struct CommitMetrics {
+    set: ExecutionPlanMetricsSet,
+    rows: Count,
+    attempts: Count,
+    files_added: Count,
+    files_removed: Count,
+    files_with_deletes: Count,
+}
+
+impl CommitMetrics {
+    fn new(set: &ExecutionPlanMetricsSet) -> Self {
+        let summary = || MetricBuilder::new(set).with_type(MetricType::Summary);
+        CommitMetrics {
+            set: set.clone(),
+            rows: summary().output_rows(0),
+            attempts: summary().global_counter("attempts"),
+            files_added: MetricBuilder::new(set).global_counter("files_added"),
+            files_removed: MetricBuilder::new(set).global_counter("files_removed"),
+            files_with_deletes: MetricBuilder::new(set).global_counter("files_with_deletes"),
+        }
+    }
+
+    /// The version the statement made; a statement that changed nothing shows none.
+    fn committed(&self, version: u64) {
+        MetricBuilder::new(&self.set)
+            .with_type(MetricType::Summary)
+            .global_gauge("committed_version")
+            .set(version as usize);
     }
 }
 
@@ -525,6 +570,7 @@ struct Commit {
     summary: BTreeMap<String, String>,
     rerun: Option<Arc<dyn Rerun>>,
     auto_compact: Option<ObjectStoreUrl>,
+    metrics: CommitMetrics,
 }
 
 impl Commit {
@@ -537,6 +583,8 @@ impl Commit {
         if let Some(write_id) = self.summary.get(WRITE_ID_KEY)
             && let Some(snapshot) = committed_as(&table, write_id).await?
         {
+            self.metrics.rows.add(snapshot.summary.added_rows as usize);
+            self.metrics.committed(snapshot.version.get());
             return count_batch(
                 &self.name,
                 snapshot.summary.added_rows,
@@ -549,6 +597,7 @@ impl Commit {
             app.check(&table).map_err(to_df)?;
         }
         for attempt in 1.. {
+            self.metrics.attempts.add(1);
             match self.once(&input, &table, &context, app.as_ref()).await {
                 // A statement whose version expired under it (snapshot expiry ran with a
                 // retention shorter than the statement) may have lost files it was reading;
@@ -585,6 +634,10 @@ impl Commit {
             }
         }
         let committed = self.commit(table, fragment, app).await?;
+        self.metrics.rows.add(committed.rows as usize);
+        if let Some(version) = committed.version {
+            self.metrics.committed(version);
+        }
         if let (Some(store_url), Some((table, added))) = (&self.auto_compact, &committed.appended) {
             self.compact_after(store_url, table, added, context).await;
         }
@@ -657,6 +710,7 @@ impl Commit {
             deletes,
             change_log,
         } = fragment;
+        let files_with_deletes = deletes.len();
         // Writers finish in any order: list the files by partition (then in the order each
         // was written), so a statement's manifest does not depend on which writer was faster.
         added.sort_by(|a, b| partition_dir(&a.path).cmp(partition_dir(&b.path)));
@@ -740,6 +794,10 @@ impl Commit {
             change_log,
         };
         let committed = table.commit_with(change, options).await.map_err(to_df)?;
+        let made = &committed.snapshot().summary;
+        self.metrics.files_added.add(made.added_files as usize);
+        self.metrics.files_removed.add(made.removed_files as usize);
+        self.metrics.files_with_deletes.add(files_with_deletes);
         Ok(Committed {
             rows,
             version: Some(committed.version().get()),
