@@ -163,7 +163,31 @@ enum Source {
     File(PathBuf),
 }
 
+/// The stack statements are parsed and planned on. A generated statement can chain thousands
+/// of conditions (`id = 1 OR id = 2 OR ...`), and parsing, copying and planning it recurse
+/// once per link: the default 8 MiB ends such a statement, and the shell with it, by a stack
+/// overflow. Only the pages a statement touches are ever allocated.
+const MAIN_STACK: usize = 512 << 20;
+/// The stack of the runtime's threads, which evaluate what was planned.
+const WORKER_STACK: usize = 64 << 20;
+
 fn main() -> ExitCode {
+    let shell = std::thread::Builder::new()
+        .name("tarn".into())
+        .stack_size(MAIN_STACK)
+        .spawn(run);
+    match shell.map(std::thread::JoinHandle::join) {
+        Ok(Ok(code)) => code,
+        // A panic has already said what happened.
+        Ok(Err(_)) => ExitCode::FAILURE,
+        Err(e) => {
+            report(&format!("cannot start: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> ExitCode {
     let matches = Args::command().get_matches();
     let args = match Args::from_arg_matches(&matches) {
         Ok(a) => a,
@@ -188,6 +212,7 @@ fn main() -> ExitCode {
     sources.sort_by_key(|(i, _)| *i);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(WORKER_STACK)
         .build()
     {
         Ok(r) => r,

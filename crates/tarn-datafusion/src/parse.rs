@@ -65,6 +65,7 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<ParsedStatement>> {
 fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>> {
     let dialect = TarnDialect;
     let tokens: Vec<Token> = spanned.iter().map(|t| t.token.clone()).collect();
+    refuse_long_chains(&tokens)?;
     if let Some((statement, alter)) = parse_tarn_alter(&tokens)? {
         return Ok(Some(ParsedStatement {
             statement,
@@ -366,6 +367,69 @@ fn merge_star_error(tokens: &[Token]) -> Option<DataFusionError> {
         "MERGE INTO takes no {clause}; name the columns: WHEN MATCHED THEN UPDATE SET \
          a = s.a, b = s.b and WHEN NOT MATCHED THEN INSERT (a, b) VALUES (s.a, s.b)"
     )))
+}
+
+/// The most binary operators one expression may chain (`a OR b OR ...`, `x + y + ...`).
+/// sqlparser reads such a chain without recursing, into a tree as deep as the chain is long,
+/// and everything after it (copying, rewriting, planning, dropping the tree) recurses once
+/// per operator: a chain far longer than any hand-written one would overflow the stack and
+/// abort the process. The shell's stack holds this many with room to spare.
+pub(crate) const MAX_OPERATOR_CHAIN: usize = 10_000;
+
+/// Refuses a statement with a chain of more than [`MAX_OPERATOR_CHAIN`] operators, counted
+/// on the tokens, before anything recurses over its tree. A chain is the operators of one
+/// precedence between the same parentheses with no comma between them: `id = 1 OR id = 2`
+/// chains two ORs, not three operators, as its tree is two ORs deep.
+fn refuse_long_chains(tokens: &[Token]) -> Result<()> {
+    // Operators so far at each level of parentheses (or brackets) now open, by precedence.
+    let mut levels: Vec<[usize; PRECEDENCES]> = vec![[0; PRECEDENCES]];
+    for token in tokens {
+        match token {
+            Token::LParen | Token::LBracket => levels.push([0; PRECEDENCES]),
+            Token::RParen | Token::RBracket if levels.len() > 1 => {
+                levels.pop();
+            }
+            Token::Comma => {
+                *levels.last_mut().expect("one level is always open") = [0; PRECEDENCES]
+            }
+            _ => {
+                let Some(precedence) = precedence(token) else {
+                    continue;
+                };
+                let count = &mut levels.last_mut().expect("one level is always open")[precedence];
+                *count += 1;
+                if *count > MAX_OPERATOR_CHAIN {
+                    return Err(DataFusionError::Plan(format!(
+                        "an expression in this statement chains more than {MAX_OPERATOR_CHAIN} \
+                         operators (such as `a = 1 OR a = 2 OR ...`), more than tarn plans; \
+                         write a long list of values as `IN (1, 2, ...)`, or join it as a table"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const PRECEDENCES: usize = 6;
+
+/// Which of [`PRECEDENCES`] levels a binary operator binds at; `None` for other tokens.
+fn precedence(token: &Token) -> Option<usize> {
+    Some(match token {
+        _ if is_keyword(token, Keyword::OR) => 0,
+        _ if is_keyword(token, Keyword::AND) => 1,
+        Token::Eq
+        | Token::DoubleEq
+        | Token::Neq
+        | Token::Lt
+        | Token::Gt
+        | Token::LtEq
+        | Token::GtEq => 2,
+        Token::Ampersand | Token::Pipe | Token::Caret => 3,
+        Token::Plus | Token::Minus | Token::StringConcat => 4,
+        Token::Mul | Token::Div | Token::Mod => 5,
+        _ => return None,
+    })
 }
 
 fn is_keyword(token: &Token, keyword: Keyword) -> bool {
@@ -835,5 +899,65 @@ pub(crate) fn timestamp_text(expr: &SqlExpr) -> Option<String> {
         }) => Some(s.clone()),
         SqlExpr::Nested(inner) => timestamp_text(inner),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` numbers joined by `operator`: `n - 1` operators.
+    fn chain(n: usize, operator: &str) -> String {
+        (0..n)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(operator)
+    }
+
+    /// Whether the chain rule lets `sql` through (without parsing it: a chain as long as
+    /// the rule allows is deeper than a test thread's stack).
+    fn allowed(sql: &str) -> bool {
+        let tokens: Vec<Token> = Tokenizer::new(&TarnDialect, sql)
+            .tokenize()
+            .expect("tokenizes");
+        refuse_long_chains(&tokens).is_ok()
+    }
+
+    #[test]
+    fn a_chain_longer_than_tarn_plans_is_refused_before_it_is_parsed() {
+        for operator in [" OR ", " AND ", " + ", " || ", " = "] {
+            let sql = format!("SELECT {}", chain(MAX_OPERATOR_CHAIN + 2, operator));
+            let error = parse(&sql).unwrap_err().to_string();
+            assert!(
+                error.contains("chains more than 10000 operators"),
+                "{error}"
+            );
+        }
+        // One operator too many, then one fewer in two ways.
+        let longest = format!("SELECT {}", chain(MAX_OPERATOR_CHAIN + 2, " OR "));
+        assert!(!allowed(&longest));
+        assert!(allowed(&longest.replacen(" OR ", ", ", 1)));
+        let grouped = format!(
+            "SELECT ({}) OR {}",
+            chain(2, " OR "),
+            chain(MAX_OPERATOR_CHAIN, " OR ")
+        );
+        assert!(allowed(&grouped));
+    }
+
+    #[test]
+    fn lists_and_parentheses_are_not_chains() {
+        let list = chain(3 * MAX_OPERATOR_CHAIN, ", ");
+        assert!(allowed(&format!("SELECT * FROM t WHERE id IN ({list})")));
+        let rows = (0..MAX_OPERATOR_CHAIN)
+            .map(|i| format!("({i} + 1, {i} * 2 - 1)"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert!(allowed(&format!("INSERT INTO t VALUES {rows}")));
+        let pairs = (0..MAX_OPERATOR_CHAIN / 2)
+            .map(|i| format!("(a = {i} AND b = {i})"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        assert!(allowed(&format!("SELECT * FROM t WHERE {pairs}")));
     }
 }

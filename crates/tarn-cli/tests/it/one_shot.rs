@@ -347,3 +347,43 @@ fn ctrl_c_while_waiting_for_input_ends_tarn() {
     drop(input);
     assert_eq!(status.code(), Some(130));
 }
+
+/// A generated statement that chains thousands of conditions is planned, not the end of the
+/// shell: 2,500 of them overflowed the default 8 MiB stack. A chain longer than tarn plans
+/// is refused with an error that says what to write instead.
+#[test]
+fn long_generated_conditions_are_planned_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = |n: usize| {
+        let terms: Vec<String> = (0..n).map(|i| format!("id = {i}")).collect();
+        format!("SELECT count(*) FROM t WHERE {}", terms.join(" OR "))
+    };
+    let long = chain(2_500);
+    let out = tarn(
+        dir.path(),
+        &[
+            "--format",
+            "csv",
+            "-q",
+            "-c",
+            "CREATE TABLE t (id BIGINT)",
+            "-c",
+            "INSERT INTO t VALUES (7), (2600)",
+            "-c",
+            &long,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "count(*)\n1\n");
+
+    let too_long = chain(10_002);
+    let out = tarn(dir.path(), &["-c", &too_long], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("chains more than 10000 operators")
+            && text(&out.stderr).contains("IN (1, 2, ...)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
