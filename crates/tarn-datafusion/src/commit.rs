@@ -664,6 +664,17 @@ impl Commit {
         ))
     }
 
+    /// The core's error about the table gone from under the commit, naming the table as
+    /// the statement did rather than by its location.
+    fn named(&self, e: tarn_core::Error) -> tarn_core::Error {
+        let table = self.name.clone();
+        match e {
+            tarn_core::Error::TableDropped { .. } => tarn_core::Error::TableDropped { table },
+            tarn_core::Error::TableGone { .. } => tarn_core::Error::TableGone { table },
+            e => e,
+        }
+    }
+
     /// Auto compaction after an append landed as `table`'s version (see
     /// [`tarn_core::maintenance::auto_compaction_files`]). The append has committed whatever
     /// happens here, so a compaction that fails or loses to a concurrent commit is dropped:
@@ -793,7 +804,10 @@ impl Commit {
             app: app.cloned(),
             change_log,
         };
-        let committed = table.commit_with(change, options).await.map_err(to_df)?;
+        let committed = table
+            .commit_with(change, options)
+            .await
+            .map_err(|e| to_df(self.named(e)))?;
         let made = &committed.snapshot().summary;
         self.metrics.files_added.add(made.added_files as usize);
         self.metrics.files_removed.add(made.removed_files as usize);

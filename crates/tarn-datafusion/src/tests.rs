@@ -1675,3 +1675,20 @@ async fn show_create_table_makes_the_same_table() {
         texts(&run(&ctx, &partitions.replace("{t}", "copy")).await)
     );
 }
+
+/// A write whose table is dropped between its planning and its commit commits nothing and
+/// says so by the table's name, as the statement named it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_to_a_table_dropped_meanwhile_names_it() {
+    let ctx = TarnContext::open("memory://dropped-under-a-write")
+        .await
+        .unwrap();
+    run(&ctx, "CREATE TABLE gone (id BIGINT)").await;
+    let insert = ctx.sql("INSERT INTO gone VALUES (1)").await.unwrap();
+    run(&ctx, "DROP TABLE gone").await;
+    let err = insert.collect().await.unwrap_err().to_string();
+    assert!(
+        err.contains("table 'default.gone' was dropped") && err.contains("nothing was committed"),
+        "{err}"
+    );
+}
