@@ -86,6 +86,13 @@ pub fn definition(
                 }
             }
         }
+        if field.name.is_empty() {
+            return Err(DataFusionError::Plan(format!(
+                "CREATE TABLE's column {} has an empty name; give each column a name",
+                i + 1
+            )));
+        }
+        fields_are_named(&field)?;
         fields.push(field);
     }
     tarn_spec::assign_field_ids(&mut fields);
@@ -132,11 +139,25 @@ pub fn fields_of(schema: &ArrowSchema) -> Result<Vec<Field>> {
                     f.name()
                 ))
             })?;
-            Ok(Field::optional(0, f.name().clone(), ty))
+            let field = Field::optional(0, f.name().clone(), ty);
+            fields_are_named(&field)?;
+            Ok(field)
         })
         .collect::<Result<Vec<_>>>()?;
     tarn_spec::assign_field_ids(&mut fields);
     Ok(fields)
+}
+
+/// Refuses a struct field without a name inside `column` (the spec would refuse the schema,
+/// in its own terms).
+fn fields_are_named(column: &Field) -> Result<()> {
+    if column.walk().iter().any(|f| f.name.is_empty()) {
+        return Err(DataFusionError::Plan(format!(
+            "a field of column '{}' has an empty name; give each struct field a name",
+            column.name
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a column name given twice (names are matched without case, as tarn resolves

@@ -82,6 +82,18 @@ impl TableMetadata {
                     doc,
                 } => {
                     let (members, name) = members_for(&mut fields, name)?;
+                    if name.is_empty() {
+                        return Err(refused("a column name cannot be empty"));
+                    }
+                    if field_type
+                        .children()
+                        .iter()
+                        .any(|part| part.walk().iter().any(|f| f.name.is_empty()))
+                    {
+                        return Err(refused(format!(
+                            "a field of '{name}' has an empty name; give each struct field a name"
+                        )));
+                    }
                     name_is_free(members, name, None)?;
                     check_default(name, field_type, default.as_ref())?;
                     if *required && default.is_none() {
