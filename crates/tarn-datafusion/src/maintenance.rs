@@ -47,6 +47,9 @@ pub(crate) struct Optimize {
     pub order_by: Vec<SqlExpr>,
 }
 
+/// The procedures `CALL` runs.
+const PROCEDURES: [&str; 3] = ["expire_snapshots", "remove_orphan_files", "optimize"];
+
 /// How many times compaction plans again after losing to a concurrent change.
 const COMPACTION_ATTEMPTS: u32 = 5;
 
@@ -231,8 +234,9 @@ impl TarnContext {
             })
     }
 
-    /// `CALL tarn.expire_snapshots(...)` and `CALL tarn.remove_orphan_files(...)`; `None` for
-    /// any other procedure.
+    /// `CALL tarn.expire_snapshots(...)`, `CALL tarn.remove_orphan_files(...)` and
+    /// `CALL tarn.optimize('t')` (OPTIMIZE as Iceberg's procedures are called); any other
+    /// procedure is an error that lists these.
     pub(crate) async fn call(&self, function: &Function) -> Result<Option<DataFrame>> {
         let procedure = function
             .name
@@ -240,10 +244,35 @@ impl TarnContext {
             .last()
             .map(|p| p.to_string().to_ascii_lowercase())
             .unwrap_or_default();
-        if procedure != "expire_snapshots" && procedure != "remove_orphan_files" {
-            return Ok(None);
+        if !PROCEDURES.contains(&procedure.as_str()) {
+            let hint = if ["rollback", "restore"]
+                .iter()
+                .any(|w| procedure.contains(w))
+            {
+                "; to bring a table back to an earlier version, write it again: INSERT \
+                 OVERWRITE t SELECT * FROM t VERSION AS OF n"
+            } else {
+                ""
+            };
+            return Err(DataFusionError::Plan(format!(
+                "tarn has no procedure '{procedure}'; its procedures are {}{hint}",
+                PROCEDURES
+                    .iter()
+                    .map(|p| format!("tarn.{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
         }
         let args = ProcedureArgs::of(&procedure, function)?;
+        if procedure == "optimize" {
+            args.allow(&[])?;
+            let optimize = Optimize {
+                table: args.table()?,
+                filter: None,
+                order_by: Vec::new(),
+            };
+            return self.optimize(&optimize).await.map(Some);
+        }
         let state = self.session_context().state();
         let table_name = args.table()?;
         let provider = self.tarn_table(&table_name).await?;
@@ -339,15 +368,25 @@ impl<'a> ProcedureArgs<'a> {
     }
 
     fn usage(&self) -> DataFusionError {
-        let options = if self.procedure == "expire_snapshots" {
-            "[, older_than => 'timestamp'] [, retain_last => n] [, dry_run => true]"
-        } else {
-            "[, older_than => 'timestamp'] [, dry_run => true]"
-        };
-        DataFusionError::Plan(format!(
-            "usage: CALL tarn.{}('namespace.table'{options})",
-            self.procedure
-        ))
+        DataFusionError::Plan(format!("usage: {}", self.usage_text()))
+    }
+
+    fn usage_text(&self) -> &'static str {
+        match self.procedure.as_str() {
+            "expire_snapshots" => {
+                "CALL tarn.expire_snapshots('namespace.table' \
+                                   [, older_than => 'timestamp'] [, retain_last => n] \
+                                   [, dry_run => true])"
+            }
+            "optimize" => {
+                "CALL tarn.optimize('namespace.table'), or OPTIMIZE namespace.table \
+                           [WHERE partition predicate] [ORDER BY column, ...]"
+            }
+            _ => {
+                "CALL tarn.remove_orphan_files('namespace.table' \
+                  [, older_than => 'timestamp'] [, dry_run => true])"
+            }
+        }
     }
 
     fn table(&self) -> Result<ObjectName> {
@@ -372,9 +411,9 @@ impl<'a> ProcedureArgs<'a> {
             .find(|(n, _)| !names.contains(&n.as_str()))
         {
             Some((name, _)) => Err(DataFusionError::Plan(format!(
-                "tarn.{} has no argument '{name}'; {}",
+                "tarn.{} has no argument '{name}'; usage: {}",
                 self.procedure,
-                self.usage()
+                self.usage_text()
             ))),
             None => Ok(()),
         }
