@@ -43,6 +43,7 @@ use crate::error::to_df;
 use crate::external::TarnTableFactory;
 use crate::in_subquery::NullAwareInSubquery;
 use crate::insert_shape::InsertShape;
+use crate::metadata_tables::MetadataTable;
 use crate::names::{QualifiedName, parts};
 use crate::parse::{ParsedStatement, parse};
 use crate::time_travel::{TimeTravelFunction, TimeTravelPlanner};
@@ -445,6 +446,19 @@ impl TarnContext {
         else {
             return e;
         };
+        if let Some((_, suffix)) = name.rsplit_once('$')
+            && MetadataTable::parse_name(name).is_none()
+        {
+            let kinds: Vec<String> = MetadataTable::SUFFIXES
+                .iter()
+                .map(|(s, _)| format!("${s}"))
+                .collect();
+            return DataFusionError::Plan(format!(
+                "table '{name}' does not exist: '${suffix}' is not a metadata table; a table's \
+                 metadata tables are {}",
+                kinds.join(", ")
+            ));
+        }
         DataFusionError::Plan(format!(
             "table '{name}' does not exist; SHOW TABLES lists the tables there are"
         ))

@@ -38,20 +38,22 @@ pub enum MetadataTable {
 }
 
 impl MetadataTable {
+    /// Each kind by the suffix that names it.
+    pub const SUFFIXES: [(&'static str, MetadataTable); 7] = [
+        ("snapshots", MetadataTable::Snapshots),
+        ("files", MetadataTable::Files),
+        ("manifests", MetadataTable::Manifests),
+        ("partitions", MetadataTable::Partitions),
+        ("schemas", MetadataTable::Schemas),
+        ("columns", MetadataTable::Columns),
+        ("properties", MetadataTable::Properties),
+    ];
+
     /// Splits `events$files` into `("events", Files)`.
     pub fn parse_name(name: &str) -> Option<(&str, MetadataTable)> {
         let (base, suffix) = name.rsplit_once('$')?;
-        let kind = match suffix {
-            "snapshots" => MetadataTable::Snapshots,
-            "files" => MetadataTable::Files,
-            "manifests" => MetadataTable::Manifests,
-            "partitions" => MetadataTable::Partitions,
-            "schemas" => MetadataTable::Schemas,
-            "columns" => MetadataTable::Columns,
-            "properties" => MetadataTable::Properties,
-            _ => return None,
-        };
-        Some((base, kind))
+        let (_, kind) = Self::SUFFIXES.iter().find(|(s, _)| *s == suffix)?;
+        Some((base, *kind))
     }
 }
 
