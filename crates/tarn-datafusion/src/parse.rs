@@ -118,6 +118,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             time_travel_functions_are_versions(s)?;
             refuse_versioned_targets(s)?;
             refuse_repeated_assignments(s)?;
+            refuse_other_dialects_dml(s)?;
             versions_are_names(s);
         }
     }
@@ -663,6 +664,43 @@ fn refuse_repeated_assignments(statement: &Statement) -> Result<()> {
                 )));
             }
         }
+    }
+    Ok(())
+}
+
+/// PostgreSQL's forms of DML that DataFusion does not plan, refused with the form that does
+/// the same here (DataFusion's own message names only the clause).
+fn refuse_other_dialects_dml(statement: &Statement) -> Result<()> {
+    let (statement, returning) = match statement {
+        Statement::Update(update) => {
+            if update.from.is_some() {
+                return Err(DataFusionError::Plan(
+                    "UPDATE takes no FROM; join the other table with MERGE INTO t USING s ON \
+                     t.id = s.id WHEN MATCHED THEN UPDATE SET v = s.v"
+                        .into(),
+                ));
+            }
+            ("UPDATE", update.returning.is_some())
+        }
+        Statement::Delete(delete) => {
+            if delete.using.is_some() {
+                return Err(DataFusionError::Plan(
+                    "DELETE takes no USING; write DELETE FROM t WHERE id IN (SELECT id FROM s \
+                     ...), or MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE"
+                        .into(),
+                ));
+            }
+            ("DELETE", delete.returning.is_some())
+        }
+        Statement::Insert(insert) => ("INSERT", insert.returning.is_some()),
+        _ => return Ok(()),
+    };
+    if returning {
+        return Err(DataFusionError::Plan(format!(
+            "{statement} takes no RETURNING: it gives the number of rows it changed; the rows \
+             themselves are in the change feed, SELECT * FROM table_changes('t', version) \
+             with the version it made"
+        )));
     }
     Ok(())
 }
