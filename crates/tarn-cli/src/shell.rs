@@ -94,7 +94,16 @@ fn default_null(format: Format) -> String {
 
 impl From<DataFusionError> for Stop {
     fn from(e: DataFusionError) -> Self {
-        Stop::Failed(tarn_datafusion::error::message_of(&e))
+        let message = tarn_datafusion::error::message_of(&e);
+        if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
+            // DataFusion's account of the pool comes after what to do about it.
+            return Stop::Failed(format!(
+                "the statement needs more memory than --memory-limit allows: raise the limit, \
+                 or run it on fewer partitions (SET datafusion.execution.target_partitions = \
+                 1). {message}"
+            ));
+        }
+        Stop::Failed(message)
     }
 }
 

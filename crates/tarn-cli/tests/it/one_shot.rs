@@ -387,3 +387,30 @@ fn long_generated_conditions_are_planned_or_refused() {
         text(&out.stderr)
     );
 }
+
+/// A statement that outgrows `--memory-limit` says so first, with what to do, before
+/// DataFusion's account of the pool.
+#[test]
+fn a_statement_over_the_memory_limit_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tarn(
+        dir.path(),
+        &[
+            "--memory-limit",
+            "1M",
+            "-c",
+            "SELECT count(*) FROM generate_series(1, 300000) a \
+             JOIN generate_series(1, 300000) b ON a.value = b.value",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "Error: the statement needs more memory than --memory-limit allows: raise the \
+             limit, or run it on fewer partitions"
+        ) && stderr.contains("Resources exhausted"),
+        "{stderr}"
+    );
+}
