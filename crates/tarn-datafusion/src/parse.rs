@@ -66,6 +66,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
     let dialect = TarnDialect;
     let tokens: Vec<Token> = spanned.iter().map(|t| t.token.clone()).collect();
     refuse_long_chains(&tokens)?;
+    refuse_negative_versions(&tokens)?;
     if let Some((statement, alter)) = parse_tarn_alter(&tokens)? {
         return Ok(Some(ParsedStatement {
             statement,
@@ -407,6 +408,28 @@ fn refuse_long_chains(tokens: &[Token]) -> Result<()> {
                     )));
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// `VERSION AS OF -1`: sqlparser reads only a literal there and would say "Expected: a value,
+/// found: -", which says nothing about versions.
+fn refuse_negative_versions(tokens: &[Token]) -> Result<()> {
+    let after = |i: usize, keyword: Keyword| {
+        next_significant(tokens, i + 1).filter(|&j| is_keyword(&tokens[j], keyword))
+    };
+    for (i, token) in tokens.iter().enumerate() {
+        if is_keyword(token, Keyword::VERSION)
+            && let Some(of) = after(i, Keyword::AS).and_then(|as_| after(as_, Keyword::OF))
+            && let Some(value) = next_significant(tokens, of + 1)
+            && tokens[value] == Token::Minus
+        {
+            return Err(DataFusionError::Plan(
+                "VERSION AS OF takes a version number, 0 or more; a table's versions are \
+                 listed in \"t$snapshots\""
+                    .into(),
+            ));
         }
     }
     Ok(())
