@@ -143,7 +143,21 @@ fn parse_optimize(tokens: &[Token]) -> Result<Option<(DFStatement, Optimize)>> {
     let Some(first) = next_significant(tokens, 0) else {
         return Ok(None);
     };
-    if !matches!(&tokens[first], Token::Word(w) if w.value.eq_ignore_ascii_case("optimize")) {
+    let is_optimize =
+        |i: usize| matches!(&tokens[i], Token::Word(w) if w.value.eq_ignore_ascii_case("optimize"));
+    let explained = (first + 1..tokens.len()).find(|&i| {
+        !matches!(tokens[i], Token::Whitespace(_))
+            && !is_keyword(&tokens[i], Keyword::ANALYZE)
+            && !is_keyword(&tokens[i], Keyword::VERBOSE)
+    });
+    if is_keyword(&tokens[first], Keyword::EXPLAIN) && explained.is_some_and(is_optimize) {
+        return Err(DataFusionError::Plan(
+            "EXPLAIN cannot show OPTIMIZE, which plans each partition's rewrite as it runs; \
+             \"t$files\" shows the files it would compact"
+                .into(),
+        ));
+    }
+    if !is_optimize(first) {
         return Ok(None);
     }
     let error = |e: datafusion::sql::sqlparser::parser::ParserError| {
