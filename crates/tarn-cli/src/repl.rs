@@ -246,6 +246,7 @@ pub fn run(
                     Ok(Flow::Quit) | Err(Stop::Closed) => break,
                     Ok(Flow::Continue) => {}
                     Err(Stop::Failed(e)) => report(&e),
+                    Err(Stop::Reported) => {}
                     Err(Stop::Interrupted) => report("statement cancelled"),
                 }
                 let lower = line.to_ascii_lowercase();

@@ -75,6 +75,8 @@ pub enum Stop {
     Closed,
     /// Ctrl-C cancelled a statement of a script: the script ends.
     Interrupted,
+    /// A script included by another one failed, and its error has been printed.
+    Reported,
 }
 
 impl From<String> for Stop {
@@ -274,6 +276,10 @@ impl Shell {
                 }
                 Stop::Failed(e) => {
                     report(&at.locate(origin, &e));
+                    *failed = true;
+                    (!keep_going).then_some((Flow::Continue, true))
+                }
+                Stop::Reported => {
                     *failed = true;
                     (!keep_going).then_some((Flow::Continue, true))
                 }
@@ -581,6 +587,11 @@ impl Shell {
                 self.depth -= 1;
                 if self.interrupted {
                     return Err(Stop::Interrupted);
+                }
+                // Said once, by the outermost file that includes it: a file that includes
+                // itself would otherwise say it at each level.
+                if failed && self.depth > 0 {
+                    return Err(Stop::Reported);
                 }
                 if failed {
                     return Err(Stop::Failed(format!(

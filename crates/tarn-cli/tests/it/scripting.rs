@@ -84,8 +84,18 @@ fn a_script_that_includes_itself_is_stopped() {
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
     assert!(!stderr.contains("overflow"), "{stderr}");
-    assert!(
-        stderr.contains("goes deeper than 16 files; does a file include itself?"),
+    // The innermost error, then the outermost file's word that it stopped: not one line
+    // per level.
+    let script = script.display();
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "Error: {script}:2: \\i {script} goes deeper than 16 files; does a file \
+                 include itself?"
+            ),
+            format!("Error: {script}:2: {script} stopped at its first error"),
+        ],
         "{stderr}"
     );
 }
