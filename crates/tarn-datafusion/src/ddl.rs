@@ -128,10 +128,27 @@ pub fn fields_of(schema: &ArrowSchema) -> Result<Vec<Field>> {
                 )));
             }
             let ty = tarn_core::arrow_convert::tarn_type(f.data_type(), &mut 0).map_err(|e| {
+                let name = f.name();
                 let fix = match f.data_type() {
                     DataType::Null => "it is an untyped NULL: give it a type, as in \
                                        CAST(NULL AS INT)"
                         .to_string(),
+                    DataType::UInt64 => format!(
+                        "tarn has no unsigned 64-bit integer; convert it in the query: \
+                         CAST(\"{name}\" AS DECIMAL(20, 0)) holds every value, CAST(\"{name}\" \
+                         AS BIGINT) those below 2^63"
+                    ),
+                    DataType::Time32(_) | DataType::Time64(_) => format!(
+                        "tarn has no TIME type; convert it in the query, as in \
+                         CAST(\"{name}\" AS VARCHAR)"
+                    ),
+                    DataType::Date64 => format!(
+                        "convert it in the query: CAST(\"{name}\" AS TIMESTAMP), or AS DATE"
+                    ),
+                    DataType::Duration(_) | DataType::Interval(_) => format!(
+                        "tarn has no INTERVAL type; convert it in the query, as in \
+                         CAST(\"{name}\" AS VARCHAR)"
+                    ),
                     _ => format!("convert it in the query ({e})"),
                 };
                 DataFusionError::Plan(format!(
