@@ -374,17 +374,16 @@ impl<'a> ProcedureArgs<'a> {
     fn usage_text(&self) -> &'static str {
         match self.procedure.as_str() {
             "expire_snapshots" => {
-                "CALL tarn.expire_snapshots('namespace.table' \
-                                   [, older_than => 'timestamp'] [, retain_last => n] \
-                                   [, dry_run => true])"
+                "CALL tarn.expire_snapshots('namespace.table' [, older_than => 'timestamp'] \
+                 [, retain_last => n] [, dry_run => true])"
             }
             "optimize" => {
                 "CALL tarn.optimize('namespace.table'), or OPTIMIZE namespace.table \
-                           [WHERE partition predicate] [ORDER BY column, ...]"
+                 [WHERE partition predicate] [ORDER BY column, ...]"
             }
             _ => {
-                "CALL tarn.remove_orphan_files('namespace.table' \
-                  [, older_than => 'timestamp'] [, dry_run => true])"
+                "CALL tarn.remove_orphan_files('namespace.table' [, older_than => 'timestamp'] \
+                 [, dry_run => true])"
             }
         }
     }

@@ -390,12 +390,12 @@ fn merge_star_error(tokens: &[Token]) -> Option<DataFusionError> {
 /// and everything after it (copying, rewriting, planning, dropping the tree) recurses once
 /// per operator: a chain far longer than any hand-written one would overflow the stack and
 /// abort the process. The shell's stack holds this many with room to spare.
-pub(crate) const MAX_OPERATOR_CHAIN: usize = 10_000;
+const MAX_OPERATOR_CHAIN: usize = 10_000;
 
 /// Refuses a statement with a chain of more than [`MAX_OPERATOR_CHAIN`] operators, counted
 /// on the tokens, before anything recurses over its tree. A chain is the operators of one
-/// precedence between the same parentheses with no comma between them: `id = 1 OR id = 2`
-/// chains two ORs, not three operators, as its tree is two ORs deep.
+/// precedence between the same parentheses with no comma between them: `id = 1 OR id = 2
+/// OR id = 3` counts 2 ORs and 3 `=`, not 5 operators, as its tree is about 3 deep.
 fn refuse_long_chains(tokens: &[Token]) -> Result<()> {
     // Operators so far at each level of parentheses (or brackets) now open, by precedence.
     let mut levels: Vec<[usize; PRECEDENCES]> = vec![[0; PRECEDENCES]];
