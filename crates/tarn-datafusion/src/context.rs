@@ -26,6 +26,7 @@
 use std::sync::Arc;
 
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::common::SchemaError;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -33,7 +34,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{DescribeAlias, Statement, TableObject};
+use datafusion::sql::sqlparser::ast::{DescribeAlias, ObjectName, Statement, TableObject, Update};
 use tarn_core::Warehouse;
 use tarn_core::storage::StoreOptions;
 
@@ -364,10 +365,54 @@ impl TarnContext {
             },
             _ => None,
         };
+        let update = match &statement {
+            DFStatement::Statement(s) => match s.as_ref() {
+                Statement::Update(update) => Some(assigned_columns(update)),
+                _ => None,
+            },
+            _ => None,
+        };
         match self.plan(statement).await {
             Err(e) if let Some(insert) = insert => Err(self.insert_error(e, insert).await),
+            Err(e) if let Some((table, assigned)) = update => {
+                Err(self.unknown_assignment(e, &table, &assigned))
+            }
             planned => planned,
         }
+    }
+
+    /// DataFusion's "No field named zz" for `UPDATE t SET zz = ...`, said as the UPDATE's
+    /// mistake: the column it sets is not the table's.
+    fn unknown_assignment(
+        &self,
+        e: DataFusionError,
+        table: &ObjectName,
+        assigned: &[String],
+    ) -> DataFusionError {
+        let DataFusionError::SchemaError(error, _) = e.find_root() else {
+            return e;
+        };
+        let SchemaError::FieldNotFound {
+            field,
+            valid_fields,
+        } = error.as_ref()
+        else {
+            return e;
+        };
+        if !assigned.contains(&field.name) {
+            return e;
+        }
+        let table = match self.qualify(table) {
+            Ok(name) => format!("{}.{}", name.namespace, name.table),
+            Err(_) => table.to_string(),
+        };
+        let columns: Vec<&str> = valid_fields.iter().map(|c| c.name.as_str()).collect();
+        DataFusionError::Plan(format!(
+            "UPDATE {table}: SET names '{}', which is not a column of the table; its columns \
+             are {}",
+            field.name,
+            columns.join(", ")
+        ))
     }
 
     /// A failed INSERT's error, in the table's terms when it is about the INSERT's shape
@@ -740,4 +785,23 @@ pub(crate) fn register_store(
     let url = ObjectStoreUrl::parse(format!("tarn://store-{id}"))?;
     ctx.runtime_env().register_object_store(url.as_ref(), store);
     Ok(url)
+}
+
+/// The table an UPDATE writes and the columns its SET assigns, as DataFusion names them.
+fn assigned_columns(update: &Update) -> (ObjectName, Vec<String>) {
+    use datafusion::sql::sqlparser::ast::{AssignmentTarget, TableFactor};
+    let table = match &update.table.relation {
+        TableFactor::Table { name, .. } => name.clone(),
+        _ => ObjectName(Vec::new()),
+    };
+    let assigned = update
+        .assignments
+        .iter()
+        .flat_map(|a| match &a.target {
+            AssignmentTarget::ColumnName(name) => std::slice::from_ref(name),
+            AssignmentTarget::Tuple(names) => names.as_slice(),
+        })
+        .filter_map(|name| name.0.last()?.as_ident().map(crate::names::normalize))
+        .collect();
+    (table, assigned)
 }
