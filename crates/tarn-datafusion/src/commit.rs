@@ -545,6 +545,20 @@ fn count_batch(name: &str, rows: u64, version: Option<u64>) -> Result<RecordBatc
     )?)
 }
 
+/// The statement planned again on the newest version. Expiry may remove the version it
+/// loads before its manifests are read (a version committed before expiry's cutoff, newest
+/// a moment ago); planning once more loads the one after it, as a statement's first
+/// planning does.
+async fn plan_again(rerun: &dyn Rerun) -> Result<(Arc<dyn ExecutionPlan>, Table)> {
+    let mut attempts = 0;
+    loop {
+        match rerun.plan_again().await {
+            Err(e) if attempts < 3 && crate::error::is_missing_file(&e) => attempts += 1,
+            planned => return planned,
+        }
+    }
+}
+
 /// The snapshot a write with `write_id` planned on `base` committed, if an earlier attempt
 /// of it did.
 async fn committed_as(base: &Table, write_id: &str) -> Result<Option<tarn_spec::Snapshot>> {
@@ -611,7 +625,7 @@ impl Commit {
                         return Err(e);
                     };
                     tokio::time::sleep(backoff.backoff(attempt)).await;
-                    (input, table) = rerun.plan_again().await?;
+                    (input, table) = plan_again(rerun.as_ref()).await?;
                 }
                 outcome => return outcome,
             }

@@ -552,13 +552,7 @@ impl TarnContext {
                 None => state.statement_to_plan(statement.clone()).await,
             };
             match planned {
-                Err(e)
-                    if attempts < 3
-                        && matches!(
-                            crate::error::tarn_error(e.find_root()),
-                            Some(tarn_core::Error::MissingFile { .. })
-                        ) =>
-                {
+                Err(e) if attempts < 3 && crate::error::is_missing_file(&e) => {
                     attempts += 1;
                 }
                 outcome => break outcome.map_err(|e| self.missing_table(e))?,

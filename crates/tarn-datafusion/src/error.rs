@@ -24,6 +24,15 @@ pub fn tarn_error(e: &DataFusionError) -> Option<&tarn_core::Error> {
     }
 }
 
+/// Whether `e` is a metadata or data object missing from storage: snapshot expiry removed
+/// the version a statement had loaded, and planning again loads a newer one.
+pub(crate) fn is_missing_file(e: &DataFusionError) -> bool {
+    matches!(
+        tarn_error(e.find_root()),
+        Some(tarn_core::Error::MissingFile { .. })
+    )
+}
+
 /// The message of an error, as one line: the innermost error (without the names of the
 /// DataFusion rules that passed it on), without DataFusion's category prefixes.
 pub fn message_of(e: &DataFusionError) -> String {
