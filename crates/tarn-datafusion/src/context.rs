@@ -382,7 +382,7 @@ impl TarnContext {
     }
 
     /// DataFusion's "No field named zz" for `UPDATE t SET zz = ...`, said as the UPDATE's
-    /// mistake: the column it sets is not the table's.
+    /// mistake, in the words `insert_shape` uses for an INSERT's unknown column.
     fn unknown_assignment(
         &self,
         e: DataFusionError,
@@ -408,8 +408,7 @@ impl TarnContext {
         };
         let columns: Vec<&str> = valid_fields.iter().map(|c| c.name.as_str()).collect();
         DataFusionError::Plan(format!(
-            "UPDATE {table}: SET names '{}', which is not a column of the table; its columns \
-             are {}",
+            "UPDATE {table}: the table has no column '{}' to SET; its columns are {}",
             field.name,
             columns.join(", ")
         ))
