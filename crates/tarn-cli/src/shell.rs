@@ -727,27 +727,87 @@ fn split_name(name: &str) -> (String, String) {
     }
 }
 
-/// Walks `text` outside `--` comments: each character with its byte offset and whether it
-/// is inside quotes (a closing quote is not).
+/// Walks `text` outside comments as the SQL parser reads it: each character with its byte
+/// offset and whether it is inside quotes (a closing quote is not). Comments are `--` to the
+/// end of the line and `/* */`, which nest; a string is `'...'` (`''` inside is a quote) or
+/// `E'...'`, where a backslash escapes the next character.
 fn scan(text: &str, mut visit: impl FnMut(usize, char, bool)) {
-    let mut in_single = false;
-    let mut in_double = false;
+    #[derive(PartialEq)]
+    enum State {
+        Plain,
+        Single { escapes: bool },
+        Double,
+    }
+    let mut state = State::Plain;
     let mut chars = text.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
-        match c {
-            '\'' if !in_double => in_single = !in_single,
-            '"' if !in_single => in_double = !in_double,
-            '-' if !in_single && !in_double && chars.peek().map(|(_, c)| *c) == Some('-') => {
-                for (_, c) in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
+        let next = chars.peek().map(|(_, c)| *c);
+        match state {
+            State::Plain => match c {
+                '\'' => {
+                    // `E'` opens an escaped string; `name'` or `1E'` do not.
+                    let mut before = text[..i].chars().rev();
+                    let escapes = matches!(before.next(), Some('e' | 'E'))
+                        && !before
+                            .next()
+                            .is_some_and(|p| p.is_alphanumeric() || p == '_');
+                    state = State::Single { escapes };
                 }
-                continue;
+                '"' => state = State::Double,
+                '-' if next == Some('-') => {
+                    for (_, c) in chars.by_ref() {
+                        if c == '\n' {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                '/' if next == Some('*') => {
+                    chars.next();
+                    let mut depth = 1;
+                    while depth > 0 {
+                        match chars.next() {
+                            Some((_, '*')) if chars.peek().map(|(_, c)| *c) == Some('/') => {
+                                chars.next();
+                                depth -= 1;
+                            }
+                            Some((_, '/')) if chars.peek().map(|(_, c)| *c) == Some('*') => {
+                                chars.next();
+                                depth += 1;
+                            }
+                            Some(_) => {}
+                            None => return,
+                        }
+                    }
+                    continue;
+                }
+                _ => {}
+            },
+            State::Single { escapes } => {
+                if escapes && c == '\\' {
+                    visit(i, c, true);
+                    if let Some((j, escaped)) = chars.next() {
+                        visit(j, escaped, true);
+                    }
+                    continue;
+                }
+                if c == '\'' {
+                    if next == Some('\'') {
+                        visit(i, c, true);
+                        let (j, quote) = chars.next().expect("peeked");
+                        visit(j, quote, true);
+                        continue;
+                    }
+                    state = State::Plain;
+                }
             }
-            _ => {}
+            State::Double => {
+                if c == '"' {
+                    state = State::Plain;
+                }
+            }
         }
-        visit(i, c, in_single || in_double);
+        visit(i, c, state != State::Plain);
     }
 }
 
@@ -811,10 +871,13 @@ impl Place {
 
     /// The place of the statements in `text`, which starts on line `text_start`.
     fn of(text: &str, text_start: usize) -> Place {
-        let before = text
-            .lines()
-            .take_while(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
-            .count();
+        let mut first = None;
+        scan(text, |i, c, _| {
+            if first.is_none() && !c.is_whitespace() {
+                first = Some(i);
+            }
+        });
+        let before = text[..first.unwrap_or(0)].matches('\n').count();
         Place {
             line: text_start + before,
             text_start,
@@ -914,6 +977,24 @@ mod tests {
     }
 
     #[test]
+    fn completeness_reads_block_comments_and_escaped_strings() {
+        assert!(statement_complete("/* it's a note */ SELECT 1;"));
+        assert!(statement_complete("SELECT 1; /* done */"));
+        assert!(!statement_complete("SELECT 1 /* done; */"));
+        assert!(!statement_complete("SELECT 1 /* a /* nested */ one; */"));
+        assert!(statement_complete("SELECT 1 /* a /* nested */ one */;"));
+        assert!(!statement_complete("SELECT 1 /* never closed;"));
+        assert!(statement_complete("SELECT E'it\\'s';"));
+        assert!(statement_complete("SELECT E'a\\\\';"));
+        assert!(statement_complete("SELECT E'a''b\\'c';"));
+        assert!(!statement_complete("SELECT 'a\\';'"));
+        assert!(statement_complete("SELECT 'a\\';"));
+        assert!(statement_complete("SELECT name'x';"));
+        assert!(statement_complete("SELECT same'x\\';"));
+        assert!(!statement_complete("SELECT E'x\\';"));
+    }
+
+    #[test]
     fn statements_split_where_they_end_and_keep_their_place() {
         let text = "SELECT 1; SELEC 2;\n-- a ';' comment\nSELECT 'a;b'\n  ;\n\n";
         assert_eq!(
@@ -925,6 +1006,13 @@ mod tests {
                     0,
                     format!("{}\n-- a ';' comment\nSELECT 'a;b'\n  ;", " ".repeat(18))
                 ),
+            ]
+        );
+        assert_eq!(
+            split_statements("/* it's; */ SELEC 1;\nSELECT /* ; */ 2;"),
+            vec![
+                (0, "/* it's; */ SELEC 1;".to_string()),
+                (0, format!("{}\nSELECT /* ; */ 2;", " ".repeat(20))),
             ]
         );
         assert_eq!(

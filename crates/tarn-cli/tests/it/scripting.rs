@@ -396,6 +396,21 @@ fn a_failed_statement_of_a_script_is_named_by_its_line() {
         "{stderr}"
     );
 
+    // Block comments hide what looks like a quote or a `;`, and are not the statement's
+    // line; the statements around a failed one still run with --continue.
+    let out = tarn(
+        &warehouse,
+        &["-q", "--continue", "--format", "csv"],
+        Some(
+            "/* it's the setup; */ SELECT 1 AS a;\n/* a note\n   on two lines */\nSELEC 2;\nSELECT E'it\\'s' AS b;\n",
+        ),
+    );
+    assert_eq!(text(&out.stdout), "a\n1\nb\nit's\n");
+    assert_eq!(
+        text(&out.stderr),
+        "Error: <stdin>:4: syntax error: Expected: an SQL statement, found: SELEC at Line: 4, Column: 1\n"
+    );
+
     // A command given with -c is its own script: no place to name.
     let out = tarn(&warehouse, &["-c", "SELEC 1"], None);
     assert_eq!(
