@@ -22,8 +22,8 @@ use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, ExprWithAlias, FunctionArg,
-    FunctionArgExpr, FunctionArguments, ObjectName, ObjectType, SchemaName, ShowCreateObject,
-    SqlOption, Statement, Value as SqlValue,
+    FunctionArgExpr, FunctionArguments, Ident, ObjectName, ObjectType, SchemaName, SelectItem,
+    SetExpr, ShowCreateObject, SqlOption, Statement, Value as SqlValue,
 };
 use tarn_core::TableDefinition;
 use tarn_spec::{
@@ -163,6 +163,34 @@ pub fn fields_of(schema: &ArrowSchema) -> Result<Vec<Field>> {
         .collect::<Result<Vec<_>>>()?;
     tarn_spec::assign_field_ids(&mut fields);
     Ok(fields)
+}
+
+/// Names each unnamed expression of a CTAS's columns as it is written (`id + 1`, `count(*)`,
+/// `1`), as DuckDB and Spark do, instead of by DataFusion's display of the planned expression
+/// (`t.id + Int64(1)`, `Int64(1)`), which becomes a column name for good. A plain column keeps
+/// its name. A set operation takes its names from its first query, as DataFusion does.
+fn name_expressions_as_written(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(expr) = item
+                    && !matches!(
+                        expr,
+                        SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_)
+                    )
+                {
+                    let alias = Ident::with_quote('"', expr.to_string());
+                    *item = SelectItem::ExprWithAlias {
+                        expr: expr.clone(),
+                        alias,
+                    };
+                }
+            }
+        }
+        SetExpr::SetOperation { left, .. } => name_expressions_as_written(left),
+        SetExpr::Query(query) => name_expressions_as_written(&mut query.body),
+        _ => {}
+    }
 }
 
 /// Refuses a struct field without a name inside `column` (the spec would refuse the schema,
@@ -546,12 +574,12 @@ impl TarnContext {
         let query = match &create.query {
             None => None,
             Some(query) => {
+                let mut query = query.clone();
+                name_expressions_as_written(&mut query.body);
                 let plan = self
                     .session_context()
                     .state()
-                    .statement_to_plan(DFStatement::Statement(Box::new(Statement::Query(
-                        query.clone(),
-                    ))))
+                    .statement_to_plan(DFStatement::Statement(Box::new(Statement::Query(query))))
                     .await?;
                 Some(self.session_context().execute_logical_plan(plan).await?)
             }
