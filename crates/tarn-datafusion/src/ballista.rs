@@ -322,8 +322,8 @@ fn not_distributed(what: &str) -> DataFusionError {
     ))
 }
 
-/// The hooks for functions, which both codec traits have and tarn leaves to the codec it
-/// wraps.
+/// The hooks for functions, which both codec traits have: tarn's MIN and MAX go as tarn's,
+/// the rest is left to the codec it wraps.
 macro_rules! forward_function_hooks {
     () => {
         fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
@@ -335,11 +335,20 @@ macro_rules! forward_function_hooks {
         }
 
         fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-            self.inner.try_decode_udaf(name, buf)
+            match crate::float_min_max::decode(buf) {
+                Some(f) => Ok(f),
+                None => self.inner.try_decode_udaf(name, buf),
+            }
         }
 
         fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
-            self.inner.try_encode_udaf(node, buf)
+            match crate::float_min_max::encode(node) {
+                Some(bytes) => {
+                    buf.extend(bytes);
+                    Ok(())
+                }
+                None => self.inner.try_encode_udaf(node, buf),
+            }
         }
 
         fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {

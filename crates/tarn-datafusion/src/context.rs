@@ -744,6 +744,9 @@ pub async fn register(
     for f in crate::changes::ChangeFeedFunction::all() {
         ctx.register_udtf(f.name(), Arc::new(f));
     }
+    for f in crate::float_min_max::min_and_max() {
+        ctx.register_udaf(f);
+    }
     {
         let state = ctx.state_ref();
         let mut state = state.write();

@@ -46,6 +46,7 @@ pub mod error;
 mod external;
 mod field_ids;
 mod float_literals;
+mod float_min_max;
 mod in_subquery;
 mod insert_shape;
 mod maintenance;
