@@ -52,6 +52,7 @@ use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext
 use datafusion::logical_expr::{
     DmlStatement, Expr, ExprSchemable, Extension, LogicalPlan, LogicalPlanBuilder,
     TableScanBuilder, TableSource, UserDefinedLogicalNode, UserDefinedLogicalNodeCore, WriteOp,
+    dml::InsertOp,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::ExecutionPlan;
@@ -245,7 +246,7 @@ impl AnalyzerRule for DmlRule {
                 check_omitted_columns(&dml, &target)?;
                 check_inserted_values(&dml, &target)?;
                 check_conversions(&dml, &target, dml.input.as_ref())?;
-                check_inserted_types(&target, dml.input.as_ref())?;
+                check_inserted_types(&dml, &target)?;
             }
             match tarn_target(&dml.target) {
                 Some(target) if row_level => {
@@ -277,6 +278,21 @@ fn truncate_as_delete(dml: DmlStatement) -> Result<DmlStatement> {
     ))
 }
 
+/// The statement `op` is written as, for messages.
+fn statement(op: &WriteOp) -> &'static str {
+    match op {
+        WriteOp::Insert(InsertOp::Overwrite) => "INSERT OVERWRITE",
+        WriteOp::Insert(InsertOp::Replace) => "REPLACE INTO",
+        WriteOp::Insert(InsertOp::Append) => "INSERT INTO",
+        WriteOp::Update => "UPDATE",
+        WriteOp::Delete => "DELETE FROM",
+        WriteOp::Ctas => "CREATE TABLE AS",
+        WriteOp::Truncate => "TRUNCATE",
+        WriteOp::MergeInto(_) => "MERGE INTO",
+        _ => "writing to",
+    }
+}
+
 /// `INSERT INTO t (cols) ...` that leaves out a NOT NULL column without a default is
 /// refused by that column's name (DataFusion fills it with a NULL that would fail only when
 /// the rows are written, as "1 row has NULL").
@@ -298,8 +314,9 @@ fn check_omitted_columns(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
             .is_some_and(|f| f.required);
         if literal.is_null() && required {
             return Err(DataFusionError::Plan(format!(
-                "INSERT INTO {}: column '{}' is NOT NULL, but the INSERT gives it no value; \
+                "{} {}: column '{}' is NOT NULL, but the INSERT gives it no value; \
                  name it in the column list with a value",
+                statement(&dml.op),
                 target.name(),
                 field.name(),
             )));
@@ -345,7 +362,8 @@ fn check_inserted_values(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
             let (required, ty) = &column_type;
             if literal.is_null() && *required {
                 return Err(DataFusionError::Plan(format!(
-                    "INSERT INTO {}: column '{}' is NOT NULL, but row {} gives NULL",
+                    "{} {}: column '{}' is NOT NULL, but row {} gives NULL",
+                    statement(&dml.op),
                     target.name(),
                     field.name(),
                     row + 1
@@ -355,7 +373,8 @@ fn check_inserted_values(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
                 && let Err(e) = literal.cast_to(to)
             {
                 return Err(DataFusionError::Plan(format!(
-                    "INSERT INTO {}: row {} gives {} for column '{}', which is {}: {}",
+                    "{} {}: row {} gives {} for column '{}', which is {}: {}",
+                    statement(&dml.op),
                     target.name(),
                     row + 1,
                     shown_value(literal),
@@ -419,11 +438,7 @@ fn check_conversions(dml: &DmlStatement, target: &TarnTable, plan: &LogicalPlan)
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
-        let statement = match &dml.op {
-            WriteOp::Insert(_) => "INSERT INTO",
-            WriteOp::Update => "UPDATE",
-            _ => "MERGE INTO",
-        };
+        let statement = statement(&dml.op);
         let table = target.name();
         if let Some((value, e)) = unconvertible {
             return Err(DataFusionError::Plan(format!(
@@ -484,7 +499,8 @@ fn check_conversions(dml: &DmlStatement, target: &TarnTable, plan: &LogicalPlan)
 /// FROM t VERSION AS OF 3` after a column was dropped and added again). DataFusion casts
 /// each column of the query to its column's type in the top projection; a conversion the
 /// query writes itself (`CAST(x AS DATE)`) is inside the query and not looked at.
-fn check_inserted_types(target: &TarnTable, plan: &LogicalPlan) -> Result<()> {
+fn check_inserted_types(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
+    let plan = dml.input.as_ref();
     let LogicalPlan::Projection(projection) = plan else {
         return Ok(());
     };
@@ -503,11 +519,12 @@ fn check_inserted_types(target: &TarnTable, plan: &LogicalPlan) -> Result<()> {
         if let Some((path, from, to)) = number_time_mix(&from, to.data_type(), field.name()) {
             let to = column_type_name(target, &path, &to);
             return Err(DataFusionError::Plan(format!(
-                "INSERT INTO {}: column '{path}' is {to}, but the query gives it a value of \
+                "{} {}: column '{path}' is {to}, but the query gives it a value of \
                  type {from}; a \
                  number does not become a time, nor a time a number, without a word. Check \
                  that the query gives the table's columns in the table's order (SELECT \
                  them by name), or convert the value yourself (CAST, to_timestamp)",
+                statement(&dml.op),
                 target.name(),
             )));
         }
