@@ -17,10 +17,13 @@
 //! DataFusion's row-at-a-time path, which is right.)
 
 use std::any::Any;
+use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, FieldRef, Float32Type, Float64Type};
+use datafusion::arrow::datatypes::{
+    ArrowPrimitiveType, DataType, FieldRef, Float32Type, Float64Type,
+};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
 use datafusion::logical_expr::expr::{
@@ -91,35 +94,56 @@ impl TotalOrderMinMax {
         }
     }
 
-    /// A grouped accumulator of `T` that keeps the least (MIN) or greatest (MAX) value by
-    /// `order`, starting from `start`, which every value replaces.
-    fn groups_accumulator<T>(
-        &self,
-        data_type: &DataType,
-        order: fn(&T::Native, &T::Native) -> std::cmp::Ordering,
-        (least, greatest): (T::Native, T::Native),
-    ) -> Box<dyn GroupsAccumulator>
+    /// A grouped accumulator of `T` that keeps the least (MIN) or greatest (MAX) value in
+    /// the total order, starting each group from the other end of the order, which every
+    /// value replaces.
+    fn groups_accumulator<T>(&self, data_type: &DataType) -> Box<dyn GroupsAccumulator>
     where
-        T: datafusion::arrow::datatypes::ArrowPrimitiveType + Send,
+        T: ArrowPrimitiveType + Send,
+        T::Native: TotalOrder,
     {
         match self.extreme {
             Extreme::Min => Box::new(
-                PrimitiveGroupsAccumulator::<T, _>::new(data_type, move |current, new| {
-                    if order(&new, current).is_lt() {
+                PrimitiveGroupsAccumulator::<T, _>::new(data_type, |current, new| {
+                    if new.total_order(current).is_lt() {
                         *current = new;
                     }
                 })
-                .with_starting_value(greatest),
+                .with_starting_value(T::Native::GREATEST),
             ),
             Extreme::Max => Box::new(
-                PrimitiveGroupsAccumulator::<T, _>::new(data_type, move |current, new| {
-                    if order(&new, current).is_gt() {
+                PrimitiveGroupsAccumulator::<T, _>::new(data_type, |current, new| {
+                    if new.total_order(current).is_gt() {
                         *current = new;
                     }
                 })
-                .with_starting_value(least),
+                .with_starting_value(T::Native::LEAST),
             ),
         }
+    }
+}
+
+/// A float type's total order (`total_cmp`) and its two ends: NaNs with every payload bit
+/// set, negative and positive.
+trait TotalOrder: Copy {
+    const LEAST: Self;
+    const GREATEST: Self;
+    fn total_order(&self, other: &Self) -> Ordering;
+}
+
+impl TotalOrder for f32 {
+    const LEAST: f32 = f32::from_bits(u32::MAX);
+    const GREATEST: f32 = f32::from_bits(u32::MAX >> 1);
+    fn total_order(&self, other: &f32) -> Ordering {
+        self.total_cmp(other)
+    }
+}
+
+impl TotalOrder for f64 {
+    const LEAST: f64 = f64::from_bits(u64::MAX);
+    const GREATEST: f64 = f64::from_bits(u64::MAX >> 1);
+    fn total_order(&self, other: &f64) -> Ordering {
+        self.total_cmp(other)
     }
 }
 
@@ -150,18 +174,9 @@ impl AggregateUDFImpl for TotalOrderMinMax {
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        // The ends of the total order: NaNs with every payload bit set, negative and positive.
         match args.return_field.data_type() {
-            t @ DataType::Float32 => Ok(self.groups_accumulator::<Float32Type>(
-                t,
-                f32::total_cmp,
-                (f32::from_bits(u32::MAX), f32::from_bits(u32::MAX >> 1)),
-            )),
-            t @ DataType::Float64 => Ok(self.groups_accumulator::<Float64Type>(
-                t,
-                f64::total_cmp,
-                (f64::from_bits(u64::MAX), f64::from_bits(u64::MAX >> 1)),
-            )),
+            t @ DataType::Float32 => Ok(self.groups_accumulator::<Float32Type>(t)),
+            t @ DataType::Float64 => Ok(self.groups_accumulator::<Float64Type>(t)),
             _ => self.inner.create_groups_accumulator(args),
         }
     }
