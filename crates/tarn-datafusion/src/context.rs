@@ -403,7 +403,7 @@ impl TarnContext {
             return e;
         }
         let table = match self.qualify(table) {
-            Ok(name) => format!("{}.{}", name.namespace, name.table),
+            Ok(name) => name.short(),
             Err(_) => table.to_string(),
         };
         let columns: Vec<&str> = valid_fields.iter().map(|c| c.name.as_str()).collect();
@@ -725,7 +725,8 @@ fn lists_names(statement: &Statement) -> bool {
 /// adds tarn's DDL, ALTER TABLE and `VERSION AS OF`. Installed in the session: the catalog
 /// and its object store, the `STORED AS TARN` table factory, the analyzer rules for DML and
 /// for `NOT IN` subqueries, a query planner for tarn's DML nodes (plans without them go to
-/// the session's own planner), and the time-travel relation planner.
+/// the session's own planner), the time-travel relation planner, the change-feed table
+/// functions, and `min` and `max` in place of DataFusion's (see `float_min_max`).
 pub async fn register(
     ctx: &SessionContext,
     warehouse: Warehouse,
