@@ -322,7 +322,7 @@ fn not_distributed(what: &str) -> DataFusionError {
     ))
 }
 
-/// The hooks for functions, which both codec traits have: tarn's MIN and MAX go as tarn's,
+/// The hooks for functions, which both codec traits have: tarn's MIN, MAX and SUM go as tarn's,
 /// the rest is left to the codec it wraps.
 macro_rules! forward_function_hooks {
     () => {
@@ -335,14 +335,14 @@ macro_rules! forward_function_hooks {
         }
 
         fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-            match crate::float_min_max::decode(buf) {
+            match crate::aggregates::decode(buf) {
                 Some(f) => Ok(f),
                 None => self.inner.try_decode_udaf(name, buf),
             }
         }
 
         fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
-            match crate::float_min_max::encode(node) {
+            match crate::aggregates::encode(node) {
                 Some(bytes) => {
                     buf.extend(bytes);
                     Ok(())

@@ -726,7 +726,7 @@ fn lists_names(statement: &Statement) -> bool {
 /// and its object store, the `STORED AS TARN` table factory, the analyzer rules for DML and
 /// for `NOT IN` subqueries, a query planner for tarn's DML nodes (plans without them go to
 /// the session's own planner), the time-travel relation planner, the change-feed table
-/// functions, and `min` and `max` in place of DataFusion's (see `float_min_max`).
+/// functions, and `min`, `max` and `sum` in place of DataFusion's (see `aggregates`).
 pub async fn register(
     ctx: &SessionContext,
     warehouse: Warehouse,
@@ -745,7 +745,7 @@ pub async fn register(
     for f in crate::changes::ChangeFeedFunction::all() {
         ctx.register_udtf(f.name(), Arc::new(f));
     }
-    for f in crate::float_min_max::min_and_max() {
+    for f in crate::aggregates::amended() {
         ctx.register_udaf(f);
     }
     {

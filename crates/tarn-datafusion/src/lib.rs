@@ -34,6 +34,7 @@ mod ballista {
         unreachable!("no session is distributed without the ballista feature")
     }
 }
+mod aggregates;
 mod catalog;
 mod changes;
 mod commit;
@@ -46,7 +47,6 @@ pub mod error;
 mod external;
 mod field_ids;
 mod float_literals;
-mod float_min_max;
 mod in_subquery;
 mod insert_shape;
 mod maintenance;

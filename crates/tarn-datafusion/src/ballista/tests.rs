@@ -221,6 +221,21 @@ async fn a_cluster_reads_and_writes_tarn_tables() {
     );
     assert_eq!(lines(&run(&distributed, sql).await), expected, "{sql}");
 
+    // So is SUM, which fails on overflow (DataFusion's own wraps around to a negative sum).
+    let sql = "SELECT label, sum(CASE WHEN id > 0 THEN 9223372036854775807 END) FROM t \
+               GROUP BY label";
+    let err = distributed
+        .sql(sql)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no longer fits in BIGINT"),
+        "{err}"
+    );
+
     // INSERT ... SELECT through the cluster: one snapshot, the previous version readable.
     let before = local.catalog().load("default", "t").await.unwrap().unwrap();
     let before = before.table().version().get();

@@ -1,0 +1,366 @@
+//! SUM that fails on overflow instead of wrapping around.
+//!
+//! DataFusion 55.2 adds with wrapping arithmetic: the SUM of a BIGINT column holding
+//! 9223372036854775807 twice and 1 is -1, and a DECIMAL(38, 2) sum past 38 digits comes out
+//! as a number no DECIMAL(38, 2) holds, or negative. tarn's `sum` is DataFusion's in every
+//! respect but that: for integers, decimals and intervals of time it adds with checked
+//! arithmetic, grouped or not, DISTINCT or not, and a sum that leaves its type's range fails
+//! the statement with a message that names the aggregate and the way out, as in Trino.
+//!
+//! As in Trino, it is the running sum that must stay in range: a sum whose values bring it
+//! back within range after leaving it fails too.
+//!
+//! What stays DataFusion's: float sums (they reach infinity, not a wrong number), sums of
+//! year-month and day-time intervals, and SUM over a window frame that slides (its running
+//! sum wraps and unwraps as rows leave the frame, so it is right whenever the frame's sum
+//! fits).
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use datafusion::arrow::compute::sum_checked;
+use datafusion::arrow::datatypes::{
+    ArrowNativeTypeOp, ArrowNumericType, DataType, Decimal32Type, Decimal64Type, Decimal128Type,
+    Decimal256Type, DurationMicrosecondType, DurationMillisecondType, DurationNanosecondType,
+    DurationSecondType, Int64Type, TimeUnit, UInt64Type,
+};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::functions_aggregate::sum::sum_udaf;
+use datafusion::logical_expr::function::AccumulatorArgs;
+use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator};
+use datafusion_functions_aggregate_common::aggregate::groups_accumulator::prim_op::PrimitiveGroupsAccumulator;
+
+use super::{Amended, Amendment};
+
+pub(super) fn sum() -> Amended {
+    Amended::new(&sum_udaf(), CheckedSum)
+}
+
+#[derive(Debug)]
+struct CheckedSum;
+
+/// `$make::<T>`, with `T` the Arrow type of a sum of type `$data_type`, when tarn checks
+/// such sums for overflow; else `None`.
+macro_rules! checked {
+    ($data_type:expr, $make:ident) => {
+        match $data_type {
+            DataType::Int64 => Some($make::<Int64Type> as fn(_) -> _),
+            DataType::UInt64 => Some($make::<UInt64Type> as fn(_) -> _),
+            DataType::Decimal32(..) => Some($make::<Decimal32Type> as fn(_) -> _),
+            DataType::Decimal64(..) => Some($make::<Decimal64Type> as fn(_) -> _),
+            DataType::Decimal128(..) => Some($make::<Decimal128Type> as fn(_) -> _),
+            DataType::Decimal256(..) => Some($make::<Decimal256Type> as fn(_) -> _),
+            DataType::Duration(TimeUnit::Second) => Some($make::<DurationSecondType> as fn(_) -> _),
+            DataType::Duration(TimeUnit::Millisecond) => {
+                Some($make::<DurationMillisecondType> as fn(_) -> _)
+            }
+            DataType::Duration(TimeUnit::Microsecond) => {
+                Some($make::<DurationMicrosecondType> as fn(_) -> _)
+            }
+            DataType::Duration(TimeUnit::Nanosecond) => {
+                Some($make::<DurationNanosecondType> as fn(_) -> _)
+            }
+            _ => None,
+        }
+    };
+}
+
+impl Amendment for CheckedSum {
+    fn accumulator(
+        &self,
+        inner: &dyn AggregateUDFImpl,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn Accumulator>> {
+        let data_type = args.return_field.data_type();
+        let overflow = Overflow::of(&args);
+        if args.is_distinct {
+            let make = checked!(data_type, distinct_sum);
+            let distinct = inner.accumulator(args)?;
+            Ok(match make {
+                Some(make) => make((distinct, overflow)),
+                None => distinct,
+            })
+        } else {
+            match checked!(data_type, running_sum) {
+                Some(make) => Ok(make(overflow)),
+                None => inner.accumulator(args),
+            }
+        }
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        inner: &dyn AggregateUDFImpl,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        match checked!(args.return_field.data_type(), grouped_sums) {
+            Some(make) => Ok(make(Overflow::of(&args))),
+            None => inner.create_groups_accumulator(args),
+        }
+    }
+}
+
+/// What to say when a sum overflows, and the check of a decimal sum against its precision.
+#[derive(Debug, Clone)]
+struct Overflow {
+    /// The aggregate as the plan shows it: `sum(t.v)`.
+    aggregate: String,
+    data_type: DataType,
+}
+
+impl Overflow {
+    fn of(args: &AccumulatorArgs) -> Self {
+        Overflow {
+            aggregate: args.name.to_string(),
+            data_type: args.return_field.data_type().clone(),
+        }
+    }
+
+    fn error(&self) -> DataFusionError {
+        let (type_name, way_out) = match &self.data_type {
+            DataType::Decimal32(p, s)
+            | DataType::Decimal64(p, s)
+            | DataType::Decimal128(p, s)
+            | DataType::Decimal256(p, s) => (
+                format!("DECIMAL({p}, {s})"),
+                "cast its argument to a decimal with more digits before the point, such as \
+                 DECIMAL(38, 0), or to DOUBLE for an approximate sum",
+            ),
+            DataType::Duration(_) => ("INTERVAL".to_string(), "sum the interval in a coarser unit"),
+            DataType::UInt64 => (
+                "BIGINT UNSIGNED".to_string(),
+                "cast its argument to DECIMAL(38, 0) to sum it exactly",
+            ),
+            _ => (
+                "BIGINT".to_string(),
+                "cast its argument to DECIMAL(38, 0) to sum it exactly",
+            ),
+        };
+        DataFusionError::Execution(format!(
+            "{} is out of range: the sum no longer fits in {type_name}; {way_out}",
+            self.aggregate
+        ))
+    }
+
+    /// An error unless every sum in `sums` fits its type: a decimal of precision `p` holds
+    /// at most `p` digits, fewer than its integer can.
+    fn check(&self, sums: &dyn Array) -> Result<()> {
+        let fits = match sums.data_type() {
+            DataType::Decimal32(p, _) => sums
+                .as_primitive::<Decimal32Type>()
+                .validate_decimal_precision(*p),
+            DataType::Decimal64(p, _) => sums
+                .as_primitive::<Decimal64Type>()
+                .validate_decimal_precision(*p),
+            DataType::Decimal128(p, _) => sums
+                .as_primitive::<Decimal128Type>()
+                .validate_decimal_precision(*p),
+            DataType::Decimal256(p, _) => sums
+                .as_primitive::<Decimal256Type>()
+                .validate_decimal_precision(*p),
+            _ => Ok(()),
+        };
+        fits.map_err(|_| self.error())
+    }
+
+    fn check_scalar(&self, sum: ScalarValue) -> Result<ScalarValue> {
+        self.check(&sum.to_array()?)?;
+        Ok(sum)
+    }
+}
+
+/// The sums of many groups: DataFusion's accumulator with a checked addition, which raises
+/// a flag the accumulator turns into an error once the batch is added.
+fn grouped_sums<T: ArrowNumericType + Send>(overflow: Overflow) -> Box<dyn GroupsAccumulator> {
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&overflowed);
+    let sums = PrimitiveGroupsAccumulator::<T, _>::new(&overflow.data_type, move |sum, value| {
+        match sum.add_checked(value) {
+            Ok(total) => *sum = total,
+            Err(_) => flag.store(true, Ordering::Relaxed),
+        }
+    });
+    Box::new(CheckedGroups {
+        sums: Box::new(sums),
+        overflowed,
+        overflow,
+    })
+}
+
+struct CheckedGroups {
+    sums: Box<dyn GroupsAccumulator>,
+    overflowed: Arc<AtomicBool>,
+    overflow: Overflow,
+}
+
+impl CheckedGroups {
+    fn checked(&self) -> Result<()> {
+        if self.overflowed.load(Ordering::Relaxed) {
+            Err(self.overflow.error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl GroupsAccumulator for CheckedGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.sums
+            .update_batch(values, group_indices, opt_filter, total_num_groups)?;
+        self.checked()
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.sums
+            .merge_batch(values, group_indices, total_num_groups)?;
+        self.checked()
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let sums = self.sums.evaluate(emit_to)?;
+        self.overflow.check(&sums)?;
+        Ok(sums)
+    }
+
+    /// Partial sums go on as they are: a decimal's may exceed its precision on the way to a
+    /// final sum that fits.
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        self.sums.state(emit_to)
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        self.sums.convert_to_state(values, opt_filter)
+    }
+
+    fn size(&self) -> usize {
+        self.sums.size()
+    }
+}
+
+/// The sum of one group, or of a whole input, added up batch by batch.
+fn running_sum<T: ArrowNumericType>(overflow: Overflow) -> Box<dyn Accumulator> {
+    Box::new(RunningSum::<T> {
+        sum: None,
+        overflow,
+    })
+}
+
+struct RunningSum<T: ArrowNumericType> {
+    sum: Option<T::Native>,
+    overflow: Overflow,
+}
+
+impl<T: ArrowNumericType> Debug for RunningSum<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RunningSum({})", self.overflow.data_type)
+    }
+}
+
+impl<T: ArrowNumericType> RunningSum<T> {
+    fn value(&self) -> Result<ScalarValue> {
+        ScalarValue::new_primitive::<T>(self.sum, &self.overflow.data_type)
+    }
+}
+
+impl<T: ArrowNumericType> Accumulator for RunningSum<T> {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let batch =
+            sum_checked(values[0].as_primitive::<T>()).map_err(|_| self.overflow.error())?;
+        if let Some(batch) = batch {
+            let sum = self.sum.unwrap_or(T::Native::ZERO);
+            self.sum = Some(sum.add_checked(batch).map_err(|_| self.overflow.error())?);
+        }
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.update_batch(states)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.value()?])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.overflow.check_scalar(self.value()?)
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + self.overflow.aggregate.capacity()
+    }
+}
+
+/// SUM(DISTINCT): DataFusion's accumulator collects the distinct values, and tarn adds them.
+fn distinct_sum<T: ArrowNumericType>(
+    (distinct, overflow): (Box<dyn Accumulator>, Overflow),
+) -> Box<dyn Accumulator> {
+    Box::new(DistinctSum::<T> {
+        distinct,
+        overflow,
+        sum: std::marker::PhantomData,
+    })
+}
+
+struct DistinctSum<T> {
+    /// DataFusion's, whose state is the list of distinct values.
+    distinct: Box<dyn Accumulator>,
+    overflow: Overflow,
+    sum: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Debug for DistinctSum<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DistinctSum({:?})", self.distinct)
+    }
+}
+
+impl<T: ArrowNumericType> Accumulator for DistinctSum<T> {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.distinct.update_batch(values)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.distinct.merge_batch(states)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.distinct.state()
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let mut sum = RunningSum::<T> {
+            sum: None,
+            overflow: self.overflow.clone(),
+        };
+        for state in self.distinct.state()? {
+            let ScalarValue::List(values) = state else {
+                return Err(DataFusionError::Internal(format!(
+                    "SUM(DISTINCT)'s state is a list of values, not {state:?}"
+                )));
+            };
+            sum.update_batch(&[Arc::clone(values.values())])?;
+        }
+        sum.evaluate()
+    }
+
+    fn size(&self) -> usize {
+        self.distinct.size() + size_of_val(&self.overflow)
+    }
+}
