@@ -86,6 +86,14 @@ trait Amendment: Debug + Send + Sync + 'static {
     ) -> Result<Box<dyn GroupsAccumulator>> {
         inner.create_groups_accumulator(args)
     }
+
+    fn create_sliding_accumulator(
+        &self,
+        inner: &dyn AggregateUDFImpl,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn Accumulator>> {
+        inner.create_sliding_accumulator(args)
+    }
 }
 
 /// A DataFusion aggregate function with tarn's accumulators.
@@ -138,6 +146,11 @@ impl AggregateUDFImpl for Amended {
             .create_groups_accumulator(self.inner.as_ref(), args)
     }
 
+    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.amendment
+            .create_sliding_accumulator(self.inner.as_ref(), args)
+    }
+
     // Everything below is DataFusion's function's own. Every method of `AggregateUDFImpl`
     // in DataFusion 55.2 is here but `with_beneficial_ordering`, whose default is right for
     // the order-insensitive functions amended; an upgrade that adds one needs a look.
@@ -188,10 +201,6 @@ impl AggregateUDFImpl for Amended {
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         self.inner.state_fields(args)
-    }
-
-    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        self.inner.create_sliding_accumulator(args)
     }
 
     fn order_sensitivity(&self) -> AggregateOrderSensitivity {

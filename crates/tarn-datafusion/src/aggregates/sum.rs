@@ -8,12 +8,11 @@
 //! the statement with a message that names the aggregate and the way out, as in Trino.
 //!
 //! As in Trino, it is the running sum that must stay in range: a sum whose values bring it
-//! back within range after leaving it fails too.
+//! back within range after leaving it fails too. Over a window frame that slides, rows leave
+//! the sum as well as enter it, and there only the frame's sum must fit ([`SlidingSum`]).
 //!
 //! What stays DataFusion's: float sums (they reach infinity, not a wrong number), sums of
-//! year-month and day-time intervals, and SUM over a window frame that slides (its running
-//! sum wraps and unwraps as rows leave the frame, so it is right whenever the frame's sum
-//! fits).
+//! year-month and day-time intervals, and SUM(DISTINCT) over a sliding frame.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -98,6 +97,18 @@ impl Amendment for CheckedSum {
         match checked!(args.return_field.data_type(), grouped_sums) {
             Some(make) => Ok(make(Overflow::of(&args))),
             None => inner.create_groups_accumulator(args),
+        }
+    }
+
+    fn create_sliding_accumulator(
+        &self,
+        inner: &dyn AggregateUDFImpl,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn Accumulator>> {
+        let make = checked!(args.return_field.data_type(), sliding_sum);
+        match make {
+            Some(make) if !args.is_distinct => Ok(make(Overflow::of(&args))),
+            _ => inner.create_sliding_accumulator(args),
         }
     }
 }
@@ -300,6 +311,109 @@ impl<T: ArrowNumericType> Accumulator for RunningSum<T> {
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         self.overflow.check_scalar(self.value()?)
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + self.overflow.aggregate.capacity()
+    }
+}
+
+/// The sum of a window frame that slides.
+fn sliding_sum<T: ArrowNumericType>(overflow: Overflow) -> Box<dyn Accumulator> {
+    Box::new(SlidingSum::<T> {
+        sum: T::Native::ZERO,
+        wraps: 0,
+        count: 0,
+        overflow,
+    })
+}
+
+/// Rows enter the frame and leave it, so its running sum may pass out of range and back
+/// while every frame's sum fits. This adds and subtracts with wrapping arithmetic, as
+/// DataFusion's does, and counts the times the sum wrapped (up past the largest value: +1,
+/// down past the smallest: -1): the frame's exact sum is `sum + wraps * 2^bits`, so it fits
+/// exactly when `wraps` is 0, whatever order rows came and went in.
+struct SlidingSum<T: ArrowNumericType> {
+    sum: T::Native,
+    wraps: i64,
+    /// The non-null values in the frame: its sum is NULL when there are none.
+    count: u64,
+    overflow: Overflow,
+}
+
+impl<T: ArrowNumericType> Debug for SlidingSum<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SlidingSum({})", self.overflow.data_type)
+    }
+}
+
+impl<T: ArrowNumericType> SlidingSum<T> {
+    fn add(&mut self, values: &ArrayRef) {
+        let values = values.as_primitive::<T>();
+        self.count += (values.len() - values.null_count()) as u64;
+        for value in values.iter().flatten() {
+            match self.sum.add_checked(value) {
+                Ok(sum) => self.sum = sum,
+                Err(_) => {
+                    self.sum = self.sum.add_wrapping(value);
+                    self.wraps += if value.is_lt(T::Native::ZERO) { -1 } else { 1 };
+                }
+            }
+        }
+    }
+
+    fn subtract(&mut self, values: &ArrayRef) {
+        let values = values.as_primitive::<T>();
+        self.count -= (values.len() - values.null_count()) as u64;
+        for value in values.iter().flatten() {
+            match self.sum.sub_checked(value) {
+                Ok(sum) => self.sum = sum,
+                Err(_) => {
+                    self.sum = self.sum.sub_wrapping(value);
+                    self.wraps += if value.is_lt(T::Native::ZERO) { 1 } else { -1 };
+                }
+            }
+        }
+    }
+}
+
+impl<T: ArrowNumericType> Accumulator for SlidingSum<T> {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.add(&values[0]);
+        Ok(())
+    }
+
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.subtract(&values[0]);
+        Ok(())
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
+    /// A window's accumulator is never merged; the state is DataFusion's sliding sum's, the
+    /// sum and the count, for a plan that would.
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.evaluate()?, self.count.into()])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let count = self.count;
+        self.add(&states[0]);
+        self.count = count + sum_checked(states[1].as_primitive::<UInt64Type>())?.unwrap_or(0);
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        if self.wraps != 0 {
+            return Err(self.overflow.error());
+        }
+        let sum = (self.count > 0).then_some(self.sum);
+        self.overflow.check_scalar(ScalarValue::new_primitive::<T>(
+            sum,
+            &self.overflow.data_type,
+        )?)
     }
 
     fn size(&self) -> usize {
