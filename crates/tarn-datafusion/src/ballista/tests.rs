@@ -29,6 +29,12 @@ async fn count(ctx: &TarnContext, sql: &str) -> i64 {
     batches[0].column(0).as_primitive::<Int64Type>().value(0)
 }
 
+/// The message of the error a query that must fail fails with.
+async fn error(ctx: &TarnContext, sql: &str) -> String {
+    let result = ctx.sql(sql).await.unwrap().collect().await;
+    result.expect_err(sql).to_string()
+}
+
 /// Batches as sorted lines of text, for comparing results whatever their order.
 fn lines(batches: &[RecordBatch]) -> Vec<String> {
     let text = pretty_format_batches(batches).unwrap().to_string();
@@ -224,17 +230,8 @@ async fn a_cluster_reads_and_writes_tarn_tables() {
     // So is SUM, which fails on overflow (DataFusion's own wraps around to a negative sum).
     let sql = "SELECT label, sum(CASE WHEN id > 0 THEN 9223372036854775807 END) FROM t \
                GROUP BY label";
-    let err = distributed
-        .sql(sql)
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("no longer fits in BIGINT"),
-        "{err}"
-    );
+    let err = error(&distributed, sql).await;
+    assert!(err.contains("no longer fits in BIGINT"), "{err}");
 
     // INSERT ... SELECT through the cluster: one snapshot, the previous version readable.
     let before = local.catalog().load("default", "t").await.unwrap().unwrap();
@@ -287,16 +284,9 @@ async fn a_cluster_reads_and_writes_tarn_tables() {
     );
 
     // What cannot run on a cluster says so.
-    let err = distributed
-        .sql("SELECT * FROM \"t$snapshots\"")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap_err();
+    let err = error(&distributed, "SELECT * FROM \"t$snapshots\"").await;
     assert!(
-        err.to_string()
-            .contains("not supported on a distributed session"),
+        err.contains("not supported on a distributed session"),
         "{err}"
     );
 }
