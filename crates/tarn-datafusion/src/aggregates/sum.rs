@@ -176,8 +176,12 @@ impl Overflow {
         fits.map_err(|_| self.error())
     }
 
+    /// [`Overflow::check`] of one sum: a window evaluates one per row, so only a decimal
+    /// becomes an array to check.
     fn check_scalar(&self, sum: ScalarValue) -> Result<ScalarValue> {
-        self.check(&sum.to_array()?)?;
+        if self.data_type.is_decimal() {
+            self.check(&sum.to_array()?)?;
+        }
         Ok(sum)
     }
 }
@@ -349,9 +353,7 @@ impl<T: ArrowNumericType> Debug for SlidingSum<T> {
 
 impl<T: ArrowNumericType> SlidingSum<T> {
     fn add(&mut self, values: &ArrayRef) {
-        let values = values.as_primitive::<T>();
-        self.count += (values.len() - values.null_count()) as u64;
-        for value in values.iter().flatten() {
+        for value in values.as_primitive::<T>().iter().flatten() {
             match self.sum.add_checked(value) {
                 Ok(sum) => self.sum = sum,
                 Err(_) => {
@@ -363,9 +365,7 @@ impl<T: ArrowNumericType> SlidingSum<T> {
     }
 
     fn subtract(&mut self, values: &ArrayRef) {
-        let values = values.as_primitive::<T>();
-        self.count -= (values.len() - values.null_count()) as u64;
-        for value in values.iter().flatten() {
+        for value in values.as_primitive::<T>().iter().flatten() {
             match self.sum.sub_checked(value) {
                 Ok(sum) => self.sum = sum,
                 Err(_) => {
@@ -379,11 +379,13 @@ impl<T: ArrowNumericType> SlidingSum<T> {
 
 impl<T: ArrowNumericType> Accumulator for SlidingSum<T> {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.count += non_null(&values[0]);
         self.add(&values[0]);
         Ok(())
     }
 
     fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.count -= non_null(&values[0]);
         self.subtract(&values[0]);
         Ok(())
     }
@@ -399,9 +401,8 @@ impl<T: ArrowNumericType> Accumulator for SlidingSum<T> {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let count = self.count;
         self.add(&states[0]);
-        self.count = count + sum_checked(states[1].as_primitive::<UInt64Type>())?.unwrap_or(0);
+        self.count += sum_checked(states[1].as_primitive::<UInt64Type>())?.unwrap_or(0);
         Ok(())
     }
 
@@ -419,6 +420,10 @@ impl<T: ArrowNumericType> Accumulator for SlidingSum<T> {
     fn size(&self) -> usize {
         size_of_val(self) + self.overflow.aggregate.capacity()
     }
+}
+
+fn non_null(values: &ArrayRef) -> u64 {
+    (values.len() - values.null_count()) as u64
 }
 
 /// SUM(DISTINCT): DataFusion's accumulator collects the distinct values, and tarn adds them.
