@@ -322,16 +322,25 @@ fn not_distributed(what: &str) -> DataFusionError {
     ))
 }
 
-/// The hooks for functions, which both codec traits have: tarn's MIN, MAX and SUM go as tarn's,
-/// the rest is left to the codec it wraps.
+/// The hooks for functions, which both codec traits have: tarn's MIN, MAX and SUM and its
+/// checked arithmetic go as tarn's, the rest is left to the codec it wraps.
 macro_rules! forward_function_hooks {
     () => {
         fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-            self.inner.try_decode_udf(name, buf)
+            match crate::checked_arithmetic::decode(buf) {
+                Some(f) => Ok(f),
+                None => self.inner.try_decode_udf(name, buf),
+            }
         }
 
         fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-            self.inner.try_encode_udf(node, buf)
+            match crate::checked_arithmetic::encode(node) {
+                Some(bytes) => {
+                    buf.extend(bytes);
+                    Ok(())
+                }
+                None => self.inner.try_encode_udf(node, buf),
+            }
         }
 
         fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {

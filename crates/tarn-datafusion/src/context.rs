@@ -39,6 +39,7 @@ use tarn_core::Warehouse;
 use tarn_core::storage::StoreOptions;
 
 use crate::catalog::TarnCatalog;
+use crate::checked_arithmetic::CheckedArithmeticRule;
 use crate::dml::{DmlRule, TarnQueryPlanner};
 use crate::error::to_df;
 use crate::external::TarnTableFactory;
@@ -726,7 +727,8 @@ fn lists_names(statement: &Statement) -> bool {
 /// and its object store, the `STORED AS TARN` table factory, the analyzer rules for DML and
 /// for `NOT IN` subqueries, a query planner for tarn's DML nodes (plans without them go to
 /// the session's own planner), the time-travel relation planner, the change-feed table
-/// functions, and `min`, `max` and `sum` in place of DataFusion's (see `aggregates`).
+/// functions, `min`, `max` and `sum` in place of DataFusion's (see `aggregates`), and the
+/// analyzer rule that makes `+`, `-` and `*` of integers and decimals fail on overflow.
 pub async fn register(
     ctx: &SessionContext,
     warehouse: Warehouse,
@@ -738,6 +740,8 @@ pub async fn register(
     // DML first: the IN rewrite then sees DML's first passes too.
     ctx.add_analyzer_rule(Arc::new(DmlRule));
     ctx.add_analyzer_rule(Arc::new(NullAwareInSubquery));
+    // Last: it checks the arithmetic of the plans the rules before it make, too.
+    ctx.add_analyzer_rule(Arc::new(CheckedArithmeticRule));
     ctx.register_relation_planner(Arc::new(TimeTravelPlanner))?;
     for f in [TimeTravelFunction::version(), TimeTravelFunction::as_of()] {
         ctx.register_udtf(f.name(), Arc::new(f));

@@ -37,6 +37,7 @@ mod ballista {
 mod aggregates;
 mod catalog;
 mod changes;
+mod checked_arithmetic;
 mod commit;
 mod context;
 mod convert;

@@ -232,6 +232,13 @@ async fn a_cluster_reads_and_writes_tarn_tables() {
                GROUP BY label";
     let err = error(&distributed, sql).await;
     assert!(err.contains("no longer fits in BIGINT"), "{err}");
+    // And so are `+`, `-` and `*`, which the executors compute checked too.
+    let err = error(
+        &distributed,
+        "SELECT label, id + 9223372036854775807 FROM t",
+    )
+    .await;
+    assert!(err.contains("integer overflow"), "{err}");
 
     // INSERT ... SELECT through the cluster: one snapshot, the previous version readable.
     let before = local.catalog().load("default", "t").await.unwrap().unwrap();
