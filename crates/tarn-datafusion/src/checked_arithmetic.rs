@@ -23,10 +23,11 @@ use std::any::Any;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray};
 use datafusion::arrow::compute::kernels::numeric;
 use datafusion::arrow::datatypes::{
-    DataType, Decimal32Type, Decimal64Type, Decimal128Type, Decimal256Type, Field, FieldRef,
+    DataType, Decimal32Type, Decimal64Type, Decimal128Type, Decimal256Type, DecimalType, Field,
+    FieldRef,
 };
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -63,12 +64,17 @@ impl AnalyzerRule for CheckedArithmeticRule {
     }
 }
 
-/// `e` as a checked function, if it is `+`, `-` or `*` of integers or decimals. A chain of
-/// one operator (`a + b + c`, which the parser makes `(a + b) + c`) becomes one function of
-/// all its operands, `checked_add(a, b, c)`, rather than one per operator: DataFusion makes
-/// a function's name from its arguments' names, so nested functions would cost time
-/// quadratic in the length of a chain for each name, and a generated statement (a weighted
-/// sum of 500 features) can be long.
+/// Chains of one operator up to this many operands stay one function per operator, so that
+/// DataFusion still computes a prefix they share once (`p * (1 - d)` in `p * (1 - d)` and
+/// `p * (1 - d) * (1 + t)`); longer ones become one function of all their operands.
+const NESTED_CHAIN_OPERANDS: usize = 8;
+
+/// `e` as a checked function, if it is `+`, `-` or `*` of integers or decimals. A long chain
+/// of one operator (`a + b + ... + z`, which the parser makes `((a + b) + ...) + z`) becomes
+/// one function of all its operands, `checked_add(a, b, ..., z)`: DataFusion makes a
+/// function's name from its arguments' names, so nested functions would cost time quadratic
+/// in the length of a chain for each name, and a generated statement (a weighted sum of 500
+/// features) can be long.
 fn checked(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
         return Transformed::no(e);
@@ -96,15 +102,51 @@ fn checked(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
         unreachable!("matched above");
     };
-    let mut args = match *left {
-        Expr::ScalarFunction(chain) if chained => chain.args,
-        left => vec![left],
+    let mut args = if chained && chain_len(&left, op) >= NESTED_CHAIN_OPERANDS {
+        into_operands(*left, op)
+    } else {
+        vec![*left]
     };
     args.push(*right);
     Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
         Arc::new(ScalarUDF::new_from_impl(CheckedArithmetic::new(op))),
         args,
     )))
+}
+
+/// The operands of the chain of `op` that `e` is, counted up to [`NESTED_CHAIN_OPERANDS`].
+fn chain_len(mut e: &Expr, op: Operator) -> usize {
+    let mut len = 1;
+    while let Expr::ScalarFunction(f) = e
+        && CheckedArithmetic::of(e).is_some_and(|chain| chain.op == op)
+        && len < NESTED_CHAIN_OPERANDS
+    {
+        len += f.args.len() - 1;
+        e = &f.args[0];
+    }
+    len
+}
+
+/// The operands of the chain of `op` that `e` is, in order. A chain's nested part is
+/// shorter than [`NESTED_CHAIN_OPERANDS`], which bounds the recursion; a flat chain gives
+/// its own arguments, so that growing it one operand at a time costs no copies.
+fn into_operands(e: Expr, op: Operator) -> Vec<Expr> {
+    match e {
+        Expr::ScalarFunction(f) if CheckedArithmetic::of_op(&f, op) => {
+            let mut args = f.args;
+            if args
+                .first()
+                .is_some_and(|first| CheckedArithmetic::of(first).is_some_and(|c| c.op == op))
+            {
+                let mut operands = into_operands(args.remove(0), op);
+                operands.append(&mut args);
+                operands
+            } else {
+                args
+            }
+        }
+        other => vec![other],
+    }
 }
 
 fn is_checked(op: Operator) -> bool {
@@ -156,6 +198,13 @@ impl CheckedArithmetic {
             return None;
         };
         (f.func.inner().as_ref() as &dyn Any).downcast_ref()
+    }
+
+    /// Whether `f` is a chain of `op`.
+    fn of_op(f: &ScalarFunction, op: Operator) -> bool {
+        (f.func.inner().as_ref() as &dyn Any)
+            .downcast_ref::<Self>()
+            .is_some_and(|chain| chain.op == op)
     }
 
     /// The first argument and the rest, of which there must be one or more.
@@ -215,7 +264,7 @@ fn apply_checked(
         other => other,
     })?;
     let data_type = result.data_type();
-    if data_type.is_decimal() {
+    if may_outgrow_precision(op, &left.data_type(), &right.data_type()) {
         let fits = match &result {
             ColumnarValue::Array(array) => fits_precision(array),
             ColumnarValue::Scalar(scalar) => fits_precision(&scalar.to_array()?),
@@ -306,24 +355,52 @@ impl ScalarUDFImpl for CheckedArithmetic {
 /// (its integer holds more).
 fn fits_precision(array: &ArrayRef) -> bool {
     match array.data_type() {
-        DataType::Decimal32(p, _) => array
-            .as_primitive::<Decimal32Type>()
-            .validate_decimal_precision(*p)
-            .is_ok(),
-        DataType::Decimal64(p, _) => array
-            .as_primitive::<Decimal64Type>()
-            .validate_decimal_precision(*p)
-            .is_ok(),
-        DataType::Decimal128(p, _) => array
-            .as_primitive::<Decimal128Type>()
-            .validate_decimal_precision(*p)
-            .is_ok(),
-        DataType::Decimal256(p, _) => array
-            .as_primitive::<Decimal256Type>()
-            .validate_decimal_precision(*p)
-            .is_ok(),
+        DataType::Decimal32(..) => fits::<Decimal32Type>(array.as_primitive()),
+        DataType::Decimal64(..) => fits::<Decimal64Type>(array.as_primitive()),
+        DataType::Decimal128(..) => fits::<Decimal128Type>(array.as_primitive()),
+        DataType::Decimal256(..) => fits::<Decimal256Type>(array.as_primitive()),
         _ => true,
     }
+}
+
+/// [`fits_precision`] of one decimal type: Arrow's `validate_decimal_precision`, without
+/// looking up the precision's bounds and building a result for every value.
+fn fits<T: DecimalType>(array: &PrimitiveArray<T>) -> bool {
+    let precision = array.precision();
+    let values = array.values();
+    let fits = |v: &T::Native| T::is_valid_decimal_precision(*v, precision);
+    match array.nulls() {
+        None => values.iter().all(fits),
+        Some(nulls) => nulls.valid_indices().all(|i| fits(&values[i])),
+    }
+}
+
+/// Whether `left op right` of decimals can need more digits than its type has: only when
+/// the digits an exact result needs were more than the widest precision of its type, which
+/// then caps them (DECIMAL(38, 2) + DECIMAL(38, 2) is a DECIMAL(38, 2), where an exact sum
+/// needs 39 digits). Operands are taken to fit their own types, as checked results and
+/// DataFusion's casts do.
+fn may_outgrow_precision(op: Operator, left: &DataType, right: &DataType) -> bool {
+    let (Some((p1, s1, widest)), Some((p2, s2, _))) = (decimal(left), decimal(right)) else {
+        return false;
+    };
+    let needed = match op {
+        Operator::Multiply => p1 + p2 + 1,
+        _ => (p1 - s1).max(p2 - s2) + s1.max(s2) + 1,
+    };
+    needed > widest
+}
+
+/// A decimal type's precision and scale, and the widest precision of its kind.
+fn decimal(data_type: &DataType) -> Option<(i16, i16, i16)> {
+    let (p, s, widest) = match data_type {
+        DataType::Decimal32(p, s) => (p, s, Decimal32Type::MAX_PRECISION),
+        DataType::Decimal64(p, s) => (p, s, Decimal64Type::MAX_PRECISION),
+        DataType::Decimal128(p, s) => (p, s, Decimal128Type::MAX_PRECISION),
+        DataType::Decimal256(p, s) => (p, s, Decimal256Type::MAX_PRECISION),
+        _ => return None,
+    };
+    Some((i16::from(*p), i16::from(*s), i16::from(widest)))
 }
 
 /// An integer or decimal type as SQL writes it.
