@@ -85,7 +85,7 @@ fn checked(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
     let Ok(r) = right.get_type(schema) else {
         return Transformed::no(e);
     };
-    let chained = CheckedArithmetic::of(left).is_some_and(|chain| chain.op == *op);
+    let chained = is_chain(left, *op);
     // Type coercion gives both operands one kind of type: when the left operand is a checked
     // chain as it is (not cast), the right one's type says what both are.
     let checked = if chained {
@@ -118,7 +118,7 @@ fn checked(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
 fn chain_len(mut e: &Expr, op: Operator) -> usize {
     let mut len = 1;
     while let Expr::ScalarFunction(f) = e
-        && CheckedArithmetic::of(e).is_some_and(|chain| chain.op == op)
+        && is_chain_function(f, op)
         && len < NESTED_CHAIN_OPERANDS
     {
         len += f.args.len() - 1;
@@ -132,12 +132,9 @@ fn chain_len(mut e: &Expr, op: Operator) -> usize {
 /// its own arguments, so that growing it one operand at a time costs no copies.
 fn into_operands(e: Expr, op: Operator) -> Vec<Expr> {
     match e {
-        Expr::ScalarFunction(f) if CheckedArithmetic::of_op(&f, op) => {
+        Expr::ScalarFunction(f) if is_chain_function(&f, op) => {
             let mut args = f.args;
-            if args
-                .first()
-                .is_some_and(|first| CheckedArithmetic::of(first).is_some_and(|c| c.op == op))
-            {
+            if args.first().is_some_and(|first| is_chain(first, op)) {
                 let mut operands = into_operands(args.remove(0), op);
                 operands.append(&mut args);
                 operands
@@ -147,6 +144,17 @@ fn into_operands(e: Expr, op: Operator) -> Vec<Expr> {
         }
         other => vec![other],
     }
+}
+
+/// Whether `e` is a checked chain of `op`.
+fn is_chain(e: &Expr, op: Operator) -> bool {
+    matches!(e, Expr::ScalarFunction(f) if is_chain_function(f, op))
+}
+
+fn is_chain_function(f: &ScalarFunction, op: Operator) -> bool {
+    (f.func.inner().as_ref() as &dyn Any)
+        .downcast_ref::<CheckedArithmetic>()
+        .is_some_and(|chain| chain.op == op)
 }
 
 fn is_checked(op: Operator) -> bool {
@@ -192,21 +200,6 @@ impl CheckedArithmetic {
         }
     }
 
-    /// The chain `e` is, if it is one.
-    fn of(e: &Expr) -> Option<&Self> {
-        let Expr::ScalarFunction(f) = e else {
-            return None;
-        };
-        (f.func.inner().as_ref() as &dyn Any).downcast_ref()
-    }
-
-    /// Whether `f` is a chain of `op`.
-    fn of_op(f: &ScalarFunction, op: Operator) -> bool {
-        (f.func.inner().as_ref() as &dyn Any)
-            .downcast_ref::<Self>()
-            .is_some_and(|chain| chain.op == op)
-    }
-
     /// The first argument and the rest, of which there must be one or more.
     fn operands<'a, T>(&self, args: &'a [T]) -> Result<(&'a T, &'a [T])> {
         match args.split_first() {
@@ -218,30 +211,30 @@ impl CheckedArithmetic {
             ))),
         }
     }
+}
 
-    /// The error for a result of `op` out of the range of `data_type` (`detail` is Arrow's).
-    fn overflow(op: Operator, data_type: &DataType, detail: &str) -> DataFusionError {
-        // Arrow names the operands, but a decimal's by its unscaled integer.
-        let values = detail
-            .split_once("Overflow happened on: ")
-            .filter(|_| data_type.is_integer())
-            .map(|(_, values)| format!(" ({values})"))
-            .unwrap_or_default();
-        let way_out = match data_type {
-            DataType::Int64 | DataType::UInt64 => "cast an operand to DECIMAL(38, 0)",
-            _ if data_type.is_integer() => "cast an operand to BIGINT",
-            _ => "cast an operand to a decimal with more digits before the point, or to DOUBLE",
-        };
-        DataFusionError::Execution(format!(
-            "{} overflow: the result of `{op}`{values} does not fit in {}; {way_out}",
-            if data_type.is_decimal() {
-                "decimal"
-            } else {
-                "integer"
-            },
-            sql_type_name(data_type),
-        ))
-    }
+/// The error for a result of `op` out of the range of `data_type` (`detail` is Arrow's).
+fn overflow(op: Operator, data_type: &DataType, detail: &str) -> DataFusionError {
+    // Arrow names the operands, but a decimal's by its unscaled integer.
+    let values = detail
+        .split_once("Overflow happened on: ")
+        .filter(|_| data_type.is_integer())
+        .map(|(_, values)| format!(" ({values})"))
+        .unwrap_or_default();
+    let way_out = match data_type {
+        DataType::Int64 | DataType::UInt64 => "cast an operand to DECIMAL(38, 0)",
+        _ if data_type.is_integer() => "cast an operand to BIGINT",
+        _ => "cast an operand to a decimal with more digits before the point, or to DOUBLE",
+    };
+    DataFusionError::Execution(format!(
+        "{} overflow: the result of `{op}`{values} does not fit in {}; {way_out}",
+        if data_type.is_decimal() {
+            "decimal"
+        } else {
+            "integer"
+        },
+        sql_type_name(data_type),
+    ))
 }
 
 /// `left op right`, failing on overflow.
@@ -259,18 +252,17 @@ fn apply_checked(
         DataFusionError::ArrowError(error, _)
             if matches!(error.as_ref(), ArrowError::ArithmeticOverflow(_)) =>
         {
-            CheckedArithmetic::overflow(op, &left.data_type(), &error.to_string())
+            overflow(op, &left.data_type(), &error.to_string())
         }
         other => other,
     })?;
-    let data_type = result.data_type();
     if may_outgrow_precision(op, &left.data_type(), &right.data_type()) {
         let fits = match &result {
             ColumnarValue::Array(array) => fits_precision(array),
             ColumnarValue::Scalar(scalar) => fits_precision(&scalar.to_array()?),
         };
         if !fits {
-            return Err(CheckedArithmetic::overflow(op, &data_type, ""));
+            return Err(overflow(op, &result.data_type(), ""));
         }
     }
     Ok(result)
