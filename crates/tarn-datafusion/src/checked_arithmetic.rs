@@ -33,7 +33,9 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DataFusionError, Result};
 use datafusion::config::ConfigOptions;
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ReturnFieldArgs,
@@ -43,6 +45,7 @@ use datafusion::logical_expr_common::interval_arithmetic::{Interval, apply_opera
 use datafusion::logical_expr_common::sort_properties::{ExprProperties, SortProperties};
 use datafusion::logical_expr_common::type_coercion::binary::BinaryTypeCoercer;
 use datafusion::optimizer::AnalyzerRule;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr_common::datum::apply;
 
 /// The analyzer rule; see the module documentation. It belongs after `type_coercion`.
@@ -62,6 +65,21 @@ impl AnalyzerRule for CheckedArithmeticRule {
         })
         .map(|t| t.data)
     }
+}
+
+/// `expr`, planned outside a plan (a column's DEFAULT), coerced as DataFusion's planner
+/// would coerce it and with its arithmetic checked, as the rule checks a plan's.
+pub(crate) fn coerced_and_checked(
+    state: &SessionState,
+    expr: Expr,
+    schema: &DFSchema,
+) -> Result<Expr> {
+    let context = SimplifyContext::builder()
+        .with_schema(Arc::new(schema.clone()))
+        .with_config_options(Arc::clone(state.config_options()))
+        .build();
+    let coerced = ExprSimplifier::new(context).coerce(expr, schema)?;
+    Ok(coerced.transform_up(|e| Ok(checked(e, schema)))?.data)
 }
 
 /// Chains of one operator up to this many operands stay one function per operator, so that

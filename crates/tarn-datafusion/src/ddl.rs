@@ -393,6 +393,9 @@ pub(crate) fn constant_default(
             &DFSchema::empty(),
         )
         .map_err(|e| refuse(format!("'{written}' is not a constant expression ({e})")))?;
+    let planned =
+        crate::checked_arithmetic::coerced_and_checked(state, planned, &DFSchema::empty())
+            .map_err(|e| refuse(format!("'{written}' is not a constant expression ({e})")))?;
     let changing = planned
         .exists(|e| {
             Ok(matches!(e, Expr::ScalarFunction(f)
