@@ -13,8 +13,8 @@
 //! price * qty  (DECIMAL(15, 2))   ⇒  checked_mul(price, qty)    -- result precision checked
 //! ```
 //!
-//! The function keeps the operator's column name (`a + b`), result type and nullability, its
-//! sort order (`a + 1` is ordered as `a`) and its bounds (for interval analysis). Constant
+//! The function keeps the operator's column name (`a + b`), result type and nullability, and
+//! its sort order (`a + 1` is ordered as `a`). Constant
 //! folding still folds it; a constant that overflows fails when the statement runs. Floats,
 //! dates, timestamps and intervals keep DataFusion's operators, as do `/` and `%`, which
 //! already fail on overflow and on division by zero.
@@ -23,7 +23,7 @@ use std::any::Any;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray};
+use datafusion::arrow::array::{Array, AsArray, PrimitiveArray};
 use datafusion::arrow::compute::kernels::numeric;
 use datafusion::arrow::datatypes::{
     DataType, Decimal32Type, Decimal64Type, Decimal128Type, Decimal256Type, DecimalType, Field,
@@ -41,7 +41,6 @@ use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ReturnFieldArgs,
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::logical_expr_common::interval_arithmetic::{Interval, apply_operator};
 use datafusion::logical_expr_common::sort_properties::{ExprProperties, SortProperties};
 use datafusion::logical_expr_common::type_coercion::binary::BinaryTypeCoercer;
 use datafusion::optimizer::AnalyzerRule;
@@ -352,18 +351,11 @@ impl ScalarUDFImpl for CheckedArithmetic {
             });
         Ok(order)
     }
-
-    fn evaluate_bounds(&self, inputs: &[&Interval]) -> Result<Interval> {
-        let (first, rest) = self.operands(inputs)?;
-        rest.iter().try_fold((*first).clone(), |left, right| {
-            apply_operator(&self.op, &left, right)
-        })
-    }
 }
 
 /// Whether every value of a decimal `array` has at most the digits its precision allows
 /// (its integer holds more).
-fn fits_precision(array: &ArrayRef) -> bool {
+pub(crate) fn fits_precision(array: &dyn Array) -> bool {
     match array.data_type() {
         DataType::Decimal32(..) => fits::<Decimal32Type>(array.as_primitive()),
         DataType::Decimal64(..) => fits::<Decimal64Type>(array.as_primitive()),
@@ -373,8 +365,8 @@ fn fits_precision(array: &ArrayRef) -> bool {
     }
 }
 
-/// [`fits_precision`] of one decimal type: Arrow's `validate_decimal_precision`, without
-/// looking up the precision's bounds and building a result for every value.
+/// [`fits_precision`] of one decimal type: Arrow's `validate_decimal_precision` without its
+/// `is_valid` test and `Result` for every value; with nulls, it reads only the valid slots.
 fn fits<T: DecimalType>(array: &PrimitiveArray<T>) -> bool {
     let precision = array.precision();
     let values = array.values();
@@ -413,8 +405,8 @@ fn decimal(data_type: &DataType) -> Option<(i16, i16, i16)> {
     Some((i16::from(*p), i16::from(*s), i16::from(widest)))
 }
 
-/// An integer or decimal type as SQL writes it.
-fn sql_type_name(data_type: &DataType) -> String {
+/// An integer or decimal type, or a difference of timestamps, as SQL writes it in messages.
+pub(crate) fn sql_type_name(data_type: &DataType) -> String {
     match data_type {
         DataType::Int8 => "TINYINT".into(),
         DataType::Int16 => "SMALLINT".into(),
@@ -428,6 +420,7 @@ fn sql_type_name(data_type: &DataType) -> String {
         | DataType::Decimal64(p, s)
         | DataType::Decimal128(p, s)
         | DataType::Decimal256(p, s) => format!("DECIMAL({p}, {s})"),
+        DataType::Duration(_) => "INTERVAL".into(),
         other => other.to_string(),
     }
 }

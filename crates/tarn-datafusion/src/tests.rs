@@ -1692,3 +1692,40 @@ async fn a_write_to_a_table_dropped_meanwhile_names_it() {
         "{err}"
     );
 }
+
+/// Checked `+` keeps its operand's order, as DataFusion's operator does, so a sort on
+/// `id + 1` above rows sorted by `id` is dropped; `id * 2` may change sign, so its sort stays.
+#[tokio::test]
+async fn checked_addition_keeps_the_order_of_its_operand() {
+    let tarn = TarnContext::new(
+        Warehouse::open("memory://checked-order").unwrap(),
+        datafusion::prelude::SessionConfig::new().with_target_partitions(1),
+    )
+    .await
+    .unwrap();
+    run(&tarn, "CREATE TABLE t (id BIGINT)").await;
+    run(&tarn, "INSERT INTO t VALUES (3), (1), (2)").await;
+    let sorts = |op: &'static str| {
+        let tarn = &tarn;
+        async move {
+            let sql = format!(
+                "SELECT x FROM (SELECT id {op} AS x FROM (SELECT id FROM t ORDER BY id LIMIT 10)) \
+                 ORDER BY x"
+            );
+            let plan = tarn
+                .sql(&sql)
+                .await
+                .unwrap()
+                .create_physical_plan()
+                .await
+                .unwrap();
+            let text = datafusion::physical_plan::displayable(plan.as_ref())
+                .indent(false)
+                .to_string();
+            assert!(text.contains("checked_"), "{text}");
+            text.matches("SortExec").count()
+        }
+    };
+    assert_eq!(sorts("+ 1").await, 1);
+    assert_eq!(sorts("* 2").await, 2);
+}

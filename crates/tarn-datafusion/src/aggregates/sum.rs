@@ -32,6 +32,7 @@ use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, EmitTo, GroupsAccu
 use datafusion_functions_aggregate_common::aggregate::groups_accumulator::prim_op::PrimitiveGroupsAccumulator;
 
 use super::{Amended, Amendment};
+use crate::checked_arithmetic::{fits_precision, sql_type_name};
 
 pub(super) fn sum() -> Amended {
     Amended::new(&sum_udaf(), CheckedSum)
@@ -130,50 +131,29 @@ impl Overflow {
     }
 
     fn error(&self) -> DataFusionError {
-        let (type_name, way_out) = match &self.data_type {
-            DataType::Decimal32(p, s)
-            | DataType::Decimal64(p, s)
-            | DataType::Decimal128(p, s)
-            | DataType::Decimal256(p, s) => (
-                format!("DECIMAL({p}, {s})"),
+        let way_out = match &self.data_type {
+            data_type if data_type.is_decimal() => {
                 "cast its argument to a decimal with more digits before the point, such as \
-                 DECIMAL(38, 0), or to DOUBLE for an approximate sum",
-            ),
-            DataType::Duration(_) => ("INTERVAL".to_string(), "sum the interval in a coarser unit"),
-            DataType::UInt64 => (
-                "BIGINT UNSIGNED".to_string(),
-                "cast its argument to DECIMAL(38, 0) to sum it exactly",
-            ),
-            _ => (
-                "BIGINT".to_string(),
-                "cast its argument to DECIMAL(38, 0) to sum it exactly",
-            ),
+                 DECIMAL(38, 0), or to DOUBLE for an approximate sum"
+            }
+            DataType::Duration(_) => "sum the interval in a coarser unit",
+            _ => "cast its argument to DECIMAL(38, 0) to sum it exactly",
         };
         DataFusionError::Execution(format!(
-            "{} is out of range: the sum no longer fits in {type_name}; {way_out}",
-            self.aggregate
+            "{} is out of range: the sum no longer fits in {}; {way_out}",
+            self.aggregate,
+            sql_type_name(&self.data_type),
         ))
     }
 
     /// An error unless every sum in `sums` fits its type: a decimal of precision `p` holds
     /// at most `p` digits, fewer than its integer can.
     fn check(&self, sums: &dyn Array) -> Result<()> {
-        let fits = match sums.data_type() {
-            DataType::Decimal32(p, _) => sums
-                .as_primitive::<Decimal32Type>()
-                .validate_decimal_precision(*p),
-            DataType::Decimal64(p, _) => sums
-                .as_primitive::<Decimal64Type>()
-                .validate_decimal_precision(*p),
-            DataType::Decimal128(p, _) => sums
-                .as_primitive::<Decimal128Type>()
-                .validate_decimal_precision(*p),
-            DataType::Decimal256(p, _) => sums
-                .as_primitive::<Decimal256Type>()
-                .validate_decimal_precision(*p),
-            _ => Ok(()),
-        };
-        fits.map_err(|_| self.error())
+        if fits_precision(sums) {
+            Ok(())
+        } else {
+            Err(self.error())
+        }
     }
 
     /// [`Overflow::check`] of one sum: a window evaluates one per row, so only a decimal
@@ -352,25 +332,26 @@ impl<T: ArrowNumericType> Debug for SlidingSum<T> {
 }
 
 impl<T: ArrowNumericType> SlidingSum<T> {
-    fn add(&mut self, values: &ArrayRef) {
+    /// Adds `values` to the sum (`sign` 1) or takes them out of it (`sign` -1).
+    fn step(&mut self, values: &ArrayRef, sign: i64) {
         for value in values.as_primitive::<T>().iter().flatten() {
-            match self.sum.add_checked(value) {
+            let exact = if sign > 0 {
+                self.sum.add_checked(value)
+            } else {
+                self.sum.sub_checked(value)
+            };
+            match exact {
                 Ok(sum) => self.sum = sum,
                 Err(_) => {
-                    self.sum = self.sum.add_wrapping(value);
-                    self.wraps += if value.is_lt(T::Native::ZERO) { -1 } else { 1 };
-                }
-            }
-        }
-    }
-
-    fn subtract(&mut self, values: &ArrayRef) {
-        for value in values.as_primitive::<T>().iter().flatten() {
-            match self.sum.sub_checked(value) {
-                Ok(sum) => self.sum = sum,
-                Err(_) => {
-                    self.sum = self.sum.sub_wrapping(value);
-                    self.wraps += if value.is_lt(T::Native::ZERO) { 1 } else { -1 };
+                    self.sum = if sign > 0 {
+                        self.sum.add_wrapping(value)
+                    } else {
+                        self.sum.sub_wrapping(value)
+                    };
+                    // Adding a positive value wraps past the largest; taking it out, past
+                    // the smallest.
+                    let up = if value.is_lt(T::Native::ZERO) { -1 } else { 1 };
+                    self.wraps += sign * up;
                 }
             }
         }
@@ -380,13 +361,13 @@ impl<T: ArrowNumericType> SlidingSum<T> {
 impl<T: ArrowNumericType> Accumulator for SlidingSum<T> {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         self.count += non_null(&values[0]);
-        self.add(&values[0]);
+        self.step(&values[0], 1);
         Ok(())
     }
 
     fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         self.count -= non_null(&values[0]);
-        self.subtract(&values[0]);
+        self.step(&values[0], -1);
         Ok(())
     }
 
@@ -401,7 +382,7 @@ impl<T: ArrowNumericType> Accumulator for SlidingSum<T> {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.add(&states[0]);
+        self.step(&states[0], 1);
         self.count += sum_checked(states[1].as_primitive::<UInt64Type>())?.unwrap_or(0);
         Ok(())
     }
