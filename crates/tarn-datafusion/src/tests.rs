@@ -1096,12 +1096,7 @@ async fn partitioned_loads_run_under_a_small_memory_pool() {
 /// statement has, each partition gets one file (not one per writer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_partition_is_written_by_one_writer() {
-    let tarn = TarnContext::new(
-        Warehouse::open("memory://one-writer-per-partition").unwrap(),
-        datafusion::prelude::SessionConfig::new().with_target_partitions(4),
-    )
-    .await
-    .unwrap();
+    let tarn = with_partitions("memory://one-writer-per-partition", 4).await;
     run(
         &tarn,
         "CREATE TABLE t (id BIGINT, ts TIMESTAMP) PARTITIONED BY (day(ts), bucket(8, id))",
@@ -1607,6 +1602,16 @@ async fn a_statement_probes_its_tables_together() {
     assert_eq!(ids(&rows), vec![3]);
 }
 
+/// A session over a new warehouse at `url`, planning `partitions` partitions per scan.
+async fn with_partitions(url: &str, partitions: usize) -> TarnContext {
+    TarnContext::new(
+        Warehouse::open(url).unwrap(),
+        datafusion::prelude::SessionConfig::new().with_target_partitions(partitions),
+    )
+    .await
+    .unwrap()
+}
+
 /// The text of every row of the first column of a result.
 fn texts(batches: &[RecordBatch]) -> Vec<String> {
     column_texts(batches, 0)
@@ -1697,12 +1702,7 @@ async fn a_write_to_a_table_dropped_meanwhile_names_it() {
 /// `id + 1` above rows sorted by `id` is dropped; `id * 2` may change sign, so its sort stays.
 #[tokio::test]
 async fn checked_addition_keeps_the_order_of_its_operand() {
-    let tarn = TarnContext::new(
-        Warehouse::open("memory://checked-order").unwrap(),
-        datafusion::prelude::SessionConfig::new().with_target_partitions(1),
-    )
-    .await
-    .unwrap();
+    let tarn = with_partitions("memory://checked-order", 1).await;
     run(&tarn, "CREATE TABLE t (id BIGINT)").await;
     run(&tarn, "INSERT INTO t VALUES (3), (1), (2)").await;
     let sorts = |op: &'static str| {
