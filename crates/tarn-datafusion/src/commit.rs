@@ -6,18 +6,20 @@
 //!   └─ write node(s) ── one fragment per writer: rows, files added, files removed
 //! ```
 //!
-//! Fragments are Arrow rows (added files as an encoded manifest), so they could cross a
-//! process boundary. A retryable conflict (a file this statement rewrites was changed by a
+//! Fragments are Arrow rows (added files as an encoded manifest), so they can cross a
+//! process boundary (Ballista). Within one process a write node hands its fragment over as
+//! it is ([`Handoff`]) and sends only a marker row, so a small INSERT does not encode and
+//! decode a manifest on its way to the commit. A retryable conflict (a file this statement rewrites was changed by a
 //! concurrent commit) runs the statement again on the newest version when the write knows
 //! how ([`Rerun`]): nothing of the failed attempt was committed, so that is safe.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, ListArray, RecordBatch, StringArray, UInt64Array,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, RecordBatch, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
 use datafusion::arrow::error::ArrowError;
@@ -70,201 +72,129 @@ pub(crate) struct Fragment {
     pub change_log: Vec<(ChangeType, DataFile)>,
 }
 
-fn fragment_schema() -> SchemaRef {
+/// Fragments a write node hands to the commit node of its plan in the same process, as they
+/// are. Each write node planned in this process has one; a write node rebuilt in another
+/// process (a Ballista executor) has none and sends its fragment as Arrow rows.
+#[derive(Debug, Default)]
+pub(crate) struct Handoff(Mutex<Vec<Fragment>>);
+
+impl Handoff {
+    fn take(&self) -> Vec<Fragment> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// The handoffs of the write nodes in `plan`, where the commit node above finds the
+/// fragments whose marker rows reach it.
+fn handoffs(plan: &Arc<dyn ExecutionPlan>) -> Vec<Arc<Handoff>> {
+    let own = if let Some(write) = plan.downcast_ref::<crate::write::WriteExec>() {
+        write.handoff()
+    } else if let Some(write) = plan.downcast_ref::<crate::dml::write::DmlWriteExec>() {
+        write.handoff()
+    } else {
+        None
+    };
+    own.cloned()
+        .into_iter()
+        .chain(plan.children().into_iter().flat_map(handoffs))
+        .collect()
+}
+
+/// The schema of the rows write nodes produce: one per fragment.
+pub(crate) fn fragment_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
+        // A fragment handed over in this process (see [`Handoff`]) is a row with only this
+        // column set.
+        Field::new("handed_over", DataType::Boolean, false),
         Field::new("rows", DataType::UInt64, false),
+        // The files added, as a manifest of the table's default partition spec.
         Field::new("added", DataType::Binary, true),
-        Field::new(
-            "removed",
-            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, false))),
-            true,
-        ),
-        Field::new("deletes", DataType::Binary, true),
-        Field::new("change_log", DataType::Binary, true),
-    ]))
-}
-
-/// The layout of a fragment's `change_log`: Arrow IPC of one row per kind of change, its
-/// files encoded as a manifest.
-fn change_log_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("change_type", DataType::Utf8, false),
-        Field::new("files", DataType::Binary, false),
-    ]))
-}
-
-/// Data files encoded as a manifest of `table`'s default partition spec.
-fn encode_files(table: &Table, files: &[DataFile]) -> Result<Vec<u8>> {
-    let manifest =
-        Manifest::from_data_files(table.metadata().default_spec(), table.schema(), files)
-            .map_err(to_df)?;
-    Ok(manifest.encode().map_err(to_df)?.to_vec())
-}
-
-fn decode_files(bytes: &[u8]) -> Result<Vec<DataFile>> {
-    let manifest = Manifest::decode("(a write fragment)", bytes.to_vec().into()).map_err(to_df)?;
-    Ok(manifest.data_files())
-}
-
-/// The layout of a fragment's `deletes`: Arrow IPC of one row per data file.
-fn deletes_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("path", DataType::Utf8, false),
-        Field::new("positions", DataType::Binary, false),
     ]))
 }
 
 impl Fragment {
-    /// The fragment as the one-row batch write nodes produce; added files are encoded as a
-    /// manifest of `table`'s default partition spec (the spec every writer uses).
-    pub fn to_batch(&self, table: &Table) -> Result<RecordBatch> {
-        let added: Option<Vec<u8>> = if self.added.is_empty() {
-            None
-        } else {
-            Some(encode_files(table, &self.added)?)
+    /// The one-row batch a write node produces of the fragment: a marker when the commit
+    /// node takes it from `handoff`, the fragment's rows and files otherwise.
+    pub fn into_batch(self, table: &Table, handoff: Option<&Handoff>) -> Result<RecordBatch> {
+        let Some(handoff) = handoff else {
+            return self.to_batch(table);
         };
-        let removed = ListArray::from_iter_primitive_strings(&self.removed);
-        let deletes: Option<Vec<u8>> = if self.deletes.is_empty() {
-            None
-        } else {
-            let mut encoded = Vec::with_capacity(self.deletes.len());
-            for positions in self.deletes.values() {
-                let mut bytes = Vec::with_capacity(positions.serialized_size());
-                positions
-                    .serialize_into(&mut bytes)
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                encoded.push(bytes);
-            }
-            let batch = RecordBatch::try_new(
-                deletes_schema(),
-                vec![
-                    Arc::new(StringArray::from_iter_values(self.deletes.keys())),
-                    Arc::new(BinaryArray::from_iter_values(encoded)),
-                ],
-            )?;
-            Some(ipc_bytes(&batch)?)
-        };
-        let change_log: Option<Vec<u8>> = if self.change_log.is_empty() {
-            None
-        } else {
-            let mut kinds = Vec::new();
-            let mut encoded = Vec::new();
-            for kind in ChangeType::ALL {
-                let files: Vec<DataFile> = self
-                    .change_log
-                    .iter()
-                    .filter(|(k, _)| *k == kind)
-                    .map(|(_, f)| f.clone())
-                    .collect();
-                if !files.is_empty() {
-                    kinds.push(kind.as_str());
-                    encoded.push(encode_files(table, &files)?);
-                }
-            }
-            let batch = RecordBatch::try_new(
-                change_log_schema(),
-                vec![
-                    Arc::new(StringArray::from_iter_values(kinds)),
-                    Arc::new(BinaryArray::from_iter_values(encoded)),
-                ],
-            )?;
-            Some(ipc_bytes(&batch)?)
-        };
+        handoff
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self);
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(UInt64Array::from(vec![self.rows])),
-            Arc::new(BinaryArray::from_opt_vec(vec![added.as_deref()])),
-            Arc::new(removed),
-            Arc::new(BinaryArray::from_opt_vec(vec![deletes.as_deref()])),
-            Arc::new(BinaryArray::from_opt_vec(vec![change_log.as_deref()])),
+            Arc::new(BooleanArray::from(vec![true])),
+            Arc::new(UInt64Array::from(vec![0])),
+            Arc::new(BinaryArray::from_opt_vec(vec![None])),
         ];
         Ok(RecordBatch::try_new(fragment_schema(), columns)?)
     }
 
-    fn absorb(&mut self, batch: &RecordBatch) -> Result<()> {
+    /// The fragment as a row that can cross a process boundary: what an INSERT's writer
+    /// makes, rows and added files. Row-level DML, whose fragments also remove files and
+    /// delete rows, is committed in the process that planned it.
+    fn to_batch(&self, table: &Table) -> Result<RecordBatch> {
+        if !(self.removed.is_empty() && self.deletes.is_empty() && self.change_log.is_empty()) {
+            return internal_err!(
+                "a fragment that removes files or rows is only handed over in its process"
+            );
+        }
+        let added = if self.added.is_empty() {
+            None
+        } else {
+            let manifest = Manifest::from_data_files(
+                table.metadata().default_spec(),
+                table.schema(),
+                &self.added,
+            )
+            .map_err(to_df)?;
+            Some(manifest.encode().map_err(to_df)?)
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(BooleanArray::from(vec![false])),
+            Arc::new(UInt64Array::from(vec![self.rows])),
+            Arc::new(BinaryArray::from_opt_vec(vec![added.as_deref()])),
+        ];
+        Ok(RecordBatch::try_new(fragment_schema(), columns)?)
+    }
+
+    /// Adds the fragments of a batch of write node rows; returns how many of them were
+    /// handed over in this process instead (see [`Handoff`]).
+    fn absorb(&mut self, batch: &RecordBatch) -> Result<usize> {
         let bad = || DataFusionError::Internal("a write fragment has an unexpected shape".into());
+        let handed_over = batch.column(0).as_boolean_opt().ok_or_else(bad)?;
         let rows = batch
-            .column(0)
+            .column(1)
             .as_primitive_opt::<UInt64Type>()
             .ok_or_else(bad)?;
-        let added = batch.column(1).as_binary_opt::<i32>().ok_or_else(bad)?;
-        let removed = batch.column(2).as_list_opt::<i32>().ok_or_else(bad)?;
+        let added = batch.column(2).as_binary_opt::<i32>().ok_or_else(bad)?;
+        let mut markers = 0;
         for i in 0..batch.num_rows() {
+            if handed_over.value(i) {
+                markers += 1;
+                continue;
+            }
             self.rows += rows.value(i);
             if added.is_valid(i) {
-                self.added.extend(decode_files(added.value(i))?);
-            }
-            if removed.is_valid(i) {
-                let paths = removed.value(i);
-                let paths = paths.as_string_opt::<i32>().ok_or_else(bad)?;
-                self.removed
-                    .extend(paths.iter().flatten().map(str::to_string));
-            }
-            let deletes = batch.column(3).as_binary_opt::<i32>().ok_or_else(bad)?;
-            if deletes.is_valid(i) {
-                for part in ipc_batches(deletes.value(i))? {
-                    let paths = part.column(0).as_string_opt::<i32>().ok_or_else(bad)?;
-                    let positions = part.column(1).as_binary_opt::<i32>().ok_or_else(bad)?;
-                    for (path, bytes) in paths.iter().zip(positions.iter()) {
-                        let (Some(path), Some(bytes)) = (path, bytes) else {
-                            return Err(bad());
-                        };
-                        let found = RoaringTreemap::deserialize_from(bytes)
-                            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                        *self.deletes.entry(path.to_string()).or_default() |= found;
-                    }
-                }
-            }
-            let change_log = batch.column(4).as_binary_opt::<i32>().ok_or_else(bad)?;
-            if change_log.is_valid(i) {
-                for part in ipc_batches(change_log.value(i))? {
-                    let kinds = part.column(0).as_string_opt::<i32>().ok_or_else(bad)?;
-                    let files = part.column(1).as_binary_opt::<i32>().ok_or_else(bad)?;
-                    for (kind, files) in kinds.iter().zip(files.iter()) {
-                        let (Some(kind), Some(files)) = (kind, files) else {
-                            return Err(bad());
-                        };
-                        let kind: ChangeType = kind.parse().map_err(DataFusionError::Internal)?;
-                        self.change_log
-                            .extend(decode_files(files)?.into_iter().map(|f| (kind, f)));
-                    }
-                }
+                let bytes = added.value(i).to_vec().into();
+                let manifest = Manifest::decode("(a write fragment)", bytes).map_err(to_df)?;
+                self.added.extend(manifest.data_files());
             }
         }
-        Ok(())
+        Ok(markers)
     }
-}
 
-fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    {
-        let mut writer =
-            datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema())?;
-        writer.write(batch)?;
-        writer.finish()?;
-    }
-    Ok(out)
-}
-
-fn ipc_batches(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
-    let reader =
-        datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
-    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
-}
-
-/// `ListArray` helper: one list row of strings.
-trait ListOfStrings {
-    fn from_iter_primitive_strings(values: &[String]) -> ListArray;
-}
-
-impl ListOfStrings for ListArray {
-    fn from_iter_primitive_strings(values: &[String]) -> ListArray {
-        let items = StringArray::from_iter_values(values);
-        ListArray::new(
-            Arc::new(Field::new_list_field(DataType::Utf8, false)),
-            datafusion::arrow::buffer::OffsetBuffer::from_lengths([values.len()]),
-            Arc::new(items),
-            None,
-        )
+    /// Adds what another writer of the statement wrote.
+    fn merge(&mut self, other: Fragment) {
+        self.rows += other.rows;
+        self.added.extend(other.added);
+        self.removed.extend(other.removed);
+        for (path, positions) in other.deletes {
+            *self.deletes.entry(path).or_default() |= positions;
+        }
+        self.change_log.extend(other.change_log);
     }
 }
 
@@ -640,12 +570,24 @@ impl Commit {
         context: &Arc<TaskContext>,
         app: Option<&AppCommit>,
     ) -> Result<RecordBatch> {
+        let handoffs = handoffs(input);
         let mut fragment = Fragment::default();
+        let mut markers = 0;
         for partition in 0..input.output_partitioning().partition_count() {
             let mut stream = input.execute(partition, context.clone())?;
             while let Some(batch) = stream.next().await {
-                fragment.absorb(&batch.map_err(|e| self.refused_rows(e))?)?;
+                markers += fragment.absorb(&batch.map_err(|e| self.refused_rows(e))?)?;
             }
+        }
+        let handed_over: Vec<Fragment> = handoffs.iter().flat_map(|h| h.take()).collect();
+        if handed_over.len() != markers {
+            return internal_err!(
+                "{} write fragments were handed over for {markers} marker rows",
+                handed_over.len()
+            );
+        }
+        for part in handed_over {
+            fragment.merge(part);
         }
         let committed = self.commit(table, fragment, app).await?;
         self.metrics.rows.add(committed.rows as usize);

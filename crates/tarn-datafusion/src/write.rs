@@ -39,7 +39,7 @@ use futures::StreamExt;
 use tarn_core::{DataFileWriter, OverwriteScope, Table, WriterOptions, partition_keys};
 use tarn_spec::Transform;
 
-use crate::commit::{CommitExec, CommitKind, Fragment};
+use crate::commit::{CommitExec, CommitKind, Fragment, Handoff, fragment_schema};
 use crate::error::to_df;
 
 /// Whether a write may hash its rows across writers with DataFusion's `RepartitionExec`
@@ -84,6 +84,7 @@ pub(crate) fn insert_plan(
         name.clone(),
         ordering,
         key,
+        Some(Arc::default()),
     ));
     let mut summary = BTreeMap::from([("statement".to_string(), "insert".to_string())]);
     if let Some(id) = write_id {
@@ -259,6 +260,9 @@ pub(crate) struct WriteExec {
     /// The table's sort order: the rows are written in it, by one writer, so each file
     /// covers a narrow range of it (what min/max pruning needs).
     ordering: Option<LexOrdering>,
+    /// Where the fragments go when the commit node runs in this process: `None` for a
+    /// write node rebuilt in another one.
+    handoff: Option<Arc<Handoff>>,
     properties: Arc<PlanProperties>,
 }
 
@@ -269,14 +273,11 @@ impl WriteExec {
         name: String,
         ordering: Option<LexOrdering>,
         partition_key: Option<Vec<Arc<dyn PhysicalExpr>>>,
+        handoff: Option<Arc<Handoff>>,
     ) -> Self {
-        let schema = Fragment::default()
-            .to_batch(&table)
-            .map(|b| b.schema())
-            .expect("an empty fragment always encodes");
         let partitions = input.output_partitioning().partition_count();
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema),
+            EquivalenceProperties::new(fragment_schema()),
             Partitioning::UnknownPartitioning(partitions),
             EmissionType::Final,
             Boundedness::Bounded,
@@ -287,14 +288,20 @@ impl WriteExec {
             table,
             name,
             ordering,
+            handoff,
             properties,
         }
+    }
+
+    pub(crate) fn handoff(&self) -> Option<&Arc<Handoff>> {
+        self.handoff.as_ref()
     }
 }
 
 impl WriteExec {
-    /// A writer of `table` over `input`, as [`insert_plan`] makes one: hashed on the
-    /// partition key when `keyed`, in the table's sort order when `ordered`.
+    /// A writer of `table` over `input`, as [`insert_plan`] makes one, in a process that
+    /// did not plan it: hashed on the partition key when `keyed`, in the table's sort order
+    /// when `ordered`, its fragments sent as Arrow rows.
     #[cfg_attr(not(feature = "ballista"), allow(dead_code))]
     pub(crate) fn rebuilt(
         input: Arc<dyn ExecutionPlan>,
@@ -311,7 +318,7 @@ impl WriteExec {
         let key = keyed
             .then(|| partition_key(&input.schema(), &table))
             .flatten();
-        Ok(WriteExec::new(input, table, name, ordering, key))
+        Ok(WriteExec::new(input, table, name, ordering, key, None))
     }
 
     /// The table, its name, and whether the rows are written in the table's sort order
@@ -393,6 +400,7 @@ impl ExecutionPlan for WriteExec {
             self.name.clone(),
             self.ordering.clone(),
             self.partition_key.clone(),
+            self.handoff.clone(),
         )))
     }
 
@@ -411,6 +419,7 @@ impl ExecutionPlan for WriteExec {
         )?;
         let mut input = self.input.execute(partition, context)?;
         let table = self.table.clone();
+        let handoff = self.handoff.clone();
         let write = async move {
             let mut rows = 0u64;
             while let Some(batch) = input.next().await {
@@ -424,7 +433,7 @@ impl ExecutionPlan for WriteExec {
                 added,
                 ..Fragment::default()
             }
-            .to_batch(&table)
+            .into_batch(&table, handoff.as_deref())
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.properties.eq_properties.schema().clone(),

@@ -29,7 +29,7 @@
 //! that affects no row commits no version and returns 0.
 
 mod pass1;
-mod write;
+pub(crate) mod write;
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;

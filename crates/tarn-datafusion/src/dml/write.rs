@@ -38,7 +38,7 @@ use tarn_core::{DataFile, DataFileWriter, RoaringTreemap, Table};
 use tarn_spec::ChangeType;
 
 use super::{ClauseAction, DmlKind};
-use crate::commit::{Fragment, files_with_paths};
+use crate::commit::{Fragment, Handoff, files_with_paths};
 use crate::error::to_df;
 use crate::provider::{RowsOf, TarnTable};
 use crate::write::writer_for;
@@ -73,6 +73,9 @@ pub(crate) struct DmlWriteExec {
     target: Arc<TarnTable>,
     kind: DmlKind,
     mode: RowLevelMode,
+    /// Where the fragment goes: row-level DML is always committed in the process that
+    /// planned it.
+    handoff: Arc<Handoff>,
     properties: Arc<PlanProperties>,
 }
 
@@ -83,12 +86,8 @@ impl DmlWriteExec {
         kind: DmlKind,
         mode: RowLevelMode,
     ) -> Self {
-        let schema = crate::commit::Fragment::default()
-            .to_batch(target.table())
-            .map(|b| b.schema())
-            .expect("an empty fragment always encodes");
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema),
+            EquivalenceProperties::new(crate::commit::fragment_schema()),
             Partitioning::UnknownPartitioning(1),
             EmissionType::Final,
             Boundedness::Bounded,
@@ -98,8 +97,13 @@ impl DmlWriteExec {
             target,
             kind,
             mode,
+            handoff: Arc::default(),
             properties,
         }
+    }
+
+    pub(crate) fn handoff(&self) -> Option<&Arc<Handoff>> {
+        Some(&self.handoff)
     }
 }
 
@@ -168,6 +172,7 @@ impl ExecutionPlan for DmlWriteExec {
         let target = self.target.clone();
         let kind = self.kind.clone();
         let mode = self.mode;
+        let handoff = self.handoff.clone();
         let write = async move {
             let outcome = collect_outcome(input, &target, &kind, &context).await?;
             // A merge-on-read DELETE needs no log: its deletion vectors tell the change feed
@@ -225,7 +230,7 @@ impl ExecutionPlan for DmlWriteExec {
                 change_log,
                 ..fragment
             }
-            .to_batch(target.table())
+            .into_batch(target.table(), Some(&handoff))
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.properties.eq_properties.schema().clone(),
