@@ -37,8 +37,8 @@ pub use error::{Result, SpecError};
 pub use evolution::SchemaChange;
 pub use ids::{FieldId, SchemaId, SpecId, Version};
 pub use metadata::{
-    BOUNDED_LOG_FORMAT_VERSION, DELETION_VECTORS_FORMAT_VERSION, FORMAT_VERSION, MetadataUpdate,
-    NewSnapshot, RECENT_SNAPSHOTS, TableMetadata,
+    BOUNDED_LOG_FORMAT_VERSION, COMPRESSED_OBJECTS_FORMAT_VERSION, DELETION_VECTORS_FORMAT_VERSION,
+    FORMAT_VERSION, MetadataUpdate, NewSnapshot, RECENT_SNAPSHOTS, TableMetadata,
 };
 pub use partition::{FIRST_PARTITION_FIELD_ID, PartitionField, PartitionSpec};
 pub use schema::{Field, Leaf, Schema, assign_field_ids};

@@ -13,7 +13,7 @@ use crate::value::Value;
 use crate::wire;
 
 /// The newest format version this crate reads and writes (it reads every older one).
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The format version that adds deletion vectors to manifests (merge-on-read row changes).
 /// A table moves to it with its first commit that deletes rows by vector, so that readers
@@ -25,6 +25,12 @@ pub const DELETION_VECTORS_FORMAT_VERSION: u32 = 2;
 /// with the commit that first drops an entry, so that writers that would look for concurrent
 /// commits in the log alone refuse the table instead of missing a conflict.
 pub const BOUNDED_LOG_FORMAT_VERSION: u32 = 3;
+
+/// The format version from which manifests, manifest lists and removed-files objects may be
+/// Arrow IPC files compressed as a whole in one LZ4 frame (named `*.arrow.lz4`). A table
+/// moves to it with the commit that first writes one, so that readers that would take it
+/// for a corrupt manifest refuse the table instead.
+pub const COMPRESSED_OBJECTS_FORMAT_VERSION: u32 = 4;
 
 /// How many snapshots a version file keeps in its log: the bytes a commit writes do not grow
 /// with the table's history.

@@ -190,8 +190,12 @@ fn partition_key(spec: SpecId, path: &str) -> String {
 }
 
 async fn write_manifest(table: &Table, manifest: Manifest) -> Result<WrittenManifest> {
-    let path = format!("metadata/m-{}.arrow", table.env().next_id());
     let bytes = manifest.encode()?;
+    let path = format!(
+        "metadata/m-{}.{}",
+        table.env().next_id(),
+        ipc::extension(&bytes)
+    );
     let size = bytes.len() as u64;
     table.location().put(&path, bytes).await?;
     table.remember_manifest(&path, manifest.clone());
@@ -252,8 +256,13 @@ async fn write_file_set(table: &Table, rows: Vec<FileSetRow>) -> Result<String> 
     ];
     let batch = RecordBatch::try_new(schema, columns)
         .map_err(|e| Error::arrow("building a removed-files object", e))?;
-    let path = format!("metadata/r-{}.arrow", table.env().next_id());
-    table.location().put(&path, ipc::encode(&batch)?).await?;
+    let bytes = ipc::encode(&batch)?;
+    let path = format!(
+        "metadata/r-{}.{}",
+        table.env().next_id(),
+        ipc::extension(&bytes)
+    );
+    table.location().put(&path, bytes).await?;
     Ok(path)
 }
 
@@ -602,8 +611,13 @@ async fn next_metadata_writing(
                 written,
             )
             .await?;
-            let path = format!("metadata/ml-{}.arrow", current.env().next_id());
-            current.location().put(&path, list.encode()?).await?;
+            let bytes = list.encode()?;
+            let path = format!(
+                "metadata/ml-{}.{}",
+                current.env().next_id(),
+                ipc::extension(&bytes)
+            );
+            current.location().put(&path, bytes).await?;
             written.push(path.clone());
             summary.total_files = list.total_files();
             summary.total_rows = list.live_records();
@@ -620,6 +634,18 @@ async fn next_metadata_writing(
         Change::RowDelta { .. } => upgrade.to_vec(),
         _ => Vec::new(),
     };
+    // Readers that take only plain Arrow IPC objects must refuse the table from its first
+    // compressed one.
+    let mut new_objects = written
+        .iter()
+        .chain(&changes.added_manifests)
+        .chain(&changes.removed_files)
+        .chain(changes.change_log.values());
+    if new_objects.any(|path| ipc::is_compressed_object(path)) {
+        updates.push(MetadataUpdate::UpgradeFormatVersion(
+            tarn_spec::COMPRESSED_OBJECTS_FORMAT_VERSION,
+        ));
+    }
     if let Some(app) = app {
         updates.push(MetadataUpdate::SetProperties(
             [(

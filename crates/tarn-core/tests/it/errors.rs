@@ -99,7 +99,7 @@ async fn a_newer_format_version_is_refused() {
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(
         err.to_string().contains(
-            "unsupported format version 7: this reader understands up to 3; upgrade tarn"
+            "unsupported format version 7: this reader understands up to 4; upgrade tarn"
         ),
         "{err}"
     );

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use tarn_core::{Change, Env, Error};
-use tarn_spec::{BOUNDED_LOG_FORMAT_VERSION, RECENT_SNAPSHOTS, Version};
+use tarn_spec::{
+    BOUNDED_LOG_FORMAT_VERSION, COMPRESSED_OBJECTS_FORMAT_VERSION, RECENT_SNAPSHOTS, Version,
+};
 
 use crate::common::*;
 
@@ -32,7 +34,46 @@ async fn version_files_stay_small_while_every_version_stays_readable() {
     }
     assert_eq!(t.version(), Version(COMMITS));
     assert_eq!(t.metadata().snapshots().len(), RECENT_SNAPSHOTS);
-    assert_eq!(t.metadata().format_version(), BOUNDED_LOG_FORMAT_VERSION);
+    // The table moved to the bounded log with the commit that first dropped an entry, and
+    // to compressed objects with the one that first wrote a compressed manifest list (once
+    // it held 64 manifests); every version reads.
+    assert_eq!(
+        t.metadata().format_version(),
+        COMPRESSED_OBJECTS_FORMAT_VERSION
+    );
+    let mut compressed_from = None;
+    for version in 1..=COMMITS {
+        let at = t.at_version(Version(version)).await.unwrap();
+        let list = at
+            .metadata()
+            .current_snapshot()
+            .manifest_list
+            .clone()
+            .unwrap();
+        let compressed = list.ends_with(".arrow.lz4");
+        assert!(compressed || list.ends_with(".arrow"), "{list}");
+        if compressed {
+            compressed_from.get_or_insert(version);
+        }
+        let expected = if compressed_from.is_some() {
+            COMPRESSED_OBJECTS_FORMAT_VERSION
+        } else if version >= RECENT_SNAPSHOTS as u64 {
+            BOUNDED_LOG_FORMAT_VERSION
+        } else {
+            1
+        };
+        assert_eq!(
+            at.metadata().format_version(),
+            expected,
+            "version {version}"
+        );
+        assert_eq!(
+            read_ids(&at).await.len() as u64,
+            version,
+            "version {version}"
+        );
+    }
+    assert!(compressed_from.is_some());
     // The version file stops growing once the log is full.
     let full = sizes[RECENT_SNAPSHOTS + 5];
     assert!(
