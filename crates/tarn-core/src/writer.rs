@@ -181,9 +181,25 @@ fn zstd(level: Option<&String>) -> Result<Compression> {
         })
 }
 
+/// A file holding less than this much Arrow data when it closes is written uncompressed.
+/// Parquet sets up a codec per column chunk, and zstd's (a compression and a decompression
+/// context) cost about 30 µs per column: most of the time a small append spent encoding a
+/// file of ten columns, to save a few kilobytes. Compaction rewrites small files with the
+/// table's codec.
+const SMALL_FILE_BYTES: usize = 64 * 1024;
+
 struct OpenFile {
     path: String,
-    writer: AsyncArrowWriter<BufWriter>,
+    /// The file's first rows, until they reach [`SMALL_FILE_BYTES`] and the Parquet writer
+    /// starts (see [`OpenFile::start`]).
+    pending: Vec<RecordBatch>,
+    pending_bytes: usize,
+    writer: Option<AsyncArrowWriter<BufWriter>>,
+    /// The writer's properties, with the table's codec.
+    properties: WriterProperties,
+    store: Arc<dyn object_store::ObjectStore>,
+    location: object_store::path::Path,
+    arrow_schema: SchemaRef,
     partition: Vec<Option<Value>>,
     /// Statistics of the float leaves, gathered from the batches (see [`FloatLeaf`]).
     float_leaves: Arc<[FloatLeaf]>,
@@ -193,37 +209,108 @@ struct OpenFile {
 }
 
 impl OpenFile {
-    /// Bytes this file holds in memory: the row group being encoded and (at most) a full
-    /// upload buffer.
+    /// Bytes this file holds in memory: its pending rows, or the row group being encoded
+    /// and (at most) a full upload buffer.
     fn held(&self) -> usize {
-        self.writer.memory_size() + self.writer.bytes_written() % UPLOAD_BUFFER_BYTES
+        match &self.writer {
+            Some(writer) => writer.memory_size() + writer.bytes_written() % UPLOAD_BUFFER_BYTES,
+            None => self.pending_bytes,
+        }
+    }
+
+    fn parquet_error(&self) -> impl FnOnce(ParquetError) -> Error + use<> {
+        let path = self.path.clone();
+        move |source| Error::Parquet { path, source }
     }
 
     async fn encode(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer
-            .write(batch)
-            .await
-            .map_err(|source| Error::Parquet {
-                path: self.path.clone(),
-                source,
-            })?;
         for (collector, leaf) in self.float_stats.iter_mut().zip(self.float_leaves.iter()) {
             collector.update(leaf_array(batch, &leaf.path)?.as_ref());
         }
         self.rows += batch.num_rows() as u64;
-        Ok(())
+        match &mut self.writer {
+            Some(writer) => writer.write(batch).await.map_err(self.parquet_error()),
+            None => {
+                self.pending.push(batch.clone());
+                self.pending_bytes += batch.get_array_memory_size();
+                if self.pending_bytes >= SMALL_FILE_BYTES {
+                    self.start(self.properties.clone()).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts the Parquet writer with `properties` and encodes the pending rows.
+    async fn start(
+        &mut self,
+        properties: WriterProperties,
+    ) -> Result<&mut AsyncArrowWriter<BufWriter>> {
+        let sink = BufWriter::with_capacity(
+            self.store.clone(),
+            self.location.clone(),
+            UPLOAD_BUFFER_BYTES,
+        );
+        let mut writer =
+            AsyncArrowWriter::try_new(sink, self.arrow_schema.clone(), Some(properties))
+                .map_err(self.parquet_error())?;
+        for batch in std::mem::take(&mut self.pending) {
+            writer.write(&batch).await.map_err(self.parquet_error())?;
+        }
+        self.pending_bytes = 0;
+        Ok(self.writer.insert(writer))
+    }
+
+    /// Rows in the row group being encoded (pending rows count as one).
+    fn in_progress_rows(&self) -> usize {
+        match &self.writer {
+            Some(writer) => writer.in_progress_rows(),
+            None => self.pending.iter().map(RecordBatch::num_rows).sum(),
+        }
     }
 
     /// Closes the row group being encoded, releasing what it held.
     async fn spill(&mut self) -> Result<()> {
-        self.writer.flush().await.map_err(|source| Error::Parquet {
+        let writer = match self.writer.as_mut() {
+            Some(writer) => writer,
+            None => self.start(self.properties.clone()).await?,
+        };
+        writer.flush().await.map_err(|source| Error::Parquet {
             path: self.path.clone(),
             source,
         })
     }
 
     fn size(&self) -> u64 {
-        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+        match &self.writer {
+            Some(writer) => (writer.bytes_written() + writer.in_progress_size()) as u64,
+            None => self.pending_bytes as u64,
+        }
+    }
+
+    /// Finishes the file: a file still small is written uncompressed.
+    async fn finish(&mut self) -> Result<ParquetMetaData> {
+        let writer = match self.writer.as_mut() {
+            Some(writer) => writer,
+            None => {
+                let uncompressed = self
+                    .properties
+                    .clone()
+                    .into_builder()
+                    .set_compression(Compression::UNCOMPRESSED)
+                    .build();
+                self.start(uncompressed).await?
+            }
+        };
+        let metadata = writer.finish().await.map_err(|source| Error::Parquet {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(metadata)
+    }
+
+    fn bytes_written(&self) -> usize {
+        self.writer.as_ref().map_or(0, |w| w.bytes_written())
     }
 }
 
@@ -473,7 +560,7 @@ impl DataFileWriter {
         sizes.sort_unstable_by_key(|(held, _)| std::cmp::Reverse(*held));
         for (_, key) in &sizes {
             let file = self.open.get_mut(key).expect("listed above");
-            if file.writer.in_progress_rows() < MIN_SPILL_ROWS {
+            if file.in_progress_rows() < MIN_SPILL_ROWS {
                 continue;
             }
             let before = file.held();
@@ -519,20 +606,15 @@ impl DataFileWriter {
         for column in self.plain_columns.iter().flatten() {
             props = props.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false);
         }
-        let props = props.build();
-        let sink = BufWriter::with_capacity(
-            self.location.store().clone(),
-            self.location.path(&path),
-            UPLOAD_BUFFER_BYTES,
-        );
-        let writer = AsyncArrowWriter::try_new(sink, self.arrow_schema.clone(), Some(props))
-            .map_err(|source| Error::Parquet {
-                path: path.clone(),
-                source,
-            })?;
         Ok(OpenFile {
+            location: self.location.path(&path),
             path,
-            writer,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            writer: None,
+            properties: props.build(),
+            store: self.location.store().clone(),
+            arrow_schema: self.arrow_schema.clone(),
             partition,
             float_stats: vec![StatsCollector::default(); self.float_leaves.len()],
             float_leaves: self.float_leaves.clone(),
@@ -555,19 +637,10 @@ impl DataFileWriter {
 
 /// Finishes a file (the writer is not `Sync`, so this borrows only what it needs).
 async fn close_file(schema: &Schema, spec_id: SpecId, mut file: OpenFile) -> Result<DataFile> {
-    let parquet_error = |path: &str| {
-        let path = path.to_string();
-        move |source| Error::Parquet { path, source }
-    };
-    let metadata = file
-        .writer
-        .finish()
-        .await
-        .map_err(parquet_error(&file.path))?;
-    let column_stats =
-        file_statistics(schema, &metadata, &file).map_err(parquet_error(&file.path))?;
+    let metadata = file.finish().await?;
+    let column_stats = file_statistics(schema, &metadata, &file).map_err(file.parquet_error())?;
     Ok(DataFile {
-        file_size: file.writer.bytes_written() as u64,
+        file_size: file.bytes_written() as u64,
         path: file.path,
         record_count: file.rows,
         spec_id,
