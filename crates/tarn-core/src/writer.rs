@@ -48,7 +48,8 @@ pub const ROW_GROUP_ROWS_PROPERTY: &str = "write.parquet.row-group-rows";
 
 /// Table property: the codec data files are compressed with (Iceberg's name): `zstd` (the
 /// default: the smallest files), `snappy` (Delta's and DuckLake's default: about 15% faster to
-/// write, 40% larger), `lz4` or `uncompressed`.
+/// write, 40% larger), `lz4` or `uncompressed`. Small files are written uncompressed
+/// whatever the codec (see [`SMALL_FILE_BYTES`]).
 pub const COMPRESSION_CODEC_PROPERTY: &str = "write.parquet.compression-codec";
 /// Table property: the zstd level, 1 (the default) to 22.
 pub const COMPRESSION_LEVEL_PROPERTY: &str = "write.parquet.compression-level";
