@@ -26,6 +26,9 @@ const COMPRESS_FROM_ROWS: usize = 64;
 /// The magic number an LZ4 frame starts with (little-endian 0x184D2204).
 const LZ4_FRAME_MAGIC: [u8; 4] = [0x04, 0x22, 0x4D, 0x18];
 
+/// The name extension of an Arrow IPC file compressed as one LZ4 frame.
+const COMPRESSED_EXTENSION: &str = "arrow.lz4";
+
 /// One batch as an Arrow IPC file, compressed as one LZ4 frame when it is large; see
 /// [`extension`] for the name it takes.
 pub(crate) fn encode(batch: &RecordBatch) -> Result<Bytes> {
@@ -50,15 +53,16 @@ pub(crate) fn encode(batch: &RecordBatch) -> Result<Bytes> {
 /// `arrow.lz4` for one compressed as an LZ4 frame (`lz4 -d` restores the Arrow file).
 pub(crate) fn extension(bytes: &[u8]) -> &'static str {
     if bytes.starts_with(&LZ4_FRAME_MAGIC) {
-        "arrow.lz4"
+        COMPRESSED_EXTENSION
     } else {
         "arrow"
     }
 }
 
 /// Whether the object at `path` is an LZ4-compressed Arrow IPC file, by its name.
-pub fn is_compressed_object(path: &str) -> bool {
-    path.ends_with(".arrow.lz4")
+pub(crate) fn is_compressed_object(path: &str) -> bool {
+    path.strip_suffix(COMPRESSED_EXTENSION)
+        .is_some_and(|stem| stem.ends_with('.'))
 }
 
 /// The single batch of an Arrow IPC file, plain or compressed as an LZ4 frame (an empty

@@ -262,7 +262,7 @@ impl OpenFile {
         Ok(self.writer.insert(writer))
     }
 
-    /// Rows in the row group being encoded (pending rows count as one).
+    /// Rows in the row group being encoded; before the writer starts, the pending rows.
     fn in_progress_rows(&self) -> usize {
         match &self.writer {
             Some(writer) => writer.in_progress_rows(),
@@ -272,14 +272,12 @@ impl OpenFile {
 
     /// Closes the row group being encoded, releasing what it held.
     async fn spill(&mut self) -> Result<()> {
+        let error = self.parquet_error();
         let writer = match self.writer.as_mut() {
             Some(writer) => writer,
             None => self.start(self.properties.clone()).await?,
         };
-        writer.flush().await.map_err(|source| Error::Parquet {
-            path: self.path.clone(),
-            source,
-        })
+        writer.flush().await.map_err(error)
     }
 
     fn size(&self) -> u64 {
@@ -291,6 +289,7 @@ impl OpenFile {
 
     /// Finishes the file: a file still small is written uncompressed.
     async fn finish(&mut self) -> Result<ParquetMetaData> {
+        let error = self.parquet_error();
         let writer = match self.writer.as_mut() {
             Some(writer) => writer,
             None => {
@@ -303,11 +302,7 @@ impl OpenFile {
                 self.start(uncompressed).await?
             }
         };
-        let metadata = writer.finish().await.map_err(|source| Error::Parquet {
-            path: self.path.clone(),
-            source,
-        })?;
-        Ok(metadata)
+        writer.finish().await.map_err(error)
     }
 
     fn bytes_written(&self) -> usize {

@@ -9,9 +9,10 @@
 //! Fragments are Arrow rows (added files as an encoded manifest), so they can cross a
 //! process boundary (Ballista). Within one process a write node hands its fragment over as
 //! it is ([`Handoff`]) and sends only a marker row, so a small INSERT does not encode and
-//! decode a manifest on its way to the commit. A retryable conflict (a file this statement rewrites was changed by a
-//! concurrent commit) runs the statement again on the newest version when the write knows
-//! how ([`Rerun`]): nothing of the failed attempt was committed, so that is safe.
+//! decode a manifest on its way to the commit. A retryable conflict (a file this statement
+//! rewrites was changed by a concurrent commit) runs the statement again on the newest
+//! version when the write knows how ([`Rerun`]): nothing of the failed attempt was
+//! committed, so that is safe.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -79,8 +80,16 @@ pub(crate) struct Fragment {
 pub(crate) struct Handoff(Mutex<Vec<Fragment>>);
 
 impl Handoff {
+    fn fragments(&self) -> std::sync::MutexGuard<'_, Vec<Fragment>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn put(&self, fragment: Fragment) {
+        self.fragments().push(fragment);
+    }
+
     fn take(&self) -> Vec<Fragment> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *self.fragments())
     }
 }
 
@@ -119,11 +128,7 @@ impl Fragment {
         let Some(handoff) = handoff else {
             return self.to_batch(table);
         };
-        handoff
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(self);
+        handoff.put(self);
         let columns: Vec<ArrayRef> = vec![
             Arc::new(BooleanArray::from(vec![true])),
             Arc::new(UInt64Array::from(vec![0])),

@@ -189,13 +189,19 @@ fn partition_key(spec: SpecId, path: &str) -> String {
     format!("{spec}/{path}")
 }
 
+/// A new path for a metadata object of `kind` (`m` manifest, `ml` manifest list, `r`
+/// removed files) encoded as `bytes`: compressed objects are named `.arrow.lz4`.
+fn metadata_object_path(table: &Table, kind: &str, bytes: &[u8]) -> String {
+    format!(
+        "metadata/{kind}-{}.{}",
+        table.env().next_id(),
+        ipc::extension(bytes)
+    )
+}
+
 async fn write_manifest(table: &Table, manifest: Manifest) -> Result<WrittenManifest> {
     let bytes = manifest.encode()?;
-    let path = format!(
-        "metadata/m-{}.{}",
-        table.env().next_id(),
-        ipc::extension(&bytes)
-    );
+    let path = metadata_object_path(table, "m", &bytes);
     let size = bytes.len() as u64;
     table.location().put(&path, bytes).await?;
     table.remember_manifest(&path, manifest.clone());
@@ -257,11 +263,7 @@ async fn write_file_set(table: &Table, rows: Vec<FileSetRow>) -> Result<String> 
     let batch = RecordBatch::try_new(schema, columns)
         .map_err(|e| Error::arrow("building a removed-files object", e))?;
     let bytes = ipc::encode(&batch)?;
-    let path = format!(
-        "metadata/r-{}.{}",
-        table.env().next_id(),
-        ipc::extension(&bytes)
-    );
+    let path = metadata_object_path(table, "r", &bytes);
     table.location().put(&path, bytes).await?;
     Ok(path)
 }
@@ -612,11 +614,7 @@ async fn next_metadata_writing(
             )
             .await?;
             let bytes = list.encode()?;
-            let path = format!(
-                "metadata/ml-{}.{}",
-                current.env().next_id(),
-                ipc::extension(&bytes)
-            );
+            let path = metadata_object_path(current, "ml", &bytes);
             current.location().put(&path, bytes).await?;
             written.push(path.clone());
             summary.total_files = list.total_files();
