@@ -507,6 +507,8 @@ pub fn value_at(array: &dyn Array, row: usize) -> Option<Value> {
         }
         DataType::Utf8 => Value::String(array.as_string::<i32>().value(row).to_string()),
         DataType::Binary => Value::Binary(array.as_binary::<i32>().value(row).to_vec()),
+        DataType::Utf8View => Value::String(array.as_string_view().value(row).to_string()),
+        DataType::BinaryView => Value::Binary(array.as_binary_view().value(row).to_vec()),
         _ => return None,
     })
 }

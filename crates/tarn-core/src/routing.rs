@@ -194,7 +194,18 @@ impl Router {
 
 /// The partition keys of a whole column: the transform of every value, NULL for NULL.
 /// Only grouping reads these (a `day` key is an `Int32` column here, a `date` in the tuple).
+/// String and binary views are keyed as the strings and binaries they hold.
 pub fn partition_keys(transform: Transform, array: &ArrayRef) -> Result<ArrayRef> {
+    let unviewed = match array.data_type() {
+        DataType::Utf8View => Some(DataType::Utf8),
+        DataType::BinaryView => Some(DataType::Binary),
+        _ => None,
+    };
+    if let Some(to) = unviewed {
+        let array = arrow::compute::cast(array, &to)
+            .map_err(|e| Error::arrow("reading partition values", e))?;
+        return partition_keys(transform, &array);
+    }
     let unsupported = || {
         Error::invalid(
             "partition spec",
@@ -287,8 +298,8 @@ fn days32(array: &PrimitiveArray<Date32Type>, f: fn(i32) -> i32) -> ArrayRef {
 #[cfg(test)]
 mod tests {
     use arrow::array::{
-        BinaryArray, Date32Array, Decimal128Array, Int64Array, StringArray,
-        TimestampMicrosecondArray,
+        BinaryArray, BinaryViewArray, Date32Array, Decimal128Array, Int64Array, StringArray,
+        StringViewArray, TimestampMicrosecondArray,
     };
     use tarn_spec::{Field, FieldId, PartitionField, SchemaId, SpecId};
 
@@ -296,7 +307,8 @@ mod tests {
     use crate::arrow_convert::arrow_schema;
 
     /// Every kernel against `Transform::apply`, value by value, over awkward values:
-    /// negatives, the epoch, far dates, NULL, empty and multi-byte strings.
+    /// negatives, the epoch, far dates, NULL, empty and multi-byte strings, string and binary
+    /// views.
     #[test]
     fn kernels_agree_with_apply() {
         let cases: Vec<(PrimitiveType, ArrayRef)> = vec![
@@ -368,6 +380,23 @@ mod tests {
                     Some("héllo wörld"),
                     None,
                     Some("日本語のテキスト"),
+                ])),
+            ),
+            (
+                PrimitiveType::String,
+                Arc::new(StringViewArray::from(vec![
+                    Some(""),
+                    Some("a/b c%"),
+                    None,
+                    Some("a string longer than the twelve bytes a view holds inline"),
+                ])),
+            ),
+            (
+                PrimitiveType::Binary,
+                Arc::new(BinaryViewArray::from(vec![
+                    Some(&b""[..]),
+                    None,
+                    Some(&b"\x00\xff bytes longer than twelve"[..]),
                 ])),
             ),
             (

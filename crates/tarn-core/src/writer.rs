@@ -2,7 +2,7 @@
 //! size out, each described by a [`DataFile`] with the statistics its Parquet writer recorded.
 //!
 //! ```text
-//! batch ──conform──▶ batch with field ids
+//! batch ──conform──▶ batch with field ids (string and binary views kept as views)
 //!   unpartitioned ───────────────────────────────────────────▶ the open file (rolls at target size)
 //!   partitioned ──▶ chunk of batches ──(full)──▶ route (routing.rs): one run per partition
 //!                                                ──▶ the open file of each partition
@@ -358,6 +358,9 @@ pub struct DataFileWriter {
     memory: Option<MemoryGate>,
     /// Columns written without dictionary encoding, chosen from the first batch.
     plain_columns: Option<Vec<String>>,
+    /// The schema of conformed batches that keep view columns (see [`conform`]), reused
+    /// while the input's types stay the same.
+    view_schema: Option<SchemaRef>,
 }
 
 fn gate_allows(memory: &mut Option<MemoryGate>, held: usize) -> bool {
@@ -448,6 +451,7 @@ impl DataFileWriter {
             done: Vec::new(),
             memory: None,
             plain_columns: None,
+            view_schema: None,
         })
     }
 
@@ -474,7 +478,12 @@ impl DataFileWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let batch = conform(batch, &self.schema, &self.arrow_schema)?;
+        let batch = conform(
+            batch,
+            &self.schema,
+            &self.arrow_schema,
+            &mut self.view_schema,
+        )?;
         if self.plain_columns.is_none() {
             self.plain_columns = Some(high_cardinality_columns(
                 &batch,
@@ -483,6 +492,14 @@ impl DataFileWriter {
         }
         if self.spec.is_unpartitioned() {
             return self.write_routed(&[batch]).await;
+        }
+        if self
+            .chunk
+            .first()
+            .is_some_and(|c| c.schema() != batch.schema())
+        {
+            // A chunk is routed as one: its batches must share their column types.
+            self.write_chunk().await?;
         }
         self.chunk_bytes += batch.get_array_memory_size();
         self.chunk.push(batch);
@@ -685,9 +702,20 @@ fn file_statistics(
     Ok(all)
 }
 
-/// `batch` with the table's Arrow schema: columns matched by name, cast to the column type,
-/// NOT NULL checked.
-fn conform(batch: &RecordBatch, schema: &Schema, target: &SchemaRef) -> Result<RecordBatch> {
+/// `batch` with the table's columns, matched by name, in the table's order: cast to the
+/// column types, NOT NULL checked, with field ids.
+///
+/// A string or binary column the data holds as a view array (as DataFusion reads Parquet)
+/// stays one: the Parquet writer encodes views as it encodes strings, and keeping them saves
+/// copying every value here and again when routing gathers rows by partition. Such batches
+/// have the table's schema with those columns' types changed to the views; `view_schema`
+/// keeps that schema while the input's types stay the same.
+fn conform(
+    batch: &RecordBatch,
+    schema: &Schema,
+    target: &SchemaRef,
+    view_schema: &mut Option<SchemaRef>,
+) -> Result<RecordBatch> {
     let input = batch.schema();
     for field in input.fields() {
         if schema.field_by_name(field.name()).is_none() {
@@ -718,7 +746,12 @@ fn conform(batch: &RecordBatch, schema: &Schema, target: &SchemaRef) -> Result<R
                 reason: format!("column '{}' is missing from the data", field.name),
             });
         };
-        let column = conform_array(batch.column(index), field, &field.name)?;
+        let column = batch.column(index);
+        let column = if is_view_of(column.data_type(), &field.field_type) {
+            column.clone()
+        } else {
+            conform_array(column, field, &field.name)?
+        };
         if field.required && column.null_count() > 0 {
             let nulls = column.null_count();
             return Err(Error::SchemaMismatch {
@@ -731,8 +764,47 @@ fn conform(batch: &RecordBatch, schema: &Schema, target: &SchemaRef) -> Result<R
         }
         columns.push(column);
     }
-    RecordBatch::try_new(target.clone(), columns)
+    let types_match = |schema: &SchemaRef| {
+        schema
+            .fields()
+            .iter()
+            .zip(&columns)
+            .all(|(f, c)| f.data_type() == c.data_type())
+    };
+    let schema = if types_match(target) {
+        target.clone()
+    } else {
+        match view_schema {
+            Some(schema) if types_match(schema) => schema.clone(),
+            _ => {
+                let fields: Vec<arrow::datatypes::Field> = target
+                    .fields()
+                    .iter()
+                    .zip(&columns)
+                    .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+                    .collect();
+                view_schema
+                    .insert(Arc::new(arrow::datatypes::Schema::new_with_metadata(
+                        fields,
+                        target.metadata().clone(),
+                    )))
+                    .clone()
+            }
+        }
+    };
+    RecordBatch::try_new(schema, columns)
         .map_err(|e| Error::arrow("conforming a batch to the table schema", e))
+}
+
+/// Whether `data_type` is the view layout of a string or binary column of type `ty`.
+fn is_view_of(data_type: &arrow::datatypes::DataType, ty: &tarn_spec::Type) -> bool {
+    use arrow::datatypes::DataType;
+    use tarn_spec::Type;
+    matches!(
+        (data_type, ty),
+        (DataType::Utf8View, Type::Primitive(PrimitiveType::String))
+            | (DataType::BinaryView, Type::Primitive(PrimitiveType::Binary))
+    )
 }
 
 #[cfg(test)]

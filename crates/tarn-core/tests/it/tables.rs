@@ -491,6 +491,111 @@ async fn strings_are_stored_with_truncated_bounds() {
     assert!(max.as_str() > long.as_str() && max.len() == tarn_core::TRUNCATE_LENGTH);
 }
 
+/// String columns arriving as views (as DataFusion reads Parquet) are written as strings:
+/// routed to their partitions by value, with the same bounds and the same bytes read back,
+/// whether an append mixes them with plain string batches or not.
+#[tokio::test]
+async fn string_views_are_written_as_strings() {
+    use arrow::array::{Array, AsArray, StringViewArray};
+    let w = memory_warehouse("views").await;
+    let regions = [
+        Some("a b/%5 \u{e9}"),
+        Some(""),
+        None,
+        Some("a region name longer than twelve bytes"),
+    ];
+    let as_views = |batch: arrow::array::RecordBatch, first: i64| {
+        let region: StringViewArray = (0..batch.num_rows())
+            .map(|i| regions[(first as usize + i) % regions.len()])
+            .collect();
+        let schema = arrow::datatypes::Schema::new(vec![
+            batch.schema().field(0).clone(),
+            batch.schema().field(1).clone(),
+            arrow::datatypes::Field::new("region", arrow::datatypes::DataType::Utf8View, true),
+        ]);
+        arrow::array::RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                batch.column(0).clone(),
+                batch.column(1).clone(),
+                Arc::new(region),
+            ],
+        )
+        .unwrap()
+    };
+    let region_of = |id: i64| {
+        if (40..50).contains(&id) {
+            Some(if id % 2 == 0 { "eu" } else { "us" })
+        } else {
+            regions[id as usize % regions.len()]
+        }
+    };
+    for partitioned in [false, true] {
+        let t = w
+            .create_table(
+                "ns",
+                &format!("events_{partitioned}"),
+                events_definition(partitioned),
+            )
+            .await
+            .unwrap();
+        // Views, plain strings, views again, over 3 days.
+        let t = t
+            .append_batches([
+                as_views(events(0..40, 3), 0),
+                events(40..50, 3),
+                as_views(events(50..90, 3), 50),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(read_ids(&t).await, (0..90).collect::<Vec<_>>());
+        let files = t.plan_files(&Predicate::True).await.unwrap().data_files();
+        let mut regions_seen = std::collections::BTreeSet::new();
+        for file in &files {
+            let bytes = data_file_bytes(&t, file).await;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .unwrap()
+                .build()
+                .unwrap();
+            let mut values = Vec::new();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let column = batch.column_by_name("region").unwrap();
+                assert_eq!(column.data_type(), &arrow::datatypes::DataType::Utf8);
+                let ids = batch.column_by_name("id").unwrap();
+                let ids = ids.as_primitive::<arrow::datatypes::Int64Type>();
+                for (row, value) in column.as_string::<i32>().iter().enumerate() {
+                    let id = ids.value(row);
+                    assert_eq!(value, region_of(id), "region of id {id}");
+                    values.push(value.map(String::from));
+                }
+            }
+            let stats = &file.column_stats[&tarn_spec::FieldId(3)];
+            // Bounds keep a prefix of long strings (see `strings_are_stored_with_truncated_bounds`).
+            let min = values
+                .iter()
+                .flatten()
+                .min()
+                .map(|v| Value::String(v.chars().take(tarn_core::TRUNCATE_LENGTH).collect()));
+            assert_eq!(stats.min, min, "{}", file.path);
+            let nulls = values.iter().filter(|v| v.is_none()).count() as u64;
+            assert_eq!(stats.null_count, Some(nulls), "{}", file.path);
+            if partitioned {
+                let region = match &file.partition[1] {
+                    Some(Value::String(r)) => Some(r.clone()),
+                    None => None,
+                    other => panic!("region partition {other:?}"),
+                };
+                assert!(values.iter().all(|v| *v == region), "{}", file.path);
+            }
+            regions_seen.extend(values);
+        }
+        assert_eq!(regions_seen.len(), 6, "{regions_seen:?}");
+        // 4 view regions on each of 3 days, eu and us on each of 3 days.
+        assert_eq!(files.len(), if partitioned { 18 } else { 1 });
+    }
+}
+
 /// A table tarn wrote with deletion vectors, checked in (`testdata/warehouse/default/t`:
 /// 10 rows, then DELETE of ids 2, 3, 7, then UPDATE of id 8): every later tarn must read
 /// each of its versions as written. Versions before the first vector stay format 1.
