@@ -232,8 +232,9 @@ impl OpenFile {
         match &mut self.writer {
             Some(writer) => writer.write(batch).await.map_err(self.parquet_error()),
             None => {
-                self.pending.push(batch.clone());
+                let batch = compacted(batch)?;
                 self.pending_bytes += batch.get_array_memory_size();
+                self.pending.push(batch);
                 if self.pending_bytes >= SMALL_FILE_BYTES {
                     self.start(self.properties.clone()).await?;
                 }
@@ -308,6 +309,59 @@ impl OpenFile {
     fn bytes_written(&self) -> usize {
         self.writer.as_ref().map_or(0, |w| w.bytes_written())
     }
+}
+
+/// `batch` in buffers of its own when it shows much less than its buffers hold. A pending
+/// batch is a few rows, often sliced from a routed chunk or a column many times larger: it
+/// would keep those buffers alive, and count them as its size.
+fn compacted(batch: &RecordBatch) -> Result<RecordBatch> {
+    use arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
+    use arrow::datatypes::DataType;
+    let error = |e| Error::arrow("copying the rows of a small file", e);
+    let rows = match u32::try_from(batch.num_rows()) {
+        Ok(rows) if shown_bytes(batch) * 2 < batch.get_array_memory_size() => rows,
+        _ => return Ok(batch.clone()),
+    };
+    let copied = arrow::compute::take_record_batch(batch, &UInt32Array::from_iter_values(0..rows))
+        .map_err(error)?;
+    // `take` copies views, not the strings they point at.
+    let columns = copied
+        .columns()
+        .iter()
+        .map(|column| -> ArrayRef {
+            match column.data_type() {
+                DataType::Utf8View => Arc::new(column.as_string_view().gc()),
+                DataType::BinaryView => Arc::new(column.as_binary_view().gc()),
+                _ => column.clone(),
+            }
+        })
+        .collect();
+    RecordBatch::try_new(batch.schema(), columns).map_err(error)
+}
+
+/// The bytes of Arrow data `batch` shows: a slice counts its rows, not the buffers it
+/// shares with the batch it was cut from (as `get_array_memory_size` does).
+fn shown_bytes(batch: &RecordBatch) -> usize {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::DataType;
+    batch
+        .columns()
+        .iter()
+        .map(|column| match column.data_type() {
+            DataType::Utf8View => {
+                let views = column.as_string_view();
+                16 * views.len() + views.total_buffer_bytes_used()
+            }
+            DataType::BinaryView => {
+                let views = column.as_binary_view();
+                16 * views.len() + views.total_buffer_bytes_used()
+            }
+            _ => column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size()),
+        })
+        .sum()
 }
 
 /// A float leaf of the schema (see [`tarn_spec::Leaf`]). Its statistics are gathered from

@@ -594,6 +594,47 @@ async fn string_views_are_written_as_strings() {
         // 4 view regions on each of 3 days, eu and us on each of 3 days.
         assert_eq!(files.len(), if partitioned { 18 } else { 1 });
     }
+
+    // Three rows sliced from a large view column make a small file (written uncompressed):
+    // the buffers the slice shares with the whole column are not counted as its size.
+    let t = w
+        .create_table("ns", "small", events_definition(false))
+        .await
+        .unwrap();
+    let long: StringViewArray = (0..100_000)
+        .map(|i| {
+            Some(format!(
+                "a string much longer than the twelve bytes of a view {i}"
+            ))
+        })
+        .collect();
+    let whole = events(0..100_000, 3);
+    let whole = arrow::array::RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(vec![
+            whole.schema().field(0).clone(),
+            whole.schema().field(1).clone(),
+            arrow::datatypes::Field::new("region", arrow::datatypes::DataType::Utf8View, true),
+        ])),
+        vec![
+            whole.column(0).clone(),
+            whole.column(1).clone(),
+            Arc::new(long),
+        ],
+    )
+    .unwrap();
+    assert!(whole.slice(7, 3).get_array_memory_size() > 1 << 20);
+    let t = t.append_batches([whole.slice(7, 3)]).await.unwrap();
+    let file = &t.plan_files(&Predicate::True).await.unwrap().data_files()[0];
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(data_file_bytes(&t, file).await).unwrap();
+    let metadata = parquet::file::reader::FileReader::metadata(&reader);
+    for column in metadata.row_group(0).columns() {
+        assert_eq!(
+            column.compression(),
+            parquet::basic::Compression::UNCOMPRESSED
+        );
+    }
+    assert_eq!(read_ids(&t).await, [7, 8, 9]);
 }
 
 /// A table tarn wrote with deletion vectors, checked in (`testdata/warehouse/default/t`:
