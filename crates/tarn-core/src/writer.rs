@@ -311,15 +311,16 @@ impl OpenFile {
     }
 }
 
-/// `batch` in buffers of its own when it shows much less than its buffers hold. A pending
-/// batch is a few rows, often sliced from a routed chunk or a column many times larger: it
-/// would keep those buffers alive, and count them as its size.
+/// `batch` in buffers of its own when they hold more than a small file and twice what it
+/// shows. A pending batch is a few rows, often sliced from a routed chunk or a column many
+/// times larger: it would keep those buffers alive, and count them as its size.
 fn compacted(batch: &RecordBatch) -> Result<RecordBatch> {
     use arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
     use arrow::datatypes::DataType;
     let error = |e| Error::arrow("copying the rows of a small file", e);
+    let held = batch.get_array_memory_size();
     let rows = match u32::try_from(batch.num_rows()) {
-        Ok(rows) if shown_bytes(batch) * 2 < batch.get_array_memory_size() => rows,
+        Ok(rows) if held > SMALL_FILE_BYTES && shown_bytes(batch) * 2 < held => rows,
         _ => return Ok(batch.clone()),
     };
     let copied = arrow::compute::take_record_batch(batch, &UInt32Array::from_iter_values(0..rows))
