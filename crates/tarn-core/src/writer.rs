@@ -343,20 +343,17 @@ fn compacted(batch: &RecordBatch) -> Result<RecordBatch> {
 /// The bytes of Arrow data `batch` shows: a slice counts its rows, not the buffers it
 /// shares with the batch it was cut from (as `get_array_memory_size` does).
 fn shown_bytes(batch: &RecordBatch) -> usize {
-    use arrow::array::{Array, AsArray};
-    use arrow::datatypes::DataType;
+    use arrow::array::{Array, AsArray, GenericByteViewArray};
+    use arrow::datatypes::{ByteViewType, DataType};
+    fn views<T: ByteViewType>(array: &GenericByteViewArray<T>) -> usize {
+        std::mem::size_of::<u128>() * array.len() + array.total_buffer_bytes_used()
+    }
     batch
         .columns()
         .iter()
         .map(|column| match column.data_type() {
-            DataType::Utf8View => {
-                let views = column.as_string_view();
-                16 * views.len() + views.total_buffer_bytes_used()
-            }
-            DataType::BinaryView => {
-                let views = column.as_binary_view();
-                16 * views.len() + views.total_buffer_bytes_used()
-            }
+            DataType::Utf8View => views(column.as_string_view()),
+            DataType::BinaryView => views(column.as_binary_view()),
             _ => column
                 .to_data()
                 .get_slice_memory_size()
