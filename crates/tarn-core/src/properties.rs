@@ -18,6 +18,44 @@ use crate::writer::{
 /// (only the partitions the new rows fall in).
 pub const OVERWRITE_MODE_PROPERTY: &str = "write.overwrite-mode";
 
+/// How an INSERT into a partitioned table spreads its rows over its writers (Iceberg's
+/// name): `hash` (the default) hashes them on the partition key, so each partition is
+/// written by one writer, into as few files as its size needs; `none` keeps each writer on
+/// the rows it reads, so every core encodes however the rows spread over partitions (a load
+/// of one day into a table partitioned by day), and a partition gets up to one file per
+/// writer. See [`DistributionMode`].
+pub const DISTRIBUTION_MODE_PROPERTY: &str = "write.distribution-mode";
+
+/// The values of [`DISTRIBUTION_MODE_PROPERTY`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DistributionMode {
+    /// Rows hashed on the partition key across the writers.
+    Hash,
+    /// Each writer writes the rows it reads, to every partition they fall in.
+    None,
+}
+
+impl DistributionMode {
+    /// The mode these properties ask for (`hash` when unset).
+    pub fn from_properties(properties: &BTreeMap<String, String>) -> Result<Self> {
+        match properties
+            .get(DISTRIBUTION_MODE_PROPERTY)
+            .map(String::as_str)
+        {
+            None | Some("hash") => Ok(DistributionMode::Hash),
+            Some("none") => Ok(DistributionMode::None),
+            Some(other) => Err(Error::invalid(
+                "table property",
+                format!(
+                    "{DISTRIBUTION_MODE_PROPERTY} is '{other}'; it must be 'hash' (each \
+                     partition written by one writer) or 'none' (every writer writes the rows \
+                     it reads)"
+                ),
+            )),
+        }
+    }
+}
+
 /// How DELETE changes rows: `merge-on-read` (deletion vectors, the default) or
 /// `copy-on-write` (rewriting the files that hold them).
 pub const DELETE_MODE_PROPERTY: &str = "write.delete-mode";
@@ -221,6 +259,7 @@ pub const KNOWN_PROPERTIES: &[(&str, &str)] = &[
     (COMPRESSION_LEVEL_PROPERTY, "a zstd level, 1 to 22"),
     (WRITE_BUFFER_PROPERTY, "a positive number of bytes"),
     (OVERWRITE_MODE_PROPERTY, "'static' or 'dynamic'"),
+    (DISTRIBUTION_MODE_PROPERTY, "'hash' or 'none'"),
     (SORT_ORDER_PROPERTY, "column names separated by commas"),
     (
         MANIFEST_MIN_COUNT_TO_MERGE_PROPERTY,
@@ -285,6 +324,7 @@ pub fn validate(properties: &BTreeMap<String, String>) -> Result<()> {
     OverwriteScope::from_properties(properties)?;
     ManifestMerge::from_properties(properties)?;
     sort_order(properties)?;
+    DistributionMode::from_properties(properties)?;
     auto_compact_min_files(properties)?;
     Retention::from_properties(properties)?;
     for property in [

@@ -1093,7 +1093,8 @@ async fn partitioned_loads_run_under_a_small_memory_pool() {
 }
 
 /// Rows are hashed on the partition key across the writers: however many writers a
-/// statement has, each partition gets one file (not one per writer).
+/// statement has, each partition gets one file (not one per writer), unless the table's
+/// `write.distribution-mode` is `none`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_partition_is_written_by_one_writer() {
     let tarn = with_partitions("memory://one-writer-per-partition", 4).await;
@@ -1124,6 +1125,42 @@ async fn each_partition_is_written_by_one_writer() {
     );
     assert!(files[1] >= 8 * 14, "{files:?}");
     assert_eq!(files[2], 20_000);
+
+    // With `write.distribution-mode` = 'none', each writer writes the rows it reads: no
+    // hashing, and a partition gets a file from each writer its rows reached.
+    run(
+        &tarn,
+        "CREATE TABLE u (id BIGINT, ts TIMESTAMP) PARTITIONED BY (day(ts), bucket(8, id)) \
+         WITH ('write.distribution-mode' = 'none')",
+    )
+    .await;
+    let insert = "INSERT INTO u SELECT value, to_timestamp(1700000000 + value * 60) \
+                  FROM generate_series(1, 20000)";
+    let plan = run(&tarn, &format!("EXPLAIN {insert}")).await;
+    let plan = datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string();
+    assert!(plan.contains("TarnWriteExec"), "{plan}");
+    assert!(!plan.contains("partitioning=Hash"), "{plan}");
+    run(&tarn, insert).await;
+    let counts = run(
+        &tarn,
+        "SELECT CAST(count(*) AS BIGINT), CAST(count(DISTINCT partition) AS BIGINT), \
+                CAST(sum(record_count) AS BIGINT) FROM \"u$files\"",
+    )
+    .await;
+    let counts: Vec<i64> = (0..3)
+        .map(|i| counts[0].column(i).as_primitive::<Int64Type>().value(0))
+        .collect();
+    assert_eq!(counts[1], files[1], "the same partitions: {counts:?}");
+    assert!(counts[0] > counts[1], "a file per writer: {counts:?}");
+    assert_eq!(counts[2], 20_000);
+    let same = run(
+        &tarn,
+        "SELECT CAST(count(*) AS BIGINT) FROM (SELECT * FROM t EXCEPT ALL SELECT * FROM u)",
+    )
+    .await;
+    assert_eq!(same[0].column(0).as_primitive::<Int64Type>().value(0), 0);
 }
 
 /// A CREATE TABLE AS cancelled while it writes (its future dropped, as Ctrl-C in the shell

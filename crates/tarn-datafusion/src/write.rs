@@ -36,6 +36,7 @@ use datafusion::physical_plan::{
     Partitioning, PlanProperties,
 };
 use futures::StreamExt;
+use tarn_core::properties::DistributionMode;
 use tarn_core::{DataFileWriter, OverwriteScope, Table, WriterOptions, partition_keys};
 use tarn_spec::Transform;
 
@@ -52,8 +53,9 @@ pub(crate) fn may_hash_across_writers(pool: &dyn MemoryPool) -> bool {
 }
 
 /// The plan of an INSERT into `table` (named `name` in messages): writers under a commit.
-/// `hash` asks for a partitioned table's rows to be hashed on the partition key across the
-/// writers (see [`may_hash_across_writers`]).
+/// `hash` lets a partitioned table's rows be hashed on the partition key across the writers
+/// (see [`may_hash_across_writers`]), which they are unless the table's
+/// `write.distribution-mode` is `none`.
 pub(crate) fn insert_plan(
     input: Arc<dyn ExecutionPlan>,
     table: Table,
@@ -75,6 +77,9 @@ pub(crate) fn insert_plan(
         }
     };
     let ordering = table_ordering(&input.schema(), &table)?;
+    let hash = hash
+        && DistributionMode::from_properties(table.metadata().properties()).map_err(to_df)?
+            == DistributionMode::Hash;
     let key = hash
         .then(|| partition_key(&input.schema(), &table))
         .flatten();
