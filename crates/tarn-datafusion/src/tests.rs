@@ -1092,6 +1092,19 @@ async fn partitioned_loads_run_under_a_small_memory_pool() {
     assert!(files[0] > 32, "the pool closed no file early: {files:?}");
 }
 
+/// The data files of `table`, the partitions they are in, and the rows they hold.
+async fn file_counts(tarn: &TarnContext, table: &str) -> [i64; 3] {
+    let counts = run(
+        tarn,
+        &format!(
+            "SELECT CAST(count(*) AS BIGINT), CAST(count(DISTINCT partition) AS BIGINT), \
+                    CAST(sum(record_count) AS BIGINT) FROM \"{table}$files\""
+        ),
+    )
+    .await;
+    [0, 1, 2].map(|i| counts[0].column(i).as_primitive::<Int64Type>().value(0))
+}
+
 /// Rows are hashed on the partition key across the writers: however many writers a
 /// statement has, each partition gets one file (not one per writer), unless the table's
 /// `write.distribution-mode` is `none`.
@@ -1109,15 +1122,7 @@ async fn each_partition_is_written_by_one_writer() {
          FROM generate_series(1, 20000)",
     )
     .await;
-    let files = run(
-        &tarn,
-        "SELECT CAST(count(*) AS BIGINT), CAST(count(DISTINCT partition) AS BIGINT), \
-                CAST(sum(record_count) AS BIGINT) FROM \"t$files\"",
-    )
-    .await;
-    let files: Vec<i64> = (0..3)
-        .map(|i| files[0].column(i).as_primitive::<Int64Type>().value(0))
-        .collect();
+    let files = file_counts(&tarn, "t").await;
     assert_eq!(
         files[0], files[1],
         "files {} for {} partitions",
@@ -1143,15 +1148,7 @@ async fn each_partition_is_written_by_one_writer() {
     assert!(plan.contains("TarnWriteExec"), "{plan}");
     assert!(!plan.contains("partitioning=Hash"), "{plan}");
     run(&tarn, insert).await;
-    let counts = run(
-        &tarn,
-        "SELECT CAST(count(*) AS BIGINT), CAST(count(DISTINCT partition) AS BIGINT), \
-                CAST(sum(record_count) AS BIGINT) FROM \"u$files\"",
-    )
-    .await;
-    let counts: Vec<i64> = (0..3)
-        .map(|i| counts[0].column(i).as_primitive::<Int64Type>().value(0))
-        .collect();
+    let counts = file_counts(&tarn, "u").await;
     assert_eq!(counts[1], files[1], "the same partitions: {counts:?}");
     assert!(counts[0] > counts[1], "a file per writer: {counts:?}");
     assert_eq!(counts[2], 20_000);
