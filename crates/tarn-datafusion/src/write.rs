@@ -7,7 +7,8 @@
 //!   CoalescePartitionsExec  (added by DataFusion: the commit takes one input partition)
 //!     TarnWriteExec         partition i: rows ─▶ data files of the table's spec ─▶ one fragment
 //!       RepartitionExec     (partitioned tables: hashed on the partition key, so each table
-//!                            partition is written by one writer, into one file per target size)
+//!                            partition is written by one writer, into one file per target size;
+//!                            none when `write.distribution-mode` is `none`)
 //!         input             N partitions
 //! ```
 
