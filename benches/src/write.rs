@@ -31,7 +31,7 @@ struct Case {
     floor: &'static str,
 }
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 7] = [
     Case {
         label: "CTAS lineitem, unpartitioned",
         setup: None,
@@ -62,10 +62,32 @@ const CASES: [Case; 5] = [
         tarn: "INSERT INTO {t} SELECT * FROM '{src}' WHERE l_orderkey % 6 = 0",
         floor: "SELECT * FROM '{src}' WHERE l_orderkey % 6 = 0",
     },
+    Case {
+        label: "INSERT one year into a table PARTITIONED BY (year(l_shipdate))",
+        setup: Some(
+            "CREATE TABLE {t} PARTITIONED BY (year(l_shipdate)) AS SELECT * FROM '{src}' WHERE false",
+        ),
+        tarn: "INSERT INTO {t} {one year}",
+        floor: "{one year}",
+    },
+    Case {
+        label: "INSERT one year into a table PARTITIONED BY (year(l_shipdate)), write.distribution-mode 'none'",
+        setup: Some(
+            "CREATE TABLE {t} PARTITIONED BY (year(l_shipdate)) \
+             WITH ('write.distribution-mode' = 'none') AS SELECT * FROM '{src}' WHERE false",
+        ),
+        tarn: "INSERT INTO {t} {one year}",
+        floor: "{one year}",
+    },
 ];
+
+/// The rows of one year of lineitem: all in one partition of a table partitioned by year.
+const ONE_YEAR: &str = "SELECT * FROM '{src}' \
+     WHERE l_shipdate >= DATE '1995-01-01' AND l_shipdate < DATE '1996-01-01'";
 
 fn fill(sql: &str, table: &str, src: &Path) -> String {
     sql.replace("{events}", &format!("{EVENTS} FROM '{{src}}'"))
+        .replace("{one year}", ONE_YEAR)
         .replace("{t}", table)
         .replace("{src}", &src.display().to_string())
 }
@@ -217,6 +239,14 @@ pub async fn write(
             tarn_medians[partitioned] / tarn_medians[plain],
             "x",
             "tarn against tarn",
+        );
+    }
+    if !tarn_medians[5].is_nan() && !tarn_medians[6].is_nan() {
+        report.add(
+            "INSERT one year, write.distribution-mode 'none' / 'hash'".to_string(),
+            tarn_medians[6] / tarn_medians[5],
+            "x",
+            "tarn against tarn: hashed on the partition key, one partition is one writer",
         );
     }
     Ok(())
