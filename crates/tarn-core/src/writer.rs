@@ -6,28 +6,30 @@
 //!   unpartitioned ───────────────────────────────────────────▶ the open file (rolls at target size)
 //!   partitioned ──▶ chunk of batches ──(full)──▶ route (routing.rs): one run per partition
 //!                                                ──▶ the open file of each partition
+//! open file: runs shorter than a row group's floor wait as Arrow ──(enough)──▶ row group
 //! ```
 //!
 //! Routing a chunk of many batches at once hands each encoder one large run per partition,
 //! even when every input batch spreads over hundreds of partitions. What a writer holds
-//! (the chunk, row groups being encoded, upload buffers) is bounded by
-//! [`WriterOptions::buffer_bytes`] and by an optional [`MemoryGate`]: past either, the files
-//! holding the most close their row groups early (the files stay open); when the gate still
-//! refuses, whole files close (the partition's next rows start a new one).
+//! (the chunk, rows waiting for a row group, row groups being encoded with their codecs,
+//! upload buffers) is bounded by [`WriterOptions::buffer_bytes`] and by an optional
+//! [`MemoryGate`]: past either, the files holding the most close their row groups early (the
+//! files stay open); when the gate still refuses, shorter row groups close, then whole files
+//! (the partition's next rows start a new one).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
 use object_store::buffered::BufWriter;
-use parquet::arrow::AsyncArrowWriter;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::arrow::{ArrowSchemaConverter, AsyncArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{DEFAULT_PAGE_SIZE, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use tarn_spec::{
     Field, FieldId, PartitionSpec, PrimitiveType, Schema, SpecId, TableMetadata, Value,
@@ -58,8 +60,6 @@ pub const COMPRESSION_LEVEL_PROPERTY: &str = "write.parquet.compression-level";
 /// close row groups early (smaller row groups, same files).
 pub const WRITE_BUFFER_PROPERTY: &str = "write.buffer-bytes";
 
-/// The shortest row group closed early to stay within the writer's `buffer_bytes`.
-const MIN_SPILL_ROWS: usize = 16_384;
 /// The largest chunk of a partitioned write, in bytes of Arrow data.
 const MAX_CHUNK_BYTES: usize = 128 * 1024 * 1024;
 /// What one open file buffers before uploading it as a part of a multipart upload: the
@@ -182,6 +182,39 @@ fn zstd(level: Option<&String>) -> Result<Compression> {
         })
 }
 
+/// Heap the codec of one leaf column holds while a row group is open, which the Parquet
+/// writer's `memory_size` leaves out. parquet 59 gives every column writer a codec of its own,
+/// and a zstd codec holds a compression context, sized by the pages it compresses, and a
+/// decompression context it never uses while writing: about 260 KB a column at level 1. A load
+/// into many partitions holds a row group open in every partition's file: loading lineitem by
+/// month under a 512 MB pool held 2,688 of them, 690 MB the pool never saw.
+fn codec_state_bytes(compression: Compression) -> usize {
+    match compression {
+        Compression::ZSTD(level) => zstd_state_bytes(level.compression_level()),
+        // snap's encoder: a table of 2^14 two-byte entries beside one of 2^10.
+        Compression::SNAPPY => ((1 << 14) + (1 << 10)) * 2,
+        _ => 0,
+    }
+}
+
+/// [`codec_state_bytes`] of zstd at `level`, measured once per level: a compression context
+/// after compressing a page as large as the Parquet writer's, and a decompression context.
+fn zstd_state_bytes(level: i32) -> usize {
+    static MEASURED: Mutex<BTreeMap<i32, usize>> = Mutex::new(BTreeMap::new());
+    let mut measured = MEASURED.lock().unwrap_or_else(PoisonError::into_inner);
+    *measured.entry(level).or_insert_with(|| {
+        let page = vec![0u8; DEFAULT_PAGE_SIZE];
+        let mut compressed = Vec::with_capacity(zstd_safe::compress_bound(page.len()));
+        let mut context = zstd_safe::CCtx::create();
+        // Both calls fail only on an invalid level, which the table property refuses; the
+        // context is then measured as it is.
+        let _ = context
+            .set_parameter(zstd_safe::CParameter::CompressionLevel(level))
+            .and_then(|_| context.compress2(&mut compressed, &page));
+        context.sizeof() + zstd_safe::DCtx::create().sizeof()
+    })
+}
+
 /// A file holding less than this much Arrow data when it closes is written uncompressed.
 /// Parquet sets up a codec per column chunk, and zstd's (a compression and a decompression
 /// context) cost about 30 µs per column: most of the time a small append spent encoding a
@@ -189,12 +222,22 @@ fn zstd(level: Option<&String>) -> Result<Compression> {
 /// table's codec.
 const SMALL_FILE_BYTES: usize = 64 * 1024;
 
+/// The fewest rows a row group opens with, unless the file closes first: rows arriving in
+/// smaller runs wait as Arrow data. An open row group holds a column writer per leaf, with
+/// its codec (see [`codec_state_bytes`]): hundreds of partitions each with a row group open
+/// would hold more in codecs than in rows. Also the shortest row group closed early to stay
+/// within the writer's `buffer_bytes` (only a refusing memory pool closes shorter ones).
+const MIN_ROW_GROUP_ROWS: usize = 16_384;
+/// The most Arrow data a file keeps waiting before it opens a row group, for wide rows.
+const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
+
 struct OpenFile {
     path: String,
-    /// The file's first rows, until they reach [`SMALL_FILE_BYTES`] and the Parquet writer
-    /// starts (see [`OpenFile::start`]).
+    /// Rows waiting for a row group to open (see [`MIN_ROW_GROUP_ROWS`]), in buffers of their
+    /// own.
     pending: Vec<RecordBatch>,
     pending_bytes: usize,
+    pending_rows: usize,
     writer: Option<AsyncArrowWriter<BufWriter>>,
     /// The writer's properties, with the table's codec.
     properties: WriterProperties,
@@ -207,21 +250,32 @@ struct OpenFile {
     float_stats: Vec<StatsCollector>,
     /// Rows encoded into the file so far.
     rows: u64,
+    /// What its column writers' codecs hold while a row group is open (see
+    /// [`codec_state_bytes`]).
+    codec_state: usize,
 }
 
 impl OpenFile {
-    /// Bytes this file holds in memory: its pending rows, or the row group being encoded
-    /// and (at most) a full upload buffer.
+    /// Bytes this file holds in memory: its waiting rows, the row group being encoded (with
+    /// its codecs) and (at most) a full upload buffer.
     fn held(&self) -> usize {
-        match &self.writer {
-            Some(writer) => writer.memory_size() + writer.bytes_written() % UPLOAD_BUFFER_BYTES,
-            None => self.pending_bytes,
-        }
+        let encoding = self.writer.as_ref().map_or(0, |writer| {
+            let codecs = if writer.in_progress_rows() > 0 {
+                self.codec_state
+            } else {
+                0
+            };
+            writer.memory_size() + codecs + writer.bytes_written() % UPLOAD_BUFFER_BYTES
+        });
+        self.pending_bytes + encoding
     }
 
-    fn parquet_error(&self) -> impl FnOnce(ParquetError) -> Error + use<> {
+    fn parquet_error(&self) -> impl Fn(ParquetError) -> Error + use<> {
         let path = self.path.clone();
-        move |source| Error::Parquet { path, source }
+        move |source| Error::Parquet {
+            path: path.clone(),
+            source,
+        }
     }
 
     async fn encode(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -229,80 +283,92 @@ impl OpenFile {
             collector.update(leaf_array(batch, &leaf.path)?.as_ref());
         }
         self.rows += batch.num_rows() as u64;
-        match &mut self.writer {
-            Some(writer) => writer.write(batch).await.map_err(self.parquet_error()),
-            None => {
-                let batch = compacted(batch)?;
-                self.pending_bytes += batch.get_array_memory_size();
-                self.pending.push(batch);
-                if self.pending_bytes >= SMALL_FILE_BYTES {
-                    self.start(self.properties.clone()).await?;
-                }
-                Ok(())
-            }
+        let row_group_open = self
+            .writer
+            .as_ref()
+            .is_some_and(|writer| writer.in_progress_rows() > 0);
+        if row_group_open || (self.pending.is_empty() && batch.num_rows() >= MIN_ROW_GROUP_ROWS) {
+            let error = self.parquet_error();
+            let properties = self.properties.clone();
+            return self.writer(properties)?.write(batch).await.map_err(error);
         }
+        let batch = compacted(batch)?;
+        self.pending_bytes += batch.get_array_memory_size();
+        self.pending_rows += batch.num_rows();
+        self.pending.push(batch);
+        if self.pending_rows >= MIN_ROW_GROUP_ROWS || self.pending_bytes >= MAX_PENDING_BYTES {
+            self.encode_pending(self.properties.clone()).await?;
+        }
+        Ok(())
     }
 
-    /// Starts the Parquet writer with `properties` and encodes the pending rows.
-    async fn start(
+    /// The Parquet writer, started with `properties` if it has not started.
+    fn writer(&mut self, properties: WriterProperties) -> Result<&mut AsyncArrowWriter<BufWriter>> {
+        if self.writer.is_none() {
+            let sink = BufWriter::with_capacity(
+                self.store.clone(),
+                self.location.clone(),
+                UPLOAD_BUFFER_BYTES,
+            );
+            let writer =
+                AsyncArrowWriter::try_new(sink, self.arrow_schema.clone(), Some(properties))
+                    .map_err(self.parquet_error())?;
+            self.writer = Some(writer);
+        }
+        Ok(self.writer.as_mut().expect("started above"))
+    }
+
+    /// Encodes the waiting rows into the row group being encoded (opening one), starting the
+    /// writer with `properties` if it has not started.
+    async fn encode_pending(
         &mut self,
         properties: WriterProperties,
     ) -> Result<&mut AsyncArrowWriter<BufWriter>> {
-        let sink = BufWriter::with_capacity(
-            self.store.clone(),
-            self.location.clone(),
-            UPLOAD_BUFFER_BYTES,
-        );
-        let mut writer =
-            AsyncArrowWriter::try_new(sink, self.arrow_schema.clone(), Some(properties))
-                .map_err(self.parquet_error())?;
-        for batch in std::mem::take(&mut self.pending) {
-            writer.write(&batch).await.map_err(self.parquet_error())?;
-        }
+        let error = self.parquet_error();
+        let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        Ok(self.writer.insert(writer))
-    }
-
-    /// Rows in the row group being encoded; before the writer starts, the pending rows.
-    fn in_progress_rows(&self) -> usize {
-        match &self.writer {
-            Some(writer) => writer.in_progress_rows(),
-            None => self.pending.iter().map(RecordBatch::num_rows).sum(),
+        self.pending_rows = 0;
+        let writer = self.writer(properties)?;
+        for batch in pending {
+            writer.write(&batch).await.map_err(&error)?;
         }
+        Ok(writer)
     }
 
-    /// Closes the row group being encoded, releasing what it held.
+    /// Rows in the row group being encoded and waiting for one.
+    fn in_progress_rows(&self) -> usize {
+        let encoding = self.writer.as_ref().map_or(0, |w| w.in_progress_rows());
+        encoding + self.pending_rows
+    }
+
+    /// Closes the row group being encoded, with the waiting rows, releasing what it held.
     async fn spill(&mut self) -> Result<()> {
         let error = self.parquet_error();
-        let writer = match self.writer.as_mut() {
-            Some(writer) => writer,
-            None => self.start(self.properties.clone()).await?,
-        };
+        let writer = self.encode_pending(self.properties.clone()).await?;
         writer.flush().await.map_err(error)
     }
 
     fn size(&self) -> u64 {
-        match &self.writer {
-            Some(writer) => (writer.bytes_written() + writer.in_progress_size()) as u64,
-            None => self.pending_bytes as u64,
-        }
+        let encoded = self
+            .writer
+            .as_ref()
+            .map_or(0, |w| w.bytes_written() + w.in_progress_size());
+        (encoded + self.pending_bytes) as u64
     }
 
     /// Finishes the file: a file still small is written uncompressed.
     async fn finish(&mut self) -> Result<ParquetMetaData> {
         let error = self.parquet_error();
-        let writer = match self.writer.as_mut() {
-            Some(writer) => writer,
-            None => {
-                let uncompressed = self
-                    .properties
-                    .clone()
-                    .into_builder()
-                    .set_compression(Compression::UNCOMPRESSED)
-                    .build();
-                self.start(uncompressed).await?
-            }
+        let properties = if self.writer.is_none() && self.pending_bytes < SMALL_FILE_BYTES {
+            self.properties
+                .clone()
+                .into_builder()
+                .set_compression(Compression::UNCOMPRESSED)
+                .build()
+        } else {
+            self.properties.clone()
         };
+        let writer = self.encode_pending(properties).await?;
         writer.finish().await.map_err(error)
     }
 
@@ -396,6 +462,8 @@ pub struct DataFileWriter {
     spec: PartitionSpec,
     arrow_schema: SchemaRef,
     float_leaves: Arc<[FloatLeaf]>,
+    /// What the codecs of a file's open row group hold (see [`codec_state_bytes`]).
+    codec_state: usize,
     options: WriterOptions,
     env: Env,
     router: Router,
@@ -487,10 +555,17 @@ impl DataFileWriter {
         env: Env,
     ) -> Result<Self> {
         let schema = metadata.current_schema().clone();
+        let arrow_schema = arrow_schema(&schema);
+        let leaf_columns = ArrowSchemaConverter::new()
+            .convert(&arrow_schema)
+            .map_err(|e| Error::invalid("table schema", format!("not writable as Parquet: {e}")))?
+            .num_columns();
+        let codec_state = leaf_columns * codec_state_bytes(options.compression);
         Ok(DataFileWriter {
             router: Router::new(&schema, metadata.default_spec())?,
-            arrow_schema: arrow_schema(&schema),
             float_leaves: float_leaves(&schema),
+            arrow_schema,
+            codec_state,
             spec: metadata.default_spec().clone(),
             schema,
             location,
@@ -604,8 +679,8 @@ impl DataFileWriter {
 
     /// Closes the row groups of the files holding the most until the writer holds no more
     /// than `buffer_bytes` and the memory gate agrees; row groups shorter than
-    /// [`MIN_SPILL_ROWS`] stay open. When the memory gate still refuses, closes whole files,
-    /// the largest first (more files, but the write goes on).
+    /// [`MIN_ROW_GROUP_ROWS`] stay open unless the memory gate still refuses. When it refuses
+    /// even then, closes whole files, the largest first (more files, but the write goes on).
     async fn stay_within_bounds(&mut self) -> Result<()> {
         self.files_held = self.release().await?;
         Ok(())
@@ -625,7 +700,7 @@ impl DataFileWriter {
         sizes.sort_unstable_by_key(|(held, _)| std::cmp::Reverse(*held));
         for (_, key) in &sizes {
             let file = self.open.get_mut(key).expect("listed above");
-            if file.in_progress_rows() < MIN_SPILL_ROWS {
+            if file.in_progress_rows() < MIN_ROW_GROUP_ROWS {
                 continue;
             }
             let before = file.held();
@@ -638,6 +713,20 @@ impl DataFileWriter {
         if gate_allows(&mut self.memory, held) {
             // Over `buffer_bytes` only by row groups too short to close: keep them.
             return Ok(held);
+        }
+        // The pool refuses: a short row group costs readers less than a file closed early,
+        // and closing it frees its codecs.
+        for (_, key) in &sizes {
+            let file = self.open.get_mut(key).expect("listed above");
+            if file.in_progress_rows() == 0 {
+                continue;
+            }
+            let before = file.held();
+            file.spill().await?;
+            held = held - before + file.held();
+            if gate_allows(&mut self.memory, held) {
+                return Ok(held);
+            }
         }
         for (_, key) in &sizes {
             let file = self.open.remove(key).expect("listed above");
@@ -676,6 +765,7 @@ impl DataFileWriter {
             path,
             pending: Vec::new(),
             pending_bytes: 0,
+            pending_rows: 0,
             writer: None,
             properties: props.build(),
             store: self.location.store().clone(),
@@ -684,6 +774,7 @@ impl DataFileWriter {
             float_stats: vec![StatsCollector::default(); self.float_leaves.len()],
             float_leaves: self.float_leaves.clone(),
             rows: 0,
+            codec_state: self.codec_state,
         })
     }
 

@@ -198,7 +198,8 @@ async fn a_writer_the_memory_pool_refuses_closes_files_or_fails_clearly() {
         .to_string();
     assert!(message.contains("memory pool"), "{message}");
 
-    // A pool that grants one small file at a time: files are closed early, nothing is lost.
+    // A pool that grants one small file at a time: row groups, then files, are closed
+    // early, nothing is lost.
     let mut writer = t
         .writer()
         .unwrap()
@@ -210,9 +211,10 @@ async fn a_writer_the_memory_pool_refuses_closes_files_or_fails_clearly() {
             .unwrap();
     }
     let files = writer.finish().await.unwrap();
+    let row_groups: usize = files.iter().map(|f| f.row_group_rows.len()).sum();
     assert!(
-        files.len() > 6,
-        "{} files: none was closed early",
+        files.len() > 3 && row_groups > files.len(),
+        "{} files, {row_groups} row groups: nothing was closed early",
         files.len()
     );
     let mut ids = Vec::new();
@@ -221,6 +223,38 @@ async fn a_writer_the_memory_pool_refuses_closes_files_or_fails_clearly() {
     }
     ids.sort_unstable();
     assert_eq!(ids, (0..5000).collect::<Vec<_>>());
+}
+
+/// The memory pool is asked for what an open row group's codecs hold, not only its pages:
+/// zstd gives each column a compression and a decompression context, about 260 KB together,
+/// and a write into hundreds of partitions holds a row group open in each.
+#[tokio::test]
+async fn the_memory_pool_sees_what_codecs_hold() {
+    let w = memory_warehouse("codecs").await;
+    let mut asked = Vec::new();
+    for codec in ["uncompressed", "zstd"] {
+        let mut definition = events_definition(false);
+        definition.properties.insert(
+            tarn_core::COMPRESSION_CODEC_PROPERTY.to_string(),
+            codec.to_string(),
+        );
+        let t = w.create_table("ns", codec, definition).await.unwrap();
+        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = most.clone();
+        let mut writer = t.writer().unwrap().with_memory_gate(Box::new(move |bytes| {
+            seen.fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
+            true
+        }));
+        // One run long enough to open a row group, which stays open.
+        writer.write(&events(0..20_000, 3)).await.unwrap();
+        asked.push(most.load(std::sync::atomic::Ordering::Relaxed));
+        writer.finish().await.unwrap();
+    }
+    let (uncompressed, zstd) = (asked[0], asked[1]);
+    assert!(
+        zstd > uncompressed + 3 * 150_000,
+        "the pool was asked for {zstd} bytes with zstd, {uncompressed} uncompressed"
+    );
 }
 
 /// Mostly distinct columns skip the dictionary; repetitive ones keep it.
