@@ -257,6 +257,35 @@ async fn the_memory_pool_sees_what_codecs_hold() {
     );
 }
 
+/// Partitions given a few thousand rows each keep them as Arrow data until their files
+/// close, rather than each opening a row group whose codecs outweigh its rows.
+#[tokio::test]
+async fn short_runs_wait_for_a_row_group() {
+    let w = memory_warehouse("short-runs").await;
+    let t = w
+        .create_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = most.clone();
+    let mut writer = t.writer().unwrap().with_memory_gate(Box::new(move |bytes| {
+        seen.fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
+        true
+    }));
+    // 10 days, each in one region (both follow the id): 10 partitions of 10,000 rows.
+    writer.write(&events(0..100_000, 10)).await.unwrap();
+    let files = writer.finish().await.unwrap();
+    assert_eq!(files.len(), 10);
+    assert!(files.iter().all(|f| f.row_group_rows == [10_000]));
+    // Open row groups would add 10 files x 3 columns of zstd contexts, 250 KB each, to the
+    // 2 to 3 MB the rows take as Arrow data.
+    let most = most.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        most < 10 * 3 * 200_000,
+        "the pool was asked for {most} bytes for 100,000 rows of three columns"
+    );
+}
+
 /// Mostly distinct columns skip the dictionary; repetitive ones keep it.
 #[tokio::test]
 async fn dictionaries_only_for_repetitive_columns() {
