@@ -698,34 +698,26 @@ impl DataFileWriter {
             return Ok(held);
         }
         sizes.sort_unstable_by_key(|(held, _)| std::cmp::Reverse(*held));
-        for (_, key) in &sizes {
-            let file = self.open.get_mut(key).expect("listed above");
-            if file.in_progress_rows() < MIN_ROW_GROUP_ROWS {
-                continue;
-            }
-            let before = file.held();
-            file.spill().await?;
-            held = held - before + file.held();
-            if held <= self.options.buffer_bytes && gate_allows(&mut self.memory, held) {
+        // Row groups long enough to close early, until within `buffer_bytes` and the pool;
+        // then, only while the pool refuses, shorter ones: a short row group costs readers
+        // less than a file closed early, and closing it frees its codecs.
+        for (shortest, within_buffer) in [(MIN_ROW_GROUP_ROWS, true), (1, false)] {
+            if !within_buffer && gate_allows(&mut self.memory, held) {
+                // Over `buffer_bytes` only by row groups too short to close: keep them.
                 return Ok(held);
             }
-        }
-        if gate_allows(&mut self.memory, held) {
-            // Over `buffer_bytes` only by row groups too short to close: keep them.
-            return Ok(held);
-        }
-        // The pool refuses: a short row group costs readers less than a file closed early,
-        // and closing it frees its codecs.
-        for (_, key) in &sizes {
-            let file = self.open.get_mut(key).expect("listed above");
-            if file.in_progress_rows() == 0 {
-                continue;
-            }
-            let before = file.held();
-            file.spill().await?;
-            held = held - before + file.held();
-            if gate_allows(&mut self.memory, held) {
-                return Ok(held);
+            for (_, key) in &sizes {
+                let file = self.open.get_mut(key).expect("listed above");
+                if file.in_progress_rows() < shortest {
+                    continue;
+                }
+                let before = file.held();
+                file.spill().await?;
+                held = held - before + file.held();
+                let fits = !within_buffer || held <= self.options.buffer_bytes;
+                if fits && gate_allows(&mut self.memory, held) {
+                    return Ok(held);
+                }
             }
         }
         for (_, key) in &sizes {

@@ -2,11 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use object_store::ObjectStoreExt;
 use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use tarn_core::{Change, Env, OverwriteScope, Predicate, TARGET_FILE_SIZE_PROPERTY, Warehouse};
+use tarn_core::{
+    Change, DataFileWriter, Env, OverwriteScope, Predicate, TARGET_FILE_SIZE_PROPERTY, Table,
+    Warehouse,
+};
 use tarn_spec::{Field, MetadataUpdate, Operation, PrimitiveType, Value, Version};
 
 use crate::common::*;
@@ -138,12 +142,7 @@ async fn partitioned_writes_stay_within_their_buffer() {
         "400000".to_string(),
     )]);
     let t = w.create_table("ns", "events", def).await.unwrap();
-    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = asked.clone();
-    let mut writer = t.writer().unwrap().with_memory_gate(Box::new(move |bytes| {
-        seen.fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
-        true
-    }));
+    let (mut writer, asked) = recording_writer(&t);
     for i in 0..100 {
         writer
             .write(&events(i * 3000..(i + 1) * 3000, 7))
@@ -151,7 +150,7 @@ async fn partitioned_writes_stay_within_their_buffer() {
             .unwrap();
     }
     let files = writer.finish().await.unwrap();
-    assert!(asked.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(asked.load(Ordering::Relaxed) > 0);
     // 7 days x 2 regions, one file each: the buffer closes row groups, not files.
     assert_eq!(files.len(), 14);
     assert!(
@@ -225,6 +224,17 @@ async fn a_writer_the_memory_pool_refuses_closes_files_or_fails_clearly() {
     assert_eq!(ids, (0..5000).collect::<Vec<_>>());
 }
 
+/// A writer of `t` whose memory gate grants everything and records the most it was asked.
+fn recording_writer(t: &Table) -> (DataFileWriter, Arc<AtomicUsize>) {
+    let most = Arc::new(AtomicUsize::new(0));
+    let seen = most.clone();
+    let writer = t.writer().unwrap().with_memory_gate(Box::new(move |bytes| {
+        seen.fetch_max(bytes, Ordering::Relaxed);
+        true
+    }));
+    (writer, most)
+}
+
 /// The memory pool is asked for what an open row group's codecs hold, not only its pages:
 /// zstd gives each column a compression and a decompression context, about 260 KB together,
 /// and a write into hundreds of partitions holds a row group open in each.
@@ -239,15 +249,10 @@ async fn the_memory_pool_sees_what_codecs_hold() {
             codec.to_string(),
         );
         let t = w.create_table("ns", codec, definition).await.unwrap();
-        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let seen = most.clone();
-        let mut writer = t.writer().unwrap().with_memory_gate(Box::new(move |bytes| {
-            seen.fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
-            true
-        }));
+        let (mut writer, most) = recording_writer(&t);
         // One run long enough to open a row group, which stays open.
         writer.write(&events(0..20_000, 3)).await.unwrap();
-        asked.push(most.load(std::sync::atomic::Ordering::Relaxed));
+        asked.push(most.load(Ordering::Relaxed));
         writer.finish().await.unwrap();
     }
     let (uncompressed, zstd) = (asked[0], asked[1]);
@@ -266,12 +271,7 @@ async fn short_runs_wait_for_a_row_group() {
         .create_table("ns", "events", events_definition(true))
         .await
         .unwrap();
-    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = most.clone();
-    let mut writer = t.writer().unwrap().with_memory_gate(Box::new(move |bytes| {
-        seen.fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
-        true
-    }));
+    let (mut writer, most) = recording_writer(&t);
     // 10 days, each in one region (both follow the id): 10 partitions of 10,000 rows.
     writer.write(&events(0..100_000, 10)).await.unwrap();
     let files = writer.finish().await.unwrap();
@@ -279,7 +279,7 @@ async fn short_runs_wait_for_a_row_group() {
     assert!(files.iter().all(|f| f.row_group_rows == [10_000]));
     // Open row groups would add 10 files x 3 columns of zstd contexts, 250 KB each, to the
     // 2 to 3 MB the rows take as Arrow data.
-    let most = most.load(std::sync::atomic::Ordering::Relaxed);
+    let most = most.load(Ordering::Relaxed);
     assert!(
         most < 10 * 3 * 200_000,
         "the pool was asked for {most} bytes for 100,000 rows of three columns"
