@@ -56,7 +56,7 @@ async fn merge_in_mode(
     let warehouse =
         Warehouse::open(dir.path().to_str().ok_or("non-UTF-8 path")?).map_err(|e| e.to_string())?;
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(limit_bytes, 1.0)
+        .with_memory_pool(tarn_datafusion::memory_pool(limit_bytes))
         .build_arc()
         .map_err(|e| e.to_string())?;
     let ctx = TarnContext::new_with_runtime(warehouse, SessionConfig::new(), runtime)

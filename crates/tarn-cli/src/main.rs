@@ -126,7 +126,7 @@ async fn open(
 ) -> datafusion::error::Result<TarnContext> {
     let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
     if let Some(limit) = limit {
-        runtime = runtime.with_memory_limit(limit, 1.0);
+        runtime = runtime.with_memory_pool(tarn_datafusion::memory_pool(limit));
     }
     let runtime = runtime.build_arc()?;
     let warehouse = tarn_core::Warehouse::open_with(warehouse, options)

@@ -56,6 +56,32 @@ impl DistributionMode {
     }
 }
 
+/// Whether a writer of a partitioned table keeps a file open for every partition its rows
+/// fall in (`true`, the default: Iceberg's fanout writer, no sort) or first sorts its rows on
+/// the partition key (`false`: Spark's and Iceberg's default), so that it writes one
+/// partition after another with one file open. Fanout holds a row group, its codecs and an
+/// upload buffer per partition, and is the faster while they fit in memory; the sort spills
+/// to disk under a memory limit, which bounds a load over any number of partitions.
+pub const FANOUT_PROPERTY: &str = "write.fanout.enabled";
+
+/// What [`FANOUT_PROPERTY`] says (`true` when unset).
+pub fn fanout(properties: &BTreeMap<String, String>) -> Result<bool> {
+    match properties.get(FANOUT_PROPERTY) {
+        None => Ok(true),
+        Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(Error::invalid(
+                "table property",
+                format!(
+                    "{FANOUT_PROPERTY} is '{text}'; it must be 'true' (a file open per \
+                     partition) or 'false' (rows sorted on the partition key first)"
+                ),
+            )),
+        },
+    }
+}
+
 /// How DELETE changes rows: `merge-on-read` (deletion vectors, the default) or
 /// `copy-on-write` (rewriting the files that hold them).
 pub const DELETE_MODE_PROPERTY: &str = "write.delete-mode";
@@ -260,6 +286,7 @@ pub const KNOWN_PROPERTIES: &[(&str, &str)] = &[
     (WRITE_BUFFER_PROPERTY, "a positive number of bytes"),
     (OVERWRITE_MODE_PROPERTY, "'static' or 'dynamic'"),
     (DISTRIBUTION_MODE_PROPERTY, "'hash' or 'none'"),
+    (FANOUT_PROPERTY, "'true' or 'false'"),
     (SORT_ORDER_PROPERTY, "column names separated by commas"),
     (
         MANIFEST_MIN_COUNT_TO_MERGE_PROPERTY,
@@ -325,6 +352,7 @@ pub fn validate(properties: &BTreeMap<String, String>) -> Result<()> {
     ManifestMerge::from_properties(properties)?;
     sort_order(properties)?;
     DistributionMode::from_properties(properties)?;
+    fanout(properties)?;
     auto_compact_min_files(properties)?;
     Retention::from_properties(properties)?;
     for property in [
@@ -381,6 +409,10 @@ mod tests {
         );
         assert!(validate(&props(&[("write.target-file-size-bytes", "0")])).is_err());
         assert!(validate(&props(&[("tarn.whatever", "1")])).is_err());
+        assert!(fanout(&props(&[])).unwrap());
+        assert!(!fanout(&props(&[("write.fanout.enabled", "False")])).unwrap());
+        let fanout = validate(&props(&[("write.fanout.enabled", "yes")])).unwrap_err();
+        assert!(fanout.to_string().contains("must be 'true'"), "{fanout}");
     }
 
     #[test]

@@ -157,6 +157,23 @@ impl Router {
         for g in 0..first_rows.len() {
             offsets[g + 1] += offsets[g];
         }
+        let groups = |sorted: RecordBatch| {
+            first_rows
+                .iter()
+                .enumerate()
+                .map(|(g, &row)| Group {
+                    key: rows.row(row).data().to_vec(),
+                    batch: sorted.slice(offsets[g], offsets[g + 1] - offsets[g]),
+                })
+                .collect()
+        };
+        // A batch of clustered rows (a sorted write's) is already in partition order: the
+        // groups are slices of it.
+        if let [batch] = batches
+            && group_of.is_sorted()
+        {
+            return Ok(groups(batch.clone()));
+        }
         let mut next = offsets.clone();
         let mut order = vec![(0usize, 0usize); group_of.len()];
         for (row, g) in group_of.iter().enumerate() {
@@ -166,14 +183,7 @@ impl Router {
         let refs: Vec<&RecordBatch> = batches.iter().collect();
         let sorted = arrow::compute::interleave_record_batch(&refs, &order)
             .map_err(|e| Error::arrow("splitting rows by partition", e))?;
-        Ok(first_rows
-            .iter()
-            .enumerate()
-            .map(|(g, &row)| Group {
-                key: rows.row(row).data().to_vec(),
-                batch: sorted.slice(offsets[g], offsets[g + 1] - offsets[g]),
-            })
-            .collect())
+        Ok(groups(sorted))
     }
 
     /// The typed partition tuple of `row`.

@@ -6,6 +6,8 @@
 //!   unpartitioned ───────────────────────────────────────────▶ the open file (rolls at target size)
 //!   partitioned ──▶ chunk of batches ──(full)──▶ route (routing.rs): one run per partition
 //!                                                ──▶ the open file of each partition
+//!   clustered (sorted on the partition key) ──▶ route each batch ──▶ the open file of its
+//!                                               partitions; the files of those passed finish
 //! open file: runs shorter than a row group's floor wait as Arrow ──(enough)──▶ row group
 //! ```
 //!
@@ -17,7 +19,7 @@
 //! files stay open); when the gate still refuses, shorter row groups close, then whole files
 //! (the partition's next rows start a new one).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::array::RecordBatch;
@@ -481,6 +483,8 @@ pub struct DataFileWriter {
     /// The schema of conformed batches that keep view columns (see [`conform`]), reused
     /// while the input's types stay the same.
     view_schema: Option<SchemaRef>,
+    /// Whether rows arrive clustered by partition (see [`Self::with_clustered_input`]).
+    clustered: bool,
 }
 
 fn gate_allows(memory: &mut Option<MemoryGate>, held: usize) -> bool {
@@ -579,6 +583,7 @@ impl DataFileWriter {
             memory: None,
             plain_columns: None,
             view_schema: None,
+            clustered: false,
         })
     }
 
@@ -591,6 +596,16 @@ impl DataFileWriter {
     /// Bounds the memory this writer holds, overriding the table's `write.buffer-bytes`.
     pub fn with_buffer_bytes(mut self, bytes: usize) -> Self {
         self.options.buffer_bytes = bytes;
+        self
+    }
+
+    /// Tells the writer that its rows arrive clustered by partition (sorted on the partition
+    /// key): each batch is then routed as it comes, and a partition's file is finished as
+    /// soon as a batch does not touch it, so one file is open at a time (two across a batch
+    /// that spans partitions), whatever the number of partitions. Rows that are not
+    /// clustered are still all written, into more files.
+    pub fn with_clustered_input(mut self) -> Self {
+        self.clustered = true;
         self
     }
 
@@ -619,6 +634,9 @@ impl DataFileWriter {
         }
         if self.spec.is_unpartitioned() {
             return self.write_routed(&[batch]).await;
+        }
+        if self.clustered {
+            return self.write_clustered(batch).await;
         }
         if self
             .chunk
@@ -653,6 +671,28 @@ impl DataFileWriter {
 
     async fn write_routed(&mut self, batches: &[RecordBatch]) -> Result<()> {
         let groups = self.router.route(batches)?;
+        for group in groups {
+            self.write_partition(group).await?;
+        }
+        self.stay_within_bounds().await
+    }
+
+    /// Writes a batch of clustered rows (see [`Self::with_clustered_input`]), first finishing
+    /// the files of the partitions it does not touch.
+    async fn write_clustered(&mut self, batch: RecordBatch) -> Result<()> {
+        let groups = self.router.route(std::slice::from_ref(&batch))?;
+        let touched: HashSet<&[u8]> = groups.iter().map(|g| g.key.as_slice()).collect();
+        let finished: Vec<Vec<u8>> = self
+            .open
+            .keys()
+            .filter(|key| !touched.contains(key.as_slice()))
+            .cloned()
+            .collect();
+        for key in finished {
+            let file = self.open.remove(&key).expect("listed above");
+            let data_file = close_file(&self.schema, self.spec.id(), file).await?;
+            self.done.push(data_file);
+        }
         for group in groups {
             self.write_partition(group).await?;
         }

@@ -29,6 +29,7 @@ use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::common::SchemaError;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SessionState, SessionStateBuilder};
@@ -102,7 +103,7 @@ impl TarnContext {
 
     /// [`TarnContext::new`] with a runtime of your own (memory limit, spill directory, ...).
     /// The warehouse is the default catalog (`tarn`), its namespace `default` the default
-    /// schema.
+    /// schema. For a memory limit, [`memory_pool`] is the pool tarn's shell uses.
     pub async fn new_with_runtime(
         warehouse: Warehouse,
         config: SessionConfig,
@@ -729,6 +730,20 @@ fn lists_names(statement: &Statement) -> bool {
 /// the session's own planner), the time-travel relation planner, the change-feed table
 /// functions, `min`, `max` and `sum` in place of DataFusion's (see `aggregates`), and the
 /// analyzer rule that makes `+`, `-` and `*` of integers and decimals fail on overflow.
+/// A memory pool of `bytes` for a session's [`RuntimeEnv`], as `tarn --memory-limit` makes
+/// it: each spilling operator gets a fair share of what the others do not hold (DataFusion's
+/// `FairSpillPool`), and running out names the largest consumers. DataFusion's default pool
+/// for a limit (`RuntimeEnvBuilder::with_memory_limit`) is first come, first served: there one
+/// sort can fill the pool before another has reserved the memory it merges with, which then
+/// fails the statement. Partitioned writes under a memory limit sort a writer's rows each (see
+/// [`tarn_core::properties::FANOUT_PROPERTY`]).
+pub fn memory_pool(bytes: usize) -> Arc<dyn MemoryPool> {
+    Arc::new(TrackConsumersPool::new(
+        FairSpillPool::new(bytes),
+        std::num::NonZeroUsize::new(5).expect("not zero"),
+    ))
+}
+
 pub async fn register(
     ctx: &SessionContext,
     warehouse: Warehouse,

@@ -70,7 +70,7 @@ pub use changes::{
     ChangeFeedFunction, VersionChanges,
 };
 pub use commit::{TABLE_METADATA_KEY, TarnOptions, VERSION_METADATA_KEY};
-pub use context::{CATALOG, DEFAULT_NAMESPACE, TarnContext, register};
+pub use context::{CATALOG, DEFAULT_NAMESPACE, TarnContext, memory_pool, register};
 pub use dialect::TarnDialect;
 pub use dml::{DmlRule, TarnDml, TarnQueryPlanner};
 pub use in_subquery::NullAwareInSubquery;

@@ -21,7 +21,7 @@ use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr, expressions::Colu
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::{ExecutionPlan, Partitioning, execute_stream};
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName,
     Value as SqlValue,
@@ -504,25 +504,35 @@ pub(crate) async fn rewrite_files(
     } else {
         1
     };
-    let streams = match (ordering, crate::write::partition_key(&schema, table)) {
-        (None, Some(key)) if writers > 1 => {
-            let hashed = RepartitionExec::try_new(scan, Partitioning::Hash(key, writers))?;
-            (0..writers)
-                .map(|p| hashed.execute(p, task.clone()))
-                .collect::<Result<Vec<_>>>()?
-        }
-        (ordering, _) => {
-            let coalesced = Arc::new(CoalescePartitionsExec::new(scan));
-            let input: Arc<dyn ExecutionPlan> = match ordering {
-                None => coalesced,
-                Some(ordering) => Arc::new(SortExec::new(ordering, coalesced)),
-            };
-            vec![execute_stream(input, task.clone())?]
-        }
+    let key = crate::write::partition_key(&schema, table);
+    let input: Arc<dyn ExecutionPlan> = match (&ordering, &key) {
+        (None, Some(key)) if writers > 1 => Arc::new(RepartitionExec::try_new(
+            scan,
+            Partitioning::Hash(key.clone(), writers),
+        )?),
+        _ => Arc::new(CoalescePartitionsExec::new(scan)),
     };
+    // Each writer's rows sorted on the partition key first, when the table writes without
+    // fanout (see `clusters`), then in the order asked for.
+    let clustered = key.is_some() && crate::write::clusters(table)?;
+    let partition = key
+        .into_iter()
+        .flatten()
+        .filter(|_| clustered)
+        .map(PhysicalSortExpr::new_default);
+    let input = match LexOrdering::new(partition.chain(ordering.into_iter().flatten())) {
+        None => input,
+        Some(ordering) => Arc::new(SortExec::new(ordering, input).with_preserve_partitioning(true)),
+    };
+    let streams = (0..input.properties().partitioning.partition_count())
+        .map(|p| input.execute(p, task.clone()))
+        .collect::<Result<Vec<_>>>()?;
     let mut writes = tokio::task::JoinSet::new();
     for stream in streams {
-        let writer = crate::write::writer_for(table, &task, writers)?;
+        let mut writer = crate::write::writer_for(table, &task, writers)?;
+        if clustered {
+            writer = writer.with_clustered_input();
+        }
         writes.spawn(write_all(stream, writer, columns.clone()));
     }
     let (mut added, mut rows) = (Vec::new(), 0);

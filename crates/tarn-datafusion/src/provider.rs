@@ -1096,14 +1096,19 @@ impl TableProvider for TarnTable {
         self.check_writable("INSERT INTO")?;
         self.schema
             .logically_equivalent_names_and_types(&input.schema())?;
-        let mut hash =
-            crate::write::may_hash_across_writers(state.runtime_env().memory_pool.as_ref());
+        let mut layout = crate::write::Layout {
+            hash: crate::write::may_hash_across_writers(state.runtime_env().memory_pool.as_ref()),
+            cluster: crate::write::clusters(&self.table)?,
+        };
         let mut write_id = None;
         if crate::ballista::is_distributed(state.config_options()) {
-            // Each executor writes the rows it has (no hashing on the partition key, whose
-            // expression is tarn's own), and a retried commit task must find its first
-            // attempt's commit.
-            hash = false;
+            // Each executor writes the rows it has (no hashing or sorting on the partition
+            // key, whose expression is tarn's own), and a retried commit task must find its
+            // first attempt's commit.
+            layout = crate::write::Layout {
+                hash: false,
+                cluster: false,
+            };
             write_id = Some(self.table.env().next_id());
         }
         crate::write::insert_plan(
@@ -1111,7 +1116,7 @@ impl TableProvider for TarnTable {
             self.table.clone(),
             self.name.clone(),
             insert_op,
-            hash,
+            layout,
             self.store_url.clone(),
             write_id,
         )

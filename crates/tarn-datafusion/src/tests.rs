@@ -1092,6 +1092,78 @@ async fn partitioned_loads_run_under_a_small_memory_pool() {
     assert!(files[0] > 32, "the pool closed no file early: {files:?}");
 }
 
+/// With `write.fanout.enabled` = 'false', each writer first sorts its rows on the partition
+/// key, spilling them to disk when they outgrow the memory pool, and then writes one
+/// partition after another with one file open: a partition gets a file from each writer,
+/// where a file open per partition would hold a row group and an upload buffer in every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_without_fanout_sort_on_the_partition_key() {
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(crate::memory_pool(96 << 20))
+        .build_arc()
+        .unwrap();
+    let tarn = TarnContext::new_with_runtime(
+        Warehouse::open("memory://sorted-writes").unwrap(),
+        datafusion::prelude::SessionConfig::new().with_target_partitions(2),
+        runtime,
+    )
+    .await
+    .unwrap();
+    let pretty = |batches: Vec<RecordBatch>| {
+        datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string()
+    };
+    run(
+        &tarn,
+        "CREATE TABLE t (id BIGINT, payload VARCHAR) PARTITIONED BY (bucket(64, id)) \
+         WITH ('write.fanout.enabled' = 'false')",
+    )
+    .await;
+    // About 100 MB of rows: more than the pool holds.
+    let insert = "INSERT INTO t SELECT value, repeat('x', 80) || CAST(value AS VARCHAR) \
+                  FROM generate_series(1, 1000000)";
+    let plan = pretty(run(&tarn, &format!("EXPLAIN ANALYZE {insert}")).await);
+    assert!(plan.contains("SortExec: expr=[bucket[64](id@0)"), "{plan}");
+    let spills = plan
+        .split("spill_count=")
+        .skip(1)
+        .filter_map(|rest| rest.split([',', ' ', ']']).next()?.parse::<u64>().ok())
+        .sum::<u64>();
+    assert!(spills > 0, "the sort did not spill: {plan}");
+    let [files, partitions, rows] = file_counts(&tarn, "t").await;
+    assert_eq!((partitions, rows), (64, 1_000_000));
+    assert!(
+        files <= 2 * 64,
+        "{files} files: more than one per writer and partition"
+    );
+    let sums = run(
+        &tarn,
+        "SELECT CAST(sum(id) AS BIGINT), CAST(count(DISTINCT payload) AS BIGINT) FROM t",
+    )
+    .await;
+    let sums: Vec<i64> = (0..2)
+        .map(|i| sums[0].column(i).as_primitive::<Int64Type>().value(0))
+        .collect();
+    assert_eq!(sums, [500_000_500_000, 1_000_000]);
+
+    // Compaction sorts the same way: one writer under a bounded pool, one file per partition.
+    run(&tarn, "OPTIMIZE t").await;
+    assert_eq!(file_counts(&tarn, "t").await, [64, 64, 1_000_000]);
+
+    // With fanout (the default), there is no sort.
+    run(
+        &tarn,
+        "CREATE TABLE u (id BIGINT) PARTITIONED BY (bucket(64, id))",
+    )
+    .await;
+    let plan = pretty(run(&tarn, "EXPLAIN INSERT INTO u SELECT id FROM t").await);
+    assert!(
+        plan.contains("TarnWriteExec") && !plan.contains("SortExec"),
+        "{plan}"
+    );
+}
+
 /// The data files of `table`, the partitions they are in, and the rows they hold.
 async fn file_counts(tarn: &TarnContext, table: &str) -> [i64; 3] {
     let counts = run(

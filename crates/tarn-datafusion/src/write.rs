@@ -6,10 +6,13 @@
 //! TarnCommitExec            one Append or Overwrite commit
 //!   CoalescePartitionsExec  (added by DataFusion: the commit takes one input partition)
 //!     TarnWriteExec         partition i: rows ─▶ data files of the table's spec ─▶ one fragment
-//!       RepartitionExec     (partitioned tables: hashed on the partition key, so each table
+//!       SortExec            (partitioned tables with `write.fanout.enabled` = false: each
+//!                            writer's rows on the partition key, so it keeps one file open;
+//!                            and the table's sort order, if it has one)
+//!         RepartitionExec   (partitioned tables: hashed on the partition key, so each table
 //!                            partition is written by one writer, into one file per target size;
 //!                            none when `write.distribution-mode` is `none`)
-//!         input             N partitions
+//!           input           N partitions
 //! ```
 
 use std::collections::BTreeMap;
@@ -53,16 +56,23 @@ pub(crate) fn may_hash_across_writers(pool: &dyn MemoryPool) -> bool {
     matches!(pool.memory_limit(), MemoryLimit::Infinite)
 }
 
+/// Whether the writers of `table` sort their rows on its partition key before writing them:
+/// when its [`tarn_core::properties::FANOUT_PROPERTY`] is `false`.
+pub(crate) fn clusters(table: &Table) -> Result<bool> {
+    let fanout = tarn_core::properties::fanout(table.metadata().properties()).map_err(to_df)?;
+    Ok(!fanout)
+}
+
 /// The plan of an INSERT into `table` (named `name` in messages): writers under a commit.
-/// `hash` lets a partitioned table's rows be hashed on the partition key across the writers
-/// (see [`may_hash_across_writers`]), which they are unless the table's
+/// `layout` says what the session allows: a partitioned table's rows are hashed on the
+/// partition key across the writers (see [`may_hash_across_writers`]) unless the table's
 /// `write.distribution-mode` is `none`.
 pub(crate) fn insert_plan(
     input: Arc<dyn ExecutionPlan>,
     table: Table,
     name: String,
     op: InsertOp,
-    hash: bool,
+    layout: Layout,
     store_url: ObjectStoreUrl,
     write_id: Option<String>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
@@ -78,18 +88,17 @@ pub(crate) fn insert_plan(
         }
     };
     let ordering = table_ordering(&input.schema(), &table)?;
-    let hash = hash
+    let hash = layout.hash
         && DistributionMode::from_properties(table.metadata().properties()).map_err(to_df)?
             == DistributionMode::Hash;
-    let key = hash
-        .then(|| partition_key(&input.schema(), &table))
-        .flatten();
+    let key = partition_key(&input.schema(), &table);
     let write = Arc::new(WriteExec::new(
         input,
         table.clone(),
         name.clone(),
         ordering,
         key,
+        Layout { hash, ..layout },
         Some(Arc::default()),
     ));
     let mut summary = BTreeMap::from([("statement".to_string(), "insert".to_string())]);
@@ -255,14 +264,26 @@ pub(crate) fn partition_key(
         .collect()
 }
 
+/// How a write's rows reach its writers, when the table is partitioned.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    /// Hashed on the partition key across the writers.
+    pub hash: bool,
+    /// Sorted on the partition key within each writer (see [`clusters`]).
+    pub cluster: bool,
+}
+
 /// Writes each input partition as data files; see the module documentation.
 #[derive(Debug)]
 pub(crate) struct WriteExec {
     input: Arc<dyn ExecutionPlan>,
     table: Table,
     name: String,
-    /// The table's partition key over the input, when the input is hashed on it.
+    /// The table's partition key over the input, when the table is partitioned and the input
+    /// has its source columns.
     partition_key: Option<Vec<Arc<dyn PhysicalExpr>>>,
+    /// What is done with the partition key, when there is one.
+    layout: Layout,
     /// The table's sort order: the rows are written in it, by one writer, so each file
     /// covers a narrow range of it (what min/max pruning needs).
     ordering: Option<LexOrdering>,
@@ -279,6 +300,7 @@ impl WriteExec {
         name: String,
         ordering: Option<LexOrdering>,
         partition_key: Option<Vec<Arc<dyn PhysicalExpr>>>,
+        layout: Layout,
         handoff: Option<Arc<Handoff>>,
     ) -> Self {
         let partitions = input.output_partitioning().partition_count();
@@ -290,6 +312,7 @@ impl WriteExec {
         ));
         WriteExec {
             partition_key,
+            layout,
             input,
             table,
             name,
@@ -302,12 +325,24 @@ impl WriteExec {
     pub(crate) fn handoff(&self) -> Option<&Arc<Handoff>> {
         self.handoff.as_ref()
     }
+
+    /// The partition key, when the input is hashed on it.
+    fn hash_key(&self) -> Option<&Vec<Arc<dyn PhysicalExpr>>> {
+        self.partition_key.as_ref().filter(|_| self.layout.hash)
+    }
+
+    /// The partition key, when each writer's rows are sorted on it.
+    fn cluster_key(&self) -> Option<&Vec<Arc<dyn PhysicalExpr>>> {
+        self.partition_key.as_ref().filter(|_| self.layout.cluster)
+    }
 }
 
 impl WriteExec {
     /// A writer of `table` over `input`, as [`insert_plan`] makes one, in a process that
     /// did not plan it: hashed on the partition key when `keyed`, in the table's sort order
-    /// when `ordered`, its fragments sent as Arrow rows.
+    /// when `ordered`, its fragments sent as Arrow rows. Its rows are not sorted on the
+    /// partition key: that expression is tarn's own, and plans that cross processes carry
+    /// only DataFusion's.
     #[cfg_attr(not(feature = "ballista"), allow(dead_code))]
     pub(crate) fn rebuilt(
         input: Arc<dyn ExecutionPlan>,
@@ -321,10 +356,14 @@ impl WriteExec {
         } else {
             None
         };
-        let key = keyed
-            .then(|| partition_key(&input.schema(), &table))
-            .flatten();
-        Ok(WriteExec::new(input, table, name, ordering, key, None))
+        let key = partition_key(&input.schema(), &table);
+        let layout = Layout {
+            hash: keyed,
+            cluster: false,
+        };
+        Ok(WriteExec::new(
+            input, table, name, ordering, key, layout, None,
+        ))
     }
 
     /// The table, its name, and whether the rows are written in the table's sort order
@@ -335,7 +374,7 @@ impl WriteExec {
             &self.table,
             &self.name,
             self.ordering.is_some(),
-            self.partition_key.is_some(),
+            self.hash_key().is_some(),
         )
     }
 }
@@ -360,7 +399,7 @@ impl ExecutionPlan for WriteExec {
     }
 
     fn required_input_distribution(&self) -> Vec<Distribution> {
-        match (&self.ordering, &self.partition_key) {
+        match (&self.ordering, self.hash_key()) {
             (Some(_), _) => vec![Distribution::SinglePartition],
             (None, Some(key)) => vec![Distribution::KeyPartitioned(key.clone())],
             (None, None) => vec![Distribution::UnspecifiedDistribution],
@@ -368,11 +407,14 @@ impl ExecutionPlan for WriteExec {
     }
 
     fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
-        vec![
-            self.ordering
-                .clone()
-                .map(|o| OrderingRequirements::new(LexRequirement::from(o))),
-        ]
+        let partition = self
+            .cluster_key()
+            .into_iter()
+            .flatten()
+            .map(|key| PhysicalSortExpr::new_default(Arc::clone(key)));
+        let table = self.ordering.iter().flat_map(|o| o.iter().cloned());
+        let ordering = LexOrdering::new(partition.chain(table));
+        vec![ordering.map(|o| OrderingRequirements::new(LexRequirement::from(o)))]
     }
 
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {
@@ -406,6 +448,7 @@ impl ExecutionPlan for WriteExec {
             self.name.clone(),
             self.ordering.clone(),
             self.partition_key.clone(),
+            self.layout,
             self.handoff.clone(),
         )))
     }
@@ -423,6 +466,9 @@ impl ExecutionPlan for WriteExec {
             &context,
             self.properties.partitioning.partition_count(),
         )?;
+        if self.cluster_key().is_some() {
+            writer = writer.with_clustered_input();
+        }
         let mut input = self.input.execute(partition, context)?;
         let table = self.table.clone();
         let handoff = self.handoff.clone();

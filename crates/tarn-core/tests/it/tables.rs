@@ -286,6 +286,79 @@ async fn short_runs_wait_for_a_row_group() {
     );
 }
 
+/// Rows sorted on the partition key, cut into batches as a sort hands them over.
+fn clustered_events(
+    ids: std::ops::Range<i64>,
+    days: i64,
+    batch_rows: usize,
+) -> Vec<arrow::array::RecordBatch> {
+    let batch = events(ids, days);
+    let ts = batch.column_by_name("ts").unwrap().clone();
+    let order = arrow::compute::sort_to_indices(&ts, None, None).unwrap();
+    let sorted = arrow::compute::take_record_batch(&batch, &order).unwrap();
+    (0..sorted.num_rows())
+        .step_by(batch_rows)
+        .map(|at| sorted.slice(at, batch_rows.min(sorted.num_rows() - at)))
+        .collect()
+}
+
+/// A writer told its rows come sorted on the partition key finishes each partition's file
+/// when the rows move on, so it holds one partition's rows at a time, not every partition's.
+#[tokio::test]
+async fn clustered_input_keeps_one_partition_open() {
+    let w = memory_warehouse("clustered").await;
+    let t = w
+        .create_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    // 50 days, each in one region: 50 partitions of 4,000 rows, in batches that straddle them.
+    let batches = clustered_events(0..200_000, 50, 8192);
+    let mut asked = Vec::new();
+    for clustered in [false, true] {
+        let (writer, most) = recording_writer(&t);
+        let mut writer = if clustered {
+            writer.with_clustered_input()
+        } else {
+            writer
+        };
+        for batch in &batches {
+            writer.write(batch).await.unwrap();
+        }
+        let files = writer.finish().await.unwrap();
+        assert_eq!(files.len(), 50, "clustered: {clustered}");
+        let mut ids = Vec::new();
+        for file in &files {
+            assert_eq!(file.row_group_rows, [4000], "{}", file.path);
+            ids.extend(read_file_ids(&t, file).await);
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, (0..200_000).collect::<Vec<_>>());
+        asked.push(most.load(Ordering::Relaxed));
+    }
+    let (fanout, clustered) = (asked[0], asked[1]);
+    // A partition's 4,000 rows are about 100 KB as Arrow data; all 200,000 about 5 MB.
+    assert!(
+        clustered < 500_000 && fanout > 2_000_000,
+        "the pool was asked for {clustered} bytes clustered, {fanout} with a file per partition"
+    );
+
+    // Rows that are not clustered after all are all written, into more files: two
+    // partitions, each given twice in turn.
+    let batches = clustered_events(0..4000, 2, 1000);
+    let mut writer = t.writer().unwrap().with_clustered_input();
+    for i in [0, 2, 1, 3] {
+        writer.write(&batches[i]).await.unwrap();
+    }
+    let files = writer.finish().await.unwrap();
+    assert_eq!(files.len(), 4);
+    let mut ids = Vec::new();
+    for file in &files {
+        ids.extend(read_file_ids(&t, file).await);
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (0..4000).collect::<Vec<_>>());
+}
+
 /// Mostly distinct columns skip the dictionary; repetitive ones keep it.
 #[tokio::test]
 async fn dictionaries_only_for_repetitive_columns() {
