@@ -682,16 +682,13 @@ impl DataFileWriter {
     async fn write_clustered(&mut self, batch: RecordBatch) -> Result<()> {
         let groups = self.router.route(std::slice::from_ref(&batch))?;
         let touched: HashSet<&[u8]> = groups.iter().map(|g| g.key.as_slice()).collect();
-        let finished: Vec<Vec<u8>> = self
+        let finished: Vec<OpenFile> = self
             .open
-            .keys()
-            .filter(|key| !touched.contains(key.as_slice()))
-            .cloned()
+            .extract_if(|key, _| !touched.contains(key.as_slice()))
+            .map(|(_, file)| file)
             .collect();
-        for key in finished {
-            let file = self.open.remove(&key).expect("listed above");
-            let data_file = close_file(&self.schema, self.spec.id(), file).await?;
-            self.done.push(data_file);
+        for file in finished {
+            self.close(file).await?;
         }
         for group in groups {
             self.write_partition(group).await?;
@@ -711,8 +708,7 @@ impl DataFileWriter {
         file.encode(&batch).await?;
         if file.size() >= self.options.target_file_size {
             let file = self.open.remove(&key).expect("present");
-            let data_file = close_file(&self.schema, self.spec.id(), file).await?;
-            self.done.push(data_file);
+            self.close(file).await?;
         }
         Ok(())
     }
@@ -763,8 +759,7 @@ impl DataFileWriter {
         for (_, key) in &sizes {
             let file = self.open.remove(key).expect("listed above");
             held -= file.held().min(held);
-            let data_file = close_file(&self.schema, self.spec.id(), file).await?;
-            self.done.push(data_file);
+            self.close(file).await?;
             if gate_allows(&mut self.memory, held) {
                 return Ok(held);
             }
@@ -810,14 +805,20 @@ impl DataFileWriter {
         })
     }
 
+    /// Finishes `file` and adds it to the files written.
+    async fn close(&mut self, file: OpenFile) -> Result<()> {
+        let data_file = close_file(&self.schema, self.spec.id(), file).await?;
+        self.done.push(data_file);
+        Ok(())
+    }
+
     /// Closes every open file and returns all files written, in the order they were closed.
     pub async fn finish(mut self) -> Result<Vec<DataFile>> {
         self.write_chunk().await?;
         let mut open: Vec<_> = self.open.drain().collect();
         open.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, file) in open {
-            let data_file = close_file(&self.schema, self.spec.id(), file).await?;
-            self.done.push(data_file);
+            self.close(file).await?;
         }
         Ok(self.done)
     }

@@ -515,12 +515,8 @@ pub(crate) async fn rewrite_files(
     // Each writer's rows sorted on the partition key first, when the table writes without
     // fanout (see `clusters`), then in the order asked for.
     let clustered = key.is_some() && crate::write::clusters(table)?;
-    let partition = key
-        .into_iter()
-        .flatten()
-        .filter(|_| clustered)
-        .map(PhysicalSortExpr::new_default);
-    let input = match LexOrdering::new(partition.chain(ordering.into_iter().flatten())) {
+    let cluster_key = key.as_deref().filter(|_| clustered);
+    let input = match crate::write::write_ordering(cluster_key, ordering.as_ref()) {
         None => input,
         Some(ordering) => Arc::new(SortExec::new(ordering, input).with_preserve_partitioning(true)),
     };

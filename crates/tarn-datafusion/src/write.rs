@@ -63,6 +63,20 @@ pub(crate) fn clusters(table: &Table) -> Result<bool> {
     Ok(!fanout)
 }
 
+/// The order a writer's rows are sorted in: on the partition key `cluster` first (see
+/// [`clusters`]), then in `ordering`; `None` when neither is given.
+pub(crate) fn write_ordering(
+    cluster: Option<&[Arc<dyn PhysicalExpr>]>,
+    ordering: Option<&LexOrdering>,
+) -> Option<LexOrdering> {
+    let partition = cluster
+        .into_iter()
+        .flatten()
+        .map(|key| PhysicalSortExpr::new_default(Arc::clone(key)));
+    let ordering = ordering.into_iter().flat_map(|o| o.iter().cloned());
+    LexOrdering::new(partition.chain(ordering))
+}
+
 /// The plan of an INSERT into `table` (named `name` in messages): writers under a commit.
 /// `layout` says what the session allows: a partitioned table's rows are hashed on the
 /// partition key across the writers (see [`may_hash_across_writers`]) unless the table's
@@ -407,13 +421,10 @@ impl ExecutionPlan for WriteExec {
     }
 
     fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
-        let partition = self
-            .cluster_key()
-            .into_iter()
-            .flatten()
-            .map(|key| PhysicalSortExpr::new_default(Arc::clone(key)));
-        let table = self.ordering.iter().flat_map(|o| o.iter().cloned());
-        let ordering = LexOrdering::new(partition.chain(table));
+        let ordering = write_ordering(
+            self.cluster_key().map(Vec::as_slice),
+            self.ordering.as_ref(),
+        );
         vec![ordering.map(|o| OrderingRequirements::new(LexRequirement::from(o)))]
     }
 
