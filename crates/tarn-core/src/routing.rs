@@ -516,5 +516,25 @@ mod tests {
         let ids = first.column(1).as_primitive::<Int64Type>();
         assert_eq!(ids.value(0), 0);
         assert!(ids.values().windows(2).all(|w| w[0] < w[1]));
+
+        // A batch already in partition order (a sorted write's) is cut into slices of itself,
+        // not copied: the same groups, sharing the batch's buffers.
+        let groups: Vec<RecordBatch> = groups.into_iter().map(|g| g.batch).collect();
+        let sorted = arrow::compute::concat_batches(&groups[0].schema(), &groups).unwrap();
+        let slices = router.route(std::slice::from_ref(&sorted)).unwrap();
+        assert_eq!(slices.len(), groups.len());
+        let ids = |batch: &RecordBatch| {
+            batch
+                .column(1)
+                .as_primitive::<Int64Type>()
+                .values()
+                .as_ptr()
+        };
+        let mut at = ids(&sorted);
+        for (slice, group) in slices.iter().zip(&groups) {
+            assert_eq!(slice.batch, *group);
+            assert_eq!(ids(&slice.batch), at, "a copy, not a slice");
+            at = at.wrapping_add(group.num_rows());
+        }
     }
 }
