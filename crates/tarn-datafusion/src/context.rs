@@ -719,17 +719,6 @@ fn lists_names(statement: &Statement) -> bool {
     }
 }
 
-/// Registers a warehouse as catalog `catalog_name` in any DataFusion session, and returns
-/// a [`TarnContext`] over that same session (its config, runtime and other tables).
-///
-/// The session itself then plans SELECT, INSERT, DELETE, UPDATE and MERGE on tarn tables,
-/// metadata tables (`"t$snapshots"`) and time travel by name (`t@v3`); the returned context
-/// adds tarn's DDL, ALTER TABLE and `VERSION AS OF`. Installed in the session: the catalog
-/// and its object store, the `STORED AS TARN` table factory, the analyzer rules for DML and
-/// for `NOT IN` subqueries, a query planner for tarn's DML nodes (plans without them go to
-/// the session's own planner), the time-travel relation planner, the change-feed table
-/// functions, `min`, `max` and `sum` in place of DataFusion's (see `aggregates`), and the
-/// analyzer rule that makes `+`, `-` and `*` of integers and decimals fail on overflow.
 /// A memory pool of `bytes` for a session's [`RuntimeEnv`], as `tarn --memory-limit` makes
 /// it: each spilling operator gets a fair share of what the others do not hold (DataFusion's
 /// `FairSpillPool`), and running out names the largest consumers. DataFusion's default pool
@@ -744,6 +733,17 @@ pub fn memory_pool(bytes: usize) -> Arc<dyn MemoryPool> {
     ))
 }
 
+/// Registers a warehouse as catalog `catalog_name` in any DataFusion session, and returns
+/// a [`TarnContext`] over that same session (its config, runtime and other tables).
+///
+/// The session itself then plans SELECT, INSERT, DELETE, UPDATE and MERGE on tarn tables,
+/// metadata tables (`"t$snapshots"`) and time travel by name (`t@v3`); the returned context
+/// adds tarn's DDL, ALTER TABLE and `VERSION AS OF`. Installed in the session: the catalog
+/// and its object store, the `STORED AS TARN` table factory, the analyzer rules for DML and
+/// for `NOT IN` subqueries, a query planner for tarn's DML nodes (plans without them go to
+/// the session's own planner), the time-travel relation planner, the change-feed table
+/// functions, `min`, `max` and `sum` in place of DataFusion's (see `aggregates`), and the
+/// analyzer rule that makes `+`, `-` and `*` of integers and decimals fail on overflow.
 pub async fn register(
     ctx: &SessionContext,
     warehouse: Warehouse,

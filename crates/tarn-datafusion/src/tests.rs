@@ -1072,9 +1072,7 @@ async fn partitioned_loads_run_under_a_small_memory_pool() {
                 CAST(sum(id * id) AS BIGINT), CAST(min(length(payload)) AS BIGINT) FROM t",
     )
     .await;
-    let row: Vec<i64> = (0..4)
-        .map(|i| batches[0].column(i).as_primitive::<Int64Type>().value(0))
-        .collect();
+    let row = first_row(&batches);
     let n: i64 = 300_000;
     assert_eq!(
         row,
@@ -1085,9 +1083,7 @@ async fn partitioned_loads_run_under_a_small_memory_pool() {
         "SELECT CAST(count(*) AS BIGINT), CAST(count(DISTINCT partition) AS BIGINT) FROM \"t$files\"",
     )
     .await;
-    let files: Vec<i64> = (0..2)
-        .map(|i| files[0].column(i).as_primitive::<Int64Type>().value(0))
-        .collect();
+    let files = first_row(&files);
     assert_eq!(files[1], 32, "one partition per bucket");
     assert!(files[0] > 32, "the pool closed no file early: {files:?}");
 }
@@ -1142,9 +1138,7 @@ async fn writes_without_fanout_sort_on_the_partition_key() {
         "SELECT CAST(sum(id) AS BIGINT), CAST(count(DISTINCT payload) AS BIGINT) FROM t",
     )
     .await;
-    let sums: Vec<i64> = (0..2)
-        .map(|i| sums[0].column(i).as_primitive::<Int64Type>().value(0))
-        .collect();
+    let sums = first_row(&sums);
     assert_eq!(sums, [500_000_500_000, 1_000_000]);
 
     // Compaction sorts the same way: one writer under a bounded pool, one file per partition.
@@ -1174,7 +1168,16 @@ async fn file_counts(tarn: &TarnContext, table: &str) -> [i64; 3] {
         ),
     )
     .await;
-    [0, 1, 2].map(|i| counts[0].column(i).as_primitive::<Int64Type>().value(0))
+    first_row(&counts).try_into().expect("three columns")
+}
+
+/// The BIGINT columns of the first row of a result.
+fn first_row(batches: &[RecordBatch]) -> Vec<i64> {
+    batches[0]
+        .columns()
+        .iter()
+        .map(|column| column.as_primitive::<Int64Type>().value(0))
+        .collect()
 }
 
 /// Rows are hashed on the partition key across the writers: however many writers a
