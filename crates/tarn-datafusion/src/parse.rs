@@ -85,9 +85,11 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
     }
     let mut kept: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     let mut partition_by = Vec::new();
+    let copy = is_copy(&tokens);
     let mut i = 0;
     while i < tokens.len() {
-        if is_keyword(&tokens[i], Keyword::PARTITIONED)
+        if !copy
+            && is_keyword(&tokens[i], Keyword::PARTITIONED)
             && let Some(by) = next_significant(&tokens, i + 1)
             && is_keyword(&tokens[by], Keyword::BY)
             && let Some(open) = next_significant(&tokens, by + 1)
@@ -468,6 +470,18 @@ fn precedence(token: &Token) -> Option<usize> {
         Token::Mul | Token::Div | Token::Mod => 5,
         _ => return None,
     })
+}
+
+/// Whether the statement is a `COPY`, or an `EXPLAIN [ANALYZE] [VERBOSE]` of one: its
+/// `PARTITIONED BY (columns)` is DataFusion's own (an export into hive-style directories),
+/// not a table's transforms, so it stays in the statement.
+fn is_copy(tokens: &[Token]) -> bool {
+    let explained = [Keyword::EXPLAIN, Keyword::ANALYZE, Keyword::VERBOSE];
+    tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .find(|t| !explained.iter().any(|&k| is_keyword(t, k)))
+        .is_some_and(|t| is_keyword(t, Keyword::COPY))
 }
 
 fn is_keyword(token: &Token, keyword: Keyword) -> bool {

@@ -784,8 +784,9 @@ async fn refreshed(plan: LogicalPlan) -> Result<LogicalPlan> {
     })
 }
 
-/// The query planner of sessions with tarn: DataFusion's, with [`DmlPlanner`] for tarn's
-/// DML nodes. Plans without them go to the planner the session had before.
+/// The query planner of sessions with tarn: DataFusion's, with an extension planner for
+/// tarn's DML nodes ([`TarnDml`]). Plans without them go to the planner the session had
+/// before.
 #[derive(Debug)]
 pub struct TarnQueryPlanner {
     fallback: Arc<dyn QueryPlanner + Send + Sync>,
