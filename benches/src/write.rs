@@ -1,11 +1,16 @@
 //! Bulk writes: CREATE TABLE AS and INSERT of TPC-H lineitem read from one Parquet file,
 //! against DataFusion's own `COPY ... TO` Parquet with the same compression (the engine's
-//! floor: the same read, the same encoder, no table).
+//! floor: the same read, the same encoder, no table). A partitioned table's floor is
+//! `COPY ... PARTITIONED BY` its partition key computed as a column: the engine's own
+//! partitioned write into hive-style directories, whose files hold the same columns.
 
 use std::path::Path;
 use std::time::Instant;
 
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionContext;
+use tarn_core::Warehouse;
+use tarn_datafusion::TarnContext;
 
 use crate::report::{Report, peak_rss, reset_peak_rss};
 use crate::tpch::{generated_table, median, run, session_config, tarn_context};
@@ -29,38 +34,53 @@ struct Case {
     tarn: &'static str,
     /// The query `COPY` writes for the floor, over `{src}`.
     floor: &'static str,
+    /// The columns of `floor` that `COPY` partitions by, when the table is partitioned:
+    /// they stand for the table's partition key and are not written into the files.
+    floor_partitioned_by: Option<&'static str>,
+    /// The memory pool both sides run under (tarn's shell pool, `--memory-limit`), or none.
+    pool_bytes: Option<usize>,
 }
 
-const CASES: [Case; 7] = [
+const CASES: [Case; 8] = [
     Case {
         label: "CTAS lineitem, unpartitioned",
         setup: None,
         tarn: "CREATE TABLE {t} AS SELECT * FROM '{src}'",
         floor: "SELECT * FROM '{src}'",
+        floor_partitioned_by: None,
+        pool_bytes: None,
     },
     Case {
         label: "CTAS lineitem, PARTITIONED BY (month(l_shipdate))",
         setup: None,
         tarn: "CREATE TABLE {t} PARTITIONED BY (month(l_shipdate)) AS SELECT * FROM '{src}'",
-        floor: "SELECT * FROM '{src}'",
+        floor: "SELECT *, CAST(date_trunc('month', l_shipdate) AS DATE) AS p_month FROM '{src}'",
+        floor_partitioned_by: Some("p_month"),
+        pool_bytes: None,
     },
     Case {
         label: "CTAS events, unpartitioned",
         setup: None,
         tarn: "CREATE TABLE {t} AS {events}",
         floor: "{events}",
+        floor_partitioned_by: None,
+        pool_bytes: None,
     },
     Case {
         label: "CTAS events, PARTITIONED BY (day(ts), bucket(16, id))",
         setup: None,
         tarn: "CREATE TABLE {t} PARTITIONED BY (day(ts), bucket(16, id)) AS {events}",
-        floor: "{events}",
+        floor: "SELECT *, CAST(date_trunc('day', ts) AS DATE) AS p_day, id % 16 AS p_bucket FROM ({events})",
+        floor_partitioned_by: Some("p_day, p_bucket"),
+        pool_bytes: None,
     },
     Case {
         label: "INSERT 1/6 of lineitem into an existing table",
         setup: Some("CREATE TABLE {t} AS SELECT * FROM '{src}' WHERE false"),
         tarn: "INSERT INTO {t} SELECT * FROM '{src}' WHERE l_orderkey % 6 = 0",
         floor: "SELECT * FROM '{src}' WHERE l_orderkey % 6 = 0",
+        floor_partitioned_by: None,
+        pool_bytes: None,
     },
     Case {
         label: "INSERT one year into a table PARTITIONED BY (year(l_shipdate))",
@@ -69,6 +89,8 @@ const CASES: [Case; 7] = [
         ),
         tarn: "INSERT INTO {t} {one year}",
         floor: "{one year}",
+        floor_partitioned_by: None,
+        pool_bytes: None,
     },
     Case {
         label: "INSERT one year into a table PARTITIONED BY (year(l_shipdate)), write.distribution-mode 'none'",
@@ -78,6 +100,19 @@ const CASES: [Case; 7] = [
         ),
         tarn: "INSERT INTO {t} {one year}",
         floor: "{one year}",
+        floor_partitioned_by: None,
+        pool_bytes: None,
+    },
+    Case {
+        label: "CTAS lineitem, PARTITIONED BY (month(l_shipdate)), write.fanout.enabled 'false', 512 MiB pool",
+        setup: None,
+        tarn: "CREATE TABLE {t} PARTITIONED BY (month(l_shipdate)) \
+               WITH ('write.fanout.enabled' = 'false') AS SELECT * FROM '{src}'",
+        // DataFusion 55.2's own partitioned COPY runs out of a 512 MiB pool (a file writer
+        // per partition, none of which can spill), so the floor is its unpartitioned COPY.
+        floor: "SELECT * FROM '{src}'",
+        floor_partitioned_by: None,
+        pool_bytes: Some(512 << 20),
     },
 ];
 
@@ -134,6 +169,27 @@ async fn source_file(dir: &Path, sf: f64) -> Result<std::path::PathBuf, String> 
     Ok(path)
 }
 
+/// A tarn context and a plain session over `warehouse` whose runtimes each hold a memory
+/// pool of `bytes`, the pool tarn's shell gives `--memory-limit`.
+async fn pooled_contexts(
+    warehouse: &Path,
+    bytes: usize,
+) -> Result<(TarnContext, SessionContext), String> {
+    let runtime = || {
+        RuntimeEnvBuilder::new()
+            .with_memory_pool(tarn_datafusion::memory_pool(bytes))
+            .build_arc()
+            .map_err(|e| e.to_string())
+    };
+    let warehouse =
+        Warehouse::open(warehouse.to_str().ok_or("non-UTF-8 path")?).map_err(|e| e.to_string())?;
+    let tarn = TarnContext::new_with_runtime(warehouse, session_config(), runtime()?)
+        .await
+        .map_err(|e| e.to_string())?;
+    let floor = SessionContext::new_with_config_rt(session_config(), runtime()?).enable_url_table();
+    Ok((tarn, floor))
+}
+
 /// Time and peak RSS of one statement's execution.
 async fn timed<F>(run: F) -> Result<(f64, f64), String>
 where
@@ -156,13 +212,24 @@ pub async fn write(
     let src = source_file(dir.path(), sf).await?;
     let warehouse = dir.path().join("warehouse");
     std::fs::create_dir_all(&warehouse).map_err(|e| e.to_string())?;
-    let tarn = tarn_context(&warehouse).await?;
-    let floor_ctx = SessionContext::new_with_config(session_config()).enable_url_table();
+    let unbounded = (
+        tarn_context(&warehouse).await?,
+        SessionContext::new_with_config(session_config()).enable_url_table(),
+    );
     let mut tarn_medians = vec![f64::NAN; CASES.len()];
+    let mut floor_medians = vec![f64::NAN; CASES.len()];
     for (number, case) in CASES.iter().enumerate() {
         if only.is_some_and(|n| n != number + 1) {
             continue;
         }
+        let pooled;
+        let (tarn, floor_ctx) = match case.pool_bytes {
+            None => (&unbounded.0, &unbounded.1),
+            Some(bytes) => {
+                pooled = pooled_contexts(&warehouse, bytes).await?;
+                (&pooled.0, &pooled.1)
+            }
+        };
         let rows = floor_ctx
             .sql(&fill(case.floor, "", &src))
             .await
@@ -175,8 +242,13 @@ pub async fn write(
         let (mut files, mut floor_files) = (0, 0);
         for i in 0..runs {
             let out = dir.path().join(format!("copy{i}"));
+            let partitioned_by = case
+                .floor_partitioned_by
+                .map(|columns| format!(" PARTITIONED BY ({columns})"))
+                .unwrap_or_default();
             let sql = format!(
-                "COPY ({}) TO '{}/' STORED AS PARQUET OPTIONS ('format.compression' '{COMPRESSION}')",
+                "COPY ({}) TO '{}/' STORED AS PARQUET{partitioned_by} \
+                 OPTIONS ('format.compression' '{COMPRESSION}')",
                 fill(case.floor, "", &src),
                 out.display()
             );
@@ -198,17 +270,18 @@ pub async fn write(
 
             let table = format!("w{i}");
             if let Some(setup) = case.setup {
-                run(&tarn, &fill(setup, &table, &src)).await?;
+                run(tarn, &fill(setup, &table, &src)).await?;
             }
             let sql = fill(case.tarn, &table, &src);
-            let (s, mb) = timed(async { run(&tarn, &sql).await.map(|_| ()) }).await?;
+            let (s, mb) = timed(async { run(tarn, &sql).await.map(|_| ()) }).await?;
             tarn_s.push(s);
             tarn_mb.push(mb);
             files = parquet_files(&warehouse.join("default").join(&table).join("data"));
-            run(&tarn, &format!("DROP TABLE {table}")).await?;
+            run(tarn, &format!("DROP TABLE {table}")).await?;
         }
         let (t, f) = (median(&mut tarn_s), median(&mut floor_s));
         tarn_medians[number] = t;
+        floor_medians[number] = f;
         report.add(
             format!("{}: tarn", case.label),
             t,
@@ -219,8 +292,12 @@ pub async fn write(
                 median(&mut tarn_mb)
             ),
         );
+        let floor_label = match case.floor_partitioned_by {
+            Some(_) => "DataFusion COPY TO ... PARTITIONED BY",
+            None => "DataFusion COPY TO",
+        };
         report.add(
-            format!("{}: DataFusion COPY TO", case.label),
+            format!("{}: {floor_label}", case.label),
             f,
             "s",
             format!(
@@ -239,6 +316,23 @@ pub async fn write(
             tarn_medians[partitioned] / tarn_medians[plain],
             "x",
             "tarn against tarn",
+        );
+        report.add(
+            format!(
+                "{}, DataFusion COPY TO / unpartitioned",
+                CASES[partitioned].label
+            ),
+            floor_medians[partitioned] / floor_medians[plain],
+            "x",
+            "the engine's own partitioned write against its unpartitioned one",
+        );
+    }
+    if !tarn_medians[7].is_nan() && !tarn_medians[1].is_nan() {
+        report.add(
+            "CTAS by month, sorted under a 512 MiB pool / fanout without a pool".to_string(),
+            tarn_medians[7] / tarn_medians[1],
+            "x",
+            "tarn against tarn: what bounded memory costs",
         );
     }
     if !tarn_medians[5].is_nan() && !tarn_medians[6].is_nan() {
