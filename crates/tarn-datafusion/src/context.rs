@@ -355,10 +355,6 @@ impl TarnContext {
                 return self.analyze(plan).await;
             }
             return Ok(DataFrame::new(state, plan));
-        } else if !partition_by.is_empty() {
-            return Err(DataFusionError::Plan(
-                "PARTITIONED BY belongs to CREATE TABLE".into(),
-            ));
         }
         let insert = match &statement {
             DFStatement::Statement(s) => match s.as_ref() {

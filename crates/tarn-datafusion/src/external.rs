@@ -47,6 +47,13 @@ impl TableProviderFactory for TarnTableFactory {
                     .into(),
             ));
         }
+        if !cmd.table_partition_cols.is_empty() {
+            return Err(DataFusionError::Plan(
+                "CREATE EXTERNAL TABLE ... STORED AS TARN takes its partitioning from the \
+                 table; drop PARTITIONED BY"
+                    .into(),
+            ));
+        }
         // OPTIONS ('endpoint' '...', ...) configure the table's store (see StoreOptions).
         // DataFusion files keys it does not know under `format.`.
         let options: tarn_core::storage::StoreOptions = cmd

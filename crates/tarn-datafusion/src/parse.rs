@@ -85,10 +85,10 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
     }
     let mut kept: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     let mut partition_by = Vec::new();
-    let copy = is_copy(&tokens);
+    let datafusions = partitioned_by_is_datafusions(&tokens);
     let mut i = 0;
     while i < tokens.len() {
-        if !copy
+        if !datafusions
             && is_keyword(&tokens[i], Keyword::PARTITIONED)
             && let Some(by) = next_significant(&tokens, i + 1)
             && is_keyword(&tokens[by], Keyword::BY)
@@ -127,6 +127,18 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
     }
     match (statements.pop_front(), statements.is_empty()) {
         (None, _) if partition_by.is_empty() => Ok(None),
+        (Some(statement), true)
+            if !partition_by.is_empty()
+                && !matches!(&statement, DFStatement::Statement(s)
+                    if matches!(s.as_ref(), Statement::CreateTable(_))) =>
+        {
+            Err(DataFusionError::Plan(
+                "PARTITIONED BY belongs to CREATE TABLE (and, naming columns, to COPY and \
+                 CREATE EXTERNAL TABLE); a table's partitioning changes with ALTER TABLE ... \
+                 SET PARTITIONED BY"
+                    .into(),
+            ))
+        }
         (Some(statement), true) => Ok(Some(ParsedStatement {
             statement,
             partition_by,
@@ -472,16 +484,22 @@ fn precedence(token: &Token) -> Option<usize> {
     })
 }
 
-/// Whether the statement is a `COPY`, or an `EXPLAIN [ANALYZE] [VERBOSE]` of one: its
-/// `PARTITIONED BY (columns)` is DataFusion's own (an export into hive-style directories),
-/// not a table's transforms, so it stays in the statement.
-fn is_copy(tokens: &[Token]) -> bool {
+/// Whether the statement is a `COPY` or a `CREATE [UNBOUNDED] EXTERNAL TABLE`, or an
+/// `EXPLAIN [ANALYZE] [VERBOSE]` of one: their `PARTITIONED BY (columns)` is DataFusion's
+/// own (hive-style directories), not a table's transforms, so it stays in the statement.
+fn partitioned_by_is_datafusions(tokens: &[Token]) -> bool {
     let explained = [Keyword::EXPLAIN, Keyword::ANALYZE, Keyword::VERBOSE];
-    tokens
+    let mut words = tokens
         .iter()
         .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .find(|t| !explained.iter().any(|&k| is_keyword(t, k)))
-        .is_some_and(|t| is_keyword(t, Keyword::COPY))
+        .skip_while(|t| explained.iter().any(|&k| is_keyword(t, k)));
+    match words.next() {
+        Some(t) if is_keyword(t, Keyword::COPY) => true,
+        Some(t) if is_keyword(t, Keyword::CREATE) => {
+            words.take(2).any(|t| is_keyword(t, Keyword::EXTERNAL))
+        }
+        _ => false,
+    }
 }
 
 fn is_keyword(token: &Token, keyword: Keyword) -> bool {
