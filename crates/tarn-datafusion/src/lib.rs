@@ -56,6 +56,7 @@ mod names;
 mod parse;
 mod provider;
 mod pruning;
+mod reader;
 mod struct_values;
 mod time_travel;
 mod view;
