@@ -123,6 +123,17 @@ impl WholeFileReader {
             .await
             .map_err(|e| ParquetError::External(Box::new(e)))?;
         self.metrics.bytes_scanned.add(bytes.len());
+        // A store returns a short read for a file shorter than asked for; the footer's reader
+        // expects every byte it was told of.
+        if bytes.len() as u64 != self.meta.size {
+            return Err(ParquetError::General(format!(
+                "data file {} is {} bytes long, but the table's metadata says {}: it was \
+                 changed outside tarn",
+                self.meta.location,
+                bytes.len(),
+                self.meta.size
+            )));
+        }
         let bytes = Arc::new(bytes);
         self.held
             .lock()

@@ -1033,6 +1033,51 @@ async fn a_damaged_newest_version_stays_local() {
     assert_eq!(ids(&run(&fresh, "SELECT count(*) FROM a").await), vec![0]);
 }
 
+/// A data file cut short outside tarn fails the query with an error naming it, whether it is
+/// read whole (no larger than the footer read) or by ranges; it does not panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_file_cut_short_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let tarn = TarnContext::open(dir.path().to_str().unwrap())
+        .await
+        .unwrap();
+    run(&tarn, "CREATE TABLE t (id BIGINT)").await;
+    run(&tarn, "INSERT INTO t VALUES (1), (2)").await;
+    let data = dir.path().join("default/t/data");
+    let file = std::fs::read_dir(&data)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let name = file.file_name().unwrap().to_str().unwrap().to_string();
+    for hint in [None, Some(64)] {
+        let fresh = TarnContext::open(dir.path().to_str().unwrap())
+            .await
+            .unwrap();
+        if let Some(hint) = hint {
+            run(
+                &fresh,
+                &format!("SET datafusion.execution.parquet.metadata_size_hint = {hint}"),
+            )
+            .await;
+        }
+        let result = match fresh.sql("SELECT sum(id) FROM t").await {
+            Ok(frame) => frame.collect().await.map(drop),
+            Err(e) => Err(e),
+        };
+        let err = result
+            .expect_err("a short file fails the query")
+            .to_string();
+        assert!(
+            err.contains(&name),
+            "hint {hint:?}: the error names the file: {err}"
+        );
+    }
+}
+
 /// A partitioned load under a memory pool far smaller than its data: the writers close row
 /// groups and files early instead of failing, and every row lands in its partition. Under a
 /// bounded pool the rows are not hashed across writers: DataFusion 55.2's RepartitionExec
