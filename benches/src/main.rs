@@ -21,8 +21,9 @@
 //! - `commit`: 1,000 sequential appends of 1,000 rows (commits/s, p50/p99 latency), then 4
 //!   concurrent writers (throughput, and a check that no commit was lost).
 //! - `streaming`: 20,000 sequential appends of 100 rows through the Rust API (rate, p50/p99
-//!   and metadata bytes per commit for every 1,000, first against last), a query before and
-//!   after OPTIMIZE against the same rows written by one CTAS, then 20,000 `INSERT ... VALUES`
+//!   and metadata bytes per commit for every 1,000, first against last), a query before
+//!   (also as a new session's first) and after OPTIMIZE against the same rows written by one
+//!   CTAS, then 20,000 `INSERT ... VALUES`
 //!   statements through SQL (rate per 1,000), and 20,000 INSERTs of 100 rows into a table
 //!   with auto compaction (rate, the query after 1,000 and after 20,000 commits).
 //! - `sql-path`: 2,000 `INSERT ... VALUES` statements of 3 rows, each timed in phases (parse,

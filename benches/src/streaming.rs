@@ -5,7 +5,8 @@
 //! commits (or a tenth of the run, when shorter): commit rate, p50 and p99 latency, and the
 //! metadata bytes a commit writes (version file, manifest list, the manifests it wrote).
 //! Then a query over all of it before compaction (against the same query after the first
-//! window), OPTIMIZE, and the query again against the same rows written by one CTAS.
+//! window, and as the first query of a new session, no footer cached), OPTIMIZE, and the
+//! query again against the same rows written by one CTAS.
 //!
 //! Part 2, SQL: one `INSERT ... VALUES` statement per commit through one `TarnContext`, as a
 //! `tarn` process fed on stdin runs them, with its rate per window.
@@ -186,6 +187,24 @@ pub async fn streaming(
             format!("{late_query:.1} ms against {early:.1} ms, before compaction"),
         );
     }
+    // The same query as a new process runs it: a new session, no footer cached yet.
+    let warehouse = dir.path().to_str().ok_or("non-UTF-8 temp path")?;
+    let mut first_queries = Vec::new();
+    for _ in 0..runs.max(1) {
+        let fresh = TarnContext::open(warehouse)
+            .await
+            .map_err(|e| e.to_string())?;
+        let s = Instant::now();
+        run(&fresh, QUERY).await?;
+        first_queries.push(s.elapsed());
+    }
+    let first_query = median_ms(&mut first_queries);
+    report.add(
+        format!("`{QUERY}` after {commits} commits, the first in a new session"),
+        first_query,
+        "ms",
+        format!("{late_query:.1} ms in a session that read the files' footers before"),
+    );
     let s = Instant::now();
     run(&ctx, "OPTIMIZE bench.s").await?;
     let optimize_s = s.elapsed().as_secs_f64();
