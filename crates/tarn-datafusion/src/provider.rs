@@ -38,9 +38,11 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::object_store::ObjectMeta;
 use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::{CustomMetricValue, MetricBuilder, MetricValue};
+use futures::{StreamExt, TryStreamExt};
 use tarn_core::{DataFile, FilePredicate, Predicate, RoaringTreemap, ScanMetrics, ScanPlan, Table};
 use tarn_spec::{PrimitiveType, Schema, Version};
 
@@ -599,6 +601,9 @@ fn partitioned_file(table: &Table, file: &DataFile, identity: bool) -> Partition
     partitioned.with_statistics(Arc::new(file_statistics(table.schema(), file)))
 }
 
+/// Footers a scan reads at once while planning (struct-field pruning).
+const FOOTER_READS_IN_FLIGHT: usize = 16;
+
 /// A scan's pruning of the row groups of each file by the statistics of struct fields, which
 /// DataFusion's own row-group pruning cannot read (it reads those of top-level columns).
 struct LeafPruning {
@@ -610,27 +615,23 @@ struct LeafPruning {
 
 impl LeafPruning {
     /// Leaves out of `file`'s access plan the row groups whose statistics for the struct
-    /// fields rule the predicate out, and returns how many. Reads the file's footer
-    /// through the session's metadata cache, where the scan then finds it.
-    async fn skip_row_groups(
+    /// fields rule the predicate out, as `metadata` (the file's footer) gives them, and
+    /// returns how many.
+    fn skip_row_groups(
         &self,
         table: &Table,
         file: &mut PartitionedFile,
-        cache: &Arc<datafusion::execution::cache::cache_manager::FileMetadataCache>,
-    ) -> Result<usize> {
-        let metadata = DFParquetMetadata::new(table.location().store().as_ref(), &file.object_meta)
-            .with_file_metadata_cache(Some(cache.clone()))
-            .fetch_metadata()
-            .await?;
-        let stats = crate::pruning::LeafRowGroups::new(&metadata, table.schema(), &self.leaves);
+        metadata: &ParquetMetaData,
+    ) -> usize {
+        let stats = crate::pruning::LeafRowGroups::new(metadata, table.schema(), &self.leaves);
         let keep = match self.predicate.prune(&stats) {
             Ok(keep) => keep,
             // Statistics the predicate cannot use prune nothing.
-            Err(_) => return Ok(0),
+            Err(_) => return 0,
         };
         let skipped = keep.iter().filter(|k| !**k).count();
         if skipped == 0 {
-            return Ok(0);
+            return 0;
         }
         // Over the plan of the file's deletion vector, if it has one.
         let mut plan = file
@@ -641,7 +642,7 @@ impl LeafPruning {
             plan.skip(i);
         }
         file.extensions.insert(plan);
-        Ok(skipped)
+        skipped
     }
 }
 
@@ -1046,10 +1047,29 @@ impl TableProvider for TarnTable {
         // field that a file to read may hold NaN in, this scan prunes no row group by bounds.
         let nan_blind = may_hold_nan(table.schema(), filters, &data_files);
         if let Some(pruning) = leaf_pruning.filter(|_| !nan_blind) {
+            // The footers are read through the session's metadata cache, where the scan then
+            // finds them, several at a time, each with one request as the scan reads it.
             let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+            let hint = state.config_options().execution.parquet.metadata_size_hint;
+            let store = table.location().store().clone();
+            let metas: Vec<ObjectMeta> = files.iter().map(|f| f.object_meta.clone()).collect();
+            let mut footers = futures::stream::iter(metas)
+                .map(|meta| {
+                    let (store, cache) = (store.clone(), cache.clone());
+                    async move {
+                        DFParquetMetadata::new(store.as_ref(), &meta)
+                            .with_file_metadata_cache(Some(cache))
+                            .with_metadata_size_hint(hint)
+                            .fetch_metadata()
+                            .await
+                    }
+                })
+                .buffered(FOOTER_READS_IN_FLIGHT);
             for file in &mut files {
-                plan.metrics.row_groups_skipped +=
-                    pruning.skip_row_groups(&table, file, &cache).await?;
+                let Some(footer) = footers.try_next().await? else {
+                    break;
+                };
+                plan.metrics.row_groups_skipped += pruning.skip_row_groups(&table, file, &footer);
             }
         }
         // A scan a cluster runs names its store by the table's location, which every
