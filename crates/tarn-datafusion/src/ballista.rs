@@ -83,7 +83,7 @@ use crate::error::to_df;
 use crate::field_ids::FieldIdAdapterFactory;
 use crate::metadata_tables::MetadataProvider;
 use crate::provider::TarnTable;
-use crate::reader::TarnReaderFactory;
+use crate::reader::read_through_tarn;
 use crate::write::WriteExec;
 
 /// The first bytes of everything tarn's codecs encode.
@@ -590,15 +590,11 @@ impl TarnPhysicalCodec {
             .downcast_ref::<ParquetSource>()
             .ok_or_else(|| DataFusionError::Internal("a tarn scan is a Parquet scan".into()))?
             .clone();
-        let reader = TarnReaderFactory::new(
+        let source = read_through_tarn(
+            source,
             table.location().store().clone(),
             ctx.runtime_env().cache_manager.get_file_metadata_cache(),
         );
-        let mut source = source.with_parquet_file_reader_factory(Arc::new(reader));
-        // The hint is not part of the plan as DataFusion serializes it.
-        if let Some(hint) = source.table_parquet_options().global.metadata_size_hint {
-            source = source.with_metadata_size_hint(hint);
-        }
         let config = FileScanConfigBuilder::from(config)
             .with_source(Arc::new(source))
             .with_expr_adapter(Some(Arc::new(FieldIdAdapterFactory::new(table.schema()))))

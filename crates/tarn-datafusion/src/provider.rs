@@ -50,7 +50,7 @@ use crate::convert::{df_scalar, df_schema, to_scalar};
 use crate::error::to_df;
 use crate::field_ids::FieldIdAdapterFactory;
 use crate::pruning::{AllOf, DataFusionPredicate, bucket_equalities};
-use crate::reader::TarnReaderFactory;
+use crate::reader::read_through_tarn;
 use crate::time_travel::AsOf;
 
 /// The column holding a row's data file path (table-relative) in an identity scan.
@@ -863,20 +863,13 @@ impl FileScan<'_> {
             self.table.location().store().clone(),
             requests.clone(),
         );
-        let reader = TarnReaderFactory::new(
+        // A footer is read with one request of the file's last `metadata_size_hint` bytes,
+        // and a file no larger than that whole (see `reader`).
+        let source = read_through_tarn(
+            ParquetSource::new(table_schema).with_table_parquet_options(self.parquet),
             Arc::new(store),
             self.runtime.cache_manager.get_file_metadata_cache(),
         );
-        let mut source =
-            ParquetSource::new(table_schema).with_parquet_file_reader_factory(Arc::new(reader));
-        // A footer is read with one request of the file's last `metadata_size_hint` bytes
-        // (512 KiB by default), as ListingTable reads it; without the hint it takes two or
-        // three: its length, the footer, the page index. A file no larger than that is read
-        // whole (see `reader`).
-        if let Some(hint) = self.parquet.global.metadata_size_hint {
-            source = source.with_metadata_size_hint(hint);
-        }
-        let source = source.with_table_parquet_options(self.parquet);
         // Planning figures, reported by EXPLAIN ANALYZE on the scan.
         let m = self.metrics;
         for (name, value) in [

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::ParquetSource;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::parquet::{
     CachedParquetFileReaderFactory, ParquetFileMetrics, ParquetFileReaderFactory,
@@ -32,10 +33,27 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
+/// `source` reading its files through [`TarnReaderFactory`], with the footer read of its
+/// options' `metadata_size_hint` (which `ParquetSource` does not take from them, and which
+/// DataFusion's plan serialization drops).
+pub(crate) fn read_through_tarn(
+    source: ParquetSource,
+    store: Arc<dyn ObjectStore>,
+    cache: Arc<FileMetadataCache>,
+) -> ParquetSource {
+    let hint = source.table_parquet_options().global.metadata_size_hint;
+    let source =
+        source.with_parquet_file_reader_factory(Arc::new(TarnReaderFactory::new(store, cache)));
+    match hint {
+        Some(hint) => source.with_metadata_size_hint(hint),
+        None => source,
+    }
+}
+
 /// DataFusion's reader with the session's footer cache, except that a file no larger than
 /// the metadata size hint whose footer is not cached yet is read whole with one request.
 #[derive(Debug)]
-pub(crate) struct TarnReaderFactory {
+struct TarnReaderFactory {
     store: Arc<dyn ObjectStore>,
     cache: Arc<FileMetadataCache>,
     /// The files read whole that a reader still holds, for another reader of the same file:
@@ -47,7 +65,7 @@ pub(crate) struct TarnReaderFactory {
 type Held = Arc<Mutex<HashMap<Path, Weak<Bytes>>>>;
 
 impl TarnReaderFactory {
-    pub(crate) fn new(store: Arc<dyn ObjectStore>, cache: Arc<FileMetadataCache>) -> Self {
+    fn new(store: Arc<dyn ObjectStore>, cache: Arc<FileMetadataCache>) -> Self {
         TarnReaderFactory {
             store,
             cache,
