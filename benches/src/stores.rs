@@ -61,7 +61,8 @@ fn per(total: RequestCounts, n: usize) -> String {
 }
 
 /// `commits` sequential appends of 1,000 rows, then `queries` point queries through SQL,
-/// each from a fresh session (as a new process would), on local disk and on S3.
+/// each from a fresh session (as a new process would), then `commits` SQL INSERTs of 3 rows
+/// through one session (as a `tarn` process fed on stdin runs them), on local disk and on S3.
 pub async fn object_store(
     report: &mut Report,
     commits: usize,
@@ -73,6 +74,8 @@ pub async fn object_store(
         let mut commit_requests = RequestCounts::default();
         let mut query_times = Vec::new();
         let mut query_requests = RequestCounts::default();
+        let mut insert_rates = Vec::new();
+        let mut insert_requests = RequestCounts::default();
         for run in 0..runs {
             let url = format!("{}/run-{run}", side.url);
             let w = Warehouse::open(&url).map_err(|e| e.to_string())?;
@@ -117,6 +120,22 @@ pub async fn object_store(
                 requests.push(ctx.warehouse().requests().since(before));
             }
             query_requests = requests.into_iter().sum();
+
+            let ctx = TarnContext::open(&url).await.map_err(|e| e.to_string())?;
+            let before = ctx.warehouse().requests();
+            let start = Instant::now();
+            for i in 0..commits as i64 {
+                let id = -3 * (i + 1);
+                let insert = format!("INSERT INTO events VALUES ({id}), ({}), ({})", id + 1, id + 2);
+                ctx.sql(&insert)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            insert_rates.push(commits as f64 / start.elapsed().as_secs_f64());
+            insert_requests = ctx.warehouse().requests().since(before);
         }
         rates.sort_by(f64::total_cmp);
         report.add(
@@ -137,6 +156,16 @@ pub async fn object_store(
             median_ms(&mut query_times),
             "ms",
             format!("per query: {}", per(query_requests, queries)),
+        );
+        insert_rates.sort_by(f64::total_cmp);
+        report.add(
+            format!(
+                "{}: {commits} SQL `INSERT ... VALUES` of 3 rows, one session (median of {runs})",
+                side.label
+            ),
+            insert_rates[insert_rates.len() / 2],
+            "commits/s",
+            format!("per statement: {}", per(insert_requests, commits)),
         );
     }
     Ok(())

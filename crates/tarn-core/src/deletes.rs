@@ -101,16 +101,25 @@ pub fn decode_blob(
     Ok(positions)
 }
 
-/// Writes the vectors of several data files (keyed by their table-relative paths) into one
-/// new delete file, and returns where each vector is. Without vectors it writes nothing: a
-/// row delta that only adds rows (a MERGE that inserts only) has no deletes to store.
-pub async fn write_delete_file(
-    location: &TableLocation,
+/// A delete file built and not stored yet: a commit stores it with its other new objects.
+#[derive(Debug)]
+pub struct DeleteFile {
+    /// The table-relative path it is to be stored at.
+    pub path: String,
+    pub bytes: Bytes,
+    /// Where each data file's vector is in it, by the data file's table-relative path.
+    pub vectors: BTreeMap<String, DeletionVector>,
+}
+
+/// Builds one new delete file holding the vectors of several data files (keyed by their
+/// table-relative paths). Without vectors there is none: a row delta that only adds rows (a
+/// MERGE that inserts only) has no deletes to store.
+pub fn encode_delete_file(
     env: &Env,
     vectors: &BTreeMap<String, RoaringTreemap>,
-) -> Result<BTreeMap<String, DeletionVector>> {
+) -> Result<Option<DeleteFile>> {
     if vectors.is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok(None);
     }
     let path = format!("data/deletes-{}.bin", env.next_id());
     let mut bytes = Vec::new();
@@ -128,8 +137,11 @@ pub async fn write_delete_file(
         );
         bytes.extend_from_slice(&blob);
     }
-    location.put(&path, Bytes::from(bytes)).await?;
-    Ok(refs)
+    Ok(Some(DeleteFile {
+        path,
+        bytes: Bytes::from(bytes),
+        vectors: refs,
+    }))
 }
 
 /// Reads one deletion vector (a ranged read of its delete file).

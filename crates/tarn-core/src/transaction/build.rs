@@ -8,6 +8,8 @@ use arrow::array::{
     ArrayRef, AsArray, BooleanArray, Int32Array, RecordBatch, StringArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema};
+use bytes::Bytes;
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use roaring::RoaringTreemap;
 use tarn_spec::{
@@ -24,16 +26,57 @@ use crate::manifest_list::{ManifestList, ManifestSummary};
 use crate::properties::ManifestMerge;
 use crate::table::Table;
 
-/// A manifest this commit wrote.
+/// A manifest this commit writes.
 struct WrittenManifest {
     path: String,
     size: u64,
     manifest: Manifest,
 }
 
-/// Objects that do not depend on the version a commit lands on: written once, reused by
-/// every attempt.
+/// Objects a commit built and has not stored yet. Nothing refers to them until the commit's
+/// version file does, so they need not be stored one after another: an attempt stores them
+/// together, once all are built and before it creates the version file. On an object store
+/// each is a round trip: one after another, a small append's manifest and manifest list
+/// took two.
+#[derive(Default)]
+pub(super) struct Staged {
+    objects: Vec<(String, Bytes)>,
+}
+
+impl Staged {
+    fn add(&mut self, path: String, bytes: Bytes) {
+        self.objects.push((path, bytes));
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.objects.iter().map(|(path, _)| path.clone()).collect()
+    }
+}
+
+/// How many objects an attempt stores at once.
+const STORES_IN_FLIGHT: usize = 16;
+
+/// Stores `objects` (table-relative paths and bytes), [`STORES_IN_FLIGHT`] at a time. Every
+/// store has ended when this returns, failed or not, so that none lands after the caller
+/// removed what was stored.
+async fn store_all<'a>(
+    table: &Table,
+    objects: impl Iterator<Item = &'a (String, Bytes)>,
+) -> Result<()> {
+    let location = table.location();
+    let results: Vec<Result<()>> =
+        futures::stream::iter(objects.map(|(path, bytes)| location.put(path, bytes.clone())))
+            .buffer_unordered(STORES_IN_FLIGHT)
+            .collect()
+            .await;
+    results.into_iter().collect()
+}
+
+/// Objects that do not depend on the version a commit lands on: built once, stored by the
+/// first attempt that gets as far as storing its own, reused by every attempt.
 pub(super) struct Prepared {
+    /// Built and not stored yet.
+    unstored: Staged,
     added: Vec<WrittenManifest>,
     added_rows: u64,
     /// For a rewrite: the removed files' paths and the object listing them.
@@ -68,6 +111,7 @@ pub(super) async fn prepare(
     change_log: &[(ChangeType, DataFile)],
 ) -> Result<Prepared> {
     let metadata = base.metadata();
+    let mut unstored = Staged::default();
     let mut logged = BTreeMap::new();
     for kind in ChangeType::ALL {
         let files: Vec<DataFile> = change_log
@@ -78,7 +122,7 @@ pub(super) async fn prepare(
         if !files.is_empty() {
             let manifest =
                 Manifest::from_data_files(metadata.default_spec(), base.schema(), &files)?;
-            logged.insert(kind, write_manifest(base, manifest).await?.path);
+            logged.insert(kind, stage_manifest(base, manifest, &mut unstored)?.path);
         }
     }
     let affected: Vec<DataFile>;
@@ -91,21 +135,19 @@ pub(super) async fn prepare(
         }
         Change::Metadata { .. } => (&[], &[]),
     };
-    let mut written = Vec::new();
+    let mut manifests = Vec::new();
     if !added.is_empty() {
         let manifest = Manifest::from_data_files(metadata.default_spec(), base.schema(), added)?;
-        written.push(write_manifest(base, manifest).await?);
+        manifests.push(stage_manifest(base, manifest, &mut unstored)?);
     }
     let removed_object = if removed.is_empty() {
         None
     } else {
-        Some(
-            write_file_set(
-                base,
-                removed.iter().map(|f| file_set_row(metadata, f)).collect(),
-            )
-            .await?,
-        )
+        Some(stage_file_set(
+            base,
+            removed.iter().map(|f| file_set_row(metadata, f)).collect(),
+            &mut unstored,
+        )?)
     };
     let spec = metadata.default_spec();
     let touched = match change {
@@ -131,7 +173,13 @@ pub(super) async fn prepare(
                 merged.insert(file.path.clone(), all);
             }
         }
-        let refs = deletes::write_delete_file(base.location(), base.env(), &merged).await?;
+        let refs = match deletes::encode_delete_file(base.env(), &merged)? {
+            Some(file) => {
+                unstored.add(file.path, file.bytes);
+                file.vectors
+            }
+            None => BTreeMap::new(),
+        };
         for (file, new) in files {
             deletes.insert(
                 file.path.clone(),
@@ -152,8 +200,9 @@ pub(super) async fn prepare(
         _ => HashMap::new(),
     };
     Ok(Prepared {
+        unstored,
         added_rows: added.iter().map(|f| f.record_count).sum(),
-        added: written,
+        added: manifests,
         removed_paths: match change {
             Change::RowDelta { .. } => HashSet::new(),
             _ => removed.iter().map(|f| f.path.clone()).collect(),
@@ -199,11 +248,15 @@ fn metadata_object_path(table: &Table, kind: &str, bytes: &[u8]) -> String {
     )
 }
 
-async fn write_manifest(table: &Table, manifest: Manifest) -> Result<WrittenManifest> {
+fn stage_manifest(
+    table: &Table,
+    manifest: Manifest,
+    staged: &mut Staged,
+) -> Result<WrittenManifest> {
     let bytes = manifest.encode()?;
     let path = metadata_object_path(table, "m", &bytes);
     let size = bytes.len() as u64;
-    table.location().put(&path, bytes).await?;
+    staged.add(path.clone(), bytes);
     table.remember_manifest(&path, manifest.clone());
     Ok(WrittenManifest {
         path,
@@ -212,17 +265,16 @@ async fn write_manifest(table: &Table, manifest: Manifest) -> Result<WrittenMani
     })
 }
 
-/// Writes a manifest that replaces existing ones in the list of `next_version` (which alone
-/// refers to it, so it is among the objects removed if the attempt does not land), and its
-/// summary row.
-async fn rewrite_manifest(
+/// Stages a manifest that replaces existing ones in the list of `next_version` (which alone
+/// refers to it, so it is among the objects removed if the attempt does not land), and
+/// returns its summary row.
+fn rewrite_manifest(
     table: &Table,
     manifest: Manifest,
     next_version: Version,
-    written: &mut Vec<String>,
+    staged: &mut Staged,
 ) -> Result<ManifestSummary> {
-    let new = write_manifest(table, manifest).await?;
-    written.push(new.path.clone());
+    let new = stage_manifest(table, manifest, staged)?;
     ManifestSummary::of(&new.manifest, &new.path, new.size, next_version)
 }
 
@@ -242,8 +294,9 @@ fn file_set_row(metadata: &TableMetadata, file: &DataFile) -> FileSetRow {
     )
 }
 
-/// Writes a removed-files object: an Arrow IPC file of `path, spec_id, partition, record_count`.
-async fn write_file_set(table: &Table, rows: Vec<FileSetRow>) -> Result<String> {
+/// Stages a removed-files object, an Arrow IPC file of `path, spec_id, partition,
+/// record_count`, and returns its path.
+fn stage_file_set(table: &Table, rows: Vec<FileSetRow>, staged: &mut Staged) -> Result<String> {
     let schema = Arc::new(ArrowSchema::new(vec![
         ArrowField::new("path", DataType::Utf8, false),
         ArrowField::new("spec_id", DataType::Int32, false),
@@ -264,7 +317,7 @@ async fn write_file_set(table: &Table, rows: Vec<FileSetRow>) -> Result<String> 
         .map_err(|e| Error::arrow("building a removed-files object", e))?;
     let bytes = ipc::encode(&batch)?;
     let path = metadata_object_path(table, "r", &bytes);
-    table.location().put(&path, bytes).await?;
+    staged.add(path.clone(), bytes);
     Ok(path)
 }
 
@@ -310,6 +363,7 @@ fn conflict(snapshot: &Snapshot, reason: impl Into<String>) -> Error {
 
 /// One attempt's next version: its metadata, and the objects written for it alone (a
 /// manifest list, rewritten manifests), which are removed if the attempt does not land.
+/// Every object the version refers to is stored.
 pub(super) struct Attempt {
     pub metadata: TableMetadata,
     pub written: Vec<String>,
@@ -325,13 +379,13 @@ pub(super) async fn next_metadata(
     checked: Version,
     current: &Table,
     change: &Change,
-    prepared: &Prepared,
+    prepared: &mut Prepared,
     commit_id: &str,
     extra: &BTreeMap<String, String>,
     app: Option<&super::AppCommit>,
 ) -> Result<Attempt> {
-    let mut written = Vec::new();
-    match next_metadata_writing(
+    let mut staged = Staged::default();
+    let metadata = next_metadata_staging(
         base,
         checked,
         current,
@@ -340,16 +394,21 @@ pub(super) async fn next_metadata(
         commit_id,
         extra,
         app,
-        &mut written,
+        &mut staged,
     )
-    .await
-    {
-        Ok(metadata) => Ok(Attempt { metadata, written }),
-        Err(e) => {
-            remove_objects(current, &written).await;
-            Err(e)
-        }
+    .await?;
+    // The change's own objects (until an attempt has stored them) go with the attempt's.
+    let objects = prepared.unstored.objects.iter().chain(&staged.objects);
+    if let Err(e) = store_all(current, objects).await {
+        let paths = prepared.unstored.paths().into_iter().chain(staged.paths());
+        remove_objects(current, &paths.collect::<Vec<_>>()).await;
+        return Err(e);
     }
+    prepared.unstored = Staged::default();
+    Ok(Attempt {
+        metadata,
+        written: staged.paths(),
+    })
 }
 
 /// Best effort: deletes objects an attempt wrote that nothing refers to.
@@ -363,8 +422,10 @@ pub(super) async fn remove_objects(table: &Table, paths: &[String]) {
     }
 }
 
+/// The metadata of [`next_metadata`], the objects it refers to that this attempt builds
+/// staged in `staged`.
 #[allow(clippy::too_many_arguments)]
-async fn next_metadata_writing(
+async fn next_metadata_staging(
     base: &Table,
     checked: Version,
     current: &Table,
@@ -373,7 +434,7 @@ async fn next_metadata_writing(
     commit_id: &str,
     extra: &BTreeMap<String, String>,
     app: Option<&super::AppCommit>,
-    written: &mut Vec<String>,
+    staged: &mut Staged,
 ) -> Result<TableMetadata> {
     let metadata = current.metadata();
     let next_version = metadata.version().next();
@@ -431,7 +492,7 @@ async fn next_metadata_writing(
                 current,
                 &list,
                 next_version,
-                written,
+                staged,
                 |manifest| {
                     if manifest.spec_id() != default_spec {
                         return None;
@@ -449,9 +510,7 @@ async fn next_metadata_writing(
             summary.removed_files = removed.len() as u64;
             summary.removed_rows = removed.iter().map(|r| r.3).sum();
             if !removed.is_empty() {
-                let path = write_file_set(current, removed).await?;
-                written.push(path.clone());
-                changes.removed_files = Some(path);
+                changes.removed_files = Some(stage_file_set(current, removed, staged)?);
             }
             Some(rewritten.without_and_with(added_summaries)?)
         }
@@ -505,13 +564,9 @@ async fn next_metadata_writing(
                     }
                 }
             }
-            if !again.is_empty() {
-                let refs =
-                    deletes::write_delete_file(current.location(), current.env(), &again).await?;
-                if let Some(dv) = refs.values().next() {
-                    written.push(dv.path.clone());
-                }
-                vectors.extend(refs);
+            if let Some(file) = deletes::encode_delete_file(current.env(), &again)? {
+                staged.add(file.path, file.bytes);
+                vectors.extend(file.vectors);
             }
             let mut dropped = HashSet::new();
             let mut replaced = Vec::new();
@@ -532,7 +587,7 @@ async fn next_metadata_writing(
                     .collect();
                 let updated = manifest.with_deletion_vectors(&vectors)?.filter(&keep)?;
                 if !updated.is_empty() {
-                    replaced.push(rewrite_manifest(current, updated, next_version, written).await?);
+                    replaced.push(rewrite_manifest(current, updated, next_version, staged)?);
                 }
                 dropped.insert(path);
             }
@@ -564,7 +619,7 @@ async fn next_metadata_writing(
                 current,
                 &list,
                 next_version,
-                written,
+                staged,
                 |manifest| {
                     let paths = manifest.paths();
                     let mask: BooleanArray = paths
@@ -610,13 +665,12 @@ async fn next_metadata_writing(
                 list,
                 &changes.added_manifests,
                 next_version,
-                written,
+                staged,
             )
             .await?;
             let bytes = list.encode()?;
             let path = metadata_object_path(current, "ml", &bytes);
-            current.location().put(&path, bytes).await?;
-            written.push(path.clone());
+            staged.add(path.clone(), bytes);
             summary.total_files = list.total_files();
             summary.total_rows = list.live_records();
             current.remember_list(&path, list);
@@ -634,7 +688,8 @@ async fn next_metadata_writing(
     };
     // Readers that take only plain Arrow IPC objects must refuse the table from its first
     // compressed one.
-    let mut new_objects = written
+    let staged_paths = staged.paths();
+    let mut new_objects = staged_paths
         .iter()
         .chain(&changes.added_manifests)
         .chain(&changes.removed_files)
@@ -695,7 +750,7 @@ async fn merge_small_manifests(
     list: ManifestList,
     own: &[String],
     next_version: Version,
-    written: &mut Vec<String>,
+    staged: &mut Staged,
 ) -> Result<ManifestList> {
     let options = ManifestMerge::from_properties(table.metadata().properties())?;
     // Manifests are merged in tiers by how many files they hold (fewer than min-count,
@@ -758,7 +813,7 @@ async fn merge_small_manifests(
         for bin in bins.into_iter().filter(|b| b.len() > 1) {
             let manifests: Vec<Arc<Manifest>> = bin.iter().map(|(_, m)| m.clone()).collect();
             let concatenated = Manifest::concat(&manifests)?;
-            merged.push(rewrite_manifest(table, concatenated, next_version, written).await?);
+            merged.push(rewrite_manifest(table, concatenated, next_version, staged)?);
             dropped.extend(bin.iter().map(|(i, _)| list.path(*i).to_string()));
         }
     }
@@ -788,7 +843,7 @@ async fn rewrite_manifests(
     table: &Table,
     list: &Arc<ManifestList>,
     next_version: Version,
-    written_paths: &mut Vec<String>,
+    staged: &mut Staged,
     select: impl Fn(&Manifest) -> Option<BooleanArray>,
     removed: &mut Vec<FileSetRow>,
 ) -> Result<Rewritten> {
@@ -815,7 +870,7 @@ async fn rewrite_manifests(
         out.dropped.insert(path);
         if !kept.is_empty() {
             out.added
-                .push(rewrite_manifest(table, kept, next_version, written_paths).await?);
+                .push(rewrite_manifest(table, kept, next_version, staged)?);
         }
     }
     Ok(out)

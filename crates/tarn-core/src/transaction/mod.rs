@@ -302,7 +302,7 @@ impl Table {
             app.check(self)?;
         }
         let commit_id = self.env().next_id();
-        let prepared = build::prepare(self, &change, &change_log).await?;
+        let mut prepared = build::prepare(self, &change, &change_log).await?;
         let mut current = self.clone();
         let policy = self.retry_policy().clone();
         let mut last_error = None;
@@ -356,7 +356,7 @@ impl Table {
                 checked,
                 &current,
                 &change,
-                &prepared,
+                &mut prepared,
                 &commit_id,
                 &extra,
                 app.as_ref(),
@@ -390,14 +390,20 @@ impl Table {
                 .await
             {
                 Ok(Some(tag)) => {
-                    if !base_is_current(&current).await? {
+                    // The hint goes out with the check, one round trip for both: should the
+                    // version be taken back, a reader that finds the hint naming it lists
+                    // the versions instead, as it does after a DROP.
+                    let (base_current, ()) = futures::join!(
+                        base_is_current(&current),
+                        log::write_hint(self.location(), version)
+                    );
+                    if !base_current? {
                         let mine = self.location().path(&file);
                         let _ = self.location().store().delete(&mine).await;
                         return Err(Error::TableGone {
                             table: self.location().url().to_string(),
                         });
                     }
-                    log::write_hint(self.location(), version).await;
                     let committed = current.with_metadata(next, tag);
                     committed.remember_committed();
                     return Ok(committed);

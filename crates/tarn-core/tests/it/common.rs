@@ -197,6 +197,13 @@ struct Fault {
     after: bool,
 }
 
+/// Whether a [`FaultStore`] timeline entry is a call starting or ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    Start,
+    End,
+}
+
 /// Work to run before a create-if-absent, as another writer racing the caller would.
 pub type BeforeCreate = Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
@@ -208,6 +215,11 @@ pub struct FaultStore {
     refuse_create: bool,
     /// Run before each of the next creates of a version file, while the count lasts.
     before_version_create: Mutex<Option<(usize, BeforeCreate)>>,
+    /// When each put, GET and HEAD started and ended, in order.
+    timeline: Mutex<Vec<(Moment, Op, String)>>,
+    /// How long each put, GET and HEAD waits before it reaches the inner store, as a
+    /// request to a remote store would.
+    latency: Mutex<std::time::Duration>,
 }
 
 impl fmt::Debug for FaultStore {
@@ -230,6 +242,8 @@ impl FaultStore {
             calls: Arc::default(),
             refuse_create: false,
             before_version_create: Mutex::default(),
+            timeline: Mutex::default(),
+            latency: Mutex::default(),
         })
     }
 
@@ -241,6 +255,8 @@ impl FaultStore {
             calls: Arc::default(),
             refuse_create: true,
             before_version_create: Mutex::default(),
+            timeline: Mutex::default(),
+            latency: Mutex::default(),
         })
     }
 
@@ -270,6 +286,39 @@ impl FaultStore {
         *self.before_version_create.lock().unwrap() = Some((times, work));
     }
 
+    /// Puts, GETs and HEADs from now on take `latency` each.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        *self.latency.lock().unwrap() = latency;
+    }
+
+    /// When each put, GET and HEAD since the last [`FaultStore::clear_calls`] started and
+    /// ended.
+    pub fn timeline(&self) -> Vec<(Moment, Op, String)> {
+        self.timeline.lock().unwrap().clone()
+    }
+
+    /// Runs `call` (a put, GET or HEAD of `path`) after the store's latency, recording its
+    /// start and end in the timeline.
+    async fn timed<T>(
+        &self,
+        op: Op,
+        path: &Path,
+        call: impl std::future::Future<Output = T>,
+    ) -> T {
+        let latency = *self.latency.lock().unwrap();
+        let record = |moment| {
+            let entry = (moment, op, path.to_string());
+            self.timeline.lock().unwrap().push(entry);
+        };
+        record(Moment::Start);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let result = call.await;
+        record(Moment::End);
+        result
+    }
+
     pub fn clear_faults(&self) {
         self.faults.lock().unwrap().clear();
     }
@@ -280,6 +329,7 @@ impl FaultStore {
 
     pub fn clear_calls(&self) {
         self.calls.lock().unwrap().clear();
+        self.timeline.lock().unwrap().clear();
     }
 
     /// `Some(after)` if this call is to fail.
@@ -344,14 +394,17 @@ impl ObjectStore for FaultStore {
                 work().await;
             }
         }
-        match self.check(Op::Put, location) {
-            Some(false) => Err(injected(location)),
-            Some(true) => {
-                self.inner.put_opts(location, payload, opts).await?;
-                Err(injected(location))
+        let put = async {
+            match self.check(Op::Put, location) {
+                Some(false) => Err(injected(location)),
+                Some(true) => {
+                    self.inner.put_opts(location, payload, opts).await?;
+                    Err(injected(location))
+                }
+                None => self.inner.put_opts(location, payload, opts).await,
             }
-            None => self.inner.put_opts(location, payload, opts).await,
-        }
+        };
+        self.timed(Op::Put, location, put).await
     }
 
     async fn put_multipart_opts(
@@ -374,7 +427,8 @@ impl ObjectStore for FaultStore {
         if self.check(op, location).is_some() {
             return Err(injected(location));
         }
-        self.inner.get_opts(location, options).await
+        self.timed(op, location, self.inner.get_opts(location, options))
+            .await
     }
 
     async fn get_ranges(

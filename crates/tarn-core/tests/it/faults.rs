@@ -185,3 +185,93 @@ async fn each_retry_reads_only_what_landed_since_the_last_attempt() {
         losses + 1
     );
 }
+
+/// The commit protocol's steps (§8.1 of the format) stay in order while the requests within a
+/// step go out together: the metadata objects after the data file, the version file once all
+/// of them are stored, then the check of the base and the hint.
+#[tokio::test]
+async fn a_commit_sends_each_step_together_and_the_steps_in_order() {
+    let (store, w) = fault_warehouse().await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..10, 1)]).await.unwrap();
+    store.set_latency(std::time::Duration::from_millis(5));
+
+    store.clear_calls();
+    let t = t.append_batches([events(10..20, 1)]).await.unwrap();
+    let appended = store.timeline();
+    let file = t
+        .plan_files(&tarn_core::Predicate::True)
+        .await
+        .unwrap()
+        .data_files()
+        .into_iter()
+        .next()
+        .unwrap();
+    store.clear_calls();
+    let t = t
+        .commit(tarn_core::Change::RowDelta {
+            deletes: vec![(file, tarn_core::RoaringTreemap::from_iter([0u64, 1]))],
+            added: Vec::new(),
+            operation: tarn_spec::Operation::Delete,
+        })
+        .await
+        .unwrap();
+    assert_eq!(read_ids(&t).await.len(), 18);
+    let deleted = store.timeline();
+
+    for (commit, timeline, metadata_objects) in [
+        ("append", appended, &["/metadata/m-", "/metadata/ml-"][..]),
+        (
+            "delete",
+            deleted,
+            &[
+                "/data/deletes-",
+                "/metadata/r-",
+                "/metadata/m-",
+                "/metadata/ml-",
+            ][..],
+        ),
+    ] {
+        let at = |moment: Moment, op: Op, fragment: &str| {
+            timeline
+                .iter()
+                .position(|(m, o, p)| *m == moment && *o == op && p.contains(fragment))
+                .unwrap_or_else(|| panic!("{commit}: no {moment:?} {op:?} of {fragment}: {timeline:#?}"))
+        };
+        // Each metadata object starts before any of them ends: they go out together.
+        let first_end = metadata_objects
+            .iter()
+            .map(|f| at(Moment::End, Op::Put, f))
+            .min()
+            .unwrap();
+        for fragment in metadata_objects {
+            assert!(
+                at(Moment::Start, Op::Put, fragment) < first_end,
+                "{commit}: {fragment} waited for another metadata object: {timeline:#?}"
+            );
+        }
+        // The version file is created once every object it names is stored.
+        let version = at(Moment::Start, Op::Put, "/metadata/000");
+        for fragment in metadata_objects {
+            assert!(
+                at(Moment::End, Op::Put, fragment) < version,
+                "{commit}: the version file was created before {fragment} was stored"
+            );
+        }
+        // Then the check of its base and the hint, together.
+        let version_end = at(Moment::End, Op::Put, "/metadata/000");
+        let (check, hint) = (
+            at(Moment::Start, Op::Head, "/metadata/000"),
+            at(Moment::Start, Op::Put, "version-hint"),
+        );
+        assert!(version_end < check && version_end < hint, "{commit}");
+        assert!(
+            check < at(Moment::End, Op::Put, "version-hint")
+                && hint < at(Moment::End, Op::Head, "/metadata/000"),
+            "{commit}: the check of the base and the hint went one after the other: {timeline:#?}"
+        );
+    }
+}

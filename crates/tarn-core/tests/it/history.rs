@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use tarn_core::{Change, Env, Error};
+use object_store::ObjectStoreExt;
+use tarn_core::{Change, Env, Error, Warehouse};
 use tarn_spec::{
     BOUNDED_LOG_FORMAT_VERSION, COMPRESSED_OBJECTS_FORMAT_VERSION, RECENT_SNAPSHOTS, Version,
 };
@@ -230,6 +231,51 @@ async fn reloading_an_unchanged_table_reads_no_object() {
     let other = w.load_table("ns", "events").await.unwrap();
     other.append_batches([events(3..4, 1)]).await.unwrap();
     assert_eq!(t.reload().await.unwrap().version(), Version(2));
+}
+
+/// Loading a table reads the hint, then its version file while probing for the next one:
+/// two round trips on an object store. A hint left behind costs a read, not a wrong version.
+#[tokio::test]
+async fn loading_reads_the_hinted_version_while_it_probes_for_the_next() {
+    let (store, w, bypass) = fault_warehouse_and_bypass().await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    t.append_batches([events(0..3, 1)]).await.unwrap();
+    store.set_latency(std::time::Duration::from_millis(5));
+    let fresh = || Warehouse::from_store(store.clone(), Default::default(), "memory://faults");
+
+    store.clear_calls();
+    let loaded = fresh().load_table("ns", "events").await.unwrap();
+    assert_eq!(loaded.version(), Version(1));
+    let timeline = store.timeline();
+    let at = |moment: Moment, op: Op, fragment: &str| {
+        timeline
+            .iter()
+            .position(|(m, o, p)| *m == moment && *o == op && p.contains(fragment))
+            .unwrap_or_else(|| panic!("no {moment:?} {op:?} of {fragment}: {timeline:#?}"))
+    };
+    let (probe, read) = (
+        at(Moment::Start, Op::Head, "/metadata/00000000000000000002.json"),
+        at(Moment::Start, Op::Get, "/metadata/00000000000000000001.json"),
+    );
+    assert!(at(Moment::End, Op::Get, "version-hint") < probe.min(read));
+    assert!(
+        probe < at(Moment::End, Op::Get, "/metadata/00000000000000000001.json")
+            && read < at(Moment::End, Op::Head, "/metadata/00000000000000000002.json"),
+        "the read of the hinted version waited for the probe: {timeline:#?}"
+    );
+
+    // Two commits that leave the hint behind (the hint rewritten to version 1 by hand).
+    let other = bypass.load_table("ns", "events").await.unwrap();
+    let other = other.append_batches([events(3..4, 1)]).await.unwrap();
+    other.append_batches([events(4..5, 1)]).await.unwrap();
+    let hint = object_store::path::Path::from("ns/events/metadata/version-hint");
+    store.put(&hint, "1".into()).await.unwrap();
+    let loaded = fresh().load_table("ns", "events").await.unwrap();
+    assert_eq!(loaded.version(), Version(3));
+    assert_eq!(read_ids(&loaded).await, (0..5).collect::<Vec<_>>());
 }
 
 /// A handle loaded before a commit made through the same warehouse (the next statement of
