@@ -126,7 +126,11 @@ pub async fn object_store(
             let start = Instant::now();
             for i in 0..commits as i64 {
                 let id = -3 * (i + 1);
-                let insert = format!("INSERT INTO events VALUES ({id}), ({}), ({})", id + 1, id + 2);
+                let insert = format!(
+                    "INSERT INTO events VALUES ({id}), ({}), ({})",
+                    id + 1,
+                    id + 2
+                );
                 ctx.sql(&insert)
                     .await
                     .map_err(|e| e.to_string())?

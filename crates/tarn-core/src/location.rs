@@ -4,10 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::path::{Path, PathPart};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::error::{Error, Result};
+
+/// How many objects [`TableLocation::put_all`] writes at once.
+const PUTS_IN_FLIGHT: usize = 16;
 
 /// A table's object store and root prefix. Every path tarn stores is relative to the root,
 /// so a table can be copied or moved as a whole.
@@ -128,6 +132,24 @@ impl TableLocation {
             .await
             .map_err(|e| Error::store(self.describe(relative), e))?;
         Ok(())
+    }
+
+    /// Writes objects as [`Self::put`] does, [`PUTS_IN_FLIGHT`] at a time: on an object store
+    /// each is a round trip. Every put has ended when this returns, failed or not, so that
+    /// none lands after the caller removed what was stored; the error is the first one.
+    pub(crate) async fn put_all(
+        &self,
+        objects: impl IntoIterator<Item = (String, Bytes)>,
+    ) -> Result<()> {
+        let puts: Vec<_> = objects
+            .into_iter()
+            .map(|(relative, bytes)| async move { self.put(&relative, bytes).await })
+            .collect();
+        let results: Vec<Result<()>> = futures::stream::iter(puts)
+            .buffer_unordered(PUTS_IN_FLIGHT)
+            .collect()
+            .await;
+        results.into_iter().collect()
     }
 
     /// Creates an object only if none exists at the path: the commit point. `Ok(None)` when

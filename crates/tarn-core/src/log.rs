@@ -51,10 +51,9 @@ pub(crate) async fn read_latest(location: &TableLocation) -> Result<Option<Versi
         // The hint usually names the newest version: its file is read while the probe looks
         // for the next, one round trip for both, and read again only if the hint was behind.
         let next = hinted.next();
-        let (next_exists, hinted_file) = futures::join!(
-            location.exists(&version_file(next)),
-            read_version(location, hinted)
-        );
+        let next_file = version_file(next);
+        let (next_exists, hinted_file) =
+            futures::join!(location.exists(&next_file), read_version(location, hinted));
         let read = if next_exists? {
             let latest = probe_upward(location, next).await?;
             read_version(location, latest).await

@@ -233,6 +233,20 @@ const MIN_ROW_GROUP_ROWS: usize = 16_384;
 /// The most Arrow data a file keeps waiting before it opens a row group, for wide rows.
 const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
 
+/// The most bytes of Arrow data in files a writer finishes in memory and holds for the
+/// commit to store (see [`DataFileWriter::finish_unstored`]); files past it are stored as
+/// they close.
+const UNSTORED_BYTES: usize = 4 * 1024 * 1024;
+
+/// A data file encoded in memory and not stored yet: a commit stores it with the metadata
+/// objects that name it, one round trip for all (see [`crate::CommitOptions::unstored`]).
+#[derive(Debug, Clone)]
+pub struct UnstoredFile {
+    /// The table-relative path it is to be stored at, as its [`DataFile`] names it.
+    pub path: String,
+    pub bytes: bytes::Bytes,
+}
+
 struct OpenFile {
     path: String,
     /// Rows waiting for a row group to open (see [`MIN_ROW_GROUP_ROWS`]), in buffers of their
@@ -358,10 +372,10 @@ impl OpenFile {
         (encoded + self.pending_bytes) as u64
     }
 
-    /// Finishes the file: a file still small is written uncompressed.
-    async fn finish(&mut self) -> Result<ParquetMetaData> {
-        let error = self.parquet_error();
-        let properties = if self.writer.is_none() && self.pending_bytes < SMALL_FILE_BYTES {
+    /// The properties the file is finished with: a file still small is written
+    /// uncompressed.
+    fn finishing_properties(&self) -> WriterProperties {
+        if self.writer.is_none() && self.pending_bytes < SMALL_FILE_BYTES {
             self.properties
                 .clone()
                 .into_builder()
@@ -369,9 +383,41 @@ impl OpenFile {
                 .build()
         } else {
             self.properties.clone()
-        };
-        let writer = self.encode_pending(properties).await?;
+        }
+    }
+
+    /// Finishes the file, storing it.
+    async fn finish(&mut self) -> Result<ParquetMetaData> {
+        let error = self.parquet_error();
+        let writer = self.encode_pending(self.finishing_properties()).await?;
         writer.finish().await.map_err(error)
+    }
+
+    /// Whether the whole file is still rows waiting for a row group, so that it can be
+    /// encoded in one go, into memory.
+    fn only_pending(&self) -> bool {
+        self.writer.is_none()
+    }
+
+    /// Finishes a file of waiting rows only (see [`Self::only_pending`]) in memory: its
+    /// metadata and bytes.
+    fn finish_in_memory(&mut self) -> Result<(ParquetMetaData, bytes::Bytes)> {
+        let error = self.parquet_error();
+        let mut bytes = Vec::new();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            &mut bytes,
+            self.arrow_schema.clone(),
+            Some(self.finishing_properties()),
+        )
+        .map_err(&error)?;
+        for batch in std::mem::take(&mut self.pending) {
+            writer.write(&batch).map_err(&error)?;
+        }
+        self.pending_bytes = 0;
+        self.pending_rows = 0;
+        let metadata = writer.finish().map_err(&error)?;
+        drop(writer);
+        Ok((metadata, bytes.into()))
     }
 
     fn bytes_written(&self) -> usize {
@@ -477,6 +523,9 @@ pub struct DataFileWriter {
     /// What the open files held when last measured (after the last routed batch).
     files_held: usize,
     done: Vec<DataFile>,
+    /// Files of `done` finished in memory and not stored yet, and their Arrow size.
+    unstored: Vec<UnstoredFile>,
+    unstored_bytes: usize,
     memory: Option<MemoryGate>,
     /// Columns written without dictionary encoding, chosen from the first batch.
     plain_columns: Option<Vec<String>>,
@@ -580,6 +629,8 @@ impl DataFileWriter {
             chunk_bytes: 0,
             files_held: 0,
             done: Vec::new(),
+            unstored: Vec::new(),
+            unstored_bytes: 0,
             memory: None,
             plain_columns: None,
             view_schema: None,
@@ -805,35 +856,71 @@ impl DataFileWriter {
         })
     }
 
-    /// Finishes `file` and adds it to the files written.
-    async fn close(&mut self, file: OpenFile) -> Result<()> {
-        let data_file = close_file(&self.schema, self.spec.id(), file).await?;
+    /// Finishes `file` and adds it to the files written: in memory while the files held so
+    /// stay under [`UNSTORED_BYTES`] and it is only rows waiting for a row group (a small
+    /// file), else stored.
+    async fn close(&mut self, mut file: OpenFile) -> Result<()> {
+        let arrow_bytes = file.pending_bytes;
+        if file.only_pending() && self.unstored_bytes + arrow_bytes <= UNSTORED_BYTES {
+            let (metadata, bytes) = file.finish_in_memory()?;
+            let data_file =
+                describe_file(&self.schema, self.spec.id(), &file, &metadata, bytes.len())?;
+            self.unstored_bytes += arrow_bytes;
+            self.unstored.push(UnstoredFile {
+                path: data_file.path.clone(),
+                bytes,
+            });
+            self.done.push(data_file);
+            return Ok(());
+        }
+        let metadata = file.finish().await?;
+        let size = file.bytes_written();
+        let data_file = describe_file(&self.schema, self.spec.id(), &file, &metadata, size)?;
         self.done.push(data_file);
         Ok(())
     }
 
-    /// Closes every open file and returns all files written, in the order they were closed.
-    pub async fn finish(mut self) -> Result<Vec<DataFile>> {
+    /// Closes every open file and returns all files written, in the order they were closed,
+    /// every one stored.
+    pub async fn finish(self) -> Result<Vec<DataFile>> {
+        let location = self.location.clone();
+        let (files, unstored) = self.finish_unstored().await?;
+        location
+            .put_all(unstored.into_iter().map(|file| (file.path, file.bytes)))
+            .await?;
+        Ok(files)
+    }
+
+    /// Closes every open file and returns all files written, in the order they were closed,
+    /// and the bytes of the small ones, which are not stored yet: the commit that adds them
+    /// stores them with its metadata ([`crate::CommitOptions::unstored`]). Until then no one
+    /// can read them, and if it never comes they leave nothing behind.
+    pub async fn finish_unstored(mut self) -> Result<(Vec<DataFile>, Vec<UnstoredFile>)> {
         self.write_chunk().await?;
         let mut open: Vec<_> = self.open.drain().collect();
         open.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, file) in open {
             self.close(file).await?;
         }
-        Ok(self.done)
+        Ok((self.done, self.unstored))
     }
 }
 
-/// Finishes a file (the writer is not `Sync`, so this borrows only what it needs).
-async fn close_file(schema: &Schema, spec_id: SpecId, mut file: OpenFile) -> Result<DataFile> {
-    let metadata = file.finish().await?;
-    let column_stats = file_statistics(schema, &metadata, &file).map_err(file.parquet_error())?;
+/// The description of a file just finished with `metadata`, `size` bytes long.
+fn describe_file(
+    schema: &Schema,
+    spec_id: SpecId,
+    file: &OpenFile,
+    metadata: &ParquetMetaData,
+    size: usize,
+) -> Result<DataFile> {
+    let column_stats = file_statistics(schema, metadata, file).map_err(file.parquet_error())?;
     Ok(DataFile {
-        file_size: file.bytes_written() as u64,
-        path: file.path,
+        file_size: size as u64,
+        path: file.path.clone(),
         record_count: file.rows,
         spec_id,
-        partition: file.partition,
+        partition: file.partition.clone(),
         column_stats,
         row_group_rows: metadata
             .row_groups()

@@ -43,6 +43,7 @@ use futures::StreamExt;
 use tarn_core::transaction::MAX_APP_ID_CHARS;
 use tarn_core::{
     AppCommit, Change, CommitOptions, DataFile, Manifest, OverwriteScope, RoaringTreemap, Table,
+    UnstoredFile,
 };
 use tarn_spec::{ChangeType, Operation};
 
@@ -71,6 +72,9 @@ pub(crate) struct Fragment {
     pub deletes: BTreeMap<String, RoaringTreemap>,
     /// The changed rows the write recorded for the change feed, by kind of change.
     pub change_log: Vec<(ChangeType, DataFile)>,
+    /// Added files not stored yet, for the commit to store with its metadata (only in a
+    /// fragment handed over in this process).
+    pub unstored: Vec<UnstoredFile>,
 }
 
 /// Fragments a write node hands to the commit node of its plan in the same process, as they
@@ -146,6 +150,11 @@ impl Fragment {
                 "a fragment that removes files or rows is only handed over in its process"
             );
         }
+        if !self.unstored.is_empty() {
+            return internal_err!(
+                "a fragment with files not stored is only handed over in its process"
+            );
+        }
         let added = if self.added.is_empty() {
             None
         } else {
@@ -200,6 +209,7 @@ impl Fragment {
             *self.deletes.entry(path).or_default() |= positions;
         }
         self.change_log.extend(other.change_log);
+        self.unstored.extend(other.unstored);
     }
 }
 
@@ -681,6 +691,7 @@ impl Commit {
             removed,
             deletes,
             change_log,
+            unstored,
         } = fragment;
         let files_with_deletes = deletes.len();
         // Writers finish in any order: list the files by partition (then in the order each
@@ -764,6 +775,7 @@ impl Commit {
             summary,
             app: app.cloned(),
             change_log,
+            unstored,
         };
         let committed = table
             .commit_with(change, options)

@@ -490,10 +490,16 @@ impl ExecutionPlan for WriteExec {
                 rows += batch.num_rows() as u64;
                 writer.write(&batch).await.map_err(to_df)?;
             }
-            let added = writer.finish().await.map_err(to_df)?;
+            // Handed over in this process, the small files are stored by the commit, with
+            // its metadata: one round trip fewer.
+            let (added, unstored) = match &handoff {
+                Some(_) => writer.finish_unstored().await.map_err(to_df)?,
+                None => (writer.finish().await.map_err(to_df)?, Vec::new()),
+            };
             Fragment {
                 rows,
                 added,
+                unstored,
                 ..Fragment::default()
             }
             .into_batch(&table, handoff.as_deref())

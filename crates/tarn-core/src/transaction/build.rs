@@ -9,7 +9,6 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema};
 use bytes::Bytes;
-use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use roaring::RoaringTreemap;
 use tarn_spec::{
@@ -25,6 +24,7 @@ use crate::manifest::{DataFile, Manifest};
 use crate::manifest_list::{ManifestList, ManifestSummary};
 use crate::properties::ManifestMerge;
 use crate::table::Table;
+use crate::writer::UnstoredFile;
 
 /// A manifest this commit writes.
 struct WrittenManifest {
@@ -51,25 +51,6 @@ impl Staged {
     fn paths(&self) -> Vec<String> {
         self.objects.iter().map(|(path, _)| path.clone()).collect()
     }
-}
-
-/// How many objects an attempt stores at once.
-const STORES_IN_FLIGHT: usize = 16;
-
-/// Stores `objects` (table-relative paths and bytes), [`STORES_IN_FLIGHT`] at a time. Every
-/// store has ended when this returns, failed or not, so that none lands after the caller
-/// removed what was stored.
-async fn store_all<'a>(
-    table: &Table,
-    objects: impl Iterator<Item = &'a (String, Bytes)>,
-) -> Result<()> {
-    let location = table.location();
-    let results: Vec<Result<()>> =
-        futures::stream::iter(objects.map(|(path, bytes)| location.put(path, bytes.clone())))
-            .buffer_unordered(STORES_IN_FLIGHT)
-            .collect()
-            .await;
-    results.into_iter().collect()
 }
 
 /// Objects that do not depend on the version a commit lands on: built once, stored by the
@@ -109,9 +90,13 @@ pub(super) async fn prepare(
     base: &Table,
     change: &Change,
     change_log: &[(ChangeType, DataFile)],
+    data_files: Vec<UnstoredFile>,
 ) -> Result<Prepared> {
     let metadata = base.metadata();
     let mut unstored = Staged::default();
+    for file in data_files {
+        unstored.add(file.path, file.bytes);
+    }
     let mut logged = BTreeMap::new();
     for kind in ChangeType::ALL {
         let files: Vec<DataFile> = change_log
@@ -398,8 +383,11 @@ pub(super) async fn next_metadata(
     )
     .await?;
     // The change's own objects (until an attempt has stored them) go with the attempt's.
-    let objects = prepared.unstored.objects.iter().chain(&staged.objects);
-    if let Err(e) = store_all(current, objects).await {
+    let objects: Vec<(String, Bytes)> = (prepared.unstored.objects.iter())
+        .chain(&staged.objects)
+        .cloned()
+        .collect();
+    if let Err(e) = current.location().put_all(objects).await {
         let paths = prepared.unstored.paths().into_iter().chain(staged.paths());
         remove_objects(current, &paths.collect::<Vec<_>>()).await;
         return Err(e);

@@ -57,6 +57,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::log;
 use crate::manifest::DataFile;
 use crate::table::Table;
+use crate::writer::UnstoredFile;
 
 /// Table property set by the last commit a table receives before it is renamed: a writer
 /// that finds it stops instead of committing to the old name.
@@ -188,6 +189,10 @@ pub struct CommitOptions {
     /// changes whose added and removed files cannot tell the change feed what happened; it
     /// then is the commit's whole change feed.
     pub change_log: Vec<(ChangeType, DataFile)>,
+    /// Data files of the change not stored yet ([`crate::DataFileWriter::finish_unstored`]):
+    /// the commit stores them together with its metadata objects, before its version file.
+    /// Each must be a file the change or its change log adds.
+    pub unstored: Vec<UnstoredFile>,
 }
 
 fn validate_change_log(
@@ -289,9 +294,11 @@ impl Table {
             summary: extra,
             app,
             change_log,
+            unstored,
         } = options;
         validate(self, &change)?;
         validate_change_log(self, &change, &change_log)?;
+        validate_unstored(&change, &change_log, &unstored)?;
         if let Some(app) = &app {
             if !AppCommit::is_valid_id(&app.app_id) {
                 return Err(Error::invalid(
@@ -302,7 +309,7 @@ impl Table {
             app.check(self)?;
         }
         let commit_id = self.env().next_id();
-        let mut prepared = build::prepare(self, &change, &change_log).await?;
+        let mut prepared = build::prepare(self, &change, &change_log, unstored).await?;
         let mut current = self.clone();
         let policy = self.retry_policy().clone();
         let mut last_error = None;
@@ -442,7 +449,8 @@ impl Table {
         self.commit(Change::Append { files }).await
     }
 
-    /// Writes `batches` as new data files and appends them in one commit.
+    /// Writes `batches` as new data files and appends them in one commit, which stores the
+    /// small ones with its metadata.
     pub async fn append_batches(
         &self,
         batches: impl IntoIterator<Item = arrow::array::RecordBatch>,
@@ -451,7 +459,12 @@ impl Table {
         for batch in batches {
             writer.write(&batch).await?;
         }
-        self.append(writer.finish().await?).await
+        let (files, unstored) = writer.finish_unstored().await?;
+        let options = CommitOptions {
+            unstored,
+            ..CommitOptions::default()
+        };
+        self.commit_with(Change::Append { files }, options).await
     }
 }
 
@@ -517,6 +530,37 @@ async fn own_commit(since: Version, current: &Table, commit_id: &str) -> Result<
         .iter()
         .find(|s| s.commit_id.as_deref() == Some(commit_id))
         .map(|s| s.version))
+}
+
+/// Every unstored file is one the change adds: the commit stores only what it refers to.
+fn validate_unstored(
+    change: &Change,
+    change_log: &[(ChangeType, DataFile)],
+    unstored: &[UnstoredFile],
+) -> Result<()> {
+    if unstored.is_empty() {
+        return Ok(());
+    }
+    let added: &[DataFile] = match change {
+        Change::Append { files } | Change::Overwrite { files, .. } => files,
+        Change::Rewrite { added, .. } | Change::RowDelta { added, .. } => added,
+        Change::Metadata { .. } => &[],
+    };
+    let paths: std::collections::HashSet<&str> = added
+        .iter()
+        .chain(change_log.iter().map(|(_, file)| file))
+        .map(|file| file.path.as_str())
+        .collect();
+    match unstored
+        .iter()
+        .find(|file| !paths.contains(file.path.as_str()))
+    {
+        Some(file) => Err(Error::invalid(
+            "unstored data file",
+            format!("'{}' is not a file the change adds", file.path),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn validate(base: &Table, change: &Change) -> Result<()> {

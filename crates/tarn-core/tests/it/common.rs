@@ -299,12 +299,7 @@ impl FaultStore {
 
     /// Runs `call` (a put, GET or HEAD of `path`) after the store's latency, recording its
     /// start and end in the timeline.
-    async fn timed<T>(
-        &self,
-        op: Op,
-        path: &Path,
-        call: impl std::future::Future<Output = T>,
-    ) -> T {
+    async fn timed<T>(&self, op: Op, path: &Path, call: impl std::future::Future<Output = T>) -> T {
         let latency = *self.latency.lock().unwrap();
         let record = |moment| {
             let entry = (moment, op, path.to_string());

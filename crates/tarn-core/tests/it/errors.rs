@@ -327,3 +327,56 @@ fn retryable_means_it_may_work_next_time() {
     assert_eq!(corrupt.kind(), ErrorKind::CorruptData);
     assert!(!corrupt.is_retryable());
 }
+
+/// A commit stores the unstored data files it is given only when its change adds them, so
+/// that it never stores an object that nothing refers to; the writer's own files are kept in
+/// memory until then, and the table is unchanged by a refusal.
+#[tokio::test]
+async fn an_unstored_file_the_change_does_not_add_is_refused() {
+    let w = memory_warehouse("unstored").await;
+    let t = w
+        .create_table("ns", "t", events_definition(false))
+        .await
+        .unwrap();
+    let mut writer = t.writer().unwrap();
+    writer.write(&events(0..3, 1)).await.unwrap();
+    let (files, unstored) = writer.finish_unstored().await.unwrap();
+    assert_eq!((files.len(), unstored.len()), (1, 1));
+    assert_eq!(unstored[0].path, files[0].path);
+    assert_eq!(unstored[0].bytes.len() as u64, files[0].file_size);
+    let stored = t.location().path(&files[0].path);
+    assert!(
+        t.location().store().head(&stored).await.is_err(),
+        "not stored yet"
+    );
+
+    let err = t
+        .commit_with(
+            tarn_core::Change::Append { files: Vec::new() },
+            tarn_core::CommitOptions {
+                unstored: unstored.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(
+        err.to_string().contains("is not a file the change adds"),
+        "{err}"
+    );
+    assert!(t.location().store().head(&stored).await.is_err());
+    assert_eq!(t.reload().await.unwrap().version(), t.version());
+
+    let t = t
+        .commit_with(
+            tarn_core::Change::Append { files },
+            tarn_core::CommitOptions {
+                unstored,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(read_ids(&t).await, vec![0, 1, 2]);
+}

@@ -187,7 +187,7 @@ async fn each_retry_reads_only_what_landed_since_the_last_attempt() {
 }
 
 /// The commit protocol's steps (§8.1 of the format) stay in order while the requests within a
-/// step go out together: the metadata objects after the data file, the version file once all
+/// step go out together: a small data file and the metadata objects, the version file once all
 /// of them are stored, then the check of the base and the hint.
 #[tokio::test]
 async fn a_commit_sends_each_step_together_and_the_steps_in_order() {
@@ -223,7 +223,11 @@ async fn a_commit_sends_each_step_together_and_the_steps_in_order() {
     let deleted = store.timeline();
 
     for (commit, timeline, metadata_objects) in [
-        ("append", appended, &["/metadata/m-", "/metadata/ml-"][..]),
+        (
+            "append",
+            appended,
+            &["/data/", "/metadata/m-", "/metadata/ml-"][..],
+        ),
         (
             "delete",
             deleted,
@@ -239,7 +243,9 @@ async fn a_commit_sends_each_step_together_and_the_steps_in_order() {
             timeline
                 .iter()
                 .position(|(m, o, p)| *m == moment && *o == op && p.contains(fragment))
-                .unwrap_or_else(|| panic!("{commit}: no {moment:?} {op:?} of {fragment}: {timeline:#?}"))
+                .unwrap_or_else(|| {
+                    panic!("{commit}: no {moment:?} {op:?} of {fragment}: {timeline:#?}")
+                })
         };
         // Each metadata object starts before any of them ends: they go out together.
         let first_end = metadata_objects

@@ -257,8 +257,16 @@ async fn loading_reads_the_hinted_version_while_it_probes_for_the_next() {
             .unwrap_or_else(|| panic!("no {moment:?} {op:?} of {fragment}: {timeline:#?}"))
     };
     let (probe, read) = (
-        at(Moment::Start, Op::Head, "/metadata/00000000000000000002.json"),
-        at(Moment::Start, Op::Get, "/metadata/00000000000000000001.json"),
+        at(
+            Moment::Start,
+            Op::Head,
+            "/metadata/00000000000000000002.json",
+        ),
+        at(
+            Moment::Start,
+            Op::Get,
+            "/metadata/00000000000000000001.json",
+        ),
     );
     assert!(at(Moment::End, Op::Get, "version-hint") < probe.min(read));
     assert!(
