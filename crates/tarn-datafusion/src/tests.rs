@@ -366,6 +366,21 @@ async fn concurrent_updates(on_s3: bool) {
             "merge-on-read" => assert!(deleted > 0, "deletes were written as vectors"),
             _ => assert_eq!(deleted, 0, "copy-on-write leaves no vector"),
         }
+        // A statement that planned again after a conflict stored nothing of its earlier
+        // plan: its small files go to the store with its commit, or not at all.
+        let orphans = run(
+            &a,
+            "CALL tarn.remove_orphan_files('c', older_than => now(), dry_run => true)",
+        )
+        .await;
+        let orphans = match orphans.iter().all(|b| b.num_rows() == 0) {
+            true => Vec::new(),
+            false => texts(&orphans),
+        };
+        assert!(
+            orphans.is_empty(),
+            "{mode}: objects no version references: {orphans:?}"
+        );
     }
 }
 

@@ -41,6 +41,9 @@ struct WrittenManifest {
 #[derive(Default)]
 pub(super) struct Staged {
     objects: Vec<(String, Bytes)>,
+    /// Objects of the change the attempt's version does not refer to after all (the
+    /// prepared delete file, when every vector in it was rebased on a concurrent commit's).
+    superseded: Vec<String>,
 }
 
 impl Staged {
@@ -58,6 +61,8 @@ impl Staged {
 pub(super) struct Prepared {
     /// Built and not stored yet.
     unstored: Staged,
+    /// Stored by an attempt: nothing refers to them unless the commit lands.
+    stored: Vec<String>,
     added: Vec<WrittenManifest>,
     added_rows: u64,
     /// For a rewrite: the removed files' paths and the object listing them.
@@ -69,6 +74,8 @@ pub(super) struct Prepared {
     removed_vectors: HashMap<String, Option<DeletionVector>>,
     /// For a row delta: what it deletes from each file.
     deletes: HashMap<String, FileDeletes>,
+    /// For a row delta: the delete file of the merged vectors.
+    delete_file: Option<String>,
     /// The manifests of the change log, by kind of change.
     change_log: BTreeMap<ChangeType, String>,
 }
@@ -146,6 +153,7 @@ pub(super) async fn prepare(
         _ => HashSet::new(),
     };
     let mut deletes = HashMap::new();
+    let mut delete_file = None;
     if let Change::RowDelta { deletes: files, .. } = change {
         let mut merged = BTreeMap::new();
         for (file, new) in files {
@@ -160,6 +168,7 @@ pub(super) async fn prepare(
         }
         let refs = match deletes::encode_delete_file(base.env(), &merged)? {
             Some(file) => {
+                delete_file = Some(file.path.clone());
                 unstored.add(file.path, file.bytes);
                 file.vectors
             }
@@ -186,6 +195,7 @@ pub(super) async fn prepare(
     };
     Ok(Prepared {
         unstored,
+        stored: Vec::new(),
         added_rows: added.iter().map(|f| f.record_count).sum(),
         added: manifests,
         removed_paths: match change {
@@ -196,6 +206,7 @@ pub(super) async fn prepare(
         touched,
         removed_vectors,
         deletes,
+        delete_file,
         change_log: logged,
     })
 }
@@ -352,6 +363,9 @@ fn conflict(snapshot: &Snapshot, reason: impl Into<String>) -> Error {
 pub(super) struct Attempt {
     pub metadata: TableMetadata,
     pub written: Vec<String>,
+    /// Stored objects of the change that the version does not refer to: removed once the
+    /// version lands.
+    pub superseded: Vec<String>,
 }
 
 /// The metadata of the version after `current`, carrying `change` made against `base`. The
@@ -392,11 +406,22 @@ pub(super) async fn next_metadata(
         remove_objects(current, &paths.collect::<Vec<_>>()).await;
         return Err(e);
     }
-    prepared.unstored = Staged::default();
+    prepared
+        .stored
+        .extend(std::mem::take(&mut prepared.unstored).paths());
     Ok(Attempt {
         metadata,
         written: staged.paths(),
+        superseded: staged.superseded,
     })
+}
+
+impl Prepared {
+    /// Best effort: deletes what attempts stored of the change, once it is known that the
+    /// commit did not land.
+    pub(super) async fn remove_stored(self, table: &Table) {
+        remove_objects(table, &self.stored).await;
+    }
 }
 
 /// Best effort: deletes objects an attempt wrote that nothing refers to.
@@ -551,6 +576,11 @@ async fn next_metadata_staging(
                         }
                     }
                 }
+            }
+            if let Some(prepared_file) = &prepared.delete_file
+                && !vectors.values().any(|dv| dv.path == *prepared_file)
+            {
+                staged.superseded.push(prepared_file.clone());
             }
             if let Some(file) = deletes::encode_delete_file(current.env(), &again)? {
                 staged.add(file.path, file.bytes);

@@ -310,6 +310,36 @@ impl Table {
         }
         let commit_id = self.env().next_id();
         let mut prepared = build::prepare(self, &change, &change_log, unstored).await?;
+        // Whether an attempt's version may have landed though it did not answer so: until
+        // that is settled, what the attempts stored of the change must stay.
+        let mut in_doubt = false;
+        let outcome = self
+            .attempt_commits(
+                &change,
+                &mut prepared,
+                &commit_id,
+                &extra,
+                app.as_ref(),
+                &mut in_doubt,
+            )
+            .await;
+        if outcome.is_err() && !in_doubt {
+            prepared.remove_stored(self).await;
+        }
+        outcome
+    }
+
+    /// The attempts of [`Self::commit_with`]: each builds the next version on the newest one
+    /// and tries to create it, until one lands, the change conflicts or the attempts run out.
+    async fn attempt_commits(
+        &self,
+        change: &Change,
+        prepared: &mut build::Prepared,
+        commit_id: &str,
+        extra: &BTreeMap<String, String>,
+        app: Option<&AppCommit>,
+        in_doubt: &mut bool,
+    ) -> Result<Table> {
         let mut current = self.clone();
         let policy = self.retry_policy().clone();
         let mut last_error = None;
@@ -336,7 +366,7 @@ impl Table {
                 // looks only past the base of the one before: an earlier create landed by
                 // now at a version an earlier look saw, or at that attempt's own version.
                 if let Some(since) = created_on
-                    && let Some(mine) = own_commit(since, &current, &commit_id).await?
+                    && let Some(mine) = own_commit(since, &current, commit_id).await?
                 {
                     log::write_hint(self.location(), mine).await;
                     return current.at_version(mine).await;
@@ -344,6 +374,7 @@ impl Table {
                 if let Some(before) = unsettled.take() {
                     before.settle(self, &current).await?;
                 }
+                *in_doubt = false;
             }
             if let Some(to) = current.metadata().properties().get(RENAMED_TO_PROPERTY) {
                 return Err(Error::TableRenamed { to: to.clone() });
@@ -353,20 +384,13 @@ impl Table {
                     table: self.location().url().to_string(),
                 });
             }
-            if let Some(app) = &app {
+            if let Some(app) = app {
                 // A commit of the same application landed meanwhile with this number or a
                 // later one (this one's own was found above).
                 app.check(&current)?;
             }
             let attempt = match build::next_metadata(
-                self,
-                checked,
-                &current,
-                &change,
-                &mut prepared,
-                &commit_id,
-                &extra,
-                app.as_ref(),
+                self, checked, &current, change, prepared, commit_id, extra, app,
             )
             .await
             {
@@ -397,6 +421,8 @@ impl Table {
                 .await
             {
                 Ok(Some(tag)) => {
+                    // Landed: from here on, an error must leave every object in place.
+                    *in_doubt = true;
                     // The hint goes out with the check, one round trip for both: should the
                     // version be taken back, a reader that finds the hint naming it lists
                     // the versions instead, as it does after a DROP.
@@ -406,11 +432,12 @@ impl Table {
                     );
                     if !base_current? {
                         let mine = self.location().path(&file);
-                        let _ = self.location().store().delete(&mine).await;
+                        *in_doubt = self.location().store().delete(&mine).await.is_err();
                         return Err(Error::TableGone {
                             table: self.location().url().to_string(),
                         });
                     }
+                    build::remove_objects(&current, &attempt.superseded).await;
                     let committed = current.with_metadata(next, tag);
                     committed.remember_committed();
                     return Ok(committed);
@@ -426,6 +453,7 @@ impl Table {
                 // The create may or may not have happened; the next attempt finds out by
                 // looking for this commit's id.
                 Err(e) if e.kind() == ErrorKind::Unavailable => {
+                    *in_doubt = true;
                     unsettled = Some(Unsettled {
                         base: current.clone(),
                         written: attempt.written,
@@ -438,6 +466,10 @@ impl Table {
                     return Err(e);
                 }
             }
+        }
+        // The last attempt's version went to another commit: its own objects go too.
+        if let Some(last) = unsettled.filter(|last| last.taken.is_some()) {
+            build::remove_objects(&last.base, &last.written).await;
         }
         Err(last_error.unwrap_or(Error::CommitRetriesExhausted {
             attempts: policy.max_attempts,

@@ -9,8 +9,8 @@ use arrow::array::{AsArray, Int64Array, RecordBatch, StringArray, TimestampMicro
 use arrow::datatypes::{DataType, Field as ArrowField, Int64Type, Schema as ArrowSchema, TimeUnit};
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use object_store::{
@@ -75,6 +75,29 @@ pub fn events(ids: Range<i64>, days: i64) -> RecordBatch {
         ],
     )
     .expect("valid batch")
+}
+
+/// Every object under the table's location, relative to it.
+pub async fn objects_under(t: &Table) -> std::collections::BTreeSet<String> {
+    let root = t.location().root().clone();
+    let listed: Vec<ObjectMeta> = t
+        .location()
+        .store()
+        .list(Some(&root))
+        .try_collect()
+        .await
+        .unwrap();
+    listed
+        .into_iter()
+        .map(|o| {
+            o.location
+                .prefix_match(&root)
+                .unwrap()
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect()
 }
 
 pub async fn memory_warehouse(name: &str) -> Warehouse {

@@ -380,3 +380,52 @@ async fn an_unstored_file_the_change_does_not_add_is_refused() {
         .unwrap();
     assert_eq!(read_ids(&t).await, vec![0, 1, 2]);
 }
+
+/// A commit that loses its file to a concurrent one fails with a conflict and leaves the
+/// store as it found it: the objects its first attempt stored (its small data file, its
+/// manifest, the list of files it removes) are removed, since no version refers to them.
+#[tokio::test]
+async fn a_commit_that_conflicts_leaves_no_object_behind() {
+    let w = memory_warehouse("conflict-leaves-nothing").await;
+    let t = w
+        .create_table("ns", "t", events_definition(false))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..3, 1)]).await.unwrap();
+    let file = t
+        .plan_files(&tarn_core::Predicate::True)
+        .await
+        .unwrap()
+        .data_files();
+    let deleted = t
+        .commit(tarn_core::Change::Rewrite {
+            removed: file.clone(),
+            added: Vec::new(),
+            operation: tarn_spec::Operation::Delete,
+        })
+        .await
+        .unwrap();
+    let before = objects_under(&deleted).await;
+
+    let mut writer = t.writer().unwrap();
+    writer.write(&events(10..13, 1)).await.unwrap();
+    let (added, unstored) = writer.finish_unstored().await.unwrap();
+    let stale = t.commit_with(
+        tarn_core::Change::Rewrite {
+            removed: file,
+            added,
+            operation: tarn_spec::Operation::Update,
+        },
+        tarn_core::CommitOptions {
+            unstored,
+            ..Default::default()
+        },
+    );
+    let err = stale.await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict { retryable: true }, "{err}");
+    assert_eq!(objects_under(&deleted).await, before);
+    assert_eq!(
+        read_ids(&deleted.reload().await.unwrap()).await,
+        Vec::<i64>::new()
+    );
+}

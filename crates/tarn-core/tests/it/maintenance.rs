@@ -5,8 +5,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use futures::TryStreamExt;
-use object_store::ObjectStore;
 use tarn_core::maintenance::{ExpireOptions, OrphanOptions, expire_snapshots, remove_orphan_files};
 use tarn_core::{Change, Error, Predicate, RoaringTreemap, Table};
 use tarn_spec::{Operation, Version};
@@ -85,28 +83,6 @@ fn events_of(ids: &[i64]) -> arrow::array::RecordBatch {
         .map(|v| Some(ids.contains(&v.unwrap())))
         .collect();
     arrow::compute::filter_record_batch(&all, &keep).unwrap()
-}
-
-async fn objects_under(t: &Table) -> BTreeSet<String> {
-    let root = t.location().root().clone();
-    let listed: Vec<object_store::ObjectMeta> = t
-        .location()
-        .store()
-        .list(Some(&root))
-        .try_collect()
-        .await
-        .unwrap();
-    listed
-        .into_iter()
-        .map(|o| {
-            o.location
-                .prefix_match(&root)
-                .unwrap()
-                .map(|p| p.as_ref().to_string())
-                .collect::<Vec<_>>()
-                .join("/")
-        })
-        .collect()
 }
 
 /// Every object the retained snapshots reference, plus their version files and the hint.

@@ -34,7 +34,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 use tarn_core::properties::RowLevelMode;
-use tarn_core::{DataFile, DataFileWriter, RoaringTreemap, Table};
+use tarn_core::{DataFile, DataFileWriter, RoaringTreemap, Table, UnstoredFile};
 use tarn_spec::ChangeType;
 
 use super::{ClauseAction, DmlKind};
@@ -187,8 +187,10 @@ impl ExecutionPlan for DmlWriteExec {
             let images = materialize(&target, &kind, outcome.updated, record, &context).await?;
             let table = target.table();
             let mut change_log = Vec::new();
-            let mut log = |change, files: Vec<DataFile>| {
+            let mut unstored = Vec::new();
+            let mut log = |change, (files, bytes): Written| {
                 change_log.extend(files.into_iter().map(|f| (change, f)));
+                unstored.extend(bytes);
             };
             log(
                 ChangeType::UpdatePreimage,
@@ -213,10 +215,10 @@ impl ExecutionPlan for DmlWriteExec {
                 }
                 RowLevelMode::MergeOnRead => {
                     // The new rows go to files of their own, which the log names as they are.
-                    let after = write_rows(table, &images.after, &context).await?;
-                    log(ChangeType::UpdatePostimage, after.clone());
-                    let inserted = write_rows(table, &inserted, &context).await?;
-                    log(ChangeType::Insert, inserted.clone());
+                    let (after, bytes) = write_rows(table, &images.after, &context).await?;
+                    log(ChangeType::UpdatePostimage, (after.clone(), bytes));
+                    let (inserted, bytes) = write_rows(table, &inserted, &context).await?;
+                    log(ChangeType::Insert, (inserted.clone(), bytes));
                     let fragment = row_delta(&target, outcome.removed, deleted, &context).await?;
                     Fragment {
                         added: [after, inserted].concat(),
@@ -225,9 +227,11 @@ impl ExecutionPlan for DmlWriteExec {
                 }
             };
             change_log.extend(fragment.change_log);
+            unstored.extend(fragment.unstored);
             Fragment {
                 rows: outcome.affected,
                 change_log,
+                unstored,
                 ..fragment
             }
             .into_batch(target.table(), Some(&handoff))
@@ -568,20 +572,25 @@ async fn materialize(
     Ok(images)
 }
 
+/// New data files, and the bytes of the small ones, which the commit stores with its
+/// metadata (see [`DataFileWriter::finish_unstored`]): a statement that fails before its
+/// commit leaves them nowhere.
+type Written = (Vec<DataFile>, Vec<UnstoredFile>);
+
 /// Writes rows into new data files of `table`.
 async fn write_rows(
     table: &Table,
     rows: &[RecordBatch],
     context: &Arc<TaskContext>,
-) -> Result<Vec<DataFile>> {
+) -> Result<Written> {
     if rows.iter().all(|b| b.num_rows() == 0) {
-        return Ok(Vec::new());
+        return Ok(Written::default());
     }
     let mut writer = writer_for(table, context, 1)?;
     for batch in rows {
         writer.write(batch).await.map_err(to_df)?;
     }
-    writer.finish().await.map_err(to_df)
+    writer.finish_unstored().await.map_err(to_df)
 }
 
 /// Merge-on-read: the affected positions as deletes. The deleted rows, when asked for
@@ -593,6 +602,7 @@ async fn row_delta(
     context: &Arc<TaskContext>,
 ) -> Result<Fragment> {
     let mut change_log = Vec::new();
+    let mut unstored = Vec::new();
     if let Some(deleted) = deleted.filter(|d| !d.is_empty()) {
         let table = target.table();
         let paths: HashSet<String> = deleted.keys().cloned().collect();
@@ -609,12 +619,14 @@ async fn row_delta(
                 .await
                 .map_err(to_df)?;
         }
-        let logged = writer.finish().await.map_err(to_df)?;
+        let (logged, bytes) = writer.finish_unstored().await.map_err(to_df)?;
         change_log.extend(logged.into_iter().map(|f| (ChangeType::Delete, f)));
+        unstored = bytes;
     }
     Ok(Fragment {
         deletes: removed.into_iter().collect(),
         change_log,
+        unstored,
         ..Fragment::default()
     })
 }
@@ -677,17 +689,20 @@ async fn rewrite(
             ));
         }
     }
-    let mut added = write_rows(table, &new_rows, context).await?;
+    let (mut added, mut unstored) = write_rows(table, &new_rows, context).await?;
     let mut change_log = Vec::new();
     while let Some(copied) = copies.join_next().await {
-        let (files, logged) = copied.map_err(|e| DataFusionError::External(Box::new(e)))??;
+        let ((files, bytes), (logged, logged_bytes)) =
+            copied.map_err(|e| DataFusionError::External(Box::new(e)))??;
         added.extend(files);
         change_log.extend(logged.into_iter().map(|f| (ChangeType::Delete, f)));
+        unstored.extend(bytes.into_iter().chain(logged_bytes));
     }
     Ok(Fragment {
         added,
         removed: removed.into_iter().map(|f| f.path).collect(),
         change_log,
+        unstored,
         ..Fragment::default()
     })
 }
@@ -702,7 +717,7 @@ async fn copy_kept_rows(
     columns: usize,
     then: Vec<RecordBatch>,
     mut log: Option<(Arc<HashMap<String, RoaringTreemap>>, DataFileWriter)>,
-) -> Result<(Vec<DataFile>, Vec<DataFile>)> {
+) -> Result<(Written, Written)> {
     let table_columns: Vec<usize> = (0..columns).collect();
     while let Some(batch) = stream.next().await {
         let batch = batch?;
@@ -750,10 +765,10 @@ async fn copy_kept_rows(
     for batch in &then {
         writer.write(batch).await.map_err(to_df)?;
     }
-    let copies = writer.finish().await.map_err(to_df)?;
+    let copies = writer.finish_unstored().await.map_err(to_df)?;
     let logged = match log {
-        Some((_, log_writer)) => log_writer.finish().await.map_err(to_df)?,
-        None => Vec::new(),
+        Some((_, log_writer)) => log_writer.finish_unstored().await.map_err(to_df)?,
+        None => Written::default(),
     };
     Ok((copies, logged))
 }
