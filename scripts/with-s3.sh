@@ -5,6 +5,7 @@
 #
 #   scripts/with-s3.sh cargo test --workspace -- --include-ignored
 #   scripts/with-s3.sh tarn --warehouse s3://tarn-test/mine
+#   TARN_S3_LATENCY_MS=20 scripts/with-s3.sh tarn-bench object-store   # each request waits 20 ms
 set -euo pipefail
 
 MOTO_VERSION=5.2.5
