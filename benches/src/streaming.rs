@@ -139,8 +139,9 @@ pub async fn streaming(
         "share of an append's time spent encoding its data file",
         data_file_time.as_secs_f64() / busy.as_secs_f64(),
         "ratio",
-        "encoding and storing the 100-row Parquet file, against the whole append: \
-         the most that carrying small appends inside the commit's metadata could save",
+        "encoding the 100-row Parquet file, against the whole append (the commit stores it \
+         with its metadata): the most that carrying small appends inside the commit's \
+         metadata could save",
     );
     for w in windows.iter_mut() {
         let n = w.latencies.len();
