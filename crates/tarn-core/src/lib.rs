@@ -76,6 +76,6 @@ pub use transaction::{
 pub use warehouse::Warehouse;
 pub use writer::{
     COMPRESSION_CODEC_PROPERTY, COMPRESSION_LEVEL_PROPERTY, DataFileWriter, MemoryGate,
-    ROW_GROUP_ROWS_PROPERTY, TARGET_FILE_SIZE_PROPERTY, UnstoredFile, WRITE_BUFFER_PROPERTY,
-    WriterOptions,
+    ROW_GROUP_ROWS_PROPERTY, StoredHook, TARGET_FILE_SIZE_PROPERTY, UnstoredFile,
+    WRITE_BUFFER_PROPERTY, WriterOptions,
 };

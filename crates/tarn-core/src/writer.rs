@@ -247,6 +247,10 @@ pub struct UnstoredFile {
     pub bytes: bytes::Bytes,
 }
 
+/// Told the table-relative path of each data file a writer stores, as it starts storing it
+/// (see [`DataFileWriter::on_stored`]).
+pub type StoredHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 struct OpenFile {
     path: String,
     /// Rows waiting for a row group to open (see [`MIN_ROW_GROUP_ROWS`]), in buffers of their
@@ -534,6 +538,7 @@ pub struct DataFileWriter {
     view_schema: Option<SchemaRef>,
     /// Whether rows arrive clustered by partition (see [`Self::with_clustered_input`]).
     clustered: bool,
+    on_stored: Option<StoredHook>,
 }
 
 fn gate_allows(memory: &mut Option<MemoryGate>, held: usize) -> bool {
@@ -635,6 +640,7 @@ impl DataFileWriter {
             plain_columns: None,
             view_schema: None,
             clustered: false,
+            on_stored: None,
         })
     }
 
@@ -658,6 +664,21 @@ impl DataFileWriter {
     pub fn with_clustered_input(mut self) -> Self {
         self.clustered = true;
         self
+    }
+
+    /// Tells `hook` each file this writer stores, as it starts storing it, so that a caller
+    /// whose write fails or is cancelled before it gets the files from [`Self::finish`] can
+    /// still delete them (once the writer is dropped: a store cut short may still land until
+    /// then). Files left in memory by [`Self::finish_unstored`] are not told.
+    pub fn on_stored(mut self, hook: StoredHook) -> Self {
+        self.on_stored = Some(hook);
+        self
+    }
+
+    fn storing(&self, path: &str) {
+        if let Some(hook) = &self.on_stored {
+            hook(path);
+        }
     }
 
     /// The Arrow schema data is written with (with field ids).
@@ -873,6 +894,7 @@ impl DataFileWriter {
             self.done.push(data_file);
             return Ok(());
         }
+        self.storing(&file.path);
         let metadata = file.finish().await?;
         let size = file.bytes_written();
         let data_file = describe_file(&self.schema, self.spec.id(), &file, &metadata, size)?;
@@ -884,7 +906,11 @@ impl DataFileWriter {
     /// every one stored.
     pub async fn finish(self) -> Result<Vec<DataFile>> {
         let location = self.location.clone();
+        let on_stored = self.on_stored.clone();
         let (files, unstored) = self.finish_unstored().await?;
+        if let Some(hook) = &on_stored {
+            unstored.iter().for_each(|file| hook(&file.path));
+        }
         location
             .put_all(unstored.into_iter().map(|file| (file.path, file.bytes)))
             .await?;

@@ -42,10 +42,11 @@ use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Set, Statement, Value as 
 use futures::StreamExt;
 use tarn_core::transaction::MAX_APP_ID_CHARS;
 use tarn_core::{
-    AppCommit, Change, CommitOptions, DataFile, Manifest, OverwriteScope, RoaringTreemap, Table,
-    UnstoredFile,
+    AppCommit, Change, CommitOptions, DataFile, Manifest, OverwriteScope, RoaringTreemap,
+    StoredHook, Table, TableLocation, UnstoredFile,
 };
 use tarn_spec::{ChangeType, Operation};
+use tokio::sync::mpsc;
 
 use crate::error::{tarn_error, to_df};
 use crate::provider::TarnTable;
@@ -80,20 +81,132 @@ pub(crate) struct Fragment {
 /// Fragments a write node hands to the commit node of its plan in the same process, as they
 /// are. Each write node planned in this process has one; a write node rebuilt in another
 /// process (a Ballista executor) has none and sends its fragment as Arrow rows.
-#[derive(Debug, Default)]
-pub(crate) struct Handoff(Mutex<Vec<Fragment>>);
+///
+/// It also keeps the paths of the files the node's writers store, until the commit takes
+/// them on. A statement that fails before that deletes them ([`Handoff::discard`]), once its
+/// writers are gone: a writer whose task is being stopped may still be storing a file. A
+/// cancelled statement (its future dropped, as Ctrl-C in the shell does) leaves the same to
+/// a clean-up the session finishes before its next statement ([`DiscardOnDrop`]).
+#[derive(Debug)]
+pub(crate) struct Handoff {
+    fragments: Mutex<Vec<Fragment>>,
+    location: TableLocation,
+    stored: Arc<Mutex<Vec<String>>>,
+    /// Cloned into each writer's hook and dropped with the writer: once this one is taken
+    /// too, `writers_gone` answers when the last writer is gone.
+    writers: Mutex<Option<mpsc::Sender<()>>>,
+    writers_gone: Mutex<Option<mpsc::Receiver<()>>>,
+}
+
+/// How long a failed statement waits for its writers' tasks to stop before it deletes what
+/// they stored.
+const WRITERS_STOP: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Handoff {
-    fn fragments(&self) -> std::sync::MutexGuard<'_, Vec<Fragment>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn new(table: &Table) -> Self {
+        let (writers, writers_gone) = mpsc::channel(1);
+        Handoff {
+            fragments: Mutex::default(),
+            location: table.location().clone(),
+            stored: Arc::default(),
+            writers: Mutex::new(Some(writers)),
+            writers_gone: Mutex::new(Some(writers_gone)),
+        }
     }
 
     fn put(&self, fragment: Fragment) {
-        self.fragments().push(fragment);
+        lock(&self.fragments).push(fragment);
     }
 
     fn take(&self) -> Vec<Fragment> {
-        std::mem::take(&mut *self.fragments())
+        std::mem::take(&mut *lock(&self.fragments))
+    }
+
+    /// What a writer of the node tells of each file it stores.
+    pub(crate) fn stored_hook(&self) -> StoredHook {
+        let stored = Arc::clone(&self.stored);
+        // Held by the hook, so dropped with the writer.
+        let alive = lock(&self.writers).clone();
+        Arc::new(move |path: &str| {
+            let _alive = &alive;
+            lock(&stored).push(path.to_string());
+        })
+    }
+
+    /// The commit has taken the stored files on: from here on a failed commit deletes them
+    /// itself unless its version may have landed ([`CommitOptions::owns_files`]).
+    fn release(&self) {
+        lock(&self.stored).clear();
+    }
+
+    /// Deletes the stored files no commit took on, once the node's writers are gone.
+    async fn discard(&self) {
+        drop(lock(&self.writers).take());
+        let writers_gone = lock(&self.writers_gone).take();
+        if let Some(mut writers_gone) = writers_gone {
+            let _ = tokio::time::timeout(WRITERS_STOP, writers_gone.recv()).await;
+        }
+        let paths = std::mem::take(&mut *lock(&self.stored));
+        remove_files(self.location.clone(), paths).await;
+    }
+}
+
+/// Discards the handoffs of a statement whose commit node is dropped before it finished
+/// ([`Handoff::discard`]), in a task the session finishes before its next statement.
+struct DiscardOnDrop {
+    handoffs: Vec<Arc<Handoff>>,
+    cleanups: Option<Arc<Cleanups>>,
+}
+
+impl Drop for DiscardOnDrop {
+    fn drop(&mut self) {
+        let handoffs = std::mem::take(&mut self.handoffs);
+        if handoffs.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cleanup = runtime.spawn(async move {
+            for handoff in handoffs {
+                handoff.discard().await;
+            }
+        });
+        if let Some(cleanups) = &self.cleanups {
+            cleanups.push(cleanup);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Best effort: deletes `paths` under `location`, through the store's bulk delete.
+async fn remove_files(location: TableLocation, paths: Vec<String>) {
+    if paths.is_empty() {
+        return;
+    }
+    let paths: Vec<_> = paths.iter().map(|path| Ok(location.path(path))).collect();
+    let deleted = location
+        .store()
+        .delete_stream(futures::stream::iter(paths).boxed());
+    deleted.for_each(|_| async {}).await;
+}
+
+/// Clean-ups of a session's cancelled statements, finished before its next statement runs
+/// ([`crate::TarnContext::finish_cancelled`]). A session config extension, so that the plan
+/// nodes of its statements find it.
+#[derive(Debug, Default)]
+pub(crate) struct Cleanups(Mutex<Vec<tokio::task::JoinHandle<()>>>);
+
+impl Cleanups {
+    pub(crate) fn push(&self, cleanup: tokio::task::JoinHandle<()>) {
+        lock(&self.0).push(cleanup);
+    }
+
+    pub(crate) fn take(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        std::mem::take(&mut *lock(&self.0))
     }
 }
 
@@ -586,12 +699,51 @@ impl Commit {
         app: Option<&AppCommit>,
     ) -> Result<RecordBatch> {
         let handoffs = handoffs(input);
+        let mut on_drop = DiscardOnDrop {
+            handoffs: handoffs.clone(),
+            cleanups: context.session_config().get_extension::<Cleanups>(),
+        };
+        let outcome = self
+            .write_and_commit(input, table, context, app, &handoffs)
+            .await;
+        // What the writers of a failed statement stored is not part of the table. (A
+        // statement that succeeded handed every file it stored to its commit.)
+        if outcome.is_err() {
+            for handoff in &handoffs {
+                handoff.discard().await;
+            }
+        }
+        on_drop.handoffs.clear();
+        let committed = outcome?;
+        self.metrics.rows.add(committed.rows as usize);
+        if let Some(version) = committed.version {
+            self.metrics.committed(version);
+        }
+        if let (Some(store_url), Some((table, added))) = (&self.auto_compact, &committed.appended) {
+            self.compact_after(store_url, table, added, context).await;
+        }
+        count_batch(&self.name, committed.rows, committed.version)
+    }
+
+    /// Runs the write nodes of `input` and commits what they wrote.
+    async fn write_and_commit(
+        &self,
+        input: &Arc<dyn ExecutionPlan>,
+        table: &Table,
+        context: &Arc<TaskContext>,
+        app: Option<&AppCommit>,
+        handoffs: &[Arc<Handoff>],
+    ) -> Result<Committed> {
         let mut fragment = Fragment::default();
         let mut markers = 0;
+        let mut sent_as_rows = 0;
         for partition in 0..input.output_partitioning().partition_count() {
             let mut stream = input.execute(partition, context.clone())?;
             while let Some(batch) = stream.next().await {
-                markers += fragment.absorb(&batch.map_err(|e| self.refused_rows(e))?)?;
+                let batch = batch.map_err(|e| self.refused_rows(e))?;
+                let handed_over = fragment.absorb(&batch)?;
+                markers += handed_over;
+                sent_as_rows += batch.num_rows() - handed_over;
             }
         }
         let handed_over: Vec<Fragment> = handoffs.iter().flat_map(|h| h.take()).collect();
@@ -604,15 +756,9 @@ impl Commit {
         for part in handed_over {
             fragment.merge(part);
         }
-        let committed = self.commit(table, fragment, app).await?;
-        self.metrics.rows.add(committed.rows as usize);
-        if let Some(version) = committed.version {
-            self.metrics.committed(version);
-        }
-        if let (Some(store_url), Some((table, added))) = (&self.auto_compact, &committed.appended) {
-            self.compact_after(store_url, table, added, context).await;
-        }
-        count_batch(&self.name, committed.rows, committed.version)
+        // Files written in another process are that process's to clean up.
+        let owner = (sent_as_rows == 0).then_some(handoffs);
+        self.commit(table, fragment, app, owner).await
     }
 
     /// A write refused because of the rows it was given (a NULL in a NOT NULL column,
@@ -679,11 +825,15 @@ impl Commit {
         .await;
     }
 
+    /// Commits `fragment`. With `handoffs`, the fragment's files were all written for it
+    /// in this process, and the commit takes them on from the handoffs: failing, it deletes
+    /// them unless its version may have landed.
     async fn commit(
         &self,
         table: &Table,
         fragment: Fragment,
         app: Option<&AppCommit>,
+        handoffs: Option<&[Arc<Handoff>]>,
     ) -> Result<Committed> {
         let Fragment {
             rows,
@@ -776,7 +926,9 @@ impl Commit {
             app: app.cloned(),
             change_log,
             unstored,
+            owns_files: handoffs.is_some(),
         };
+        handoffs.into_iter().flatten().for_each(|h| h.release());
         let committed = table
             .commit_with(change, options)
             .await

@@ -41,6 +41,7 @@ use tarn_core::storage::StoreOptions;
 
 use crate::catalog::TarnCatalog;
 use crate::checked_arithmetic::CheckedArithmeticRule;
+use crate::commit::Cleanups;
 use crate::dml::{DmlRule, TarnQueryPlanner};
 use crate::error::to_df;
 use crate::external::TarnTableFactory;
@@ -66,9 +67,9 @@ pub struct TarnContext {
     catalog_name: String,
     /// Properties tables created through this context get unless CREATE TABLE sets them.
     table_defaults: Arc<std::collections::BTreeMap<String, String>>,
-    /// Clean-ups of cancelled statements (a CREATE TABLE AS taking its table back out),
-    /// finished before the next statement runs.
-    pub(crate) cleanups: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Clean-ups of cancelled statements (a CREATE TABLE AS taking its table back out, the
+    /// files of a write deleted), finished before the next statement runs.
+    pub(crate) cleanups: Arc<Cleanups>,
 }
 
 impl std::fmt::Debug for TarnContext {
@@ -246,8 +247,7 @@ impl TarnContext {
     /// TABLE AS cancelled before its rows committed takes its table back out. Each statement
     /// does this before it runs; a program that cancels one and then ends calls it last.
     pub async fn finish_cancelled(&self) {
-        let cleanups: Vec<_> = std::mem::take(&mut *self.cleanups.lock().expect("not poisoned"));
-        for cleanup in cleanups {
+        for cleanup in self.cleanups.take() {
             let _ = cleanup.await;
         }
     }
@@ -778,12 +778,24 @@ pub async fn register(
             .build();
         *ctx.state_ref().write() = state;
     }
+    // The session's plan nodes find where to leave the clean-ups of cancelled statements.
+    let cleanups = match ctx.state().config().get_extension::<Cleanups>() {
+        Some(cleanups) => cleanups,
+        None => {
+            let cleanups = Arc::new(Cleanups::default());
+            ctx.state_ref()
+                .write()
+                .config_mut()
+                .set_extension(Arc::clone(&cleanups));
+            cleanups
+        }
+    };
     Ok(TarnContext {
         ctx: ctx.clone(),
         catalog,
         catalog_name: catalog_name.to_string(),
         table_defaults: Arc::default(),
-        cleanups: Arc::default(),
+        cleanups,
     })
 }
 

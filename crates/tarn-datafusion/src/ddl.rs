@@ -721,7 +721,7 @@ struct Uncreate {
     table: Option<(tarn_core::Warehouse, tarn_core::Table)>,
     /// The session's listing of the namespace, and the table's name in it.
     schema: Option<(Arc<crate::catalog::TarnSchema>, String)>,
-    cleanups: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    cleanups: Arc<crate::commit::Cleanups>,
 }
 
 impl Drop for Uncreate {
@@ -737,7 +737,7 @@ impl Drop for Uncreate {
                     schema.note_dropped(&name);
                 }
             });
-            self.cleanups.lock().expect("not poisoned").push(cleanup);
+            self.cleanups.push(cleanup);
         }
     }
 }

@@ -525,7 +525,7 @@ pub(crate) async fn rewrite_files(
         .collect::<Result<Vec<_>>>()?;
     let mut writes = tokio::task::JoinSet::new();
     for stream in streams {
-        let mut writer = crate::write::writer_for(table, &task, writers)?;
+        let mut writer = crate::write::writer_for(table, &task, writers, None)?;
         if clustered {
             writer = writer.with_clustered_input();
         }

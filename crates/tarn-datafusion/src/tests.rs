@@ -373,15 +373,7 @@ async fn concurrent_updates(on_s3: bool) {
         }
         // A statement that planned again after a conflict stored nothing of its earlier
         // plan: its small files go to the store with its commit, or not at all.
-        let orphans = run(
-            &a,
-            "CALL tarn.remove_orphan_files('c', older_than => now(), dry_run => true)",
-        )
-        .await;
-        let orphans = match orphans.iter().all(|b| b.num_rows() == 0) {
-            true => Vec::new(),
-            false => texts(&orphans),
-        };
+        let orphans = orphans(&a, "c").await;
         assert!(
             orphans.is_empty(),
             "{mode}: objects no version references: {orphans:?}"
@@ -865,12 +857,24 @@ async fn concurrent_time_travel_on_a_multi_thread_runtime() {
     readers_see_their_own_versions().await;
 }
 
-/// A store that holds every version-file create (the commit point) for a long while, and
-/// says when one arrives: the moment a statement is about to commit.
+/// A store that holds every version-file create (the commit point) until it is given a
+/// permit, and says when one arrives: the moment a statement is about to commit.
 #[derive(Debug)]
 struct GatedStore {
     inner: Arc<dyn datafusion::object_store::ObjectStore>,
     reached: Arc<tokio::sync::Notify>,
+    /// One permit per create let through; none at first.
+    open: Arc<tokio::sync::Semaphore>,
+}
+
+impl GatedStore {
+    fn new() -> Self {
+        GatedStore {
+            inner: Arc::new(datafusion::object_store::memory::InMemory::new()),
+            reached: Arc::default(),
+            open: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
 }
 
 impl std::fmt::Display for GatedStore {
@@ -891,7 +895,7 @@ impl datafusion::object_store::ObjectStore for GatedStore {
             && location.as_ref().ends_with(".json");
         if version_file {
             self.reached.notify_one();
-            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            self.open.acquire().await.expect("never closed").forget();
         }
         self.inner.put_opts(location, payload, opts).await
     }
@@ -956,11 +960,8 @@ impl datafusion::object_store::ObjectStore for GatedStore {
 /// while its version file is on its way to the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_dropped_halfway_commits_nothing() {
-    let reached = Arc::new(tokio::sync::Notify::new());
-    let store = Arc::new(GatedStore {
-        inner: Arc::new(datafusion::object_store::memory::InMemory::new()),
-        reached: reached.clone(),
-    });
+    let store = Arc::new(GatedStore::new());
+    let reached = store.reached.clone();
     let setup = TarnContext::new(
         Warehouse::from_store(store.inner.clone(), Default::default(), "memory://gated"),
         datafusion::prelude::SessionConfig::new(),
@@ -1002,6 +1003,106 @@ async fn a_statement_dropped_halfway_commits_nothing() {
         ids(&run(&setup, "SELECT count(*) FROM t").await),
         vec![1000]
     );
+}
+
+/// A statement that loses its commit to a concurrent one and runs again deletes the files
+/// its first run stored (large files are stored as writers close them, before the commit):
+/// an UPDATE held at its commit while another UPDATE of the same rows lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_run_again_after_a_conflict_leaves_no_file_behind() {
+    let store = Arc::new(GatedStore::new());
+    let open = |store: Arc<dyn datafusion::object_store::ObjectStore>| async move {
+        TarnContext::new(
+            Warehouse::from_store(store, Default::default(), "memory://held"),
+            datafusion::prelude::SessionConfig::new(),
+        )
+        .await
+        .unwrap()
+    };
+    let other = open(store.inner.clone()).await;
+    // Files close at 64 KB; past the first 4 MiB a writer keeps for the commit to store,
+    // each is stored as it closes.
+    run(
+        &other,
+        "CREATE TABLE t (id BIGINT, v BIGINT) \
+         WITH ('write.target-file-size-bytes' = '65536')",
+    )
+    .await;
+    run(
+        &other,
+        "INSERT INTO t SELECT value, 0 FROM generate_series(1, 1000000)",
+    )
+    .await;
+    let held = open(store.clone()).await;
+    let update = tokio::spawn(async move {
+        let df = held.sql("UPDATE t SET v = v + 1").await?;
+        df.collect().await
+    });
+    store.reached.notified().await;
+    run(&other, "UPDATE t SET v = v + 10").await;
+    store.open.add_permits(1_000);
+    update.await.unwrap().unwrap();
+
+    let sums = run(&other, "SELECT CAST(sum(v) AS BIGINT) FROM t").await;
+    assert_eq!(
+        ids(&sums),
+        vec![11 * 1_000_000],
+        "both updates applied once"
+    );
+    let orphans = orphans(&other, "t").await;
+    assert!(
+        orphans.is_empty(),
+        "objects no version references: {orphans:?}"
+    );
+}
+
+/// A write that fails, or is cancelled (its future dropped, as Ctrl-C in the shell does),
+/// after its writers stored files leaves none of them: the failed statement deletes them
+/// before it reports, the cancelled one before the session's next statement runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_or_cancelled_write_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = TarnContext::open(dir.path().to_str().unwrap())
+        .await
+        .unwrap();
+    run(
+        &ctx,
+        "CREATE TABLE t (id BIGINT NOT NULL, v BIGINT) \
+         WITH ('write.target-file-size-bytes' = '65536')",
+    )
+    .await;
+    run(&ctx, "INSERT INTO t VALUES (0, 0)").await;
+
+    // The last row breaks NOT NULL, after about 16 MB of rows were written.
+    let failing = "INSERT INTO t SELECT CASE WHEN value = 1000000 THEN NULL ELSE value END, value \
+                   FROM generate_series(1, 1000000)";
+    let err = match ctx.sql(failing).await {
+        Ok(df) => df.collect().await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("NULL"), "{err}");
+    assert_eq!(
+        orphans(&ctx, "t").await,
+        Vec::<String>::new(),
+        "after the failure"
+    );
+
+    let big = "INSERT INTO t SELECT value, value * 2 FROM generate_series(1, 50000000)";
+    let insert = async {
+        let df = ctx.sql(big).await?;
+        df.collect().await
+    };
+    let cancelled = tokio::time::timeout(std::time::Duration::from_secs(3), insert).await;
+    assert!(
+        cancelled.is_err(),
+        "the statement ended before it was cancelled: {cancelled:?}"
+    );
+    assert_eq!(
+        orphans(&ctx, "t").await,
+        Vec::<String>::new(),
+        "after the cancel"
+    );
+    assert_eq!(ids(&run(&ctx, "SELECT count(*) FROM t").await), vec![1]);
 }
 
 /// One table whose newest version file is damaged: the warehouse still lists every table,
@@ -1784,6 +1885,18 @@ async fn with_partitions(url: &str, partitions: usize) -> TarnContext {
     )
     .await
     .unwrap()
+}
+
+/// What `remove_orphan_files` would delete from `table` now: objects under its location
+/// that no retained version refers to.
+async fn orphans(ctx: &TarnContext, table: &str) -> Vec<String> {
+    let sql =
+        format!("CALL tarn.remove_orphan_files('{table}', older_than => now(), dry_run => true)");
+    let listed = run(ctx, &sql).await;
+    listed
+        .iter()
+        .flat_map(|b| texts(std::slice::from_ref(b)))
+        .collect()
 }
 
 /// The text of every row of the first column of a result.

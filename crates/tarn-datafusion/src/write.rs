@@ -113,7 +113,7 @@ pub(crate) fn insert_plan(
         ordering,
         key,
         Layout { hash, ..layout },
-        Some(Arc::default()),
+        Some(Arc::new(Handoff::new(&table))),
     ));
     let mut summary = BTreeMap::from([("statement".to_string(), "insert".to_string())]);
     if let Some(id) = write_id {
@@ -154,18 +154,24 @@ pub(crate) fn table_ordering(
 /// A writer of new data files for `table`, one of `writers` running at once in a
 /// statement: it holds at most its share of the table's `write.buffer-bytes`, counted
 /// against the session's memory pool, and writes rows out early rather than exceed either.
+/// The files it stores are kept in `handoff`, when given, until a commit takes them on.
 pub(crate) fn writer_for(
     table: &Table,
     context: &TaskContext,
     writers: usize,
+    handoff: Option<&Handoff>,
 ) -> Result<DataFileWriter> {
     let options = WriterOptions::from_properties(table.metadata().properties()).map_err(to_df)?;
     let reservation = MemoryConsumer::new("TarnWriter").register(context.memory_pool());
-    Ok(table
+    let writer = table
         .writer()
         .map_err(to_df)?
         .with_buffer_bytes(options.buffer_bytes / writers.max(1))
-        .with_memory_gate(Box::new(move |bytes| reservation.try_resize(bytes).is_ok())))
+        .with_memory_gate(Box::new(move |bytes| reservation.try_resize(bytes).is_ok()));
+    Ok(match handoff {
+        Some(handoff) => writer.on_stored(handoff.stored_hook()),
+        None => writer,
+    })
 }
 
 /// One field of a table's partition key, computed from the rows to be written: the
@@ -476,6 +482,7 @@ impl ExecutionPlan for WriteExec {
             &self.table,
             &context,
             self.properties.partitioning.partition_count(),
+            self.handoff.as_deref(),
         )?;
         if self.cluster_key().is_some() {
             writer = writer.with_clustered_input();

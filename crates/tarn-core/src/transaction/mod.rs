@@ -193,6 +193,11 @@ pub struct CommitOptions {
     /// the commit stores them together with its metadata objects, before its version file.
     /// Each must be a file the change or its change log adds.
     pub unstored: Vec<UnstoredFile>,
+    /// Whether the data files the change and its change log add were written for this
+    /// commit alone. A commit that fails then deletes the ones already stored, as it
+    /// deletes the objects it stored itself, unless its version may have landed. Leave it
+    /// unset when the same files may be given to another commit.
+    pub owns_files: bool,
 }
 
 fn validate_change_log(
@@ -290,11 +295,34 @@ impl Table {
 
     /// [`Table::commit`] with everything a commit can carry besides its change.
     pub async fn commit_with(&self, change: Change, options: CommitOptions) -> Result<Table> {
+        let owned = match options.owns_files {
+            true => stored_files(&change, &options.change_log, &options.unstored),
+            false => Vec::new(),
+        };
+        // Whether an attempt's version may have landed though it did not answer so: until
+        // that is settled, what the attempts stored of the change must stay.
+        let mut in_doubt = false;
+        let outcome = self.commit_options(change, options, &mut in_doubt).await;
+        if outcome.is_err() && !in_doubt {
+            build::remove_objects(self, &owned).await;
+        }
+        outcome
+    }
+
+    /// [`Self::commit_with`], less deleting the files it owns when it fails: `in_doubt`
+    /// tells whether a failure may have landed its version all the same.
+    async fn commit_options(
+        &self,
+        change: Change,
+        options: CommitOptions,
+        in_doubt: &mut bool,
+    ) -> Result<Table> {
         let CommitOptions {
             summary: extra,
             app,
             change_log,
             unstored,
+            owns_files: _,
         } = options;
         validate(self, &change)?;
         validate_change_log(self, &change, &change_log)?;
@@ -310,9 +338,6 @@ impl Table {
         }
         let commit_id = self.env().next_id();
         let mut prepared = build::prepare(self, &change, &change_log, unstored).await?;
-        // Whether an attempt's version may have landed though it did not answer so: until
-        // that is settled, what the attempts stored of the change must stay.
-        let mut in_doubt = false;
         let outcome = self
             .attempt_commits(
                 &change,
@@ -320,10 +345,10 @@ impl Table {
                 &commit_id,
                 &extra,
                 app.as_ref(),
-                &mut in_doubt,
+                in_doubt,
             )
             .await;
-        if outcome.is_err() && !in_doubt {
+        if outcome.is_err() && !*in_doubt {
             prepared.remove_stored(self).await;
         }
         outcome
@@ -564,6 +589,33 @@ async fn own_commit(since: Version, current: &Table, commit_id: &str) -> Result<
         .map(|s| s.version))
 }
 
+/// The files `change` and its change log add that are stored already: every one but the
+/// `unstored`, which the commit stores itself.
+fn stored_files(
+    change: &Change,
+    change_log: &[(ChangeType, DataFile)],
+    unstored: &[UnstoredFile],
+) -> Vec<String> {
+    let unstored: std::collections::HashSet<&str> =
+        unstored.iter().map(|file| file.path.as_str()).collect();
+    added_files(change)
+        .iter()
+        .chain(change_log.iter().map(|(_, file)| file))
+        .map(|file| file.path.as_str())
+        .filter(|path| !unstored.contains(path))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The data files `change` adds.
+fn added_files(change: &Change) -> &[DataFile] {
+    match change {
+        Change::Append { files } | Change::Overwrite { files, .. } => files,
+        Change::Rewrite { added, .. } | Change::RowDelta { added, .. } => added,
+        Change::Metadata { .. } => &[],
+    }
+}
+
 /// Every unstored file is one the change adds: the commit stores only what it refers to.
 fn validate_unstored(
     change: &Change,
@@ -573,12 +625,7 @@ fn validate_unstored(
     if unstored.is_empty() {
         return Ok(());
     }
-    let added: &[DataFile] = match change {
-        Change::Append { files } | Change::Overwrite { files, .. } => files,
-        Change::Rewrite { added, .. } | Change::RowDelta { added, .. } => added,
-        Change::Metadata { .. } => &[],
-    };
-    let paths: std::collections::HashSet<&str> = added
+    let paths: std::collections::HashSet<&str> = added_files(change)
         .iter()
         .chain(change_log.iter().map(|(_, file)| file))
         .map(|file| file.path.as_str())

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
-use tarn_core::{Error, ErrorKind, Warehouse};
+use tarn_core::{DataFile, Error, ErrorKind, Table, Warehouse};
 use tarn_spec::Version;
 
 use crate::common::*;
@@ -381,12 +381,10 @@ async fn an_unstored_file_the_change_does_not_add_is_refused() {
     assert_eq!(read_ids(&t).await, vec![0, 1, 2]);
 }
 
-/// A commit that loses its file to a concurrent one fails with a conflict and leaves the
-/// store as it found it: the objects its first attempt stored (its small data file, its
-/// manifest, the list of files it removes) are removed, since no version refers to them.
-#[tokio::test]
-async fn a_commit_that_conflicts_leaves_no_object_behind() {
-    let w = memory_warehouse("conflict-leaves-nothing").await;
+/// A table holding one data file, that file, and the table after a concurrent commit
+/// deleted it: a rewrite of the file based on the first conflicts.
+async fn file_deleted_meanwhile(warehouse: &str) -> (Table, Vec<DataFile>, Table) {
+    let w = memory_warehouse(warehouse).await;
     let t = w
         .create_table("ns", "t", events_definition(false))
         .await
@@ -405,6 +403,15 @@ async fn a_commit_that_conflicts_leaves_no_object_behind() {
         })
         .await
         .unwrap();
+    (t, file, deleted)
+}
+
+/// A commit that loses its file to a concurrent one fails with a conflict and leaves the
+/// store as it found it: the objects its first attempt stored (its small data file, its
+/// manifest, the list of files it removes) are removed, since no version refers to them.
+#[tokio::test]
+async fn a_commit_that_conflicts_leaves_no_object_behind() {
+    let (t, file, deleted) = file_deleted_meanwhile("conflict-leaves-nothing").await;
     let before = objects_under(&deleted).await;
 
     let mut writer = t.writer().unwrap();
@@ -428,4 +435,49 @@ async fn a_commit_that_conflicts_leaves_no_object_behind() {
         read_ids(&deleted.reload().await.unwrap()).await,
         Vec::<i64>::new()
     );
+}
+
+/// A commit given files written for it alone (`owns_files`) deletes them when it fails on a
+/// conflict, as it deletes its own objects; without it, the caller's files stay for the
+/// caller to commit again.
+#[tokio::test]
+async fn a_failed_commit_deletes_the_files_it_owns() {
+    let (t, file, deleted) = file_deleted_meanwhile("owned-files").await;
+    let before = objects_under(&deleted).await;
+
+    for owns_files in [false, true] {
+        let mut writer = t.writer().unwrap();
+        writer.write(&events(10..13, 1)).await.unwrap();
+        let added = writer.finish().await.unwrap();
+        let stale = t.commit_with(
+            tarn_core::Change::Rewrite {
+                removed: file.clone(),
+                added: added.clone(),
+                operation: tarn_spec::Operation::Update,
+            },
+            tarn_core::CommitOptions {
+                owns_files,
+                ..Default::default()
+            },
+        );
+        let err = stale.await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict { retryable: true }, "{err}");
+        let left: Vec<String> = objects_under(&deleted)
+            .await
+            .difference(&before)
+            .cloned()
+            .collect();
+        let expected: Vec<String> = match owns_files {
+            true => Vec::new(),
+            false => added.iter().map(|f| f.path.clone()).collect(),
+        };
+        assert_eq!(left, expected, "owns_files = {owns_files}");
+        if !owns_files {
+            t.location()
+                .store()
+                .delete(&t.location().path(&added[0].path))
+                .await
+                .unwrap();
+        }
+    }
 }

@@ -93,11 +93,11 @@ impl DmlWriteExec {
             Boundedness::Bounded,
         ));
         DmlWriteExec {
+            handoff: Arc::new(Handoff::new(target.table())),
             input,
             target,
             kind,
             mode,
-            handoff: Arc::default(),
             properties,
         }
     }
@@ -194,7 +194,7 @@ impl ExecutionPlan for DmlWriteExec {
             };
             log(
                 ChangeType::UpdatePreimage,
-                write_rows(table, &images.before, &context).await?,
+                write_rows(table, &images.before, &context, &handoff).await?,
             );
             let deleted = record.then_some(&outcome.deleted);
             let fragment = match mode {
@@ -204,22 +204,33 @@ impl ExecutionPlan for DmlWriteExec {
                     // copy of them.
                     log(
                         ChangeType::UpdatePostimage,
-                        write_rows(table, &images.after, &context).await?,
+                        write_rows(table, &images.after, &context, &handoff).await?,
                     );
                     log(
                         ChangeType::Insert,
-                        write_rows(table, &inserted, &context).await?,
+                        write_rows(table, &inserted, &context, &handoff).await?,
                     );
                     let new_rows = [inserted, images.after].concat();
-                    rewrite(&target, outcome.removed, new_rows, deleted, &context).await?
+                    rewrite(
+                        &target,
+                        outcome.removed,
+                        new_rows,
+                        deleted,
+                        &context,
+                        &handoff,
+                    )
+                    .await?
                 }
                 RowLevelMode::MergeOnRead => {
                     // The new rows go to files of their own, which the log names as they are.
-                    let (after, bytes) = write_rows(table, &images.after, &context).await?;
+                    let (after, bytes) =
+                        write_rows(table, &images.after, &context, &handoff).await?;
                     log(ChangeType::UpdatePostimage, (after.clone(), bytes));
-                    let (inserted, bytes) = write_rows(table, &inserted, &context).await?;
+                    let (inserted, bytes) =
+                        write_rows(table, &inserted, &context, &handoff).await?;
                     log(ChangeType::Insert, (inserted.clone(), bytes));
-                    let fragment = row_delta(&target, outcome.removed, deleted, &context).await?;
+                    let fragment =
+                        row_delta(&target, outcome.removed, deleted, &context, &handoff).await?;
                     Fragment {
                         added: [after, inserted].concat(),
                         ..fragment
@@ -577,16 +588,17 @@ async fn materialize(
 /// commit leaves them nowhere.
 type Written = (Vec<DataFile>, Vec<UnstoredFile>);
 
-/// Writes rows into new data files of `table`.
+/// Writes rows into new data files of `table`, keeping those it stores in `handoff`.
 async fn write_rows(
     table: &Table,
     rows: &[RecordBatch],
     context: &Arc<TaskContext>,
+    handoff: &Handoff,
 ) -> Result<Written> {
     if rows.iter().all(|b| b.num_rows() == 0) {
         return Ok(Written::default());
     }
-    let mut writer = writer_for(table, context, 1)?;
+    let mut writer = writer_for(table, context, 1, Some(handoff))?;
     for batch in rows {
         writer.write(batch).await.map_err(to_df)?;
     }
@@ -600,6 +612,7 @@ async fn row_delta(
     removed: HashMap<String, RoaringTreemap>,
     deleted: Option<&HashMap<String, RoaringTreemap>>,
     context: &Arc<TaskContext>,
+    handoff: &Handoff,
 ) -> Result<Fragment> {
     let mut change_log = Vec::new();
     let mut unstored = Vec::new();
@@ -612,7 +625,7 @@ async fn row_delta(
             .identity_scan_of_files(table, &files, RowsOf::Positions(deleted), &columns, context)
             .await?;
         let mut stream = datafusion::physical_plan::execute_stream(scan, context.clone())?;
-        let mut writer = writer_for(table, context, 1)?;
+        let mut writer = writer_for(table, context, 1, Some(handoff))?;
         while let Some(batch) = stream.next().await {
             writer
                 .write(&batch?.project(&columns)?)
@@ -640,6 +653,7 @@ async fn rewrite(
     mut new_rows: Vec<RecordBatch>,
     deleted: Option<&HashMap<String, RoaringTreemap>>,
     context: &Arc<TaskContext>,
+    handoff: &Handoff,
 ) -> Result<Fragment> {
     let table = target.table();
     let columns: Vec<usize> = (0..table.schema().fields().len()).collect();
@@ -676,12 +690,15 @@ async fn rewrite(
         let writers = streams.len() * if deleted.is_some() { 2 } else { 1 };
         for stream in streams {
             let log = match &deleted {
-                Some(deleted) => Some((Arc::clone(deleted), writer_for(table, context, writers)?)),
+                Some(deleted) => Some((
+                    Arc::clone(deleted),
+                    writer_for(table, context, writers, Some(handoff))?,
+                )),
                 None => None,
             };
             copies.spawn(copy_kept_rows(
                 stream,
-                writer_for(table, context, writers)?,
+                writer_for(table, context, writers, Some(handoff))?,
                 Arc::clone(&dropped),
                 columns.len(),
                 std::mem::take(&mut new_rows),
@@ -689,7 +706,7 @@ async fn rewrite(
             ));
         }
     }
-    let (mut added, mut unstored) = write_rows(table, &new_rows, context).await?;
+    let (mut added, mut unstored) = write_rows(table, &new_rows, context, handoff).await?;
     let mut change_log = Vec::new();
     while let Some(copied) = copies.join_next().await {
         let ((files, bytes), (logged, logged_bytes)) =
