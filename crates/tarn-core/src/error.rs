@@ -24,6 +24,9 @@ pub enum ErrorKind {
     Unavailable,
     /// The object store refused the request: credentials are missing, wrong or not allowed.
     Forbidden,
+    /// A commit failed in a way that leaves open whether its version landed all the same (the
+    /// store did not answer its create): look at the table before running it again.
+    CommitStateUnknown,
 }
 
 /// tarn-core's error.
@@ -88,6 +91,16 @@ pub enum Error {
 
     #[error("gave up committing after {attempts} attempts lost the race to other writers")]
     CommitRetriesExhausted { attempts: u32 },
+
+    #[error(
+        "the commit failed, but its new version may have been created all the same ({source}). \
+         Help: look at the table's newest versions (its $snapshots table) before running the \
+         operation again, which could otherwise apply it twice"
+    )]
+    CommitStateUnknown {
+        #[source]
+        source: Box<Error>,
+    },
 
     #[error(
         "application '{app_id}' already committed sequence number {last} to this table, so \
@@ -207,6 +220,7 @@ impl Error {
             },
             Error::CommitRetriesExhausted { .. } => ErrorKind::Conflict { retryable: true },
             Error::AlreadyCommitted { .. } => ErrorKind::Conflict { retryable: false },
+            Error::CommitStateUnknown { .. } => ErrorKind::CommitStateUnknown,
             Error::CorruptMetadata { .. }
             | Error::CorruptManifest { .. }
             | Error::MissingFile { .. }

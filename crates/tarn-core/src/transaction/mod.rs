@@ -299,24 +299,17 @@ impl Table {
             true => stored_files(&change, &options.change_log, &options.unstored),
             false => Vec::new(),
         };
-        // Whether an attempt's version may have landed though it did not answer so: until
-        // that is settled, what the attempts stored of the change must stay.
-        let mut in_doubt = false;
-        let outcome = self.commit_options(change, options, &mut in_doubt).await;
-        if outcome.is_err() && !in_doubt {
+        let outcome = self.commit_options(change, options).await;
+        if let Err(e) = &outcome
+            && e.kind() != ErrorKind::CommitStateUnknown
+        {
             build::remove_objects(self, &owned).await;
         }
         outcome
     }
 
-    /// [`Self::commit_with`], less deleting the files it owns when it fails: `in_doubt`
-    /// tells whether a failure may have landed its version all the same.
-    async fn commit_options(
-        &self,
-        change: Change,
-        options: CommitOptions,
-        in_doubt: &mut bool,
-    ) -> Result<Table> {
+    /// [`Self::commit_with`], less deleting the files it owns when it fails.
+    async fn commit_options(&self, change: Change, options: CommitOptions) -> Result<Table> {
         let CommitOptions {
             summary: extra,
             app,
@@ -338,6 +331,9 @@ impl Table {
         }
         let commit_id = self.env().next_id();
         let mut prepared = build::prepare(self, &change, &change_log, unstored).await?;
+        // Whether an attempt's version may have landed though it did not answer so: until
+        // that is settled, what the attempts stored of the change must stay.
+        let mut in_doubt = false;
         let outcome = self
             .attempt_commits(
                 &change,
@@ -345,13 +341,19 @@ impl Table {
                 &commit_id,
                 &extra,
                 app.as_ref(),
-                in_doubt,
+                &mut in_doubt,
             )
             .await;
-        if outcome.is_err() && !*in_doubt {
-            prepared.remove_stored(self).await;
+        match outcome {
+            Err(source) if in_doubt => Err(Error::CommitStateUnknown {
+                source: Box::new(source),
+            }),
+            Err(e) => {
+                prepared.remove_stored(self).await;
+                Err(e)
+            }
+            landed => landed,
         }
-        outcome
     }
 
     /// The attempts of [`Self::commit_with`]: each builds the next version on the newest one
