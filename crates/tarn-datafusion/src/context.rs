@@ -244,8 +244,9 @@ impl TarnContext {
     }
 
     /// Finishes what statements cancelled by dropping their futures left to undo: a CREATE
-    /// TABLE AS cancelled before its rows committed takes its table back out. Each statement
-    /// does this before it runs; a program that cancels one and then ends calls it last.
+    /// TABLE AS cancelled before its rows committed takes its table back out, and a write
+    /// deletes the data files it stored. Each statement does this before it runs; a program
+    /// that cancels one and then ends calls it last.
     pub async fn finish_cancelled(&self) {
         for cleanup in self.cleanups.take() {
             let _ = cleanup.await;
