@@ -134,6 +134,19 @@ impl TableLocation {
         Ok(())
     }
 
+    /// Best effort: deletes the objects at these table-relative paths through the store's
+    /// bulk delete (concurrent on local disk, batched on S3); a missing one is no error.
+    pub async fn remove_all(&self, paths: &[String]) {
+        if paths.is_empty() {
+            return;
+        }
+        let paths: Vec<_> = paths.iter().map(|path| Ok(self.path(path))).collect();
+        let deleted = self
+            .store()
+            .delete_stream(futures::stream::iter(paths).boxed());
+        deleted.for_each(|_| async {}).await;
+    }
+
     /// Writes objects as [`Self::put`] does, [`PUTS_IN_FLIGHT`] at a time: on an object store
     /// each is a round trip. Every put has ended when this returns, failed or not, so that
     /// none lands after the caller removed what was stored; the error is the first one.

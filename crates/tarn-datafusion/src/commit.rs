@@ -147,7 +147,7 @@ impl Handoff {
             let _ = tokio::time::timeout(WRITERS_STOP, writers_gone.recv()).await;
         }
         let paths = std::mem::take(&mut *lock(&self.stored));
-        remove_files(self.location.clone(), paths).await;
+        self.location.remove_all(&paths).await;
     }
 }
 
@@ -180,18 +180,6 @@ impl Drop for DiscardOnDrop {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Best effort: deletes `paths` under `location`, through the store's bulk delete.
-async fn remove_files(location: TableLocation, paths: Vec<String>) {
-    if paths.is_empty() {
-        return;
-    }
-    let paths: Vec<_> = paths.iter().map(|path| Ok(location.path(path))).collect();
-    let deleted = location
-        .store()
-        .delete_stream(futures::stream::iter(paths).boxed());
-    deleted.for_each(|_| async {}).await;
 }
 
 /// Clean-ups of a session's cancelled statements, finished before its next statement runs

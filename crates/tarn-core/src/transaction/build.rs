@@ -9,7 +9,6 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema};
 use bytes::Bytes;
-use futures::StreamExt;
 use roaring::RoaringTreemap;
 use tarn_spec::{
     ChangeType, Changes, MetadataUpdate, NewSnapshot, Snapshot, SpecId, Summary, TableMetadata,
@@ -424,18 +423,9 @@ impl Prepared {
     }
 }
 
-/// Best effort: deletes objects an attempt wrote that nothing refers to, through the store's
-/// bulk delete (concurrent or batched), since a failed commit may leave many small files.
+/// Best effort: deletes objects an attempt wrote that nothing refers to.
 pub(super) async fn remove_objects(table: &Table, paths: &[String]) {
-    if paths.is_empty() {
-        return;
-    }
-    let location = table.location();
-    let paths: Vec<_> = paths.iter().map(|path| Ok(location.path(path))).collect();
-    let deleted = location
-        .store()
-        .delete_stream(futures::stream::iter(paths).boxed());
-    deleted.for_each(|_| async {}).await;
+    table.location().remove_all(paths).await;
 }
 
 /// The metadata of [`next_metadata`], the objects it refers to that this attempt builds
