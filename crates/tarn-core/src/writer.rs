@@ -20,7 +20,7 @@
 //! (the partition's next rows start a new one).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -28,11 +28,11 @@ use arrow::row::{RowConverter, SortField};
 use object_store::buffered::BufWriter;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::{ArrowSchemaConverter, AsyncArrowWriter};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::{DEFAULT_PAGE_SIZE, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 use tarn_spec::{
     Field, FieldId, PartitionSpec, PrimitiveType, Schema, SpecId, TableMetadata, Value,
 };
@@ -259,8 +259,13 @@ struct OpenFile {
     pending_bytes: usize,
     pending_rows: usize,
     writer: Option<AsyncArrowWriter<BufWriter>>,
-    /// The writer's properties, with the table's codec.
+    /// The writer's properties, with the table's codec; the dictionaries are chosen as the
+    /// writer starts (see [`OpenFile::with_chosen_dictionaries`]).
     properties: WriterProperties,
+    /// The columns without a dictionary, chosen once for all the files of a
+    /// [`DataFileWriter`].
+    plain_columns: Arc<OnceLock<Vec<String>>>,
+    row_group_rows: usize,
     store: Arc<dyn object_store::ObjectStore>,
     location: object_store::path::Path,
     arrow_schema: SchemaRef,
@@ -310,7 +315,8 @@ impl OpenFile {
         if row_group_open || (self.pending.is_empty() && batch.num_rows() >= MIN_ROW_GROUP_ROWS) {
             let error = self.parquet_error();
             let properties = self.properties.clone();
-            return self.writer(properties)?.write(batch).await.map_err(error);
+            let writer = self.writer(properties, std::slice::from_ref(batch))?;
+            return writer.write(batch).await.map_err(error);
         }
         let batch = compacted(batch)?;
         self.pending_bytes += batch.get_array_memory_size();
@@ -322,20 +328,56 @@ impl OpenFile {
         Ok(())
     }
 
-    /// The Parquet writer, started with `properties` if it has not started.
-    fn writer(&mut self, properties: WriterProperties) -> Result<&mut AsyncArrowWriter<BufWriter>> {
+    /// The Parquet writer, started with `properties` if it has not started, its
+    /// dictionaries chosen from `first_rows`, the file's first rows.
+    fn writer(
+        &mut self,
+        properties: WriterProperties,
+        first_rows: &[RecordBatch],
+    ) -> Result<&mut AsyncArrowWriter<BufWriter>> {
         if self.writer.is_none() {
             let sink = BufWriter::with_capacity(
                 self.store.clone(),
                 self.location.clone(),
                 UPLOAD_BUFFER_BYTES,
             );
+            let properties = self.with_chosen_dictionaries(properties, first_rows);
             let writer =
                 AsyncArrowWriter::try_new(sink, self.arrow_schema.clone(), Some(properties))
                     .map_err(self.parquet_error())?;
             self.writer = Some(writer);
         }
         Ok(self.writer.as_mut().expect("started above"))
+    }
+
+    /// `properties` without a dictionary for the columns whose dictionary would not pay
+    /// (see [`high_cardinality_columns`]). The first file of a writer to start with enough
+    /// rows to judge, `first_rows`, chooses them for all its files: a writer's batches can
+    /// be a few rows each (a compaction reads small files), too few to judge from one.
+    /// Until then, files keep every dictionary.
+    fn with_chosen_dictionaries(
+        &self,
+        properties: WriterProperties,
+        first_rows: &[RecordBatch],
+    ) -> WriterProperties {
+        let chosen = match self.plain_columns.get() {
+            Some(chosen) => chosen,
+            None => match sample(first_rows)
+                .and_then(|rows| high_cardinality_columns(&rows, self.row_group_rows))
+            {
+                Some(judged) => self.plain_columns.get_or_init(|| judged),
+                None => return properties,
+            },
+        };
+        if chosen.is_empty() {
+            return properties;
+        }
+        let mut builder = properties.into_builder();
+        for column in chosen {
+            builder =
+                builder.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false);
+        }
+        builder.build()
     }
 
     /// Encodes the waiting rows into the row group being encoded (opening one), starting the
@@ -348,7 +390,7 @@ impl OpenFile {
         let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
         self.pending_rows = 0;
-        let writer = self.writer(properties)?;
+        let writer = self.writer(properties, &pending)?;
         for batch in pending {
             writer.write(&batch).await.map_err(&error)?;
         }
@@ -408,10 +450,11 @@ impl OpenFile {
     fn finish_in_memory(&mut self) -> Result<(ParquetMetaData, bytes::Bytes)> {
         let error = self.parquet_error();
         let mut bytes = Vec::new();
+        let properties = self.with_chosen_dictionaries(self.finishing_properties(), &self.pending);
         let mut writer = parquet::arrow::ArrowWriter::try_new(
             &mut bytes,
             self.arrow_schema.clone(),
-            Some(self.finishing_properties()),
+            Some(properties),
         )
         .map_err(&error)?;
         for batch in std::mem::take(&mut self.pending) {
@@ -507,6 +550,34 @@ fn float_leaves(schema: &Schema) -> Arc<[FloatLeaf]> {
         .collect()
 }
 
+/// The Parquet columns of 32- and 64-bit integers (integers, dates, times, timestamps and
+/// decimals of up to 18 digits), which are written `DELTA_BINARY_PACKED` where they are not
+/// dictionary-encoded: as a column without a dictionary, and as the fallback of one whose
+/// dictionary outgrows its page.
+///
+/// Delta encoding stores each run of 128 values as their differences from the previous value
+/// (less the run's smallest difference) in as few bits as the largest needs. Sorted and
+/// clustered columns (ids, event times, counters) and random values in a narrow range then
+/// take a fraction of their plain bytes, which zstd then has less to do with: reading a
+/// sequential BIGINT column costs about 2.5x less CPU than reading it plain and compressed,
+/// and a random one within 0..200,000 about 4x less. Values spread over the whole 64-bit
+/// range (hashes) take as many bytes and about as long to read as plain. Every Parquet
+/// reader of note reads the encoding (Spark's and DuckDB's Parquet v2 writers use it for
+/// these columns).
+fn delta_columns(parquet_schema: &SchemaDescriptor) -> Arc<[ColumnPath]> {
+    parquet_schema
+        .columns()
+        .iter()
+        .filter(|column| {
+            matches!(
+                column.physical_type(),
+                PhysicalType::INT32 | PhysicalType::INT64
+            )
+        })
+        .map(|column| column.path().clone())
+        .collect()
+}
+
 /// Writes data files for one table version's schema and default partition spec.
 pub struct DataFileWriter {
     location: TableLocation,
@@ -514,6 +585,8 @@ pub struct DataFileWriter {
     spec: PartitionSpec,
     arrow_schema: SchemaRef,
     float_leaves: Arc<[FloatLeaf]>,
+    /// The Parquet columns encoded with `DELTA_BINARY_PACKED` (see [`delta_columns`]).
+    delta_columns: Arc<[ColumnPath]>,
     /// What the codecs of a file's open row group hold (see [`codec_state_bytes`]).
     codec_state: usize,
     options: WriterOptions,
@@ -531,8 +604,9 @@ pub struct DataFileWriter {
     unstored: Vec<UnstoredFile>,
     unstored_bytes: usize,
     memory: Option<MemoryGate>,
-    /// Columns written without dictionary encoding, chosen from the first batch.
-    plain_columns: Option<Vec<String>>,
+    /// Columns written without dictionary encoding, chosen from the first file's first rows
+    /// (see [`OpenFile::with_chosen_dictionaries`]).
+    plain_columns: Arc<OnceLock<Vec<String>>>,
     /// The schema of conformed batches that keep view columns (see [`conform`]), reused
     /// while the input's types stay the same.
     view_schema: Option<SchemaRef>,
@@ -545,13 +619,14 @@ fn gate_allows(memory: &mut Option<MemoryGate>, held: usize) -> bool {
     memory.as_mut().is_none_or(|gate| gate(held))
 }
 
-/// Rows of the first batch sampled to choose each column's encoding.
+/// Rows of a file's first rows sampled to choose each column's encoding.
 const SAMPLE_ROWS: usize = 4096;
 
 /// The dictionary page size past which Parquet writers fall back to plain encoding.
 const DICTIONARY_PAGE_LIMIT: usize = parquet::file::properties::DEFAULT_DICTIONARY_PAGE_SIZE_LIMIT;
 
-/// The columns of `batch` whose dictionary would not pay, judged from its first rows:
+/// The columns of `batch` whose dictionary would not pay, judged from its first rows (none
+/// when it has too few to judge):
 /// - those mostly distinct there;
 /// - those whose distinct values keep coming as fast in the second half of the sample as in
 ///   the first (keys in runs, as a table sorted or clustered by them holds), at a rate that
@@ -560,13 +635,13 @@ const DICTIONARY_PAGE_LIMIT: usize = parquet::file::properties::DEFAULT_DICTIONA
 /// Parquet writers fall back to plain encoding once the dictionary outgrows its page, but
 /// only after hashing every value until then: on these columns dictionary encoding costs
 /// time and, once it has fallen back, bytes.
-fn high_cardinality_columns(batch: &RecordBatch, row_group_rows: usize) -> Vec<String> {
+fn high_cardinality_columns(batch: &RecordBatch, row_group_rows: usize) -> Option<Vec<String>> {
     let sample = batch.slice(0, batch.num_rows().min(SAMPLE_ROWS));
     let n = sample.num_rows();
     if n < 256 {
-        return Vec::new();
+        return None;
     }
-    sample
+    let columns = sample
         .schema()
         .fields()
         .iter()
@@ -602,7 +677,29 @@ fn high_cardinality_columns(batch: &RecordBatch, row_group_rows: usize) -> Vec<S
             still_growing && projected > DICTIONARY_PAGE_LIMIT
         })
         .map(|(field, _)| field.name().clone())
-        .collect()
+        .collect();
+    Some(columns)
+}
+
+/// The first [`SAMPLE_ROWS`] rows of `batches`, in one batch; `None` without rows.
+fn sample(batches: &[RecordBatch]) -> Option<RecordBatch> {
+    let first = batches.first()?;
+    if first.num_rows() >= SAMPLE_ROWS {
+        return Some(first.slice(0, SAMPLE_ROWS));
+    }
+    let mut rows = 0;
+    let slices: Vec<RecordBatch> = batches
+        .iter()
+        // Batches whose types differ from the first's (a source whose strings became views)
+        // are left out of the sample.
+        .filter(|batch| batch.schema() == first.schema())
+        .map_while(|batch| {
+            let take = batch.num_rows().min(SAMPLE_ROWS - rows);
+            rows += take;
+            (take > 0).then(|| batch.slice(0, take))
+        })
+        .collect();
+    arrow::compute::concat_batches(&first.schema(), &slices).ok()
 }
 
 impl DataFileWriter {
@@ -614,14 +711,14 @@ impl DataFileWriter {
     ) -> Result<Self> {
         let schema = metadata.current_schema().clone();
         let arrow_schema = arrow_schema(&schema);
-        let leaf_columns = ArrowSchemaConverter::new()
+        let parquet_schema = ArrowSchemaConverter::new()
             .convert(&arrow_schema)
-            .map_err(|e| Error::invalid("table schema", format!("not writable as Parquet: {e}")))?
-            .num_columns();
-        let codec_state = leaf_columns * codec_state_bytes(options.compression);
+            .map_err(|e| Error::invalid("table schema", format!("not writable as Parquet: {e}")))?;
+        let codec_state = parquet_schema.num_columns() * codec_state_bytes(options.compression);
         Ok(DataFileWriter {
             router: Router::new(&schema, metadata.default_spec())?,
             float_leaves: float_leaves(&schema),
+            delta_columns: delta_columns(&parquet_schema),
             arrow_schema,
             codec_state,
             spec: metadata.default_spec().clone(),
@@ -637,7 +734,7 @@ impl DataFileWriter {
             unstored: Vec::new(),
             unstored_bytes: 0,
             memory: None,
-            plain_columns: None,
+            plain_columns: Arc::default(),
             view_schema: None,
             clustered: false,
             on_stored: None,
@@ -698,12 +795,6 @@ impl DataFileWriter {
             &self.arrow_schema,
             &mut self.view_schema,
         )?;
-        if self.plain_columns.is_none() {
-            self.plain_columns = Some(high_cardinality_columns(
-                &batch,
-                self.options.row_group_rows,
-            ));
-        }
         if self.spec.is_unpartitioned() {
             return self.write_routed(&[batch]).await;
         }
@@ -856,8 +947,8 @@ impl DataFileWriter {
         let mut props = WriterProperties::builder()
             .set_compression(self.options.compression)
             .set_max_row_group_row_count(Some(self.options.row_group_rows));
-        for column in self.plain_columns.iter().flatten() {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false);
+        for column in self.delta_columns.iter() {
+            props = props.set_column_encoding(column.clone(), Encoding::DELTA_BINARY_PACKED);
         }
         Ok(OpenFile {
             location: self.location.path(&path),
@@ -867,6 +958,8 @@ impl DataFileWriter {
             pending_rows: 0,
             writer: None,
             properties: props.build(),
+            plain_columns: self.plain_columns.clone(),
+            row_group_rows: self.options.row_group_rows,
             store: self.location.store().clone(),
             arrow_schema: self.arrow_schema.clone(),
             partition,
@@ -1134,17 +1227,31 @@ mod tests {
         .unwrap();
         // A million rows of keys in runs of four would outgrow the dictionary page...
         assert_eq!(
-            high_cardinality_columns(&batch, 1 << 20),
+            high_cardinality_columns(&batch, 1 << 20).unwrap(),
             ["key_in_runs", "id"]
         );
         // ...8,192 of them would not; mostly distinct values never pay.
-        assert_eq!(high_cardinality_columns(&batch, 8192), ["id"]);
+        assert_eq!(high_cardinality_columns(&batch, 8192).unwrap(), ["id"]);
         // A row group as large as a property can ask for is judged, not overflowed.
         assert_eq!(
-            high_cardinality_columns(&batch, usize::MAX),
+            high_cardinality_columns(&batch, usize::MAX).unwrap(),
             ["key_in_runs", "id"]
         );
-        // Too few rows to judge: every column keeps its dictionary.
-        assert!(high_cardinality_columns(&batch.slice(0, 100), 1 << 20).is_empty());
+        // Too few rows to judge.
+        assert_eq!(
+            high_cardinality_columns(&batch.slice(0, 100), 1 << 20),
+            None
+        );
+        // Rows that come a hundred at a time are judged together.
+        let hundreds: Vec<RecordBatch> = (0..rows as usize / 100)
+            .map(|i| batch.slice(i * 100, 100))
+            .collect();
+        let rows = sample(&hundreds).unwrap();
+        assert_eq!(rows.num_rows(), SAMPLE_ROWS);
+        assert_eq!(rows, batch.slice(0, SAMPLE_ROWS));
+        assert_eq!(
+            high_cardinality_columns(&rows, 1 << 20).unwrap(),
+            ["key_in_runs", "id"]
+        );
     }
 }

@@ -359,9 +359,12 @@ async fn clustered_input_keeps_one_partition_open() {
     assert_eq!(ids, (0..4000).collect::<Vec<_>>());
 }
 
-/// Mostly distinct columns skip the dictionary; repetitive ones keep it.
+/// Mostly distinct columns skip the dictionary; repetitive ones keep it. Integers without
+/// one are delta-encoded.
 #[tokio::test]
-async fn dictionaries_only_for_repetitive_columns() {
+async fn encodings_follow_the_columns() {
+    use parquet::basic::Encoding;
+
     let w = memory_warehouse("dictionaries").await;
     let t = w
         .create_table("ns", "events", events_definition(false))
@@ -372,13 +375,112 @@ async fn dictionaries_only_for_repetitive_columns() {
     let bytes = data_file_bytes(&t, file).await;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
     let columns = reader.metadata().row_group(0).columns();
-    let dictionary = |i: usize| {
-        columns[i]
+    let encoded = |i: usize, encoding: Encoding| columns[i].encodings().any(|e| e == encoding);
+    assert!(
+        !encoded(0, Encoding::RLE_DICTIONARY),
+        "the id column is unique"
+    );
+    assert!(encoded(0, Encoding::DELTA_BINARY_PACKED), "ids count up");
+    assert!(!encoded(0, Encoding::PLAIN), "ids count up");
+    assert!(
+        encoded(2, Encoding::RLE_DICTIONARY),
+        "region has two values"
+    );
+    assert!(
+        !encoded(2, Encoding::DELTA_BINARY_PACKED),
+        "region is a string"
+    );
+
+    // The same rows a hundred at a time, as a compaction reads them from small files, are
+    // judged together: one batch is too few rows to judge from.
+    let t = w
+        .create_table("ns", "hundreds", events_definition(false))
+        .await
+        .unwrap();
+    let t = t
+        .append_batches((0..100).map(|i| events(i * 100..(i + 1) * 100, 3)))
+        .await
+        .unwrap();
+    let files = t.plan_files(&Predicate::True).await.unwrap().data_files();
+    assert_eq!(files.len(), 1);
+    let bytes = data_file_bytes(&t, &files[0]).await;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+    let columns = reader.metadata().row_group(0).columns();
+    assert!(
+        !columns[0]
             .encodings()
-            .any(|e| e == parquet::basic::Encoding::RLE_DICTIONARY)
+            .any(|e| e == Encoding::RLE_DICTIONARY),
+        "the id column is unique"
+    );
+    assert!(
+        columns[2]
+            .encodings()
+            .any(|e| e == Encoding::RLE_DICTIONARY),
+        "region has two values"
+    );
+}
+
+/// Delta encoding stores differences: between the extremes of BIGINT they wrap around, and
+/// they must come back as the values written, beside NULLs.
+#[tokio::test]
+async fn extreme_integers_read_back_as_written() {
+    use arrow::array::{Array, AsArray, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{
+        DataType, Field as ArrowField, Int64Type, Schema as ArrowSchema, TimeUnit,
+        TimestampMicrosecondType,
     };
-    assert!(!dictionary(0), "the id column is unique");
-    assert!(dictionary(2), "region has two values");
+
+    let w = memory_warehouse("extremes").await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let pattern = [
+        i64::MIN,
+        i64::MAX,
+        0,
+        -1,
+        i64::MAX,
+        i64::MIN,
+        1,
+        i64::MIN + 1,
+    ];
+    let ids: Vec<i64> = (0..10_000)
+        .map(|i| pattern[i % pattern.len()] ^ (i as i64 & 0xff))
+        .collect();
+    let ts: Vec<Option<i64>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| (i % 7 != 0).then_some(id))
+        .collect();
+    let schema = Arc::new(ArrowSchema::new(vec![
+        ArrowField::new("id", DataType::Int64, false),
+        ArrowField::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        ArrowField::new("region", DataType::Utf8, true),
+    ]));
+    let batch = arrow::array::RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(ids.clone())),
+            Arc::new(TimestampMicrosecondArray::from(ts.clone())),
+            Arc::new(StringArray::from(vec![None::<&str>; ids.len()])),
+        ],
+    )
+    .unwrap();
+    let t = t.append_batches([batch]).await.unwrap();
+    let file = &t.plan_files(&Predicate::True).await.unwrap().data_files()[0];
+    let read = ParquetRecordBatchReaderBuilder::try_new(data_file_bytes(&t, file).await)
+        .unwrap()
+        .build()
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let read = arrow::compute::concat_batches(&read[0].schema(), &read).unwrap();
+    let read_ids = read.column(0).as_primitive::<Int64Type>();
+    assert_eq!(read_ids.values().to_vec(), ids);
+    let read_ts = read.column(1).as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(read_ts.iter().collect::<Vec<_>>(), ts);
+    assert_eq!(read.column(2).null_count(), ids.len());
 }
 
 #[tokio::test]
