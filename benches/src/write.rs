@@ -168,22 +168,22 @@ fn fill(sql: &str, table: &str, src: &Path) -> String {
         .replace("{src}", &src.display().to_string())
 }
 
-/// Files (not directories) under `dir` with a `.parquet` name.
-fn parquet_files(dir: &Path) -> usize {
+/// The files (not directories) under `dir` with a `.parquet` name: how many, and their bytes.
+fn parquet_files(dir: &Path) -> (usize, u64) {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
+        return (0, 0);
     };
-    entries
-        .flatten()
-        .map(|e| {
-            let path = e.path();
-            if path.is_dir() {
-                parquet_files(&path)
-            } else {
-                usize::from(path.extension().is_some_and(|x| x == "parquet"))
-            }
-        })
-        .sum()
+    entries.flatten().fold((0, 0), |(files, bytes), e| {
+        let path = e.path();
+        let (more_files, more_bytes) = if path.is_dir() {
+            parquet_files(&path)
+        } else if path.extension().is_some_and(|x| x == "parquet") {
+            (1, e.metadata().map_or(0, |m| m.len()))
+        } else {
+            (0, 0)
+        };
+        (files + more_files, bytes + more_bytes)
+    })
 }
 
 /// Writes lineitem at `sf` to one Parquet file as tpchgen does (snappy, row groups of
@@ -280,7 +280,7 @@ pub async fn write(
             .map_err(|e| e.to_string())?;
         let (mut tarn_s, mut floor_s, mut tarn_mb, mut floor_mb) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut files, mut floor_files) = (0, 0);
+        let (mut files, mut floor_files) = ((0, 0), (0, 0));
         for i in 0..runs {
             let out = dir.path().join(format!("copy{i}"));
             let partitioned_by = case
@@ -328,8 +328,10 @@ pub async fn write(
             t,
             "s",
             format!(
-                "{:.2}M rows/s, {files} files, peak RSS {:.0} MiB",
+                "{:.2}M rows/s, {} files of {:.1} MB, peak RSS {:.0} MiB",
                 rows as f64 / t / 1e6,
+                files.0,
+                files.1 as f64 / 1e6,
                 median(&mut tarn_mb)
             ),
         );
@@ -342,7 +344,9 @@ pub async fn write(
             f,
             "s",
             format!(
-                "{floor_files} files, peak RSS {:.0} MiB",
+                "{} files of {:.1} MB, peak RSS {:.0} MiB",
+                floor_files.0,
+                floor_files.1 as f64 / 1e6,
                 median(&mut floor_mb)
             ),
         );
