@@ -278,6 +278,31 @@ struct OpenFile {
     /// What its column writers' codecs hold while a row group is open (see
     /// [`codec_state_bytes`]).
     codec_state: usize,
+    /// Whether its upload is being (or has been) completed.
+    finishing: bool,
+}
+
+impl Drop for OpenFile {
+    /// A file dropped before it was finished (its statement failed or was cancelled) aborts
+    /// its upload. A large file goes up as a multipart upload, and on S3 the parts of one
+    /// neither completed nor aborted stay in the bucket, billed and unlisted, until a
+    /// lifecycle rule removes them. A drop cannot wait, so the abort runs as a task of its
+    /// own. An upload whose completion has started cannot be aborted: its parts are then
+    /// left to the bucket's lifecycle rule.
+    fn drop(&mut self) {
+        if self.finishing {
+            return;
+        }
+        let (Some(writer), Ok(runtime)) =
+            (self.writer.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(async move {
+            // Best effort: an upload left behind costs storage, not correctness.
+            let _ = writer.into_inner().abort().await;
+        });
+    }
 }
 
 impl OpenFile {
@@ -435,7 +460,9 @@ impl OpenFile {
     /// Finishes the file, storing it.
     async fn finish(&mut self) -> Result<ParquetMetaData> {
         let error = self.parquet_error();
-        let writer = self.encode_pending(self.finishing_properties()).await?;
+        self.encode_pending(self.finishing_properties()).await?;
+        self.finishing = true;
+        let writer = self.writer.as_mut().expect("started by encode_pending");
         writer.finish().await.map_err(error)
     }
 
@@ -619,7 +646,7 @@ fn gate_allows(memory: &mut Option<MemoryGate>, held: usize) -> bool {
     memory.as_mut().is_none_or(|gate| gate(held))
 }
 
-/// Rows of a file's first rows sampled to choose each column's encoding.
+/// How many of a file's first rows are sampled to choose each column's encoding.
 const SAMPLE_ROWS: usize = 4096;
 
 /// The dictionary page size past which Parquet writers fall back to plain encoding.
@@ -967,6 +994,7 @@ impl DataFileWriter {
             float_leaves: self.float_leaves.clone(),
             rows: 0,
             codec_state: self.codec_state,
+            finishing: false,
         })
     }
 

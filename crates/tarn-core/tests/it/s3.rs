@@ -70,9 +70,16 @@ fn ids_definition() -> TableDefinition {
     }
 }
 
-/// `n` ids that do not compress: 8 bytes each in the file.
+/// `n` ids that do not compress: 8 bytes each in the file. (A multiple of a counter would:
+/// its values step by the same difference, which delta encoding stores in no bits.)
 fn scattered_ids(n: i64) -> RecordBatch {
-    let ids = (0..n).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as i64) >> 3);
+    // splitmix64's finalizer.
+    let ids = (0..n as u64).map(|i| {
+        let mut x = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (x ^ (x >> 31)) as i64
+    });
     RecordBatch::try_new(
         tarn_core::arrow_convert::arrow_schema(
             &tarn_spec::Schema::new(tarn_spec::SchemaId(0), ids_definition().fields).unwrap(),
@@ -118,6 +125,51 @@ async fn a_large_file_goes_up_in_parts() {
     let read = reopened.load_table("ns", "big").await.unwrap();
     assert_eq!(read.version(), t.version());
     assert_eq!(read_ids(&read).await, expected);
+}
+
+/// A writer dropped in the middle of a large file (its statement failed or was cancelled)
+/// aborts the file's multipart upload: the server keeps no parts of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3 server: scripts/with-s3.sh cargo test -- --include-ignored"]
+async fn a_dropped_writer_aborts_its_upload() {
+    let w = s3_warehouse().await;
+    let t = w.create_table("ns", "big", ids_definition()).await.unwrap();
+    let prefix = t.location().root().to_string();
+    let mut writer = t.writer().unwrap();
+    // A row group of 1M rows, 8 MB encoded, has gone to the upload buffer: the upload is
+    // under way with its first part.
+    writer.write(&scattered_ids(1_500_000)).await.unwrap();
+    assert_eq!(uploads_under_way(&prefix).await, 1);
+    drop(writer);
+    let mut left = 1;
+    for _ in 0..100 {
+        left = uploads_under_way(&prefix).await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the upload was not aborted");
+}
+
+/// The multipart uploads under way in the test bucket under `prefix`, as the server lists
+/// them (`GET /<bucket>?uploads`; object_store has no call for it). The test server takes
+/// unsigned requests.
+async fn uploads_under_way(prefix: &str) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let endpoint = std::env::var("AWS_ENDPOINT").expect("set by scripts/with-s3.sh");
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let bucket_name = bucket().trim_start_matches("s3://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "GET /{bucket_name}?uploads&prefix={prefix} HTTP/1.1\r\nHost: {host}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer.matches("<UploadId>").count()
 }
 
 /// A commit and a point read cost a handful of requests and never a LIST: the newest
