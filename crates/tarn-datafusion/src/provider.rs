@@ -507,6 +507,8 @@ impl TarnTable {
             extra,
             rows,
             files: partitioned,
+            // Row-identity scans keep DataFusion's own splitting.
+            row_groups: Vec::new(),
             metrics: ScanMetrics::default(),
             parquet: TableParquetOptions {
                 global: options.execution.parquet.clone(),
@@ -797,6 +799,9 @@ struct FileScan<'a> {
     /// Rows in `files`.
     rows: u64,
     files: Vec<PartitionedFile>,
+    /// The rows of each row group of each of `files`, where known and the scan may split
+    /// files by row groups (see [`split_by_row_groups`]); empty otherwise.
+    row_groups: Vec<Vec<u64>>,
     metrics: ScanMetrics,
     parquet: TableParquetOptions,
     target_partitions: usize,
@@ -889,7 +894,9 @@ impl FileScan<'_> {
         });
         // A scan pruned to no file is still a scan: one empty partition, so that every
         // operator above it (aggregates, sorts, joins, sinks) gets the input it requires.
-        let mut groups = balance(self.files, self.target_partitions);
+        // Split after the statistics above, which count each file once.
+        let files = split_by_row_groups(self.files, &self.row_groups, self.target_partitions);
+        let mut groups = balance(files, self.target_partitions);
         if groups.is_empty() {
             groups.push(FileGroup::new(Vec::new()));
         }
@@ -945,15 +952,79 @@ impl CustomMetricValue for ScanRequests {
     }
 }
 
+/// `files` with those of several row groups (`row_groups`, the rows of each, by file) cut
+/// into byte ranges of about the same rows, at most `n` per file, when there are fewer
+/// files than `n` partitions.
+///
+/// DataFusion splits a scan's files into byte ranges across cores only when they hold at
+/// least `repartition_file_min_size` bytes (1 MiB). tarn's files can hold millions of rows
+/// in less (delta-encoded ids, dictionary-encoded keys): a compacted table of one such file
+/// would be read on one core. The ranges are cut where the row groups are estimated to
+/// start, from their rows: the Parquet reader reads a row group in the range holding its
+/// start, so ranges that cover the file read each row group once, wherever the cut falls.
+/// Callers pass `row_groups` only for scans DataFusion will not split itself.
+fn split_by_row_groups(
+    files: Vec<PartitionedFile>,
+    row_groups: &[Vec<u64>],
+    n: usize,
+) -> Vec<PartitionedFile> {
+    if files.len() >= n || row_groups.len() != files.len() {
+        return files;
+    }
+    let mut out = Vec::with_capacity(n);
+    for (file, rows) in files.into_iter().zip(row_groups) {
+        let total: u64 = rows.iter().sum();
+        if rows.len() < 2 || file.range.is_some() || total == 0 {
+            out.push(file);
+            continue;
+        }
+        let size = file.object_meta.size;
+        // Where row group `i` starts, were the file's bytes spread as its rows are.
+        let mut before = 0;
+        let starts: Vec<u64> = rows
+            .iter()
+            .map(|r| {
+                let start = before;
+                before += r;
+                (u128::from(size) * u128::from(start) / u128::from(total)) as u64
+            })
+            .collect();
+        // Cut before the row group that begins the next n-th of the rows, halfway between
+        // its estimated start and the one before it: the footer at the end makes the
+        // estimates late, never early.
+        let pieces = n.min(rows.len()) as u64;
+        let mut cuts = vec![0];
+        let mut next = 1;
+        let mut seen = 0;
+        for (i, r) in rows.iter().enumerate() {
+            if i > 0 && next < pieces && seen * pieces >= next * total {
+                cuts.push(starts[i - 1] / 2 + starts[i] / 2);
+                next += 1;
+            }
+            seen += r;
+        }
+        cuts.push(size);
+        cuts.dedup();
+        if cuts.len() <= 2 {
+            out.push(file);
+            continue;
+        }
+        for window in cuts.windows(2) {
+            out.push(file.clone().with_range(window[0] as i64, window[1] as i64));
+        }
+    }
+    out
+}
+
 /// Splits files into `n` groups of similar total size (largest first, each to the
 /// currently smallest group).
 fn balance(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
     let n = n.max(1).min(files.len().max(1));
     files.sort_by(|a, b| {
-        b.object_meta
-            .size
-            .cmp(&a.object_meta.size)
+        b.effective_size()
+            .cmp(&a.effective_size())
             .then_with(|| a.object_meta.location.cmp(&b.object_meta.location))
+            .then_with(|| a.range().cmp(&b.range()))
     });
     let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
     for file in files {
@@ -961,7 +1032,7 @@ fn balance(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
             .iter_mut()
             .min_by_key(|g| g.0)
             .expect("at least one group");
-        smallest.0 += file.object_meta.size;
+        smallest.0 += file.effective_size();
         smallest.1.push(file);
     }
     groups
@@ -1073,6 +1144,20 @@ impl TableProvider for TarnTable {
         } else {
             self.store_url.clone()
         };
+        // Files DataFusion will not split across cores (see `split_by_row_groups`).
+        let optimizer = &state.config_options().optimizer;
+        let bytes: u64 = files.iter().map(|f| f.object_meta.size).sum();
+        let row_groups = if optimizer.repartition_file_scans
+            && bytes < optimizer.repartition_file_min_size as u64
+            && !self.identity
+        {
+            data_files
+                .iter()
+                .map(|f| f.row_group_rows.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let scan = FileScan {
             table: &table,
             store_url: &store_url,
@@ -1086,6 +1171,7 @@ impl TableProvider for TarnTable {
                 None => plan.record_count(),
             },
             files,
+            row_groups,
             metrics: plan.metrics,
             parquet: {
                 let mut parquet = state.default_table_options().parquet.clone();
@@ -1160,5 +1246,45 @@ impl TarnTable {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ranges cover the file once, and each holds the start of the row groups it is
+    /// meant to read, also when the footer takes a tenth of the file.
+    #[test]
+    fn files_split_between_row_groups() {
+        let file = |size| PartitionedFile::new("data/f.parquet", size);
+        let ranges = |files: Vec<PartitionedFile>| -> Vec<(u64, u64)> {
+            files.iter().map(PartitionedFile::range).collect()
+        };
+        // Five row groups of 20,000 rows in 1,000 bytes, 100 of them footer: they start at
+        // 4, 184, 364, 544 and 724.
+        let rows = vec![vec![20_000; 5]];
+        let split = ranges(split_by_row_groups(vec![file(1_000)], &rows, 4));
+        assert_eq!(split, [(0, 300), (300, 500), (500, 700), (700, 1_000)]);
+        let read_by = |start: u64| {
+            split
+                .iter()
+                .position(|(from, to)| (*from..*to).contains(&start))
+        };
+        let pieces: Vec<_> = [4, 184, 364, 544, 724].map(read_by).into();
+        assert_eq!(pieces, [Some(0), Some(0), Some(1), Some(2), Some(3)]);
+        // Two cores, the last row group shorter (a file of 2,000,000 rows).
+        let rows = vec![vec![1_048_576, 951_424]];
+        let split = ranges(split_by_row_groups(vec![file(1_000)], &rows, 2));
+        assert_eq!(split, [(0, 262), (262, 1_000)]);
+        // One row group, as many files as cores, or unknown row groups: left whole.
+        for (files, rows, n) in [
+            (vec![file(1_000)], vec![vec![100]], 4),
+            (vec![file(1_000), file(1_000)], vec![vec![50, 50]; 2], 2),
+            (vec![file(1_000)], vec![], 4),
+        ] {
+            let count = files.len();
+            assert_eq!(split_by_row_groups(files, &rows, n).len(), count);
+        }
     }
 }

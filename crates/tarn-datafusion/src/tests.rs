@@ -2016,3 +2016,87 @@ async fn checked_addition_keeps_the_order_of_its_operand() {
     assert_eq!(sorts("+ 1").await, 1);
     assert_eq!(sorts("* 2").await, 2);
 }
+
+/// A table of one file of several row groups, under the size DataFusion splits across cores,
+/// is read on every core, each row once: with rows deleted by a vector too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_file_of_many_row_groups_is_read_on_every_core() {
+    let tarn = with_partitions("memory://row-group-split", 4).await;
+    run(
+        &tarn,
+        "CREATE TABLE t (id BIGINT NOT NULL) WITH ('write.parquet.row-group-rows' = '20000', \
+         'write.delete-mode' = 'merge-on-read')",
+    )
+    .await;
+    run(
+        &tarn,
+        "INSERT INTO t SELECT value FROM generate_series(0, 49999)",
+    )
+    .await;
+    run(
+        &tarn,
+        "INSERT INTO t SELECT value FROM generate_series(50000, 99999)",
+    )
+    .await;
+    run(&tarn, "OPTIMIZE t").await;
+    let files = run(&tarn, "SELECT CAST(file_size AS BIGINT) FROM \"t$files\"").await;
+    let sizes = ids(&files);
+    assert_eq!(sizes.len(), 1, "one file after OPTIMIZE");
+    assert!(
+        sizes[0] < 1024 * 1024,
+        "under DataFusion's split size: {sizes:?}"
+    );
+
+    let query = "SELECT sum(id), count(*) FROM t WHERE id % 3 <> 1";
+    let scan_groups = |sql: &'static str| {
+        let tarn = &tarn;
+        async move {
+            let plan = tarn
+                .sql(sql)
+                .await
+                .unwrap()
+                .create_physical_plan()
+                .await
+                .unwrap();
+            let text = datafusion::physical_plan::displayable(plan.as_ref())
+                .indent(false)
+                .to_string();
+            text.split("file_groups={")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .unwrap_or_else(|| panic!("{text}"))
+                .to_string()
+        }
+    };
+    assert_eq!(scan_groups(query).await, "4");
+    let sum_count = |batches: Vec<RecordBatch>| {
+        let b = &batches[0];
+        (
+            b.column(0).as_primitive::<Int64Type>().value(0),
+            b.column(1).as_primitive::<Int64Type>().value(0),
+        )
+    };
+    let kept = |deleted: fn(i64) -> bool| {
+        let ids = (0..100_000).filter(|i| i % 3 != 1 && !deleted(*i));
+        ids.fold((0, 0), |(sum, count), i| (sum + i, count + 1))
+    };
+    assert_eq!(sum_count(run(&tarn, query).await), kept(|_| false));
+
+    run(
+        &tarn,
+        "DELETE FROM t WHERE id % 10 = 0 OR id BETWEEN 39990 AND 40010",
+    )
+    .await;
+    let deleted = |i: i64| i % 10 == 0 || (39_990..=40_010).contains(&i);
+    assert_eq!(
+        ids(&run(
+            &tarn,
+            "SELECT CAST(sum(deleted_rows) AS BIGINT) FROM \"t$files\""
+        )
+        .await),
+        vec![(0..100_000).filter(|i| deleted(*i)).count() as i64],
+        "the rows were deleted by a vector"
+    );
+    assert_eq!(scan_groups(query).await, "4");
+    assert_eq!(sum_count(run(&tarn, query).await), kept(deleted));
+}
