@@ -585,10 +585,9 @@ fn float_leaves(schema: &Schema) -> Arc<[FloatLeaf]> {
 /// Delta encoding stores each run of 128 values as their differences from the previous value
 /// (less the run's smallest difference) in as few bits as the largest needs. Sorted and
 /// clustered columns (ids, event times, counters) and random values in a narrow range then
-/// take a fraction of their plain bytes, which zstd then has less to do with: reading a
-/// sequential BIGINT column costs about 2.5x less CPU than reading it plain and compressed,
-/// and a random one within 0..200,000 about 4x less. Values spread over the whole 64-bit
-/// range (hashes) take as many bytes and about as long to read as plain. Every Parquet
+/// take a fraction of their plain bytes, which zstd then has less to do with on both sides
+/// (benches/README, write, scan and streaming). Values spread over the whole 64-bit range
+/// (hashes) take as many bytes and about as long to read as plain. Every Parquet
 /// reader of note reads the encoding (Spark's and DuckDB's Parquet v2 writers use it for
 /// these columns).
 fn delta_columns(parquet_schema: &SchemaDescriptor) -> Arc<[ColumnPath]> {
@@ -648,6 +647,8 @@ fn gate_allows(memory: &mut Option<MemoryGate>, held: usize) -> bool {
 
 /// How many of a file's first rows are sampled to choose each column's encoding.
 const SAMPLE_ROWS: usize = 4096;
+/// The fewest rows the encodings are judged from.
+const MIN_SAMPLE_ROWS: usize = 256;
 
 /// The dictionary page size past which Parquet writers fall back to plain encoding.
 const DICTIONARY_PAGE_LIMIT: usize = parquet::file::properties::DEFAULT_DICTIONARY_PAGE_SIZE_LIMIT;
@@ -665,7 +666,7 @@ const DICTIONARY_PAGE_LIMIT: usize = parquet::file::properties::DEFAULT_DICTIONA
 fn high_cardinality_columns(batch: &RecordBatch, row_group_rows: usize) -> Option<Vec<String>> {
     let sample = batch.slice(0, batch.num_rows().min(SAMPLE_ROWS));
     let n = sample.num_rows();
-    if n < 256 {
+    if n < MIN_SAMPLE_ROWS {
         return None;
     }
     let columns = sample
@@ -708,11 +709,15 @@ fn high_cardinality_columns(batch: &RecordBatch, row_group_rows: usize) -> Optio
     Some(columns)
 }
 
-/// The first [`SAMPLE_ROWS`] rows of `batches`, in one batch; `None` without rows.
+/// The first [`SAMPLE_ROWS`] rows of `batches`, in one batch; `None` with fewer than
+/// [`MIN_SAMPLE_ROWS`] (a small append's file, not worth a copy).
 fn sample(batches: &[RecordBatch]) -> Option<RecordBatch> {
     let first = batches.first()?;
     if first.num_rows() >= SAMPLE_ROWS {
         return Some(first.slice(0, SAMPLE_ROWS));
+    }
+    if batches.iter().map(RecordBatch::num_rows).sum::<usize>() < MIN_SAMPLE_ROWS {
+        return None;
     }
     let mut rows = 0;
     let slices: Vec<RecordBatch> = batches
@@ -1274,6 +1279,10 @@ mod tests {
         let hundreds: Vec<RecordBatch> = (0..rows as usize / 100)
             .map(|i| batch.slice(i * 100, 100))
             .collect();
+        assert!(
+            sample(&hundreds[..2]).is_none(),
+            "200 rows are too few to judge"
+        );
         let rows = sample(&hundreds).unwrap();
         assert_eq!(rows.num_rows(), SAMPLE_ROWS);
         assert_eq!(rows, batch.slice(0, SAMPLE_ROWS));

@@ -1149,6 +1149,7 @@ impl TableProvider for TarnTable {
         let bytes: u64 = files.iter().map(|f| f.object_meta.size).sum();
         let row_groups = if optimizer.repartition_file_scans
             && bytes < optimizer.repartition_file_min_size as u64
+            && files.len() < state.config().target_partitions()
             && !self.identity
         {
             data_files

@@ -1878,6 +1878,20 @@ async fn a_statement_probes_its_tables_together() {
 }
 
 /// A session over a new warehouse at `url`, planning `partitions` partitions per scan.
+/// The physical plan of `sql`, as EXPLAIN indents it.
+async fn physical_plan_text(ctx: &TarnContext, sql: &str) -> String {
+    let plan = ctx
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .create_physical_plan()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(false)
+        .to_string()
+}
+
 async fn with_partitions(url: &str, partitions: usize) -> TarnContext {
     TarnContext::new(
         Warehouse::open(url).unwrap(),
@@ -1999,16 +2013,7 @@ async fn checked_addition_keeps_the_order_of_its_operand() {
                 "SELECT x FROM (SELECT id {op} AS x FROM (SELECT id FROM t ORDER BY id LIMIT 10)) \
                  ORDER BY x"
             );
-            let plan = tarn
-                .sql(&sql)
-                .await
-                .unwrap()
-                .create_physical_plan()
-                .await
-                .unwrap();
-            let text = datafusion::physical_plan::displayable(plan.as_ref())
-                .indent(false)
-                .to_string();
+            let text = physical_plan_text(tarn, &sql).await;
             assert!(text.contains("checked_"), "{text}");
             text.matches("SortExec").count()
         }
@@ -2051,16 +2056,7 @@ async fn a_small_file_of_many_row_groups_is_read_on_every_core() {
     let scan_groups = |sql: &'static str| {
         let tarn = &tarn;
         async move {
-            let plan = tarn
-                .sql(sql)
-                .await
-                .unwrap()
-                .create_physical_plan()
-                .await
-                .unwrap();
-            let text = datafusion::physical_plan::displayable(plan.as_ref())
-                .indent(false)
-                .to_string();
+            let text = physical_plan_text(tarn, sql).await;
             text.split("file_groups={")
                 .nth(1)
                 .and_then(|rest| rest.split(' ').next())
