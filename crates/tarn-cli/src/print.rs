@@ -1,10 +1,17 @@
 //! Rendering results: aligned tables cut to the terminal width, CSV, TSV, JSON, NDJSON.
 
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, RecordBatch};
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::json::writer::{JsonArray, JsonFormat, LineDelimited, WriterBuilder};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{
+    DataType, FieldRef, Float16Type, Float32Type, Float64Type, SchemaRef,
+};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::json::writer::{
+    Encoder, EncoderFactory, EncoderOptions, JsonArray, JsonFormat, LineDelimited, NullableEncoder,
+    WriterBuilder, make_encoder,
+};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::Result;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
@@ -178,17 +185,76 @@ impl Printer {
 
 /// JSON objects, one per row, with every column a key: a NULL is `null` rather than a
 /// missing key, so each row has the same keys and a column that is NULL throughout still
-/// shows. (JSON has no NaN or infinity: those print as `null` too.)
+/// shows. Floats JSON has no number for print as strings (see [`NonFiniteAsStrings`]).
 fn json<F: JsonFormat>(batch: &RecordBatch) -> Result<String> {
     let mut out = Vec::new();
     {
         let mut writer = WriterBuilder::new()
             .with_explicit_nulls(true)
+            .with_encoder_factory(Arc::new(NonFiniteAsStrings))
             .build::<_, F>(&mut out);
         writer.write(batch)?;
         writer.finish()?;
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// JSON has no number for NaN and the infinities. arrow's writer prints them as `null`, which
+/// a reader cannot tell from NULL; they print as the strings `"NaN"`, `"Infinity"` and
+/// `"-Infinity"` instead, as PostgreSQL's JSON and tarn's metadata write them. Finite floats
+/// print as arrow prints them; floats within structs and lists too.
+#[derive(Debug)]
+struct NonFiniteAsStrings;
+
+/// Options without [`NonFiniteAsStrings`], for the finite values of a float column.
+static ARROW_DEFAULTS: LazyLock<EncoderOptions> = LazyLock::new(EncoderOptions::default);
+
+impl EncoderFactory for NonFiniteAsStrings {
+    fn make_default_encoder<'a>(
+        &self,
+        field: &'a FieldRef,
+        array: &'a dyn Array,
+        _options: &'a EncoderOptions,
+    ) -> Result<Option<NullableEncoder<'a>>, ArrowError> {
+        let value: Box<dyn Fn(usize) -> f64 + 'a> = match array.data_type() {
+            DataType::Float16 => {
+                let floats = array.as_primitive::<Float16Type>();
+                Box::new(move |i| floats.value(i).to_f64())
+            }
+            DataType::Float32 => {
+                let floats = array.as_primitive::<Float32Type>();
+                Box::new(move |i| f64::from(floats.value(i)))
+            }
+            DataType::Float64 => {
+                let floats = array.as_primitive::<Float64Type>();
+                Box::new(move |i| floats.value(i))
+            }
+            _ => return Ok(None),
+        };
+        let finite = make_encoder(field, array, &ARROW_DEFAULTS)?;
+        let encoder = FloatEncoder { value, finite };
+        Ok(Some(NullableEncoder::new(
+            Box::new(encoder),
+            array.nulls().cloned(),
+        )))
+    }
+}
+
+struct FloatEncoder<'a> {
+    value: Box<dyn Fn(usize) -> f64 + 'a>,
+    finite: NullableEncoder<'a>,
+}
+
+impl Encoder for FloatEncoder<'_> {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        let value = (self.value)(idx);
+        match value {
+            v if v.is_nan() => out.extend_from_slice(br#""NaN""#),
+            f64::INFINITY => out.extend_from_slice(br#""Infinity""#),
+            f64::NEG_INFINITY => out.extend_from_slice(br#""-Infinity""#),
+            _ => self.finite.encode(idx, out),
+        }
+    }
 }
 
 /// A CSV (or TSV) field as PostgreSQL's `COPY ... CSV` and `psql --csv` write it: quoted
@@ -583,6 +649,55 @@ mod tests {
             )
             .unwrap(),
             "[{\"id\":1,\"name\":\"a rather long value\"},{\"id\":null,\"name\":\"b\"}]\n"
+        );
+    }
+
+    #[test]
+    fn json_keeps_nan_and_infinities_apart_from_null() {
+        use datafusion::arrow::array::{Float32Array, Float64Array, StructArray};
+        let doubles: Arc<dyn Array> = Arc::new(Float64Array::from(vec![
+            Some(1.5),
+            Some(f64::NAN),
+            Some(f64::INFINITY),
+            Some(f64::NEG_INFINITY),
+            None,
+            Some(-0.0),
+        ]));
+        let reals: Arc<dyn Array> = Arc::new(Float32Array::from(vec![
+            Some(f32::NAN),
+            None,
+            Some(f32::NEG_INFINITY),
+            Some(0.25),
+            Some(f32::INFINITY),
+            Some(1e30),
+        ]));
+        let nested = StructArray::from(vec![(
+            Arc::new(Field::new("x", DataType::Float64, true)),
+            doubles.clone(),
+        )]);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("d", DataType::Float64, true),
+            Field::new("r", DataType::Float32, true),
+            Field::new("s", nested.data_type().clone(), true),
+        ]));
+        let b = RecordBatch::try_new(schema, vec![doubles, reals, Arc::new(nested)]).unwrap();
+        let out = render(&b.schema(), &[b], Format::Ndjson, &csv_style(), 1, None).unwrap();
+        assert_eq!(
+            out,
+            concat!(
+                r#"{"d":1.5,"r":"NaN","s":{"x":1.5}}"#,
+                "\n",
+                r#"{"d":"NaN","r":null,"s":{"x":"NaN"}}"#,
+                "\n",
+                r#"{"d":"Infinity","r":"-Infinity","s":{"x":"Infinity"}}"#,
+                "\n",
+                r#"{"d":"-Infinity","r":0.25,"s":{"x":"-Infinity"}}"#,
+                "\n",
+                r#"{"d":null,"r":"Infinity","s":{"x":null}}"#,
+                "\n",
+                r#"{"d":-0.0,"r":1.0e30,"s":{"x":-0.0}}"#,
+                "\n",
+            )
         );
     }
 
