@@ -350,12 +350,7 @@ impl TarnContext {
     }
 
     async fn rename_table(&self, from: &QualifiedName, to: &QualifiedName) -> Result<DataFrame> {
-        if !self.catalog().ensure_namespace(&to.namespace).await? {
-            return Err(DataFusionError::Plan(format!(
-                "namespace '{}' does not exist; create it with CREATE SCHEMA {}",
-                to.namespace, to.namespace
-            )));
-        }
+        self.catalog().require_namespace(&to.namespace).await?;
         self.warehouse()
             .rename_table(&from.namespace, &from.table, &to.namespace, &to.table)
             .await

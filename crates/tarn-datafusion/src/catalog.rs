@@ -135,6 +135,22 @@ impl TarnCatalog {
             })
     }
 
+    /// [`Self::ensure_namespace`] for a statement that puts a table in `namespace`: when it
+    /// does not exist, an error that says how to create it, or why it cannot be created.
+    pub async fn require_namespace(&self, namespace: &str) -> Result<()> {
+        if self.ensure_namespace(namespace).await? {
+            return Ok(());
+        }
+        self.warehouse
+            .namespace_exists(namespace)
+            .await
+            .map_err(to_df)?;
+        Err(DataFusionError::Plan(format!(
+            "namespace '{namespace}' does not exist; create it with CREATE SCHEMA {}",
+            crate::names::sql_identifier(namespace)
+        )))
+    }
+
     pub async fn create_namespace(&self, namespace: &str, if_not_exists: bool) -> Result<()> {
         match self.warehouse.create_namespace(namespace).await {
             Ok(()) => {}

@@ -567,12 +567,7 @@ impl TarnContext {
                 "CREATE OR REPLACE TABLE: drop the table first, or use INSERT OVERWRITE".into(),
             ));
         }
-        if !self.catalog().ensure_namespace(&name.namespace).await? {
-            return Err(DataFusionError::Plan(format!(
-                "namespace '{}' does not exist; create it with CREATE SCHEMA {}",
-                name.namespace, name.namespace
-            )));
-        }
+        self.catalog().require_namespace(&name.namespace).await?;
         let warehouse = self.catalog().warehouse();
         let query = match &create.query {
             None => None,

@@ -69,3 +69,38 @@ pub fn parts(name: &ObjectName) -> Result<Vec<String>> {
         })
         .collect()
 }
+
+/// `name` as SQL reads it back: as it is when it is a plain lower-case identifier, else
+/// double-quoted (upper case, `-`, a keyword).
+pub fn sql_identifier(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let keyword = datafusion::sql::sqlparser::keywords::ALL_KEYWORDS
+        .binary_search(&name.to_ascii_uppercase().as_str())
+        .is_ok();
+    if plain && !keyword {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_where_sql_would_read_them_otherwise() {
+        assert_eq!(sql_identifier("sales_2026"), "sales_2026");
+        assert_eq!(sql_identifier("my-ns"), "\"my-ns\"");
+        assert_eq!(sql_identifier("Sales"), "\"Sales\"");
+        assert_eq!(sql_identifier("2026"), "\"2026\"");
+        assert_eq!(sql_identifier("select"), "\"select\"");
+        assert_eq!(sql_identifier("a\"b"), "\"a\"\"b\"");
+    }
+}
