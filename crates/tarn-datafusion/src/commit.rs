@@ -750,16 +750,27 @@ impl Commit {
     }
 
     /// A write refused because of the rows it was given (a NULL in a NOT NULL column,
-    /// a value of the wrong type), told as the statement's error: the user sees which
-    /// statement and table, not only the writer's complaint.
+    /// a value of the wrong type, a decimal with more digits than its column holds), told
+    /// as the statement's error: the user sees which statement and table, not only the
+    /// writer's complaint.
     fn refused_rows(&self, e: DataFusionError) -> DataFusionError {
         let reason = match (tarn_error(&e), e.find_root()) {
             (Some(tarn_core::Error::SchemaMismatch { reason }), _) => reason.clone(),
-            (_, DataFusionError::ArrowError(error, _))
-                if matches!(error.as_ref(), ArrowError::CastError(_)) =>
-            {
-                crate::error::message_of(&e)
-            }
+            (_, DataFusionError::ArrowError(error, _)) => match error.as_ref() {
+                ArrowError::CastError(_) => crate::error::message_of(&e),
+                // arrow's check of a value cast to its column's decimal type.
+                ArrowError::InvalidArgumentError(message)
+                    if message.contains("too large to store in a Decimal") =>
+                {
+                    format!(
+                        "a value has more digits than its column holds ({}); round it, or \
+                         widen the column with ALTER TABLE ... ALTER COLUMN ... TYPE \
+                         DECIMAL(p, s)",
+                        crate::error::message_of(&e)
+                    )
+                }
+                _ => return e,
+            },
             _ => return e,
         };
         DataFusionError::Execution(format!(
