@@ -502,8 +502,13 @@ impl TarnContext {
                 kinds.join(", ")
             ));
         }
+        // `t$snapshots` and `t@v3` name a table that does not exist: say which.
+        let table = MetadataTable::parse_name(name)
+            .map(|(table, _)| table)
+            .or_else(|| crate::time_travel::versioned_name(name).map(|(table, _)| table))
+            .unwrap_or(name);
         DataFusionError::Plan(format!(
-            "table '{name}' does not exist; SHOW TABLES lists the tables there are"
+            "table '{table}' does not exist; SHOW TABLES lists the tables there are"
         ))
     }
 
