@@ -202,9 +202,19 @@ pub async fn remove_orphan_files(table: &Table, options: &OrphanOptions) -> Resu
         report.bytes += object.size;
         report.orphans.push(relative);
     }
+    let unfinished = unfinished_local_uploads(&table, options.older_than_ms).await?;
+    for upload in &unfinished {
+        report.bytes += upload.size;
+        report.orphans.push(upload.relative.clone());
+    }
     report.orphans.sort();
     if !options.dry_run {
-        let paths = report.orphans.iter().map(|p| Ok(location.path(p)));
+        remove_local_files(&table, unfinished).await?;
+        let paths = report
+            .orphans
+            .iter()
+            .filter(|p| !is_unfinished_upload(p))
+            .map(|p| Ok(location.path(p)));
         let mut deleted = location
             .store()
             .delete_stream(futures::stream::iter(paths.collect::<Vec<_>>()).boxed());
@@ -216,6 +226,113 @@ pub async fn remove_orphan_files(table: &Table, options: &OrphanOptions) -> Resu
         }
     }
     Ok(report)
+}
+
+/// A file on local disk that orphan cleanup found by walking the table's directory.
+struct LocalFile {
+    /// Table-relative, as orphans are reported.
+    relative: String,
+    path: std::path::PathBuf,
+    size: u64,
+}
+
+/// Whether `relative` names a file object_store's local store writes an object into before
+/// renaming it into place: the object's name, `#` and a number.
+fn is_unfinished_upload(relative: &str) -> bool {
+    let name = relative.rsplit('/').next().unwrap_or(relative);
+    name.split_once('#')
+        .is_some_and(|(_, suffix)| !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The unfinished uploads of a table on local disk last modified before `older_than_ms`.
+///
+/// object_store's local store writes an object as `<name>#<n>` and renames it into place
+/// once it is written, and its listings leave such files out (they are not objects). A
+/// process killed during a write, or a large file's multipart upload cut short, leaves one
+/// behind that no listing shows: 20 MB for a load killed mid-file. Orphan cleanup walks the
+/// table's directory for them. Other stores have no such files (an unfinished S3 multipart
+/// upload is the bucket's lifecycle rule's to remove).
+async fn unfinished_local_uploads(table: &Table, older_than_ms: i64) -> Result<Vec<LocalFile>> {
+    let Some(dir) = url::Url::parse(table.location().url())
+        .ok()
+        .filter(|url| url.scheme() == "file")
+        .and_then(|url| url.to_file_path().ok())
+    else {
+        return Ok(Vec::new());
+    };
+    let describe = table.location().describe("");
+    let joined = describe.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut found = Vec::new();
+        let mut dirs = vec![dir.clone()];
+        while let Some(current) = dirs.pop() {
+            let entries = match std::fs::read_dir(&current) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::store(describe, local_error(e))),
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                let path = entry.path();
+                if meta.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let Ok(relative) = path.strip_prefix(&dir) else {
+                    continue;
+                };
+                let relative: Vec<String> = relative
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                let relative = relative.join("/");
+                let modified_ms = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(i64::MAX, |d| d.as_millis() as i64);
+                if is_unfinished_upload(&relative) && modified_ms < older_than_ms {
+                    found.push(LocalFile {
+                        relative,
+                        path,
+                        size: meta.len(),
+                    });
+                }
+            }
+        }
+        Ok(found)
+    })
+    .await
+    .map_err(|e| Error::store(joined, local_error(std::io::Error::other(e))))?
+}
+
+/// An I/O error of the local disk as the object store error it stands for.
+fn local_error(e: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: Box::new(e),
+    }
+}
+
+async fn remove_local_files(table: &Table, files: Vec<LocalFile>) -> Result<()> {
+    let describe = table.location().describe("");
+    tokio::task::spawn_blocking(move || {
+        for file in files {
+            match std::fs::remove_file(&file.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::store(
+                        file.path.display().to_string(),
+                        local_error(e),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| Error::store(describe, local_error(std::io::Error::other(e))))?
 }
 
 /// `path` relative to `root`, as metadata stores it.

@@ -192,6 +192,83 @@ async fn expiry_and_orphan_cleanup_leave_exactly_what_retained_snapshots_referen
     assert_eq!(t.version(), Version(31));
 }
 
+/// A process killed while it wrote a file to local disk leaves object_store's staging file
+/// (`<name>#<n>`), which the store's listings do not show: orphan cleanup finds it all the
+/// same, once it is older than the safety interval.
+#[tokio::test]
+async fn orphan_cleanup_removes_uploads_a_killed_process_left_on_local_disk() {
+    let (dir, w) = local_warehouse().await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..100, 1)]).await.unwrap();
+    let table_dir = dir.path().join("ns").join("events");
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.env().now_ms() as u64);
+    let stage = |relative: &str, age: std::time::Duration| {
+        let path = table_dir.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(1000).unwrap();
+        file.set_modified(now - age).unwrap();
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    stage("data/1b2c.parquet#1", 2 * hour);
+    stage("data/day=2026-01-01/3d4e.parquet#12", 2 * hour);
+    stage("metadata/00000000000000000007.json#3", 2 * hour);
+    // Younger than the interval (a write in flight); and a name that is no staging file,
+    // an ordinary orphan the listing shows.
+    stage("data/5f6a.parquet#2", std::time::Duration::ZERO);
+    stage("data/notes#draft", 2 * hour);
+    assert!(
+        !objects_under(&t).await.contains("data/1b2c.parquet#1"),
+        "the store's listing does not show staging files"
+    );
+
+    let older_than_ms = t.env().now_ms() - 3_600_000;
+    let dry = remove_orphan_files(
+        &t,
+        &OrphanOptions {
+            older_than_ms,
+            dry_run: true,
+        },
+    )
+    .await
+    .unwrap();
+    let staged = vec![
+        "data/1b2c.parquet#1".to_string(),
+        "data/day=2026-01-01/3d4e.parquet#12".to_string(),
+        "data/notes#draft".to_string(),
+        "metadata/00000000000000000007.json#3".to_string(),
+    ];
+    assert_eq!(dry.orphans, staged);
+    assert_eq!(dry.bytes, 4000);
+    assert!(
+        table_dir.join("data/1b2c.parquet#1").exists(),
+        "a dry run deletes nothing"
+    );
+
+    let done = remove_orphan_files(
+        &t,
+        &OrphanOptions {
+            older_than_ms,
+            dry_run: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(done, dry);
+    for relative in &staged {
+        assert!(!table_dir.join(relative).exists(), "{relative} is left");
+    }
+    assert!(
+        table_dir.join("data/5f6a.parquet#2").exists(),
+        "a write in flight is kept"
+    );
+    assert_eq!(objects_under(&t).await, expected_objects(&t).await);
+    assert_eq!(read_ids(&t).await, (0..100).collect::<Vec<_>>());
+}
+
 #[tokio::test]
 async fn a_failure_at_any_step_of_expiry_leaves_a_readable_table() {
     for fail_on in ["metadata/0000", "metadata/ml-", "metadata/m-", "data/"] {
