@@ -203,18 +203,8 @@ pub async fn remove_orphan_files(table: &Table, options: &OrphanOptions) -> Resu
         report.orphans.push(relative);
     }
     let unfinished = unfinished_local_uploads(&table, options.older_than_ms).await?;
-    for upload in &unfinished {
-        report.bytes += upload.size;
-        report.orphans.push(upload.relative.clone());
-    }
-    report.orphans.sort();
     if !options.dry_run {
-        remove_local_files(&table, unfinished).await?;
-        let paths = report
-            .orphans
-            .iter()
-            .filter(|p| !is_unfinished_upload(p))
-            .map(|p| Ok(location.path(p)));
+        let paths = report.orphans.iter().map(|p| Ok(location.path(p)));
         let mut deleted = location
             .store()
             .delete_stream(futures::stream::iter(paths.collect::<Vec<_>>()).boxed());
@@ -224,7 +214,28 @@ pub async fn remove_orphan_files(table: &Table, options: &OrphanOptions) -> Resu
                 Err(e) => return Err(Error::store(location.describe(""), e)),
             }
         }
+        let paths: Vec<std::path::PathBuf> = unfinished.iter().map(|f| f.path.clone()).collect();
+        on_local_disk(&table, move || {
+            for path in paths {
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(std::io::Error::new(
+                            e.kind(),
+                            format!("{}: {e}", path.display()),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+        .await?;
     }
+    for upload in unfinished {
+        report.bytes += upload.size;
+        report.orphans.push(upload.relative);
+    }
+    report.orphans.sort();
     Ok(report)
 }
 
@@ -260,16 +271,14 @@ async fn unfinished_local_uploads(table: &Table, older_than_ms: i64) -> Result<V
     else {
         return Ok(Vec::new());
     };
-    let describe = table.location().describe("");
-    let joined = describe.clone();
-    tokio::task::spawn_blocking(move || {
+    on_local_disk(table, move || {
         let mut found = Vec::new();
         let mut dirs = vec![dir.clone()];
         while let Some(current) = dirs.pop() {
             let entries = match std::fs::read_dir(&current) {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::store(describe, local_error(e))),
+                Err(e) => return Err(e),
             };
             for entry in entries.flatten() {
                 let Ok(meta) = entry.metadata() else { continue };
@@ -303,36 +312,24 @@ async fn unfinished_local_uploads(table: &Table, older_than_ms: i64) -> Result<V
         Ok(found)
     })
     .await
-    .map_err(|e| Error::store(joined, local_error(std::io::Error::other(e))))?
 }
 
-/// An I/O error of the local disk as the object store error it stands for.
-fn local_error(e: std::io::Error) -> object_store::Error {
-    object_store::Error::Generic {
-        store: "LocalFileSystem",
-        source: Box::new(e),
-    }
-}
-
-async fn remove_local_files(table: &Table, files: Vec<LocalFile>) -> Result<()> {
-    let describe = table.location().describe("");
-    tokio::task::spawn_blocking(move || {
-        for file in files {
-            match std::fs::remove_file(&file.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(Error::store(
-                        file.path.display().to_string(),
-                        local_error(e),
-                    ));
-                }
-            }
-        }
-        Ok(())
+/// Runs `work`, calls to the local file system, off the async workers; its errors are the
+/// table's store errors.
+async fn on_local_disk<T: Send + 'static>(
+    table: &Table,
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
+    let result = tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    result.map_err(|e| {
+        let source = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(e),
+        };
+        Error::store(table.location().describe(""), source)
     })
-    .await
-    .map_err(|e| Error::store(describe, local_error(std::io::Error::other(e))))?
 }
 
 /// `path` relative to `root`, as metadata stores it.

@@ -203,16 +203,10 @@ pub fn sql_column_type(ty: &Type) -> String {
     }
 }
 
-/// A struct field's name as SQL writes it: quoted unless it is a plain lowercase name.
+/// A struct field's name as SQL writes it: quoted unless it is a plain lowercase name (type
+/// syntax takes keywords as field names).
 fn field_name(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
+    if crate::names::is_plain(name) {
         name.to_string()
     } else {
         crate::context::quote(name)

@@ -70,23 +70,27 @@ pub fn parts(name: &ObjectName) -> Result<Vec<String>> {
         .collect()
 }
 
-/// `name` as SQL reads it back: as it is when it is a plain lower-case identifier, else
-/// double-quoted (upper case, `-`, a keyword).
-pub fn sql_identifier(name: &str) -> String {
-    let plain = name
-        .chars()
+/// Whether `name` reads back as itself unquoted: lower-case letters, digits and `_`, not
+/// starting with a digit (SQL folds other unquoted names to lower case, or splits them).
+pub fn is_plain(name: &str) -> bool {
+    name.chars()
         .next()
         .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// `name` as a statement reads it back: as it is when it is [`is_plain`] and no keyword,
+/// else double-quoted (upper case, `-`, a keyword).
+pub fn sql_identifier(name: &str) -> String {
     let keyword = datafusion::sql::sqlparser::keywords::ALL_KEYWORDS
         .binary_search(&name.to_ascii_uppercase().as_str())
         .is_ok();
-    if plain && !keyword {
+    if is_plain(name) && !keyword {
         name.to_string()
     } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
+        crate::context::quote(name)
     }
 }
 
