@@ -41,6 +41,7 @@ mod deletes;
 mod env;
 mod error;
 mod ipc;
+mod local_disk;
 mod location;
 mod log;
 pub mod maintenance;

@@ -23,6 +23,7 @@ use object_store::path::Path;
 use tarn_spec::{Snapshot, Version};
 
 use crate::error::{Error, Result};
+use crate::local_disk;
 use crate::log;
 use crate::properties::Retention;
 use crate::table::Table;
@@ -202,7 +203,7 @@ pub async fn remove_orphan_files(table: &Table, options: &OrphanOptions) -> Resu
         report.bytes += object.size;
         report.orphans.push(relative);
     }
-    let unfinished = unfinished_local_uploads(&table, options.older_than_ms).await?;
+    let unfinished = local_disk::staging_files(location, options.older_than_ms).await?;
     if !options.dry_run {
         let paths = report.orphans.iter().map(|p| Ok(location.path(p)));
         let mut deleted = location
@@ -214,22 +215,7 @@ pub async fn remove_orphan_files(table: &Table, options: &OrphanOptions) -> Resu
                 Err(e) => return Err(Error::store(location.describe(""), e)),
             }
         }
-        let paths: Vec<std::path::PathBuf> = unfinished.iter().map(|f| f.path.clone()).collect();
-        on_local_disk(&table, move || {
-            for path in paths {
-                match std::fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(std::io::Error::new(
-                            e.kind(),
-                            format!("{}: {e}", path.display()),
-                        ));
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
-        })
-        .await?;
+        local_disk::remove(location, &unfinished).await?;
     }
     for upload in unfinished {
         report.bytes += upload.size;
@@ -237,99 +223,6 @@ pub async fn remove_orphan_files(table: &Table, options: &OrphanOptions) -> Resu
     }
     report.orphans.sort();
     Ok(report)
-}
-
-/// A file on local disk that orphan cleanup found by walking the table's directory.
-struct LocalFile {
-    /// Table-relative, as orphans are reported.
-    relative: String,
-    path: std::path::PathBuf,
-    size: u64,
-}
-
-/// Whether `relative` names a file object_store's local store writes an object into before
-/// renaming it into place: the object's name, `#` and a number.
-fn is_unfinished_upload(relative: &str) -> bool {
-    let name = relative.rsplit('/').next().unwrap_or(relative);
-    name.split_once('#')
-        .is_some_and(|(_, suffix)| !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// The unfinished uploads of a table on local disk last modified before `older_than_ms`.
-///
-/// object_store's local store writes an object as `<name>#<n>` and renames it into place
-/// once it is written, and its listings leave such files out (they are not objects). A
-/// process killed during a write, or a large file's multipart upload cut short, leaves one
-/// behind that no listing shows: 20 MB for a load killed mid-file. Orphan cleanup walks the
-/// table's directory for them. Other stores have no such files (an unfinished S3 multipart
-/// upload is the bucket's lifecycle rule's to remove).
-async fn unfinished_local_uploads(table: &Table, older_than_ms: i64) -> Result<Vec<LocalFile>> {
-    let Some(dir) = url::Url::parse(table.location().url())
-        .ok()
-        .filter(|url| url.scheme() == "file")
-        .and_then(|url| url.to_file_path().ok())
-    else {
-        return Ok(Vec::new());
-    };
-    on_local_disk(table, move || {
-        let mut found = Vec::new();
-        let mut dirs = vec![dir.clone()];
-        while let Some(current) = dirs.pop() {
-            let entries = match std::fs::read_dir(&current) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            for entry in entries.flatten() {
-                let Ok(meta) = entry.metadata() else { continue };
-                let path = entry.path();
-                if meta.is_dir() {
-                    dirs.push(path);
-                    continue;
-                }
-                let Ok(relative) = path.strip_prefix(&dir) else {
-                    continue;
-                };
-                let relative: Vec<String> = relative
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect();
-                let relative = relative.join("/");
-                let modified_ms = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(i64::MAX, |d| d.as_millis() as i64);
-                if is_unfinished_upload(&relative) && modified_ms < older_than_ms {
-                    found.push(LocalFile {
-                        relative,
-                        path,
-                        size: meta.len(),
-                    });
-                }
-            }
-        }
-        Ok(found)
-    })
-    .await
-}
-
-/// Runs `work`, calls to the local file system, off the async workers; its errors are the
-/// table's store errors.
-async fn on_local_disk<T: Send + 'static>(
-    table: &Table,
-    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> Result<T> {
-    let result = tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-    result.map_err(|e| {
-        let source = object_store::Error::Generic {
-            store: "LocalFileSystem",
-            source: Box::new(e),
-        };
-        Error::store(table.location().describe(""), source)
-    })
 }
 
 /// `path` relative to `root`, as metadata stores it.

@@ -309,7 +309,12 @@ fn open_local(path: &std::path::Path) -> Result<StoreRoot> {
     std::fs::create_dir_all(&absolute)
         .map_err(|e| bad(format!("cannot create the directory: {e}")))?;
     let absolute = absolute.canonicalize().map_err(|e| bad(e.to_string()))?;
-    let store = LocalFileSystem::new_with_prefix(&absolute).map_err(|e| bad(e.to_string()))?;
+    // Deleting an object removes the directories it leaves empty (up to the root): a
+    // partition's directory once compaction or expiry has taken its files, a dropped table's.
+    // A put into a directory removed meanwhile creates it again.
+    let store = LocalFileSystem::new_with_prefix(&absolute)
+        .map_err(|e| bad(e.to_string()))?
+        .with_automatic_cleanup(true);
     let url =
         Url::from_directory_path(&absolute).map_err(|_| bad("not an absolute path".into()))?;
     Ok(StoreRoot::new(Arc::new(store), Path::default(), url))

@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::local_disk;
 use crate::location::TableLocation;
 use crate::log;
 use crate::requests::RequestCounts;
@@ -25,15 +26,14 @@ use tarn_spec::MetadataUpdate;
 const NAMESPACE_MARKER: &str = "_namespace";
 
 /// Every object under a table's root: its version files and version hint, then the rest.
-async fn table_objects(location: &TableLocation) -> Result<(Vec<Path>, Vec<Path>)> {
+async fn table_objects(location: &TableLocation) -> Result<(Vec<ObjectMeta>, Vec<Path>)> {
     // A local directory removed while it is listed (by a writer taking back a version it
     // created during a drop) ends the listing with NotFound: list again.
     let mut attempts = 0;
-    let all: Vec<Path> = loop {
-        let listed: std::result::Result<Vec<Path>, _> = location
+    let all: Vec<ObjectMeta> = loop {
+        let listed: std::result::Result<Vec<ObjectMeta>, _> = location
             .store()
             .list(Some(location.root()))
-            .map_ok(|m| m.location)
             .try_collect()
             .await;
         match listed {
@@ -42,9 +42,10 @@ async fn table_objects(location: &TableLocation) -> Result<(Vec<Path>, Vec<Path>
             Err(e) => return Err(Error::store(location.describe(""), e)),
         }
     };
-    Ok(all
+    let (versions, rest): (Vec<ObjectMeta>, Vec<ObjectMeta>) = all
         .into_iter()
-        .partition(|p| is_version_object(location, p)))
+        .partition(|object| is_version_object(location, &object.location));
+    Ok((versions, rest.into_iter().map(|m| m.location).collect()))
 }
 
 /// Whether `path` is one of a table's version files or its version hint.
@@ -430,11 +431,16 @@ fn seal_dropped(data_dependent: bool) -> Change {
 async fn delete_table_objects(location: &TableLocation) -> Result<()> {
     let store = location.store().clone();
     let (mut versions, rest) = table_objects(location).await?;
-    versions.sort();
-    for path in versions {
-        match store.delete(&path).await {
+    // The newest of them is the version that sealed the table (or the hint written after it).
+    let sealed_at_ms = versions
+        .iter()
+        .map(|v| v.last_modified.timestamp_millis())
+        .max();
+    versions.sort_by(|a, b| a.location.cmp(&b.location));
+    for version in versions {
+        match store.delete(&version.location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(Error::store(&path, e)),
+            Err(e) => return Err(Error::store(&version.location, e)),
         }
     }
     let stream = futures::stream::iter(rest.into_iter().map(Ok)).boxed();
@@ -445,6 +451,14 @@ async fn delete_table_objects(location: &TableLocation) -> Result<()> {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Error::store(location.describe(""), e)),
         }
+    }
+    // On local disk, what killed writers were writing when the table was sealed: last
+    // written before the seal, so no write to a table created again under the name since
+    // (whose files are all younger) loses its file. A drop resumed after its version files
+    // were deleted has no seal to compare with and leaves them.
+    if let Some(sealed_at_ms) = sealed_at_ms {
+        let staging = local_disk::staging_files(location, sealed_at_ms).await?;
+        local_disk::remove(location, &staging).await?;
     }
     Ok(())
 }

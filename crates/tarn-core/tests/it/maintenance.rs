@@ -269,6 +269,104 @@ async fn orphan_cleanup_removes_uploads_a_killed_process_left_on_local_disk() {
     assert_eq!(read_ids(&t).await, (0..100).collect::<Vec<_>>());
 }
 
+/// On local disk, a directory whose files are all deleted goes with them: a partition's once
+/// expiry has taken its files, and a dropped table's, with what killed writers left in it.
+#[tokio::test]
+async fn local_tables_leave_no_empty_directories() {
+    let (dir, w) = local_warehouse().await;
+    let t = w
+        .create_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..10, 1)]).await.unwrap();
+    let table_dir = dir.path().join("ns").join("events");
+    let day = table_dir.join("data").join("ts_day=1970-01-01");
+    assert!(day.join("region=eu").is_dir());
+
+    // Every row deleted, then the versions that read them expired.
+    let files = t
+        .plan_files(&Predicate::True)
+        .await
+        .unwrap()
+        .data_files()
+        .to_vec();
+    let t = t
+        .commit(Change::Rewrite {
+            removed: files,
+            added: Vec::new(),
+            operation: Operation::Delete,
+        })
+        .await
+        .unwrap();
+    let report = expire_snapshots(
+        &t,
+        &ExpireOptions {
+            older_than_ms: Some(i64::MAX),
+            retain_last: Some(1),
+            dry_run: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.deleted_data_files, 2, "{report:?}");
+    assert!(!day.exists(), "the emptied partition's directory is left");
+    let t = t.append_batches([events(10..20, 1)]).await.unwrap();
+    assert_eq!(read_ids(&t).await, (10..20).collect::<Vec<_>>());
+
+    // Staging files: one a killed writer left before the drop, one of a write begun after
+    // it (by a table created again under the name).
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.env().now_ms() as u64);
+    let stage = |relative: &str, modified: std::time::SystemTime| {
+        let path = table_dir.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_modified(modified).unwrap();
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    stage(
+        "data/ts_day=1970-01-01/region=eu/1b2c.parquet#1",
+        now - hour,
+    );
+    stage("data/5f6a.parquet#1", now + hour);
+    w.drop_table("ns", "events").await.unwrap();
+    let mut left = Vec::new();
+    for entry in walk(&table_dir) {
+        left.push(entry.strip_prefix(&table_dir).unwrap().to_owned());
+    }
+    assert_eq!(
+        left,
+        vec![std::path::PathBuf::from("data/5f6a.parquet#1")],
+        "the newer write's file is all that stays"
+    );
+    assert!(dir.path().join("ns").join("_namespace").exists());
+    assert_eq!(w.list_namespaces().await.unwrap(), vec!["ns"]);
+    assert!(w.list_tables("ns").await.unwrap().is_empty());
+    let again = w
+        .create_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    let again = again.append_batches([events(0..3, 1)]).await.unwrap();
+    assert_eq!(read_ids(&again).await, vec![0, 1, 2]);
+}
+
+/// Every file under `dir`, sorted.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(current) = dirs.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
 #[tokio::test]
 async fn a_failure_at_any_step_of_expiry_leaves_a_readable_table() {
     for fail_on in ["metadata/0000", "metadata/ml-", "metadata/m-", "data/"] {
