@@ -35,9 +35,9 @@ pub async fn run(ctx: &TarnContext, options: &MaintainOptions) -> Result<(), Str
         .list_namespaces()
         .await
         .map_err(|e| format!("cannot list namespaces: {e}"))?;
-    for namespace in namespaces {
+    for namespace in &namespaces {
         let names = warehouse
-            .list_tables(&namespace)
+            .list_tables(namespace)
             .await
             .map_err(|e| format!("cannot list the tables of '{namespace}': {e}"))?;
         tables.extend(names.into_iter().map(|t| (namespace.clone(), t)));
@@ -54,6 +54,9 @@ pub async fn run(ctx: &TarnContext, options: &MaintainOptions) -> Result<(), Str
                 eprintln!("[{}/{count}] {name}: failed: {e}", i + 1);
             }
         }
+    }
+    for namespace in &namespaces {
+        remove_abandoned(ctx, namespace, options, &mut totals).await;
     }
     let (expired, deleted) = if options.dry_run {
         ("would expire", "would delete")
@@ -142,6 +145,51 @@ async fn maintain_table(
     totals.orphans += orphans;
     parts.push(counted(orphans, "orphaned file"));
     Ok(parts.join(", "))
+}
+
+/// Removes what table locations of `namespace` without a table hold, under the orphans'
+/// safety interval: the files of a CREATE TABLE AS that failed or was killed before it
+/// created its table. One line for each location that held any.
+async fn remove_abandoned(
+    ctx: &TarnContext,
+    namespace: &str,
+    options: &MaintainOptions,
+    totals: &mut Totals,
+) {
+    let warehouse = ctx.warehouse();
+    let locations = match warehouse.tableless_locations(namespace).await {
+        Ok(locations) => locations,
+        Err(e) => {
+            totals.failed += 1;
+            eprintln!("{namespace}: cannot look for files without a table: {e}");
+            return;
+        }
+    };
+    let cleanup = tarn_core::maintenance::OrphanOptions {
+        older_than_ms: chrono::Utc::now().timestamp_millis() - options.orphan_age_ms,
+        dry_run: options.dry_run,
+    };
+    for (name, location) in locations {
+        let delete = if options.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        match tarn_core::maintenance::remove_abandoned_files(&location, &cleanup).await {
+            Ok(report) if report.orphans.is_empty() => {}
+            Ok(report) => {
+                totals.orphans += report.orphans.len() as u64;
+                eprintln!(
+                    "{namespace}.{name} (no table): {delete} {}",
+                    counted(report.orphans.len() as u64, "orphaned file")
+                );
+            }
+            Err(e) => {
+                totals.failed += 1;
+                eprintln!("{namespace}.{name} (no table): failed: {e}");
+            }
+        }
+    }
 }
 
 async fn query(ctx: &TarnContext, sql: &str) -> Result<Vec<RecordBatch>, String> {

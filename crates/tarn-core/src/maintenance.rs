@@ -176,7 +176,38 @@ pub async fn remove_orphan_files(table: &Table, options: &OrphanOptions) -> Resu
     let table = table.refresh().await?;
     let history = table.history().await?;
     let keep = referenced(&table, &history).await?;
-    let location = table.location();
+    let is_orphan = |relative: &str| {
+        // Version files and the hint are the table's log, never orphans.
+        let log = relative.starts_with("metadata/")
+            && (relative.ends_with(".json") || relative == log::HINT);
+        !log && !keep.contains(relative)
+    };
+    remove_old_objects(table.location(), options, is_orphan).await
+}
+
+/// Deletes what a table location without a table holds, last modified before
+/// `options.older_than_ms`: the files of a CREATE TABLE AS that failed or was killed before
+/// its commit created the table (see [`Table::stage`]). Younger objects may be those of one
+/// still writing, so the safety interval is orphan cleanup's. Nothing is deleted if a table
+/// is there by then.
+pub async fn remove_abandoned_files(
+    location: &crate::TableLocation,
+    options: &OrphanOptions,
+) -> Result<OrphanReport> {
+    if log::latest_version(location).await?.is_some() {
+        return Ok(OrphanReport::default());
+    }
+    remove_old_objects(location, options, |_| true).await
+}
+
+/// Deletes the objects under `location` that `is_orphan` picks and that were last modified
+/// before `options.older_than_ms`, with the unfinished writes of local disk under the same
+/// interval (see `local_disk`); only lists them on a dry run.
+async fn remove_old_objects(
+    location: &crate::TableLocation,
+    options: &OrphanOptions,
+    is_orphan: impl Fn(&str) -> bool,
+) -> Result<OrphanReport> {
     let root = location.root().clone();
     let objects: Vec<object_store::ObjectMeta> = location
         .store()
@@ -189,19 +220,10 @@ pub async fn remove_orphan_files(table: &Table, options: &OrphanOptions) -> Resu
         let Some(relative) = relative_path(&root, &object.location) else {
             continue;
         };
-        // Version files and the hint are the table's log, never orphans.
-        if relative.starts_with("metadata/")
-            && (relative.ends_with(".json") || relative == log::HINT)
-        {
-            continue;
+        if is_orphan(&relative) && object.last_modified.timestamp_millis() < options.older_than_ms {
+            report.bytes += object.size;
+            report.orphans.push(relative);
         }
-        if keep.contains(&relative)
-            || object.last_modified.timestamp_millis() >= options.older_than_ms
-        {
-            continue;
-        }
-        report.bytes += object.size;
-        report.orphans.push(relative);
     }
     let unfinished = local_disk::staging_files(location, options.older_than_ms).await?;
     if !options.dry_run {

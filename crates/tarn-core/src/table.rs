@@ -74,6 +74,8 @@ pub struct Table {
     /// The entity tag of this version's file, when known: a commit on top of this version
     /// checks that the file is still this one (see `transaction`).
     version_tag: Option<String>,
+    /// Not written yet: the first commit creates version 0 (see [`Table::stage`]).
+    staged: bool,
     env: Env,
     retry: RetryPolicy,
     cache: Arc<MetadataCache>,
@@ -82,6 +84,37 @@ pub struct Table {
 impl Table {
     /// Creates version 0 of a new table at `location`.
     pub async fn create(
+        location: TableLocation,
+        definition: TableDefinition,
+        env: Env,
+    ) -> Result<Table> {
+        Table::version_zero(location, definition, env)?
+            .create_staged()
+            .await
+    }
+
+    /// A new table at `location` staged for creation: nothing is written until its first
+    /// commit, which creates version 0 and then commits on it, so a CREATE TABLE AS that
+    /// fails or is killed while it writes its rows leaves no table behind (Iceberg's staged
+    /// create). Fails if a table exists there now; one created there meanwhile makes the
+    /// first commit fail instead.
+    pub async fn stage(
+        location: TableLocation,
+        definition: TableDefinition,
+        env: Env,
+    ) -> Result<Table> {
+        let staged = Table::version_zero(location, definition, env)?;
+        if log::latest_version(&staged.location).await?.is_some() {
+            return Err(Error::AlreadyExists {
+                what: "table",
+                name: staged.location.url().to_string(),
+            });
+        }
+        Ok(staged)
+    }
+
+    /// Version 0 of a new table at `location`, not yet written.
+    fn version_zero(
         location: TableLocation,
         definition: TableDefinition,
         env: Env,
@@ -95,18 +128,56 @@ impl Table {
         )
         .map_err(Error::InvalidMetadata)?;
         crate::properties::validate(metadata.properties())?;
+        Ok(Table {
+            staged: true,
+            ..Table::from_parts(location, Arc::new(metadata), None, env)
+        })
+    }
+
+    /// Whether this table is staged: its version 0 not written yet (see [`Table::stage`]).
+    pub fn is_staged(&self) -> bool {
+        self.staged
+    }
+
+    /// The table once created: this staged table's version 0 written (put-if-absent), or,
+    /// if an earlier attempt wrote it (the same table id), the table as it is now. Fails if
+    /// another table took the location.
+    pub async fn create_staged(&self) -> Result<Table> {
+        if !self.staged {
+            return Ok(self.clone());
+        }
         let path = log::version_file(Version(0));
-        let Some(tag) = location
-            .put_if_absent(&path, metadata.to_json().into())
+        match self
+            .location
+            .put_if_absent(&path, self.metadata.to_json().into())
             .await?
-        else {
-            return Err(Error::AlreadyExists {
-                what: "table",
-                name: location.url().to_string(),
-            });
-        };
-        log::write_hint(&location, Version(0)).await;
-        Ok(Table::from_parts(location, Arc::new(metadata), tag, env))
+        {
+            Some(tag) => {
+                log::write_hint(&self.location, Version(0)).await;
+                Ok(self.with_metadata((*self.metadata).clone(), tag))
+            }
+            None => match self.created_meanwhile().await? {
+                Some(created) => Ok(created),
+                None => Err(Error::AlreadyExists {
+                    what: "table",
+                    name: self.location.url().to_string(),
+                }),
+            },
+        }
+    }
+
+    /// For a staged table: the table at its newest version if this table's version 0 was
+    /// written (by an earlier attempt of its commit); `None` if no table or another one is at
+    /// the location.
+    async fn created_meanwhile(&self) -> Result<Option<Table>> {
+        match Table::load(self.location.clone(), self.env.clone()).await {
+            Ok(t) if t.metadata.table_uuid() == self.metadata.table_uuid() => Ok(Some(
+                t.with_cache(self.cache.clone())
+                    .with_retry_policy(self.retry.clone()),
+            )),
+            Ok(_) | Err(Error::TableNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The newest version of the table at `location`. A table whose newest version seals
@@ -141,6 +212,9 @@ impl Table {
     /// The version to check is this one, or the newer one a commit through a handle sharing
     /// this one's cache made since (a statement after a write in the same session).
     pub async fn reload(&self) -> Result<Table> {
+        if self.staged {
+            return self.staged_newest().await;
+        }
         let known = self.last_committed().unwrap_or_else(|| self.clone());
         let next = log::version_file(known.version().next());
         let current = log::version_file(known.version());
@@ -174,6 +248,7 @@ impl Table {
         (same_table && committed.metadata.version() > self.version()).then(|| Table {
             metadata: committed.metadata,
             version_tag: committed.tag,
+            staged: false,
             ..self.clone()
         })
     }
@@ -267,9 +342,18 @@ impl Table {
     /// part of a statement planned elsewhere and must see exactly what the planner saw,
     /// without reading storage. A commit from it checks for conflicts by version, as from
     /// any table whose version file's entity tag is unknown.
-    pub fn pinned(location: TableLocation, metadata: &[u8], env: Env) -> Result<Table> {
+    /// `staged` as [`Table::is_staged`] was there.
+    pub fn pinned(
+        location: TableLocation,
+        metadata: &[u8],
+        staged: bool,
+        env: Env,
+    ) -> Result<Table> {
         let metadata = TableMetadata::from_json(metadata).map_err(Error::InvalidMetadata)?;
-        Ok(Table::from_parts(location, Arc::new(metadata), None, env))
+        Ok(Table {
+            staged,
+            ..Table::from_parts(location, Arc::new(metadata), None, env)
+        })
     }
 
     fn from_parts(
@@ -282,6 +366,7 @@ impl Table {
             location,
             metadata,
             version_tag,
+            staged: false,
             env,
             retry: RetryPolicy::default(),
             cache: Arc::default(),
@@ -303,6 +388,7 @@ impl Table {
         Table {
             metadata: Arc::new(metadata),
             version_tag,
+            staged: false,
             ..self.clone()
         }
     }
@@ -360,8 +446,20 @@ impl Table {
         self.metadata.current_schema()
     }
 
+    /// A staged table as [`Table::reload`] and [`Table::refresh`] find it: created by now (by
+    /// an earlier attempt of its commit), or still staged.
+    async fn staged_newest(&self) -> Result<Table> {
+        Ok(self
+            .created_meanwhile()
+            .await?
+            .unwrap_or_else(|| self.clone()))
+    }
+
     /// The newest version of this table.
     pub async fn refresh(&self) -> Result<Table> {
+        if self.staged {
+            return self.staged_newest().await;
+        }
         let latest =
             log::latest_version(&self.location)
                 .await?

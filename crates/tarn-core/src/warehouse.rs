@@ -212,6 +212,27 @@ impl Warehouse {
         Ok(names)
     }
 
+    /// The locations in `namespace` named as a table could be that hold objects but no
+    /// table: what a CREATE TABLE AS that failed or was killed before its commit created the
+    /// table left (see [`crate::maintenance::remove_abandoned_files`]).
+    pub async fn tableless_locations(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<(String, TableLocation)>> {
+        self.require_namespace(namespace).await?;
+        let mut found = Vec::new();
+        for candidate in self.child_names(&self.path(&[namespace])).await? {
+            if check_name("table", &candidate).is_err() {
+                continue;
+            }
+            let location = self.table_location(namespace, &candidate)?;
+            if log::latest_version(&location).await?.is_none() {
+                found.push((candidate, location));
+            }
+        }
+        Ok(found)
+    }
+
     async fn child_names(&self, prefix: &Path) -> Result<Vec<String>> {
         let listing = self
             .root
@@ -262,6 +283,28 @@ impl Warehouse {
         self.require_namespace(namespace).await?;
         let location = self.table_location(namespace, table)?;
         Table::create(location, definition, self.env.clone())
+            .await
+            .map(|t| t.with_cache(self.cache.clone()))
+            .map_err(|e| match e {
+                Error::AlreadyExists { what, .. } => Error::AlreadyExists {
+                    what,
+                    name: format!("{namespace}.{table}"),
+                },
+                e => e,
+            })
+    }
+
+    /// A new table staged for creation by its first commit (see [`Table::stage`]): what
+    /// CREATE TABLE AS writes its rows to.
+    pub async fn stage_table(
+        &self,
+        namespace: &str,
+        table: &str,
+        definition: TableDefinition,
+    ) -> Result<Table> {
+        self.require_namespace(namespace).await?;
+        let location = self.table_location(namespace, table)?;
+        Table::stage(location, definition, self.env.clone())
             .await
             .map(|t| t.with_cache(self.cache.clone()))
             .map_err(|e| match e {

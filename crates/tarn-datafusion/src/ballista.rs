@@ -180,6 +180,9 @@ struct PinnedTable {
     name: String,
     /// The version read, when it is not the loaded one (time travel).
     read_version: Option<u64>,
+    /// A table CREATE TABLE AS is creating: its first commit writes version 0.
+    #[serde(default)]
+    staged: bool,
 }
 
 impl PinnedTable {
@@ -197,6 +200,7 @@ impl PinnedTable {
                 .map_err(|e| DataFusionError::Internal(e.to_string()))?,
             name: name.to_string(),
             read_version: read_version.map(Version::get),
+            staged: table.is_staged(),
         })
     }
 
@@ -210,8 +214,13 @@ impl PinnedTable {
             runtime.register_object_store(store_url.as_ref(), root.store.clone());
         }
         let location = TableLocation::new(root.store, root.root, root.url);
-        let table =
-            Table::pinned(location, self.metadata.as_bytes(), Env::default()).map_err(to_df)?;
+        let table = Table::pinned(
+            location,
+            self.metadata.as_bytes(),
+            self.staged,
+            Env::default(),
+        )
+        .map_err(to_df)?;
         Ok((table, store_url))
     }
 }

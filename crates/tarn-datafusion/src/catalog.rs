@@ -232,6 +232,19 @@ tokio::task_local! {
     static PRELOADED: HashMap<(String, String), Table>;
 }
 
+/// Runs `work` with `table`, which CREATE TABLE AS staged (see
+/// [`tarn_core::Table::stage`]), found under its name though the warehouse has no such table
+/// yet.
+pub(crate) async fn with_staged<T>(
+    namespace: &str,
+    name: &str,
+    table: Table,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let key = (namespace.to_string(), name.to_string());
+    PRELOADED.scope(HashMap::from([(key, table)]), work).await
+}
+
 /// Runs `planning` with the warehouse tables of `names` ((namespace, table) pairs) loaded
 /// at their newest versions first, concurrently: a statement over several tables waits for
 /// one round of freshness probes (two HEADs each) instead of one per table in turn, which

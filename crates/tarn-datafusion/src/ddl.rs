@@ -602,27 +602,38 @@ impl TarnContext {
                 }
             }
         };
-        let created = warehouse
-            .create_table(&name.namespace, &name.table, definition)
-            .await;
-        let created = match created {
+        let Some(df) = query else {
+            match warehouse
+                .create_table(&name.namespace, &name.table, definition)
+                .await
+            {
+                Ok(_) => {}
+                // The create is the existence check: put-if-absent of version 0.
+                Err(tarn_core::Error::AlreadyExists { .. }) if create.if_not_exists => {}
+                Err(e) => return Err(to_df(e)),
+            }
+            if let Some(schema) = self.catalog().tarn_schema(&name.namespace) {
+                schema.note_created(&name.table);
+            }
+            return self.done().await;
+        };
+        // The table is staged: the commit of its rows creates it, so a statement that fails,
+        // is cancelled or is killed before then leaves no table behind.
+        let staged = match warehouse
+            .stage_table(&name.namespace, &name.table, definition)
+            .await
+        {
             Ok(table) => table,
-            // The create is the existence check: put-if-absent of version 0.
             Err(tarn_core::Error::AlreadyExists { .. }) if create.if_not_exists => {
                 return self.done().await;
             }
             Err(e) => return Err(to_df(e)),
         };
-        if let Some(schema) = self.catalog().tarn_schema(&name.namespace) {
-            schema.note_created(&name.table);
-        }
-        let Some(df) = query else {
-            return self.done().await;
-        };
-        // Cancelled (the statement's future dropped, as Ctrl-C in the shell does) before
-        // its data commits: take the table back out, as a failure does below.
+        // Cancelled (the statement's future dropped, as Ctrl-C in the shell does) after its
+        // commit created the table but before the rows committed: take the table back out,
+        // as a failure does below.
         let mut uncreate = Uncreate {
-            table: Some((warehouse.clone(), created.clone())),
+            table: Some((warehouse.clone(), staged.clone())),
             schema: self
                 .catalog()
                 .tarn_schema(&name.namespace)
@@ -635,27 +646,36 @@ impl TarnContext {
             quote(&name.namespace),
             quote(&name.table)
         );
-        let written = df.write_table(&target, DataFrameWriteOptions::new()).await;
+        let write = df.write_table(&target, DataFrameWriteOptions::new());
+        let written =
+            match crate::catalog::with_staged(&name.namespace, &name.table, staged.clone(), write)
+                .await
+            {
+                // No rows, so no commit: the table is created now, empty.
+                Ok(batches) if !committed(&batches) => staged
+                    .create_staged()
+                    .await
+                    .map(|created| created_version(batches, &created))
+                    .map_err(to_df),
+                written => written,
+            };
         uncreate.table = None;
+        let schema = self.catalog().tarn_schema(&name.namespace);
         match written {
-            Ok(batches) => Ok(self
-                .session_context()
-                .read_batches(created_version(batches, &created))?),
-            Err(e) => {
-                // The statement failed: take the table back out.
-                let cleanup = warehouse.drop_table_at(&created).await;
-                if let Some(schema) = self.catalog().tarn_schema(&name.namespace) {
-                    schema.note_dropped(&name.table);
+            Ok(batches) => {
+                if let Some(schema) = schema {
+                    schema.note_created(&name.table);
                 }
-                match cleanup {
-                    Ok(()) => Err(e),
-                    Err(cleanup) => Err(DataFusionError::Plan(format!(
-                        "CREATE TABLE {} AS failed ({e}), and removing the half-created \
-                         table failed too ({cleanup}); drop it with DROP TABLE",
-                        name.short()
-                    ))),
-                }
+                Ok(self.session_context().read_batches(batches)?)
             }
+            Err(e) => match take_back(warehouse, &staged).await {
+                Ok(()) => Err(e),
+                Err(cleanup) => Err(DataFusionError::Plan(format!(
+                    "CREATE TABLE {} AS failed ({e}), and removing the half-created table \
+                     failed too ({cleanup}); drop it with DROP TABLE",
+                    name.short()
+                ))),
+            },
         }
     }
 
@@ -708,10 +728,9 @@ fn flatten_tuple(expr: &SqlExpr) -> Vec<SqlExpr> {
     }
 }
 
-/// A table CREATE TABLE AS made, to drop if the statement is cancelled before its data
-/// commits. Dropping it is conditional on nothing having been committed to it since, so a
-/// table made again under the name, or written to by another session, stays. The session
-/// finishes the drop before its next statement.
+/// A table CREATE TABLE AS staged, to take back (see [`take_back`]) if the statement is
+/// cancelled after its commit created the table. The session finishes this before its next
+/// statement.
 struct Uncreate {
     table: Option<(tarn_core::Warehouse, tarn_core::Table)>,
     /// The session's listing of the namespace, and the table's name in it.
@@ -721,12 +740,12 @@ struct Uncreate {
 
 impl Drop for Uncreate {
     fn drop(&mut self) {
-        if let Some((warehouse, table)) = self.table.take()
+        if let Some((warehouse, staged)) = self.table.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let schema = self.schema.take();
             let cleanup = runtime.spawn(async move {
-                if warehouse.drop_table_at(&table).await.is_ok()
+                if take_back(&warehouse, &staged).await.is_ok()
                     && let Some((schema, name)) = schema
                 {
                     schema.note_dropped(&name);
@@ -735,6 +754,31 @@ impl Drop for Uncreate {
             self.cleanups.push(cleanup);
         }
     }
+}
+
+/// Drops the table `staged` became if its commit created it (version 0) but the statement
+/// did not finish: only if nothing was committed to it since, so a table made again under
+/// the name, or written to by another session, stays, and this returns a conflict.
+async fn take_back(
+    warehouse: &tarn_core::Warehouse,
+    staged: &tarn_core::Table,
+) -> tarn_core::Result<()> {
+    let now = staged.reload().await?;
+    if now.is_staged() {
+        return Ok(());
+    }
+    let created = match now.version() {
+        tarn_spec::Version(0) => now,
+        _ => now.at_version(tarn_spec::Version(0)).await?,
+    };
+    warehouse.drop_table_at(&created).await
+}
+
+/// Whether a write's result says it committed a version.
+fn committed(batches: &[RecordBatch]) -> bool {
+    batches
+        .iter()
+        .any(|batch| batch.schema().metadata().contains_key(VERSION_METADATA_KEY))
 }
 
 /// A CTAS whose query returned no rows committed nothing after the create: its count still

@@ -34,9 +34,30 @@ fn maintain_applies_each_tables_retention_and_reports_it() {
         .set_modified(old)
         .unwrap();
 
+    // What a CREATE TABLE AS killed before it created its table left long ago (a file and
+    // a half-written one), and one still writing.
+    let abandoned = dir.path().join("default/gone/data");
+    std::fs::create_dir_all(&abandoned).unwrap();
+    for name in ["a.parquet", "b.parquet#1"] {
+        let file = std::fs::File::create(abandoned.join(name)).unwrap();
+        file.set_modified(old).unwrap();
+    }
+    let writing = dir.path().join("default/writing/data/c.parquet");
+    std::fs::create_dir_all(writing.parent().unwrap()).unwrap();
+    std::fs::write(&writing, b"rows").unwrap();
+
     let dry = tarn(dir.path(), &["maintain", "--dry-run"], None);
     assert!(dry.status.success(), "{}", text(&dry.stderr));
     let report = text(&dry.stderr);
+    assert!(
+        report.contains("default.gone (no table): would delete 2 orphaned files\n"),
+        "{report}"
+    );
+    assert!(!report.contains("default.writing"), "{report}");
+    assert!(
+        abandoned.join("b.parquet#1").exists(),
+        "a dry run deletes nothing"
+    );
     assert!(
         report.contains("[1/2] default.kept: would expire 0 versions (oldest would be 0)"),
         "{report}"
@@ -73,6 +94,12 @@ fn maintain_applies_each_tables_retention_and_reports_it() {
         "{report}"
     );
     assert!(!stray.exists(), "the orphan is gone");
+    assert!(
+        report.contains("default.gone (no table): deleted 2 orphaned files\n"),
+        "{report}"
+    );
+    assert!(!dir.path().join("default/gone").exists(), "{report}");
+    assert!(writing.exists(), "a write in flight keeps its files");
 
     let after = tarn(
         dir.path(),

@@ -214,15 +214,17 @@ fn ctrl_c_ends_a_script_and_leaves_no_half_made_table() {
     std::fs::write(
         &script,
         "CREATE TABLE s (a INT);\nINSERT INTO s VALUES (1);\n\
-         CREATE TABLE big AS SELECT value AS id FROM generate_series(1, 1000000000);\n\
+         CREATE TABLE big AS SELECT value AS id, md5(CAST(value AS VARCHAR)) AS h \
+         FROM generate_series(1, 1000000000);\n\
          INSERT INTO s VALUES (2);\n",
     )
     .unwrap();
     let child = spawn_tarn(&warehouse, &["-f", script.to_str().unwrap()]);
-    // Interrupted once `big` exists and its rows are being written.
-    let created = warehouse.join("default/big/metadata/00000000000000000000.json");
+    // Interrupted once the rows of `big` are being written (the table is created by the
+    // commit of its rows, so it does not exist yet).
+    let writing = warehouse.join("default/big/data");
     let started = Instant::now();
-    while !created.exists() {
+    while !writing.exists() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "CREATE TABLE AS never started"
@@ -239,6 +241,10 @@ fn ctrl_c_ends_a_script_and_leaves_no_half_made_table() {
         text(&out.stderr)
     );
 
+    assert!(
+        !warehouse.join("default/big/metadata").exists(),
+        "no version of big was written"
+    );
     let out = tarn(&warehouse, &["-c", "SELECT count(*) FROM big;"], None);
     assert!(!out.status.success());
     assert!(

@@ -293,13 +293,17 @@ impl Table {
         self.commit_with(change, options).await
     }
 
-    /// [`Table::commit`] with everything a commit can carry besides its change.
+    /// [`Table::commit`] with everything a commit can carry besides its change. A staged
+    /// table (see [`Table::stage`]) is created first.
     pub async fn commit_with(&self, change: Change, options: CommitOptions) -> Result<Table> {
         let owned = match options.owns_files {
             true => stored_files(&change, &options.change_log, &options.unstored),
             false => Vec::new(),
         };
-        let outcome = self.commit_options(change, options).await;
+        let outcome = match self.create_staged().await {
+            Ok(base) => base.commit_options(change, options).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = &outcome
             && e.kind() != ErrorKind::CommitStateUnknown
         {

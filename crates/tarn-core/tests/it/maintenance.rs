@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use tarn_core::maintenance::{ExpireOptions, OrphanOptions, expire_snapshots, remove_orphan_files};
+use tarn_core::maintenance::{
+    ExpireOptions, OrphanOptions, expire_snapshots, remove_abandoned_files, remove_orphan_files,
+};
 use tarn_core::{Change, Error, Predicate, RoaringTreemap, Table};
 use tarn_spec::{Operation, Version};
 
@@ -347,6 +349,83 @@ async fn local_tables_leave_no_empty_directories() {
         .unwrap();
     let again = again.append_batches([events(0..3, 1)]).await.unwrap();
     assert_eq!(read_ids(&again).await, vec![0, 1, 2]);
+}
+
+/// CREATE TABLE AS stages its table: nothing is written until the commit of its rows
+/// creates version 0 and commits on it. One stopped before that (a killed process) leaves
+/// files but no table, which `remove_abandoned_files` removes once they are old enough.
+#[tokio::test]
+async fn a_staged_table_exists_once_its_first_commit_lands() {
+    let (dir, w) = local_warehouse().await;
+    let staged = w
+        .stage_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    assert!(staged.is_staged());
+    let now = staged.env().now_ms();
+    let mut writer = staged.writer().unwrap();
+    writer.write(&events(0..10, 1)).await.unwrap();
+    let files = writer.finish().await.unwrap();
+    // Killed here, before its commit.
+    drop(staged);
+    assert!(matches!(
+        w.load_table("ns", "events").await,
+        Err(Error::TableNotFound { .. })
+    ));
+    assert!(w.list_tables("ns").await.unwrap().is_empty());
+    let tableless = w.tableless_locations("ns").await.unwrap();
+    let names: Vec<&str> = tableless.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["events"]);
+    let cleanup = |older_than_ms| OrphanOptions {
+        older_than_ms,
+        dry_run: false,
+    };
+    let location = &tableless[0].1;
+    let young = remove_abandoned_files(location, &cleanup(now - 3_600_000))
+        .await
+        .unwrap();
+    assert!(young.orphans.is_empty(), "{young:?}");
+    let old = remove_abandoned_files(location, &cleanup(now + 1_000))
+        .await
+        .unwrap();
+    assert_eq!(old.orphans.len(), files.len(), "{old:?}");
+    assert!(!dir.path().join("ns").join("events").exists());
+
+    // Staged twice at once: the first commit creates the table, and the other finds the
+    // name taken.
+    let staged = w
+        .stage_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    let rival = w
+        .stage_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    let t = staged.append_batches([events(0..10, 1)]).await.unwrap();
+    assert!(!t.is_staged());
+    assert_eq!(t.version(), Version(1));
+    let operations: Vec<Operation> = t
+        .history()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.operation)
+        .collect();
+    assert_eq!(operations, [Operation::Create, Operation::Append]);
+    let err = rival
+        .append_batches([events(100..110, 1)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+    let loaded = w.load_table("ns", "events").await.unwrap();
+    assert_eq!(read_ids(&loaded).await, (0..10).collect::<Vec<_>>());
+    assert!(matches!(
+        w.stage_table("ns", "events", events_definition(true)).await,
+        Err(Error::AlreadyExists { .. })
+    ));
+    // The staged handle finds the table its commit created (as a retried commit must).
+    assert_eq!(staged.reload().await.unwrap().version(), Version(1));
+    assert!(rival.reload().await.unwrap().is_staged());
 }
 
 /// Every file under `dir`, sorted.
