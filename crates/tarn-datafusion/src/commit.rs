@@ -773,6 +773,12 @@ impl Commit {
             },
             _ => return e,
         };
+        if self.table.is_staged() {
+            return DataFusionError::Execution(format!(
+                "CREATE TABLE {} AS: {reason}. No table was created",
+                self.name
+            ));
+        }
         DataFusionError::Execution(format!(
             "{} {}: {reason}. Nothing was changed",
             self.kind.statement(),

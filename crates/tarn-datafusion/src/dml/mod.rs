@@ -242,7 +242,11 @@ impl AnalyzerRule for DmlRule {
                 dml.op,
                 WriteOp::Delete | WriteOp::Update | WriteOp::MergeInto(_)
             );
-            if let (WriteOp::Insert(_), Some(target)) = (&dml.op, tarn_target(&dml.target)) {
+            // A table CREATE TABLE AS is creating has the query's own columns: nothing to
+            // check (a value its query cannot convert fails as the query's error).
+            if let (WriteOp::Insert(_), Some(target)) = (&dml.op, tarn_target(&dml.target))
+                && !target.table().is_staged()
+            {
                 check_omitted_columns(&dml, &target)?;
                 check_inserted_values(&dml, &target)?;
                 check_conversions(&dml, &target, dml.input.as_ref())?;
