@@ -106,6 +106,34 @@ pub(crate) async fn remove(location: &TableLocation, files: &[StagingFile]) -> R
     .await
 }
 
+/// Removes the empty directories under a table's directory on local disk, and the table's
+/// own if that leaves it empty: what an aborted write leaves once the store has removed its
+/// staging file. A directory a writer puts a file into meanwhile is not empty, so it stays.
+pub(crate) async fn remove_empty_directories(location: &TableLocation) -> Result<()> {
+    let Some(dir) = directory(location) else {
+        return Ok(());
+    };
+    blocking(location, move || {
+        prune(&dir);
+        Ok(())
+    })
+    .await
+}
+
+/// Removes `dir` if it holds nothing once its empty subdirectories are removed; whether it
+/// did.
+fn prune(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut empty = true;
+    for entry in entries.flatten() {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        empty &= is_dir && prune(&entry.path());
+    }
+    empty && std::fs::remove_dir(dir).is_ok()
+}
+
 /// The directory of a table on local disk.
 fn directory(location: &TableLocation) -> Option<PathBuf> {
     url::Url::parse(location.url())

@@ -197,7 +197,11 @@ pub async fn remove_abandoned_files(
     if log::latest_version(location).await?.is_some() {
         return Ok(OrphanReport::default());
     }
-    remove_old_objects(location, options, |_| true).await
+    let report = remove_old_objects(location, options, |_| true).await?;
+    if !options.dry_run {
+        local_disk::remove_empty_directories(location).await?;
+    }
+    Ok(report)
 }
 
 /// Deletes the objects under `location` that `is_orphan` picks and that were last modified

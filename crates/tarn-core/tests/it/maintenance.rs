@@ -390,6 +390,15 @@ async fn a_staged_table_exists_once_its_first_commit_lands() {
         .unwrap();
     assert_eq!(old.orphans.len(), files.len(), "{old:?}");
     assert!(!dir.path().join("ns").join("events").exists());
+    // What a cancelled write leaves on local disk once its staging file is gone.
+    let emptied = dir.path().join("ns").join("cancelled");
+    std::fs::create_dir_all(emptied.join("data").join("day=1")).unwrap();
+    let tableless = w.tableless_locations("ns").await.unwrap();
+    let report = remove_abandoned_files(&tableless[0].1, &cleanup(now - 3_600_000))
+        .await
+        .unwrap();
+    assert!(report.orphans.is_empty(), "{report:?}");
+    assert!(!emptied.exists(), "empty directories are left");
 
     // Staged twice at once: the first commit creates the table, and the other finds the
     // name taken.
