@@ -793,6 +793,10 @@ impl Commit {
         match e {
             tarn_core::Error::TableDropped { .. } => tarn_core::Error::TableDropped { table },
             tarn_core::Error::TableGone { .. } => tarn_core::Error::TableGone { table },
+            // A CREATE TABLE AS whose name another statement took while it wrote its rows.
+            tarn_core::Error::AlreadyExists { what, .. } => {
+                tarn_core::Error::AlreadyExists { what, name: table }
+            }
             e => e,
         }
     }

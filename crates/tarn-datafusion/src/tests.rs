@@ -2096,3 +2096,38 @@ async fn a_small_file_of_many_row_groups_is_read_on_every_core() {
     assert_eq!(scan_groups(query).await, "4");
     assert_eq!(sum_count(run(&tarn, query).await), kept(deleted));
 }
+
+/// A CREATE TABLE AS whose name another statement takes while it writes its rows fails at
+/// its commit, naming the table as the statement did, and leaves the other table as it was.
+#[tokio::test]
+async fn a_create_table_as_losing_its_name_says_so() {
+    use tarn_spec::{Field, PrimitiveType};
+    let ctx = TarnContext::open("memory://ctas-race").await.unwrap();
+    let definition = tarn_core::TableDefinition {
+        fields: vec![Field::optional(1, "x", PrimitiveType::Int)],
+        ..Default::default()
+    };
+    let staged = ctx
+        .warehouse()
+        .stage_table("default", "t", definition)
+        .await
+        .unwrap();
+    run(&ctx, "CREATE TABLE t (x INT)").await;
+    run(&ctx, "INSERT INTO t VALUES (7)").await;
+    // What CREATE TABLE t AS SELECT 1 AS x does once its table is staged.
+    let rows = ctx.sql("SELECT CAST(1 AS INT) AS x").await.unwrap();
+    let write = rows.write_table(
+        "tarn.default.t",
+        datafusion::dataframe::DataFrameWriteOptions::new(),
+    );
+    let err = crate::catalog::with_staged("default", "t", staged, write)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("table 'default.t' already exists"),
+        "{err}"
+    );
+    let batches = run(&ctx, "SELECT CAST(x AS BIGINT) AS x FROM t").await;
+    assert_eq!(ids(&batches), [7]);
+    assert_eq!(version_of(&ctx, "t").await, 1);
+}
