@@ -31,16 +31,23 @@ struct Totals {
 pub async fn run(ctx: &TarnContext, options: &MaintainOptions) -> Result<(), String> {
     let warehouse = ctx.warehouse();
     let mut tables = Vec::new();
+    let mut abandoned = Vec::new();
     let namespaces = warehouse
         .list_namespaces()
         .await
         .map_err(|e| format!("cannot list namespaces: {e}"))?;
-    for namespace in &namespaces {
-        let names = warehouse
-            .list_tables(namespace)
+    for namespace in namespaces {
+        let found = warehouse
+            .list_locations(&namespace)
             .await
             .map_err(|e| format!("cannot list the tables of '{namespace}': {e}"))?;
-        tables.extend(names.into_iter().map(|t| (namespace.clone(), t)));
+        tables.extend(found.tables.into_iter().map(|t| (namespace.clone(), t)));
+        abandoned.extend(
+            found
+                .without_table
+                .into_iter()
+                .map(|(t, location)| (format!("{namespace}.{t}"), location)),
+        );
     }
     let mut totals = Totals::default();
     let count = tables.len();
@@ -55,9 +62,7 @@ pub async fn run(ctx: &TarnContext, options: &MaintainOptions) -> Result<(), Str
             }
         }
     }
-    for namespace in &namespaces {
-        remove_abandoned(ctx, namespace, options, &mut totals).await;
-    }
+    remove_abandoned(abandoned, options, &mut totals).await;
     let (expired, deleted) = if options.dry_run {
         ("would expire", "would delete")
     } else {
@@ -147,46 +152,36 @@ async fn maintain_table(
     Ok(parts.join(", "))
 }
 
-/// Removes what table locations of `namespace` without a table hold, under the orphans'
-/// safety interval: the files of a CREATE TABLE AS that failed or was killed before it
-/// created its table. One line for each location that held any.
+/// Removes what the table locations without a table (`name`, location) hold, under the
+/// orphans' safety interval: the files of a CREATE TABLE AS that failed or was killed before
+/// it created its table. One line for each location that held any.
 async fn remove_abandoned(
-    ctx: &TarnContext,
-    namespace: &str,
+    locations: Vec<(String, tarn_core::TableLocation)>,
     options: &MaintainOptions,
     totals: &mut Totals,
 ) {
-    let warehouse = ctx.warehouse();
-    let locations = match warehouse.tableless_locations(namespace).await {
-        Ok(locations) => locations,
-        Err(e) => {
-            totals.failed += 1;
-            eprintln!("{namespace}: cannot look for files without a table: {e}");
-            return;
-        }
-    };
     let cleanup = tarn_core::maintenance::OrphanOptions {
         older_than_ms: chrono::Utc::now().timestamp_millis() - options.orphan_age_ms,
         dry_run: options.dry_run,
     };
+    let delete = if options.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
     for (name, location) in locations {
-        let delete = if options.dry_run {
-            "would delete"
-        } else {
-            "deleted"
-        };
         match tarn_core::maintenance::remove_abandoned_files(&location, &cleanup).await {
             Ok(report) if report.orphans.is_empty() => {}
             Ok(report) => {
                 totals.orphans += report.orphans.len() as u64;
                 eprintln!(
-                    "{namespace}.{name} (no table): {delete} {}",
+                    "{name} (no table): {delete} {}",
                     counted(report.orphans.len() as u64, "orphaned file")
                 );
             }
             Err(e) => {
                 totals.failed += 1;
-                eprintln!("{namespace}.{name} (no table): failed: {e}");
+                eprintln!("{name} (no table): failed: {e}");
             }
         }
     }

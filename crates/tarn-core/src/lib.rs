@@ -74,7 +74,7 @@ pub use table::{DROPPED_PROPERTY, FollowPoll, Table, TableDefinition};
 pub use transaction::{
     AppCommit, Change, CommitOptions, OverwriteScope, RENAMED_TO_PROPERTY, RetryPolicy,
 };
-pub use warehouse::Warehouse;
+pub use warehouse::{NamespaceLocations, Warehouse};
 pub use writer::{
     COMPRESSION_CODEC_PROPERTY, COMPRESSION_LEVEL_PROPERTY, DataFileWriter, MemoryGate,
     ROW_GROUP_ROWS_PROPERTY, StoredHook, TARGET_FILE_SIZE_PROPERTY, UnstoredFile,

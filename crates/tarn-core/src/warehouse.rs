@@ -56,6 +56,15 @@ fn is_version_object(location: &TableLocation, path: &Path) -> bool {
             .is_some_and(|f| f.ends_with(".json") || f == "version-hint")
 }
 
+/// What a namespace holds (see [`Warehouse::list_locations`]).
+#[derive(Debug, Default)]
+pub struct NamespaceLocations {
+    /// Table names, sorted.
+    pub tables: Vec<String>,
+    /// Locations that hold objects but no table, by the name they would have.
+    pub without_table: Vec<(String, TableLocation)>,
+}
+
 /// A collection of namespaces and tables under one root location.
 #[derive(Debug, Clone)]
 pub struct Warehouse {
@@ -198,36 +207,25 @@ impl Warehouse {
 
     /// Table names in a namespace, sorted.
     pub async fn list_tables(&self, namespace: &str) -> Result<Vec<String>> {
-        self.require_namespace(namespace).await?;
-        let mut names = Vec::new();
-        for candidate in self.child_names(&self.path(&[namespace])).await? {
-            if check_name("table", &candidate).is_ok()
-                && log::latest_version(&self.table_location(namespace, &candidate)?)
-                    .await?
-                    .is_some()
-            {
-                names.push(candidate);
-            }
-        }
-        Ok(names)
+        Ok(self.list_locations(namespace).await?.tables)
     }
 
-    /// The locations in `namespace` named as a table could be that hold objects but no
-    /// table: what a CREATE TABLE AS that failed or was killed before its commit created the
-    /// table left (see [`crate::maintenance::remove_abandoned_files`]).
-    pub async fn tableless_locations(
-        &self,
-        namespace: &str,
-    ) -> Result<Vec<(String, TableLocation)>> {
+    /// What a namespace holds, in one pass: its tables, and the locations named as a table
+    /// could be that hold objects but no table (what a CREATE TABLE AS that failed or was
+    /// killed before its commit created the table left, see
+    /// [`crate::maintenance::remove_abandoned_files`]).
+    pub async fn list_locations(&self, namespace: &str) -> Result<NamespaceLocations> {
         self.require_namespace(namespace).await?;
-        let mut found = Vec::new();
+        let mut found = NamespaceLocations::default();
         for candidate in self.child_names(&self.path(&[namespace])).await? {
             if check_name("table", &candidate).is_err() {
                 continue;
             }
             let location = self.table_location(namespace, &candidate)?;
-            if log::latest_version(&location).await?.is_none() {
-                found.push((candidate, location));
+            if log::latest_version(&location).await?.is_some() {
+                found.tables.push(candidate);
+            } else {
+                found.without_table.push((candidate, location));
             }
         }
         Ok(found)
@@ -280,18 +278,7 @@ impl Warehouse {
         table: &str,
         definition: TableDefinition,
     ) -> Result<Table> {
-        self.require_namespace(namespace).await?;
-        let location = self.table_location(namespace, table)?;
-        Table::create(location, definition, self.env.clone())
-            .await
-            .map(|t| t.with_cache(self.cache.clone()))
-            .map_err(|e| match e {
-                Error::AlreadyExists { what, .. } => Error::AlreadyExists {
-                    what,
-                    name: format!("{namespace}.{table}"),
-                },
-                e => e,
-            })
+        self.new_table(namespace, table, definition, false).await
     }
 
     /// A new table staged for creation by its first commit (see [`Table::stage`]): what
@@ -302,11 +289,26 @@ impl Warehouse {
         table: &str,
         definition: TableDefinition,
     ) -> Result<Table> {
+        self.new_table(namespace, table, definition, true).await
+    }
+
+    /// A new table in an existing namespace, created or (with `staged`) staged; a name
+    /// taken is named as the user wrote it.
+    async fn new_table(
+        &self,
+        namespace: &str,
+        table: &str,
+        definition: TableDefinition,
+        staged: bool,
+    ) -> Result<Table> {
         self.require_namespace(namespace).await?;
         let location = self.table_location(namespace, table)?;
-        Table::stage(location, definition, self.env.clone())
-            .await
-            .map(|t| t.with_cache(self.cache.clone()))
+        let env = self.env.clone();
+        let made = match staged {
+            true => Table::stage(location, definition, env).await,
+            false => Table::create(location, definition, env).await,
+        };
+        made.map(|t| t.with_cache(self.cache.clone()))
             .map_err(|e| match e {
                 Error::AlreadyExists { what, .. } => Error::AlreadyExists {
                     what,

@@ -208,11 +208,7 @@ async fn orphan_cleanup_removes_uploads_a_killed_process_left_on_local_disk() {
     let table_dir = dir.path().join("ns").join("events");
     let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.env().now_ms() as u64);
     let stage = |relative: &str, age: std::time::Duration| {
-        let path = table_dir.join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let file = std::fs::File::create(&path).unwrap();
-        file.set_len(1000).unwrap();
-        file.set_modified(now - age).unwrap();
+        write_file_at(&table_dir.join(relative), 1000, now - age);
     };
     let hour = std::time::Duration::from_secs(3600);
     stage("data/1b2c.parquet#1", 2 * hour);
@@ -319,10 +315,7 @@ async fn local_tables_leave_no_empty_directories() {
     // it (by a table created again under the name).
     let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.env().now_ms() as u64);
     let stage = |relative: &str, modified: std::time::SystemTime| {
-        let path = table_dir.join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let file = std::fs::File::create(&path).unwrap();
-        file.set_modified(modified).unwrap();
+        write_file_at(&table_dir.join(relative), 0, modified);
     };
     let hour = std::time::Duration::from_secs(3600);
     stage(
@@ -373,7 +366,7 @@ async fn a_staged_table_exists_once_its_first_commit_lands() {
         Err(Error::TableNotFound { .. })
     ));
     assert!(w.list_tables("ns").await.unwrap().is_empty());
-    let tableless = w.tableless_locations("ns").await.unwrap();
+    let tableless = w.list_locations("ns").await.unwrap().without_table;
     let names: Vec<&str> = tableless.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(names, ["events"]);
     let cleanup = |older_than_ms| OrphanOptions {
@@ -393,7 +386,7 @@ async fn a_staged_table_exists_once_its_first_commit_lands() {
     // What a cancelled write leaves on local disk once its staging file is gone.
     let emptied = dir.path().join("ns").join("cancelled");
     std::fs::create_dir_all(emptied.join("data").join("day=1")).unwrap();
-    let tableless = w.tableless_locations("ns").await.unwrap();
+    let tableless = w.list_locations("ns").await.unwrap().without_table;
     let report = remove_abandoned_files(&tableless[0].1, &cleanup(now - 3_600_000))
         .await
         .unwrap();
@@ -435,6 +428,15 @@ async fn a_staged_table_exists_once_its_first_commit_lands() {
     // The staged handle finds the table its commit created (as a retried commit must).
     assert_eq!(staged.reload().await.unwrap().version(), Version(1));
     assert!(rival.reload().await.unwrap().is_staged());
+}
+
+/// A file of `len` bytes at `path` (its directories made), last modified at `modified`: what
+/// a writer left on local disk.
+fn write_file_at(path: &std::path::Path, len: u64, modified: std::time::SystemTime) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    file.set_len(len).unwrap();
+    file.set_modified(modified).unwrap();
 }
 
 /// Every file under `dir`, sorted.
