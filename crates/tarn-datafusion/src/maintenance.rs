@@ -334,7 +334,8 @@ fn column_index(columns: &[String], name: &str) -> Result<usize> {
         })
 }
 
-/// A procedure's arguments: the table first, then named ones (`name => value`).
+/// A procedure's arguments: the table first (or as `table => 'ns.t'`), then named ones
+/// (`name => value`).
 struct ProcedureArgs<'a> {
     procedure: String,
     positional: Vec<&'a SqlExpr>,
@@ -363,6 +364,14 @@ impl<'a> ProcedureArgs<'a> {
                 } => args.named.push((name.value.to_ascii_lowercase(), e)),
                 _ => return Err(args.usage()),
             }
+        }
+        // Iceberg's procedures name the table too: `CALL ...(table => 'ns.t', ...)`.
+        if let Some(i) = args.named.iter().position(|(n, _)| n == "table") {
+            if !args.positional.is_empty() {
+                return Err(args.usage());
+            }
+            let (_, table) = args.named.remove(i);
+            args.positional.push(table);
         }
         Ok(args)
     }
