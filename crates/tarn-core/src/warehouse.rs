@@ -192,7 +192,8 @@ impl Warehouse {
             return Err(Error::invalid(
                 "drop",
                 format!(
-                    "namespace '{namespace}' still holds tables ({}); drop them first",
+                    "namespace '{namespace}' still holds tables ({}); drop them first (DROP SCHEMA \
+                     ... CASCADE drops them with it)",
                     tables.join(", ")
                 ),
             ));

@@ -521,11 +521,15 @@ impl TarnContext {
                 object_type: ObjectType::Schema,
                 if_exists,
                 names,
+                cascade,
                 ..
             } => {
                 for n in names {
                     let p = parts(n)?;
                     let ns = p.last().cloned().unwrap_or_default();
+                    if *cascade {
+                        self.drop_tables_of(&ns).await?;
+                    }
                     self.catalog().drop_namespace(&ns, *if_exists).await?;
                 }
                 self.done().await.map(Some)
@@ -684,6 +688,25 @@ impl TarnContext {
         self.catalog()
             .tarn_schema(&name.namespace)
             .is_some_and(|schema| schema.is_view(&name.table))
+    }
+
+    /// `DROP SCHEMA ns CASCADE`: drops the namespace's tables one by one (each as DROP
+    /// TABLE does), so that the namespace can go; if one fails, those dropped before it stay
+    /// dropped. A namespace that does not exist holds nothing to drop.
+    async fn drop_tables_of(&self, namespace: &str) -> Result<()> {
+        let warehouse = self.catalog().warehouse();
+        if !warehouse.namespace_exists(namespace).await.map_err(to_df)? {
+            return Ok(());
+        }
+        for table in warehouse.list_tables(namespace).await.map_err(to_df)? {
+            let name = QualifiedName {
+                catalog: self.catalog_name().to_string(),
+                namespace: namespace.to_string(),
+                table,
+            };
+            self.drop_table(&name, true).await?;
+        }
+        Ok(())
     }
 
     async fn drop_table(&self, name: &QualifiedName, if_exists: bool) -> Result<()> {
