@@ -485,14 +485,7 @@ impl Shell {
                 ))
                 .await?;
             }
-            Command::Namespaces => {
-                self.run_sql(&format!(
-                    "SELECT schema_name AS namespace FROM information_schema.schemata \
-                     WHERE catalog_name = {} AND schema_name <> 'information_schema' ORDER BY 1;",
-                    literal(&catalog)
-                ))
-                .await?;
-            }
+            Command::Namespaces => self.run_sql("SHOW SCHEMAS;").await?,
             Command::Describe(name) => {
                 let (ns, table) = split_name(&name);
                 let Some(t) = self.ctx.catalog().load(&ns, &table).await? else {

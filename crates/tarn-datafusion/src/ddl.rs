@@ -23,7 +23,8 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, ExprWithAlias, FunctionArg,
     FunctionArgExpr, FunctionArguments, Ident, ObjectName, ObjectType, SchemaName, SelectItem,
-    SetExpr, ShowCreateObject, SqlOption, Statement, Value as SqlValue,
+    SetExpr, ShowCreateObject, ShowStatementFilter, ShowStatementFilterPosition,
+    ShowStatementOptions, SqlOption, Statement, Value as SqlValue,
 };
 use tarn_core::TableDefinition;
 use tarn_spec::{
@@ -450,6 +451,10 @@ impl TarnContext {
                 obj_type: ShowCreateObject::Table,
                 obj_name,
             } => self.show_create_table(obj_name).await,
+            Statement::ShowSchemas { show_options, .. }
+            | Statement::ShowDatabases { show_options, .. } => {
+                self.show_namespaces(show_options).await.map(Some)
+            }
             Statement::CreateTable(create) => {
                 let name = self.qualify(&create.name)?;
                 if name.catalog != self.catalog_name() {
@@ -536,6 +541,44 @@ impl TarnContext {
             }
             _ => Ok(None),
         }
+    }
+
+    /// `SHOW SCHEMAS [LIKE 'pattern']` (or `SHOW DATABASES`, Spark's spelling): the
+    /// namespaces of the warehouse, as the shell's `\dn` lists them.
+    async fn show_namespaces(&self, options: &ShowStatementOptions) -> Result<DataFrame> {
+        let unsupported = || {
+            DataFusionError::Plan(format!(
+                "SHOW SCHEMAS takes no options but LIKE 'pattern' or ILIKE 'pattern', not \
+                 '{}'; information_schema.schemata holds the same names",
+                options.to_string().trim()
+            ))
+        };
+        let filter = match &options.filter_position {
+            None => String::new(),
+            Some(
+                ShowStatementFilterPosition::Infix(filter)
+                | ShowStatementFilterPosition::Suffix(filter),
+            ) => match filter {
+                ShowStatementFilter::Like(p) => format!(" AND schema_name LIKE {}", text(p)),
+                ShowStatementFilter::ILike(p) => format!(" AND schema_name ILIKE {}", text(p)),
+                _ => return Err(unsupported()),
+            },
+        };
+        if options.show_in.is_some()
+            || options.starts_with.is_some()
+            || options.limit.is_some()
+            || options.limit_from.is_some()
+        {
+            return Err(unsupported());
+        }
+        self.session_context()
+            .sql(&format!(
+                "SELECT schema_name AS namespace FROM information_schema.schemata \
+                 WHERE catalog_name = {} AND schema_name <> 'information_schema'{filter} \
+                 ORDER BY 1",
+                text(self.catalog_name())
+            ))
+            .await
     }
 
     /// `SHOW CREATE TABLE t` of a tarn table: DataFusion's columns, with the statement that
@@ -741,6 +784,11 @@ impl TarnContext {
         }
         Ok(())
     }
+}
+
+/// `s` as an SQL string literal.
+fn text(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 fn flatten_tuple(expr: &SqlExpr) -> Vec<SqlExpr> {
