@@ -14,8 +14,8 @@ use datafusion::sql::sqlparser::ast::{
     AlterTable, Assignment, AssignmentTarget, DataType as SqlType, Delete, ExactNumberInfo,
     Expr as SqlExpr, FromTable, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
     FunctionArguments, Ident, MergeAction, ObjectName, ObjectNamePart, SetExpr, Statement,
-    TableFactor, TableVersion, TableWithJoins, TypedString, Value as SqlValue, ValueWithSpan,
-    VisitMut, VisitorMut, visit_expressions_mut,
+    TableFactor, TableVersion, TableWithJoins, TypedString, UpdateTableFromKind, Value as SqlValue,
+    ValueWithSpan, VisitMut, VisitorMut, visit_expressions, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::Dialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -117,6 +117,9 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             statement = explain.statement.as_mut();
         }
         if let DFStatement::Statement(s) = statement {
+            if let Some(standard) = joined_dml_as_standard(s)? {
+                **s = standard;
+            }
             exponent_numbers_are_doubles(s);
             time_travel_functions_are_versions(s)?;
             refuse_versioned_targets(s)?;
@@ -737,41 +740,140 @@ fn refuse_repeated_assignments(statement: &Statement) -> Result<()> {
     Ok(())
 }
 
+/// PostgreSQL's and DuckDB's DML over a join, as the statements tarn plans:
+/// - `UPDATE t SET ... FROM s WHERE p` is `MERGE INTO t USING s ON p WHEN MATCHED THEN UPDATE
+///   SET ...`. A target row that two rows of `s` match is an error, as in MERGE, where
+///   PostgreSQL would update it with either of them.
+/// - `DELETE FROM t USING s, ... WHERE p` is `DELETE FROM t WHERE EXISTS (SELECT 1 FROM s, ...
+///   WHERE p)`: a target row goes when it joins at least one row. Inside the subquery an
+///   unqualified column would be looked up in `s` first, where PostgreSQL calls a name both
+///   tables have ambiguous, so `p` must qualify its columns.
+///
+/// `None` for other statements, and for forms left to [`refuse_other_dialects_dml`] (an
+/// UPDATE from several tables or a join, RETURNING, ...).
+fn joined_dml_as_standard(statement: &Statement) -> Result<Option<Statement>> {
+    let sql = match statement {
+        Statement::Update(update) => {
+            let Some(UpdateTableFromKind::AfterSet(from) | UpdateTableFromKind::BeforeSet(from)) =
+                &update.from
+            else {
+                return Ok(None);
+            };
+            let ([source], []) = (from.as_slice(), update.table.joins.as_slice()) else {
+                return Ok(None);
+            };
+            let plain = source.joins.is_empty()
+                && update.returning.is_none()
+                && update.output.is_none()
+                && update.or.is_none()
+                && update.order_by.is_empty()
+                && update.limit.is_none();
+            if !plain {
+                return Ok(None);
+            }
+            let on = update
+                .selection
+                .as_ref()
+                .map_or_else(|| "TRUE".to_string(), ToString::to_string);
+            let set = update
+                .assignments
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "MERGE INTO {} USING {} ON {on} WHEN MATCHED THEN UPDATE SET {set}",
+                update.table.relation, source.relation
+            )
+        }
+        Statement::Delete(delete) => {
+            let Some(using) = &delete.using else {
+                return Ok(None);
+            };
+            let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &delete.from;
+            let [target] = from.as_slice() else {
+                return Ok(None);
+            };
+            let plain = target.joins.is_empty()
+                && delete.tables.is_empty()
+                && delete.returning.is_none()
+                && delete.output.is_none()
+                && delete.order_by.is_empty()
+                && delete.limit.is_none();
+            if !plain {
+                return Ok(None);
+            }
+            let filter = match &delete.selection {
+                Some(predicate) => {
+                    refuse_unqualified_columns(predicate)?;
+                    format!(" WHERE {predicate}")
+                }
+                None => String::new(),
+            };
+            let using = using
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {using}{filter})")
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(
+        Parser::new(&TarnDialect)
+            .try_with_sql(&sql)?
+            .parse_statement()?,
+    ))
+}
+
+/// The WHERE of `DELETE ... USING` names every column with its table (see
+/// [`joined_dml_as_standard`]).
+fn refuse_unqualified_columns(predicate: &SqlExpr) -> Result<()> {
+    let unqualified = visit_expressions(predicate, |expr| match expr {
+        SqlExpr::Identifier(name) => ControlFlow::Break(name.value.clone()),
+        _ => ControlFlow::Continue(()),
+    });
+    match unqualified {
+        ControlFlow::Break(column) => Err(DataFusionError::Plan(format!(
+            "DELETE ... USING: qualify '{column}' with its table (t.{column} or s.{column}): \
+             the WHERE of a DELETE with USING names every column with its table"
+        ))),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
 /// PostgreSQL's forms of DML that DataFusion does not plan, refused with the form that does
 /// the same here (DataFusion's own message names only the clause).
 fn refuse_other_dialects_dml(statement: &Statement) -> Result<()> {
-    let (statement, returning) = match statement {
-        Statement::Update(update) => {
-            if update.from.is_some() {
-                return Err(DataFusionError::Plan(
-                    "UPDATE takes no FROM; join the other table with MERGE INTO t USING s ON \
-                     t.id = s.id WHEN MATCHED THEN UPDATE SET v = s.v"
-                        .into(),
-                ));
-            }
-            ("UPDATE", update.returning.is_some())
-        }
-        Statement::Delete(delete) => {
-            if delete.using.is_some() {
-                return Err(DataFusionError::Plan(
-                    "DELETE takes no USING; write DELETE FROM t WHERE id IN (SELECT id FROM s \
-                     ...), or MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE"
-                        .into(),
-                ));
-            }
-            ("DELETE", delete.returning.is_some())
-        }
-        Statement::Insert(insert) => ("INSERT", insert.returning.is_some()),
+    let (name, returning, joined) = match statement {
+        Statement::Update(u) => ("UPDATE", u.returning.is_some(), u.from.is_some()),
+        Statement::Delete(d) => ("DELETE", d.returning.is_some(), d.using.is_some()),
+        Statement::Insert(i) => ("INSERT", i.returning.is_some(), false),
         _ => return Ok(()),
     };
     if returning {
         return Err(DataFusionError::Plan(format!(
-            "{statement} takes no RETURNING: it gives the number of rows it changed; the rows \
+            "{name} takes no RETURNING: it gives the number of rows it changed; the rows \
              themselves are in the change feed, SELECT * FROM table_changes('t', version) \
              with the version it made"
         )));
     }
-    Ok(())
+    // What [`joined_dml_as_standard`] left as it was.
+    match (name, joined) {
+        ("UPDATE", true) => Err(DataFusionError::Plan(
+            "UPDATE ... FROM takes one table or subquery, with no join; join the tables in a \
+             subquery, or write the MERGE: MERGE INTO t USING s ON t.id = s.id WHEN MATCHED \
+             THEN UPDATE SET v = s.v"
+                .into(),
+        )),
+        ("DELETE", true) => Err(DataFusionError::Plan(
+            "DELETE ... USING deletes from one table, with no ORDER BY or LIMIT; write DELETE \
+             FROM t WHERE id IN (SELECT id FROM s ...), or MERGE INTO t USING s ON t.id = s.id \
+             WHEN MATCHED THEN DELETE"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn refuse_versioned_targets(statement: &Statement) -> Result<()> {
