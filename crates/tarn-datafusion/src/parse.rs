@@ -13,9 +13,10 @@ use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
     AlterTable, Assignment, AssignmentTarget, DataType as SqlType, Delete, ExactNumberInfo,
     Expr as SqlExpr, FromTable, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, MergeAction, ObjectName, ObjectNamePart, SetExpr, Statement,
-    TableFactor, TableVersion, TableWithJoins, TypedString, UpdateTableFromKind, Value as SqlValue,
-    ValueWithSpan, VisitMut, VisitorMut, visit_expressions, visit_expressions_mut,
+    FunctionArguments, Ident, MergeAction, ObjectName, ObjectNamePart, Query, SetExpr, Statement,
+    TableAlias, TableFactor, TableVersion, TableWithJoins, TypedString, UpdateTableFromKind,
+    Value as SqlValue, ValueWithSpan, VisitMut, VisitorMut, visit_expressions,
+    visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::Dialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -117,6 +118,9 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             statement = explain.statement.as_mut();
         }
         if let DFStatement::Statement(s) = statement {
+            if let Some(inlined) = dml_with_ctes_inlined(s)? {
+                **s = inlined;
+            }
             if let Some(standard) = joined_dml_as_standard(s)? {
                 **s = standard;
             }
@@ -738,6 +742,110 @@ fn refuse_repeated_assignments(statement: &Statement) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `WITH x AS (...) DELETE | UPDATE | MERGE | INSERT ...`, which DataFusion 55 does not
+/// plan: the statement alone, each table reference naming a CTE replaced by the CTE's query
+/// as a derived table (`(query) AS x`). A CTE reads the tables and the CTEs before it under
+/// its name; the statement's target is always a table, also where a CTE has its name.
+/// `None` for any other statement.
+fn dml_with_ctes_inlined(statement: &Statement) -> Result<Option<Statement>> {
+    let Statement::Query(query) = statement else {
+        return Ok(None);
+    };
+    let (
+        Some(with),
+        SetExpr::Insert(dml) | SetExpr::Update(dml) | SetExpr::Delete(dml) | SetExpr::Merge(dml),
+    ) = (&query.with, query.body.as_ref())
+    else {
+        return Ok(None);
+    };
+    if with.recursive {
+        return Err(DataFusionError::Plan(
+            "WITH RECURSIVE before a DELETE, UPDATE, MERGE or INSERT is not supported; \
+             write the recursive query as a subquery of the statement"
+                .into(),
+        ));
+    }
+    let mut inliner = CteInliner::default();
+    for cte in &with.cte_tables {
+        let mut cte_query = cte.query.clone();
+        let _ = cte_query.visit(&mut inliner);
+        inliner.ctes.push((cte.alias.clone(), cte_query));
+    }
+    let mut dml = dml.clone();
+    let target = dml_target(&mut dml).map(|t| t.clone());
+    let _ = dml.visit(&mut inliner);
+    if let (Some(target), Some(slot)) = (target, dml_target(&mut dml)) {
+        *slot = target;
+    }
+    Ok(Some(dml))
+}
+
+/// The table a DELETE, UPDATE or MERGE writes.
+fn dml_target(statement: &mut Statement) -> Option<&mut TableFactor> {
+    match statement {
+        Statement::Update(update) => Some(&mut update.table.relation),
+        Statement::Merge(merge) => Some(&mut merge.table),
+        Statement::Delete(delete) => {
+            let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) =
+                &mut delete.from;
+            from.first_mut().map(|t| &mut t.relation)
+        }
+        _ => None,
+    }
+}
+
+/// Replaces table references to the CTEs it holds by their queries (see
+/// [`dml_with_ctes_inlined`]). After the children of a reference are visited, so that a
+/// query put in is not visited again.
+#[derive(Default)]
+struct CteInliner {
+    ctes: Vec<(TableAlias, Box<Query>)>,
+}
+
+impl VisitorMut for CteInliner {
+    type Break = ();
+
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            version: None,
+            ..
+        } = factor
+        else {
+            return ControlFlow::Continue(());
+        };
+        let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() else {
+            return ControlFlow::Continue(());
+        };
+        let named = crate::names::normalize(ident);
+        let Some((cte_alias, query)) = self
+            .ctes
+            .iter()
+            .rev()
+            .find(|(a, _)| crate::names::normalize(&a.name) == named)
+        else {
+            return ControlFlow::Continue(());
+        };
+        let alias = match alias.take() {
+            Some(alias) if alias.columns.is_empty() => TableAlias {
+                columns: cte_alias.columns.clone(),
+                ..alias
+            },
+            Some(alias) => alias,
+            None => cte_alias.clone(),
+        };
+        *factor = TableFactor::Derived {
+            lateral: false,
+            subquery: query.clone(),
+            alias: Some(alias),
+            sample: None,
+        };
+        ControlFlow::Continue(())
+    }
 }
 
 /// PostgreSQL's and DuckDB's DML over a join, as the statements tarn plans:
