@@ -802,10 +802,25 @@ fn dml_target(statement: &mut Statement) -> Option<&mut TableFactor> {
 #[derive(Default)]
 struct CteInliner {
     ctes: Vec<(TableAlias, Box<Query>)>,
+    /// The CTE names of the queries being visited, innermost last: a query's own CTE hides
+    /// one of the statement's with the same name.
+    shadowed: Vec<Vec<String>>,
 }
 
 impl VisitorMut for CteInliner {
     type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let names = query.with.iter().flat_map(|w| &w.cte_tables);
+        let names = names.map(|cte| crate::names::normalize(&cte.alias.name));
+        self.shadowed.push(names.collect());
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.shadowed.pop();
+        ControlFlow::Continue(())
+    }
 
     fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
         let TableFactor::Table {
@@ -822,6 +837,9 @@ impl VisitorMut for CteInliner {
             return ControlFlow::Continue(());
         };
         let named = crate::names::normalize(ident);
+        if self.shadowed.iter().flatten().any(|n| *n == named) {
+            return ControlFlow::Continue(());
+        }
         let Some((cte_alias, query)) = self
             .ctes
             .iter()
