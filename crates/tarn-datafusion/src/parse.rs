@@ -84,6 +84,14 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             optimize: Some(optimize),
         }));
     }
+    if let Some(statement) = parse_describe_history(&tokens)? {
+        return Ok(Some(ParsedStatement {
+            statement,
+            partition_by: Vec::new(),
+            alter: None,
+            optimize: None,
+        }));
+    }
     let mut kept: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     let mut partition_by = Vec::new();
     let datafusions = partitioned_by_is_datafusions(&tokens);
@@ -226,6 +234,56 @@ fn parse_optimize(tokens: &[Token]) -> Result<Option<(DFStatement, Optimize)>> {
             order_by,
         },
     )))
+}
+
+/// Delta's `DESCRIBE HISTORY t [LIMIT n]`: the query `SELECT * FROM "t$snapshots" ORDER BY
+/// version DESC [LIMIT n]`, newest version first. `DESCRIBE history` alone describes a table
+/// named `history`.
+fn parse_describe_history(tokens: &[Token]) -> Result<Option<DFStatement>> {
+    let Some(first) = next_significant(tokens, 0) else {
+        return Ok(None);
+    };
+    let is_describe =
+        is_keyword(&tokens[first], Keyword::DESCRIBE) || is_keyword(&tokens[first], Keyword::DESC);
+    let history = next_significant(tokens, first + 1).filter(|&i| {
+        matches!(&tokens[i], Token::Word(w) if w.quote_style.is_none()
+            && w.value.eq_ignore_ascii_case("history"))
+    });
+    let (true, Some(history)) = (is_describe, history) else {
+        return Ok(None);
+    };
+    if next_significant(tokens, history + 1).is_none() {
+        return Ok(None);
+    }
+    let usage = "usage: DESCRIBE HISTORY table [LIMIT n]";
+    let error = |e: datafusion::sql::sqlparser::parser::ParserError| {
+        DataFusionError::Plan(format!("{e}; {usage}"))
+    };
+    let mut parser = Parser::new(&TarnDialect).with_tokens(tokens[history + 1..].to_vec());
+    let mut table = parser.parse_object_name(false).map_err(error)?;
+    let limit = if parser.parse_keyword(Keyword::LIMIT) {
+        Some(parser.parse_literal_uint().map_err(error)?)
+    } else {
+        None
+    };
+    if parser.peek_token().token != Token::EOF {
+        return Err(DataFusionError::Plan(format!(
+            "unexpected '{}' in DESCRIBE HISTORY; {usage}",
+            parser.peek_token().token
+        )));
+    }
+    let Some(ObjectNamePart::Identifier(last)) = table.0.last_mut() else {
+        return Err(DataFusionError::Plan(usage.into()));
+    };
+    *last = Ident::with_quote('"', format!("{}$snapshots", crate::names::normalize(last)));
+    let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+    let query = format!("SELECT * FROM {table} ORDER BY version DESC{limit}");
+    Ok(Some(
+        DFParserBuilder::new(query.as_str())
+            .with_dialect(&TarnDialect as &dyn Dialect)
+            .build()?
+            .parse_statement()?,
+    ))
 }
 
 fn parse_items(tokens: &[Token], clause: &str) -> Result<Vec<SqlExpr>> {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
 use datafusion::catalog::TableProvider;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::dml::InsertOp;
@@ -2130,4 +2130,49 @@ async fn a_create_table_as_losing_its_name_says_so() {
     let batches = run(&ctx, "SELECT CAST(x AS BIGINT) AS x FROM t").await;
     assert_eq!(ids(&batches), [7]);
     assert_eq!(version_of(&ctx, "t").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_history_lists_the_snapshots_newest_first() {
+    let tarn = TarnContext::open("memory://describe-history")
+        .await
+        .unwrap();
+    run(&tarn, "CREATE TABLE \"History\" (h BIGINT)").await;
+    run(&tarn, "INSERT INTO \"History\" VALUES (1)").await;
+    run(&tarn, "DELETE FROM \"History\"").await;
+    let versions = |batches: Vec<RecordBatch>| -> Vec<(u64, String)> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let version = b
+                    .column_by_name("version")
+                    .unwrap()
+                    .as_primitive::<UInt64Type>();
+                let operation = b.column_by_name("operation").unwrap().as_string::<i32>();
+                (0..b.num_rows())
+                    .map(|i| (version.value(i), operation.value(i).to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let all = versions(run(&tarn, "DESCRIBE HISTORY \"History\"").await);
+    let expected = [(2, "delete"), (1, "append"), (0, "create")];
+    let expected: Vec<(u64, String)> = expected.iter().map(|(v, o)| (*v, o.to_string())).collect();
+    assert_eq!(all, expected);
+    let newest = versions(run(&tarn, "desc history default.\"History\" limit 1").await);
+    assert_eq!(newest, expected[..1]);
+    // Without a name after it, HISTORY is a table's name.
+    run(&tarn, "CREATE TABLE history (a INT)").await;
+    let described = run(&tarn, "DESCRIBE history").await;
+    assert_eq!(described[0].num_rows(), 1);
+    let error = tarn
+        .sql("DESCRIBE HISTORY \"History\" LIMIT x")
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("usage: DESCRIBE HISTORY table [LIMIT n]"),
+        "{error}"
+    );
 }
