@@ -14,9 +14,9 @@ use datafusion::sql::sqlparser::ast::{
     AlterTable, Assignment, AssignmentTarget, DataType as SqlType, Delete, ExactNumberInfo,
     Expr as SqlExpr, FromTable, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
     FunctionArguments, Ident, MergeAction, ObjectName, ObjectNamePart, Query, SetExpr, Statement,
-    TableAlias, TableFactor, TableVersion, TableWithJoins, TypedString, UpdateTableFromKind,
-    Value as SqlValue, ValueWithSpan, VisitMut, VisitorMut, visit_expressions,
-    visit_expressions_mut,
+    TableAlias, TableFactor, TableSampleKind, TableSampleUnit, TableVersion, TableWithJoins,
+    TypedString, UpdateTableFromKind, Value as SqlValue, ValueWithSpan, VisitMut, VisitorMut,
+    visit_expressions, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::Dialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -132,6 +132,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             if let Some(standard) = joined_dml_as_standard(s)? {
                 **s = standard;
             }
+            samples_as_filters(s)?;
             exponent_numbers_are_doubles(s);
             time_travel_functions_are_versions(s)?;
             refuse_versioned_targets(s)?;
@@ -922,6 +923,120 @@ impl VisitorMut for CteInliner {
         };
         ControlFlow::Continue(())
     }
+}
+
+/// `t TABLESAMPLE [BERNOULLI | SYSTEM] (p [PERCENT])` as `(SELECT * FROM t WHERE random() *
+/// 100 < p) AS t`: each row is kept with probability p%, whichever method is named (SYSTEM
+/// allows any way of sampling about p%). `TABLESAMPLE (n ROWS)` is `(SELECT * FROM t ORDER BY
+/// random() LIMIT n) AS t`. DataFusion 55 reads the whole table without a word for either.
+fn samples_as_filters(statement: &mut Statement) -> Result<()> {
+    struct Sampler(Option<DataFusionError>);
+    impl VisitorMut for Sampler {
+        type Break = ();
+        fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            match sampled(factor) {
+                Ok(Some(query)) => {
+                    *factor = query;
+                    ControlFlow::Continue(())
+                }
+                Ok(None) => ControlFlow::Continue(()),
+                Err(e) => {
+                    self.0 = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        }
+    }
+    let mut sampler = Sampler(None);
+    let _ = statement.visit(&mut sampler);
+    sampler.0.map_or(Ok(()), Err)
+}
+
+/// A sampled table factor as the derived table that samples it (see [`samples_as_filters`]).
+fn sampled(factor: &TableFactor) -> Result<Option<TableFactor>> {
+    let refuse = |why: String| Err(DataFusionError::Plan(why));
+    let usage = "write TABLESAMPLE (p PERCENT) or TABLESAMPLE (n ROWS)";
+    let sample = match factor {
+        TableFactor::Table {
+            sample: Some(kind), ..
+        } => kind,
+        TableFactor::Derived {
+            sample: Some(_), ..
+        } => {
+            return refuse(
+                "TABLESAMPLE samples a table, not a subquery: sample the table inside it".into(),
+            );
+        }
+        _ => return Ok(None),
+    };
+    let (TableSampleKind::BeforeTableAlias(sample) | TableSampleKind::AfterTableAlias(sample)) =
+        sample;
+    if sample.seed.is_some() {
+        return refuse(format!(
+            "TABLESAMPLE ... REPEATABLE is not supported: rows are sampled with random(), which \
+             takes no seed; {usage}"
+        ));
+    }
+    let Some(quantity) = sample
+        .quantity
+        .as_ref()
+        .filter(|_| sample.bucket.is_none() && sample.offset.is_none())
+    else {
+        return refuse(format!("TABLESAMPLE takes a size: {usage}"));
+    };
+    let rows = matches!(quantity.unit, Some(TableSampleUnit::Rows));
+    let size = match &quantity.value {
+        SqlExpr::Value(ValueWithSpan {
+            value: SqlValue::Number(n, _),
+            ..
+        }) => n.parse::<f64>().ok(),
+        _ => None,
+    };
+    let valid = |n: &f64| match rows {
+        true => *n >= 0.0 && n.fract() == 0.0,
+        false => (0.0..=100.0).contains(n),
+    };
+    let Some(size) = size.filter(valid) else {
+        return refuse(format!(
+            "TABLESAMPLE of {quantity}: the size is a percentage from 0 to 100, or a whole \
+             number of ROWS"
+        ));
+    };
+    let TableFactor::Table { name, alias, .. } = factor else {
+        return Ok(None);
+    };
+    let mut table = factor.clone();
+    if let TableFactor::Table { alias, sample, .. } = &mut table {
+        *alias = None;
+        *sample = None;
+    }
+    let query = match rows {
+        true => format!("SELECT * FROM {table} ORDER BY random() LIMIT {size}"),
+        false => format!("SELECT * FROM {table} WHERE random() * 100 < {size}"),
+    };
+    let subquery = Parser::new(&TarnDialect)
+        .try_with_sql(&query)?
+        .parse_query()?;
+    let alias = match alias {
+        Some(alias) => alias.clone(),
+        None => TableAlias {
+            explicit: true,
+            name: name
+                .0
+                .last()
+                .and_then(ObjectNamePart::as_ident)
+                .cloned()
+                .unwrap_or_else(|| Ident::new("sample")),
+            columns: Vec::new(),
+            at: None,
+        },
+    };
+    Ok(Some(TableFactor::Derived {
+        lateral: false,
+        subquery,
+        alias: Some(alias),
+        sample: None,
+    }))
 }
 
 /// PostgreSQL's and DuckDB's DML over a join, as the statements tarn plans:
