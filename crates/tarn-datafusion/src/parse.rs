@@ -84,7 +84,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             optimize: Some(optimize),
         }));
     }
-    if let Some(statement) = parse_describe_history(&tokens)? {
+    if let Some(statement) = parse_metadata_shortcut(&tokens)? {
         return Ok(Some(ParsedStatement {
             statement,
             partition_by: Vec::new(),
@@ -237,30 +237,35 @@ fn parse_optimize(tokens: &[Token]) -> Result<Option<(DFStatement, Optimize)>> {
     )))
 }
 
-/// Delta's `DESCRIBE HISTORY t [LIMIT n]`: the query `SELECT * FROM "t$snapshots" ORDER BY
-/// version DESC [LIMIT n]`, newest version first. `DESCRIBE history` alone describes a table
-/// named `history`.
-fn parse_describe_history(tokens: &[Token]) -> Result<Option<DFStatement>> {
+/// Delta's and Spark's statements that read a metadata table, as that query:
+/// `DESCRIBE HISTORY t [LIMIT n]` is `SELECT * FROM "t$snapshots" ORDER BY version DESC [LIMIT
+/// n]` (newest first), `SHOW TBLPROPERTIES t [LIMIT n]` is `SELECT * FROM "t$properties" ORDER
+/// BY key [LIMIT n]`. Without a name after it, `DESCRIBE history` describes a table named
+/// `history`.
+fn parse_metadata_shortcut(tokens: &[Token]) -> Result<Option<DFStatement>> {
     let Some(first) = next_significant(tokens, 0) else {
         return Ok(None);
     };
-    let is_describe =
-        is_keyword(&tokens[first], Keyword::DESCRIBE) || is_keyword(&tokens[first], Keyword::DESC);
-    let history = next_significant(tokens, first + 1).filter(|&i| {
-        matches!(&tokens[i], Token::Word(w) if w.quote_style.is_none()
-            && w.value.eq_ignore_ascii_case("history"))
-    });
-    let (true, Some(history)) = (is_describe, history) else {
+    let Some(second) = next_significant(tokens, first + 1) else {
         return Ok(None);
     };
-    if next_significant(tokens, history + 1).is_none() {
+    let word = |i: usize| match &tokens[i] {
+        Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
+        _ => String::new(),
+    };
+    let (statement, metadata_table, order) = match (word(first).as_str(), word(second).as_str()) {
+        ("DESCRIBE" | "DESC", "HISTORY") => ("DESCRIBE HISTORY", "snapshots", "version DESC"),
+        ("SHOW", "TBLPROPERTIES") => ("SHOW TBLPROPERTIES", "properties", "key"),
+        _ => return Ok(None),
+    };
+    if next_significant(tokens, second + 1).is_none() {
         return Ok(None);
     }
-    let usage = "usage: DESCRIBE HISTORY table [LIMIT n]";
+    let usage = format!("usage: {statement} table [LIMIT n]");
     let error = |e: datafusion::sql::sqlparser::parser::ParserError| {
         DataFusionError::Plan(format!("{e}; {usage}"))
     };
-    let mut parser = Parser::new(&TarnDialect).with_tokens(tokens[history + 1..].to_vec());
+    let mut parser = Parser::new(&TarnDialect).with_tokens(tokens[second + 1..].to_vec());
     let mut table = parser.parse_object_name(false).map_err(error)?;
     let limit = if parser.parse_keyword(Keyword::LIMIT) {
         Some(parser.parse_literal_uint().map_err(error)?)
@@ -269,16 +274,17 @@ fn parse_describe_history(tokens: &[Token]) -> Result<Option<DFStatement>> {
     };
     if parser.peek_token().token != Token::EOF {
         return Err(DataFusionError::Plan(format!(
-            "unexpected '{}' in DESCRIBE HISTORY; {usage}",
+            "unexpected '{}' in {statement}; {usage}",
             parser.peek_token().token
         )));
     }
     let Some(ObjectNamePart::Identifier(last)) = table.0.last_mut() else {
-        return Err(DataFusionError::Plan(usage.into()));
+        return Err(DataFusionError::Plan(usage));
     };
-    *last = Ident::with_quote('"', format!("{}$snapshots", crate::names::normalize(last)));
+    let name = crate::names::normalize(last);
+    *last = Ident::with_quote('"', format!("{name}${metadata_table}"));
     let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
-    let query = format!("SELECT * FROM {table} ORDER BY version DESC{limit}");
+    let query = format!("SELECT * FROM {table} ORDER BY {order}{limit}");
     Ok(Some(
         DFParserBuilder::new(query.as_str())
             .with_dialect(&TarnDialect as &dyn Dialect)

@@ -2133,7 +2133,7 @@ async fn a_create_table_as_losing_its_name_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn describe_history_lists_the_snapshots_newest_first() {
+async fn describe_history_and_show_tblproperties_read_metadata_tables() {
     let tarn = TarnContext::open("memory://describe-history")
         .await
         .unwrap();
@@ -2165,6 +2165,14 @@ async fn describe_history_lists_the_snapshots_newest_first() {
     run(&tarn, "CREATE TABLE history (a INT)").await;
     let described = run(&tarn, "DESCRIBE history").await;
     assert_eq!(described[0].num_rows(), 1);
+    run(
+        &tarn,
+        "ALTER TABLE \"History\" SET TBLPROPERTIES ('b' = '2', 'a' = '1')",
+    )
+    .await;
+    let properties = run(&tarn, "SHOW TBLPROPERTIES \"History\"").await;
+    let keys = properties[0].column(0).as_string::<i32>();
+    assert_eq!((keys.value(0), keys.value(1)), ("a", "b"));
     let error = tarn
         .sql("DESCRIBE HISTORY \"History\" LIMIT x")
         .await
