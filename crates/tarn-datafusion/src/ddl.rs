@@ -21,10 +21,10 @@ use datafusion::logical_expr::{ColumnarValue, Expr, Volatility};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, ExprWithAlias, FunctionArg,
-    FunctionArgExpr, FunctionArguments, Ident, ObjectName, ObjectType, SchemaName, SelectItem,
-    SetExpr, ShowCreateObject, ShowStatementFilter, ShowStatementFilterPosition,
-    ShowStatementOptions, SqlOption, Statement, Value as SqlValue,
+    ColumnOption, CreateTable, CreateTableLikeDefaults, CreateTableLikeKind, CreateTableOptions,
+    Expr as SqlExpr, ExprWithAlias, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    ObjectName, ObjectType, SchemaName, SelectItem, SetExpr, ShowCreateObject, ShowStatementFilter,
+    ShowStatementFilterPosition, ShowStatementOptions, SqlOption, Statement, Value as SqlValue,
 };
 use tarn_core::TableDefinition;
 use tarn_spec::{
@@ -317,14 +317,20 @@ pub fn partition_fields(items: &[SqlExpr], fields: &[Field]) -> Result<Vec<Parti
     Ok(out)
 }
 
-/// Refuses keys of properties that only tarn sets (RENAME TO and DROP TABLE do).
+/// Whether only tarn sets the property `key`: RENAME TO and DROP TABLE, and exactly-once
+/// commits (an application's last sequence number). Such properties are state of one table,
+/// not part of its definition.
+fn set_by_tarn(key: &str) -> bool {
+    tarn_core::properties::INTERNAL_PROPERTIES.contains(&key)
+        || key.starts_with(tarn_core::properties::APP_SEQUENCE_PREFIX)
+}
+
+/// Refuses keys of properties that only tarn sets (see [`set_by_tarn`]).
 pub(crate) fn refuse_internal_properties<'a>(
     keys: impl IntoIterator<Item = &'a String>,
 ) -> Result<()> {
     for key in keys {
-        if tarn_core::properties::INTERNAL_PROPERTIES.contains(&key.as_str())
-            || key.starts_with(tarn_core::properties::APP_SEQUENCE_PREFIX)
-        {
+        if set_by_tarn(key) {
             return Err(DataFusionError::Plan(format!(
                 "table property '{key}' is set by tarn itself; it cannot be set or removed"
             )));
@@ -614,6 +620,11 @@ impl TarnContext {
                 "CREATE OR REPLACE TABLE: drop the table first, or use INSERT OVERWRITE".into(),
             ));
         }
+        if let Some(like) = &create.like {
+            return self
+                .create_table_like(create, name, like, partition_by)
+                .await;
+        }
         self.catalog().require_namespace(&name.namespace).await?;
         let warehouse = self.catalog().warehouse();
         let query = match &create.query {
@@ -724,6 +735,52 @@ impl TarnContext {
                 ))),
             },
         }
+    }
+
+    /// `CREATE TABLE [IF NOT EXISTS] t LIKE s`, or PostgreSQL's `(LIKE s)`: a new, empty
+    /// table made by the statement SHOW CREATE TABLE gives for `s` (columns with their
+    /// defaults and comments, partitioning, properties).
+    async fn create_table_like(
+        &self,
+        create: &datafusion::sql::sqlparser::ast::CreateTable,
+        name: &QualifiedName,
+        like: &CreateTableLikeKind,
+        partition_by: &[SqlExpr],
+    ) -> Result<DataFrame> {
+        let (CreateTableLikeKind::Plain(like) | CreateTableLikeKind::Parenthesized(like)) = like;
+        let alone = create.query.is_none()
+            && create.columns.is_empty()
+            && partition_by.is_empty()
+            && matches!(create.table_options, CreateTableOptions::None)
+            && like.defaults != Some(CreateTableLikeDefaults::Excluding);
+        if !alone {
+            return Err(DataFusionError::Plan(
+                "CREATE TABLE ... LIKE copies the other table's columns (with their defaults), \
+                 partitioning and properties, and takes nothing besides; change the new table \
+                 with ALTER TABLE"
+                    .into(),
+            ));
+        }
+        let source = self.qualify(&like.name)?;
+        let table = match source.catalog == self.catalog_name() {
+            true => {
+                self.catalog()
+                    .load(&source.namespace, &source.table)
+                    .await?
+            }
+            false => None,
+        };
+        let Some(table) = table else {
+            return Err(DataFusionError::Plan(format!(
+                "CREATE TABLE ... LIKE {}: no such tarn table",
+                like.name
+            )));
+        };
+        let mut statement = create_statement(name, table.table().metadata());
+        if create.if_not_exists {
+            statement = statement.replacen("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1);
+        }
+        Box::pin(self.sql(&statement)).await
     }
 
     /// Whether `name` is a view this session created.
@@ -880,7 +937,6 @@ fn created_version(batches: Vec<RecordBatch>, created: &tarn_core::Table) -> Vec
 /// The CREATE TABLE statement that makes a table like the one `metadata` describes.
 fn create_statement(name: &QualifiedName, metadata: &tarn_spec::TableMetadata) -> String {
     let schema = metadata.current_schema();
-    let text = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let columns: Vec<String> = schema
         .fields()
         .iter()
@@ -927,6 +983,7 @@ fn create_statement(name: &QualifiedName, metadata: &tarn_spec::TableMetadata) -
     let properties: Vec<String> = metadata
         .properties()
         .iter()
+        .filter(|(k, _)| !set_by_tarn(k))
         .map(|(k, v)| format!("{} = {}", text(k), text(v)))
         .collect();
     if !properties.is_empty() {

@@ -2,8 +2,10 @@
 //! table references (`VERSION AS OF n`, `TIMESTAMP AS OF t`, `FOR SYSTEM_TIME AS OF t`).
 //!
 //! It reports itself as the generic dialect so that every parser rule DataFusion relies on
-//! behaves exactly as with `GenericDialect`; the only difference is
-//! [`Dialect::supports_table_versioning`].
+//! behaves exactly as with `GenericDialect`; the differences are
+//! [`Dialect::supports_table_versioning`] and PostgreSQL's `CREATE TABLE t (LIKE s)`
+//! ([`Dialect::supports_create_table_like_parenthesized`]; the generic dialect reads it as a
+//! column named `like`).
 
 use std::any::TypeId;
 
@@ -18,6 +20,10 @@ impl Dialect for TarnDialect {
     }
 
     fn supports_table_versioning(&self) -> bool {
+        true
+    }
+
+    fn supports_create_table_like_parenthesized(&self) -> bool {
         true
     }
 
