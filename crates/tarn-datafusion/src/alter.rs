@@ -13,6 +13,8 @@
 //! ALTER TABLE t SET PARTITIONED BY (day(ts), bucket(16, id));
 //! ALTER TABLE t RESET PARTITIONED BY;
 //! ALTER TABLE t RENAME TO u;
+//! COMMENT ON COLUMN t.c IS '...';                   -- or IS NULL
+//! COMMENT ON TABLE t IS '...';                      -- the property 'comment'
 //! ```
 //!
 //! Every statement but RENAME TO commits exactly one version, whatever number of changes
@@ -48,7 +50,16 @@ pub enum TarnAlter {
     ResetPartitionedBy,
     /// `UNSET TBLPROPERTIES [IF EXISTS] ('k', ...)`.
     UnsetProperties { keys: Vec<String>, if_exists: bool },
+    /// `COMMENT ON TABLE t IS '...'` (the table property `comment`) and `COMMENT ON COLUMN
+    /// t.c IS '...'`; `IS NULL` removes the comment.
+    Comment {
+        column: Option<String>,
+        comment: Option<String>,
+    },
 }
+
+/// The table property that holds a table's comment, as Iceberg and Spark keep it.
+const COMMENT_PROPERTY: &str = "comment";
 
 /// What one ALTER TABLE statement asks for.
 #[derive(Default)]
@@ -261,6 +272,27 @@ impl TarnContext {
             None => {}
             Some(TarnAlter::SetPartitionedBy(items)) => plan.partitioning = Some(items.clone()),
             Some(TarnAlter::ResetPartitionedBy) => plan.partitioning = Some(Vec::new()),
+            Some(TarnAlter::Comment {
+                column: Some(column),
+                comment,
+            }) => plan.schema.push(SchemaChange::SetComment {
+                name: column.clone(),
+                comment: comment.clone(),
+            }),
+            Some(TarnAlter::Comment {
+                column: None,
+                comment: Some(comment),
+            }) => {
+                plan.set_properties
+                    .insert(COMMENT_PROPERTY.to_string(), comment.clone());
+            }
+            Some(TarnAlter::Comment {
+                column: None,
+                comment: None,
+            }) if table.metadata().properties().contains_key(COMMENT_PROPERTY) => {
+                plan.unset_properties.push(COMMENT_PROPERTY.to_string());
+            }
+            Some(TarnAlter::Comment { column: None, .. }) => {}
             Some(TarnAlter::UnsetProperties { keys, if_exists }) => {
                 for key in keys {
                     if table.metadata().properties().contains_key(key) {

@@ -11,12 +11,12 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    AlterTable, Assignment, AssignmentTarget, DataType as SqlType, Delete, ExactNumberInfo,
-    Expr as SqlExpr, FromTable, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, MergeAction, ObjectName, ObjectNamePart, Query, SetExpr, Statement,
-    TableAlias, TableFactor, TableSampleKind, TableSampleUnit, TableVersion, TableWithJoins,
-    TypedString, UpdateTableFromKind, Value as SqlValue, ValueWithSpan, VisitMut, VisitorMut,
-    visit_expressions, visit_expressions_mut,
+    AlterTable, Assignment, AssignmentTarget, CommentObject, DataType as SqlType, Delete,
+    ExactNumberInfo, Expr as SqlExpr, FromTable, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, Ident, MergeAction, ObjectName, ObjectNamePart, Query,
+    SetExpr, Statement, TableAlias, TableFactor, TableSampleKind, TableSampleUnit, TableVersion,
+    TableWithJoins, TypedString, UpdateTableFromKind, Value as SqlValue, ValueWithSpan, VisitMut,
+    VisitorMut, visit_expressions, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::Dialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -26,7 +26,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Wor
 use crate::alter::TarnAlter;
 use crate::dialect::TarnDialect;
 use crate::maintenance::Optimize;
-use crate::names::QualifiedName;
+use crate::names::{QualifiedName, normalize};
 
 /// One parsed statement, with the `PARTITIONED BY` clause tarn reads itself.
 #[derive(Debug, Clone)]
@@ -155,12 +155,20 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
                     .into(),
             ))
         }
-        (Some(statement), true) => Ok(Some(ParsedStatement {
-            statement,
-            partition_by,
-            alter: None,
-            optimize: None,
-        })),
+        (Some(statement), true) => match comment_as_alter(&statement)? {
+            Some((statement, alter)) => Ok(Some(ParsedStatement {
+                statement,
+                partition_by,
+                alter: Some(alter),
+                optimize: None,
+            })),
+            None => Ok(Some(ParsedStatement {
+                statement,
+                partition_by,
+                alter: None,
+                optimize: None,
+            })),
+        },
         _ => Err(DataFusionError::Plan(
             "PARTITIONED BY outside a statement".into(),
         )),
@@ -381,7 +389,12 @@ fn parse_tarn_alter(tokens: &[Token]) -> Result<Option<(DFStatement, TarnAlter)>
             TarnAlter::SetPartitionedBy(parse_items(parenthesized(after)?, "SET PARTITIONED BY")?)
         }
     };
-    let statement = Statement::AlterTable(AlterTable {
+    Ok(Some((tarn_alter_statement(name, if_exists), alter)))
+}
+
+/// The ALTER TABLE statement that carries one of tarn's own forms ([`TarnAlter`]).
+fn tarn_alter_statement(name: ObjectName, if_exists: bool) -> DFStatement {
+    DFStatement::Statement(Box::new(Statement::AlterTable(AlterTable {
         name,
         if_exists,
         only: false,
@@ -390,8 +403,50 @@ fn parse_tarn_alter(tokens: &[Token]) -> Result<Option<(DFStatement, TarnAlter)>
         on_cluster: None,
         table_type: None,
         end_token: AttachedToken::empty(),
-    });
-    Ok(Some((DFStatement::Statement(Box::new(statement)), alter)))
+    })))
+}
+
+/// `COMMENT ON TABLE t IS '...'` and `COMMENT ON COLUMN t.c IS '...'` (`IS NULL` removes it),
+/// which DataFusion does not run, as the ALTER TABLE that sets the comment.
+fn comment_as_alter(statement: &DFStatement) -> Result<Option<(DFStatement, TarnAlter)>> {
+    let DFStatement::Statement(statement) = statement else {
+        return Ok(None);
+    };
+    let Statement::Comment {
+        object_type,
+        object_name,
+        comment,
+        if_exists,
+    } = statement.as_ref()
+    else {
+        return Ok(None);
+    };
+    let (table, column) = match object_type {
+        CommentObject::Table => (object_name.clone(), None),
+        CommentObject::Column => {
+            let mut parts = object_name.0.clone();
+            let column = parts.pop().and_then(|p| p.as_ident().map(normalize));
+            match (column, parts.is_empty()) {
+                (Some(column), false) => (ObjectName(parts), Some(column)),
+                _ => {
+                    return Err(DataFusionError::Plan(format!(
+                        "COMMENT ON COLUMN takes the table and the column: COMMENT ON COLUMN \
+                         t.c IS '...', not {object_name}"
+                    )));
+                }
+            }
+        }
+        other => {
+            return Err(DataFusionError::Plan(format!(
+                "COMMENT ON {other} is not supported: tarn keeps comments on tables and columns"
+            )));
+        }
+    };
+    let alter = TarnAlter::Comment {
+        column,
+        comment: comment.clone(),
+    };
+    Ok(Some((tarn_alter_statement(table, *if_exists), alter)))
 }
 
 /// sqlparser reads the `>>` that closes two nested types as one token, and then gives a `[]`

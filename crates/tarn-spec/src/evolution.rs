@@ -51,6 +51,11 @@ pub enum SchemaChange {
         name: String,
         required: bool,
     },
+    /// A column's comment (its `doc`), or none.
+    SetComment {
+        name: String,
+        comment: Option<String>,
+    },
 }
 
 impl SchemaChange {
@@ -194,6 +199,9 @@ impl TableMetadata {
                 }
                 SchemaChange::SetRequired { name, required } => {
                     field_mut(&mut fields, name)?.required = *required;
+                }
+                SchemaChange::SetComment { name, comment } => {
+                    field_mut(&mut fields, name)?.doc = comment.clone();
                 }
             }
         }
