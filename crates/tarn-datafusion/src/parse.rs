@@ -155,20 +155,18 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
                     .into(),
             ))
         }
-        (Some(statement), true) => match comment_as_alter(&statement)? {
-            Some((statement, alter)) => Ok(Some(ParsedStatement {
+        (Some(statement), true) => {
+            let (statement, alter) = match comment_as_alter(&statement)? {
+                Some((alter_table, alter)) => (alter_table, Some(alter)),
+                None => (statement, None),
+            };
+            Ok(Some(ParsedStatement {
                 statement,
                 partition_by,
-                alter: Some(alter),
+                alter,
                 optimize: None,
-            })),
-            None => Ok(Some(ParsedStatement {
-                statement,
-                partition_by,
-                alter: None,
-                optimize: None,
-            })),
-        },
+            }))
+        }
         _ => Err(DataFusionError::Plan(
             "PARTITIONED BY outside a statement".into(),
         )),
@@ -289,7 +287,7 @@ fn parse_metadata_shortcut(tokens: &[Token]) -> Result<Option<DFStatement>> {
     let Some(ObjectNamePart::Identifier(last)) = table.0.last_mut() else {
         return Err(DataFusionError::Plan(usage));
     };
-    let name = crate::names::normalize(last);
+    let name = normalize(last);
     *last = Ident::with_quote('"', format!("{name}${metadata_table}"));
     let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
     let query = format!("SELECT * FROM {table} ORDER BY {order}{limit}");
@@ -853,7 +851,7 @@ fn refuse_repeated_assignments(statement: &Statement) -> Result<()> {
             let Some(column) = name.0.last().and_then(ObjectNamePart::as_ident) else {
                 continue;
             };
-            let column = crate::names::normalize(column);
+            let column = normalize(column);
             if !seen.insert(column.clone()) {
                 return Err(DataFusionError::Plan(format!(
                     "column '{column}' is assigned more than once in one SET; give it one value"
@@ -932,7 +930,7 @@ impl VisitorMut for CteInliner {
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         let names = query.with.iter().flat_map(|w| &w.cte_tables);
-        let names = names.map(|cte| crate::names::normalize(&cte.alias.name));
+        let names = names.map(|cte| normalize(&cte.alias.name));
         self.shadowed.push(names.collect());
         ControlFlow::Continue(())
     }
@@ -948,6 +946,7 @@ impl VisitorMut for CteInliner {
             alias,
             args: None,
             version: None,
+            sample,
             ..
         } = factor
         else {
@@ -956,7 +955,7 @@ impl VisitorMut for CteInliner {
         let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() else {
             return ControlFlow::Continue(());
         };
-        let named = crate::names::normalize(ident);
+        let named = normalize(ident);
         if self.shadowed.iter().flatten().any(|n| *n == named) {
             return ControlFlow::Continue(());
         }
@@ -964,7 +963,7 @@ impl VisitorMut for CteInliner {
             .ctes
             .iter()
             .rev()
-            .find(|(a, _)| crate::names::normalize(&a.name) == named)
+            .find(|(a, _)| normalize(&a.name) == named)
         else {
             return ControlFlow::Continue(());
         };
@@ -976,11 +975,12 @@ impl VisitorMut for CteInliner {
             Some(alias) => alias,
             None => cte_alias.clone(),
         };
+        // A sample of the CTE stays with it, to be refused as a sampled subquery is.
         *factor = TableFactor::Derived {
             lateral: false,
             subquery: query.clone(),
             alias: Some(alias),
-            sample: None,
+            sample: sample.take(),
         };
         ControlFlow::Continue(())
     }
@@ -1308,7 +1308,7 @@ fn versions_are_names(statement: &mut Statement) {
             let Some(last) = name.0.last_mut().and_then(|p| p.as_ident().cloned()) else {
                 return ControlFlow::Continue(());
             };
-            let table = crate::names::normalize(&last);
+            let table = normalize(&last);
             if alias.is_none() {
                 *alias = Some(datafusion::sql::sqlparser::ast::TableAlias {
                     explicit: true,
