@@ -8,7 +8,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::error::{DataFusionError, Result};
-use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::parser::{CopyToSource, DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
     AlterTable, Assignment, AssignmentTarget, CommentObject, DataType as SqlType, Delete,
@@ -124,6 +124,11 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
         let mut statement = statement;
         while let DFStatement::Explain(explain) = statement {
             statement = explain.statement.as_mut();
+        }
+        if let DFStatement::CopyTo(copy) = statement
+            && let CopyToSource::Query(query) = &mut copy.source
+        {
+            samples_as_filters(query.as_mut())?;
         }
         if let DFStatement::Statement(s) = statement {
             if let Some(inlined) = dml_with_ctes_inlined(s)? {
@@ -990,7 +995,7 @@ impl VisitorMut for CteInliner {
 /// 100 < p) AS t`: each row is kept with probability p%, whichever method is named (SYSTEM
 /// allows any way of sampling about p%). `TABLESAMPLE (n ROWS)` is `(SELECT * FROM t ORDER BY
 /// random() LIMIT n) AS t`. DataFusion 55 reads the whole table without a word for either.
-fn samples_as_filters(statement: &mut Statement) -> Result<()> {
+fn samples_as_filters(statement: &mut impl VisitMut) -> Result<()> {
     struct Sampler(Option<DataFusionError>);
     impl VisitorMut for Sampler {
         type Break = ();
