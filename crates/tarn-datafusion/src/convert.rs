@@ -230,6 +230,11 @@ pub fn sql_type_name(ty: PrimitiveType) -> String {
     }
 }
 
+/// `s` as an SQL string literal: `'it''s'`.
+pub(crate) fn string_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
 /// A value as a SQL literal of its type: `42`, `'it''s'`, `DATE '2026-11-25'`, `'NaN'`.
 pub fn sql_literal(ty: PrimitiveType, value: &Value) -> String {
     let scalar = to_scalar(ty, Some(value));
@@ -237,7 +242,7 @@ pub fn sql_literal(ty: PrimitiveType, value: &Value) -> String {
         ScalarValue::Utf8(Some(s)) => s.clone(),
         other => other.to_string(),
     };
-    let quoted = || format!("'{}'", text.replace('\'', "''"));
+    let quoted = || string_literal(&text);
     match ty {
         PrimitiveType::String => quoted(),
         PrimitiveType::Date => format!("DATE {}", quoted()),

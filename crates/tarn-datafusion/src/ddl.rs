@@ -33,7 +33,7 @@ use tarn_spec::{
 
 use crate::commit::{TABLE_METADATA_KEY, VERSION_METADATA_KEY};
 use crate::context::{TarnContext, quote};
-use crate::convert::{from_scalar, sql_column_type, sql_literal, sql_type};
+use crate::convert::{from_scalar, sql_column_type, sql_literal, sql_type, string_literal};
 use crate::error::to_df;
 use crate::names::normalize;
 use crate::names::{QualifiedName, parts};
@@ -565,8 +565,12 @@ impl TarnContext {
                 ShowStatementFilterPosition::Infix(filter)
                 | ShowStatementFilterPosition::Suffix(filter),
             ) => match filter {
-                ShowStatementFilter::Like(p) => format!(" AND schema_name LIKE {}", text(p)),
-                ShowStatementFilter::ILike(p) => format!(" AND schema_name ILIKE {}", text(p)),
+                ShowStatementFilter::Like(p) => {
+                    format!(" AND schema_name LIKE {}", string_literal(p))
+                }
+                ShowStatementFilter::ILike(p) => {
+                    format!(" AND schema_name ILIKE {}", string_literal(p))
+                }
                 _ => return Err(unsupported()),
             },
         };
@@ -582,7 +586,7 @@ impl TarnContext {
                 "SELECT schema_name AS namespace FROM information_schema.schemata \
                  WHERE catalog_name = {} AND schema_name <> 'information_schema'{filter} \
                  ORDER BY 1",
-                text(self.catalog_name())
+                string_literal(self.catalog_name())
             ))
             .await
     }
@@ -742,7 +746,7 @@ impl TarnContext {
     /// defaults and comments, partitioning, properties).
     async fn create_table_like(
         &self,
-        create: &datafusion::sql::sqlparser::ast::CreateTable,
+        create: &CreateTable,
         name: &QualifiedName,
         like: &CreateTableLikeKind,
         partition_by: &[SqlExpr],
@@ -794,11 +798,12 @@ impl TarnContext {
     /// TABLE does), so that the namespace can go; if one fails, those dropped before it stay
     /// dropped. A namespace that does not exist holds nothing to drop.
     async fn drop_tables_of(&self, namespace: &str) -> Result<()> {
-        let warehouse = self.catalog().warehouse();
-        if !warehouse.namespace_exists(namespace).await.map_err(to_df)? {
-            return Ok(());
-        }
-        for table in warehouse.list_tables(namespace).await.map_err(to_df)? {
+        let tables = match self.catalog().warehouse().list_tables(namespace).await {
+            Ok(tables) => tables,
+            Err(tarn_core::Error::NamespaceNotFound { .. }) => return Ok(()),
+            Err(e) => return Err(to_df(e)),
+        };
+        for table in tables {
             let name = QualifiedName {
                 catalog: self.catalog_name().to_string(),
                 namespace: namespace.to_string(),
@@ -841,11 +846,6 @@ impl TarnContext {
         }
         Ok(())
     }
-}
-
-/// `s` as an SQL string literal.
-fn text(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 fn flatten_tuple(expr: &SqlExpr) -> Vec<SqlExpr> {
@@ -949,7 +949,7 @@ fn create_statement(name: &QualifiedName, metadata: &tarn_spec::TableMetadata) -
                 column.push_str(&format!(" DEFAULT {}", sql_literal(ty, default)));
             }
             if let Some(doc) = &f.doc {
-                column.push_str(&format!(" COMMENT {}", text(doc)));
+                column.push_str(&format!(" COMMENT {}", string_literal(doc)));
             }
             column
         })
@@ -984,7 +984,7 @@ fn create_statement(name: &QualifiedName, metadata: &tarn_spec::TableMetadata) -
         .properties()
         .iter()
         .filter(|(k, _)| !set_by_tarn(k))
-        .map(|(k, v)| format!("{} = {}", text(k), text(v)))
+        .map(|(k, v)| format!("{} = {}", string_literal(k), string_literal(v)))
         .collect();
     if !properties.is_empty() {
         statement.push_str(&format!("\nWITH ({})", properties.join(", ")));

@@ -116,6 +116,10 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
     let mut parser = DFParserBuilder::new(kept)
         .with_dialect(&dialect as &dyn Dialect)
         .build()?;
+    // Most statements sample nothing: only these walk the statement for sampled tables.
+    let samples = tokens
+        .iter()
+        .any(|t| is_keyword(t, Keyword::TABLESAMPLE) || is_keyword(t, Keyword::SAMPLE));
     let mut statements = parser
         .parse_statements()
         .map_err(|e| merge_star_error(&tokens).unwrap_or(e))?;
@@ -127,6 +131,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
         }
         if let DFStatement::CopyTo(copy) = statement
             && let CopyToSource::Query(query) = &mut copy.source
+            && samples
         {
             samples_as_filters(query.as_mut())?;
         }
@@ -137,7 +142,9 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             if let Some(standard) = joined_dml_as_standard(s)? {
                 **s = standard;
             }
-            samples_as_filters(s)?;
+            if samples {
+                samples_as_filters(s)?;
+            }
             exponent_numbers_are_doubles(s);
             time_travel_functions_are_versions(s)?;
             refuse_versioned_targets(s)?;
@@ -260,15 +267,18 @@ fn parse_metadata_shortcut(tokens: &[Token]) -> Result<Option<DFStatement>> {
     let Some(second) = next_significant(tokens, first + 1) else {
         return Ok(None);
     };
-    let word = |i: usize| match &tokens[i] {
-        Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
-        _ => String::new(),
+    let is = |i: usize, word: &str| {
+        matches!(&tokens[i], Token::Word(w) if w.quote_style.is_none()
+            && w.value.eq_ignore_ascii_case(word))
     };
-    let (statement, metadata_table, order) = match (word(first).as_str(), word(second).as_str()) {
-        ("DESCRIBE" | "DESC", "HISTORY") => ("DESCRIBE HISTORY", "snapshots", "version DESC"),
-        ("SHOW", "TBLPROPERTIES") => ("SHOW TBLPROPERTIES", "properties", "key"),
-        _ => return Ok(None),
-    };
+    let (statement, metadata_table, order) =
+        if (is(first, "describe") || is(first, "desc")) && is(second, "history") {
+            ("DESCRIBE HISTORY", "snapshots", "version DESC")
+        } else if is(first, "show") && is(second, "tblproperties") {
+            ("SHOW TBLPROPERTIES", "properties", "key")
+        } else {
+            return Ok(None);
+        };
     if next_significant(tokens, second + 1).is_none() {
         return Ok(None);
     }
@@ -712,41 +722,57 @@ pub(crate) fn as_written(expr: &SqlExpr) -> String {
 /// '...')` into `ns.t TIMESTAMP AS OF '...'`, so that DataFusion resolves the table by name
 /// before planning, as for any other reference (see `time_travel`).
 fn time_travel_functions_are_versions(statement: &mut Statement) -> Result<()> {
-    struct Rewrite(Option<DataFusionError>);
-    impl VisitorMut for Rewrite {
+    rewrite_table_factors(statement, |factor| {
+        let TableFactor::Table {
+            name,
+            args: Some(args),
+            alias,
+            ..
+        } = factor
+        else {
+            return Ok(None);
+        };
+        let function = name.to_string().to_ascii_lowercase();
+        if function != "tarn_version"
+            && function != "tarn_as_of"
+            && !crate::changes::FUNCTIONS.contains(&function.as_str())
+        {
+            return Ok(None);
+        }
+        versioned_factor(&function, &args.args, alias.clone()).map(Some)
+    })
+}
+
+/// Puts in place of each table factor of `node` the one `rewrite` gives for it, if any,
+/// before visiting what the factor holds; the first error stops the walk.
+fn rewrite_table_factors<F>(node: &mut impl VisitMut, rewrite: F) -> Result<()>
+where
+    F: FnMut(&TableFactor) -> Result<Option<TableFactor>>,
+{
+    struct Rewriter<F> {
+        rewrite: F,
+        error: Option<DataFusionError>,
+    }
+    impl<F: FnMut(&TableFactor) -> Result<Option<TableFactor>>> VisitorMut for Rewriter<F> {
         type Break = ();
         fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-            let TableFactor::Table {
-                name,
-                args: Some(args),
-                alias,
-                ..
-            } = factor
-            else {
-                return ControlFlow::Continue(());
-            };
-            let function = name.to_string().to_ascii_lowercase();
-            if function != "tarn_version"
-                && function != "tarn_as_of"
-                && !crate::changes::FUNCTIONS.contains(&function.as_str())
-            {
-                return ControlFlow::Continue(());
-            }
-            match versioned_factor(&function, &args.args, alias.clone()) {
-                Ok(versioned) => {
-                    *factor = versioned;
-                    ControlFlow::Continue(())
-                }
+            match (self.rewrite)(factor) {
+                Ok(Some(rewritten)) => *factor = rewritten,
+                Ok(None) => {}
                 Err(e) => {
-                    self.0 = Some(e);
-                    ControlFlow::Break(())
+                    self.error = Some(e);
+                    return ControlFlow::Break(());
                 }
             }
+            ControlFlow::Continue(())
         }
     }
-    let mut rewrite = Rewrite(None);
-    let _ = statement.visit(&mut rewrite);
-    rewrite.0.map_or(Ok(()), Err)
+    let mut rewriter = Rewriter {
+        rewrite,
+        error: None,
+    };
+    let _ = node.visit(&mut rewriter);
+    rewriter.error.map_or(Ok(()), Err)
 }
 
 fn versioned_factor(
@@ -995,37 +1021,21 @@ impl VisitorMut for CteInliner {
 /// 100 < p) AS t`: each row is kept with probability p%, whichever method is named (SYSTEM
 /// allows any way of sampling about p%). `TABLESAMPLE (n ROWS)` is `(SELECT * FROM t ORDER BY
 /// random() LIMIT n) AS t`. DataFusion 55 reads the whole table without a word for either.
-fn samples_as_filters(statement: &mut impl VisitMut) -> Result<()> {
-    struct Sampler(Option<DataFusionError>);
-    impl VisitorMut for Sampler {
-        type Break = ();
-        fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-            match sampled(factor) {
-                Ok(Some(query)) => {
-                    *factor = query;
-                    ControlFlow::Continue(())
-                }
-                Ok(None) => ControlFlow::Continue(()),
-                Err(e) => {
-                    self.0 = Some(e);
-                    ControlFlow::Break(())
-                }
-            }
-        }
-    }
-    let mut sampler = Sampler(None);
-    let _ = statement.visit(&mut sampler);
-    sampler.0.map_or(Ok(()), Err)
+fn samples_as_filters(node: &mut impl VisitMut) -> Result<()> {
+    rewrite_table_factors(node, sampled)
 }
 
 /// A sampled table factor as the derived table that samples it (see [`samples_as_filters`]).
 fn sampled(factor: &TableFactor) -> Result<Option<TableFactor>> {
     let refuse = |why: String| Err(DataFusionError::Plan(why));
     let usage = "write TABLESAMPLE (p PERCENT) or TABLESAMPLE (n ROWS)";
-    let sample = match factor {
+    let (name, alias, sample) = match factor {
         TableFactor::Table {
-            sample: Some(kind), ..
-        } => kind,
+            name,
+            alias,
+            sample: Some(kind),
+            ..
+        } => (name, alias, kind),
         TableFactor::Derived {
             sample: Some(_), ..
         } => {
@@ -1055,21 +1065,18 @@ fn sampled(factor: &TableFactor) -> Result<Option<TableFactor>> {
         SqlExpr::Value(ValueWithSpan {
             value: SqlValue::Number(n, _),
             ..
-        }) => n.parse::<f64>().ok(),
+        }) if rows && n.parse::<u64>().is_ok() => Some(n),
+        SqlExpr::Value(ValueWithSpan {
+            value: SqlValue::Number(n, _),
+            ..
+        }) if !rows && n.parse::<f64>().is_ok_and(|p| (0.0..=100.0).contains(&p)) => Some(n),
         _ => None,
     };
-    let valid = |n: &f64| match rows {
-        true => *n >= 0.0 && n.fract() == 0.0,
-        false => (0.0..=100.0).contains(n),
-    };
-    let Some(size) = size.filter(valid) else {
+    let Some(size) = size else {
         return refuse(format!(
             "TABLESAMPLE of {quantity}: the size is a percentage from 0 to 100, or a whole \
              number of ROWS"
         ));
-    };
-    let TableFactor::Table { name, alias, .. } = factor else {
-        return Ok(None);
     };
     let mut table = factor.clone();
     if let TableFactor::Table { alias, sample, .. } = &mut table {
@@ -1083,20 +1090,17 @@ fn sampled(factor: &TableFactor) -> Result<Option<TableFactor>> {
     let subquery = Parser::new(&TarnDialect)
         .try_with_sql(&query)?
         .parse_query()?;
-    let alias = match alias {
-        Some(alias) => alias.clone(),
-        None => TableAlias {
-            explicit: true,
-            name: name
-                .0
-                .last()
-                .and_then(ObjectNamePart::as_ident)
-                .cloned()
-                .unwrap_or_else(|| Ident::new("sample")),
-            columns: Vec::new(),
-            at: None,
-        },
-    };
+    let alias = alias.clone().unwrap_or_else(|| TableAlias {
+        explicit: true,
+        name: name
+            .0
+            .last()
+            .and_then(ObjectNamePart::as_ident)
+            .cloned()
+            .unwrap_or_else(|| Ident::new("sample")),
+        columns: Vec::new(),
+        at: None,
+    });
     Ok(Some(TableFactor::Derived {
         lateral: false,
         subquery,
@@ -1140,12 +1144,7 @@ fn joined_dml_as_standard(statement: &Statement) -> Result<Option<Statement>> {
                 .selection
                 .as_ref()
                 .map_or_else(|| "TRUE".to_string(), ToString::to_string);
-            let set = update
-                .assignments
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
+            let set = comma_separated(&update.assignments);
             format!(
                 "MERGE INTO {} USING {} ON {on} WHEN MATCHED THEN UPDATE SET {set}",
                 update.table.relation, source.relation
@@ -1175,11 +1174,7 @@ fn joined_dml_as_standard(statement: &Statement) -> Result<Option<Statement>> {
                 }
                 None => String::new(),
             };
-            let using = using
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
+            let using = comma_separated(using);
             format!("DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {using}{filter})")
         }
         _ => return Ok(None),
@@ -1189,6 +1184,15 @@ fn joined_dml_as_standard(statement: &Statement) -> Result<Option<Statement>> {
             .try_with_sql(&sql)?
             .parse_statement()?,
     ))
+}
+
+/// `a, b, c`, as SQL lists items.
+fn comma_separated(items: &[impl std::fmt::Display]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The WHERE of `DELETE ... USING` names every column with its table (see

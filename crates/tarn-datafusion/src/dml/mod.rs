@@ -395,7 +395,7 @@ fn check_inserted_values(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
 /// A value as SQL writes it: a string in quotes.
 fn shown_value(value: &ScalarValue) -> String {
     match value.try_as_str() {
-        Some(Some(text)) => format!("'{}'", text.replace('\'', "''")),
+        Some(Some(text)) => crate::convert::string_literal(text),
         _ => value.to_string(),
     }
 }
