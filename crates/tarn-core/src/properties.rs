@@ -316,6 +316,13 @@ pub const APP_SEQUENCE_PREFIX: &str = "tarn.app-seq.";
 /// Properties set by tarn itself, never by users.
 pub const INTERNAL_PROPERTIES: &[&str] = &[RENAMED_TO_PROPERTY, crate::table::DROPPED_PROPERTY];
 
+/// Whether a table property is one only tarn sets (the internal ones and applications'
+/// sequence numbers): statements cannot set or remove it, and a new definition of the
+/// table keeps it.
+pub fn set_by_tarn(key: &str) -> bool {
+    INTERNAL_PROPERTIES.contains(&key) || key.starts_with(APP_SEQUENCE_PREFIX)
+}
+
 /// Checks a table's properties: known keys have valid values, and no key under `write.` or
 /// `tarn.` is unknown.
 pub fn validate(properties: &BTreeMap<String, String>) -> Result<()> {

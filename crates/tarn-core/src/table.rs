@@ -65,6 +65,14 @@ fn cache_put<T>(map: &Mutex<HashMap<String, Arc<T>>>, key: &str, value: Arc<T>) 
     map.insert(key.to_string(), value);
 }
 
+/// What a replacement (see [`Table::replacement`]) replaces.
+#[derive(Debug)]
+pub(crate) struct Replaced {
+    /// The table as the replacement was made from it: its commit builds on this version.
+    pub(crate) base: Table,
+    pub(crate) updates: Vec<tarn_spec::MetadataUpdate>,
+}
+
 /// A table at one version. Cheap to clone. Reading never changes it; a commit returns a new
 /// `Table` at the committed version.
 #[derive(Debug, Clone)]
@@ -76,6 +84,9 @@ pub struct Table {
     version_tag: Option<String>,
     /// Not written yet: the first commit creates version 0 (see [`Table::stage`]).
     staged: bool,
+    /// The table this handle's definition replaces, when it is a replacement (see
+    /// [`Table::replacement`]).
+    replaces: Option<Arc<Replaced>>,
     env: Env,
     retry: RetryPolicy,
     cache: Arc<MetadataCache>,
@@ -132,6 +143,52 @@ impl Table {
             staged: true,
             ..Table::from_parts(location, Arc::new(metadata), None, env)
         })
+    }
+
+    /// A new definition for this table (CREATE OR REPLACE TABLE): a handle with the new
+    /// schema, partition spec and properties, to write the new data with. Its commit, of an
+    /// append of that data (or of no files), replaces the definition and every data file in
+    /// one version ([`crate::Change::Replace`]), keeping the history; a commit to the table
+    /// meanwhile makes it conflict. Columns that keep their name and shape keep their field
+    /// ids; properties only tarn sets stay.
+    pub fn replacement(&self, definition: TableDefinition) -> Result<Table> {
+        if self.staged || self.replaces.is_some() {
+            return Err(Error::invalid(
+                "replacement",
+                "only a table that exists can be replaced",
+            ));
+        }
+        let metadata = self.metadata();
+        let updates = metadata
+            .replacement(
+                definition.fields,
+                definition.partition_fields,
+                &definition.properties,
+                crate::properties::set_by_tarn,
+            )
+            .map_err(Error::InvalidMetadata)?;
+        let next = metadata
+            .with_updates(&updates)
+            .map_err(Error::InvalidMetadata)?;
+        crate::properties::validate(next.properties())?;
+        Ok(Table {
+            metadata: Arc::new(next),
+            replaces: Some(Arc::new(Replaced {
+                base: self.clone(),
+                updates,
+            })),
+            ..self.clone()
+        })
+    }
+
+    /// Whether this handle is a replacement (see [`Table::replacement`]).
+    pub fn is_replacement(&self) -> bool {
+        self.replaces.is_some()
+    }
+
+    /// For a replacement: the table it replaces and the updates that replace its definition.
+    pub(crate) fn replaced(&self) -> Option<&Replaced> {
+        self.replaces.as_deref()
     }
 
     /// Whether this table is staged: its version 0 not written yet (see [`Table::stage`]).
@@ -249,6 +306,7 @@ impl Table {
             metadata: committed.metadata,
             version_tag: committed.tag,
             staged: false,
+            replaces: None,
             ..self.clone()
         })
     }
@@ -367,6 +425,7 @@ impl Table {
             metadata,
             version_tag,
             staged: false,
+            replaces: None,
             env,
             retry: RetryPolicy::default(),
             cache: Arc::default(),
@@ -389,6 +448,7 @@ impl Table {
             metadata: Arc::new(metadata),
             version_tag,
             staged: false,
+            replaces: None,
             ..self.clone()
         }
     }

@@ -187,6 +187,12 @@ struct PinnedTable {
 
 impl PinnedTable {
     fn of(table: &Table, name: &str, read_version: Option<Version>) -> Result<Self> {
+        if table.is_replacement() {
+            return Err(DataFusionError::NotImplemented(format!(
+                "CREATE OR REPLACE TABLE {name} AS runs in a local session only; in a \
+                 distributed one, write the rows with INSERT OVERWRITE"
+            )));
+        }
         if table.location().url().starts_with("memory://") {
             return Err(DataFusionError::NotImplemented(format!(
                 "table {name} lives in an in-memory store, which other processes cannot \

@@ -779,6 +779,12 @@ impl Commit {
                 self.name
             ));
         }
+        if self.table.is_replacement() {
+            return DataFusionError::Execution(format!(
+                "CREATE OR REPLACE TABLE {} AS: {reason}. The table was not changed",
+                self.name
+            ));
+        }
         DataFusionError::Execution(format!(
             "{} {}: {reason}. Nothing was changed",
             self.kind.statement(),

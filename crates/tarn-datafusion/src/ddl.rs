@@ -317,20 +317,15 @@ pub fn partition_fields(items: &[SqlExpr], fields: &[Field]) -> Result<Vec<Parti
     Ok(out)
 }
 
-/// Whether only tarn sets the property `key`: RENAME TO and DROP TABLE, and exactly-once
-/// commits (an application's last sequence number). Such properties are state of one table,
-/// not part of its definition.
-fn set_by_tarn(key: &str) -> bool {
-    tarn_core::properties::INTERNAL_PROPERTIES.contains(&key)
-        || key.starts_with(tarn_core::properties::APP_SEQUENCE_PREFIX)
-}
-
-/// Refuses keys of properties that only tarn sets (see [`set_by_tarn`]).
+/// Refuses keys of properties that only tarn sets (see
+/// [`tarn_core::properties::set_by_tarn`]): RENAME TO and DROP TABLE, and exactly-once commits
+/// (an application's last sequence number). Such properties are state of one table, not
+/// part of its definition.
 pub(crate) fn refuse_internal_properties<'a>(
     keys: impl IntoIterator<Item = &'a String>,
 ) -> Result<()> {
     for key in keys {
-        if set_by_tarn(key) {
+        if tarn_core::properties::set_by_tarn(key) {
             return Err(DataFusionError::Plan(format!(
                 "table property '{key}' is set by tarn itself; it cannot be set or removed"
             )));
@@ -619,9 +614,11 @@ impl TarnContext {
         name: &QualifiedName,
         partition_by: &[SqlExpr],
     ) -> Result<DataFrame> {
-        if create.or_replace {
-            return Err(DataFusionError::NotImplemented(
-                "CREATE OR REPLACE TABLE: drop the table first, or use INSERT OVERWRITE".into(),
+        if create.or_replace && create.if_not_exists {
+            return Err(DataFusionError::Plan(
+                "CREATE OR REPLACE TABLE ... IF NOT EXISTS: the two contradict each other; \
+                 write one of them"
+                    .into(),
             ));
         }
         if let Some(like) = &create.like {
@@ -631,6 +628,13 @@ impl TarnContext {
         }
         self.catalog().require_namespace(&name.namespace).await?;
         let warehouse = self.catalog().warehouse();
+        // The table a CREATE OR REPLACE replaces, loaded before its query is planned: should
+        // the query read the table, a commit between the two makes the replacement conflict
+        // rather than replace rows the query did not see.
+        let replaced = match create.or_replace {
+            true => self.catalog().load(&name.namespace, &name.table).await?,
+            false => None,
+        };
         let query = match &create.query {
             None => None,
             Some(query) => {
@@ -664,6 +668,11 @@ impl TarnContext {
                 }
             }
         };
+        if let Some(replaced) = replaced {
+            return self
+                .replace_table(name, replaced.table(), definition, query)
+                .await;
+        }
         let Some(df) = query else {
             match warehouse
                 .create_table(&name.namespace, &name.table, definition)
@@ -702,25 +711,15 @@ impl TarnContext {
                 .map(|schema| (schema, name.table.clone())),
             cleanups: self.cleanups.clone(),
         };
-        let target = format!(
-            "{}.{}.{}",
-            quote(self.catalog_name()),
-            quote(&name.namespace),
-            quote(&name.table)
-        );
-        let write = df.write_table(&target, DataFrameWriteOptions::new());
-        let written =
-            match crate::catalog::with_staged(&name.namespace, &name.table, staged.clone(), write)
+        let written = match self.write_new_table(name, staged.clone(), df).await {
+            // No rows, so no commit: the table is created now, empty.
+            Ok(batches) if !committed(&batches) => staged
+                .create_staged()
                 .await
-            {
-                // No rows, so no commit: the table is created now, empty.
-                Ok(batches) if !committed(&batches) => staged
-                    .create_staged()
-                    .await
-                    .map(|created| created_version(batches, &created))
-                    .map_err(to_df),
-                written => written,
-            };
+                .map(|created| created_version(batches, &created))
+                .map_err(to_df),
+            written => written,
+        };
         uncreate.table = None;
         let schema = self.catalog().tarn_schema(&name.namespace);
         match written {
@@ -739,6 +738,56 @@ impl TarnContext {
                 ))),
             },
         }
+    }
+
+    /// `CREATE OR REPLACE TABLE t ...` of an existing table: one commit gives it the new
+    /// definition and the query's rows (none without a query), keeping its history. A
+    /// statement that fails, is cancelled or loses to a concurrent commit leaves the table
+    /// as it was.
+    async fn replace_table(
+        &self,
+        name: &QualifiedName,
+        table: &tarn_core::Table,
+        definition: tarn_core::TableDefinition,
+        query: Option<DataFrame>,
+    ) -> Result<DataFrame> {
+        let replacement = table.replacement(definition).map_err(to_df)?;
+        let no_rows = async {
+            let summary = BTreeMap::from([(
+                "statement".to_string(),
+                crate::write::REPLACE_STATEMENT.to_string(),
+            )]);
+            let nothing = tarn_core::Change::Append { files: vec![] };
+            (replacement.commit_with_summary(nothing, summary).await).map_err(to_df)
+        };
+        let Some(df) = query else {
+            no_rows.await?;
+            return self.done().await;
+        };
+        let batches = self.write_new_table(name, replacement.clone(), df).await?;
+        let batches = match committed(&batches) {
+            true => batches,
+            false => created_version(batches, &no_rows.await?),
+        };
+        self.session_context().read_batches(batches)
+    }
+
+    /// Writes the rows of `df` into `table`, which CREATE [OR REPLACE] TABLE AS made for
+    /// `name` (staged, or a replacement) and the write finds under that name.
+    async fn write_new_table(
+        &self,
+        name: &QualifiedName,
+        table: tarn_core::Table,
+        df: DataFrame,
+    ) -> Result<Vec<RecordBatch>> {
+        let target = format!(
+            "{}.{}.{}",
+            quote(self.catalog_name()),
+            quote(&name.namespace),
+            quote(&name.table)
+        );
+        let write = df.write_table(&target, DataFrameWriteOptions::new());
+        crate::catalog::with_staged(&name.namespace, &name.table, table, write).await
     }
 
     /// `CREATE TABLE [IF NOT EXISTS] t LIKE s`, or PostgreSQL's `(LIKE s)`: a new, empty
@@ -783,6 +832,9 @@ impl TarnContext {
         let mut statement = create_statement(name, table.table().metadata());
         if create.if_not_exists {
             statement = statement.replacen("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1);
+        }
+        if create.or_replace {
+            statement = statement.replacen("CREATE TABLE", "CREATE OR REPLACE TABLE", 1);
         }
         Box::pin(self.sql(&statement)).await
     }
@@ -983,7 +1035,7 @@ fn create_statement(name: &QualifiedName, metadata: &tarn_spec::TableMetadata) -
     let properties: Vec<String> = metadata
         .properties()
         .iter()
-        .filter(|(k, _)| !set_by_tarn(k))
+        .filter(|(k, _)| !tarn_core::properties::set_by_tarn(k))
         .map(|(k, v)| format!("{} = {}", string_literal(k), string_literal(v)))
         .collect();
     if !properties.is_empty() {

@@ -115,7 +115,11 @@ pub(crate) fn insert_plan(
         Layout { hash, ..layout },
         Some(Arc::new(Handoff::new(&table))),
     ));
-    let mut summary = BTreeMap::from([("statement".to_string(), "insert".to_string())]);
+    let statement = match table.is_replacement() {
+        true => REPLACE_STATEMENT,
+        false => "insert",
+    };
+    let mut summary = BTreeMap::from([("statement".to_string(), statement.to_string())]);
     if let Some(id) = write_id {
         summary.insert(crate::commit::WRITE_ID_KEY.to_string(), id);
     }
@@ -123,6 +127,9 @@ pub(crate) fn insert_plan(
         CommitExec::new(write, table, name, kind, summary, None).with_auto_compaction(store_url),
     ))
 }
+
+/// The `statement` a CREATE OR REPLACE TABLE records in its snapshot's summary.
+pub(crate) const REPLACE_STATEMENT: &str = "replace-table";
 
 /// The table's `write.sort-order` over `schema`, when it has one.
 pub(crate) fn table_ordering(

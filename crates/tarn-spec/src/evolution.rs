@@ -6,9 +6,11 @@
 //! column's id is never reused), a rename keeps the id, and a widened column keeps its id
 //! while old files keep their physical type.
 
+use std::collections::{BTreeMap, HashMap};
+
 use crate::error::{Result, SpecError};
 use crate::ids::FieldId;
-use crate::metadata::TableMetadata;
+use crate::metadata::{MetadataUpdate, TableMetadata};
 use crate::partition::PartitionField;
 use crate::schema::Field;
 use crate::transform::Transform;
@@ -239,6 +241,75 @@ impl TableMetadata {
             .collect()
     }
 
+    /// The updates that give this table a new definition (CREATE OR REPLACE TABLE), for a
+    /// commit that also replaces every data file. `fields` and `partition_fields` are
+    /// numbered as for a new table ([`crate::assign_field_ids`]). A column with an old
+    /// column's name whose values it can hold (the same type and nested field names, NOT
+    /// NULL only if the old one was) keeps that column's field ids, so the replaced rows
+    /// still read under it (in the change feed); other columns get ids above every id the
+    /// table used. The schema and the partition
+    /// spec are set only when they differ from the current ones. `properties` replace the
+    /// table's, except the ones `keep` names, which stay as they are.
+    pub fn replacement(
+        &self,
+        fields: Vec<Field>,
+        partition_fields: Vec<PartitionField>,
+        properties: &BTreeMap<String, String>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<MetadataUpdate>> {
+        let current = self.current_schema();
+        let mut next_id = self.last_column_id().get();
+        // Each field id of the definition, as the replacement numbers it.
+        let mut ids: HashMap<FieldId, FieldId> = HashMap::new();
+        let mut renumbered = Vec::with_capacity(fields.len());
+        for mut field in fields {
+            let old = current
+                .fields()
+                .iter()
+                .find(|old| old.name == field.name && holds_same_values(old, &field));
+            match old {
+                Some(old) => copy_ids(old, &mut field, &mut ids),
+                None => fresh_ids(&mut field, &mut next_id, &mut ids),
+            }
+            renumbered.push(field);
+        }
+        let partition_fields = partition_fields
+            .into_iter()
+            .map(|field| match ids.get(&field.source_id) {
+                Some(&source_id) => Ok(PartitionField { source_id, ..field }),
+                None => Err(refused(format!(
+                    "partition field '{}' is derived from field id {}, which the new columns do not have",
+                    field.name, field.source_id
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let partition_fields = self.evolve_partitioning(partition_fields);
+
+        let mut updates = Vec::new();
+        if renumbered != current.fields() {
+            updates.push(MetadataUpdate::SetSchema(renumbered));
+        }
+        if partition_fields != self.default_spec().fields() {
+            updates.push(MetadataUpdate::SetPartitionSpec(partition_fields));
+        }
+        let old = self.properties();
+        let removed: Vec<String> = (old.keys())
+            .filter(|key| !keep(key) && !properties.contains_key(*key))
+            .cloned()
+            .collect();
+        if !removed.is_empty() {
+            updates.push(MetadataUpdate::RemoveProperties(removed));
+        }
+        let set: BTreeMap<String, String> = (properties.iter())
+            .filter(|(key, value)| !keep(key) && old.get(*key) != Some(*value))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        if !set.is_empty() {
+            updates.push(MetadataUpdate::SetProperties(set));
+        }
+        Ok(updates)
+    }
+
     /// The default spec's partition field derived from column `id`, if any.
     fn partitioned_by(&self, id: FieldId) -> Option<&PartitionField> {
         self.default_spec()
@@ -251,6 +322,42 @@ impl TableMetadata {
         self.specs()
             .iter()
             .any(|s| s.fields().iter().any(|f| f.source_id == id))
+    }
+}
+
+/// Whether the values of field `old` are values of field `new`: the same type and nested
+/// field names at every depth (field ids, comments and defaults aside), and NULLs only
+/// where `new` takes them.
+fn holds_same_values(old: &Field, new: &Field) -> bool {
+    let same_type = match (&old.field_type, &new.field_type) {
+        (Type::Primitive(x), Type::Primitive(y)) => x == y,
+        (Type::FixedList { size: x, .. }, Type::FixedList { size: y, .. }) => x == y,
+        (x, y) => std::mem::discriminant(x) == std::mem::discriminant(y),
+    };
+    let (olds, news) = (old.field_type.children(), new.field_type.children());
+    same_type
+        && (old.required || !new.required)
+        && olds.len() == news.len()
+        && (olds.iter().zip(news)).all(|(o, n)| o.name == n.name && holds_same_values(o, n))
+}
+
+/// Gives `field` (holding the same values as `old`) the ids of `old` at every depth, noting each.
+fn copy_ids(old: &Field, field: &mut Field, ids: &mut HashMap<FieldId, FieldId>) {
+    ids.insert(field.id, old.id);
+    field.id = old.id;
+    let olds = old.field_type.children();
+    for (old, part) in olds.into_iter().zip(field.field_type.children_mut()) {
+        copy_ids(old, part, ids);
+    }
+}
+
+/// Gives `field` and its nested fields new ids after `next_id`, noting each.
+fn fresh_ids(field: &mut Field, next_id: &mut i32, ids: &mut HashMap<FieldId, FieldId>) {
+    *next_id += 1;
+    ids.insert(field.id, FieldId(*next_id));
+    field.id = FieldId(*next_id);
+    for part in field.field_type.children_mut() {
+        fresh_ids(part, next_id, ids);
     }
 }
 
@@ -510,5 +617,121 @@ mod tests {
             t.current_schema(),
         )
         .unwrap();
+    }
+
+    /// The field ids, at every depth, of `t` replaced by `fields` and `spec`.
+    fn replaced_ids(t: &TableMetadata, fields: Vec<Field>, spec: Vec<PartitionField>) -> Vec<i32> {
+        let updates = t.replacement(fields, spec, &BTreeMap::new(), |_| false);
+        let next = t.with_updates(&updates.unwrap()).unwrap();
+        let schema = next.current_schema();
+        schema.all_fields().iter().map(|f| f.id.get()).collect()
+    }
+
+    #[test]
+    fn a_replacement_keeps_the_ids_of_columns_it_keeps_and_numbers_the_others_anew() {
+        let t = table();
+        // id INT NOT NULL kept, ts now a DATE (another shape), v dropped, w new.
+        let fields = vec![
+            Field::required(1, "id", PrimitiveType::Int),
+            Field::optional(2, "ts", PrimitiveType::Date),
+            Field::optional(3, "w", PrimitiveType::Long),
+        ];
+        let by_ts_day = PartitionField {
+            source_id: FieldId(2),
+            field_id: FieldId(1000),
+            name: "ts_day".into(),
+            transform: Transform::Day,
+        };
+        let properties = BTreeMap::from([("owner".to_string(), "me".to_string())]);
+        let updates = t
+            .replacement(fields, vec![by_ts_day], &properties, |_| false)
+            .unwrap();
+        let next = t.with_updates(&updates).unwrap();
+        let ids: Vec<(&str, i32)> = (next.current_schema().fields().iter())
+            .map(|f| (f.name.as_str(), f.id.get()))
+            .collect();
+        assert_eq!(ids, [("id", 1), ("ts", 4), ("w", 5)]);
+        assert_eq!(next.last_column_id(), FieldId(5));
+        let spec = next.default_spec();
+        assert_eq!(spec.id(), SpecId(1));
+        assert_eq!(
+            (spec.fields()[0].source_id, spec.fields()[0].field_id),
+            (FieldId(4), FieldId(1001))
+        );
+        assert_eq!(next.properties(), &properties);
+    }
+
+    #[test]
+    fn the_same_definition_replaces_nothing_but_the_properties_it_does_not_keep() {
+        let t = commit(
+            &table(),
+            MetadataUpdate::SetProperties(BTreeMap::from([
+                ("tarn.app-seq.job".to_string(), "7".to_string()),
+                ("owner".to_string(), "me".to_string()),
+            ])),
+        );
+        let fields = t.current_schema().fields().to_vec();
+        let spec = t.default_spec().fields().to_vec();
+        let updates = t
+            .replacement(fields, spec, &BTreeMap::new(), |key| {
+                key.starts_with("tarn.")
+            })
+            .unwrap();
+        assert_eq!(
+            updates,
+            [MetadataUpdate::RemoveProperties(vec!["owner".to_string()])]
+        );
+    }
+
+    #[test]
+    fn a_nested_column_is_kept_only_with_the_same_field_names() {
+        let t = commit(
+            &table(),
+            MetadataUpdate::SetSchema(vec![
+                Field::required(1, "id", PrimitiveType::Int),
+                Field::optional(2, "ts", PrimitiveType::Timestamp),
+                Field::optional(
+                    4,
+                    "s",
+                    Type::Struct(vec![Field::optional(5, "a", PrimitiveType::Int)]),
+                ),
+            ]),
+        );
+        let nested = |name: &str| {
+            vec![
+                Field::required(1, "id", PrimitiveType::Int),
+                Field::optional(2, "ts", PrimitiveType::Timestamp),
+                Field::optional(
+                    3,
+                    "s",
+                    Type::Struct(vec![Field::optional(4, name, PrimitiveType::Int)]),
+                ),
+            ]
+        };
+        let ids = |fields: Vec<Field>| replaced_ids(&t, fields, vec![]);
+        assert_eq!(ids(nested("a")), [1, 2, 4, 5]);
+        assert_eq!(ids(nested("b")), [1, 2, 6, 7]);
+    }
+
+    #[test]
+    fn a_column_keeps_its_id_when_it_takes_nulls_it_did_not_but_not_the_other_way() {
+        let t = table();
+        let ids = |id_required: bool, v_required: bool| {
+            let fields = vec![
+                Field {
+                    required: id_required,
+                    ..Field::optional(1, "id", PrimitiveType::Int)
+                },
+                Field::optional(2, "ts", PrimitiveType::Timestamp),
+                Field {
+                    required: v_required,
+                    ..Field::optional(3, "v", PrimitiveType::Float)
+                },
+            ];
+            replaced_ids(&t, fields, t.default_spec().fields().to_vec())
+        };
+        assert_eq!(ids(true, false), [1, 2, 3]);
+        assert_eq!(ids(false, false), [1, 2, 3]);
+        assert_eq!(ids(false, true), [1, 2, 4]);
     }
 }

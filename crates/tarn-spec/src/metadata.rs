@@ -118,10 +118,7 @@ impl TableMetadata {
     /// The metadata of the next version: `updates` applied, then `snapshot` appended to the
     /// log as version `self.version() + 1`.
     pub fn commit(&self, updates: &[MetadataUpdate], snapshot: NewSnapshot) -> Result<Self> {
-        let mut next = self.clone();
-        for update in updates {
-            next.apply(update)?;
-        }
+        let mut next = self.applied(updates)?;
         next.last_updated_ms = snapshot.timestamp_ms;
         next.snapshots.push(Snapshot {
             version: self.version().next(),
@@ -139,6 +136,22 @@ impl TableMetadata {
             next.format_version = next.format_version.max(BOUNDED_LOG_FORMAT_VERSION);
         }
         next.validate()?;
+        Ok(next)
+    }
+
+    /// This metadata with `updates` applied but no new snapshot: the schema, partition spec
+    /// and properties the next version will have, which data written for it must match.
+    pub fn with_updates(&self, updates: &[MetadataUpdate]) -> Result<Self> {
+        let next = self.applied(updates)?;
+        next.validate()?;
+        Ok(next)
+    }
+
+    fn applied(&self, updates: &[MetadataUpdate]) -> Result<Self> {
+        let mut next = self.clone();
+        for update in updates {
+            next.apply(update)?;
+        }
         Ok(next)
     }
 

@@ -118,7 +118,9 @@ pub(super) async fn prepare(
     }
     let affected: Vec<DataFile>;
     let (added, removed): (&[DataFile], &[DataFile]) = match change {
-        Change::Append { files } | Change::Overwrite { files, .. } => (files, &[]),
+        Change::Append { files }
+        | Change::Overwrite { files, .. }
+        | Change::Replace { files, .. } => (files, &[]),
         Change::Rewrite { removed, added, .. } => (added, removed),
         Change::RowDelta { deletes, added, .. } => {
             affected = deletes.iter().map(|(f, _)| f.clone()).collect();
@@ -128,7 +130,12 @@ pub(super) async fn prepare(
     };
     let mut manifests = Vec::new();
     if !added.is_empty() {
-        let manifest = Manifest::from_data_files(metadata.default_spec(), base.schema(), added)?;
+        let written_for = super::written_for(base, change)?;
+        let manifest = Manifest::from_data_files(
+            written_for.default_spec(),
+            written_for.current_schema(),
+            added,
+        )?;
         manifests.push(stage_manifest(base, manifest, &mut unstored)?);
     }
     let removed_object = if removed.is_empty() {
@@ -482,7 +489,8 @@ async fn next_metadata_staging(
         Change::Overwrite {
             scope: OverwriteScope::Table,
             ..
-        } => {
+        }
+        | Change::Replace { .. } => {
             summary.removed_files = list.total_files();
             summary.removed_rows = list.live_records();
             changes.removed_all = summary.removed_files > 0;
@@ -693,7 +701,7 @@ async fn next_metadata_staging(
         tarn_spec::DELETION_VECTORS_FORMAT_VERSION,
     )];
     let mut updates: Vec<MetadataUpdate> = match change {
-        Change::Metadata { updates, .. } => updates.clone(),
+        Change::Metadata { updates, .. } | Change::Replace { updates, .. } => updates.clone(),
         Change::RowDelta { .. } => upgrade.to_vec(),
         _ => Vec::new(),
     };
@@ -895,11 +903,18 @@ async fn check_conflicts(
     intervening: &[&Snapshot],
 ) -> Result<()> {
     let metadata = current.metadata();
-    let schema_changed = |s: &&&Snapshot| s.operation == tarn_spec::Operation::SchemaChange;
-    if change.writes_data()
-        && (metadata.current_schema().id() != base.schema().id()
-            || metadata.default_spec().id() != base.metadata().default_spec().id())
-    {
+    if let (Change::Replace { .. }, Some(s)) = (change, intervening.first()) {
+        return Err(conflict(s, "the table changed while it was being replaced"));
+    }
+    // The commits since the base that changed the schema or partition spec: schema changes,
+    // and replacements of the table's definition.
+    let base_schema = base.schema().id();
+    let schema_changed = |s: &&&Snapshot| {
+        s.operation == tarn_spec::Operation::SchemaChange || s.schema_id != base_schema
+    };
+    let definition_changed = metadata.current_schema().id() != base_schema
+        || metadata.default_spec().id() != base.metadata().default_spec().id();
+    if change.writes_data() && definition_changed {
         let by = intervening
             .iter()
             .find(schema_changed)
@@ -914,7 +929,10 @@ async fn check_conflicts(
         s.summary.added_files > 0 || s.summary.removed_files > 0 || s.summary.removed_rows > 0
     };
     match change {
-        Change::Append { .. } | Change::Rewrite { .. } | Change::RowDelta { .. } => {}
+        Change::Append { .. }
+        | Change::Rewrite { .. }
+        | Change::RowDelta { .. }
+        | Change::Replace { .. } => {}
         Change::Overwrite {
             scope: OverwriteScope::Table,
             ..
@@ -970,9 +988,11 @@ async fn check_conflicts(
                 )
             });
             if touches_schema {
-                if let Some(s) = intervening.iter().find(schema_changed) {
+                if definition_changed || intervening.iter().any(|s| schema_changed(&s)) {
+                    let by = (intervening.iter().find(schema_changed).copied())
+                        .unwrap_or(metadata.current_snapshot());
                     return Err(conflict(
-                        s,
+                        by,
                         "the schema or partition spec was changed concurrently",
                     ));
                 }

@@ -21,6 +21,7 @@
 //! | **row delta (on files D)** | rebase | conflict          | conflict if D ∩ removed  | conflict if D ∩ R'   | union²                  | conflict             | rebase     |
 //! | **schema / spec change**   | rebase¹ | rebase¹          | rebase¹                  | rebase¹              | rebase¹                 | conflict             | rebase     |
 //! | **properties (keys K)**    | rebase | rebase            | rebase                   | rebase               | rebase                  | rebase               | conflict if they changed K |
+//! | **replace (definition and data)** | conflict | conflict   | conflict                 | conflict             | conflict                | conflict             | conflict   |
 //!
 //! ¹ A schema change that depends on the data (SET NOT NULL, which was checked against the
 //! base's data) conflicts with any concurrent data change instead.
@@ -51,7 +52,7 @@ use std::time::Duration;
 use object_store::ObjectStoreExt;
 use rand::Rng;
 use roaring::RoaringTreemap;
-use tarn_spec::{ChangeType, MetadataUpdate, Operation, PartitionSpec, Version};
+use tarn_spec::{ChangeType, MetadataUpdate, Operation, PartitionSpec, TableMetadata, Version};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::log;
@@ -90,6 +91,14 @@ pub enum Change {
         added: Vec<DataFile>,
         operation: Operation,
     },
+    /// Give the table a new definition and new data (CREATE OR REPLACE TABLE): `updates`
+    /// (from [`Table::replacement`]) set the schema, partition spec and properties, and
+    /// `files`, written for them, become the table's only data files. Any commit made since
+    /// the base version makes it conflict.
+    Replace {
+        updates: Vec<MetadataUpdate>,
+        files: Vec<DataFile>,
+    },
     /// Change the schema, partition spec or properties.
     Metadata {
         updates: Vec<MetadataUpdate>,
@@ -111,7 +120,7 @@ impl Change {
     fn operation(&self) -> Operation {
         match self {
             Change::Append { .. } => Operation::Append,
-            Change::Overwrite { .. } => Operation::Overwrite,
+            Change::Overwrite { .. } | Change::Replace { .. } => Operation::Overwrite,
             Change::Rewrite { operation, .. } | Change::RowDelta { operation, .. } => *operation,
             Change::Metadata { updates, .. } => {
                 if updates.iter().all(|u| {
@@ -296,6 +305,20 @@ impl Table {
     /// [`Table::commit`] with everything a commit can carry besides its change. A staged
     /// table (see [`Table::stage`]) is created first.
     pub async fn commit_with(&self, change: Change, options: CommitOptions) -> Result<Table> {
+        // A replacement commits its data in place of the table it replaces.
+        if let Some(replaced) = self.replaced() {
+            let Change::Append { files } = change else {
+                return Err(Error::invalid(
+                    "replacement",
+                    "a table's replacement commits its new data as one append",
+                ));
+            };
+            let replace = Change::Replace {
+                updates: replaced.updates.clone(),
+                files,
+            };
+            return Box::pin(replaced.base.commit_with(replace, options)).await;
+        }
         let owned = match options.owns_files {
             true => stored_files(&change, &options.change_log, &options.unstored),
             false => Vec::new(),
@@ -616,7 +639,9 @@ fn stored_files(
 /// The data files `change` adds.
 fn added_files(change: &Change) -> &[DataFile] {
     match change {
-        Change::Append { files } | Change::Overwrite { files, .. } => files,
+        Change::Append { files }
+        | Change::Overwrite { files, .. }
+        | Change::Replace { files, .. } => files,
         Change::Rewrite { added, .. } | Change::RowDelta { added, .. } => added,
         Change::Metadata { .. } => &[],
     }
@@ -648,8 +673,25 @@ fn validate_unstored(
     }
 }
 
+/// The metadata the files `change` adds are written for: the base version's, or for a
+/// replacement the definition it gives the table.
+fn written_for<'a>(
+    base: &'a Table,
+    change: &Change,
+) -> Result<std::borrow::Cow<'a, TableMetadata>> {
+    use std::borrow::Cow;
+    match change {
+        Change::Replace { updates, .. } => Ok(Cow::Owned(
+            base.metadata()
+                .with_updates(updates)
+                .map_err(Error::InvalidMetadata)?,
+        )),
+        _ => Ok(Cow::Borrowed(base.metadata())),
+    }
+}
+
 fn validate(base: &Table, change: &Change) -> Result<()> {
-    if let Change::Metadata { updates, .. } = change {
+    if let Change::Metadata { updates, .. } | Change::Replace { updates, .. } = change {
         let mut properties = base.metadata().properties().clone();
         for update in updates {
             match update {
@@ -666,12 +708,9 @@ fn validate(base: &Table, change: &Change) -> Result<()> {
         }
         crate::properties::validate(&properties)?;
     }
-    let spec: &PartitionSpec = base.metadata().default_spec();
-    let added = match change {
-        Change::Append { files } | Change::Overwrite { files, .. } => files.as_slice(),
-        Change::Rewrite { added, .. } | Change::RowDelta { added, .. } => added.as_slice(),
-        Change::Metadata { .. } => &[],
-    };
+    let written_for = written_for(base, change)?;
+    let spec: &PartitionSpec = written_for.default_spec();
+    let added = added_files(change);
     if let Change::RowDelta { deletes, .. } = change {
         for (file, positions) in deletes {
             if positions.max().is_some_and(|p| p >= file.record_count) {

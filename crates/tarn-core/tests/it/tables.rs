@@ -661,6 +661,167 @@ async fn schema_and_property_changes_commit_versions() {
     );
 }
 
+/// `id`, `region` and a new `score` column, partitioned by region.
+fn replaced_definition() -> tarn_core::TableDefinition {
+    tarn_core::TableDefinition {
+        fields: vec![
+            Field::required(1, "id", PrimitiveType::Long),
+            Field::optional(2, "region", PrimitiveType::String),
+            Field::optional(3, "score", PrimitiveType::Double),
+        ],
+        partition_fields: vec![tarn_spec::PartitionField {
+            source_id: tarn_spec::FieldId(2),
+            field_id: tarn_spec::FieldId(1000),
+            name: "region".into(),
+            transform: tarn_spec::Transform::Identity,
+        }],
+        properties: BTreeMap::from([("owner".to_string(), "new".to_string())]),
+    }
+}
+
+fn scored(ids: std::ops::Range<i64>) -> arrow::array::RecordBatch {
+    use arrow::array::{Float64Array, Int64Array, StringArray};
+    let ids: Vec<i64> = ids.collect();
+    arrow::array::RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(ids.clone())) as _),
+        (
+            "region",
+            Arc::new(StringArray::from_iter_values(ids.iter().map(|_| "eu"))) as _,
+        ),
+        (
+            "score",
+            Arc::new(Float64Array::from_iter_values(
+                ids.iter().map(|&i| i as f64),
+            )) as _,
+        ),
+    ])
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_replacement_commits_a_new_definition_and_its_data_as_one_version() {
+    let w = memory_warehouse("replace").await;
+    let t = w
+        .create_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..20, 2)]).await.unwrap();
+    let t = t
+        .commit(Change::Metadata {
+            updates: vec![MetadataUpdate::SetProperties(BTreeMap::from([
+                ("owner".to_string(), "old".to_string()),
+                ("tarn.app-seq.job".to_string(), "3".to_string()),
+            ]))],
+            data_dependent: false,
+        })
+        .await
+        .unwrap();
+
+    let replacement = t.replacement(replaced_definition()).unwrap();
+    assert!(replacement.is_replacement());
+    let mut writer = replacement.writer().unwrap();
+    writer.write(&scored(100..105)).await.unwrap();
+    let files = writer.finish().await.unwrap();
+    let replaced = replacement.commit(Change::Append { files }).await.unwrap();
+
+    assert_eq!(replaced.version(), Version(3));
+    assert!(!replaced.is_replacement());
+    assert_eq!(replaced.snapshot().operation, Operation::Overwrite);
+    let s = &replaced.snapshot().summary;
+    assert_eq!((s.removed_rows, s.added_rows, s.total_rows), (20, 5, 5));
+    assert_eq!(read_ids(&replaced).await, (100..105).collect::<Vec<_>>());
+    // `id` and `region` keep their ids (1 and 3); `score` is new, above `ts` (2).
+    let ids: Vec<(&str, i32)> = (replaced.schema().fields().iter())
+        .map(|f| (f.name.as_str(), f.id.get()))
+        .collect();
+    assert_eq!(ids, [("id", 1), ("region", 3), ("score", 4)]);
+    assert_eq!(replaced.metadata().default_spec().fields().len(), 1);
+    let properties = replaced.metadata().properties();
+    assert_eq!(properties["owner"], "new");
+    assert_eq!(
+        properties["tarn.app-seq.job"], "3",
+        "tarn's own properties stay"
+    );
+    // The history stays: the version before reads its own columns and rows.
+    let before = replaced.at_version(Version(2)).await.unwrap();
+    assert_eq!(before.schema().fields().len(), 3);
+    assert_eq!(before.schema().fields()[1].name, "ts");
+    assert_eq!(read_ids(&before).await, (0..20).collect::<Vec<_>>());
+    // Reloaded from storage, the table is the replacement.
+    let loaded = w.load_table("ns", "events").await.unwrap();
+    assert_eq!(loaded.version(), Version(3));
+    assert_eq!(read_ids(&loaded).await, (100..105).collect::<Vec<_>>());
+
+    // A replacement by no data leaves the table empty.
+    let emptied = (loaded.replacement(replaced_definition()).unwrap())
+        .commit(Change::Append { files: vec![] })
+        .await
+        .unwrap();
+    assert_eq!(emptied.version(), Version(4));
+    assert_eq!(
+        emptied.schema().id(),
+        loaded.schema().id(),
+        "the same schema is not added again"
+    );
+    assert_eq!(read_ids(&emptied).await, Vec::<i64>::new());
+}
+
+#[tokio::test]
+async fn a_replacement_conflicts_with_any_commit_made_meanwhile_and_they_with_it() {
+    let w = memory_warehouse("replace-race").await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..10, 1)]).await.unwrap();
+
+    // An append lands while the replacement writes its data: the replacement conflicts.
+    let replacement = t.replacement(replaced_definition()).unwrap();
+    let appended = t.append_batches([events(10..20, 1)]).await.unwrap();
+    let mut writer = replacement.writer().unwrap();
+    writer.write(&scored(100..105)).await.unwrap();
+    let files = writer.finish().await.unwrap();
+    let err = replacement
+        .commit(Change::Append { files })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), tarn_core::ErrorKind::Conflict { .. }),
+        "{err}"
+    );
+    let now = w.load_table("ns", "events").await.unwrap();
+    assert_eq!(now.version(), appended.version());
+    assert_eq!(read_ids(&now).await, (0..20).collect::<Vec<_>>());
+
+    // A replacement lands while a schema change and an append are under way on the
+    // version before: both conflict instead of undoing the new definition.
+    let replaced = (now.replacement(replaced_definition()).unwrap())
+        .commit(Change::Append { files: vec![] })
+        .await
+        .unwrap();
+    let mut fields = now.schema().fields().to_vec();
+    fields.push(Field::optional(9, "extra", PrimitiveType::Int));
+    let err = now
+        .commit(Change::Metadata {
+            updates: vec![MetadataUpdate::SetSchema(fields)],
+            data_dependent: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), tarn_core::ErrorKind::Conflict { .. }),
+        "{err}"
+    );
+    let err = now.append_batches([events(20..30, 1)]).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), tarn_core::ErrorKind::Conflict { .. }),
+        "{err}"
+    );
+    let last = w.load_table("ns", "events").await.unwrap();
+    assert_eq!(last.version(), replaced.version());
+    assert_eq!(last.schema().fields().len(), 3);
+}
+
 #[tokio::test]
 async fn warehouse_lists_and_drops() {
     let w = memory_warehouse("catalog").await;

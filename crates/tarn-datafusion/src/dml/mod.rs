@@ -242,10 +242,11 @@ impl AnalyzerRule for DmlRule {
                 dml.op,
                 WriteOp::Delete | WriteOp::Update | WriteOp::MergeInto(_)
             );
-            // A table CREATE TABLE AS is creating has the query's own columns: nothing to
-            // check (a value its query cannot convert fails as the query's error).
+            // A table CREATE [OR REPLACE] TABLE AS is creating has the query's own columns:
+            // nothing to check (a value its query cannot convert fails as the query's error).
             if let (WriteOp::Insert(_), Some(target)) = (&dml.op, tarn_target(&dml.target))
                 && !target.table().is_staged()
+                && !target.table().is_replacement()
             {
                 check_omitted_columns(&dml, &target)?;
                 check_inserted_values(&dml, &target)?;
