@@ -7,7 +7,7 @@
 //! |---|---|
 //! | a change log (UPDATE and MERGE in either mode, DELETE in copy-on-write) | the log's files, by kind of change |
 //! | an append | inserts: the live rows of the files in its added manifests |
-//! | any other data change (overwrite, DELETE in merge-on-read) | the difference of its manifest list and its parent's: files only in the new list are inserts, files only in the old one deletes (their live rows in the parent), and a file in both whose deletion vector grew gives the newly deleted positions as deletes |
+//! | any other data change (overwrite, DELETE in merge-on-read, a restore) | the difference of its manifest list and its parent's: files only in the new list are inserts, files only in the old one deletes (their live rows in the parent), and a file in both whose deletion vector changed gives the positions it gained as deletes and those it lost (a restore) as inserts |
 //! | compaction, schema and property changes, version 0 | nothing: no row changed |
 //!
 //! Only the manifests that differ between two versions are read, and only the data of the
@@ -124,30 +124,42 @@ impl Table {
             .filter(|f| !new.contains_key(&f.path))
             .cloned()
             .collect();
-        let mut positions = HashMap::new();
-        let mut shrunk = Vec::new();
+        // Files in both whose deletion vector changed: positions it gained were deleted, and
+        // positions it lost (a restore of an earlier version) came back.
+        let (mut deleted, mut shrunk) = (HashMap::new(), Vec::new());
+        let (mut restored, mut grown) = (HashMap::new(), Vec::new());
         for (path, now) in &new {
             let Some(was) = old.get(path) else { continue };
             if now.deletion_vector == was.deletion_vector {
                 continue;
             }
-            let mut deleted = match &now.deletion_vector {
-                Some(dv) => self.deletion_vector(dv).await?.as_ref().clone(),
-                None => RoaringTreemap::new(),
-            };
-            if let Some(dv) = &was.deletion_vector {
-                deleted -= self.deletion_vector(dv).await?.as_ref();
-            }
-            if !deleted.is_empty() {
-                positions.insert(path.clone(), deleted);
+            let now_deleted = self.deleted_positions(now).await?;
+            let was_deleted = self.deleted_positions(was).await?;
+            let gained = &now_deleted - &was_deleted;
+            if !gained.is_empty() {
+                deleted.insert(path.clone(), gained);
                 shrunk.push(now.clone());
+            }
+            let lost = &was_deleted - &now_deleted;
+            if !lost.is_empty() {
+                restored.insert(path.clone(), lost);
+                grown.push(now.clone());
             }
         }
         Ok(non_empty(vec![
             slice(ChangeType::Delete, removed, None),
-            slice(ChangeType::Delete, shrunk, Some(positions)),
+            slice(ChangeType::Delete, shrunk, Some(deleted)),
             slice(ChangeType::Insert, inserted, None),
+            slice(ChangeType::Insert, grown, Some(restored)),
         ]))
+    }
+
+    /// The positions `file`'s deletion vector deletes.
+    async fn deleted_positions(&self, file: &DataFile) -> Result<RoaringTreemap> {
+        Ok(match &file.deletion_vector {
+            Some(dv) => self.deletion_vector(dv).await?.as_ref().clone(),
+            None => RoaringTreemap::new(),
+        })
     }
 
     /// The data files of the manifests in `snapshot`'s list that are not in `other`'s, by

@@ -48,7 +48,19 @@ pub(crate) struct Optimize {
 }
 
 /// The procedures `CALL` runs.
-const PROCEDURES: [&str; 3] = ["expire_snapshots", "remove_orphan_files", "optimize"];
+const PROCEDURES: [&str; 5] = [
+    "expire_snapshots",
+    "remove_orphan_files",
+    "optimize",
+    "rollback_to_snapshot",
+    "rollback_to_timestamp",
+];
+
+/// The argument each rollback procedure takes after the table, by name or second in place.
+const ROLLBACK_TARGETS: [(&str, &str); 2] = [
+    ("rollback_to_snapshot", "snapshot_id"),
+    ("rollback_to_timestamp", "timestamp"),
+];
 
 /// How many times compaction plans again after losing to a concurrent change.
 const COMPACTION_ATTEMPTS: u32 = 5;
@@ -249,8 +261,8 @@ impl TarnContext {
                 .iter()
                 .any(|w| procedure.contains(w))
             {
-                "; to bring a table back to an earlier version, write it again: INSERT \
-                 OVERWRITE t SELECT * FROM t VERSION AS OF n"
+                "; to bring a table back to an earlier version: RESTORE TABLE t TO VERSION AS \
+                 OF n (or TIMESTAMP AS OF 'time')"
             } else {
                 ""
             };
@@ -277,6 +289,19 @@ impl TarnContext {
         let table_name = args.table()?;
         let provider = self.tarn_table(&table_name).await?;
         let table = provider.table();
+        if let Some(&(_, target)) = ROLLBACK_TARGETS.iter().find(|(p, _)| *p == procedure) {
+            args.allow(&[target])?;
+            let version = match target {
+                "snapshot_id" => args.version(target)?,
+                _ => {
+                    let Some(ms) = args.timestamp(target, &state)? else {
+                        return Err(args.usage());
+                    };
+                    table.at_timestamp(ms).await.map_err(to_df)?.version()
+                }
+            };
+            return self.restore(table, version).await.map(Some);
+        }
         let batch = if procedure == "expire_snapshots" {
             args.allow(&["older_than", "retain_last", "dry_run"])?;
             let options = ExpireOptions {
@@ -319,6 +344,29 @@ impl TarnContext {
             )?
         };
         self.session_context().read_batch(batch).map(Some)
+    }
+}
+
+impl TarnContext {
+    /// Brings `table` back to `version` in a new version ([`tarn_core::Table::restore`]),
+    /// returning the version before, the new one and the one restored.
+    async fn restore(
+        &self,
+        table: &tarn_core::Table,
+        version: tarn_spec::Version,
+    ) -> Result<DataFrame> {
+        let extra = BTreeMap::from([
+            ("statement".to_string(), "restore".to_string()),
+            ("restored-version".to_string(), version.get().to_string()),
+        ]);
+        let restored = table.restore(version, extra).await.map_err(to_df)?;
+        let column = |v: tarn_spec::Version| Arc::new(UInt64Array::from(vec![v.get()])) as ArrayRef;
+        let batch = RecordBatch::try_from_iter([
+            ("previous_version", column(table.version())),
+            ("version", column(restored.version())),
+            ("restored_version", column(version)),
+        ])?;
+        self.session_context().read_batch(batch)
     }
 }
 
@@ -373,6 +421,14 @@ impl<'a> ProcedureArgs<'a> {
             let (_, table) = args.named.remove(i);
             args.positional.push(table);
         }
+        // A rollback's target may follow the table in place: `rollback_to_snapshot('t', 3)`.
+        if let Some(&(_, target)) = ROLLBACK_TARGETS.iter().find(|(p, _)| *p == procedure)
+            && args.positional.len() == 2
+            && !args.named.iter().any(|(n, _)| n == target)
+        {
+            let value = args.positional.pop().expect("two positional arguments");
+            args.named.push((target.to_string(), value));
+        }
         Ok(args)
     }
 
@@ -390,6 +446,14 @@ impl<'a> ProcedureArgs<'a> {
                 "CALL tarn.optimize('namespace.table'), or OPTIMIZE namespace.table \
                  [WHERE partition predicate] [ORDER BY column, ...]"
             }
+            "rollback_to_snapshot" => {
+                "CALL tarn.rollback_to_snapshot('namespace.table', version), or RESTORE \
+                 TABLE namespace.table TO VERSION AS OF version"
+            }
+            "rollback_to_timestamp" => {
+                "CALL tarn.rollback_to_timestamp('namespace.table', TIMESTAMP 'time'), or \
+                 RESTORE TABLE namespace.table TO TIMESTAMP AS OF 'time'"
+            }
             _ => {
                 "CALL tarn.remove_orphan_files('namespace.table' [, older_than => 'timestamp'] \
                  [, dry_run => true])"
@@ -397,8 +461,11 @@ impl<'a> ProcedureArgs<'a> {
         }
     }
 
+    /// The table: a string (`'ns.t'`, Iceberg's way) or a name (`ns."My Table"`).
     fn table(&self) -> Result<ObjectName> {
         match self.positional.as_slice() {
+            [SqlExpr::Identifier(name)] => Ok(ObjectName::from(vec![name.clone()])),
+            [SqlExpr::CompoundIdentifier(parts)] => Ok(ObjectName::from(parts.clone())),
             [SqlExpr::Value(v)] => match &v.value {
                 SqlValue::SingleQuotedString(s) => Ok(ObjectName::from(
                     crate::names::QualifiedName::split(s)
@@ -439,6 +506,27 @@ impl<'a> ProcedureArgs<'a> {
                 crate::time_travel::evaluate_timestamp(state, expr, &format!("the {name} time"))
             })
             .transpose()
+    }
+
+    /// A version number (a snapshot id), which must be given.
+    fn version(&self, name: &str) -> Result<tarn_spec::Version> {
+        let refused = |what: &dyn std::fmt::Display| {
+            DataFusionError::Plan(format!(
+                "{name} takes a version number (0 or more), not {what}; usage: {}",
+                self.usage_text()
+            ))
+        };
+        match self.get(name) {
+            None => Err(self.usage()),
+            Some(SqlExpr::Value(v)) => match &v.value {
+                SqlValue::Number(n, _) => match n.parse::<u64>() {
+                    Ok(n) => Ok(tarn_spec::Version(n)),
+                    Err(_) => Err(refused(n)),
+                },
+                other => Err(refused(other)),
+            },
+            Some(other) => Err(refused(other)),
+        }
     }
 
     fn count(&self, name: &str) -> Result<Option<u64>> {

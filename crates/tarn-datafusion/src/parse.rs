@@ -84,7 +84,12 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             optimize: Some(optimize),
         }));
     }
-    if let Some(statement) = parse_metadata_shortcut(&tokens)? {
+    // Statements of other systems that tarn runs as statements of its own.
+    let rewritten = match parse_restore(&tokens)? {
+        Some(statement) => Some(statement),
+        None => parse_metadata_shortcut(&tokens)?,
+    };
+    if let Some(statement) = rewritten {
         return Ok(Some(ParsedStatement {
             statement,
             partition_by: Vec::new(),
@@ -308,6 +313,52 @@ fn parse_metadata_shortcut(tokens: &[Token]) -> Result<Option<DFStatement>> {
     let query = format!("SELECT * FROM {table} ORDER BY {order}{limit}");
     Ok(Some(
         DFParserBuilder::new(query.as_str())
+            .with_dialect(&TarnDialect as &dyn Dialect)
+            .build()?
+            .parse_statement()?,
+    ))
+}
+
+/// Delta's `RESTORE [TABLE] t [TO] VERSION AS OF n | TIMESTAMP AS OF time`, as the procedure
+/// call it is: `CALL tarn.rollback_to_snapshot(t, n)` or `CALL tarn.rollback_to_timestamp(t,
+/// time)` (Iceberg's names).
+fn parse_restore(tokens: &[Token]) -> Result<Option<DFStatement>> {
+    let Some(first) = next_significant(tokens, 0) else {
+        return Ok(None);
+    };
+    if !matches!(&tokens[first], Token::Word(w) if w.quote_style.is_none()
+        && w.value.eq_ignore_ascii_case("restore"))
+    {
+        return Ok(None);
+    }
+    const USAGE: &str =
+        "usage: RESTORE [TABLE] table [TO] VERSION AS OF version | TIMESTAMP AS OF time";
+    let error = |e: datafusion::sql::sqlparser::parser::ParserError| {
+        DataFusionError::Plan(format!("{e}; {USAGE}"))
+    };
+    let mut parser = Parser::new(&TarnDialect).with_tokens(tokens[first + 1..].to_vec());
+    let _optional = parser.parse_keyword(Keyword::TABLE);
+    let table = parser.parse_object_name(false).map_err(error)?;
+    let _optional = parser.parse_keyword(Keyword::TO);
+    let call = if parser.parse_keywords(&[Keyword::VERSION, Keyword::AS, Keyword::OF]) {
+        let version = parser.parse_literal_uint().map_err(error)?;
+        format!("CALL tarn.rollback_to_snapshot({table}, {version})")
+    } else if parser.parse_keywords(&[Keyword::TIMESTAMP, Keyword::AS, Keyword::OF]) {
+        let time = parser.parse_expr().map_err(error)?;
+        format!("CALL tarn.rollback_to_timestamp({table}, {time})")
+    } else {
+        return Err(DataFusionError::Plan(format!(
+            "RESTORE needs the version to go back to; {USAGE}"
+        )));
+    };
+    if parser.peek_token().token != Token::EOF {
+        return Err(DataFusionError::Plan(format!(
+            "unexpected '{}' in RESTORE; {USAGE}",
+            parser.peek_token().token
+        )));
+    }
+    Ok(Some(
+        DFParserBuilder::new(call.as_str())
             .with_dialect(&TarnDialect as &dyn Dialect)
             .build()?
             .parse_statement()?,

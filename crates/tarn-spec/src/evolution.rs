@@ -292,7 +292,19 @@ impl TableMetadata {
         if partition_fields != self.default_spec().fields() {
             updates.push(MetadataUpdate::SetPartitionSpec(partition_fields));
         }
+        updates.extend(self.replace_properties(properties, keep));
+        Ok(updates)
+    }
+
+    /// The updates that make the table's properties `properties`, but for those `keep`
+    /// names, which stay as they are.
+    pub fn replace_properties(
+        &self,
+        properties: &BTreeMap<String, String>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<MetadataUpdate> {
         let old = self.properties();
+        let mut updates = Vec::new();
         let removed: Vec<String> = (old.keys())
             .filter(|key| !keep(key) && !properties.contains_key(*key))
             .cloned()
@@ -307,7 +319,7 @@ impl TableMetadata {
         if !set.is_empty() {
             updates.push(MetadataUpdate::SetProperties(set));
         }
-        Ok(updates)
+        updates
     }
 
     /// The default spec's partition field derived from column `id`, if any.

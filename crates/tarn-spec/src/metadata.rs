@@ -60,6 +60,10 @@ pub enum MetadataUpdate {
     SetSchema(Vec<Field>),
     /// Add a partition spec and make it the default. Its id is assigned by the commit.
     SetPartitionSpec(Vec<PartitionField>),
+    /// Make a schema the table has (an earlier one) current again.
+    SetCurrentSchema(SchemaId),
+    /// Make a partition spec the table has (an earlier one) the default again.
+    SetDefaultSpec(SpecId),
     SetProperties(BTreeMap<String, String>),
     /// Raise the table's format version to at least this one (never lowers it).
     UpgradeFormatVersion(u32),
@@ -177,6 +181,20 @@ impl TableMetadata {
                 self.last_partition_id = self.last_partition_id.max(spec.highest_field_id());
                 self.specs.push(spec);
                 self.default_spec_id = id;
+            }
+            MetadataUpdate::SetCurrentSchema(id) => {
+                if self.schema(*id).is_none() {
+                    return Err(SpecError::invalid(format!("the table has no schema {id}")));
+                }
+                self.current_schema_id = *id;
+            }
+            MetadataUpdate::SetDefaultSpec(id) => {
+                if self.spec(*id).is_none() {
+                    return Err(SpecError::invalid(format!(
+                        "the table has no partition spec {id}"
+                    )));
+                }
+                self.default_spec_id = *id;
             }
             MetadataUpdate::SetProperties(props) => {
                 self.properties

@@ -128,14 +128,26 @@ pub(super) async fn prepare(
         }
         Change::Metadata { .. } => (&[], &[]),
     };
+    // A manifest per partition spec: one, but for a replacement that brings back files of
+    // several specs (a restore).
     let mut manifests = Vec::new();
-    if !added.is_empty() {
-        let written_for = super::written_for(base, change)?;
-        let manifest = Manifest::from_data_files(
-            written_for.default_spec(),
-            written_for.current_schema(),
-            added,
-        )?;
+    let written_for = super::written_for(base, change)?;
+    let mut specs: Vec<SpecId> = added.iter().map(|f| f.spec_id).collect();
+    specs.sort_unstable();
+    specs.dedup();
+    for &id in &specs {
+        let spec = written_for.spec(id).ok_or_else(|| {
+            Error::invalid("data file", format!("the table has no partition spec {id}"))
+        })?;
+        let schema = written_for.current_schema();
+        let manifest = match specs.len() {
+            1 => Manifest::from_data_files(spec, schema, added)?,
+            _ => {
+                let files: Vec<DataFile> =
+                    (added.iter().filter(|f| f.spec_id == id).cloned()).collect();
+                Manifest::from_data_files(spec, schema, &files)?
+            }
+        };
         manifests.push(stage_manifest(base, manifest, &mut unstored)?);
     }
     let removed_object = if removed.is_empty() {
@@ -984,7 +996,10 @@ async fn check_conflicts(
             let touches_schema = updates.iter().any(|u| {
                 matches!(
                     u,
-                    MetadataUpdate::SetSchema(_) | MetadataUpdate::SetPartitionSpec(_)
+                    MetadataUpdate::SetSchema(_)
+                        | MetadataUpdate::SetPartitionSpec(_)
+                        | MetadataUpdate::SetCurrentSchema(_)
+                        | MetadataUpdate::SetDefaultSpec(_)
                 )
             });
             if touches_schema {

@@ -530,6 +530,38 @@ impl Table {
         }))
     }
 
+    /// Brings the table back to `version` in a new version, as Delta's RESTORE and Iceberg's
+    /// rollback do: the schema, partition spec and properties that version had (those only
+    /// tarn sets stay as they are now), and its data files with their deletion vectors, by
+    /// reference: nothing is rewritten. The versions between stay readable. A commit to the
+    /// table meanwhile makes it conflict (it is a [`Change::Replace`]). `extra` goes to the
+    /// snapshot summary. Restoring the current version commits nothing.
+    pub async fn restore(
+        &self,
+        version: Version,
+        extra: BTreeMap<String, String>,
+    ) -> Result<Table> {
+        if version == self.version() {
+            return Ok(self.clone());
+        }
+        let then = self.at_version(version).await?;
+        let (old, now) = (then.metadata(), self.metadata());
+        let mut updates = Vec::new();
+        if old.current_schema().id() != now.current_schema().id() {
+            updates.push(MetadataUpdate::SetCurrentSchema(old.current_schema().id()));
+        }
+        if old.default_spec().id() != now.default_spec().id() {
+            updates.push(MetadataUpdate::SetDefaultSpec(old.default_spec().id()));
+        }
+        updates.extend(now.replace_properties(old.properties(), crate::properties::set_by_tarn));
+        let files = then
+            .plan_files(&crate::scan::Predicate::True)
+            .await?
+            .data_files();
+        self.commit_with_summary(Change::Replace { updates, files }, extra)
+            .await
+    }
+
     /// Appends data files.
     pub async fn append(&self, files: Vec<DataFile>) -> Result<Table> {
         self.commit(Change::Append { files }).await
@@ -725,6 +757,21 @@ fn validate(base: &Table, change: &Change) -> Result<()> {
         }
     }
     for file in added {
+        // A replacement may bring back files of the table's earlier specs (a restore).
+        if let Change::Replace { .. } = change {
+            let fits = (written_for.spec(file.spec_id))
+                .is_some_and(|spec| spec.fields().len() == file.partition.len());
+            if !fits {
+                return Err(Error::invalid(
+                    "data file",
+                    format!(
+                        "'{}' names partition spec {}, which the table does not have",
+                        file.path, file.spec_id
+                    ),
+                ));
+            }
+            continue;
+        }
         if file.spec_id != spec.id() || file.partition.len() != spec.fields().len() {
             return Err(Error::invalid(
                 "data file",

@@ -622,15 +622,8 @@ async fn schema_and_property_changes_commit_versions() {
         .await
         .unwrap();
     let t = t.append_batches([events(0..10, 1)]).await.unwrap();
-    let mut fields = t.schema().fields().to_vec();
-    fields.push(Field::optional(4, "score", PrimitiveType::Double));
-    let t = t
-        .commit(Change::Metadata {
-            updates: vec![MetadataUpdate::SetSchema(fields)],
-            data_dependent: false,
-        })
-        .await
-        .unwrap();
+    let score = Field::optional(4, "score", PrimitiveType::Double);
+    let t = t.commit(adding(&t, score)).await.unwrap();
     assert_eq!(t.snapshot().operation, Operation::SchemaChange);
     assert_eq!(t.schema().fields().len(), 4);
     assert_eq!(
@@ -799,15 +792,8 @@ async fn a_replacement_conflicts_with_any_commit_made_meanwhile_and_they_with_it
         .commit(Change::Append { files: vec![] })
         .await
         .unwrap();
-    let mut fields = now.schema().fields().to_vec();
-    fields.push(Field::optional(9, "extra", PrimitiveType::Int));
-    let err = now
-        .commit(Change::Metadata {
-            updates: vec![MetadataUpdate::SetSchema(fields)],
-            data_dependent: false,
-        })
-        .await
-        .unwrap_err();
+    let extra = Field::optional(9, "extra", PrimitiveType::Int);
+    let err = now.commit(adding(&now, extra)).await.unwrap_err();
     assert!(
         matches!(err.kind(), tarn_core::ErrorKind::Conflict { .. }),
         "{err}"
@@ -820,6 +806,123 @@ async fn a_replacement_conflicts_with_any_commit_made_meanwhile_and_they_with_it
     let last = w.load_table("ns", "events").await.unwrap();
     assert_eq!(last.version(), replaced.version());
     assert_eq!(last.schema().fields().len(), 3);
+}
+
+#[tokio::test]
+async fn a_restore_brings_back_an_earlier_version_by_reference() {
+    let w = memory_warehouse("restore").await;
+    let t = w
+        .create_table("ns", "events", events_definition(true))
+        .await
+        .unwrap();
+    let t = t.append_batches([events(0..10, 2)]).await.unwrap();
+    // Version 2 deletes ids 0 and 1 by deletion vector.
+    let files = t.plan_files(&Predicate::True).await.unwrap().data_files();
+    let deletes = files
+        .iter()
+        .map(|f| (f.clone(), roaring::RoaringTreemap::from_iter([0u64])))
+        .collect();
+    let t = t
+        .commit(Change::RowDelta {
+            deletes,
+            added: vec![],
+            operation: Operation::Delete,
+        })
+        .await
+        .unwrap();
+    let at_2 = read_ids(&t).await;
+    assert_eq!(at_2.len(), 8);
+    let paths_at_2: Vec<String> = (t.plan_files(&Predicate::True).await.unwrap().data_files())
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    // Version 3 adds a column, 4 appends, 5 repartitions and sets a property.
+    let score = Field::optional(4, "score", PrimitiveType::Double);
+    let t = t.commit(adding(&t, score)).await.unwrap();
+    let mut writer = t.writer().unwrap();
+    writer.write(&scored_events(100..103)).await.unwrap();
+    let t = t.append(writer.finish().await.unwrap()).await.unwrap();
+    let t = t
+        .commit(Change::Metadata {
+            updates: vec![
+                MetadataUpdate::SetPartitionSpec(vec![]),
+                MetadataUpdate::SetProperties(BTreeMap::from([
+                    ("owner".to_string(), "x".to_string()),
+                    ("tarn.app-seq.job".to_string(), "9".to_string()),
+                ])),
+            ],
+            data_dependent: false,
+        })
+        .await
+        .unwrap();
+
+    let extra = BTreeMap::from([("statement".to_string(), "restore".to_string())]);
+    let restored = t.restore(Version(2), extra.clone()).await.unwrap();
+    assert_eq!(restored.version(), Version(6));
+    assert_eq!(read_ids(&restored).await, at_2);
+    let at_2_table = restored.at_version(Version(2)).await.unwrap();
+    assert_eq!(restored.schema().id(), at_2_table.schema().id());
+    assert_eq!(
+        restored.metadata().default_spec().id(),
+        at_2_table.metadata().default_spec().id()
+    );
+    let paths: Vec<String> = (restored
+        .plan_files(&Predicate::True)
+        .await
+        .unwrap()
+        .data_files())
+    .into_iter()
+    .map(|f| f.path)
+    .collect();
+    assert_eq!(paths, paths_at_2, "the same files, nothing rewritten");
+    let properties = restored.metadata().properties();
+    assert!(!properties.contains_key("owner"));
+    assert_eq!(
+        properties["tarn.app-seq.job"], "9",
+        "tarn's own properties stay"
+    );
+    assert_eq!(restored.snapshot().summary.extra, extra);
+    // The versions between stay readable.
+    let at_5 = restored.at_version(Version(5)).await.unwrap();
+    assert_eq!(read_ids(&at_5).await.len(), 11);
+
+    // The current version: nothing to commit. Version 0: the empty table.
+    let same = restored.restore(Version(6), BTreeMap::new()).await.unwrap();
+    assert_eq!(same.version(), Version(6));
+    let empty = restored.restore(Version(0), BTreeMap::new()).await.unwrap();
+    assert_eq!(empty.version(), Version(7));
+    assert_eq!(read_ids(&empty).await, Vec::<i64>::new());
+    let err = empty
+        .restore(Version(42), BTreeMap::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("42"), "{err}");
+}
+
+/// [`events`] with a `score` column.
+fn scored_events(ids: std::ops::Range<i64>) -> arrow::array::RecordBatch {
+    let batch = events(ids, 2);
+    let scores = arrow::array::Float64Array::from(vec![0.5; batch.num_rows()]);
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(scores));
+    let mut fields: Vec<_> = batch.schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(arrow::datatypes::Field::new(
+        "score",
+        arrow::datatypes::DataType::Float64,
+        true,
+    )));
+    let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+    arrow::array::RecordBatch::try_new(schema, columns).unwrap()
+}
+
+/// The schema change that adds `field` after `t`'s columns.
+fn adding(t: &Table, field: Field) -> Change {
+    let mut fields = t.schema().fields().to_vec();
+    fields.push(field);
+    Change::Metadata {
+        updates: vec![MetadataUpdate::SetSchema(fields)],
+        data_dependent: false,
+    }
 }
 
 #[tokio::test]
