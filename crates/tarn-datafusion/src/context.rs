@@ -35,7 +35,9 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{DescribeAlias, ObjectName, Statement, TableObject, Update};
+use datafusion::sql::sqlparser::ast::{
+    DescribeAlias, Ident, ObjectName, SetExpr, Statement, TableObject, Update,
+};
 use tarn_core::Warehouse;
 use tarn_core::storage::StoreOptions;
 
@@ -253,6 +255,48 @@ impl TarnContext {
         }
     }
 
+    /// DuckDB's `INSERT INTO t BY NAME query` (`statement` is the INSERT without `BY NAME`,
+    /// or an EXPLAIN of it): the query's column names become the INSERT's column list, so
+    /// each column goes to the table's column of its name and the others take their defaults.
+    async fn name_inserted_columns(&self, statement: &mut DFStatement) -> Result<()> {
+        let mut statement = statement;
+        while let DFStatement::Explain(explain) = statement {
+            statement = explain.statement.as_mut();
+        }
+        let DFStatement::Statement(s) = statement else {
+            return Err(DataFusionError::Plan("BY NAME belongs to INSERT".into()));
+        };
+        let Statement::Insert(insert) = s.as_mut() else {
+            return Err(DataFusionError::Plan("BY NAME belongs to INSERT".into()));
+        };
+        if !insert.columns.is_empty() {
+            return Err(DataFusionError::Plan(
+                "INSERT ... BY NAME takes its columns from the query's names; drop the column \
+                 list"
+                    .into(),
+            ));
+        }
+        let Some(source) = &insert.source else {
+            return Err(DataFusionError::Plan(
+                "INSERT ... BY NAME takes a query".into(),
+            ));
+        };
+        if matches!(source.body.as_ref(), SetExpr::Values(_)) {
+            return Err(DataFusionError::Plan(
+                "INSERT ... BY NAME matches the query's column names, and VALUES names none: \
+                 name them (SELECT 1 AS a, ...) or list the columns (INSERT INTO t (a, ...) \
+                 VALUES ...)"
+                    .into(),
+            ));
+        }
+        let query = DFStatement::Statement(Box::new(Statement::Query(source.clone())));
+        let plan = self.ctx.state().statement_to_plan(query).await?;
+        insert.columns = (plan.schema().fields().iter())
+            .map(|field| ObjectName::from(vec![Ident::with_quote('"', field.name())]))
+            .collect();
+        Ok(())
+    }
+
     /// Runs one parsed statement.
     pub async fn execute(&self, parsed: ParsedStatement) -> Result<DataFrame> {
         self.finish_cancelled().await;
@@ -261,7 +305,11 @@ impl TarnContext {
             partition_by,
             alter,
             optimize,
+            insert_by_name,
         } = parsed;
+        if insert_by_name {
+            self.name_inserted_columns(&mut statement).await?;
+        }
         if let DFStatement::Statement(s) = &mut statement
             && let Statement::Insert(insert) = s.as_mut()
             && let TableObject::TableName(name) = &insert.table

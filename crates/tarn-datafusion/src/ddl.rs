@@ -961,8 +961,9 @@ fn committed(batches: &[RecordBatch]) -> bool {
         .any(|batch| batch.schema().metadata().contains_key(VERSION_METADATA_KEY))
 }
 
-/// A CTAS whose query returned no rows committed nothing after the create: its count still
-/// names the version the table is now at (the create's), not "unchanged".
+/// A CREATE [OR REPLACE] TABLE AS whose query returned no rows committed nothing through its
+/// write: its count still names the version the table is now at (the create's, or the
+/// replacement's), not "unchanged".
 fn created_version(batches: Vec<RecordBatch>, created: &tarn_core::Table) -> Vec<RecordBatch> {
     batches
         .into_iter()

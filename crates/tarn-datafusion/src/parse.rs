@@ -35,6 +35,9 @@ pub struct ParsedStatement {
     pub(crate) partition_by: Vec<SqlExpr>,
     pub(crate) alter: Option<TarnAlter>,
     pub(crate) optimize: Option<Optimize>,
+    /// DuckDB's `INSERT INTO t BY NAME query`: the query's columns go to the table's
+    /// columns of the same names (the statement holds the INSERT without `BY NAME`).
+    pub(crate) insert_by_name: bool,
 }
 
 impl ParsedStatement {
@@ -74,6 +77,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             partition_by: Vec::new(),
             alter: Some(alter),
             optimize: None,
+            insert_by_name: false,
         }));
     }
     if let Some((statement, optimize)) = parse_optimize(&tokens)? {
@@ -82,6 +86,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             partition_by: Vec::new(),
             alter: None,
             optimize: Some(optimize),
+            insert_by_name: false,
         }));
     }
     // Statements of other systems that tarn runs as statements of its own.
@@ -95,13 +100,21 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             partition_by: Vec::new(),
             alter: None,
             optimize: None,
+            insert_by_name: false,
         }));
     }
     let mut kept: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     let mut partition_by = Vec::new();
     let datafusions = partitioned_by_is_datafusions(&tokens);
+    let by_name = insert_by_name(&tokens);
     let mut i = 0;
     while i < tokens.len() {
+        if let Some((by, name)) = by_name
+            && (i == by || i == name)
+        {
+            i += 1;
+            continue;
+        }
         if !datafusions
             && is_keyword(&tokens[i], Keyword::PARTITIONED)
             && let Some(by) = next_significant(&tokens, i + 1)
@@ -182,6 +195,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
                 partition_by,
                 alter,
                 optimize: None,
+                insert_by_name: by_name.is_some(),
             }))
         }
         _ => Err(DataFusionError::Plan(
@@ -691,6 +705,51 @@ fn partitioned_by_is_datafusions(tokens: &[Token]) -> bool {
         }
         _ => false,
     }
+}
+
+/// Where DuckDB's `BY NAME` stands in `INSERT [OR ...] INTO t BY NAME query` (the positions of
+/// its two words), when the statement is such an INSERT.
+fn insert_by_name(tokens: &[Token]) -> Option<(usize, usize)> {
+    // The INSERT, after EXPLAIN [ANALYZE] [VERBOSE] if the statement shows its plan.
+    let mut first = next_significant(tokens, 0)?;
+    while [Keyword::EXPLAIN, Keyword::ANALYZE, Keyword::VERBOSE]
+        .iter()
+        .any(|k| is_keyword(&tokens[first], *k))
+    {
+        first = next_significant(tokens, first + 1)?;
+    }
+    if !is_keyword(&tokens[first], Keyword::INSERT) {
+        return None;
+    }
+    let mut depth = 0usize;
+    let mut i = first + 1;
+    while let Some(j) = next_significant(tokens, i) {
+        let token = &tokens[j];
+        match token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            _ if depth > 0 => {}
+            _ if is_keyword(token, Keyword::BY) => {
+                let name = next_significant(tokens, j + 1)?;
+                return is_keyword(&tokens[name], Keyword::NAME).then_some((j, name));
+            }
+            // The query has begun.
+            _ if [
+                Keyword::SELECT,
+                Keyword::VALUES,
+                Keyword::WITH,
+                Keyword::FROM,
+            ]
+            .iter()
+            .any(|k| is_keyword(token, *k)) =>
+            {
+                return None;
+            }
+            _ => {}
+        }
+        i = j + 1;
+    }
+    None
 }
 
 fn is_keyword(token: &Token, keyword: Keyword) -> bool {

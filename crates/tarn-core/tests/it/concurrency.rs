@@ -65,9 +65,11 @@ enum Kind {
     DeleteEu,
     Schema,
     Property,
+    /// A new definition (the same columns, unpartitioned) with new rows.
+    Replace,
 }
 
-const KINDS: [Kind; 7] = [
+const KINDS: [Kind; 8] = [
     Kind::Append,
     Kind::OverwriteTable,
     Kind::OverwriteEu,
@@ -75,6 +77,7 @@ const KINDS: [Kind; 7] = [
     Kind::DeleteEu,
     Kind::Schema,
     Kind::Property,
+    Kind::Replace,
 ];
 
 /// Base: one file of `eu` rows (even ids 0..20) and one of `us` rows, all on day 0.
@@ -159,6 +162,24 @@ async fn change(t: &Table, kind: Kind, salt: i64) -> Change {
             )]))],
             data_dependent: false,
         },
+        Kind::Replace => {
+            let definition = events_definition(false);
+            let updates = (t.metadata())
+                .replacement(
+                    definition.fields.clone(),
+                    definition.partition_fields.clone(),
+                    &definition.properties,
+                    tarn_core::properties::set_by_tarn,
+                )
+                .unwrap();
+            let mut writer = t.replacement(definition).unwrap().writer().unwrap();
+            writer
+                .write(&events(1000 * salt..1000 * salt + 2, 1))
+                .await
+                .unwrap();
+            let files = writer.finish().await.unwrap();
+            Change::Replace { updates, files }
+        }
     }
 }
 
@@ -166,7 +187,9 @@ async fn change(t: &Table, kind: Kind, salt: i64) -> Change {
 fn rebases(mine: Kind, theirs: Kind) -> bool {
     use Kind::*;
     match (mine, theirs) {
-        (_, Schema) => matches!(mine, Property),
+        // A replacement builds on exactly the version it read.
+        (Replace, _) => false,
+        (_, Schema | Replace) => matches!(mine, Property),
         (Append, _) => true,
         (OverwriteTable, Property) => true,
         (OverwriteTable, _) => false,
@@ -219,6 +242,61 @@ pub async fn conflict_matrix(backend: Backend) {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restores_racing_appends_lose_no_row_and_bring_none_back() {
+    let w = memory_warehouse("restore-race").await;
+    let t = w
+        .create_table("ns", "events", events_definition(false))
+        .await
+        .unwrap();
+    t.append_batches([events(0..10, 1)]).await.unwrap();
+    let appender = {
+        let w = w.clone();
+        tokio::spawn(async move {
+            let mut appended = Vec::new();
+            for i in 0..40i64 {
+                let t = w.load_table("ns", "events").await.unwrap();
+                let ids = 100 + 2 * i..102 + 2 * i;
+                let after = t.append_batches([events(ids.clone(), 1)]).await.unwrap();
+                appended.push((after.version(), ids));
+            }
+            appended
+        })
+    };
+    let restorer = {
+        let w = w.clone();
+        tokio::spawn(async move {
+            let mut restored = Vec::new();
+            for _ in 0..8 {
+                loop {
+                    let t = w.load_table("ns", "events").await.unwrap();
+                    match t.restore(Version(1), BTreeMap::new()).await {
+                        Ok(after) => {
+                            restored.push(after.version());
+                            break;
+                        }
+                        Err(e) if e.kind() == ErrorKind::Conflict { retryable: true } => {}
+                        Err(e) => panic!("restore failed: {e}"),
+                    }
+                }
+            }
+            restored
+        })
+    };
+    let appended = appender.await.unwrap();
+    let restored = restorer.await.unwrap();
+    // The table holds version 1's rows and the rows of every append after the last restore.
+    let last_restore = restored.into_iter().max().unwrap();
+    let mut expected: Vec<i64> = (0..10).collect();
+    for (version, ids) in appended {
+        if version > last_restore {
+            expected.extend(ids);
+        }
+    }
+    let t = w.load_table("ns", "events").await.unwrap();
+    assert_eq!(read_ids(&t).await, expected);
 }
 
 #[tokio::test]
