@@ -36,7 +36,7 @@ use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    DescribeAlias, Ident, ObjectName, SetExpr, Statement, TableObject, Update,
+    DescribeAlias, Ident, ObjectName, SetExpr, Statement, TableFactor, TableObject, Update,
 };
 use tarn_core::Warehouse;
 use tarn_core::storage::StoreOptions;
@@ -297,6 +297,44 @@ impl TarnContext {
         Ok(())
     }
 
+    /// A MERGE's `UPDATE SET *` and `INSERT *` (see [`crate::merge_star`]) as the target
+    /// table's columns.
+    async fn expand_merge_stars(&self, statement: &mut DFStatement) -> Result<()> {
+        let mut statement = statement;
+        while let DFStatement::Explain(explain) = statement {
+            statement = explain.statement.as_mut();
+        }
+        let DFStatement::Statement(s) = statement else {
+            return Ok(());
+        };
+        let Statement::Merge(merge) = s.as_mut() else {
+            return Ok(());
+        };
+        if !crate::merge_star::has_stars(merge) {
+            return Ok(());
+        }
+        let table = match &merge.table {
+            TableFactor::Table { name, .. } => {
+                let name = self.qualify(name)?;
+                match name.catalog == self.catalog_name {
+                    true => self.catalog.load(&name.namespace, &name.table).await?,
+                    false => None,
+                }
+            }
+            _ => None,
+        };
+        let Some(table) = table else {
+            return Err(DataFusionError::Plan(format!(
+                "MERGE INTO {} ... UPDATE SET * and INSERT * set the columns of a tarn table",
+                merge.table
+            )));
+        };
+        let columns: Vec<String> = (table.table().schema().fields().iter())
+            .map(|field| field.name.clone())
+            .collect();
+        crate::merge_star::expand(merge, &columns)
+    }
+
     /// Runs one parsed statement.
     pub async fn execute(&self, parsed: ParsedStatement) -> Result<DataFrame> {
         self.finish_cancelled().await;
@@ -310,6 +348,7 @@ impl TarnContext {
         if insert_by_name {
             self.name_inserted_columns(&mut statement).await?;
         }
+        self.expand_merge_stars(&mut statement).await?;
         if let DFStatement::Statement(s) = &mut statement
             && let Statement::Insert(insert) = s.as_mut()
             && let TableObject::TableName(name) = &insert.table

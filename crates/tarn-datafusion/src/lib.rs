@@ -51,6 +51,7 @@ mod float_literals;
 mod in_subquery;
 mod insert_shape;
 mod maintenance;
+mod merge_star;
 mod metadata_tables;
 mod names;
 mod parse;

@@ -131,6 +131,9 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
         kept.push(spanned[i].clone());
         i += 1;
     }
+    if explained_start(&tokens).is_some_and(|i| is_keyword(&tokens[i], Keyword::MERGE)) {
+        crate::merge_star::mark(&mut kept);
+    }
     let mut parser = DFParserBuilder::new(kept)
         .with_dialect(&dialect as &dyn Dialect)
         .build()?;
@@ -138,9 +141,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
     let samples = tokens
         .iter()
         .any(|t| is_keyword(t, Keyword::TABLESAMPLE) || is_keyword(t, Keyword::SAMPLE));
-    let mut statements = parser
-        .parse_statements()
-        .map_err(|e| merge_star_error(&tokens).unwrap_or(e))?;
+    let mut statements = parser.parse_statements()?;
     for statement in statements.iter_mut() {
         // EXPLAIN shows the plan of the statement it wraps, as the statement would run.
         let mut statement = statement;
@@ -581,29 +582,6 @@ pub(crate) fn aliased_delete_query(delete: &Delete) -> Option<Statement> {
     Some(Statement::Query(query))
 }
 
-/// Delta's and Spark's `MERGE ... THEN INSERT *` and `THEN UPDATE SET *`, which tarn does
-/// not take: an error saying what to write instead (the parser's would be "Expected:
-/// VALUES, found: *").
-fn merge_star_error(tokens: &[Token]) -> Option<DataFusionError> {
-    let first = next_significant(tokens, 0)?;
-    if !is_keyword(&tokens[first], Keyword::MERGE) {
-        return None;
-    }
-    let star = (first..tokens.len()).find(|&i| {
-        (is_keyword(&tokens[i], Keyword::INSERT) || is_keyword(&tokens[i], Keyword::SET))
-            && next_significant(tokens, i + 1).is_some_and(|j| tokens[j] == Token::Mul)
-    })?;
-    let clause = if is_keyword(&tokens[star], Keyword::INSERT) {
-        "INSERT *"
-    } else {
-        "UPDATE SET *"
-    };
-    Some(DataFusionError::Plan(format!(
-        "MERGE INTO takes no {clause}; name the columns: WHEN MATCHED THEN UPDATE SET \
-         a = s.a, b = s.b and WHEN NOT MATCHED THEN INSERT (a, b) VALUES (s.a, s.b)"
-    )))
-}
-
 /// The most binary operators one expression may chain (`a OR b OR ...`, `x + y + ...`).
 /// sqlparser reads such a chain without recursing, into a tree as deep as the chain is long,
 /// and everything after it (copying, rewriting, planning, dropping the tree) recurses once
@@ -710,14 +688,7 @@ fn partitioned_by_is_datafusions(tokens: &[Token]) -> bool {
 /// Where DuckDB's `BY NAME` stands in `INSERT [OR ...] INTO t BY NAME query` (the positions of
 /// its two words), when the statement is such an INSERT.
 fn insert_by_name(tokens: &[Token]) -> Option<(usize, usize)> {
-    // The INSERT, after EXPLAIN [ANALYZE] [VERBOSE] if the statement shows its plan.
-    let mut first = next_significant(tokens, 0)?;
-    while [Keyword::EXPLAIN, Keyword::ANALYZE, Keyword::VERBOSE]
-        .iter()
-        .any(|k| is_keyword(&tokens[first], *k))
-    {
-        first = next_significant(tokens, first + 1)?;
-    }
+    let first = explained_start(tokens)?;
     if !is_keyword(&tokens[first], Keyword::INSERT) {
         return None;
     }
@@ -750,6 +721,19 @@ fn insert_by_name(tokens: &[Token]) -> Option<(usize, usize)> {
         i = j + 1;
     }
     None
+}
+
+/// Where the statement proper starts: its first token, or the one after EXPLAIN [ANALYZE]
+/// [VERBOSE] when it shows the plan of another.
+fn explained_start(tokens: &[Token]) -> Option<usize> {
+    let mut first = next_significant(tokens, 0)?;
+    while [Keyword::EXPLAIN, Keyword::ANALYZE, Keyword::VERBOSE]
+        .iter()
+        .any(|k| is_keyword(&tokens[first], *k))
+    {
+        first = next_significant(tokens, first + 1)?;
+    }
+    Some(first)
 }
 
 fn is_keyword(token: &Token, keyword: Keyword) -> bool {
