@@ -315,20 +315,29 @@ async fn concurrent_updates(on_s3: bool) {
             );
             3
         ]);
+        // Expiry's age guard protects statements running on the versions it removes; here,
+        // expiry starts once every other task has run its first statement, so the versions
+        // it removes (those before the race) are read by no statement still running.
+        let racers = statements
+            .iter()
+            .filter(|l| !l[0].starts_with("CALL"))
+            .count();
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for list in statements {
             let url = url.clone();
+            let started = started.clone();
             tasks.push(tokio::spawn(async move {
                 let ctx = TarnContext::open(&url).await.unwrap();
-                if list[0].starts_with("CALL") {
-                    // Expiry's age guard protects statements running on the versions it
-                    // removes; here, the race starts before expiry does.
-                    while version_of(&ctx, "c").await < 4 {
-                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                    }
+                let expires = list[0].starts_with("CALL");
+                while expires && started.load(std::sync::atomic::Ordering::SeqCst) < racers {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                 }
-                for sql in list {
-                    run(&ctx, &sql).await;
+                for (i, sql) in list.iter().enumerate() {
+                    run(&ctx, sql).await;
+                    if i == 0 && !expires {
+                        started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
                 }
             }));
         }
