@@ -45,6 +45,7 @@ mod ddl;
 mod dialect;
 mod dml;
 pub mod error;
+mod expired_scan;
 mod external;
 mod field_ids;
 mod float_literals;

@@ -1079,6 +1079,71 @@ impl TableProvider for TarnTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        match self.scan_files(state, projection, filters, limit).await {
+            // Snapshot expiry removed the version a moment ago: fail when the scan runs,
+            // where a row-level statement runs again on the newest version.
+            Err(e)
+                if crate::error::is_missing_file(&e)
+                    && self.read_table().await?.is_expired().await.unwrap_or(false) =>
+            {
+                let schema = match projection {
+                    Some(columns) => Arc::new(self.schema.project(columns)?),
+                    None => self.schema.clone(),
+                };
+                Ok(Arc::new(crate::expired_scan::ExpiredScanExec::new(
+                    schema, e,
+                )))
+            }
+            planned => planned,
+        }
+    }
+
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.check_writable("INSERT INTO")?;
+        self.schema
+            .logically_equivalent_names_and_types(&input.schema())?;
+        let mut layout = crate::write::Layout {
+            hash: crate::write::may_hash_across_writers(state.runtime_env().memory_pool.as_ref()),
+            cluster: crate::write::clusters(&self.table)?,
+        };
+        let mut write_id = None;
+        if crate::ballista::is_distributed(state.config_options()) {
+            // Each executor writes the rows it has (no hashing or sorting on the partition
+            // key, whose expression is tarn's own), and a retried commit task must find its
+            // first attempt's commit.
+            layout = crate::write::Layout {
+                hash: false,
+                cluster: false,
+            };
+            write_id = Some(self.table.env().next_id());
+        }
+        crate::write::insert_plan(
+            input,
+            self.table.clone(),
+            self.name.clone(),
+            insert_op,
+            layout,
+            self.store_url.clone(),
+            write_id,
+        )
+    }
+}
+
+impl TarnTable {
+    /// [`TableProvider::scan`]: the files of this version the filters keep, as a Parquet
+    /// scan.
+    async fn scan_files(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let (table, mut plan, leaf_pruning) = self.plan_pruned(state, filters).await?;
         let mut data_files: Vec<DataFile> = plan
             .manifests
@@ -1192,41 +1257,6 @@ impl TableProvider for TarnTable {
             ));
         }
         scan.build(projection.cloned(), limit)
-    }
-
-    async fn insert_into(
-        &self,
-        state: &dyn Session,
-        input: Arc<dyn ExecutionPlan>,
-        insert_op: InsertOp,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.check_writable("INSERT INTO")?;
-        self.schema
-            .logically_equivalent_names_and_types(&input.schema())?;
-        let mut layout = crate::write::Layout {
-            hash: crate::write::may_hash_across_writers(state.runtime_env().memory_pool.as_ref()),
-            cluster: crate::write::clusters(&self.table)?,
-        };
-        let mut write_id = None;
-        if crate::ballista::is_distributed(state.config_options()) {
-            // Each executor writes the rows it has (no hashing or sorting on the partition
-            // key, whose expression is tarn's own), and a retried commit task must find its
-            // first attempt's commit.
-            layout = crate::write::Layout {
-                hash: false,
-                cluster: false,
-            };
-            write_id = Some(self.table.env().next_id());
-        }
-        crate::write::insert_plan(
-            input,
-            self.table.clone(),
-            self.name.clone(),
-            insert_op,
-            layout,
-            self.store_url.clone(),
-            write_id,
-        )
     }
 }
 
