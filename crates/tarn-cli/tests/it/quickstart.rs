@@ -61,6 +61,10 @@ fn the_readme_quickstart_runs() {
         "the renamed column and the added column's default: {stdout}"
     );
     assert!(
+        stdout.contains("| restored_version |") && stdout.contains("| 6       | 1 "),
+        "the restore: {stdout}"
+    );
+    assert!(
         dir.path().join("tarn-warehouse").is_dir(),
         "the default warehouse is created in the current directory"
     );
