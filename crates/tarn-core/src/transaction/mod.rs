@@ -91,10 +91,11 @@ pub enum Change {
         added: Vec<DataFile>,
         operation: Operation,
     },
-    /// Give the table a new definition and new data (CREATE OR REPLACE TABLE): `updates`
-    /// (from [`Table::replacement`]) set the schema, partition spec and properties, and
-    /// `files`, written for them, become the table's only data files. Any commit made since
-    /// the base version makes it conflict.
+    /// Give the table a new definition and new data (CREATE OR REPLACE TABLE, RESTORE):
+    /// `updates` set the schema, partition spec and properties (see [`Table::replacement`]
+    /// and [`Table::restore`]), and `files` become the table's only data files: files
+    /// written for the new definition, or an earlier version's files, each of a spec the
+    /// table has. Any commit made since the base version makes it conflict.
     Replace {
         updates: Vec<MetadataUpdate>,
         files: Vec<DataFile>,
