@@ -510,41 +510,31 @@ impl<'a> ProcedureArgs<'a> {
 
     /// A version number (a snapshot id), which must be given.
     fn version(&self, name: &str) -> Result<tarn_spec::Version> {
-        let refused = |what: &dyn std::fmt::Display| {
-            DataFusionError::Plan(format!(
-                "{name} takes a version number (0 or more), not {what}; usage: {}",
-                self.usage_text()
-            ))
-        };
-        match self.get(name) {
-            None => Err(self.usage()),
-            Some(SqlExpr::Value(v)) => match &v.value {
-                SqlValue::Number(n, _) => match n.parse::<u64>() {
-                    Ok(n) => Ok(tarn_spec::Version(n)),
-                    Err(_) => Err(refused(n)),
-                },
-                other => Err(refused(other)),
-            },
-            Some(other) => Err(refused(other)),
-        }
+        (self.whole_number(name, 0, "a version number (0 or more)")?)
+            .map(tarn_spec::Version)
+            .ok_or_else(|| self.usage())
     }
 
     fn count(&self, name: &str) -> Result<Option<u64>> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(SqlExpr::Value(v)) => match &v.value {
-                SqlValue::Number(n, _) => match n.parse::<u64>() {
-                    Ok(n) if n > 0 => Ok(Some(n)),
-                    _ => Err(DataFusionError::Plan(format!(
-                        "{name} takes a positive whole number, not {n}"
-                    ))),
-                },
-                other => Err(DataFusionError::Plan(format!(
-                    "{name} takes a positive whole number, not {other}"
-                ))),
+        self.whole_number(name, 1, "a positive whole number")
+    }
+
+    /// A whole-number argument of at least `least`, if given; `kind` names what it takes.
+    fn whole_number(&self, name: &str, least: u64, kind: &str) -> Result<Option<u64>> {
+        let Some(expr) = self.get(name) else {
+            return Ok(None);
+        };
+        let number = match expr {
+            SqlExpr::Value(v) => match &v.value {
+                SqlValue::Number(n, _) => n.parse::<u64>().ok(),
+                _ => None,
             },
-            Some(other) => Err(DataFusionError::Plan(format!(
-                "{name} takes a positive whole number, not {other}"
+            _ => None,
+        };
+        match number.filter(|&n| n >= least) {
+            Some(n) => Ok(Some(n)),
+            None => Err(DataFusionError::Plan(format!(
+                "{name} takes {kind}, not {expr}"
             ))),
         }
     }

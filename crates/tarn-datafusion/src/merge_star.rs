@@ -15,6 +15,8 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
+use crate::parse::is_keyword;
+
 /// The column a star stands for until the statement's target is known.
 const PLACEHOLDER: &str = "tarn:every column";
 
@@ -24,18 +26,14 @@ pub(crate) fn mark(tokens: &mut Vec<TokenWithSpan>) {
     let significant: Vec<usize> = (0..tokens.len())
         .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
         .collect();
-    let is = |i: usize, keyword: Keyword| match &tokens[i].token {
-        Token::Word(word) => word.keyword == keyword && word.quote_style.is_none(),
-        _ => false,
-    };
+    let is = |i: usize, keyword: Keyword| is_keyword(&tokens[i].token, keyword);
     // The stars, last first, so that replacing one leaves the positions of the others.
     let stars: Vec<(usize, bool)> = significant
         .windows(2)
         .filter(|pair| tokens[pair[1]].token == Token::Mul)
-        .filter_map(|pair| match () {
-            _ if is(pair[0], Keyword::SET) => Some((pair[1], false)),
-            _ if is(pair[0], Keyword::INSERT) => Some((pair[1], true)),
-            _ => None,
+        .filter_map(|pair| {
+            let insert = is(pair[0], Keyword::INSERT);
+            (insert || is(pair[0], Keyword::SET)).then_some((pair[1], insert))
         })
         .collect();
     for &(star, insert) in stars.iter().rev() {

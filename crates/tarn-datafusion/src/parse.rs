@@ -213,12 +213,8 @@ fn parse_optimize(tokens: &[Token]) -> Result<Option<(DFStatement, Optimize)>> {
     };
     let is_optimize =
         |i: usize| matches!(&tokens[i], Token::Word(w) if w.value.eq_ignore_ascii_case("optimize"));
-    let explained = (first + 1..tokens.len()).find(|&i| {
-        !matches!(tokens[i], Token::Whitespace(_))
-            && !is_keyword(&tokens[i], Keyword::ANALYZE)
-            && !is_keyword(&tokens[i], Keyword::VERBOSE)
-    });
-    if is_keyword(&tokens[first], Keyword::EXPLAIN) && explained.is_some_and(is_optimize) {
+    let explained = explained_start(tokens).filter(|&start| start != first);
+    if explained.is_some_and(is_optimize) {
         return Err(DataFusionError::Plan(
             "EXPLAIN cannot show OPTIMIZE, which plans each partition's rewrite as it runs; \
              \"t$files\" shows the files it would compact"
@@ -736,7 +732,7 @@ fn explained_start(tokens: &[Token]) -> Option<usize> {
     Some(first)
 }
 
-fn is_keyword(token: &Token, keyword: Keyword) -> bool {
+pub(crate) fn is_keyword(token: &Token, keyword: Keyword) -> bool {
     matches!(token, Token::Word(Word { keyword: k, quote_style: None, .. }) if *k == keyword)
 }
 

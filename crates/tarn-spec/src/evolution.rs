@@ -746,4 +746,30 @@ mod tests {
         assert_eq!(ids(false, false), [1, 2, 3]);
         assert_eq!(ids(false, true), [1, 2, 4]);
     }
+
+    #[test]
+    fn an_earlier_schema_and_spec_become_current_again_and_unknown_ones_are_refused() {
+        let t = table();
+        let mut fields = t.current_schema().fields().to_vec();
+        fields.push(Field::optional(4, "w", PrimitiveType::Long));
+        let t = commit(&t, MetadataUpdate::SetSchema(fields));
+        let t = commit(&t, MetadataUpdate::SetPartitionSpec(vec![]));
+        let back = t
+            .with_updates(&[
+                MetadataUpdate::SetCurrentSchema(crate::ids::SchemaId(0)),
+                MetadataUpdate::SetDefaultSpec(SpecId(0)),
+            ])
+            .unwrap();
+        assert_eq!(back.current_schema().fields().len(), 3);
+        assert_eq!(back.default_spec().fields().len(), 1);
+        assert_eq!(back.schemas().len(), 2, "nothing is added");
+        assert!(
+            t.with_updates(&[MetadataUpdate::SetCurrentSchema(crate::ids::SchemaId(7))])
+                .is_err()
+        );
+        assert!(
+            t.with_updates(&[MetadataUpdate::SetDefaultSpec(SpecId(7))])
+                .is_err()
+        );
+    }
 }

@@ -95,6 +95,7 @@ struct FileDeletes {
 pub(super) async fn prepare(
     base: &Table,
     change: &Change,
+    written_for: &TableMetadata,
     change_log: &[(ChangeType, DataFile)],
     data_files: Vec<UnstoredFile>,
 ) -> Result<Prepared> {
@@ -131,7 +132,6 @@ pub(super) async fn prepare(
     // A manifest per partition spec: one, but for a replacement that brings back files of
     // several specs (a restore).
     let mut manifests = Vec::new();
-    let written_for = super::written_for(base, change)?;
     let mut specs: Vec<SpecId> = added.iter().map(|f| f.spec_id).collect();
     specs.sort_unstable();
     specs.dedup();

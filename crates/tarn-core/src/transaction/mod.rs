@@ -345,7 +345,8 @@ impl Table {
             unstored,
             owns_files: _,
         } = options;
-        validate(self, &change)?;
+        let written_for = written_for(self, &change)?;
+        validate(self, &change, &written_for)?;
         validate_change_log(self, &change, &change_log)?;
         validate_unstored(&change, &change_log, &unstored)?;
         if let Some(app) = &app {
@@ -358,7 +359,8 @@ impl Table {
             app.check(self)?;
         }
         let commit_id = self.env().next_id();
-        let mut prepared = build::prepare(self, &change, &change_log, unstored).await?;
+        let mut prepared =
+            build::prepare(self, &change, &written_for, &change_log, unstored).await?;
         // Whether an attempt's version may have landed though it did not answer so: until
         // that is settled, what the attempts stored of the change must stay.
         let mut in_doubt = false;
@@ -723,7 +725,9 @@ fn written_for<'a>(
     }
 }
 
-fn validate(base: &Table, change: &Change) -> Result<()> {
+/// Checks `change` against `base`, whose files are written for `written_for` (see
+/// [`written_for`]).
+fn validate(base: &Table, change: &Change, written_for: &TableMetadata) -> Result<()> {
     if let Change::Metadata { updates, .. } | Change::Replace { updates, .. } = change {
         let mut properties = base.metadata().properties().clone();
         for update in updates {
@@ -741,7 +745,6 @@ fn validate(base: &Table, change: &Change) -> Result<()> {
         }
         crate::properties::validate(&properties)?;
     }
-    let written_for = written_for(base, change)?;
     let spec: &PartitionSpec = written_for.default_spec();
     let added = added_files(change);
     if let Change::RowDelta { deletes, .. } = change {
