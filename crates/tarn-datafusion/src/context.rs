@@ -335,6 +335,29 @@ impl TarnContext {
         crate::merge_star::expand(merge, &columns)
     }
 
+    /// The `DEFAULT`s of an INSERT, UPDATE or MERGE into a tarn table (or an EXPLAIN of one)
+    /// as its columns' defaults (see [`crate::default_values`]).
+    async fn fill_defaults(&self, statement: &mut DFStatement) -> Result<()> {
+        let mut statement = statement;
+        while let DFStatement::Explain(explain) = statement {
+            statement = explain.statement.as_mut();
+        }
+        let DFStatement::Statement(s) = statement else {
+            return Ok(());
+        };
+        let Some(name) = crate::default_values::target(s) else {
+            return Ok(());
+        };
+        let name = self.qualify(name)?;
+        if name.catalog != self.catalog_name {
+            return Ok(());
+        }
+        if let Some(table) = self.catalog.load(&name.namespace, &name.table).await? {
+            crate::default_values::fill(s, table.table().schema())?;
+        }
+        Ok(())
+    }
+
     /// Runs one parsed statement.
     pub async fn execute(&self, parsed: ParsedStatement) -> Result<DataFrame> {
         self.finish_cancelled().await;
@@ -349,6 +372,7 @@ impl TarnContext {
             self.name_inserted_columns(&mut statement).await?;
         }
         self.expand_merge_stars(&mut statement).await?;
+        self.fill_defaults(&mut statement).await?;
         if let DFStatement::Statement(s) = &mut statement
             && let Statement::Insert(insert) = s.as_mut()
             && let TableObject::TableName(name) = &insert.table

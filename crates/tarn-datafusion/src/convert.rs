@@ -5,6 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{
     DataType, Field as ArrowField, FieldRef, Schema as ArrowSchema, SchemaRef,
 };
+use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{DataType as SqlType, ExactNumberInfo, TimezoneInfo};
@@ -240,15 +241,19 @@ pub fn sql_literal(ty: PrimitiveType, value: &Value) -> String {
     let scalar = to_scalar(ty, Some(value));
     let text = match &scalar {
         ScalarValue::Utf8(Some(s)) => s.clone(),
+        // A timestamp's own display is its count of microseconds; Arrow's is ISO 8601.
+        ScalarValue::TimestampMicrosecond(..) => scalar
+            .to_array()
+            .and_then(|array| Ok(array_value_to_string(&array, 0)?))
+            .unwrap_or_else(|_| scalar.to_string()),
         other => other.to_string(),
     };
     let quoted = || string_literal(&text);
     match ty {
         PrimitiveType::String => quoted(),
         PrimitiveType::Date => format!("DATE {}", quoted()),
-        PrimitiveType::Timestamp | PrimitiveType::TimestampTz => {
-            format!("TIMESTAMP {}", quoted())
-        }
+        PrimitiveType::Timestamp => format!("TIMESTAMP {}", quoted()),
+        PrimitiveType::TimestampTz => format!("TIMESTAMPTZ {}", quoted()),
         PrimitiveType::Binary => format!("X'{value}'"),
         _ => match value {
             Value::Float(f) if !f.is_finite() => non_finite(f64::from(*f)),

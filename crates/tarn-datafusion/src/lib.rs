@@ -42,6 +42,7 @@ mod commit;
 mod context;
 mod convert;
 mod ddl;
+mod default_values;
 mod dialect;
 mod dml;
 pub mod error;

@@ -1973,7 +1973,9 @@ async fn show_create_table_makes_the_same_table() {
     run(
         &ctx,
         "CREATE TABLE src (id BIGINT NOT NULL COMMENT 'the id''s', \"odd name\" VARCHAR DEFAULT 'x', \
-         ctx STRUCT<ts TIMESTAMP, tags VARCHAR[]>, m MAP<VARCHAR, DOUBLE>, d DECIMAL(10,2), day DATE) \
+         ctx STRUCT<ts TIMESTAMP, tags VARCHAR[]>, m MAP<VARCHAR, DOUBLE>, d DECIMAL(10,2), day DATE, \
+         at TIMESTAMP DEFAULT TIMESTAMP '2026-11-30 10:00:00.25', \
+         atz TIMESTAMPTZ DEFAULT TIMESTAMPTZ '2026-11-30 10:00:00+01:00') \
          PARTITIONED BY (bucket(4, id), day(ctx.ts), truncate(3, \"odd name\"), month(day)) \
          WITH ('write.target-file-size-bytes' = '1000000')",
     )
@@ -1989,8 +1991,15 @@ async fn show_create_table_makes_the_same_table() {
         )
     };
     let columns = texts(&run(&ctx, &describe("src")).await);
-    assert_eq!(columns.len(), 6);
+    assert_eq!(columns.len(), 8);
     assert_eq!(columns[0], "id BIGINT false - the id's");
+    assert_eq!(
+        columns[6..],
+        [
+            "at TIMESTAMP true TIMESTAMP '2026-11-30T10:00:00.250' -",
+            "atz TIMESTAMPTZ true TIMESTAMPTZ '2026-11-30T09:00:00Z' -"
+        ]
+    );
     assert_eq!(columns, texts(&run(&ctx, &describe("copy")).await));
     let properties = "SELECT key || '=' || value FROM \"{t}$properties\" ORDER BY key";
     assert_eq!(
@@ -1999,7 +2008,7 @@ async fn show_create_table_makes_the_same_table() {
     );
     // The same partitioning: the same rows land in partitions of the same values.
     let rows = "VALUES (7, 'abcdef', named_struct('ts', TIMESTAMP '2026-11-30 10:00:00', \
-                'tags', ['a']), MAP {'k': 1.0}, 1.50, DATE '2026-02-03')";
+                'tags', ['a']), MAP {'k': 1.0}, 1.50, DATE '2026-02-03', DEFAULT, DEFAULT)";
     run(&ctx, &format!("INSERT INTO src {rows}")).await;
     run(&ctx, &format!("INSERT INTO copy {rows}")).await;
     let partitions = "SELECT concat_ws(' ', partition['id_bucket'], partition['ctx_ts_day'], \
@@ -2009,6 +2018,14 @@ async fn show_create_table_makes_the_same_table() {
     assert_eq!(
         of_src,
         texts(&run(&ctx, &partitions.replace("{t}", "copy")).await)
+    );
+    // The same defaults written.
+    let defaults = "SELECT CAST(at AS VARCHAR) || ' ' || CAST(atz AS VARCHAR) FROM {t}";
+    let of_src = texts(&run(&ctx, &defaults.replace("{t}", "src")).await);
+    assert_eq!(of_src, ["2026-11-30T10:00:00.250 2026-11-30T09:00:00Z"]);
+    assert_eq!(
+        of_src,
+        texts(&run(&ctx, &defaults.replace("{t}", "copy")).await)
     );
 }
 
