@@ -21,7 +21,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::Dialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace, Word};
 
 use crate::alter::TarnAlter;
 use crate::dialect::TarnDialect;
@@ -133,6 +133,12 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
     }
     if explained_start(&tokens).is_some_and(|i| is_keyword(&tokens[i], Keyword::MERGE)) {
         crate::merge_star::mark(&mut kept);
+    }
+    if is_keyword(
+        &tokens[next_significant(&tokens, 0).unwrap_or(0)],
+        Keyword::ALTER,
+    ) {
+        add_columns_as_add_column(&mut kept)?;
     }
     let mut parser = DFParserBuilder::new(kept)
         .with_dialect(&dialect as &dyn Dialect)
@@ -717,6 +723,66 @@ fn insert_by_name(tokens: &[Token]) -> Option<(usize, usize)> {
         i = j + 1;
     }
     None
+}
+
+/// Spark's and Delta's `ALTER TABLE t ADD COLUMNS (a INT, b VARCHAR COMMENT '...')`, in the
+/// tokens of an ALTER statement, as the `ADD COLUMN a INT, ADD COLUMN b VARCHAR COMMENT '...'`
+/// that sqlparser reads. The definitions are split at the commas outside parentheses and
+/// outside the angle brackets of nested types (`STRUCT<a INT, b INT>`).
+fn add_columns_as_add_column(tokens: &mut Vec<TokenWithSpan>) -> Result<()> {
+    let plain: Vec<Token> = tokens.iter().map(|t| t.token.clone()).collect();
+    let significant: Vec<usize> = (0..plain.len())
+        .filter(|&j| !matches!(plain[j], Token::Whitespace(_)))
+        .collect();
+    // Each `ADD COLUMNS (`, last first, so that rewriting one keeps the others' positions.
+    let lists: Vec<(usize, usize)> = significant
+        .windows(3)
+        .filter(|w| {
+            is_keyword(&plain[w[0]], Keyword::ADD)
+                && is_keyword(&plain[w[1]], Keyword::COLUMNS)
+                && plain[w[2]] == Token::LParen
+        })
+        .map(|w| (w[1], w[2]))
+        .collect();
+    for &(columns, open) in lists.iter().rev() {
+        let close = matching_paren(&plain, open).ok_or_else(|| {
+            DataFusionError::Plan("ALTER TABLE ... ADD COLUMNS ( is never closed".into())
+        })?;
+        if next_significant(&plain[..close], open + 1).is_none() {
+            return Err(DataFusionError::Plan(
+                "ALTER TABLE ... ADD COLUMNS () names no column: ADD COLUMNS (c type, ...)".into(),
+            ));
+        }
+        let (mut parens, mut angles) = (0usize, 0usize);
+        let mut splits = Vec::new();
+        for (j, token) in plain.iter().enumerate().take(close).skip(open + 1) {
+            match token {
+                Token::LParen => parens += 1,
+                Token::RParen => parens = parens.saturating_sub(1),
+                Token::Lt => angles += 1,
+                Token::Gt => angles = angles.saturating_sub(1),
+                Token::ShiftRight => angles = angles.saturating_sub(2),
+                Token::Comma if parens == 0 && angles == 0 => splits.push(j),
+                _ => {}
+            }
+        }
+        let add_column = || {
+            [
+                Token::Whitespace(Whitespace::Space),
+                Token::make_keyword("ADD"),
+                Token::Whitespace(Whitespace::Space),
+                Token::make_keyword("COLUMN"),
+            ]
+            .map(TokenWithSpan::wrap)
+        };
+        tokens[close] = TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space));
+        for &comma in splits.iter().rev() {
+            tokens.splice(comma + 1..comma + 1, add_column());
+        }
+        tokens[open] = TokenWithSpan::wrap(Token::Whitespace(Whitespace::Space));
+        tokens[columns] = TokenWithSpan::wrap(Token::make_keyword("COLUMN"));
+    }
+    Ok(())
 }
 
 /// Where the statement proper starts: its first token, or the one after EXPLAIN [ANALYZE]
