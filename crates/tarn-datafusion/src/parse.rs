@@ -115,6 +115,10 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             i += 1;
             continue;
         }
+        if is_keyword(&tokens[i], Keyword::FOR) && is_trino_time_travel(&tokens, i) {
+            i += 1;
+            continue;
+        }
         if !datafusions
             && is_keyword(&tokens[i], Keyword::PARTITIONED)
             && let Some(by) = next_significant(&tokens, i + 1)
@@ -280,7 +284,8 @@ fn parse_optimize(tokens: &[Token]) -> Result<Option<(DFStatement, Optimize)>> {
 /// Delta's and Spark's statements that read a metadata table, as that query:
 /// `DESCRIBE HISTORY t [LIMIT n]` is `SELECT * FROM "t$snapshots" ORDER BY version DESC [LIMIT
 /// n]` (newest first), `SHOW TBLPROPERTIES t [LIMIT n]` is `SELECT * FROM "t$properties" ORDER
-/// BY key [LIMIT n]`. Without a name after it, `DESCRIBE history` describes a table named
+/// BY key [LIMIT n]`, `SHOW PARTITIONS t [LIMIT n]` is `SELECT * FROM "t$partitions" ORDER BY
+/// spec_id, partition [LIMIT n]`. Without a name after it, `DESCRIBE history` describes a table named
 /// `history`.
 fn parse_metadata_shortcut(tokens: &[Token]) -> Result<Option<DFStatement>> {
     let Some(first) = next_significant(tokens, 0) else {
@@ -298,6 +303,8 @@ fn parse_metadata_shortcut(tokens: &[Token]) -> Result<Option<DFStatement>> {
             ("DESCRIBE HISTORY", "snapshots", "version DESC")
         } else if is(first, "show") && is(second, "tblproperties") {
             ("SHOW TBLPROPERTIES", "properties", "key")
+        } else if is(first, "show") && is(second, "partitions") {
+            ("SHOW PARTITIONS", "partitions", "spec_id, partition")
         } else {
             return Ok(None);
         };
@@ -783,6 +790,21 @@ fn add_columns_as_add_column(tokens: &mut Vec<TokenWithSpan>) -> Result<()> {
         tokens[columns] = TokenWithSpan::wrap(Token::make_keyword("COLUMN"));
     }
     Ok(())
+}
+
+/// Whether the `FOR` at `at` starts Trino's `FOR VERSION AS OF n` or `FOR TIMESTAMP AS OF t`,
+/// which read as Spark's `VERSION AS OF` and `TIMESTAMP AS OF` once the `FOR` is dropped.
+fn is_trino_time_travel(tokens: &[Token], at: usize) -> bool {
+    let Some(kind) = next_significant(tokens, at + 1) else {
+        return false;
+    };
+    let Some(as_) = next_significant(tokens, kind + 1) else {
+        return false;
+    };
+    let of = next_significant(tokens, as_ + 1);
+    (is_keyword(&tokens[kind], Keyword::VERSION) || is_keyword(&tokens[kind], Keyword::TIMESTAMP))
+        && is_keyword(&tokens[as_], Keyword::AS)
+        && of.is_some_and(|of| is_keyword(&tokens[of], Keyword::OF))
 }
 
 /// Where the statement proper starts: its first token, or the one after EXPLAIN [ANALYZE]
