@@ -291,8 +291,35 @@ impl TarnContext {
         }
         let query = DFStatement::Statement(Box::new(Statement::Query(source.clone())));
         let plan = self.ctx.state().statement_to_plan(query).await?;
+        // As in DuckDB, a name matches a column in any case, unless the table has a column
+        // of exactly that name.
+        let columns: Vec<String> = match &insert.table {
+            TableObject::TableName(name) => {
+                let name = self.qualify(name)?;
+                let table = match name.catalog == self.catalog_name {
+                    true => self.catalog.load(&name.namespace, &name.table).await?,
+                    false => None,
+                };
+                table.map_or_else(Vec::new, |table| {
+                    let fields = table.table().schema().fields().iter();
+                    fields.map(|field| field.name.clone()).collect()
+                })
+            }
+            _ => Vec::new(),
+        };
+        let column_of = |name: &str| -> String {
+            let mut folded = columns.iter().filter(|c| c.eq_ignore_ascii_case(name));
+            match (
+                columns.iter().any(|c| c == name),
+                folded.next(),
+                folded.next(),
+            ) {
+                (false, Some(only), None) => only.clone(),
+                _ => name.to_string(),
+            }
+        };
         insert.columns = (plan.schema().fields().iter())
-            .map(|field| ObjectName::from(vec![Ident::with_quote('"', field.name())]))
+            .map(|field| ObjectName::from(vec![Ident::with_quote('"', column_of(field.name()))]))
             .collect();
         Ok(())
     }
