@@ -325,20 +325,24 @@ impl TarnContext {
     }
 
     /// A MERGE's `UPDATE SET *` and `INSERT *` (see [`crate::merge_star`]) as the target
-    /// table's columns.
-    async fn expand_merge_stars(&self, statement: &mut DFStatement) -> Result<()> {
+    /// table's columns. When there are stars, returns the name of the source they take the
+    /// columns from, and the columns.
+    async fn expand_merge_stars(
+        &self,
+        statement: &mut DFStatement,
+    ) -> Result<Option<(Ident, Vec<String>)>> {
         let mut statement = statement;
         while let DFStatement::Explain(explain) = statement {
             statement = explain.statement.as_mut();
         }
         let DFStatement::Statement(s) = statement else {
-            return Ok(());
+            return Ok(None);
         };
         let Statement::Merge(merge) = s.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         if !crate::merge_star::has_stars(merge) {
-            return Ok(());
+            return Ok(None);
         }
         let table = match &merge.table {
             TableFactor::Table { name, .. } => {
@@ -359,7 +363,8 @@ impl TarnContext {
         let columns: Vec<String> = (table.table().schema().fields().iter())
             .map(|field| field.name.clone())
             .collect();
-        crate::merge_star::expand(merge, &columns)
+        let source = crate::merge_star::expand(merge, &columns)?;
+        Ok(Some((source, columns)))
     }
 
     /// The `DEFAULT`s of an INSERT, UPDATE or MERGE into a tarn table (or an EXPLAIN of one)
@@ -398,7 +403,7 @@ impl TarnContext {
         if insert_by_name {
             self.name_inserted_columns(&mut statement).await?;
         }
-        self.expand_merge_stars(&mut statement).await?;
+        let star_source = self.expand_merge_stars(&mut statement).await?;
         self.fill_defaults(&mut statement).await?;
         if let DFStatement::Statement(s) = &mut statement
             && let Statement::Insert(insert) = s.as_mut()
@@ -514,6 +519,9 @@ impl TarnContext {
             Err(e) if let Some((table, assigned)) = update => {
                 Err(self.unknown_assignment(e, &table, &assigned))
             }
+            Err(e) if let Some((source, columns)) = star_source => Err(
+                crate::merge_star::missing_source_column(e, &source, &columns),
+            ),
             planned => planned,
         }
     }

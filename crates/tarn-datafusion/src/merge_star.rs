@@ -7,6 +7,7 @@
 //! ("<placeholder>")`), and before the statement is planned [`expand`] puts the table's
 //! columns in its place.
 
+use datafusion::common::SchemaError;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{
     Assignment, AssignmentTarget, Expr as SqlExpr, Ident, Merge, MergeAction, MergeInsertKind,
@@ -67,7 +68,8 @@ pub(crate) fn has_stars(merge: &Merge) -> bool {
 
 /// Puts `columns`, the target table's, in place of the stars of `merge`: `UPDATE SET *` sets
 /// each column to the source's column of its name, `INSERT *` inserts every column from it.
-pub(crate) fn expand(merge: &mut Merge, columns: &[String]) -> Result<()> {
+/// Returns the name the columns are taken from, the source's.
+pub(crate) fn expand(merge: &mut Merge, columns: &[String]) -> Result<Ident> {
     let source = source_name(&merge.source).ok_or_else(|| {
         DataFusionError::Plan(
             "MERGE INTO ... UPDATE SET * and INSERT * take the source's columns by its name: \
@@ -109,7 +111,34 @@ pub(crate) fn expand(merge: &mut Merge, columns: &[String]) -> Result<()> {
             _ => {}
         }
     }
-    Ok(())
+    Ok(source)
+}
+
+/// DataFusion's "No field named s.x" for a column a star took from `source`, said as the
+/// star's mistake: the source lacks `x`, one of the target's `columns`.
+pub(crate) fn missing_source_column(
+    e: DataFusionError,
+    source: &Ident,
+    columns: &[String],
+) -> DataFusionError {
+    let DataFusionError::SchemaError(error, _) = e.find_root() else {
+        return e;
+    };
+    let SchemaError::FieldNotFound { field, .. } = error.as_ref() else {
+        return e;
+    };
+    let source = crate::names::normalize(source);
+    if field.relation.as_ref().is_none_or(|r| r.table() != source) || !columns.contains(&field.name)
+    {
+        return e;
+    }
+    DataFusionError::Plan(format!(
+        "MERGE INTO ... UPDATE SET * and INSERT * take each column of the target from the \
+         source's column of its name, and the source {source} has no column '{column}': name \
+         the columns instead (UPDATE SET c = {source}.c, ... or INSERT (c, ...) VALUES \
+         ({source}.c, ...))",
+        column = field.name
+    ))
 }
 
 fn is_placeholder_name(name: &ObjectName) -> bool {
