@@ -138,10 +138,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
     if explained_start(&tokens).is_some_and(|i| is_keyword(&tokens[i], Keyword::MERGE)) {
         crate::merge_star::mark(&mut kept);
     }
-    if is_keyword(
-        &tokens[next_significant(&tokens, 0).unwrap_or(0)],
-        Keyword::ALTER,
-    ) {
+    if next_significant(&tokens, 0).is_some_and(|i| is_keyword(&tokens[i], Keyword::ALTER)) {
         add_columns_as_add_column(&mut kept)?;
     }
     let mut parser = DFParserBuilder::new(kept)
@@ -1699,6 +1696,43 @@ mod tests {
             chain(MAX_OPERATOR_CHAIN, " OR ")
         );
         assert!(allowed(&grouped));
+    }
+
+    /// Empty statements, and statements cut short after each word tarn's own forms start
+    /// with, parse or fail with an error: none panics.
+    #[test]
+    fn empty_and_truncated_statements_do_not_panic() {
+        for sql in [
+            "",
+            ";",
+            " ;  ; ",
+            "-- only a comment",
+            "/* x */;",
+            "SELECT 1;",
+        ] {
+            assert!(parse(sql).is_ok(), "{sql}");
+        }
+        let starts = [
+            "ALTER TABLE t ADD COLUMNS (a INT, b INT)",
+            "ALTER TABLE t SET PARTITIONED BY (day(ts))",
+            "ALTER TABLE t UNSET TBLPROPERTIES IF EXISTS ('k')",
+            "SELECT * FROM t FOR VERSION AS OF 1",
+            "MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT *",
+            "INSERT INTO t BY NAME SELECT 1 AS id",
+            "OPTIMIZE t WHERE d = 1 ORDER BY (id)",
+            "RESTORE TABLE t TO VERSION AS OF 1",
+            "SHOW PARTITIONS t LIMIT 1",
+            "EXPLAIN ANALYZE VERBOSE DESCRIBE HISTORY t",
+            "CREATE TABLE t (a INT) PARTITIONED BY (a)",
+        ];
+        for statement in starts {
+            let words: Vec<&str> = statement.split(' ').collect();
+            for n in 0..=words.len() {
+                let sql = words[..n].join(" ");
+                let _ = parse(&sql);
+                let _ = parse(&format!("{sql};"));
+            }
+        }
     }
 
     #[test]
