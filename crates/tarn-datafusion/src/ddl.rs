@@ -1013,23 +1013,7 @@ fn create_statement(name: &QualifiedName, metadata: &tarn_spec::TableMetadata) -
         quote(&name.table),
         columns.join(",\n")
     );
-    let items: Vec<String> = metadata
-        .default_spec()
-        .fields()
-        .iter()
-        .map(|pf| {
-            let source = schema
-                .path_name(pf.source_id)
-                .map(|path| path.split('.').map(quote).collect::<Vec<_>>().join("."))
-                .unwrap_or_default();
-            match pf.transform {
-                Transform::Identity => source,
-                Transform::Bucket(n) => format!("bucket({n}, {source})"),
-                Transform::Truncate(w) => format!("truncate({w}, {source})"),
-                other => format!("{other}({source})"),
-            }
-        })
-        .collect();
+    let items = partition_items(metadata);
     if !items.is_empty() {
         statement.push_str(&format!("\nPARTITIONED BY ({})", items.join(", ")));
     }
@@ -1043,4 +1027,24 @@ fn create_statement(name: &QualifiedName, metadata: &tarn_spec::TableMetadata) -
         statement.push_str(&format!("\nWITH ({})", properties.join(", ")));
     }
     statement
+}
+
+/// The items of the table's current partitioning as `PARTITIONED BY` takes them:
+/// `bucket(4, "id")`, `day("ts")`, `"region"`.
+pub(crate) fn partition_items(metadata: &tarn_spec::TableMetadata) -> Vec<String> {
+    let schema = metadata.current_schema();
+    (metadata.default_spec().fields().iter())
+        .map(|pf| {
+            let source = schema
+                .path_name(pf.source_id)
+                .map(|path| path.split('.').map(quote).collect::<Vec<_>>().join("."))
+                .unwrap_or_default();
+            match pf.transform {
+                Transform::Identity => source,
+                Transform::Bucket(n) => format!("bucket({n}, {source})"),
+                Transform::Truncate(w) => format!("truncate({w}, {source})"),
+                other => format!("{other}({source})"),
+            }
+        })
+        .collect()
 }

@@ -1,7 +1,7 @@
-//! Metadata tables: a table's snapshot log, data files, manifests, partitions, schemas and
-//! properties, queryable with SQL as `"<table>$snapshots"`, `"<table>$files"`,
-//! `"<table>$manifests"`, `"<table>$partitions"`, `"<table>$schemas"` and
-//! `"<table>$properties"`.
+//! Metadata tables: a table's snapshot log, data files, manifests, partitions, schemas,
+//! properties and a one-row summary, queryable with SQL as `"<table>$snapshots"`,
+//! `"<table>$files"`, `"<table>$manifests"`, `"<table>$partitions"`, `"<table>$schemas"`,
+//! `"<table>$properties"` and `"<table>$detail"`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,11 +35,13 @@ pub enum MetadataTable {
     /// The columns of the version's schema, in SQL's words.
     Columns,
     Properties,
+    /// One row: where the table is, its version, partitioning, and how much data it holds.
+    Detail,
 }
 
 impl MetadataTable {
     /// Each kind by the suffix that names it.
-    pub const SUFFIXES: [(&'static str, MetadataTable); 7] = [
+    pub const SUFFIXES: [(&'static str, MetadataTable); 8] = [
         ("snapshots", MetadataTable::Snapshots),
         ("files", MetadataTable::Files),
         ("manifests", MetadataTable::Manifests),
@@ -47,6 +49,7 @@ impl MetadataTable {
         ("schemas", MetadataTable::Schemas),
         ("columns", MetadataTable::Columns),
         ("properties", MetadataTable::Properties),
+        ("detail", MetadataTable::Detail),
     ];
 
     /// Splits `events$files` into `("events", Files)`.
@@ -70,6 +73,7 @@ pub async fn provider(table: &Table, kind: MetadataTable) -> Result<Arc<dyn Tabl
             strings("key", table.metadata().properties().keys().cloned()),
             strings("value", table.metadata().properties().values().cloned()),
         ])?,
+        MetadataTable::Detail => detail(table).await?,
     };
     Ok(Arc::new(MetadataProvider { batch }))
 }
@@ -208,6 +212,56 @@ async fn snapshots(table: &Table) -> Result<RecordBatch> {
                     .join(", ")
             }),
         ),
+    ])
+}
+
+/// Delta's `DESCRIBE DETAIL`: one row saying what the table is (format, location, id), where
+/// its history stands (version, last commit), how it is laid out (partitioning, sort order)
+/// and how much it holds (data files, rows, bytes).
+async fn detail(table: &Table) -> Result<RecordBatch> {
+    let metadata = table.metadata();
+    let files = table
+        .plan_files(&Predicate::True)
+        .await
+        .map_err(to_df)?
+        .data_files();
+    let deleted: u64 = (files.iter())
+        .map(|f| f.deletion_vector.as_ref().map_or(0, |dv| dv.cardinality))
+        .sum();
+    let records: u64 = files.iter().map(|f| f.record_count).sum();
+    let optional = |name: &str, value: Option<String>| -> (Field, ArrayRef) {
+        (
+            Field::new(name, DataType::Utf8, true),
+            Arc::new(StringArray::from(vec![value])),
+        )
+    };
+    let sorted_by = tarn_core::properties::sort_order(metadata.properties()).map_err(to_df)?;
+    let modified =
+        TimestampMillisecondArray::from(vec![table.snapshot().timestamp_ms]).with_timezone("UTC");
+    unzip(vec![
+        strings("format", ["tarn".to_string()]),
+        u64s("format_version", [u64::from(metadata.format_version())]),
+        strings("table_uuid", [metadata.table_uuid().to_string()]),
+        strings("location", [table.location().url().to_string()]),
+        u64s("version", [table.version().get()]),
+        (
+            Field::new(
+                "last_modified",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                false,
+            ),
+            Arc::new(modified),
+        ),
+        strings(
+            "partitioning",
+            [crate::ddl::partition_items(metadata).join(", ")],
+        ),
+        strings("sorted_by", [sorted_by.join(", ")]),
+        optional("comment", metadata.properties().get("comment").cloned()),
+        u64s("num_files", [files.len() as u64]),
+        u64s("num_rows", [records - deleted]),
+        u64s("deleted_rows", [deleted]),
+        u64s("size_in_bytes", [files.iter().map(|f| f.file_size).sum()]),
     ])
 }
 

@@ -282,8 +282,8 @@ fn parse_optimize(tokens: &[Token]) -> Result<Option<(DFStatement, Optimize)>> {
 /// `DESCRIBE HISTORY t [LIMIT n]` is `SELECT * FROM "t$snapshots" ORDER BY version DESC [LIMIT
 /// n]` (newest first), `SHOW TBLPROPERTIES t [LIMIT n]` is `SELECT * FROM "t$properties" ORDER
 /// BY key [LIMIT n]`, `SHOW PARTITIONS t [LIMIT n]` is `SELECT * FROM "t$partitions" ORDER BY
-/// spec_id, partition [LIMIT n]`. Without a name after it, `DESCRIBE history` describes a table named
-/// `history`.
+/// spec_id, partition [LIMIT n]`, Delta's `DESCRIBE DETAIL t` is `SELECT * FROM "t$detail"`.
+/// Without a name after it, `DESCRIBE history` describes a table named `history`.
 fn parse_metadata_shortcut(tokens: &[Token]) -> Result<Option<DFStatement>> {
     let Some(first) = next_significant(tokens, 0) else {
         return Ok(None);
@@ -302,6 +302,8 @@ fn parse_metadata_shortcut(tokens: &[Token]) -> Result<Option<DFStatement>> {
             ("SHOW TBLPROPERTIES", "properties", "key")
         } else if is(first, "show") && is(second, "partitions") {
             ("SHOW PARTITIONS", "partitions", "spec_id, partition")
+        } else if (is(first, "describe") || is(first, "desc")) && is(second, "detail") {
+            ("DESCRIBE DETAIL", "detail", "version")
         } else {
             return Ok(None);
         };
