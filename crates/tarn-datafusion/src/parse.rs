@@ -1397,6 +1397,17 @@ fn refuse_other_dialects_dml(statement: &Statement) -> Result<()> {
         Statement::Insert(i) => ("INSERT", i.returning.is_some(), false),
         _ => return Ok(()),
     };
+    if let Statement::Insert(insert) = statement
+        && insert.partitioned.is_some()
+    {
+        return Err(DataFusionError::Plan(
+            "INSERT ... PARTITION (...) (Hive's and Spark's static partition values) is not \
+             supported: give the partition columns' values in the query, as for any column \
+             (INSERT INTO t SELECT 'eu' AS region, ...); to replace only the partitions the new \
+             rows fall in, INSERT OVERWRITE a table with write.overwrite-mode = 'dynamic'"
+                .into(),
+        ));
+    }
     if returning {
         return Err(DataFusionError::Plan(format!(
             "{name} takes no RETURNING: it gives the number of rows it changed; the rows \
