@@ -411,6 +411,9 @@ fn parse_tarn_alter(tokens: &[Token]) -> Result<Option<(DFStatement, TarnAlter)>
     }
     let if_exists = at(2, Keyword::IF) && at(3, Keyword::EXISTS);
     let name_start = if if_exists { 4 } else { 2 };
+    if let Some(statement) = parse_column_comment(tokens, &words, name_start, if_exists)? {
+        return Ok(Some(statement));
+    }
     // The name runs until the first keyword of tarn's forms.
     let Some(op) = (name_start..words.len()).find(|&k| {
         (at(k, Keyword::SET) || at(k, Keyword::RESET)) && at(k + 1, Keyword::PARTITIONED)
@@ -475,6 +478,57 @@ fn parse_tarn_alter(tokens: &[Token]) -> Result<Option<(DFStatement, TarnAlter)>
         } else {
             TarnAlter::SetPartitionedBy(parse_items(parenthesized(after)?, "SET PARTITIONED BY")?)
         }
+    };
+    Ok(Some((tarn_alter_statement(name, if_exists), alter)))
+}
+
+/// Spark's and Delta's `ALTER TABLE t ALTER [COLUMN] c COMMENT '...'`, as `COMMENT ON COLUMN
+/// t.c IS '...'`; `words` are the positions of the statement's significant tokens and the
+/// table's name starts at `words[name_start]`. `None` for any other ALTER.
+fn parse_column_comment(
+    tokens: &[Token],
+    words: &[usize],
+    name_start: usize,
+    if_exists: bool,
+) -> Result<Option<(DFStatement, TarnAlter)>> {
+    let at = |k: usize, keyword: Keyword| {
+        words
+            .get(k)
+            .is_some_and(|&j| is_keyword(&tokens[j], keyword))
+    };
+    let n = words.len();
+    // ... ALTER [COLUMN] c COMMENT 'text', the column one word or a quoted path.
+    let Some(Token::SingleQuotedString(comment)) = words.last().map(|&j| &tokens[j]) else {
+        return Ok(None);
+    };
+    if n < name_start + 5 || !at(n - 2, Keyword::COMMENT) {
+        return Ok(None);
+    }
+    let Token::Word(column) = &tokens[words[n - 3]] else {
+        return Ok(None);
+    };
+    let alter = if at(n - 4, Keyword::COLUMN) {
+        n - 5
+    } else {
+        n - 4
+    };
+    if alter <= name_start || !at(alter, Keyword::ALTER) {
+        return Ok(None);
+    }
+    let name_tokens: Vec<Token> = words[name_start..alter]
+        .iter()
+        .map(|&j| tokens[j].clone())
+        .collect();
+    let name = Parser::new(&TarnDialect)
+        .with_tokens(name_tokens)
+        .parse_object_name(false)
+        .map_err(|e| DataFusionError::Plan(format!("in ALTER TABLE: {e}")))?;
+    let alter = TarnAlter::Comment {
+        column: Some(match column.quote_style {
+            Some(_) => column.value.clone(),
+            None => column.value.to_ascii_lowercase(),
+        }),
+        comment: Some(comment.clone()),
     };
     Ok(Some((tarn_alter_statement(name, if_exists), alter)))
 }
@@ -1728,6 +1782,7 @@ mod tests {
         let starts = [
             "ALTER TABLE t ADD COLUMNS (a INT, b INT)",
             "ALTER TABLE t SET PARTITIONED BY (day(ts))",
+            "ALTER TABLE IF EXISTS t ALTER COLUMN c COMMENT 'x'",
             "ALTER TABLE t UNSET TBLPROPERTIES IF EXISTS ('k')",
             "SELECT * FROM t FOR VERSION AS OF 1",
             "MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT *",
