@@ -421,14 +421,7 @@ fn parse_tarn_alter(tokens: &[Token]) -> Result<Option<(DFStatement, TarnAlter)>
     }) else {
         return Ok(None);
     };
-    let name_tokens: Vec<Token> = words[name_start..op]
-        .iter()
-        .map(|&j| tokens[j].clone())
-        .collect();
-    let name = Parser::new(&TarnDialect)
-        .with_tokens(name_tokens)
-        .parse_object_name(false)
-        .map_err(|e| DataFusionError::Plan(format!("in ALTER TABLE: {e}")))?;
+    let name = alter_table_name(tokens, &words[name_start..op])?;
     let rest = &tokens[words[op]..];
     let parenthesized = |from: usize| -> Result<&[Token]> {
         let open = next_significant(rest, from)
@@ -482,6 +475,14 @@ fn parse_tarn_alter(tokens: &[Token]) -> Result<Option<(DFStatement, TarnAlter)>
     Ok(Some((tarn_alter_statement(name, if_exists), alter)))
 }
 
+/// The table an ALTER TABLE names, in the tokens at positions `name`.
+fn alter_table_name(tokens: &[Token], name: &[usize]) -> Result<ObjectName> {
+    Parser::new(&TarnDialect)
+        .with_tokens(name.iter().map(|&j| tokens[j].clone()).collect())
+        .parse_object_name(false)
+        .map_err(|e| DataFusionError::Plan(format!("in ALTER TABLE: {e}")))
+}
+
 /// Spark's and Delta's `ALTER TABLE t ALTER [COLUMN] c COMMENT '...'`, as `COMMENT ON COLUMN
 /// t.c IS '...'`; `words` are the positions of the statement's significant tokens and the
 /// table's name starts at `words[name_start]`. `None` for any other ALTER.
@@ -515,14 +516,7 @@ fn parse_column_comment(
     if alter <= name_start || !at(alter, Keyword::ALTER) {
         return Ok(None);
     }
-    let name_tokens: Vec<Token> = words[name_start..alter]
-        .iter()
-        .map(|&j| tokens[j].clone())
-        .collect();
-    let name = Parser::new(&TarnDialect)
-        .with_tokens(name_tokens)
-        .parse_object_name(false)
-        .map_err(|e| DataFusionError::Plan(format!("in ALTER TABLE: {e}")))?;
+    let name = alter_table_name(tokens, &words[name_start..alter])?;
     let alter = TarnAlter::Comment {
         column: Some(match column.quote_style {
             Some(_) => column.value.clone(),
