@@ -52,6 +52,7 @@ use crate::insert_shape::InsertShape;
 use crate::metadata_tables::MetadataTable;
 use crate::names::{QualifiedName, parts};
 use crate::parse::{ParsedStatement, parse};
+use crate::provider::TarnTable;
 use crate::time_travel::{TimeTravelFunction, TimeTravelPlanner};
 
 /// The catalog name a warehouse gets in a [`TarnContext`].
@@ -293,20 +294,14 @@ impl TarnContext {
         let plan = self.ctx.state().statement_to_plan(query).await?;
         // As in DuckDB, a name matches a column in any case, unless the table has a column
         // of exactly that name.
-        let columns: Vec<String> = match &insert.table {
-            TableObject::TableName(name) => {
-                let name = self.qualify(name)?;
-                let table = match name.catalog == self.catalog_name {
-                    true => self.catalog.load(&name.namespace, &name.table).await?,
-                    false => None,
-                };
-                table.map_or_else(Vec::new, |table| {
-                    let fields = table.table().schema().fields().iter();
-                    fields.map(|field| field.name.clone()).collect()
-                })
-            }
-            _ => Vec::new(),
+        let table = match &insert.table {
+            TableObject::TableName(name) => self.named_table(name).await?,
+            _ => None,
         };
+        let columns: Vec<String> = table.map_or_else(Vec::new, |table| {
+            let fields = table.table().schema().fields().iter();
+            fields.map(|field| field.name.clone()).collect()
+        });
         let column_of = |name: &str| -> String {
             let mut folded = columns.iter().filter(|c| c.eq_ignore_ascii_case(name));
             match (
@@ -322,6 +317,16 @@ impl TarnContext {
             .map(|field| ObjectName::from(vec![Ident::with_quote('"', column_of(field.name()))]))
             .collect();
         Ok(())
+    }
+
+    /// The tarn table `name` names, as the statement naming it would find it; `None` for a
+    /// table of another catalog, or none at all.
+    async fn named_table(&self, name: &ObjectName) -> Result<Option<TarnTable>> {
+        let name = self.qualify(name)?;
+        if name.catalog != self.catalog_name {
+            return Ok(None);
+        }
+        self.catalog.load(&name.namespace, &name.table).await
     }
 
     /// A MERGE's `UPDATE SET *` and `INSERT *` (see [`crate::merge_star`]) as the target
@@ -345,13 +350,7 @@ impl TarnContext {
             return Ok(None);
         }
         let table = match &merge.table {
-            TableFactor::Table { name, .. } => {
-                let name = self.qualify(name)?;
-                match name.catalog == self.catalog_name {
-                    true => self.catalog.load(&name.namespace, &name.table).await?,
-                    false => None,
-                }
-            }
+            TableFactor::Table { name, .. } => self.named_table(name).await?,
             _ => None,
         };
         let Some(table) = table else {
@@ -380,11 +379,7 @@ impl TarnContext {
         let Some(name) = crate::default_values::target(s) else {
             return Ok(());
         };
-        let name = self.qualify(name)?;
-        if name.catalog != self.catalog_name {
-            return Ok(());
-        }
-        if let Some(table) = self.catalog.load(&name.namespace, &name.table).await? {
+        if let Some(table) = self.named_table(name).await? {
             crate::default_values::fill(s, table.table().schema())?;
         }
         Ok(())
@@ -409,13 +404,9 @@ impl TarnContext {
             && let Statement::Insert(insert) = s.as_mut()
             && let TableObject::TableName(name) = &insert.table
             && crate::struct_values::has_struct_values(insert)
+            && let Some(table) = self.named_table(name).await?
         {
-            let name = self.qualify(name)?;
-            if name.catalog == self.catalog_name
-                && let Some(table) = self.catalog.load(&name.namespace, &name.table).await?
-            {
-                crate::struct_values::name_struct_values(insert, table.read_schema())?;
-            }
+            crate::struct_values::name_struct_values(insert, table.read_schema())?;
         }
         if let Some(optimize) = &optimize {
             return self.optimize(optimize).await;
