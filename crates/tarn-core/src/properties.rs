@@ -375,13 +375,26 @@ pub fn validate(properties: &BTreeMap<String, String>) -> Result<()> {
 impl OverwriteScope {
     /// The scope INSERT OVERWRITE has under these properties.
     pub fn from_properties(properties: &BTreeMap<String, String>) -> Result<Self> {
-        match properties.get(OVERWRITE_MODE_PROPERTY).map(String::as_str) {
-            None | Some("static") => Ok(OverwriteScope::Table),
-            Some("dynamic") => Ok(OverwriteScope::Partitions),
-            Some(other) => Err(Error::invalid(
-                "table property",
-                format!("{OVERWRITE_MODE_PROPERTY} is '{other}'; it must be 'static' or 'dynamic'"),
-            )),
+        match properties.get(OVERWRITE_MODE_PROPERTY) {
+            None => Ok(OverwriteScope::Table),
+            Some(mode) => Self::from_mode(mode).ok_or_else(|| {
+                Error::invalid(
+                    "table property",
+                    format!(
+                        "{OVERWRITE_MODE_PROPERTY} is '{mode}'; it must be 'static' or 'dynamic'"
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// The scope of an overwrite mode's name: `static` (the table) or `dynamic` (the
+    /// partitions the new rows fall in), in any case.
+    pub fn from_mode(mode: &str) -> Option<Self> {
+        match mode.to_ascii_lowercase().as_str() {
+            "static" => Some(OverwriteScope::Table),
+            "dynamic" => Some(OverwriteScope::Partitions),
+            _ => None,
         }
     }
 }

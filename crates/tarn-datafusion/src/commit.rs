@@ -1008,6 +1008,20 @@ datafusion::common::extensions_options! {
         /// The sequence number this session's next commits carry; a commit whose number is
         /// not greater than the application's last committed one is refused.
         pub app_sequence: Option<u64>, default = None
+        /// What this session's INSERT OVERWRITE replaces, over the tables'
+        /// `write.overwrite-mode`: `static` (the whole table) or `dynamic` (the partitions the
+        /// new rows fall in), as Spark's `spark.sql.sources.partitionOverwriteMode`.
+        pub overwrite_mode: Option<String>, default = None
+    }
+}
+
+impl TarnOptions {
+    /// The overwrite scope this session sets for INSERT OVERWRITE, if it sets one.
+    pub(crate) fn overwrite_scope(
+        config: &datafusion::config::ConfigOptions,
+    ) -> Option<OverwriteScope> {
+        let options = config.extensions.get::<TarnOptions>()?;
+        OverwriteScope::from_mode(options.overwrite_mode.as_deref()?)
     }
 }
 
@@ -1045,6 +1059,12 @@ pub(crate) fn check_setting(statement: &Statement) -> Result<()> {
                  characters; it was given {} characters",
             text.chars().count()
         ))),
+        "tarn.overwrite_mode" if OverwriteScope::from_mode(&text).is_none() => {
+            Err(DataFusionError::Plan(format!(
+                "tarn.overwrite_mode is 'static' (INSERT OVERWRITE replaces the whole table) or \
+                 'dynamic' (only the partitions the new rows fall in), not {value}"
+            )))
+        }
         _ => Ok(()),
     }
 }

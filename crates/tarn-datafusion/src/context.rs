@@ -805,6 +805,7 @@ impl TarnContext {
         match name.as_str() {
             "tarn.app_id" => options.app_id = None,
             "tarn.app_sequence" => options.app_sequence = None,
+            "tarn.overwrite_mode" => options.overwrite_mode = None,
             _ => return false,
         }
         true

@@ -1452,7 +1452,7 @@ fn refuse_other_dialects_dml(statement: &Statement) -> Result<()> {
             "INSERT ... PARTITION (...) (Hive's and Spark's static partition values) is not \
              supported: give the partition columns' values in the query, as for any column \
              (INSERT INTO t SELECT 'eu' AS region, ...); to replace only the partitions the new \
-             rows fall in, INSERT OVERWRITE a table with write.overwrite-mode = 'dynamic'"
+             rows fall in, SET tarn.overwrite_mode = 'dynamic' before the INSERT OVERWRITE"
                 .into(),
         ));
     }

@@ -1122,11 +1122,12 @@ impl TableProvider for TarnTable {
             };
             write_id = Some(self.table.env().next_id());
         }
+        let session_scope = crate::commit::TarnOptions::overwrite_scope(state.config_options());
         crate::write::insert_plan(
             input,
             self.table.clone(),
             self.name.clone(),
-            insert_op,
+            crate::write::insert_kind(insert_op, &self.table, session_scope)?,
             layout,
             self.store_url.clone(),
             write_id,

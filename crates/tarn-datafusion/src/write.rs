@@ -77,30 +77,41 @@ pub(crate) fn write_ordering(
     LexOrdering::new(partition.chain(ordering))
 }
 
-/// The plan of an INSERT into `table` (named `name` in messages): writers under a commit.
-/// `layout` says what the session allows: a partitioned table's rows are hashed on the
-/// partition key across the writers (see [`may_hash_across_writers`]) unless the table's
-/// `write.distribution-mode` is `none`.
+/// What an INSERT of `op` into `table` commits: an append, or an overwrite of what the
+/// session's `tarn.overwrite_mode` (`session`) says, else of what the table's
+/// `write.overwrite-mode` says.
+pub(crate) fn insert_kind(
+    op: InsertOp,
+    table: &Table,
+    session: Option<OverwriteScope>,
+) -> Result<CommitKind> {
+    match op {
+        InsertOp::Append => Ok(CommitKind::Append),
+        InsertOp::Overwrite => Ok(CommitKind::Overwrite(match session {
+            Some(scope) => scope,
+            None => {
+                OverwriteScope::from_properties(table.metadata().properties()).map_err(to_df)?
+            }
+        })),
+        InsertOp::Replace => Err(DataFusionError::NotImplemented(
+            "REPLACE INTO is not supported on tarn tables; use MERGE INTO".into(),
+        )),
+    }
+}
+
+/// The plan of an INSERT into `table` (named `name` in messages) that commits as `kind`:
+/// writers under a commit. `layout` says what the session allows: a partitioned table's rows
+/// are hashed on the partition key across the writers (see [`may_hash_across_writers`])
+/// unless the table's `write.distribution-mode` is `none`.
 pub(crate) fn insert_plan(
     input: Arc<dyn ExecutionPlan>,
     table: Table,
     name: String,
-    op: InsertOp,
+    kind: CommitKind,
     layout: Layout,
     store_url: ObjectStoreUrl,
     write_id: Option<String>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let kind = match op {
-        InsertOp::Append => CommitKind::Append,
-        InsertOp::Overwrite => CommitKind::Overwrite(
-            OverwriteScope::from_properties(table.metadata().properties()).map_err(to_df)?,
-        ),
-        InsertOp::Replace => {
-            return Err(DataFusionError::NotImplemented(
-                "REPLACE INTO is not supported on tarn tables; use MERGE INTO".into(),
-            ));
-        }
-    };
     let ordering = table_ordering(&input.schema(), &table)?;
     let hash = layout.hash
         && DistributionMode::from_properties(table.metadata().properties()).map_err(to_df)?
