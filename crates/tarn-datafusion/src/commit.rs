@@ -999,19 +999,78 @@ fn partition_dir(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
-datafusion::common::extensions_options! {
-    /// tarn's session settings, set with `SET tarn.<name> = value`.
-    pub struct TarnOptions {
-        /// The application stamping this session's commits, for exactly-once writes (see
-        /// `tarn_core::AppCommit`); used with `app_sequence`.
-        pub app_id: Option<String>, default = None
-        /// The sequence number this session's next commits carry; a commit whose number is
-        /// not greater than the application's last committed one is refused.
-        pub app_sequence: Option<u64>, default = None
-        /// What this session's INSERT OVERWRITE replaces, over the tables'
-        /// `write.overwrite-mode`: `static` (the whole table) or `dynamic` (the partitions the
-        /// new rows fall in), as Spark's `spark.sql.sources.partitionOverwriteMode`.
-        pub overwrite_mode: Option<String>, default = None
+/// tarn's session settings, set with `SET tarn.<name> = value` and shown by `SHOW
+/// tarn.<name>`. (Written out rather than with DataFusion's `extensions_options!`, whose
+/// entries lack the `tarn.` prefix, so that SHOW and `information_schema.df_settings` would
+/// know them only as `app_id`, ...)
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct TarnOptions {
+    /// The application stamping this session's commits, for exactly-once writes (see
+    /// `tarn_core::AppCommit`); used with `app_sequence`.
+    pub app_id: Option<String>,
+    /// The sequence number this session's next commits carry; a commit whose number is not
+    /// greater than the application's last committed one is refused.
+    pub app_sequence: Option<u64>,
+    /// What this session's INSERT OVERWRITE replaces, over the tables'
+    /// `write.overwrite-mode`: `static` (the whole table) or `dynamic` (the partitions the
+    /// new rows fall in), as Spark's `spark.sql.sources.partitionOverwriteMode`.
+    pub overwrite_mode: Option<String>,
+}
+
+impl datafusion::config::ExtensionOptions for TarnOptions {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn datafusion::config::ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    /// `key` without the `tarn.` prefix.
+    fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        use datafusion::config::ConfigField;
+        match key {
+            "app_id" => self.app_id.set("", value),
+            "app_sequence" => self.app_sequence.set("", value),
+            "overwrite_mode" => self.overwrite_mode.set("", value),
+            _ => Err(DataFusionError::Configuration(format!(
+                "tarn has no setting tarn.{key}; its settings are tarn.app_id, \
+                 tarn.app_sequence and tarn.overwrite_mode"
+            ))),
+        }
+    }
+
+    fn entries(&self) -> Vec<datafusion::config::ConfigEntry> {
+        let entry = |key: &str, value: Option<String>, description: &'static str| {
+            datafusion::config::ConfigEntry {
+                key: format!("tarn.{key}"),
+                value,
+                description,
+            }
+        };
+        vec![
+            entry(
+                "app_id",
+                self.app_id.clone(),
+                "the application stamping this session's commits, for exactly-once writes",
+            ),
+            entry(
+                "app_sequence",
+                self.app_sequence.map(|n| n.to_string()),
+                "the batch number this session's next commits carry",
+            ),
+            entry(
+                "overwrite_mode",
+                self.overwrite_mode.clone(),
+                "what INSERT OVERWRITE replaces, over the tables' write.overwrite-mode: \
+                 static or dynamic",
+            ),
+        ]
     }
 }
 
