@@ -122,9 +122,11 @@ pub fn is_distributed(options: &ConfigOptions) -> bool {
 }
 
 /// A session configuration for a Ballista cluster that carries tarn tables: Ballista's
-/// settings and tarn's codecs. The client, the scheduler and the executors use the same.
+/// settings, tarn's (`tarn.app_id`, ..., which a task's settings then carry to the executor
+/// that commits) and tarn's codecs. The client, the scheduler and the executors use the same.
 pub fn session_config() -> SessionConfig {
     SessionConfig::new_with_ballista()
+        .with_option_extension(crate::commit::TarnOptions::default())
         .with_ballista_logical_extension_codec(Arc::new(TarnLogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(TarnPhysicalCodec::default()))
 }

@@ -329,3 +329,45 @@ async fn a_commit_task_run_again_finds_its_first_commit() {
     assert_eq!(version().await, before + 1);
     assert_eq!(count(&local, "SELECT count(*) FROM t").await, 3);
 }
+
+/// The session's tarn.* settings reach what runs on the executors: an application's stamp
+/// the commit task, so that a batch run twice lands once, and the overwrite mode the plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_commit_carries_the_session_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().to_str().unwrap();
+    let local = TarnContext::open(warehouse).await.unwrap();
+    run(
+        &local,
+        "CREATE TABLE p (id BIGINT, label VARCHAR) PARTITIONED BY (label)",
+    )
+    .await;
+    run(&local, "INSERT INTO p VALUES (1, 'a'), (2, 'b')").await;
+    let url = loopback_cluster(2, 2).await.unwrap();
+    let distributed = connect(&url, Warehouse::open(warehouse).unwrap())
+        .await
+        .unwrap();
+
+    run(&distributed, "SET tarn.app_id = 'loader'").await;
+    run(&distributed, "SET tarn.app_sequence = 7").await;
+    run(&distributed, "INSERT INTO p SELECT 3, 'c'").await;
+    // Refused on the executor; Ballista carries the error in its Debug form.
+    let err = error(&distributed, "INSERT INTO p SELECT 3, 'c'").await;
+    assert!(
+        err.contains("AlreadyCommitted") && err.contains("sequence: 7"),
+        "{err}"
+    );
+    assert_eq!(count(&local, "SELECT count(*) FROM p").await, 3);
+
+    run(&distributed, "RESET tarn.app_id").await;
+    run(&distributed, "RESET tarn.app_sequence").await;
+    run(&distributed, "SET tarn.overwrite_mode = 'dynamic'").await;
+    run(&distributed, "INSERT OVERWRITE p SELECT 10, 'a'").await;
+    // Partition 'a' replaced, 'b' and 'c' kept.
+    let rows = lines(&run(&local, "SELECT id, label FROM p ORDER BY id").await);
+    assert_eq!(
+        rows,
+        ["| 10 | a     |", "| 2  | b     |", "| 3  | c     |"],
+        "{rows:?}"
+    );
+}
