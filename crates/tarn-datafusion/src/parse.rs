@@ -307,10 +307,16 @@ fn parse_metadata_shortcut(tokens: &[Token]) -> Result<Option<DFStatement>> {
         } else {
             return Ok(None);
         };
-    if next_significant(tokens, second + 1).is_none() {
-        return Ok(None);
-    }
     let usage = format!("usage: {statement} table [LIMIT n]");
+    if next_significant(tokens, second + 1).is_none() {
+        // `DESCRIBE history` describes a table of that name; SHOW names no table.
+        return match statement.starts_with("SHOW") {
+            true => Err(DataFusionError::Plan(format!(
+                "{statement} needs a table; {usage}"
+            ))),
+            false => Ok(None),
+        };
+    }
     let error = |e: datafusion::sql::sqlparser::parser::ParserError| {
         DataFusionError::Plan(format!("{e}; {usage}"))
     };
