@@ -13,7 +13,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int32Array, PrimitiveArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, Int32Array, PrimitiveArray, RecordBatch, Scalar};
+use arrow::compute::concat;
+use arrow::compute::kernels::cmp::not_distinct;
 use arrow::compute::kernels::substring::{substring, substring_by_char};
 use arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
@@ -95,42 +97,54 @@ impl Router {
                 batch: whole()?,
             }]);
         }
-        let mut rows = None;
-        for batch in batches {
-            let keys = self
-                .sources
-                .iter()
-                .map(|s| partition_keys(s.transform, &leaf_array(batch, &s.path)?))
-                .collect::<Result<Vec<_>>>()?;
-            let converter = match &mut self.converter {
-                Some(c) => c,
-                None => self.converter.insert(
-                    RowConverter::new(
-                        keys.iter()
-                            .map(|k| SortField::new(k.data_type().clone()))
-                            .collect(),
-                    )
-                    .map_err(|e| Error::arrow("routing rows to partitions", e))?,
-                ),
-            };
-            let rows = rows.get_or_insert_with(|| converter.empty_rows(0, 0));
+        // One key column per field for the whole chunk: converting it in one call, rather
+        // than appending batch by batch, keeps the conversion linear (arrow-row checks every
+        // offset of the rows built so far after each append in debug builds).
+        let keys = self
+            .sources
+            .iter()
+            .map(|s| {
+                let parts = batches
+                    .iter()
+                    .map(|b| partition_keys(s.transform, &leaf_array(b, &s.path)?))
+                    .collect::<Result<Vec<_>>>()?;
+                match parts.as_slice() {
+                    [one] => Ok(Arc::clone(one)),
+                    many => concat(&many.iter().map(|a| a.as_ref()).collect::<Vec<_>>())
+                        .map_err(|e| Error::arrow("routing rows to partitions", e)),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let converter = match &mut self.converter {
+            Some(c) => c,
+            None => self.converter.insert(
+                RowConverter::new(
+                    keys.iter()
+                        .map(|k| SortField::new(k.data_type().clone()))
+                        .collect(),
+                )
+                .map_err(|e| Error::arrow("routing rows to partitions", e))?,
+            ),
+        };
+        let convert = |keys: &[ArrayRef]| {
             converter
-                .append(rows, &keys)
-                .map_err(|e| Error::arrow("routing rows to partitions", e))?;
-        }
-        let rows = rows.expect("at least one batch");
-        if rows.num_rows() == 0 {
+                .convert_columns(keys)
+                .map_err(|e| Error::arrow("routing rows to partitions", e))
+        };
+        if keys[0].is_empty() {
             return Ok(Vec::new());
         }
 
-        // Most chunks of clustered data belong to one partition: check that first.
-        let first = rows.row(0);
-        if (1..rows.num_rows()).all(|i| rows.row(i) == first) {
+        // Most chunks of clustered data belong to one partition: check that first, a column
+        // at a time, and convert only the first row's key.
+        if keys.iter().all(is_constant) {
+            let first: Vec<ArrayRef> = keys.iter().map(|k| k.slice(0, 1)).collect();
             return Ok(vec![Group {
-                key: first.data().to_vec(),
+                key: convert(&first)?.row(0).data().to_vec(),
                 batch: whole()?,
             }]);
         }
+        let rows = convert(&keys)?;
 
         // Group ids by first appearance, then a counting sort of the rows by group and one
         // interleave of the whole chunk in that order. `locations` says where each row of
@@ -200,6 +214,13 @@ impl Router {
             })
             .collect()
     }
+}
+
+/// Whether every value of `keys` is the same, NULL included (NaN too, as one key). A type
+/// the comparison kernel does not take counts as not constant: the caller then compares rows.
+fn is_constant(keys: &ArrayRef) -> bool {
+    let first = Scalar::new(keys.slice(0, 1));
+    not_distinct(keys, &first).is_ok_and(|same| same.true_count() == keys.len())
 }
 
 /// The partition keys of a whole column: the transform of every value, NULL for NULL.
@@ -535,6 +556,65 @@ mod tests {
             assert_eq!(slice.batch, *group);
             assert_eq!(ids(&slice.batch), at, "a copy, not a slice");
             at = at.wrapping_add(group.num_rows());
+        }
+    }
+
+    /// A chunk whose rows all fall in one partition is keyed without comparing rows; its key
+    /// must be the one the same partition gets in a mixed chunk, or a writer would open a
+    /// second file for it. NULL, '' and names with `/`, `%` and non-ASCII letters included.
+    #[test]
+    fn a_chunk_of_one_partition_keys_it_as_a_mixed_chunk_does() {
+        let schema = Schema::new(
+            SchemaId(0),
+            vec![
+                Field::optional(1, "k", PrimitiveType::String),
+                Field::optional(2, "v", PrimitiveType::Long),
+            ],
+        )
+        .unwrap();
+        let spec = PartitionSpec::new(
+            SpecId(0),
+            vec![PartitionField {
+                source_id: FieldId(1),
+                field_id: FieldId(1000),
+                name: "k".into(),
+                transform: Transform::Identity,
+            }],
+            &schema,
+        )
+        .unwrap();
+        let batch = |keys: Vec<Option<&str>>| {
+            let values: Vec<i64> = (0..keys.len() as i64).collect();
+            RecordBatch::try_new(
+                arrow_schema(&schema),
+                vec![
+                    Arc::new(StringArray::from(keys)),
+                    Arc::new(Int64Array::from(values)),
+                ],
+            )
+            .unwrap()
+        };
+        let mut router = Router::new(&schema, &spec).unwrap();
+        let mixed = router
+            .route(&[
+                batch(vec![Some("x"), Some("ä/b %"), None]),
+                batch(vec![Some(""), Some("x")]),
+            ])
+            .unwrap();
+        let keys: Vec<Vec<u8>> = mixed.iter().map(|g| g.key.clone()).collect();
+        assert_eq!(keys.len(), 4, "x, ä/b %, NULL and ''");
+        for (value, mixed_key) in [Some("ä/b %"), None, Some(""), Some("x")]
+            .into_iter()
+            .zip([&keys[1], &keys[2], &keys[3], &keys[0]])
+        {
+            let groups = router
+                .route(&[batch(vec![value; 3]), batch(vec![value; 2])])
+                .unwrap();
+            assert_eq!(groups.len(), 1, "{value:?}");
+            assert_eq!(&groups[0].key, mixed_key, "{value:?}");
+            assert_eq!(groups[0].batch.num_rows(), 5);
+            let tuple = router.tuple(&groups[0].batch, 0).unwrap();
+            assert_eq!(tuple, vec![value.map(|v| Value::String(v.into()))]);
         }
     }
 }
