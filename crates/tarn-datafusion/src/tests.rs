@@ -1907,7 +1907,6 @@ async fn a_statement_probes_its_tables_together() {
     assert_eq!(ids(&rows), vec![3]);
 }
 
-/// A session over a new warehouse at `url`, planning `partitions` partitions per scan.
 /// The physical plan of `sql`, as EXPLAIN indents it.
 async fn physical_plan_text(ctx: &TarnContext, sql: &str) -> String {
     let plan = ctx
@@ -1922,6 +1921,7 @@ async fn physical_plan_text(ctx: &TarnContext, sql: &str) -> String {
         .to_string()
 }
 
+/// A session over a new warehouse at `url`, planning `partitions` partitions per scan.
 async fn with_partitions(url: &str, partitions: usize) -> TarnContext {
     TarnContext::new(
         Warehouse::open(url).unwrap(),
@@ -2230,4 +2230,35 @@ async fn describe_history_and_show_tblproperties_read_metadata_tables() {
             .contains("usage: DESCRIBE HISTORY table [LIMIT n]"),
         "{error}"
     );
+}
+
+/// A MERGE `ON FALSE` (replace what the NOT MATCHED BY SOURCE condition picks by the source)
+/// pairs no rows: its plan reads the source and, of the target, only the files that
+/// condition keeps, with no join holding the target in memory.
+#[tokio::test]
+async fn a_merge_on_false_reads_only_the_target_files_it_replaces() {
+    let tarn = with_partitions("memory://merge-on-false", 2).await;
+    run(
+        &tarn,
+        "CREATE TABLE t (day DATE, id BIGINT, v VARCHAR) PARTITIONED BY (day)",
+    )
+    .await;
+    for day in 1..=3 {
+        run(
+            &tarn,
+            &format!("INSERT INTO t VALUES (DATE '2024-01-0{day}', {day}, 'old')"),
+        )
+        .await;
+    }
+    let merge = "MERGE INTO t USING (VALUES (DATE '2024-01-02', 20, 'new')) AS s(day, id, v) \
+                 ON FALSE \
+                 WHEN NOT MATCHED BY SOURCE AND t.day = DATE '2024-01-02' THEN DELETE \
+                 WHEN NOT MATCHED THEN INSERT *";
+    let plan = physical_plan_text(&tarn, merge).await;
+    assert!(!plan.contains("Join"), "{plan}");
+    assert_eq!(plan.matches("day=").count(), 1, "{plan}");
+    assert!(plan.contains("day=2024-01-02/"), "{plan}");
+    run(&tarn, merge).await;
+    let rows = run(&tarn, "SELECT id FROM t ORDER BY id").await;
+    assert_eq!(ids(&rows), vec![1, 3, 20]);
 }

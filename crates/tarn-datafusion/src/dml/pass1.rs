@@ -273,9 +273,13 @@ fn merge(
         (true, false) => JoinType::Left,
         (false, false) => JoinType::Full,
     };
-    let joined = LogicalPlanBuilder::from(scan)
-        .join_on(source, join, vec![op.on.clone()])?
-        .build()?;
+    let never_matches = matches!(op.on, Expr::Literal(ScalarValue::Boolean(Some(false)), _));
+    let joined = match never_matches {
+        true => side_by_side(scan, source, &by_source, !not_matched.is_empty())?,
+        false => LogicalPlanBuilder::from(scan)
+            .join_on(source, join, vec![op.on.clone()])?
+            .build()?,
+    };
 
     let mut projection = vec![
         target_column(FILE_COLUMN),
@@ -301,6 +305,77 @@ fn merge(
         .filter(col(ACTION_COLUMN).is_not_null())?
         .build()?;
     Ok((DmlKind::Merge(clauses), plan))
+}
+
+/// The join of a MERGE `ON FALSE` (a replace: delete what the NOT MATCHED BY SOURCE clauses
+/// pick, insert the source), which pairs no rows: the target rows one of `by_source` may act
+/// on, then the source rows when `inserts`, each padded with NULLs for the other side. A join
+/// would hold the whole target in memory to find that nothing matches; this reads only the
+/// target files the clauses' conditions do not prune.
+fn side_by_side(
+    target: LogicalPlan,
+    source: LogicalPlan,
+    by_source: &[(Expr, Expr)],
+    inserts: bool,
+) -> Result<LogicalPlan> {
+    let nulls = |plan: &LogicalPlan| -> Result<Vec<Expr>> {
+        plan.schema()
+            .iter()
+            .map(|(q, f)| {
+                let null = Expr::Literal(ScalarValue::try_from(f.data_type())?, None);
+                Ok(null.alias_qualified(q.cloned(), f.name()))
+            })
+            .collect()
+    };
+    let columns = |plan: &LogicalPlan| -> Vec<Expr> {
+        plan.schema()
+            .iter()
+            .map(|(q, f)| Expr::Column(Column::from((q, f))))
+            .collect()
+    };
+    let picked = by_source
+        .iter()
+        .map(|(condition, _)| condition.clone())
+        .reduce(Expr::or);
+    let targets = match picked {
+        Some(picked) => Some(
+            LogicalPlanBuilder::from(target.clone())
+                .filter(picked)?
+                .project(columns(&target).into_iter().chain(nulls(&source)?))?
+                .build()?,
+        ),
+        None => None,
+    };
+    let sources = match inserts {
+        true => Some(
+            LogicalPlanBuilder::from(source.clone())
+                .project(nulls(&target)?.into_iter().chain(columns(&source)))?
+                .build()?,
+        ),
+        false => None,
+    };
+    match (targets, sources) {
+        (Some(targets), Some(sources)) => {
+            // A union names its columns without qualifiers (and renames the repeated ones):
+            // give them back the join's names, by position.
+            let names = Arc::clone(targets.schema());
+            let union = LogicalPlanBuilder::from(targets).union(sources)?.build()?;
+            let renamed: Vec<Expr> = union
+                .schema()
+                .iter()
+                .zip(names.iter())
+                .map(|(column, (q, f))| {
+                    Expr::Column(Column::from(column)).alias_qualified(q.cloned(), f.name())
+                })
+                .collect();
+            LogicalPlanBuilder::from(union).project(renamed)?.build()
+        }
+        (Some(side), None) | (None, Some(side)) => Ok(side),
+        // Only WHEN MATCHED clauses: no row can be acted on.
+        (None, None) => LogicalPlanBuilder::from(target)
+            .join_on(source, JoinType::Inner, vec![lit(false)])?
+            .build(),
+    }
 }
 
 /// MERGE's scoping rules: NOT MATCHED clauses see only the source, NOT MATCHED BY SOURCE
