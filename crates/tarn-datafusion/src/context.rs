@@ -329,6 +329,91 @@ impl TarnContext {
         self.catalog.load(&name.namespace, &name.table).await
     }
 
+    /// Delta's `INSERT INTO t [(columns)] REPLACE WHERE condition query` (`statement` is the
+    /// INSERT without `REPLACE WHERE`, or an EXPLAIN of it) as the MERGE that does it in one
+    /// version: the rows `condition` picks are deleted and the query's rows inserted, and the
+    /// statement fails, changing nothing, when one of those rows does not satisfy `condition`
+    /// (as Delta checks by default). The MERGE pairs no rows (`ON FALSE`), so it reads only
+    /// the target files `condition` does not prune.
+    async fn replace_where_as_merge(
+        &self,
+        statement: &mut DFStatement,
+        condition: &datafusion::sql::sqlparser::ast::Expr,
+    ) -> Result<()> {
+        let mut inner = statement;
+        while let DFStatement::Explain(explain) = inner {
+            inner = explain.statement.as_mut();
+        }
+        let refuse = |what: &str| {
+            Err(DataFusionError::Plan(format!(
+                "INSERT ... REPLACE WHERE {what}; write INSERT INTO t [(columns)] REPLACE WHERE \
+                 condition SELECT ..."
+            )))
+        };
+        let DFStatement::Statement(s) = inner else {
+            return refuse("belongs to an INSERT");
+        };
+        let Statement::Insert(insert) = s.as_ref() else {
+            return refuse("belongs to an INSERT");
+        };
+        if insert.overwrite {
+            return refuse(
+                "replaces the rows its condition picks: it takes INSERT INTO, not INSERT OVERWRITE",
+            );
+        }
+        let (TableObject::TableName(name), Some(query)) = (&insert.table, &insert.source) else {
+            return refuse("needs a table and the query of its rows");
+        };
+        let Some(table) = self.named_table(name).await? else {
+            return Err(DataFusionError::Plan(format!(
+                "INSERT ... REPLACE WHERE: {name} is not a tarn table"
+            )));
+        };
+        let columns: Vec<String> = match insert.columns.is_empty() {
+            true => table
+                .read_schema()
+                .fields()
+                .iter()
+                .map(|f| quote(&f.name))
+                .collect(),
+            false => insert.columns.iter().map(ToString::to_string).collect(),
+        };
+        let hidden: Vec<String> = (0..columns.len())
+            .map(|i| format!("__tarn_replace_{i}"))
+            .collect();
+        let renamed: Vec<String> = columns
+            .iter()
+            .zip(&hidden)
+            .map(|(c, h)| format!("{c} AS {h}"))
+            .collect();
+        let message = format!(
+            "INSERT INTO {name} REPLACE WHERE {condition}: a row to insert does not satisfy \
+             the condition (every row inserted must be one it picks); nothing was changed"
+        )
+        .replace('\'', "''");
+        // The rows keep the table's column names where the condition checks them, and are
+        // renamed for the MERGE, where those names are the target's.
+        let merge = format!(
+            "MERGE INTO {name} USING (SELECT {renamed} FROM ({query}) AS __tarn_rows({columns}) \
+             WHERE assert_true({condition}, '{message}') IS NULL) AS __tarn_replace ON FALSE \
+             WHEN NOT MATCHED BY SOURCE AND ({condition}) THEN DELETE \
+             WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({hidden})",
+            renamed = renamed.join(", "),
+            columns = columns.join(", "),
+            hidden = hidden.join(", "),
+        );
+        let mut parsed = parse(&merge)?;
+        match (parsed.pop(), parsed.is_empty()) {
+            (Some(merge), true) => {
+                *inner = merge.statement;
+                Ok(())
+            }
+            _ => Err(DataFusionError::Internal(format!(
+                "REPLACE WHERE became more than one statement: {merge}"
+            ))),
+        }
+    }
+
     /// A MERGE's `UPDATE SET *` and `INSERT *` (see [`crate::merge_star`]) as the target
     /// table's columns. When there are stars, returns the name of the source they take the
     /// columns from, and the columns.
@@ -394,9 +479,14 @@ impl TarnContext {
             alter,
             optimize,
             insert_by_name,
+            replace_where,
         } = parsed;
         if insert_by_name {
             self.name_inserted_columns(&mut statement).await?;
+        }
+        if let Some(condition) = &replace_where {
+            self.replace_where_as_merge(&mut statement, condition)
+                .await?;
         }
         let star_source = self.expand_merge_stars(&mut statement).await?;
         self.fill_defaults(&mut statement).await?;
@@ -907,6 +997,7 @@ pub async fn register(
     for f in crate::aggregates::amended() {
         ctx.register_udaf(f);
     }
+    ctx.register_udf(crate::assert_true::udf());
     {
         let state = ctx.state_ref();
         let mut state = state.write();

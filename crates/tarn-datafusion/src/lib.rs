@@ -35,6 +35,7 @@ mod ballista {
     }
 }
 mod aggregates;
+mod assert_true;
 mod catalog;
 mod changes;
 mod checked_arithmetic;

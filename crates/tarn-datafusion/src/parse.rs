@@ -38,6 +38,9 @@ pub struct ParsedStatement {
     /// DuckDB's `INSERT INTO t BY NAME query`: the query's columns go to the table's
     /// columns of the same names (the statement holds the INSERT without `BY NAME`).
     pub(crate) insert_by_name: bool,
+    /// Delta's `INSERT INTO t [(columns)] REPLACE WHERE condition query`: the condition (the
+    /// statement holds the INSERT without it).
+    pub(crate) replace_where: Option<SqlExpr>,
 }
 
 impl ParsedStatement {
@@ -78,6 +81,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             alter: Some(alter),
             optimize: None,
             insert_by_name: false,
+            replace_where: None,
         }));
     }
     if let Some((statement, optimize)) = parse_optimize(&tokens)? {
@@ -87,6 +91,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             alter: None,
             optimize: Some(optimize),
             insert_by_name: false,
+            replace_where: None,
         }));
     }
     // Statements of other systems that tarn runs as statements of its own.
@@ -101,18 +106,39 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
             alter: None,
             optimize: None,
             insert_by_name: false,
+            replace_where: None,
         }));
     }
     let mut kept: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     let mut partition_by = Vec::new();
     let datafusions = partitioned_by_is_datafusions(&tokens);
     let by_name = insert_by_name(&tokens);
+    let replace = replace_where(&tokens);
+    let replace_where = match replace {
+        Some((_, condition, query)) => Some(
+            parse_items(&tokens[condition..query], "REPLACE WHERE").and_then(|mut items| {
+                match items.len() {
+                    1 => Ok(items.remove(0)),
+                    _ => Err(DataFusionError::Plan(
+                        "REPLACE WHERE takes one condition, then the query of the rows".into(),
+                    )),
+                }
+            })?,
+        ),
+        None => None,
+    };
     let mut i = 0;
     while i < tokens.len() {
         if let Some((by, name)) = by_name
             && (i == by || i == name)
         {
             i += 1;
+            continue;
+        }
+        if let Some((start, _, query)) = replace
+            && (start..query).contains(&i)
+        {
+            i = query;
             continue;
         }
         if is_keyword(&tokens[i], Keyword::FOR) && is_trino_time_travel(&tokens, i) {
@@ -204,6 +230,7 @@ fn parse_statement(spanned: &[TokenWithSpan]) -> Result<Option<ParsedStatement>>
                 alter,
                 optimize: None,
                 insert_by_name: by_name.is_some(),
+                replace_where,
             }))
         }
         _ => Err(DataFusionError::Plan(
@@ -778,6 +805,51 @@ fn insert_by_name(tokens: &[Token]) -> Option<(usize, usize)> {
             {
                 return None;
             }
+            _ => {}
+        }
+        i = j + 1;
+    }
+    None
+}
+
+/// Where Delta's `REPLACE WHERE condition` stands in `INSERT INTO t [(columns)] REPLACE WHERE
+/// condition query`: its first token, the condition's and the query's (a SELECT, VALUES, WITH,
+/// FROM or TABLE at the condition's depth), when the statement is such an INSERT.
+fn replace_where(tokens: &[Token]) -> Option<(usize, usize, usize)> {
+    let first = explained_start(tokens)?;
+    if !is_keyword(&tokens[first], Keyword::INSERT) {
+        return None;
+    }
+    let starts_query = |token: &Token| {
+        [
+            Keyword::SELECT,
+            Keyword::VALUES,
+            Keyword::WITH,
+            Keyword::FROM,
+            Keyword::TABLE,
+        ]
+        .iter()
+        .any(|k| is_keyword(token, *k))
+    };
+    let mut depth = 0usize;
+    let mut condition = None;
+    let mut i = first + 1;
+    while let Some(j) = next_significant(tokens, i) {
+        let token = &tokens[j];
+        match token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            _ if depth > 0 => {}
+            _ if condition.is_none() && is_keyword(token, Keyword::REPLACE) => {
+                let word = next_significant(tokens, j + 1)?;
+                if !is_keyword(&tokens[word], Keyword::WHERE) {
+                    return None;
+                }
+                condition = Some((j, word + 1));
+                i = word + 1;
+                continue;
+            }
+            _ if starts_query(token) => return condition.map(|(start, c)| (start, c, j)),
             _ => {}
         }
         i = j + 1;
@@ -1458,7 +1530,9 @@ fn refuse_other_dialects_dml(statement: &Statement) -> Result<()> {
             "INSERT ... PARTITION (...) (Hive's and Spark's static partition values) is not \
              supported: give the partition columns' values in the query, as for any column \
              (INSERT INTO t SELECT 'eu' AS region, ...); to replace only the partitions the new \
-             rows fall in, SET tarn.overwrite_mode = 'dynamic' before the INSERT OVERWRITE"
+             rows fall in, SET tarn.overwrite_mode = 'dynamic' before the INSERT OVERWRITE; \
+             to replace the rows a condition picks, INSERT INTO t REPLACE WHERE region = 'eu' \
+             SELECT ..."
                 .into(),
         ));
     }
@@ -1787,6 +1861,7 @@ mod tests {
             "SELECT * FROM t FOR VERSION AS OF 1",
             "MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT *",
             "INSERT INTO t BY NAME SELECT 1 AS id",
+            "INSERT INTO t (a) REPLACE WHERE (a > 1) AND a < (SELECT 2) SELECT 1",
             "OPTIMIZE t WHERE d = 1 ORDER BY (id)",
             "RESTORE TABLE t TO VERSION AS OF 1",
             "SHOW PARTITIONS t LIMIT 1",
@@ -1801,6 +1876,33 @@ mod tests {
                 let _ = parse(&format!("{sql};"));
             }
         }
+    }
+
+    /// Delta's REPLACE WHERE is lifted out of an INSERT, up to the query at its depth; a
+    /// `replace` elsewhere is left alone.
+    #[test]
+    fn replace_where_is_lifted_out_of_an_insert() {
+        let parsed = |sql: &str| parse(sql).unwrap().remove(0);
+        let replace = parsed(
+            "EXPLAIN INSERT INTO t (a, b) REPLACE WHERE a IN (SELECT 1) AND b <> 'x' \
+             WITH q AS (SELECT 1, 'y') SELECT * FROM q",
+        );
+        assert_eq!(
+            replace.replace_where.map(|c| c.to_string()).as_deref(),
+            Some("a IN (SELECT 1) AND b <> 'x'")
+        );
+        assert_eq!(
+            replace.statement.to_string(),
+            "EXPLAIN INSERT INTO t (a, b) WITH q AS (SELECT 1, 'y') SELECT * FROM q"
+        );
+        for plain in [
+            "INSERT INTO t SELECT replace(a, 'x', 'y') FROM s WHERE a = 1",
+            "INSERT INTO t VALUES (1)",
+            "SELECT 1",
+        ] {
+            assert!(parsed(plain).replace_where.is_none(), "{plain}");
+        }
+        assert!(parse("INSERT INTO t REPLACE WHERE a = 1").is_err());
     }
 
     #[test]
