@@ -36,7 +36,8 @@ use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    DescribeAlias, Ident, ObjectName, SetExpr, Statement, TableFactor, TableObject, Update,
+    BinaryOperator, DescribeAlias, Expr as SqlExpr, Ident, ObjectName, SetExpr, Statement,
+    TableFactor, TableObject, Update, Value as SqlValue,
 };
 use tarn_core::Warehouse;
 use tarn_core::storage::StoreOptions;
@@ -329,6 +330,169 @@ impl TarnContext {
         self.catalog.load(&name.namespace, &name.table).await
     }
 
+    /// Hive's and Spark's static partition values, `INSERT [OVERWRITE] [TABLE] t PARTITION (k =
+    /// v, ...) query` (`statement` may be an EXPLAIN of it): the query gives the other columns,
+    /// in the table's order or the listed ones', and every row takes the given values. The
+    /// statement becomes an INSERT INTO with a column list and the values after the query's
+    /// columns; for an OVERWRITE, which replaces the rows with those values whatever the
+    /// table's overwrite mode (as in Spark), returns the condition that picks them, for
+    /// [`Self::replace_where_as_merge`]. `Some` only for an OVERWRITE with PARTITION.
+    async fn static_partition_values(
+        &self,
+        statement: &mut DFStatement,
+    ) -> Result<Option<SqlExpr>> {
+        let mut inner = statement;
+        while let DFStatement::Explain(explain) = inner {
+            inner = explain.statement.as_mut();
+        }
+        let DFStatement::Statement(s) = inner else {
+            return Ok(None);
+        };
+        let Statement::Insert(insert) = s.as_ref() else {
+            return Ok(None);
+        };
+        let Some(items) = &insert.partitioned else {
+            return Ok(None);
+        };
+        let refuse = |what: String| {
+            Err(DataFusionError::Plan(format!(
+                "INSERT ... PARTITION (...) {what}"
+            )))
+        };
+        let (TableObject::TableName(name), Some(query)) = (&insert.table, &insert.source) else {
+            return refuse("needs a table and the query of its rows".into());
+        };
+        let Some(table) = self.named_table(name).await? else {
+            return refuse(format!("writes tarn tables; {name} is not one"));
+        };
+        let schema = table.read_schema();
+        let mut fixed: Vec<(String, SqlExpr)> = Vec::new();
+        for item in items {
+            let SqlExpr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } = item
+            else {
+                return refuse(format!(
+                    "takes column = value; '{item}' has no value (a dynamic partition column): \
+                     give its values in the query, as for any column, and leave it out of \
+                     PARTITION; SET tarn.overwrite_mode = 'dynamic' makes an INSERT OVERWRITE \
+                     replace only the partitions its rows fall in"
+                ));
+            };
+            let SqlExpr::Identifier(column) = left.as_ref() else {
+                return refuse(format!("takes column = value, not '{item}'"));
+            };
+            let found = schema
+                .fields()
+                .iter()
+                .find(|f| match column.quote_style {
+                    Some(_) => f.name == column.value,
+                    None => f.name.eq_ignore_ascii_case(&column.value),
+                })
+                .ok_or_else(|| {
+                    DataFusionError::Plan(format!(
+                        "INSERT ... PARTITION (...): {name} has no column {column}"
+                    ))
+                })?;
+            if fixed.iter().any(|(c, _)| *c == found.name) {
+                return refuse(format!("gives {} twice", found.name));
+            }
+            fixed.push((found.name.clone(), right.as_ref().clone()));
+        }
+        let listed: Vec<String> = match (&insert.columns[..], &insert.after_columns[..]) {
+            ([], []) => schema
+                .fields()
+                .iter()
+                .filter(|f| fixed.iter().all(|(c, _)| *c != f.name))
+                .map(|f| quote(&f.name))
+                .collect(),
+            (columns, []) => columns.iter().map(ToString::to_string).collect(),
+            (_, columns) => columns.iter().map(ToString::to_string).collect(),
+        };
+        // The rewritten INSERT would count the given values among the query's columns.
+        let widths: Vec<usize> = match query.body.as_ref() {
+            SetExpr::Values(values) => values.rows.iter().map(|row| row.len()).collect(),
+            _ => {
+                let planned = self
+                    .plan(DFStatement::Statement(Box::new(Statement::Query(
+                        query.clone(),
+                    ))))
+                    .await?;
+                vec![planned.schema().fields().len()]
+            }
+        };
+        if let Some(width) = widths.into_iter().find(|w| *w != listed.len()) {
+            return refuse(format!(
+                "gives {}; the query gives the other {} columns ({}), not {width}",
+                fixed
+                    .iter()
+                    .map(|(c, _)| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                listed.len(),
+                listed.join(", "),
+            ));
+        }
+        let columns: Vec<String> = listed
+            .into_iter()
+            .chain(fixed.iter().map(|(c, _)| quote(c)))
+            .collect();
+        let columns = columns.join(", ");
+        let sql = match query.body.as_ref() {
+            // Rows of VALUES take the values at their ends: DataFusion types the VALUES of an
+            // INSERT, however deep, by the INSERT's columns.
+            SetExpr::Values(rows) => {
+                let mut query = query.clone();
+                let mut rows = rows.clone();
+                for row in rows.rows.iter_mut() {
+                    row.extend(fixed.iter().map(|(_, v)| v.clone()));
+                }
+                *query.body = SetExpr::Values(rows);
+                format!("INSERT INTO {name} ({columns}) {query}")
+            }
+            _ => {
+                let values: Vec<String> = fixed.iter().map(|(_, v)| v.to_string()).collect();
+                format!(
+                    "INSERT INTO {name} ({columns}) SELECT __tarn_static.*, {values} FROM \
+                     ({query}) AS __tarn_static",
+                    values = values.join(", "),
+                )
+            }
+        };
+        let overwrite = insert.overwrite;
+        let mut parsed = parse(&sql)?;
+        match (parsed.pop(), parsed.is_empty()) {
+            (Some(with_values), true) => *inner = with_values.statement,
+            _ => {
+                return Err(DataFusionError::Internal(format!(
+                    "PARTITION (...) became more than one statement: {sql}"
+                )));
+            }
+        }
+        if !overwrite {
+            return Ok(None);
+        }
+        // The rows with the given values; NULL picks the rows with NULL.
+        let picks = fixed.into_iter().map(|(column, value)| {
+            let column = Box::new(SqlExpr::Identifier(Ident::with_quote('"', column)));
+            match value {
+                SqlExpr::Value(v) if v.value == SqlValue::Null => SqlExpr::IsNull(column),
+                value => SqlExpr::BinaryOp {
+                    left: column,
+                    op: BinaryOperator::Eq,
+                    right: Box::new(value),
+                },
+            }
+        });
+        Ok(picks.reduce(|a, b| SqlExpr::BinaryOp {
+            left: Box::new(a),
+            op: BinaryOperator::And,
+            right: Box::new(b),
+        }))
+    }
+
     /// Delta's `INSERT INTO t [(columns)] REPLACE WHERE condition query` (`statement` is the
     /// INSERT without `REPLACE WHERE`, or an EXPLAIN of it) as the MERGE that does it in one
     /// version: the rows `condition` picks are deleted and the query's rows inserted, and the
@@ -338,7 +502,7 @@ impl TarnContext {
     async fn replace_where_as_merge(
         &self,
         statement: &mut DFStatement,
-        condition: &datafusion::sql::sqlparser::ast::Expr,
+        condition: &SqlExpr,
     ) -> Result<()> {
         let mut inner = statement;
         while let DFStatement::Explain(explain) = inner {
@@ -484,6 +648,17 @@ impl TarnContext {
         if insert_by_name {
             self.name_inserted_columns(&mut statement).await?;
         }
+        let replace_where = match self.static_partition_values(&mut statement).await? {
+            Some(_) if replace_where.is_some() => {
+                return Err(DataFusionError::Plan(
+                    "INSERT ... REPLACE WHERE takes no PARTITION (...): its condition picks the \
+                     rows it replaces"
+                        .into(),
+                ));
+            }
+            Some(values) => Some(values),
+            None => replace_where,
+        };
         if let Some(condition) = &replace_where {
             self.replace_where_as_merge(&mut statement, condition)
                 .await?;

@@ -1523,19 +1523,6 @@ fn refuse_other_dialects_dml(statement: &Statement) -> Result<()> {
         Statement::Insert(i) => ("INSERT", i.returning.is_some(), false),
         _ => return Ok(()),
     };
-    if let Statement::Insert(insert) = statement
-        && insert.partitioned.is_some()
-    {
-        return Err(DataFusionError::Plan(
-            "INSERT ... PARTITION (...) (Hive's and Spark's static partition values) is not \
-             supported: give the partition columns' values in the query, as for any column \
-             (INSERT INTO t SELECT 'eu' AS region, ...); to replace only the partitions the new \
-             rows fall in, SET tarn.overwrite_mode = 'dynamic' before the INSERT OVERWRITE; \
-             to replace the rows a condition picks, INSERT INTO t REPLACE WHERE region = 'eu' \
-             SELECT ..."
-                .into(),
-        ));
-    }
     if returning {
         return Err(DataFusionError::Plan(format!(
             "{name} takes no RETURNING: it gives the number of rows it changed; the rows \
@@ -1862,6 +1849,7 @@ mod tests {
             "MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT *",
             "INSERT INTO t BY NAME SELECT 1 AS id",
             "INSERT INTO t (a) REPLACE WHERE (a > 1) AND a < (SELECT 2) SELECT 1",
+            "INSERT OVERWRITE TABLE t PARTITION (a = 1, b) (c, d) SELECT 1",
             "OPTIMIZE t WHERE d = 1 ORDER BY (id)",
             "RESTORE TABLE t TO VERSION AS OF 1",
             "SHOW PARTITIONS t LIMIT 1",
