@@ -660,6 +660,8 @@ impl TarnContext {
             None => replace_where,
         };
         if let Some(condition) = &replace_where {
+            // DEFAULT is filled in the rows of the INSERT: the MERGE's are in its source.
+            self.fill_defaults(&mut statement).await?;
             self.replace_where_as_merge(&mut statement, condition)
                 .await?;
         }
