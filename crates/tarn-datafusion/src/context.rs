@@ -36,8 +36,8 @@ use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, DescribeAlias, Expr as SqlExpr, Ident, ObjectName, SetExpr, Statement,
-    TableFactor, TableObject, Update, Value as SqlValue,
+    DescribeAlias, Expr as SqlExpr, Ident, ObjectName, SetExpr, Statement, TableFactor,
+    TableObject, Update,
 };
 use tarn_core::Warehouse;
 use tarn_core::storage::StoreOptions;
@@ -54,6 +54,7 @@ use crate::metadata_tables::MetadataTable;
 use crate::names::{QualifiedName, parts};
 use crate::parse::{ParsedStatement, parse};
 use crate::provider::TarnTable;
+use crate::replace::StaticValues;
 use crate::time_travel::{TimeTravelFunction, TimeTravelPlanner};
 
 /// The catalog name a warehouse gets in a [`TarnContext`].
@@ -261,11 +262,7 @@ impl TarnContext {
     /// or an EXPLAIN of it): the query's column names become the INSERT's column list, so
     /// each column goes to the table's column of its name and the others take their defaults.
     async fn name_inserted_columns(&self, statement: &mut DFStatement) -> Result<()> {
-        let mut statement = statement;
-        while let DFStatement::Explain(explain) = statement {
-            statement = explain.statement.as_mut();
-        }
-        let DFStatement::Statement(s) = statement else {
+        let DFStatement::Statement(s) = explained(statement) else {
             return Err(DataFusionError::Plan("BY NAME belongs to INSERT".into()));
         };
         let Statement::Insert(insert) = s.as_mut() else {
@@ -330,191 +327,70 @@ impl TarnContext {
         self.catalog.load(&name.namespace, &name.table).await
     }
 
-    /// Hive's and Spark's static partition values, `INSERT [OVERWRITE] [TABLE] t PARTITION (k =
-    /// v, ...) query` (`statement` may be an EXPLAIN of it): the query gives the other columns,
-    /// in the table's order or the listed ones', and every row takes the given values. The
-    /// statement becomes an INSERT INTO with a column list and the values after the query's
-    /// columns; for an OVERWRITE, which replaces the rows with those values whatever the
-    /// table's overwrite mode (as in Spark), returns the condition that picks them, for
-    /// [`Self::replace_where_as_merge`]. `Some` only for an OVERWRITE with PARTITION.
+    /// Hive's and Spark's static partition values (see [`crate::replace`]; `statement` may be
+    /// an EXPLAIN of the INSERT): the INSERT becomes one with a column list and the values
+    /// after the query's columns. For an OVERWRITE, returns the condition that picks the rows
+    /// it replaces, for [`Self::replace_where_as_merge`].
     async fn static_partition_values(
         &self,
         statement: &mut DFStatement,
     ) -> Result<Option<SqlExpr>> {
-        let mut inner = statement;
-        while let DFStatement::Explain(explain) = inner {
-            inner = explain.statement.as_mut();
-        }
-        let DFStatement::Statement(s) = inner else {
+        let inner = explained(statement);
+        let DFStatement::Statement(s) = &*inner else {
             return Ok(None);
         };
         let Statement::Insert(insert) = s.as_ref() else {
             return Ok(None);
         };
-        let Some(items) = &insert.partitioned else {
+        if insert.partitioned.is_none() {
             return Ok(None);
-        };
-        let refuse = |what: String| {
-            Err(DataFusionError::Plan(format!(
-                "INSERT ... PARTITION (...) {what}"
-            )))
-        };
+        }
         let (TableObject::TableName(name), Some(query)) = (&insert.table, &insert.source) else {
-            return refuse("needs a table and the query of its rows".into());
+            return Err(DataFusionError::Plan(
+                "INSERT ... PARTITION (...) needs a table and the query of its rows".into(),
+            ));
         };
         let Some(table) = self.named_table(name).await? else {
-            return refuse(format!("writes tarn tables; {name} is not one"));
+            return Err(DataFusionError::Plan(format!(
+                "INSERT ... PARTITION (...) writes tarn tables; {name} is not one"
+            )));
         };
-        let schema = table.read_schema();
-        let mut fixed: Vec<(String, SqlExpr)> = Vec::new();
-        for item in items {
-            let SqlExpr::BinaryOp {
-                left,
-                op: BinaryOperator::Eq,
-                right,
-            } = item
-            else {
-                return refuse(format!(
-                    "takes column = value; '{item}' has no value (a dynamic partition column): \
-                     give its values in the query, as for any column, and leave it out of \
-                     PARTITION; SET tarn.overwrite_mode = 'dynamic' makes an INSERT OVERWRITE \
-                     replace only the partitions its rows fall in"
-                ));
-            };
-            let SqlExpr::Identifier(column) = left.as_ref() else {
-                return refuse(format!("takes column = value, not '{item}'"));
-            };
-            let found = schema
-                .fields()
-                .iter()
-                .find(|f| match column.quote_style {
-                    Some(_) => f.name == column.value,
-                    None => f.name.eq_ignore_ascii_case(&column.value),
-                })
-                .ok_or_else(|| {
-                    DataFusionError::Plan(format!(
-                        "INSERT ... PARTITION (...): {name} has no column {column}"
-                    ))
-                })?;
-            if fixed.iter().any(|(c, _)| *c == found.name) {
-                return refuse(format!("gives {} twice", found.name));
-            }
-            fixed.push((found.name.clone(), right.as_ref().clone()));
-        }
-        let listed: Vec<String> = match (&insert.columns[..], &insert.after_columns[..]) {
-            ([], []) => schema
-                .fields()
-                .iter()
-                .filter(|f| fixed.iter().all(|(c, _)| *c != f.name))
-                .map(|f| quote(&f.name))
-                .collect(),
-            (columns, []) => columns.iter().map(ToString::to_string).collect(),
-            (_, columns) => columns.iter().map(ToString::to_string).collect(),
-        };
-        // The rewritten INSERT would count the given values among the query's columns.
-        let widths: Vec<usize> = match query.body.as_ref() {
-            SetExpr::Values(values) => values.rows.iter().map(|row| row.len()).collect(),
-            _ => {
-                let planned = self
-                    .plan(DFStatement::Statement(Box::new(Statement::Query(
-                        query.clone(),
-                    ))))
-                    .await?;
-                vec![planned.schema().fields().len()]
-            }
-        };
-        if let Some(width) = widths.into_iter().find(|w| *w != listed.len()) {
-            return refuse(format!(
-                "gives {}; the query gives the other {} columns ({}), not {width}",
-                fixed
-                    .iter()
-                    .map(|(c, _)| c.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                listed.len(),
-                listed.join(", "),
-            ));
-        }
-        let columns: Vec<String> = listed
-            .into_iter()
-            .chain(fixed.iter().map(|(c, _)| quote(c)))
-            .collect();
-        let columns = columns.join(", ");
-        let sql = match query.body.as_ref() {
-            // Rows of VALUES take the values at their ends: DataFusion types the VALUES of an
-            // INSERT, however deep, by the INSERT's columns.
-            SetExpr::Values(rows) => {
-                let mut query = query.clone();
-                let mut rows = rows.clone();
-                for row in rows.rows.iter_mut() {
-                    row.extend(fixed.iter().map(|(_, v)| v.clone()));
-                }
-                *query.body = SetExpr::Values(rows);
-                format!("INSERT INTO {name} ({columns}) {query}")
-            }
-            _ => {
-                let values: Vec<String> = fixed.iter().map(|(_, v)| v.to_string()).collect();
-                format!(
-                    "INSERT INTO {name} ({columns}) SELECT __tarn_static.*, {values} FROM \
-                     ({query}) AS __tarn_static",
-                    values = values.join(", "),
-                )
-            }
-        };
-        let overwrite = insert.overwrite;
-        let mut parsed = parse(&sql)?;
-        match (parsed.pop(), parsed.is_empty()) {
-            (Some(with_values), true) => *inner = with_values.statement,
-            _ => {
-                return Err(DataFusionError::Internal(format!(
-                    "PARTITION (...) became more than one statement: {sql}"
-                )));
-            }
-        }
-        if !overwrite {
+        let Some(values) = StaticValues::of(insert, table.table().schema(), name)? else {
             return Ok(None);
-        }
-        // The rows with the given values; NULL picks the rows with NULL.
-        let picks = fixed.into_iter().map(|(column, value)| {
-            let column = Box::new(SqlExpr::Identifier(Ident::with_quote('"', column)));
-            match value {
-                SqlExpr::Value(v) if v.value == SqlValue::Null => SqlExpr::IsNull(column),
-                value => SqlExpr::BinaryOp {
-                    left: column,
-                    op: BinaryOperator::Eq,
-                    right: Box::new(value),
-                },
+        };
+        match query.body.as_ref() {
+            SetExpr::Values(rows) => {
+                for row in &rows.rows {
+                    values.check_width(row.len())?;
+                }
             }
-        });
-        Ok(picks.reduce(|a, b| SqlExpr::BinaryOp {
-            left: Box::new(a),
-            op: BinaryOperator::And,
-            right: Box::new(b),
-        }))
+            _ => {
+                let query = Statement::Query(query.clone());
+                let planned = self.plan(DFStatement::Statement(Box::new(query))).await?;
+                values.check_width(planned.schema().fields().len())?;
+            }
+        }
+        let overwrite = insert.overwrite;
+        *inner = values.insert(name, query)?;
+        Ok(overwrite.then(|| values.condition()).flatten())
     }
 
     /// Delta's `INSERT INTO t [(columns)] REPLACE WHERE condition query` (`statement` is the
-    /// INSERT without `REPLACE WHERE`, or an EXPLAIN of it) as the MERGE that does it in one
-    /// version: the rows `condition` picks are deleted and the query's rows inserted, and the
-    /// statement fails, changing nothing, when one of those rows does not satisfy `condition`
-    /// (as Delta checks by default). The MERGE pairs no rows (`ON FALSE`), so it reads only
-    /// the target files `condition` does not prune.
+    /// INSERT without `REPLACE WHERE`, or an EXPLAIN of it) as the MERGE that does it: see
+    /// [`crate::replace`].
     async fn replace_where_as_merge(
         &self,
         statement: &mut DFStatement,
         condition: &SqlExpr,
     ) -> Result<()> {
-        let mut inner = statement;
-        while let DFStatement::Explain(explain) = inner {
-            inner = explain.statement.as_mut();
-        }
         let refuse = |what: &str| {
             Err(DataFusionError::Plan(format!(
                 "INSERT ... REPLACE WHERE {what}; write INSERT INTO t [(columns)] REPLACE WHERE \
                  condition SELECT ..."
             )))
         };
-        let DFStatement::Statement(s) = inner else {
+        let inner = explained(statement);
+        let DFStatement::Statement(s) = &*inner else {
             return refuse("belongs to an INSERT");
         };
         let Statement::Insert(insert) = s.as_ref() else {
@@ -542,40 +418,8 @@ impl TarnContext {
                 .collect(),
             false => insert.columns.iter().map(ToString::to_string).collect(),
         };
-        let hidden: Vec<String> = (0..columns.len())
-            .map(|i| format!("__tarn_replace_{i}"))
-            .collect();
-        let renamed: Vec<String> = columns
-            .iter()
-            .zip(&hidden)
-            .map(|(c, h)| format!("{c} AS {h}"))
-            .collect();
-        let message = format!(
-            "INSERT INTO {name} REPLACE WHERE {condition}: a row to insert does not satisfy \
-             the condition (every row inserted must be one it picks); nothing was changed"
-        )
-        .replace('\'', "''");
-        // The rows keep the table's column names where the condition checks them, and are
-        // renamed for the MERGE, where those names are the target's.
-        let merge = format!(
-            "MERGE INTO {name} USING (SELECT {renamed} FROM ({query}) AS __tarn_rows({columns}) \
-             WHERE assert_true({condition}, '{message}') IS NULL) AS __tarn_replace ON FALSE \
-             WHEN NOT MATCHED BY SOURCE AND ({condition}) THEN DELETE \
-             WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({hidden})",
-            renamed = renamed.join(", "),
-            columns = columns.join(", "),
-            hidden = hidden.join(", "),
-        );
-        let mut parsed = parse(&merge)?;
-        match (parsed.pop(), parsed.is_empty()) {
-            (Some(merge), true) => {
-                *inner = merge.statement;
-                Ok(())
-            }
-            _ => Err(DataFusionError::Internal(format!(
-                "REPLACE WHERE became more than one statement: {merge}"
-            ))),
-        }
+        *inner = crate::replace::as_merge(name, &columns, query, condition)?;
+        Ok(())
     }
 
     /// A MERGE's `UPDATE SET *` and `INSERT *` (see [`crate::merge_star`]) as the target
@@ -585,11 +429,7 @@ impl TarnContext {
         &self,
         statement: &mut DFStatement,
     ) -> Result<Option<(Ident, Vec<String>)>> {
-        let mut statement = statement;
-        while let DFStatement::Explain(explain) = statement {
-            statement = explain.statement.as_mut();
-        }
-        let DFStatement::Statement(s) = statement else {
+        let DFStatement::Statement(s) = explained(statement) else {
             return Ok(None);
         };
         let Statement::Merge(merge) = s.as_mut() else {
@@ -618,11 +458,7 @@ impl TarnContext {
     /// The `DEFAULT`s of an INSERT, UPDATE or MERGE into a tarn table (or an EXPLAIN of one)
     /// as its columns' defaults (see [`crate::default_values`]).
     async fn fill_defaults(&self, statement: &mut DFStatement) -> Result<()> {
-        let mut statement = statement;
-        while let DFStatement::Explain(explain) = statement {
-            statement = explain.statement.as_mut();
-        }
-        let DFStatement::Statement(s) = statement else {
+        let DFStatement::Statement(s) = explained(statement) else {
             return Ok(());
         };
         let Some(name) = crate::default_values::target(s) else {
@@ -1106,6 +942,15 @@ fn without_empty_catalog(
         }
     }
     Arc::new(kept)
+}
+
+/// The statement an EXPLAIN (or several) wraps, or `statement` itself.
+fn explained(statement: &mut DFStatement) -> &mut DFStatement {
+    let mut inner = statement;
+    while let DFStatement::Explain(explain) = inner {
+        inner = explain.statement.as_mut();
+    }
+    inner
 }
 
 pub(crate) fn quote(ident: &str) -> String {

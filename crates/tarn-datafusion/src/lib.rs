@@ -61,6 +61,7 @@ mod parse;
 mod provider;
 mod pruning;
 mod reader;
+mod replace;
 mod struct_values;
 mod time_travel;
 mod view;
