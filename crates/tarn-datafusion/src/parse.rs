@@ -777,84 +777,66 @@ fn partitioned_by_is_datafusions(tokens: &[Token]) -> bool {
 /// Where DuckDB's `BY NAME` stands in `INSERT [OR ...] INTO t BY NAME query` (the positions of
 /// its two words), when the statement is such an INSERT.
 fn insert_by_name(tokens: &[Token]) -> Option<(usize, usize)> {
-    let first = explained_start(tokens)?;
-    if !is_keyword(&tokens[first], Keyword::INSERT) {
-        return None;
-    }
-    let mut depth = 0usize;
-    let mut i = first + 1;
-    while let Some(j) = next_significant(tokens, i) {
-        let token = &tokens[j];
-        match token {
-            Token::LParen => depth += 1,
-            Token::RParen => depth = depth.saturating_sub(1),
-            _ if depth > 0 => {}
-            _ if is_keyword(token, Keyword::BY) => {
-                let name = next_significant(tokens, j + 1)?;
-                return is_keyword(&tokens[name], Keyword::NAME).then_some((j, name));
-            }
-            // The query has begun.
-            _ if [
-                Keyword::SELECT,
-                Keyword::VALUES,
-                Keyword::WITH,
-                Keyword::FROM,
-            ]
-            .iter()
-            .any(|k| is_keyword(token, *k)) =>
-            {
-                return None;
-            }
-            _ => {}
-        }
-        i = j + 1;
-    }
-    None
+    let mut words = insert_words(tokens)?;
+    let by =
+        words.find(|&j| is_keyword(&tokens[j], Keyword::BY) || starts_query(&tokens[j], false))?;
+    let name = words.next()?;
+    (is_keyword(&tokens[by], Keyword::BY) && is_keyword(&tokens[name], Keyword::NAME))
+        .then_some((by, name))
 }
 
-/// Where Delta's `REPLACE WHERE condition` stands in `INSERT INTO t [(columns)] REPLACE WHERE
-/// condition query`: its first token, the condition's and the query's (a SELECT, VALUES, WITH,
-/// FROM or TABLE at the condition's depth), when the statement is such an INSERT.
+/// Where Delta's `REPLACE WHERE condition` stands in `INSERT INTO [TABLE] t [(columns)] REPLACE
+/// WHERE condition query`: its first token, the condition's and the query's (a SELECT, VALUES,
+/// WITH, FROM or TABLE outside the condition's parentheses), when the statement is such an
+/// INSERT.
 fn replace_where(tokens: &[Token]) -> Option<(usize, usize, usize)> {
+    let mut words = insert_words(tokens)?;
+    let replace = words
+        .find(|&j| is_keyword(&tokens[j], Keyword::REPLACE) || starts_query(&tokens[j], false))?;
+    let word = words.next()?;
+    if !(is_keyword(&tokens[replace], Keyword::REPLACE)
+        && is_keyword(&tokens[word], Keyword::WHERE))
+    {
+        return None;
+    }
+    let query = words.find(|&j| starts_query(&tokens[j], true))?;
+    Some((replace, word + 1, query))
+}
+
+/// The words of an INSERT (or an EXPLAIN of one) after `INSERT`, outside parentheses; `None`
+/// for another statement.
+fn insert_words(tokens: &[Token]) -> Option<impl Iterator<Item = usize> + '_> {
     let first = explained_start(tokens)?;
     if !is_keyword(&tokens[first], Keyword::INSERT) {
         return None;
     }
-    let starts_query = |token: &Token| {
-        [
-            Keyword::SELECT,
-            Keyword::VALUES,
-            Keyword::WITH,
-            Keyword::FROM,
-            Keyword::TABLE,
-        ]
-        .iter()
-        .any(|k| is_keyword(token, *k))
-    };
     let mut depth = 0usize;
-    let mut condition = None;
-    let mut i = first + 1;
-    while let Some(j) = next_significant(tokens, i) {
-        let token = &tokens[j];
-        match token {
-            Token::LParen => depth += 1,
-            Token::RParen => depth = depth.saturating_sub(1),
-            _ if depth > 0 => {}
-            _ if condition.is_none() && is_keyword(token, Keyword::REPLACE) => {
-                let word = next_significant(tokens, j + 1)?;
-                if !is_keyword(&tokens[word], Keyword::WHERE) {
-                    return None;
-                }
-                condition = Some((j, word + 1));
-                i = word + 1;
-                continue;
-            }
-            _ if starts_query(token) => return condition.map(|(start, c)| (start, c, j)),
-            _ => {}
+    Some((first + 1..tokens.len()).filter(move |&j| match tokens[j] {
+        Token::Whitespace(_) => false,
+        Token::LParen => {
+            depth += 1;
+            false
         }
-        i = j + 1;
-    }
-    None
+        Token::RParen => {
+            depth = depth.saturating_sub(1);
+            false
+        }
+        _ => depth == 0,
+    }))
+}
+
+/// Whether an INSERT's query may start at `token`; with `TABLE` only where `table` (before the
+/// table's name, `INSERT INTO TABLE t` is Hive's form of `INSERT INTO t`).
+fn starts_query(token: &Token, table: bool) -> bool {
+    [
+        Keyword::SELECT,
+        Keyword::VALUES,
+        Keyword::WITH,
+        Keyword::FROM,
+    ]
+    .iter()
+    .any(|k| is_keyword(token, *k))
+        || (table && is_keyword(token, Keyword::TABLE))
 }
 
 /// Spark's and Delta's `ALTER TABLE t ADD COLUMNS (a INT, b VARCHAR COMMENT '...')`, in the
@@ -1872,7 +1854,7 @@ mod tests {
     fn replace_where_is_lifted_out_of_an_insert() {
         let parsed = |sql: &str| parse(sql).unwrap().remove(0);
         let replace = parsed(
-            "EXPLAIN INSERT INTO t (a, b) REPLACE WHERE a IN (SELECT 1) AND b <> 'x' \
+            "EXPLAIN INSERT INTO TABLE t (a, b) REPLACE WHERE a IN (SELECT 1) AND b <> 'x' \
              WITH q AS (SELECT 1, 'y') SELECT * FROM q",
         );
         assert_eq!(
@@ -1881,8 +1863,11 @@ mod tests {
         );
         assert_eq!(
             replace.statement.to_string(),
-            "EXPLAIN INSERT INTO t (a, b) WITH q AS (SELECT 1, 'y') SELECT * FROM q"
+            "EXPLAIN INSERT INTO TABLE t (a, b) WITH q AS (SELECT 1, 'y') SELECT * FROM q"
         );
+        let table = parsed("INSERT INTO t REPLACE WHERE a = 1 TABLE s");
+        assert_eq!(table.replace_where.unwrap().to_string(), "a = 1");
+        assert_eq!(table.statement.to_string(), "INSERT INTO t TABLE s");
         for plain in [
             "INSERT INTO t SELECT replace(a, 'x', 'y') FROM s WHERE a = 1",
             "INSERT INTO t VALUES (1)",
