@@ -51,12 +51,69 @@ struct Outcome {
     /// Positions of the deleted and updated rows, per table-relative data file path.
     removed: HashMap<String, RoaringTreemap>,
     /// Rows MERGE inserts: every column, in the table's order.
-    inserted: Vec<RecordBatch>,
+    inserted: Inserted,
     /// Updated rows as pass 1 returns them: identity, action, assigned values.
     updated: Vec<RecordBatch>,
     /// Positions of the deleted rows alone, per file.
     deleted: HashMap<String, RoaringTreemap>,
     affected: u64,
+}
+
+/// The rows a MERGE inserts, in the table's schema: held until they pass an eighth of the
+/// table's `write.buffer-bytes`, so that a small statement's new rows can share a file with
+/// the rows it keeps (copy-on-write), then written as they come, to files of their own, so
+/// that a statement inserting more rows than memory holds (a REPLACE WHERE backfill) runs.
+enum Inserted {
+    Held {
+        rows: Vec<RecordBatch>,
+        bytes: usize,
+        limit: usize,
+    },
+    Streamed(Box<DataFileWriter>),
+}
+
+impl Inserted {
+    fn new(table: &Table) -> Result<Self> {
+        let options = tarn_core::WriterOptions::from_properties(table.metadata().properties())
+            .map_err(to_df)?;
+        Ok(Inserted::Held {
+            rows: Vec::new(),
+            bytes: 0,
+            limit: options.buffer_bytes / 8,
+        })
+    }
+
+    async fn push(
+        &mut self,
+        rows: RecordBatch,
+        table: &Table,
+        context: &Arc<TaskContext>,
+        handoff: &Handoff,
+    ) -> Result<()> {
+        if rows.num_rows() == 0 {
+            return Ok(());
+        }
+        match self {
+            Inserted::Streamed(writer) => writer.write(&rows).await.map_err(to_df),
+            Inserted::Held {
+                rows: held,
+                bytes,
+                limit,
+            } => {
+                *bytes += rows.get_array_memory_size();
+                held.push(rows);
+                if *bytes <= *limit {
+                    return Ok(());
+                }
+                let mut writer = writer_for(table, context, 1, Some(handoff))?;
+                for batch in held.drain(..) {
+                    writer.write(&batch).await.map_err(to_df)?;
+                }
+                *self = Inserted::Streamed(Box::new(writer));
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Updated rows before and after the change, row for row.
@@ -174,16 +231,16 @@ impl ExecutionPlan for DmlWriteExec {
         let mode = self.mode;
         let handoff = self.handoff.clone();
         let write = async move {
-            let outcome = collect_outcome(input, &target, &kind, &context).await?;
+            let outcome = collect_outcome(input, &target, &kind, &context, &handoff).await?;
             // A merge-on-read DELETE needs no log: its deletion vectors tell the change feed
             // which rows went.
             let record = !(kind == DmlKind::Delete && mode == RowLevelMode::MergeOnRead);
-            let data_schema = crate::convert::df_schema(target.table().schema());
-            let inserted = outcome
-                .inserted
-                .iter()
-                .map(|b| conform(b, &data_schema))
-                .collect::<Result<Vec<_>>>()?;
+            let (inserted, (streamed, streamed_bytes)): (_, Written) = match outcome.inserted {
+                Inserted::Held { rows, .. } => (rows, Written::default()),
+                Inserted::Streamed(writer) => {
+                    (Vec::new(), writer.finish_unstored().await.map_err(to_df)?)
+                }
+            };
             let images = materialize(&target, &kind, outcome.updated, record, &context).await?;
             let table = target.table();
             let mut change_log = Vec::new();
@@ -196,6 +253,8 @@ impl ExecutionPlan for DmlWriteExec {
                 ChangeType::UpdatePreimage,
                 write_rows(table, &images.before, &context, &handoff).await?,
             );
+            // Streamed rows are in files of their own, which the log names as they are.
+            log(ChangeType::Insert, (streamed.clone(), streamed_bytes));
             let deleted = record.then_some(&outcome.deleted);
             let fragment = match mode {
                 RowLevelMode::CopyOnWrite => {
@@ -211,7 +270,7 @@ impl ExecutionPlan for DmlWriteExec {
                         write_rows(table, &inserted, &context, &handoff).await?,
                     );
                     let new_rows = [inserted, images.after].concat();
-                    rewrite(
+                    let fragment = rewrite(
                         &target,
                         outcome.removed,
                         new_rows,
@@ -219,7 +278,11 @@ impl ExecutionPlan for DmlWriteExec {
                         &context,
                         &handoff,
                     )
-                    .await?
+                    .await?;
+                    Fragment {
+                        added: [fragment.added, streamed].concat(),
+                        ..fragment
+                    }
                 }
                 RowLevelMode::MergeOnRead => {
                     // The new rows go to files of their own, which the log names as they are.
@@ -232,7 +295,7 @@ impl ExecutionPlan for DmlWriteExec {
                     let fragment =
                         row_delta(&target, outcome.removed, deleted, &context, &handoff).await?;
                     Fragment {
-                        added: [after, inserted].concat(),
+                        added: [after, inserted, streamed].concat(),
                         ..fragment
                     }
                 }
@@ -268,10 +331,13 @@ async fn collect_outcome(
     target: &TarnTable,
     kind: &DmlKind,
     context: &Arc<TaskContext>,
+    handoff: &Handoff,
 ) -> Result<Outcome> {
+    let table = target.table();
+    let data_schema = crate::convert::df_schema(table.schema());
     let mut outcome = Outcome {
         removed: HashMap::new(),
-        inserted: Vec::new(),
+        inserted: Inserted::new(table)?,
         updated: Vec::new(),
         deleted: HashMap::new(),
         affected: 0,
@@ -324,9 +390,11 @@ async fn collect_outcome(
         }
         if inserts.iter().any(|i| *i) {
             let values = batch.project(&(values_from..batch.num_columns()).collect::<Vec<_>>())?;
+            let rows = filter_record_batch(&values, &BooleanArray::from(inserts))?;
             outcome
                 .inserted
-                .push(filter_record_batch(&values, &BooleanArray::from(inserts))?);
+                .push(conform(&rows, &data_schema)?, table, context, handoff)
+                .await?;
         }
         if updates.iter().any(|u| *u) {
             outcome
