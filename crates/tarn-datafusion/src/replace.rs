@@ -177,10 +177,15 @@ pub(crate) fn as_merge(
          condition (every row inserted must be one it picks); nothing was changed"
     )
     .replace('\'', "''");
-    // The rows keep the table's column names where the condition checks them, and are
-    // renamed for the MERGE, where those names are the target's.
+    // The rows keep the table's column names (and its name, for a condition that qualifies
+    // them) where the condition checks them, and are renamed for the MERGE, where those names
+    // are the target's.
+    let rows = match name.0.last().and_then(|part| part.as_ident()) {
+        Some(table) => table.to_string(),
+        None => "__tarn_rows".to_string(),
+    };
     parse_one(&format!(
-        "MERGE INTO {name} USING (SELECT {renamed} FROM ({query}) AS __tarn_rows({columns}) \
+        "MERGE INTO {name} USING (SELECT {renamed} FROM ({query}) AS {rows}({columns}) \
          WHERE assert_true({condition}, '{message}') IS NULL) AS __tarn_replace ON FALSE \
          WHEN NOT MATCHED BY SOURCE AND ({condition}) THEN DELETE \
          WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({hidden})",
