@@ -5,7 +5,7 @@
 //!
 //! | the commit | its rows in the feed |
 //! |---|---|
-//! | a change log (UPDATE and MERGE in either mode, DELETE in copy-on-write) | the log's files, by kind of change |
+//! | a change log (UPDATE and MERGE in either mode, DELETE in copy-on-write) | the log's files, by kind of change (a file the version removed whole can be its own log: its live rows at the parent) |
 //! | an append | inserts: the live rows of the files in its added manifests |
 //! | any other data change (overwrite, DELETE in merge-on-read, a restore) | the difference of its manifest list and its parent's: files only in the new list are inserts, files only in the old one deletes (their live rows in the parent), and a file in both whose deletion vector changed gives the positions it gained as deletes and those it lost (a restore) as inserts |
 //! | compaction, schema and property changes, version 0 | nothing: no row changed |

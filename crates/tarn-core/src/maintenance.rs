@@ -25,6 +25,7 @@ use tarn_spec::{Snapshot, Version};
 use crate::error::{Error, Result};
 use crate::local_disk;
 use crate::log;
+use crate::manifest::Manifest;
 use crate::properties::Retention;
 use crate::table::Table;
 
@@ -80,8 +81,9 @@ async fn referenced(table: &Table, snapshots: &[Snapshot]) -> Result<HashSet<Str
         objects.extend(snapshot.changes.removed_files.iter().cloned());
         for manifest in snapshot.changes.change_log.values() {
             objects.insert(manifest.clone());
-            let manifest = table.manifest(manifest).await?;
-            objects.extend(manifest.paths().iter().flatten().map(str::to_string));
+            // A file the version removed whole can log its own rows, read through its
+            // deletion vector of the version before.
+            listed_objects(&*table.manifest(manifest).await?, &mut objects)?;
         }
         let Some(list_path) = &snapshot.manifest_list else {
             continue;
@@ -96,17 +98,23 @@ async fn referenced(table: &Table, snapshots: &[Snapshot]) -> Result<HashSet<Str
                 continue;
             }
             objects.insert(path.to_string());
-            let manifest = table.manifest(path).await?;
-            objects.extend(manifest.paths().iter().flatten().map(str::to_string));
-            for row in 0..manifest.len() {
-                if let Some(dv) = manifest.deletion_vector(row)? {
-                    objects.insert(dv.path);
-                }
-            }
+            listed_objects(&*table.manifest(path).await?, &mut objects)?;
         }
     }
     // Manifests named only in `changes` are read by conflict checks, never their files.
     Ok(objects)
+}
+
+/// Adds the data files `manifest` lists, and the delete files of their deletion vectors,
+/// to `objects`.
+fn listed_objects(manifest: &Manifest, objects: &mut HashSet<String>) -> Result<()> {
+    objects.extend(manifest.paths().iter().flatten().map(str::to_string));
+    for row in 0..manifest.len() {
+        if let Some(dv) = manifest.deletion_vector(row)? {
+            objects.insert(dv.path);
+        }
+    }
+    Ok(())
 }
 
 /// Expires snapshots of `table` (its newest version is loaded first) and deletes what only

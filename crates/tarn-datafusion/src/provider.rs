@@ -16,12 +16,15 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
 use datafusion::common::stats::Precision;
 use datafusion::common::{ColumnStatistics, DFSchema, SchemaExt, Statistics};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::{
@@ -42,8 +45,10 @@ use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::{CustomMetricValue, MetricBuilder, MetricValue};
+use datafusion::physical_plan::union::UnionExec;
 use futures::{StreamExt, TryStreamExt};
 use tarn_core::{DataFile, FilePredicate, Predicate, RoaringTreemap, ScanMetrics, ScanPlan, Table};
+use tarn_spec::Transform;
 use tarn_spec::{PrimitiveType, Schema, Version};
 
 use crate::convert::{df_scalar, df_schema, to_scalar};
@@ -75,6 +80,10 @@ pub struct TarnTable {
     write_defaults: Arc<HashMap<String, Expr>>,
     /// Row identity columns (`_file`, `_pos`) after the table's columns, for row-level DML.
     identity: bool,
+    /// In an identity scan, columns whose values decide a statement's fate for a row: a
+    /// file partitioned by the identity of each is read as one row (see
+    /// [`TarnTable::with_file_rows`]).
+    file_rows: Option<Arc<[String]>>,
     /// The only data to read, when a reader splits the table among workers.
     shards: Option<Arc<ShardFiles>>,
 }
@@ -131,6 +140,7 @@ impl TarnTable {
             store_url,
             read_version: None,
             identity: false,
+            file_rows: None,
             shards: None,
         }
     }
@@ -195,6 +205,7 @@ impl TarnTable {
             read_schema,
             read_version: Some(snapshot.version),
             identity: false,
+            file_rows: None,
             ..self.clone()
         })
     }
@@ -268,6 +279,25 @@ impl TarnTable {
             schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
             identity: true,
             ..self.clone()
+        }
+    }
+
+    /// This table with row identities, where a data file whose partition spec partitions by
+    /// the identity of each of `columns` is read as one row: its partition's values of
+    /// `columns` (every row of the file has them), its path as `_file`, and a NULL `_pos`,
+    /// which stands for all its live rows; the other columns are NULL (so every column may
+    /// be). A statement whose fate for a row depends on `columns` alone decides it for whole
+    /// files this way, from the manifests, without reading them. Other files are read row by
+    /// row, as by [`TarnTable::with_identity`].
+    pub fn with_file_rows(&self, columns: Vec<String>) -> Self {
+        let identity = self.with_identity();
+        let fields: Vec<Field> = (identity.schema.fields().iter())
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        TarnTable {
+            schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+            file_rows: Some(columns.into()),
+            ..identity
         }
     }
 
@@ -1154,6 +1184,26 @@ impl TarnTable {
         if let Some(shards) = &self.shards {
             data_files.retain(|f| shards.contains_key(&f.path));
         }
+        let mut file_rows = None;
+        if let Some(columns) = &self.file_rows
+            && !crate::ballista::is_distributed(state.config_options())
+        {
+            let (batch, rest) = file_rows_of(&table, data_files, columns, &self.schema)?;
+            data_files = rest;
+            file_rows = batch.map(|batch| {
+                MemorySourceConfig::try_new_exec(
+                    &[vec![batch]],
+                    self.schema.clone(),
+                    projection.cloned(),
+                )
+            });
+        }
+        let file_rows = file_rows.transpose()?;
+        if let Some(file_rows) = &file_rows
+            && data_files.is_empty()
+        {
+            return Ok(file_rows.clone());
+        }
         let mut files = partitioned_files(&table, &data_files, self.identity, RowsOf::Live).await?;
         if let Some(shards) = &self.shards {
             for (file, data_file) in files.iter_mut().zip(&data_files) {
@@ -1233,9 +1283,9 @@ impl TarnTable {
             } else {
                 Extra::None
             },
-            rows: match self.shards {
-                Some(_) => data_files.iter().map(|f| f.live_rows()).sum(),
-                None => plan.record_count(),
+            rows: match (&self.shards, &self.file_rows) {
+                (None, None) => plan.record_count(),
+                _ => data_files.iter().map(|f| f.live_rows()).sum(),
             },
             files,
             row_groups,
@@ -1257,8 +1307,71 @@ impl TarnTable {
                 scan.build(projection.cloned(), limit)?,
             ));
         }
-        scan.build(projection.cloned(), limit)
+        let scan = scan.build(projection.cloned(), limit)?;
+        match file_rows {
+            Some(file_rows) => UnionExec::try_new(vec![file_rows, scan]),
+            None => Ok(scan),
+        }
     }
+}
+
+/// The files of `files` that [`TarnTable::with_file_rows`] reads as one row each, as those
+/// rows in `schema` (the table's columns and row identities), and the other files.
+fn file_rows_of(
+    table: &Table,
+    files: Vec<DataFile>,
+    columns: &[String],
+    schema: &SchemaRef,
+) -> Result<(Option<RecordBatch>, Vec<DataFile>)> {
+    // Per column: its index in `schema`, its field id, and its values in the files kept.
+    let mut decided: Vec<(usize, tarn_spec::FieldId, Vec<ScalarValue>)> = Vec::new();
+    for name in columns {
+        let (Some(field), Ok(index)) = (table.schema().field_by_name(name), schema.index_of(name))
+        else {
+            return Ok((None, files));
+        };
+        decided.push((index, field.id, Vec::new()));
+    }
+    let metadata = table.metadata();
+    let mut whole = Vec::new();
+    let mut rest = Vec::new();
+    for file in files {
+        // The file's value of each column, when its spec partitions by the column itself.
+        let values: Option<Vec<ScalarValue>> = decided
+            .iter()
+            .map(|(index, id, _)| {
+                let spec = metadata.spec(file.spec_id)?;
+                let k = spec
+                    .fields()
+                    .iter()
+                    .position(|p| p.source_id == *id && p.transform == Transform::Identity)?;
+                let value = to_scalar(spec.types()[k], file.partition[k].as_ref());
+                value.cast_to(schema.field(*index).data_type()).ok()
+            })
+            .collect();
+        match values {
+            Some(values) => {
+                for ((_, _, column), value) in decided.iter_mut().zip(values) {
+                    column.push(value);
+                }
+                whole.push(file.path);
+            }
+            None => rest.push(file),
+        }
+    }
+    if whole.is_empty() {
+        return Ok((None, rest));
+    }
+    let rows = whole.len();
+    let mut arrays: Vec<ArrayRef> = (schema.fields().iter())
+        .map(|f| new_null_array(f.data_type(), rows))
+        .collect();
+    for (index, _, values) in decided {
+        arrays[index] = ScalarValue::iter_to_array(values)?;
+    }
+    let width = schema.fields().len();
+    arrays[width - 2] = Arc::new(StringArray::from(whole));
+    Ok((Some(RecordBatch::try_new(schema.clone(), arrays)?), rest))
 }
 
 impl TarnTable {

@@ -1921,6 +1921,29 @@ async fn physical_plan_text(ctx: &TarnContext, sql: &str) -> String {
         .to_string()
 }
 
+/// The rows a DML statement reports it affected.
+fn affected_rows(batches: &[RecordBatch]) -> u64 {
+    batches
+        .iter()
+        .map(|b| b.column(0).as_primitive::<UInt64Type>().value(0))
+        .sum()
+}
+
+/// The Parquet objects under `table`'s location, data and change logs alike.
+async fn parquet_objects(ctx: &TarnContext, table: &str) -> Vec<String> {
+    let provider = ctx.catalog().load("default", table).await.unwrap().unwrap();
+    let location = provider.table().location();
+    let mut objects: Vec<String> = location
+        .store()
+        .list(Some(location.root()))
+        .map(|o| o.unwrap().location.to_string())
+        .filter(|p| std::future::ready(p.ends_with(".parquet")))
+        .collect()
+        .await;
+    objects.sort();
+    objects
+}
+
 /// A session over a new warehouse at `url`, planning `partitions` partitions per scan.
 async fn with_partitions(url: &str, partitions: usize) -> TarnContext {
     TarnContext::new(
@@ -2254,11 +2277,90 @@ async fn a_merge_on_false_reads_only_the_target_files_it_replaces() {
                  ON FALSE \
                  WHEN NOT MATCHED BY SOURCE AND t.day = DATE '2024-01-02' THEN DELETE \
                  WHEN NOT MATCHED THEN INSERT *";
+    // The condition names only the partition column: the files it picks are found in the
+    // manifests, and none is read.
     let plan = physical_plan_text(&tarn, merge).await;
     assert!(!plan.contains("Join"), "{plan}");
-    assert_eq!(plan.matches("day=").count(), 1, "{plan}");
-    assert!(plan.contains("day=2024-01-02/"), "{plan}");
+    assert!(!plan.contains("file_type=parquet"), "{plan}");
     run(&tarn, merge).await;
     let rows = run(&tarn, "SELECT id FROM t ORDER BY id").await;
     assert_eq!(ids(&rows), vec![1, 3, 20]);
+    // A condition on other columns reads the files its statistics do not prune.
+    let by_id = "MERGE INTO t USING (VALUES (DATE '2024-01-03', 30, 'new')) AS s(day, id, v) \
+                 ON FALSE \
+                 WHEN NOT MATCHED BY SOURCE AND t.id = 3 THEN DELETE \
+                 WHEN NOT MATCHED THEN INSERT *";
+    let plan = physical_plan_text(&tarn, by_id).await;
+    assert!(!plan.contains("Join"), "{plan}");
+    assert_eq!(plan.matches("day=").count(), 1, "{plan}");
+    assert!(plan.contains("day=2024-01-03/"), "{plan}");
+    run(&tarn, by_id).await;
+    let rows = run(&tarn, "SELECT id FROM t ORDER BY id").await;
+    assert_eq!(ids(&rows), vec![1, 20, 30]);
+}
+
+/// A DELETE whose condition names only identity partition columns takes whole files out of
+/// the table from the manifests, without reading them, in either mode: the rows a deletion
+/// vector already deleted are not counted again, and the change feed shows the rows that
+/// went (in copy-on-write, the removed file is its own change log: no file is written).
+/// Files of a spec that does not partition by those columns are still read row by row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_of_whole_partitions_reads_no_data_file() {
+    for mode in ["merge-on-read", "copy-on-write"] {
+        let tarn = TarnContext::open(&format!("memory://whole-partitions-{mode}"))
+            .await
+            .unwrap();
+        run(&tarn, "CREATE TABLE t (day DATE, id BIGINT)").await;
+        run(&tarn, "INSERT INTO t VALUES (DATE '2024-01-01', 0)").await;
+        run(&tarn, "ALTER TABLE t SET PARTITIONED BY (day)").await;
+        for day in 1..=3 {
+            run(
+                &tarn,
+                &format!(
+                    "INSERT INTO t VALUES (DATE '2024-01-0{day}', {}), (DATE '2024-01-0{day}', {})",
+                    2 * day - 1,
+                    2 * day
+                ),
+            )
+            .await;
+        }
+        // A deletion vector on the first day's file: 1 goes, 2 stays.
+        run(&tarn, "DELETE FROM t WHERE id = 1").await;
+        run(
+            &tarn,
+            &format!("ALTER TABLE t SET TBLPROPERTIES ('write.delete-mode' = '{mode}')"),
+        )
+        .await;
+        let files_before = parquet_objects(&tarn, "t").await;
+
+        let delete = "DELETE FROM t WHERE day >= DATE '2024-01-02'";
+        let plan = physical_plan_text(&tarn, delete).await;
+        assert!(!plan.contains("file_type=parquet"), "{mode}: {plan}");
+        let affected = run(&tarn, delete).await;
+        assert_eq!(affected_rows(&affected), 4, "{mode}");
+        let version = version_of(&tarn, "t").await;
+        let gone = run(
+            &tarn,
+            &format!("SELECT id FROM table_changes('t', {version}) WHERE _change_type = 'delete'"),
+        )
+        .await;
+        assert_eq!(ids(&gone), vec![3, 4, 5, 6], "{mode}");
+        assert_eq!(parquet_objects(&tarn, "t").await, files_before, "{mode}");
+
+        // The unpartitioned file holds a row of the first day too: it is read.
+        let delete = "DELETE FROM t WHERE day = DATE '2024-01-01'";
+        let plan = physical_plan_text(&tarn, delete).await;
+        assert_eq!(
+            plan.matches("file_type=parquet").count(),
+            1,
+            "{mode}: {plan}"
+        );
+        assert!(!plan.contains("day=2024-01-01/"), "{mode}: {plan}");
+        let affected = run(&tarn, delete).await;
+        assert_eq!(affected_rows(&affected), 2, "{mode}");
+        let rows = run(&tarn, "SELECT id FROM t").await;
+        assert_eq!(ids(&rows), Vec::<i64>::new(), "{mode}");
+        let rows = run(&tarn, &format!("SELECT id FROM t VERSION AS OF {version}")).await;
+        assert_eq!(ids(&rows), vec![0, 2], "{mode}");
+    }
 }

@@ -662,11 +662,18 @@ fn stored_files(
 ) -> Vec<String> {
     let unstored: std::collections::HashSet<&str> =
         unstored.iter().map(|file| file.path.as_str()).collect();
+    // A file that loses all its rows can be the log of their deletion itself: it is the
+    // table's, not the commit's.
+    let taken: std::collections::HashSet<&str> = match change {
+        Change::Rewrite { removed, .. } => removed.iter().map(|f| f.path.as_str()).collect(),
+        Change::RowDelta { deletes, .. } => deletes.iter().map(|(f, _)| f.path.as_str()).collect(),
+        _ => std::collections::HashSet::new(),
+    };
     added_files(change)
         .iter()
         .chain(change_log.iter().map(|(_, file)| file))
         .map(|file| file.path.as_str())
-        .filter(|path| !unstored.contains(path))
+        .filter(|path| !unstored.contains(path) && !taken.contains(path))
         .map(str::to_string)
         .collect()
 }

@@ -437,6 +437,31 @@ async fn a_commit_that_conflicts_leaves_no_object_behind() {
     );
 }
 
+/// A file that loses all its rows can be the change log of their deletion itself. It is
+/// the table's, not the commit's: a failed commit that owns its files leaves it in place.
+#[tokio::test]
+async fn a_failed_commit_keeps_the_removed_file_it_logs() {
+    let (t, file, deleted) = file_deleted_meanwhile("logged-removed-file").await;
+    let before = objects_under(&deleted).await;
+    let stale = t.commit_with(
+        tarn_core::Change::Rewrite {
+            removed: file.clone(),
+            added: Vec::new(),
+            operation: tarn_spec::Operation::Delete,
+        },
+        tarn_core::CommitOptions {
+            change_log: vec![(tarn_spec::ChangeType::Delete, file[0].clone())],
+            owns_files: true,
+            ..Default::default()
+        },
+    );
+    let err = stale.await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict { retryable: true }, "{err}");
+    assert_eq!(objects_under(&deleted).await, before);
+    let version_one = deleted.at_version(tarn_spec::Version(1)).await.unwrap();
+    assert_eq!(read_ids(&version_one).await, vec![0, 1, 2]);
+}
+
 /// A commit given files written for it alone (`owns_files`) deletes them when it fails on a
 /// conflict, as it deletes its own objects; without it, the caller's files stay for the
 /// caller to commit again.

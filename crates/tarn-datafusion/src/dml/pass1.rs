@@ -10,7 +10,9 @@ use datafusion::common::{Column, DFSchema, ScalarValue, TableReference};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::provider_as_source;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::dml::{MergeIntoAction, MergeIntoClauseKind, MergeIntoOp};
+use datafusion::logical_expr::dml::{
+    MergeIntoAction, MergeIntoClause, MergeIntoClauseKind, MergeIntoOp,
+};
 use datafusion::logical_expr::{
     DmlStatement, Expr, JoinType, LogicalPlan, LogicalPlanBuilder, Projection, TableScanBuilder,
     TableSource, WriteOp, case, col, lit, not, when,
@@ -38,11 +40,10 @@ pub(super) fn plan(
         _ => "MERGE INTO",
     };
     target.check_writable(statement)?;
-    let identity = provider_as_source(Arc::new(target.with_identity()));
     let (kind, plan) = match &dml.op {
-        WriteOp::Delete => (DmlKind::Delete, delete(dml, identity)?),
-        WriteOp::Update => (DmlKind::Update, update(dml, identity, target)?),
-        WriteOp::MergeInto(op) => merge(dml, op, identity, target)?,
+        WriteOp::Delete => (DmlKind::Delete, delete(dml, target)?),
+        WriteOp::Update => (DmlKind::Update, update(dml, target)?),
+        WriteOp::MergeInto(op) => merge(dml, op, target)?,
         other => {
             return Err(DataFusionError::Internal(format!(
                 "{other} is not row-level DML"
@@ -94,7 +95,66 @@ fn identity_column(schema: &DFSchema, name: &str) -> Result<Expr> {
     }
 }
 
-fn delete(dml: &DmlStatement, identity: Arc<dyn TableSource>) -> Result<LogicalPlan> {
+/// The columns of the target that decide alone which rows a DELETE removes, when it removes
+/// the rows of the target's scan that deterministic conditions on the target's own columns
+/// keep (no subquery); `None` otherwise.
+fn deciding_columns(dml: &DmlStatement) -> Option<Vec<String>> {
+    let mut conditions = Vec::new();
+    let mut plan = dml.input.as_ref();
+    loop {
+        match plan {
+            LogicalPlan::Filter(filter) => {
+                conditions.push(&filter.predicate);
+                plan = filter.input.as_ref();
+            }
+            LogicalPlan::SubqueryAlias(alias) => plan = alias.input.as_ref(),
+            LogicalPlan::TableScan(scan) if Arc::ptr_eq(&scan.source, &dml.target) => {
+                conditions.extend(&scan.filters);
+                return columns_deciding_alone(conditions);
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The columns `conditions` name, when a row's values of them alone decide the conditions:
+/// they are deterministic and hold no subquery.
+fn columns_deciding_alone<'a>(
+    conditions: impl IntoIterator<Item = &'a Expr>,
+) -> Option<Vec<String>> {
+    let mut columns = Vec::new();
+    for condition in conditions {
+        let subquery = condition.exists(|e| {
+            Ok(matches!(
+                e,
+                Expr::ScalarSubquery(_)
+                    | Expr::Exists(_)
+                    | Expr::InSubquery(_)
+                    | Expr::OuterReferenceColumn(..)
+            ))
+        });
+        if condition.is_volatile() || subquery.unwrap_or(true) {
+            return None;
+        }
+        columns.extend(condition.column_refs().into_iter().map(|c| c.name.clone()));
+    }
+    columns.sort();
+    columns.dedup();
+    Some(columns)
+}
+
+/// The target with row identities for a statement whose fate for a row `deciding` columns
+/// alone decide: files partitioned by them are read as one row each (see
+/// [`TarnTable::with_file_rows`]).
+fn identity_source(target: &TarnTable, deciding: Option<Vec<String>>) -> Arc<dyn TableSource> {
+    match deciding {
+        Some(columns) => provider_as_source(Arc::new(target.with_file_rows(columns))),
+        None => provider_as_source(Arc::new(target.with_identity())),
+    }
+}
+
+fn delete(dml: &DmlStatement, target: &TarnTable) -> Result<LogicalPlan> {
+    let identity = identity_source(target, deciding_columns(dml));
     let input = with_identity(dml, identity)?;
     let columns = vec![
         identity_column(input.schema(), FILE_COLUMN)?,
@@ -103,12 +163,8 @@ fn delete(dml: &DmlStatement, identity: Arc<dyn TableSource>) -> Result<LogicalP
     LogicalPlanBuilder::from(input).project(columns)?.build()
 }
 
-fn update(
-    dml: &DmlStatement,
-    identity: Arc<dyn TableSource>,
-    target: &TarnTable,
-) -> Result<LogicalPlan> {
-    let input = with_identity(dml, identity)?;
+fn update(dml: &DmlStatement, target: &TarnTable) -> Result<LogicalPlan> {
+    let input = with_identity(dml, identity_source(target, None))?;
     // DataFusion plans UPDATE as a projection of the new rows, assigned columns replaced.
     let LogicalPlan::Projection(projection) = input else {
         return Err(DataFusionError::Internal(
@@ -158,10 +214,21 @@ fn update(
 fn merge(
     dml: &DmlStatement,
     op: &MergeIntoOp,
-    identity: Arc<dyn TableSource>,
     target: &TarnTable,
 ) -> Result<(DmlKind, LogicalPlan)> {
     check_scopes(op, &dml.table_name)?;
+    let never_matches = matches!(op.on, Expr::Literal(ScalarValue::Boolean(Some(false)), _));
+    // A MERGE ON FALSE acts on target rows only by its NOT MATCHED BY SOURCE clauses: when
+    // they only delete, their conditions alone decide which rows go.
+    let target_clauses: Vec<&MergeIntoClause> = (op.clauses.iter())
+        .filter(|c| c.kind.canonical() == MergeIntoClauseKind::NotMatchedBySource)
+        .collect();
+    let only_deletes = (target_clauses.iter()).all(|c| matches!(c.action, MergeIntoAction::Delete));
+    let deciding = match never_matches && only_deletes {
+        true => columns_deciding_alone(target_clauses.iter().flat_map(|c| c.predicate.as_ref())),
+        false => None,
+    };
+    let identity = identity_source(target, deciding);
     let t = &dml.table_name;
     let target_column = |name: &str| Expr::Column(Column::new(Some(t.clone()), name));
     let scan = LogicalPlanBuilder::scan(t.clone(), identity, None)?.build()?;
@@ -259,7 +326,8 @@ fn merge(
         }
     };
     let source_present = Expr::Column(Column::new_unqualified(SOURCE_MARKER)).is_not_null();
-    let target_present = target_column(POS_COLUMN).is_not_null();
+    // `_pos` is NULL in a row that stands for a whole file.
+    let target_present = target_column(FILE_COLUMN).is_not_null();
     let action = when(
         target_present.clone().and(source_present),
         first_true(matched)?,
@@ -273,7 +341,6 @@ fn merge(
         (true, false) => JoinType::Left,
         (false, false) => JoinType::Full,
     };
-    let never_matches = matches!(op.on, Expr::Literal(ScalarValue::Boolean(Some(false)), _));
     let joined = match never_matches {
         true => side_by_side(scan, source, &by_source, !not_matched.is_empty())?,
         false => LogicalPlanBuilder::from(scan)

@@ -343,6 +343,7 @@ async fn collect_outcome(
         affected: 0,
     };
     let values_from = values_from(kind);
+    let mut whole_files = HashSet::new();
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         if batch.num_rows() == 0 {
@@ -362,6 +363,17 @@ async fn collect_outcome(
                 (DmlKind::Delete, _) => ClauseAction::Delete,
                 _ => ClauseAction::Update,
             };
+            if action != ClauseAction::Insert && positions.is_null(row) {
+                // A row that stands for all the live rows of its file (see
+                // `TarnTable::with_file_rows`), which only a delete decides that way.
+                if action != ClauseAction::Delete {
+                    return internal_err!("a whole file of {} was updated", target.name());
+                }
+                whole_files.insert(files.value(row).to_string());
+                inserts.push(false);
+                updates.push(false);
+                continue;
+            }
             if action != ClauseAction::Insert {
                 let file = files.value(row);
                 let position = positions.value(row) as u64;
@@ -402,7 +414,28 @@ async fn collect_outcome(
                 .push(filter_record_batch(&batch, &BooleanArray::from(updates))?);
         }
     }
+    for file in files_with_paths(table, &whole_files).await? {
+        let mut live = RoaringTreemap::new();
+        live.insert_range(0..file.record_count);
+        if let Some(dv) = &file.deletion_vector {
+            live -= table.deletion_vector(dv).await.map_err(to_df)?.as_ref();
+        }
+        if outcome.removed.contains_key(&file.path) {
+            return internal_err!("{} was deleted whole and row by row", file.path);
+        }
+        outcome.affected += live.len();
+        outcome.deleted.insert(file.path.clone(), live.clone());
+        outcome.removed.insert(file.path, live);
+    }
     Ok(outcome)
+}
+
+/// Whether the rows of `file` at `positions` are all its live rows, so that the file, as
+/// the base version has it, is itself the change log of their deletion: nothing to read or
+/// copy. (A change log's files are of the table's default partition spec.)
+fn logs_itself(table: &Table, file: &DataFile, positions: Option<&RoaringTreemap>) -> bool {
+    positions.is_some_and(|p| p.len() == file.live_rows())
+        && file.spec_id == table.metadata().default_spec().id()
 }
 
 /// The MERGE clause index of each row of a pass 1 batch.
@@ -674,7 +707,8 @@ async fn write_rows(
 }
 
 /// Merge-on-read: the affected positions as deletes. The deleted rows, when asked for
-/// (`deleted`), are read by position and logged.
+/// (`deleted`), are logged: a file that loses all its live rows as itself, the rest read by
+/// position.
 async fn row_delta(
     target: &TarnTable,
     removed: HashMap<String, RoaringTreemap>,
@@ -687,22 +721,34 @@ async fn row_delta(
     if let Some(deleted) = deleted.filter(|d| !d.is_empty()) {
         let table = target.table();
         let paths: HashSet<String> = deleted.keys().cloned().collect();
-        let files = files_with_paths(table, &paths).await?;
-        let columns: Vec<usize> = (0..table.schema().fields().len()).collect();
-        let scan = target
-            .identity_scan_of_files(table, &files, RowsOf::Positions(deleted), &columns, context)
-            .await?;
-        let mut stream = datafusion::physical_plan::execute_stream(scan, context.clone())?;
-        let mut writer = writer_for(table, context, 1, Some(handoff))?;
-        while let Some(batch) = stream.next().await {
-            writer
-                .write(&batch?.project(&columns)?)
-                .await
-                .map_err(to_df)?;
+        let (whole, files): (Vec<DataFile>, Vec<DataFile>) = files_with_paths(table, &paths)
+            .await?
+            .into_iter()
+            .partition(|f| logs_itself(table, f, deleted.get(&f.path)));
+        change_log.extend(whole.into_iter().map(|f| (ChangeType::Delete, f)));
+        if !files.is_empty() {
+            let columns: Vec<usize> = (0..table.schema().fields().len()).collect();
+            let scan = target
+                .identity_scan_of_files(
+                    table,
+                    &files,
+                    RowsOf::Positions(deleted),
+                    &columns,
+                    context,
+                )
+                .await?;
+            let mut stream = datafusion::physical_plan::execute_stream(scan, context.clone())?;
+            let mut writer = writer_for(table, context, 1, Some(handoff))?;
+            while let Some(batch) = stream.next().await {
+                writer
+                    .write(&batch?.project(&columns)?)
+                    .await
+                    .map_err(to_df)?;
+            }
+            let (logged, bytes) = writer.finish_unstored().await.map_err(to_df)?;
+            change_log.extend(logged.into_iter().map(|f| (ChangeType::Delete, f)));
+            unstored = bytes;
         }
-        let (logged, bytes) = writer.finish_unstored().await.map_err(to_df)?;
-        change_log.extend(logged.into_iter().map(|f| (ChangeType::Delete, f)));
-        unstored = bytes;
     }
     Ok(Fragment {
         deletes: removed.into_iter().collect(),
@@ -734,15 +780,30 @@ async fn rewrite(
             table.version()
         )));
     }
+    // A file that keeps no row is not copied; its deleted rows, when asked for, are logged
+    // by the file itself where they are all its rows, else read with the copies.
+    let (logged_whole, copied): (Vec<&DataFile>, Vec<&DataFile>) = removed.iter().partition(|f| {
+        dropped[&f.path].len() == f.live_rows()
+            && deleted
+                .is_none_or(|d| !d.contains_key(&f.path) || logs_itself(table, f, d.get(&f.path)))
+    });
+    let mut change_log: Vec<(ChangeType, DataFile)> = match deleted {
+        Some(deleted) => (logged_whole.into_iter())
+            .filter(|f| deleted.contains_key(&f.path))
+            .map(|f| (ChangeType::Delete, f.clone()))
+            .collect(),
+        None => Vec::new(),
+    };
+    let copied: Vec<DataFile> = copied.into_iter().cloned().collect();
     // New rows are written after the kept rows of the first copy, so that a small
     // statement makes one file. Large rewrites copy each partition of the scan with its
     // own writer, so the files are encoded on every core at once.
     let mut copies = tokio::task::JoinSet::new();
-    if !removed.is_empty() {
+    if !copied.is_empty() {
         let scan = target
-            .identity_scan_of_files(table, &removed, RowsOf::Live, &columns, context)
+            .identity_scan_of_files(table, &copied, RowsOf::Live, &columns, context)
             .await?;
-        let affected_bytes: u64 = removed.iter().map(|f| f.file_size).sum();
+        let affected_bytes: u64 = copied.iter().map(|f| f.file_size).sum();
         let streams = if affected_bytes >= PARALLEL_REWRITE_BYTES {
             (0..scan.output_partitioning().partition_count())
                 .map(|p| scan.execute(p, context.clone()))
@@ -775,7 +836,6 @@ async fn rewrite(
         }
     }
     let (mut added, mut unstored) = write_rows(table, &new_rows, context, handoff).await?;
-    let mut change_log = Vec::new();
     while let Some(copied) = copies.join_next().await {
         let ((files, bytes), (logged, logged_bytes)) =
             copied.map_err(|e| DataFusionError::External(Box::new(e)))??;
