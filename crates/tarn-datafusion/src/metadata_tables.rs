@@ -166,6 +166,18 @@ fn strings(name: &str, values: impl IntoIterator<Item = String>) -> (Field, Arra
     )
 }
 
+/// A column of UTC times, from milliseconds since the epoch.
+fn timestamps(name: &str, values: impl IntoIterator<Item = i64>) -> (Field, ArrayRef) {
+    (
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Arc::new(TimestampMillisecondArray::from_iter_values(values).with_timezone("UTC")),
+    )
+}
+
 fn unzip(columns: Vec<(Field, ArrayRef)>) -> Result<RecordBatch> {
     let (fields, arrays) = columns.into_iter().unzip();
     batch(fields, arrays)
@@ -173,18 +185,9 @@ fn unzip(columns: Vec<(Field, ArrayRef)>) -> Result<RecordBatch> {
 
 async fn snapshots(table: &Table) -> Result<RecordBatch> {
     let log = table.history().await.map_err(to_df)?;
-    let committed = TimestampMillisecondArray::from_iter_values(log.iter().map(|s| s.timestamp_ms))
-        .with_timezone("UTC");
     unzip(vec![
         u64s("version", log.iter().map(|s| s.version.get())),
-        (
-            Field::new(
-                "committed_at",
-                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-                false,
-            ),
-            Arc::new(committed),
-        ),
+        timestamps("committed_at", log.iter().map(|s| s.timestamp_ms)),
         strings(
             "operation",
             log.iter().map(|s| s.operation.as_str().to_string()),
@@ -236,22 +239,13 @@ async fn detail(table: &Table) -> Result<RecordBatch> {
         )
     };
     let sorted_by = tarn_core::properties::sort_order(metadata.properties()).map_err(to_df)?;
-    let modified =
-        TimestampMillisecondArray::from(vec![table.snapshot().timestamp_ms]).with_timezone("UTC");
     unzip(vec![
         strings("format", ["tarn".to_string()]),
         u64s("format_version", [u64::from(metadata.format_version())]),
         strings("table_uuid", [metadata.table_uuid().to_string()]),
         strings("location", [table.location().url().to_string()]),
         u64s("version", [table.version().get()]),
-        (
-            Field::new(
-                "last_modified",
-                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-                false,
-            ),
-            Arc::new(modified),
-        ),
+        timestamps("last_modified", [table.snapshot().timestamp_ms]),
         strings(
             "partitioning",
             [crate::ddl::partition_items(metadata).join(", ")],

@@ -2297,6 +2297,18 @@ async fn a_merge_on_false_reads_only_the_target_files_it_replaces() {
     run(&tarn, by_id).await;
     let rows = run(&tarn, "SELECT id FROM t ORDER BY id").await;
     assert_eq!(ids(&rows), vec![1, 20, 30]);
+    // So does any ON that is false whatever the rows.
+    for on in ["1 = 0", "NULL", "NOT TRUE"] {
+        let merge = format!(
+            "MERGE INTO t USING (VALUES (DATE '2024-01-02', 20, 'new')) AS s(day, id, v) \
+             ON {on} WHEN NOT MATCHED BY SOURCE AND t.id = 1 THEN DELETE"
+        );
+        let plan = physical_plan_text(&tarn, &merge).await;
+        assert!(!plan.contains("Join"), "{on}: {plan}");
+    }
+    let merge = "MERGE INTO t USING (VALUES (DATE '2024-01-02', 20, 'new')) AS s(day, id, v) \
+                 ON t.id = 0 WHEN NOT MATCHED BY SOURCE AND t.id = 1 THEN DELETE";
+    assert!(physical_plan_text(&tarn, merge).await.contains("Join"));
 }
 
 /// A DELETE whose condition names only identity partition columns takes whole files out of

@@ -13,12 +13,14 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::dml::{
     MergeIntoAction, MergeIntoClause, MergeIntoClauseKind, MergeIntoOp,
 };
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{
     DmlStatement, Expr, JoinType, LogicalPlan, LogicalPlanBuilder, Projection, TableScanBuilder,
     TableSource, WriteOp, case, col, lit, not, when,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 
 use super::{ClauseAction, DmlKind, MergeClause};
 use crate::provider::{FILE_COLUMN, POS_COLUMN, TarnTable};
@@ -217,7 +219,7 @@ fn merge(
     target: &TarnTable,
 ) -> Result<(DmlKind, LogicalPlan)> {
     check_scopes(op, &dml.table_name)?;
-    let never_matches = matches!(op.on, Expr::Literal(ScalarValue::Boolean(Some(false)), _));
+    let never_matches = never_matches(&op.on);
     // A MERGE ON FALSE acts on target rows only by its NOT MATCHED BY SOURCE clauses: when
     // they only delete, their conditions alone decide which rows go.
     let target_clauses: Vec<&MergeIntoClause> = (op.clauses.iter())
@@ -372,6 +374,22 @@ fn merge(
         .filter(col(ACTION_COLUMN).is_not_null())?
         .build()?;
     Ok((DmlKind::Merge(clauses), plan))
+}
+
+/// Whether a MERGE's ON condition pairs no rows whatever they hold: it names no column and
+/// is false or NULL (`ON FALSE`, `ON 1 = 0`).
+fn never_matches(on: &Expr) -> bool {
+    if !on.column_refs().is_empty() || on.is_volatile() {
+        return false;
+    }
+    let simplified = ExprSimplifier::new(SimplifyContext::default()).simplify(on.clone());
+    matches!(
+        simplified,
+        Ok(Expr::Literal(
+            ScalarValue::Boolean(None | Some(false)) | ScalarValue::Null,
+            _
+        ))
+    )
 }
 
 /// The join of a MERGE `ON FALSE` (a replace: delete what the NOT MATCHED BY SOURCE clauses
