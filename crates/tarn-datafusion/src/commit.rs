@@ -335,6 +335,7 @@ impl CommitKind {
                 Operation::Delete => "DELETE FROM",
                 Operation::Update => "UPDATE",
                 Operation::Merge => "MERGE INTO",
+                Operation::Overwrite => crate::dml::REPLACING,
                 _ => "writing",
             },
         }

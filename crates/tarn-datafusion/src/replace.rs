@@ -27,6 +27,9 @@ use tarn_spec::Schema;
 use crate::context::quote;
 use crate::parse::parse;
 
+/// The alias of the rows a replace inserts, by which DML planning knows the MERGE for one.
+pub(crate) const SOURCE: &str = "__tarn_replace";
+
 /// The static partition values of an INSERT: the columns they go to, and the columns the
 /// query gives.
 pub(crate) struct StaticValues {
@@ -186,7 +189,7 @@ pub(crate) fn as_merge(
     };
     parse_one(&format!(
         "MERGE INTO {name} USING (SELECT {renamed} FROM ({query}) AS {rows}({columns}) \
-         WHERE assert_true({condition}, '{message}') IS NULL) AS __tarn_replace ON FALSE \
+         WHERE assert_true({condition}, '{message}') IS NULL) AS {SOURCE} ON FALSE \
          WHEN NOT MATCHED BY SOURCE AND ({condition}) THEN DELETE \
          WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({hidden})",
         renamed = renamed.join(", "),

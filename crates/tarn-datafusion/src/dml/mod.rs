@@ -124,10 +124,16 @@ pub(crate) struct MergeClause {
     pub assigns: Vec<String>,
 }
 
+/// How messages name a write that replaces the rows a condition picks (REPLACE WHERE, a
+/// static partition overwrite), which runs as a MERGE.
+pub(crate) const REPLACING: &str = "replacing rows of";
+
 /// A DML statement on a tarn table: pass 1 as its input; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct TarnDml {
     kind: DmlKind,
+    /// What its version records: the kind's operation, or `overwrite` for a replace.
+    operation: Operation,
     target: Arc<TarnTable>,
     input: LogicalPlan,
     /// The statement as DataFusion planned it, to plan again after a conflict.
@@ -191,7 +197,7 @@ impl UserDefinedLogicalNodeCore for TarnDml {
         write!(
             f,
             "TarnDml: op={} table={} version={}",
-            self.kind.operation().as_str(),
+            self.operation.as_str(),
             self.target.name(),
             self.target.version()
         )
@@ -288,9 +294,20 @@ fn truncate_as_delete(dml: DmlStatement) -> Result<DmlStatement> {
     ))
 }
 
-/// The statement `op` is written as, for messages.
-fn statement(op: &WriteOp) -> &'static str {
-    match op {
+/// Whether `dml` is the MERGE a write that replaces the rows a condition picks runs as (see
+/// [`crate::replace`]).
+fn is_replace(dml: &DmlStatement) -> bool {
+    matches!(dml.op, WriteOp::MergeInto(_))
+        && matches!(dml.input.as_ref(), LogicalPlan::SubqueryAlias(source)
+            if source.alias.table() == crate::replace::SOURCE)
+}
+
+/// The statement `dml` is written as, for messages.
+fn statement(dml: &DmlStatement) -> &'static str {
+    if is_replace(dml) {
+        return REPLACING;
+    }
+    match &dml.op {
         WriteOp::Insert(InsertOp::Overwrite) => "INSERT OVERWRITE",
         WriteOp::Insert(InsertOp::Replace) => "REPLACE INTO",
         WriteOp::Insert(InsertOp::Append) => "INSERT INTO",
@@ -326,7 +343,7 @@ fn check_omitted_columns(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
             return Err(DataFusionError::Plan(format!(
                 "{} {}: column '{}' is NOT NULL, but the INSERT gives it no value; \
                  name it in the column list with a value",
-                statement(&dml.op),
+                statement(dml),
                 target.name(),
                 field.name(),
             )));
@@ -373,7 +390,7 @@ fn check_inserted_values(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
             if literal.is_null() && *required {
                 return Err(DataFusionError::Plan(format!(
                     "{} {}: column '{}' is NOT NULL, but row {} gives NULL",
-                    statement(&dml.op),
+                    statement(dml),
                     target.name(),
                     field.name(),
                     row + 1
@@ -384,7 +401,7 @@ fn check_inserted_values(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
             {
                 return Err(DataFusionError::Plan(format!(
                     "{} {}: row {} gives {} for column '{}', which is {}: {}",
-                    statement(&dml.op),
+                    statement(dml),
                     target.name(),
                     row + 1,
                     shown_value(literal),
@@ -448,7 +465,7 @@ fn check_conversions(dml: &DmlStatement, target: &TarnTable, plan: &LogicalPlan)
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
-        let statement = statement(&dml.op);
+        let statement = statement(dml);
         let table = target.name();
         if let Some((value, e)) = unconvertible {
             return Err(DataFusionError::Plan(format!(
@@ -534,7 +551,7 @@ fn check_inserted_types(dml: &DmlStatement, target: &TarnTable) -> Result<()> {
                  number does not become a time, nor a time a number, without a word. Check \
                  that the query gives the table's columns in the table's order (SELECT \
                  them by name), or convert the value yourself (CAST, to_timestamp)",
-                statement(&dml.op),
+                statement(dml),
                 target.name(),
             )));
         }
@@ -645,8 +662,13 @@ fn plan_dml(dml: DmlStatement, target: Arc<TarnTable>, config: &ConfigOptions) -
     let statement = Arc::new(LogicalPlan::Dml(dml.clone()));
     let (kind, input) = pass1::plan(&dml, &target, config)?;
     check_conversions(&dml, &target, &input)?;
+    let operation = match is_replace(&dml) {
+        true => Operation::Overwrite,
+        false => kind.operation(),
+    };
     Ok(TarnDml {
         kind,
+        operation,
         target,
         input,
         statement,
@@ -697,8 +719,8 @@ impl ExtensionPlanner for DmlPlanner {
             dml.target.table().clone(),
             dml.target.name().to_string(),
             match mode {
-                RowLevelMode::CopyOnWrite => CommitKind::Rewrite(dml.kind.operation()),
-                RowLevelMode::MergeOnRead => CommitKind::RowDelta(dml.kind.operation()),
+                RowLevelMode::CopyOnWrite => CommitKind::Rewrite(dml.operation),
+                RowLevelMode::MergeOnRead => CommitKind::RowDelta(dml.operation),
             },
             BTreeMap::new(),
             rerun,
