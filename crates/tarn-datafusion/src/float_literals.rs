@@ -182,7 +182,9 @@ fn with_float_literals(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
     }
 }
 
-fn is_comparison(op: Operator) -> bool {
+/// Whether `op` compares its sides (NULL only where a side is, but for the distinctness
+/// tests, never NULL).
+pub(crate) fn is_comparison(op: Operator) -> bool {
     matches!(
         op,
         Operator::Eq

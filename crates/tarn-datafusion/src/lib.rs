@@ -50,6 +50,7 @@ pub mod error;
 mod expired_scan;
 mod external;
 mod field_ids;
+mod file_rows;
 mod float_literals;
 mod in_subquery;
 mod insert_shape;

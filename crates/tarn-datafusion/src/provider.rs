@@ -16,10 +16,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::ScalarValue;
 use datafusion::common::stats::Precision;
 use datafusion::common::{ColumnStatistics, DFSchema, SchemaExt, Statistics};
 use datafusion::config::TableParquetOptions;
@@ -48,12 +46,12 @@ use datafusion::physical_plan::metrics::{CustomMetricValue, MetricBuilder, Metri
 use datafusion::physical_plan::union::UnionExec;
 use futures::{StreamExt, TryStreamExt};
 use tarn_core::{DataFile, FilePredicate, Predicate, RoaringTreemap, ScanMetrics, ScanPlan, Table};
-use tarn_spec::Transform;
 use tarn_spec::{PrimitiveType, Schema, Version};
 
 use crate::convert::{df_scalar, df_schema, to_scalar};
 use crate::error::to_df;
 use crate::field_ids::FieldIdAdapterFactory;
+use crate::file_rows::{FileRows, file_rows_of};
 use crate::pruning::{AllOf, DataFusionPredicate, bucket_equalities};
 use crate::reader::read_through_tarn;
 use crate::time_travel::AsOf;
@@ -80,10 +78,9 @@ pub struct TarnTable {
     write_defaults: Arc<HashMap<String, Expr>>,
     /// Row identity columns (`_file`, `_pos`) after the table's columns, for row-level DML.
     identity: bool,
-    /// In an identity scan, columns whose values decide a statement's fate for a row: a
-    /// file partitioned by the identity of each is read as one row (see
-    /// [`TarnTable::with_file_rows`]).
-    file_rows: Option<Arc<[String]>>,
+    /// In an identity scan, what decides a statement's fate for whole files, each then read
+    /// as one row (see [`TarnTable::with_file_rows`]).
+    file_rows: Option<Arc<FileRows>>,
     /// The only data to read, when a reader splits the table among workers.
     shards: Option<Arc<ShardFiles>>,
 }
@@ -282,21 +279,21 @@ impl TarnTable {
         }
     }
 
-    /// This table with row identities, where a data file whose partition spec partitions by
-    /// the identity of each of `columns` is read as one row: its partition's values of
-    /// `columns` (every row of the file has them), its path as `_file`, and a NULL `_pos`,
-    /// which stands for all its live rows; the other columns are NULL (so every column may
-    /// be). A statement whose fate for a row depends on `columns` alone decides it for whole
-    /// files this way, from the manifests, without reading them. Other files are read row by
-    /// row, as by [`TarnTable::with_identity`].
-    pub fn with_file_rows(&self, columns: Vec<String>) -> Self {
+    /// This table with row identities, where a data file that `decide` decides whole (see
+    /// [`crate::file_rows`]) is read as one row: values of the deciding columns for which
+    /// the statement's condition is what it is for every row of the file, its path as
+    /// `_file`, and a NULL `_pos`, which stands for all its live rows; the other columns are
+    /// NULL (so every column may be). A statement whose fate for a row depends on those
+    /// columns alone decides it for whole files this way, from the manifests, without
+    /// reading them. Other files are read row by row, as by [`TarnTable::with_identity`].
+    pub(crate) fn with_file_rows(&self, decide: FileRows) -> Self {
         let identity = self.with_identity();
         let fields: Vec<Field> = (identity.schema.fields().iter())
             .map(|f| f.as_ref().clone().with_nullable(true))
             .collect();
         TarnTable {
             schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
-            file_rows: Some(columns.into()),
+            file_rows: Some(Arc::new(decide)),
             ..identity
         }
     }
@@ -1185,10 +1182,10 @@ impl TarnTable {
             data_files.retain(|f| shards.contains_key(&f.path));
         }
         let mut file_rows = None;
-        if let Some(columns) = &self.file_rows
+        if let Some(decide) = &self.file_rows
             && !crate::ballista::is_distributed(state.config_options())
         {
-            let (batch, rest) = file_rows_of(&table, data_files, columns, &self.schema)?;
+            let (batch, rest) = file_rows_of(state, &table, data_files, decide, &self.schema)?;
             data_files = rest;
             file_rows = batch.map(|batch| {
                 MemorySourceConfig::try_new_exec(
@@ -1313,65 +1310,6 @@ impl TarnTable {
             None => Ok(scan),
         }
     }
-}
-
-/// The files of `files` that [`TarnTable::with_file_rows`] reads as one row each, as those
-/// rows in `schema` (the table's columns and row identities), and the other files.
-fn file_rows_of(
-    table: &Table,
-    files: Vec<DataFile>,
-    columns: &[String],
-    schema: &SchemaRef,
-) -> Result<(Option<RecordBatch>, Vec<DataFile>)> {
-    // Per column: its index in `schema`, its field id, and its values in the files kept.
-    let mut decided: Vec<(usize, tarn_spec::FieldId, Vec<ScalarValue>)> = Vec::new();
-    for name in columns {
-        let (Some(field), Ok(index)) = (table.schema().field_by_name(name), schema.index_of(name))
-        else {
-            return Ok((None, files));
-        };
-        decided.push((index, field.id, Vec::new()));
-    }
-    let metadata = table.metadata();
-    let mut whole = Vec::new();
-    let mut rest = Vec::new();
-    for file in files {
-        // The file's value of each column, when its spec partitions by the column itself.
-        let values: Option<Vec<ScalarValue>> = decided
-            .iter()
-            .map(|(index, id, _)| {
-                let spec = metadata.spec(file.spec_id)?;
-                let k = spec
-                    .fields()
-                    .iter()
-                    .position(|p| p.source_id == *id && p.transform == Transform::Identity)?;
-                let value = to_scalar(spec.types()[k], file.partition[k].as_ref());
-                value.cast_to(schema.field(*index).data_type()).ok()
-            })
-            .collect();
-        match values {
-            Some(values) => {
-                for ((_, _, column), value) in decided.iter_mut().zip(values) {
-                    column.push(value);
-                }
-                whole.push(file.path);
-            }
-            None => rest.push(file),
-        }
-    }
-    if whole.is_empty() {
-        return Ok((None, rest));
-    }
-    let rows = whole.len();
-    let mut arrays: Vec<ArrayRef> = (schema.fields().iter())
-        .map(|f| new_null_array(f.data_type(), rows))
-        .collect();
-    for (index, _, values) in decided {
-        arrays[index] = ScalarValue::iter_to_array(values)?;
-    }
-    let width = schema.fields().len();
-    arrays[width - 2] = Arc::new(StringArray::from(whole));
-    Ok((Some(RecordBatch::try_new(schema.clone(), arrays)?), rest))
 }
 
 impl TarnTable {

@@ -22,12 +22,12 @@
 //! ```
 //!
 //! Subqueries, correlated predicates and joins are planned by DataFusion like any query, and
-//! pass 1 reads only the columns it needs. Where deterministic conditions on identity
-//! partition columns alone pick the rows to delete (a DELETE's WHERE, a MERGE ON FALSE's NOT
-//! MATCHED BY SOURCE ... DELETE), pass 1 reads a file of such a partition as one row with a
-//! NULL `_pos`, standing for all its live rows ([`TarnTable::with_file_rows`]): whole
-//! partitions leave the table from its manifests, unread, and a file that loses every row is
-//! its own change log. A row's fate is decided once, in pass 1, so
+//! pass 1 reads only the columns it needs. Where deterministic conditions pick the rows to
+//! delete by the target's columns alone (a DELETE's WHERE, a MERGE ON FALSE's NOT MATCHED BY
+//! SOURCE ... DELETE), pass 1 reads a file that the partition values or bounds in its
+//! manifest decide as one row with a NULL `_pos`, standing for all its live rows
+//! ([`crate::file_rows`]): whole partitions leave the table from its manifests, unread, and
+//! a file that loses every row is its own change log. A row's fate is decided once, in pass 1, so
 //! volatile functions cannot make it inconsistent. Nothing happens before the plan runs:
 //! EXPLAIN shows the whole plan and changes nothing, and a plan dropped before it finishes
 //! commits nothing (the files it wrote are orphans, removed by maintenance). A statement

@@ -23,6 +23,7 @@ use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 
 use super::{ClauseAction, DmlKind, MergeClause};
+use crate::file_rows::FileRows;
 use crate::provider::{FILE_COLUMN, POS_COLUMN, TarnTable};
 
 /// Pass 1's MERGE action column: the index of the clause that runs for the row.
@@ -97,10 +98,10 @@ fn identity_column(schema: &DFSchema, name: &str) -> Result<Expr> {
     }
 }
 
-/// The columns of the target that decide alone which rows a DELETE removes, when it removes
-/// the rows of the target's scan that deterministic conditions on the target's own columns
-/// keep (no subquery); `None` otherwise.
-fn deciding_columns(dml: &DmlStatement) -> Option<Vec<String>> {
+/// How a DELETE may decide whole files: when it removes the rows of the target's scan that
+/// deterministic conditions on the target's own columns keep (no subquery), by those
+/// conditions; `None` otherwise.
+fn deciding_delete(dml: &DmlStatement) -> Option<FileRows> {
     let mut conditions = Vec::new();
     let mut plan = dml.input.as_ref();
     loop {
@@ -112,7 +113,10 @@ fn deciding_columns(dml: &DmlStatement) -> Option<Vec<String>> {
             LogicalPlan::SubqueryAlias(alias) => plan = alias.input.as_ref(),
             LogicalPlan::TableScan(scan) if Arc::ptr_eq(&scan.source, &dml.target) => {
                 conditions.extend(&scan.filters);
-                return columns_deciding_alone(conditions);
+                return Some(FileRows {
+                    columns: columns_deciding_alone(conditions.iter().copied())?,
+                    condition: conditions.into_iter().cloned().reduce(Expr::and),
+                });
             }
             _ => return None,
         }
@@ -145,18 +149,18 @@ fn columns_deciding_alone<'a>(
     Some(columns)
 }
 
-/// The target with row identities for a statement whose fate for a row `deciding` columns
-/// alone decide: files partitioned by them are read as one row each (see
+/// The target with row identities; for a statement whose conditions alone pick the rows it
+/// deletes (`deciding`), files it decides whole are read as one row each (see
 /// [`TarnTable::with_file_rows`]).
-fn identity_source(target: &TarnTable, deciding: Option<Vec<String>>) -> Arc<dyn TableSource> {
+fn identity_source(target: &TarnTable, deciding: Option<FileRows>) -> Arc<dyn TableSource> {
     match deciding {
-        Some(columns) => provider_as_source(Arc::new(target.with_file_rows(columns))),
+        Some(deciding) => provider_as_source(Arc::new(target.with_file_rows(deciding))),
         None => provider_as_source(Arc::new(target.with_identity())),
     }
 }
 
 fn delete(dml: &DmlStatement, target: &TarnTable) -> Result<LogicalPlan> {
-    let identity = identity_source(target, deciding_columns(dml));
+    let identity = identity_source(target, deciding_delete(dml));
     let input = with_identity(dml, identity)?;
     let columns = vec![
         identity_column(input.schema(), FILE_COLUMN)?,
@@ -226,8 +230,15 @@ fn merge(
         .filter(|c| c.kind.canonical() == MergeIntoClauseKind::NotMatchedBySource)
         .collect();
     let only_deletes = (target_clauses.iter()).all(|c| matches!(c.action, MergeIntoAction::Delete));
+    let conditions = target_clauses.iter().flat_map(|c| c.predicate.as_ref());
     let deciding = match never_matches && only_deletes {
-        true => columns_deciding_alone(target_clauses.iter().flat_map(|c| c.predicate.as_ref())),
+        true => columns_deciding_alone(conditions).map(|columns| FileRows {
+            columns,
+            // A clause without a condition deletes every row.
+            condition: (target_clauses.iter())
+                .map(|c| c.predicate.clone().unwrap_or(lit(true)))
+                .reduce(Expr::or),
+        }),
         false => None,
     };
     let identity = identity_source(target, deciding);

@@ -1,0 +1,252 @@
+//! Whole files a row-level statement decides from metadata alone (see
+//! [`TarnTable::with_file_rows`](crate::provider::TarnTable::with_file_rows)).
+//!
+//! A statement whose condition names some columns decides a data file whole when every row
+//! of the file gives the condition the same answer, and the answer is known without reading
+//! the file:
+//!
+//! - **by partition**: the file's partition spec partitions by the identity of each column,
+//!   so every row has the file's partition values (`day = DATE '2024-01-02'` on a table
+//!   partitioned by `day`);
+//! - **by statistics**: all columns but one are such partition columns, and the file's
+//!   bounds of the last one, with no NULL in it, leave no row for which the condition is not
+//!   true (`ts < TIMESTAMP '2024-01-01'` on a table partitioned by `day(ts)`, for a file
+//!   whose `ts` all lie before).
+//!
+//! Such a file is read as one row that stands for all its live rows: the partition values,
+//! and, for the column decided by statistics, its lower bound (a value for which the
+//! condition is true, as for every value between the bounds), so that the statement's own
+//! filter keeps the row. Everything else is read row by row.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::new_null_array;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::error::Result;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::logical_expr::{Expr, not};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::physical_optimizer::pruning::{
+    PruningPredicate, PruningPredicateBuilder, PruningStatistics,
+};
+use tarn_core::{DataFile, Table};
+use tarn_spec::{FieldId, Transform};
+
+use crate::convert::to_scalar;
+
+/// What [`TarnTable::with_file_rows`](crate::provider::TarnTable::with_file_rows) decides
+/// files by.
+#[derive(Debug)]
+pub(crate) struct FileRows {
+    /// The columns the condition names.
+    pub columns: Vec<String>,
+    /// The condition (which rows the statement acts on), when files may be decided by their
+    /// statistics.
+    pub condition: Option<Expr>,
+}
+
+/// The files of `files` read as one row each, as those rows in `schema` (the table's columns
+/// and row identities), and the other files.
+pub(crate) fn file_rows_of(
+    state: &dyn Session,
+    table: &Table,
+    files: Vec<DataFile>,
+    decide: &FileRows,
+    schema: &SchemaRef,
+) -> Result<(Option<RecordBatch>, Vec<DataFile>)> {
+    // Per column: its index in `schema` and its field id.
+    let mut columns: Vec<(usize, FieldId)> = Vec::new();
+    for name in &decide.columns {
+        let (Some(field), Ok(index)) = (table.schema().field_by_name(name), schema.index_of(name))
+        else {
+            return Ok((None, files));
+        };
+        columns.push((index, field.id));
+    }
+    let metadata = table.metadata();
+    // Per file, its value of each column when its spec partitions by the column itself.
+    let partition_values = |file: &DataFile| -> Vec<Option<ScalarValue>> {
+        (columns.iter())
+            .map(|&(index, id)| {
+                let spec = metadata.spec(file.spec_id)?;
+                let k = (spec.fields().iter())
+                    .position(|p| p.source_id == id && p.transform == Transform::Identity)?;
+                let value = to_scalar(spec.types()[k], file.partition[k].as_ref());
+                value.cast_to(schema.field(index).data_type()).ok()
+            })
+            .collect()
+    };
+    let mut whole: Vec<(DataFile, Vec<ScalarValue>)> = Vec::new();
+    // Files one column short of being decided by partition: the column, and the values.
+    let mut by_stats: Vec<(DataFile, usize, Vec<Option<ScalarValue>>)> = Vec::new();
+    let mut rest = Vec::new();
+    for file in files {
+        let values = partition_values(&file);
+        let missing: Vec<usize> = (0..values.len()).filter(|&c| values[c].is_none()).collect();
+        match missing.as_slice() {
+            [] => whole.push((file, values.into_iter().flatten().collect())),
+            [c] if decide.condition.is_some() => by_stats.push((file, *c, values)),
+            _ => rest.push(file),
+        }
+    }
+    if let Some(condition) = &decide.condition
+        && !by_stats.is_empty()
+    {
+        let never_false = never_false(state, condition, schema)?;
+        let candidates: Vec<&DataFile> = by_stats.iter().map(|(f, _, _)| f).collect();
+        let stats = FileStats {
+            table,
+            files: &candidates,
+        };
+        // Files where a row may fail the condition (a NULL the bounds do not show counts).
+        let may_fail = match &never_false {
+            Some(predicate) => predicate.prune(&stats)?,
+            None => vec![true; candidates.len()],
+        };
+        for ((file, c, mut values), may_fail) in by_stats.into_iter().zip(may_fail) {
+            let (index, id) = columns[c];
+            let column = file.column_stats.get(&id);
+            let no_nulls = columns.iter().all(|(_, id)| {
+                (file.column_stats.get(id)).is_some_and(|s| s.null_count == Some(0))
+            });
+            let lower = column
+                .and_then(|s| s.min.as_ref())
+                .zip(table.schema().field_by_id(id).and_then(|f| f.primitive()))
+                .map(|(min, ty)| to_scalar(ty, Some(min)))
+                .and_then(|min| min.cast_to(schema.field(index).data_type()).ok())
+                .filter(|min| !min.is_null());
+            match (may_fail, no_nulls, lower) {
+                (false, true, Some(lower)) => {
+                    values[c] = Some(lower);
+                    whole.push((file, values.into_iter().flatten().collect()));
+                }
+                _ => rest.push(file),
+            }
+        }
+    } else {
+        rest.extend(by_stats.into_iter().map(|(f, _, _)| f));
+    }
+    if whole.is_empty() {
+        return Ok((None, rest));
+    }
+    let rows = whole.len();
+    let mut arrays: Vec<ArrayRef> = (schema.fields().iter())
+        .map(|f| new_null_array(f.data_type(), rows))
+        .collect();
+    for (c, &(index, _)) in columns.iter().enumerate() {
+        arrays[index] = ScalarValue::iter_to_array(whole.iter().map(|(_, v)| v[c].clone()))?;
+    }
+    let width = schema.fields().len();
+    let paths = whole.into_iter().map(|(f, _)| f.path);
+    arrays[width - 2] = Arc::new(StringArray::from_iter_values(paths));
+    Ok((Some(RecordBatch::try_new(schema.clone(), arrays)?), rest))
+}
+
+/// A pruning predicate that keeps the files where some row may not satisfy `condition`
+/// (its negation, over statistics), when the condition is of a shape that is never NULL
+/// for values that are not: comparisons of columns and literals, AND, OR, NOT, IN lists,
+/// BETWEEN and casts. `None` for another shape.
+fn never_false(
+    state: &dyn Session,
+    condition: &Expr,
+    schema: &SchemaRef,
+) -> Result<Option<PruningPredicate>> {
+    let mut plain = true;
+    condition.apply(|e| {
+        plain &= match e {
+            Expr::Column(_) | Expr::Not(_) | Expr::Between(_) | Expr::Cast(_) => true,
+            Expr::Literal(value, _) => !value.is_null(),
+            Expr::InList(list) => list.list.iter().all(|v| matches!(v, Expr::Literal(..))),
+            Expr::BinaryExpr(binary) => {
+                binary.op.is_logic_operator() || crate::float_literals::is_comparison(binary.op)
+            }
+            _ => false,
+        };
+        Ok(match plain {
+            true => TreeNodeRecursion::Continue,
+            false => TreeNodeRecursion::Stop,
+        })
+    })?;
+    if !plain {
+        return Ok(None);
+    }
+    // The table's columns are unqualified here.
+    let unqualified = condition
+        .clone()
+        .transform(|e| match e {
+            Expr::Column(c) => Ok(Transformed::yes(Expr::Column(Column::new_unqualified(
+                c.name,
+            )))),
+            e => Ok(Transformed::no(e)),
+        })?
+        .data;
+    // A condition this cannot plan is left to the statement's own filter, which reads.
+    let negated = ExprSimplifier::new(SimplifyContext::default()).simplify(not(unqualified));
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    let Ok(physical) = negated.and_then(|n| state.create_physical_expr(n, &df_schema)) else {
+        return Ok(None);
+    };
+    Ok(PruningPredicateBuilder::new()
+        .with_file_schema(schema.clone())
+        .try_build(physical)
+        .ok())
+}
+
+/// Data files as pruning containers, by the statistics their manifests keep.
+struct FileStats<'a> {
+    table: &'a Table,
+    files: &'a [&'a DataFile],
+}
+
+impl FileStats<'_> {
+    /// Each file's statistic `of` for `column`.
+    fn values(
+        &self,
+        column: &Column,
+        of: impl Fn(&tarn_core::ColumnStats) -> Option<&tarn_spec::Value>,
+    ) -> Option<ArrayRef> {
+        let field = self.table.schema().field_by_name(&column.name)?;
+        let ty = field.primitive()?;
+        let values = self.files.iter().map(|f| {
+            let value = f.column_stats.get(&field.id).and_then(&of);
+            to_scalar(ty, value)
+        });
+        ScalarValue::iter_to_array(values).ok()
+    }
+}
+
+impl PruningStatistics for FileStats<'_> {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.values(column, |s| s.min.as_ref())
+    }
+
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.values(column, |s| s.max.as_ref())
+    }
+
+    fn num_containers(&self) -> usize {
+        self.files.len()
+    }
+
+    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
+        let field = self.table.schema().field_by_name(&column.name)?;
+        let counts =
+            (self.files.iter()).map(|f| f.column_stats.get(&field.id).and_then(|s| s.null_count));
+        Some(Arc::new(UInt64Array::from_iter(counts)))
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        let counts = self.files.iter().map(|f| f.record_count);
+        Some(Arc::new(UInt64Array::from_iter_values(counts)))
+    }
+
+    #[allow(clippy::mutable_key_type)]
+    fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
+        None
+    }
+}
