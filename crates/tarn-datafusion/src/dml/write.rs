@@ -414,7 +414,11 @@ async fn collect_outcome(
                 .push(filter_record_batch(&batch, &BooleanArray::from(updates))?);
         }
     }
-    for file in files_with_paths(table, &whole_files).await? {
+    let whole_files = match whole_files.is_empty() {
+        true => Vec::new(),
+        false => files_with_paths(table, &whole_files).await?,
+    };
+    for file in whole_files {
         let mut live = RoaringTreemap::new();
         live.insert_range(0..file.record_count);
         if let Some(dv) = &file.deletion_vector {
