@@ -496,6 +496,82 @@ async fn auto_compaction_racing_writes_loses_nothing() {
     }
 }
 
+/// DELETEs of whole partitions, decided from metadata, racing appends into other partitions,
+/// REPLACE WHERE of another partition and compactions of all of them: every partition
+/// deleted is gone, every row appended is there once, the replaced partition holds the
+/// replacement alone, and the change feed of the race deletes each deleted row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn whole_partition_deletes_racing_writes_lose_nothing() {
+    for mode in ["merge-on-read", "copy-on-write"] {
+        let url = format!("memory://partition-delete-race-{mode}");
+        let a = TarnContext::open(&url).await.unwrap();
+        run(
+            &a,
+            &format!(
+                "CREATE TABLE r (p BIGINT, id BIGINT) PARTITIONED BY (p) WITH \
+                 ('write.delete-mode' = '{mode}', 'write.merge-mode' = '{mode}')"
+            ),
+        )
+        .await;
+        // Partitions 10..14 to delete, each in two files; 20 to replace.
+        for _ in 0..2 {
+            run(
+                &a,
+                "INSERT INTO r SELECT 10 + value % 4, 1000 + value FROM generate_series(0, 7)",
+            )
+            .await;
+        }
+        run(&a, "INSERT INTO r VALUES (20, 2000), (20, 2001)").await;
+        let before = version_of(&a, "r").await;
+        let mut statements: Vec<Vec<String>> = (0..3)
+            .map(|w| {
+                (0..6)
+                    .map(|i| format!("INSERT INTO r VALUES ({w}, {})", w * 100 + i))
+                    .collect()
+            })
+            .collect();
+        statements.push(
+            (10..14)
+                .map(|p| format!("DELETE FROM r WHERE p = {p}"))
+                .collect(),
+        );
+        statements.push(vec![
+            "INSERT INTO r REPLACE WHERE p = 20 VALUES (20, 3000)".to_string(),
+        ]);
+        statements.push(vec!["OPTIMIZE r".to_string(); 3]);
+        let mut tasks = Vec::new();
+        for list in statements {
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let ctx = TarnContext::open(&url).await.unwrap();
+                for sql in list {
+                    run(&ctx, &sql).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let rows = run(&a, "SELECT id FROM r").await;
+        let mut expected: Vec<i64> = (0..3).flat_map(|w| w * 100..w * 100 + 6).collect();
+        expected.push(3000);
+        expected.sort();
+        assert_eq!(ids(&rows), expected, "{mode}");
+        let deleted = run(
+            &a,
+            &format!(
+                "SELECT id FROM table_changes('r', {}) WHERE _change_type = 'delete'",
+                before + 1
+            ),
+        )
+        .await;
+        let mut expected: Vec<i64> = (1000..1008).chain(1000..1008).collect();
+        expected.extend([2000, 2001]);
+        expected.sort();
+        assert_eq!(ids(&deleted), expected, "{mode}");
+    }
+}
+
 /// A MERGE whose target file is rewritten by a concurrent DELETE after it read the table
 /// fails with a retryable conflict at the storage layer and commits nothing itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
