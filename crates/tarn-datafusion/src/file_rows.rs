@@ -8,22 +8,22 @@
 //! - **by partition**: the file's partition spec partitions by the identity of each column,
 //!   so every row has the file's partition values (`day = DATE '2024-01-02'` on a table
 //!   partitioned by `day`);
-//! - **by statistics**: all columns but one are such partition columns, and the file's
-//!   bounds of the last one, with no NULL in it, leave no row for which the condition is not
-//!   true (`ts < TIMESTAMP '2024-01-01'` on a table partitioned by `day(ts)`, for a file
-//!   whose `ts` all lie before).
+//! - **by bounds**: the file's bounds of the other columns, with no NULL in any column named,
+//!   leave no row for which the condition is not true (`ts < TIMESTAMP '2024-01-01'` on a
+//!   table partitioned by `day(ts)`, for a file whose `ts` all lie before): DataFusion's
+//!   pruning of the negated condition rules out every point within the bounds.
 //!
 //! Such a file is read as one row that stands for all its live rows: the partition values,
-//! and, for the column decided by statistics, its lower bound (a value for which the
-//! condition is true, as for every value between the bounds), so that the statement's own
-//! filter keeps the row. Everything else is read row by row.
+//! and, for the columns decided by bounds, their lower bounds (a point within the bounds,
+//! where the condition is true as everywhere there), so that the statement's own filter
+//! keeps the row. Everything else is read row by row.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::new_null_array;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, ScalarValue};
@@ -82,23 +82,22 @@ pub(crate) fn file_rows_of(
             .collect()
     };
     let mut whole: Vec<(DataFile, Vec<ScalarValue>)> = Vec::new();
-    // Files one column short of being decided by partition: the column, and the values.
-    let mut by_stats: Vec<(DataFile, usize, Vec<Option<ScalarValue>>)> = Vec::new();
+    // Files some columns short of being decided by partition, with the values they have.
+    let mut by_bounds: Vec<(DataFile, Vec<Option<ScalarValue>>)> = Vec::new();
     let mut rest = Vec::new();
     for file in files {
         let values = partition_values(&file);
-        let missing: Vec<usize> = (0..values.len()).filter(|&c| values[c].is_none()).collect();
-        match missing.as_slice() {
-            [] => whole.push((file, values.into_iter().flatten().collect())),
-            [c] if decide.condition.is_some() => by_stats.push((file, *c, values)),
-            _ => rest.push(file),
+        match values.iter().all(Option::is_some) {
+            true => whole.push((file, values.into_iter().flatten().collect())),
+            false if decide.condition.is_some() => by_bounds.push((file, values)),
+            false => rest.push(file),
         }
     }
     if let Some(condition) = &decide.condition
-        && !by_stats.is_empty()
+        && !by_bounds.is_empty()
     {
         let never_false = never_false(state, condition, schema)?;
-        let candidates: Vec<&DataFile> = by_stats.iter().map(|(f, _, _)| f).collect();
+        let candidates: Vec<&DataFile> = by_bounds.iter().map(|(f, _)| f).collect();
         let stats = FileStats {
             table,
             files: &candidates,
@@ -108,28 +107,24 @@ pub(crate) fn file_rows_of(
             Some(predicate) => predicate.prune(&stats)?,
             None => vec![true; candidates.len()],
         };
-        for ((file, c, mut values), may_fail) in by_stats.into_iter().zip(may_fail) {
-            let (index, id) = columns[c];
-            let column = file.column_stats.get(&id);
+        for ((file, mut values), may_fail) in by_bounds.into_iter().zip(may_fail) {
             let no_nulls = columns.iter().all(|(_, id)| {
                 (file.column_stats.get(id)).is_some_and(|s| s.null_count == Some(0))
             });
-            let lower = column
-                .and_then(|s| s.min.as_ref())
-                .zip(table.schema().field_by_id(id).and_then(|f| f.primitive()))
-                .map(|(min, ty)| to_scalar(ty, Some(min)))
-                .and_then(|min| min.cast_to(schema.field(index).data_type()).ok())
-                .filter(|min| !min.is_null());
-            match (may_fail, no_nulls, lower) {
-                (false, true, Some(lower)) => {
-                    values[c] = Some(lower);
-                    whole.push((file, values.into_iter().flatten().collect()));
+            // The lower bound of each column the partition does not give: together, a
+            // point within the bounds, where the condition holds as it does everywhere there.
+            for (value, &(index, id)) in values.iter_mut().zip(&columns) {
+                if value.is_none() {
+                    *value = lower_bound(table, &file, id, schema.field(index).data_type());
                 }
+            }
+            match (may_fail, no_nulls, values.iter().all(Option::is_some)) {
+                (false, true, true) => whole.push((file, values.into_iter().flatten().collect())),
                 _ => rest.push(file),
             }
         }
     } else {
-        rest.extend(by_stats.into_iter().map(|(f, _, _)| f));
+        rest.extend(by_bounds.into_iter().map(|(f, _)| f));
     }
     if whole.is_empty() {
         return Ok((None, rest));
@@ -145,6 +140,14 @@ pub(crate) fn file_rows_of(
     let paths = whole.into_iter().map(|(f, _)| f.path);
     arrays[width - 2] = Arc::new(StringArray::from_iter_values(paths));
     Ok((Some(RecordBatch::try_new(schema.clone(), arrays)?), rest))
+}
+
+/// `file`'s lower bound of column `id`, as a value of type `ty`.
+fn lower_bound(table: &Table, file: &DataFile, id: FieldId, ty: &DataType) -> Option<ScalarValue> {
+    let min = file.column_stats.get(&id)?.min.as_ref()?;
+    let primitive = table.schema().field_by_id(id)?.primitive()?;
+    let lower = to_scalar(primitive, Some(min)).cast_to(ty).ok()?;
+    (!lower.is_null()).then_some(lower)
 }
 
 /// A pruning predicate that keeps the files where some row may not satisfy `condition`
