@@ -2025,7 +2025,10 @@ async fn a_retention_delete_decides_files_by_their_bounds() {
         ("ts < TIMESTAMP '2024-01-03 00:00:00'", false),
         ("NOT (ts >= TIMESTAMP '2024-01-03 00:00:00')", false),
         // Bounds of two columns: every point within them passes.
-        ("ts < TIMESTAMP '2024-01-03 00:00:00' AND id BETWEEN 0 AND 47", false),
+        (
+            "ts < TIMESTAMP '2024-01-03 00:00:00' AND id BETWEEN 0 AND 47",
+            false,
+        ),
         ("ts < TIMESTAMP '2024-01-03 00:00:00' AND id < 47", true),
         // Day 2 is cut through.
         ("ts < TIMESTAMP '2024-01-02 12:00:00'", true),
