@@ -153,7 +153,7 @@ fn lower_bound(table: &Table, file: &DataFile, id: FieldId, ty: &DataType) -> Op
 /// A pruning predicate that keeps the files where some row may not satisfy `condition`
 /// (its negation, over statistics), when the condition is of a shape that is never NULL
 /// for values that are not: comparisons of columns and literals, AND, OR, NOT, IN lists,
-/// BETWEEN and casts. `None` for another shape.
+/// BETWEEN, IS [NOT] NULL and casts. `None` for another shape.
 fn never_false(
     state: &dyn Session,
     condition: &Expr,
@@ -163,6 +163,7 @@ fn never_false(
     condition.apply(|e| {
         plain &= match e {
             Expr::Column(_) | Expr::Not(_) | Expr::Between(_) | Expr::Cast(_) => true,
+            Expr::IsNull(_) | Expr::IsNotNull(_) => true,
             Expr::Literal(value, _) => !value.is_null(),
             Expr::InList(list) => list.list.iter().all(|v| matches!(v, Expr::Literal(..))),
             Expr::BinaryExpr(binary) => {
@@ -189,8 +190,11 @@ fn never_false(
         })?
         .data;
     // A condition this cannot plan is left to the statement's own filter, which reads.
-    let negated = ExprSimplifier::new(SimplifyContext::default()).simplify(not(unqualified));
-    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    let df_schema = Arc::new(DFSchema::try_from(schema.as_ref().clone())?);
+    let context = SimplifyContext::builder()
+        .with_schema(df_schema.clone())
+        .build();
+    let negated = ExprSimplifier::new(context).simplify(not(unqualified));
     let Ok(physical) = negated.and_then(|n| state.create_physical_expr(n, &df_schema)) else {
         return Ok(None);
     };

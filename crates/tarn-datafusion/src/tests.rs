@@ -2041,6 +2041,15 @@ async fn a_retention_delete_decides_files_by_their_bounds() {
         let plan = physical_plan_text(&tarn, &format!("DELETE FROM t WHERE {condition}")).await;
         assert_eq!(scans(&plan) > 0, read, "{condition}: {plan}");
     }
+    // The NULL's own file alone is read for a condition that picks NULLs too.
+    let plan = physical_plan_text(
+        &tarn,
+        "DELETE FROM t WHERE ts < TIMESTAMP '2024-01-03 00:00:00' OR ts IS NULL",
+    )
+    .await;
+    assert_eq!(scans(&plan), 1, "{plan}");
+    assert_eq!(plan.matches("ts_day=").count(), 1, "{plan}");
+    assert!(plan.contains("ts_day=null/"), "{plan}");
     let affected = run(
         &tarn,
         "DELETE FROM t WHERE ts < TIMESTAMP '2024-01-03 00:00:00'",
