@@ -1181,25 +1181,22 @@ impl TarnTable {
         if let Some(shards) = &self.shards {
             data_files.retain(|f| shards.contains_key(&f.path));
         }
-        let mut file_rows = None;
+        // Files decided whole from metadata, one row each (see `with_file_rows`).
+        let mut file_rows: Option<Arc<dyn ExecutionPlan>> = None;
         if let Some(decide) = &self.file_rows
             && !crate::ballista::is_distributed(state.config_options())
         {
             let (batch, rest) = file_rows_of(state, &table, data_files, decide, &self.schema)?;
             data_files = rest;
-            file_rows = batch.map(|batch| {
-                MemorySourceConfig::try_new_exec(
-                    &[vec![batch]],
-                    self.schema.clone(),
-                    projection.cloned(),
-                )
-            });
-        }
-        let file_rows = file_rows.transpose()?;
-        if let Some(file_rows) = &file_rows
-            && data_files.is_empty()
-        {
-            return Ok(file_rows.clone());
+            if let Some(batch) = batch {
+                let schema = self.schema.clone();
+                let rows =
+                    MemorySourceConfig::try_new_exec(&[vec![batch]], schema, projection.cloned())?;
+                if data_files.is_empty() {
+                    return Ok(rows);
+                }
+                file_rows = Some(rows);
+            }
         }
         let mut files = partitioned_files(&table, &data_files, self.identity, RowsOf::Live).await?;
         if let Some(shards) = &self.shards {
