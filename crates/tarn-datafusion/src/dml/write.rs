@@ -56,7 +56,41 @@ struct Outcome {
     updated: Vec<RecordBatch>,
     /// Positions of the deleted rows alone, per file.
     deleted: HashMap<String, RoaringTreemap>,
+    /// The files of `removed`, as the base version lists them and in its order: resolved
+    /// once, from one walk of its manifests, for every step that reads or drops them.
+    files: AffectedFiles,
     affected: u64,
+}
+
+/// Affected data files, in the order the table's manifests list them.
+#[derive(Default)]
+struct AffectedFiles(Vec<DataFile>);
+
+impl AffectedFiles {
+    /// The files of `table`'s version with these paths; an error if one is missing.
+    async fn resolve(target: &TarnTable, paths: &HashSet<String>) -> Result<Self> {
+        if paths.is_empty() {
+            return Ok(AffectedFiles::default());
+        }
+        let table = target.table();
+        let files = files_with_paths(table, paths).await?;
+        if files.len() != paths.len() {
+            return internal_err!(
+                "affected files of {} are missing from version {}",
+                target.name(),
+                table.version()
+            );
+        }
+        Ok(AffectedFiles(files))
+    }
+
+    /// The files with a key in `wanted`, in order.
+    fn of<V>(&self, wanted: &HashMap<String, V>) -> Vec<DataFile> {
+        (self.0.iter())
+            .filter(|f| wanted.contains_key(&f.path))
+            .cloned()
+            .collect()
+    }
 }
 
 /// The rows a MERGE inserts, in the table's schema: held until they pass an eighth of the
@@ -241,7 +275,9 @@ impl ExecutionPlan for DmlWriteExec {
                     (Vec::new(), writer.finish_unstored().await.map_err(to_df)?)
                 }
             };
-            let images = materialize(&target, &kind, outcome.updated, record, &context).await?;
+            let files = &outcome.files;
+            let images =
+                materialize(&target, &kind, outcome.updated, files, record, &context).await?;
             let table = target.table();
             let mut change_log = Vec::new();
             let mut unstored = Vec::new();
@@ -273,6 +309,7 @@ impl ExecutionPlan for DmlWriteExec {
                     let fragment = rewrite(
                         &target,
                         outcome.removed,
+                        files,
                         new_rows,
                         deleted,
                         &context,
@@ -293,7 +330,8 @@ impl ExecutionPlan for DmlWriteExec {
                         write_rows(table, &inserted, &context, &handoff).await?;
                     log(ChangeType::Insert, (inserted.clone(), bytes));
                     let fragment =
-                        row_delta(&target, outcome.removed, deleted, &context, &handoff).await?;
+                        row_delta(&target, files, outcome.removed, deleted, &context, &handoff)
+                            .await?;
                     Fragment {
                         added: [after, inserted, streamed].concat(),
                         ..fragment
@@ -340,6 +378,7 @@ async fn collect_outcome(
         inserted: Inserted::new(table)?,
         updated: Vec::new(),
         deleted: HashMap::new(),
+        files: AffectedFiles::default(),
         affected: 0,
     };
     let values_from = values_from(kind);
@@ -414,11 +453,16 @@ async fn collect_outcome(
                 .push(filter_record_batch(&batch, &BooleanArray::from(updates))?);
         }
     }
-    let whole_files = match whole_files.is_empty() {
-        true => Vec::new(),
-        false => files_with_paths(table, &whole_files).await?,
-    };
-    for file in whole_files {
+    let paths: HashSet<String> = (outcome.removed.keys().cloned())
+        .chain(whole_files.iter().cloned())
+        .collect();
+    outcome.files = AffectedFiles::resolve(target, &paths).await?;
+    for file in outcome
+        .files
+        .0
+        .iter()
+        .filter(|f| whole_files.contains(&f.path))
+    {
         let mut live = RoaringTreemap::new();
         live.insert_range(0..file.record_count);
         if let Some(dv) = &file.deletion_vector {
@@ -429,7 +473,7 @@ async fn collect_outcome(
         }
         outcome.affected += live.len();
         outcome.deleted.insert(file.path.clone(), live.clone());
-        outcome.removed.insert(file.path, live);
+        outcome.removed.insert(file.path.clone(), live);
     }
     Ok(outcome)
 }
@@ -516,6 +560,7 @@ async fn materialize(
     target: &TarnTable,
     kind: &DmlKind,
     updated: Vec<RecordBatch>,
+    files: &AffectedFiles,
     with_before: bool,
     context: &Arc<TaskContext>,
 ) -> Result<Images> {
@@ -646,10 +691,14 @@ async fn materialize(
                 .insert(position as u64);
         }
     }
-    let paths: HashSet<String> = wanted.keys().cloned().collect();
-    let files = files_with_paths(table, &paths).await?;
     let scan = target
-        .identity_scan_of_files(table, &files, RowsOf::Positions(&wanted), &read, context)
+        .identity_scan_of_files(
+            table,
+            &files.of(&wanted),
+            RowsOf::Positions(&wanted),
+            &read,
+            context,
+        )
         .await?;
     let mut stream = datafusion::physical_plan::execute_stream(scan, context.clone())?;
     let mut found = 0;
@@ -715,6 +764,7 @@ async fn write_rows(
 /// position.
 async fn row_delta(
     target: &TarnTable,
+    files: &AffectedFiles,
     removed: HashMap<String, RoaringTreemap>,
     deleted: Option<&HashMap<String, RoaringTreemap>>,
     context: &Arc<TaskContext>,
@@ -724,10 +774,7 @@ async fn row_delta(
     let mut unstored = Vec::new();
     if let Some(deleted) = deleted.filter(|d| !d.is_empty()) {
         let table = target.table();
-        let paths: HashSet<String> = deleted.keys().cloned().collect();
-        let (whole, files): (Vec<DataFile>, Vec<DataFile>) = files_with_paths(table, &paths)
-            .await?
-            .into_iter()
+        let (whole, files): (Vec<DataFile>, Vec<DataFile>) = (files.of(deleted).into_iter())
             .partition(|f| logs_itself(table, f, deleted.get(&f.path)));
         change_log.extend(whole.into_iter().map(|f| (ChangeType::Delete, f)));
         if !files.is_empty() {
@@ -768,6 +815,7 @@ async fn row_delta(
 async fn rewrite(
     target: &TarnTable,
     dropped: HashMap<String, RoaringTreemap>,
+    files: &AffectedFiles,
     mut new_rows: Vec<RecordBatch>,
     deleted: Option<&HashMap<String, RoaringTreemap>>,
     context: &Arc<TaskContext>,
@@ -775,15 +823,7 @@ async fn rewrite(
 ) -> Result<Fragment> {
     let table = target.table();
     let columns: Vec<usize> = (0..table.schema().fields().len()).collect();
-    let paths: HashSet<String> = dropped.keys().cloned().collect();
-    let removed = files_with_paths(table, &paths).await?;
-    if removed.len() != paths.len() {
-        return Err(DataFusionError::Internal(format!(
-            "affected files of {} are missing from version {}",
-            target.name(),
-            table.version()
-        )));
-    }
+    let removed = files.of(&dropped);
     // A file that keeps no row is not copied; its deleted rows, when asked for, are logged
     // by the file itself where they are all its rows, else read with the copies.
     let (logged_whole, copied): (Vec<&DataFile>, Vec<&DataFile>) = removed.iter().partition(|f| {
