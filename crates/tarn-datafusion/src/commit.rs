@@ -968,11 +968,16 @@ struct Committed {
     appended: Option<(Table, Vec<DataFile>)>,
 }
 
-/// The data files of `table`'s version with these table-relative paths.
+/// The data files of `table`'s version with these table-relative paths, in the order its
+/// manifests list them.
 pub(crate) async fn files_with_paths(
     table: &Table,
     paths: &HashSet<String>,
 ) -> Result<Vec<DataFile>> {
+    // A MERGE that only inserts rewrites or deletes from no file: no manifest to walk.
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
     let plan = table
         .plan_files(&tarn_core::Predicate::True)
         .await

@@ -69,9 +69,6 @@ struct AffectedFiles(Vec<DataFile>);
 impl AffectedFiles {
     /// The files of `table`'s version with these paths; an error if one is missing.
     async fn resolve(target: &TarnTable, paths: &HashSet<String>) -> Result<Self> {
-        if paths.is_empty() {
-            return Ok(AffectedFiles::default());
-        }
         let table = target.table();
         let files = files_with_paths(table, paths).await?;
         if files.len() != paths.len() {
