@@ -255,10 +255,9 @@ pub async fn lineitem(report: &mut Report, data: &Tpch, runs: usize) -> Result<(
                 "CREATE TABLE target {} AS SELECT * FROM lineitem",
                 mode_properties(mode)
             );
-            medians.push(
-                on_fresh_copies(report, ctx, &format!("{label}, {mode}"), &copy, &sql, runs)
-                    .await?,
-            );
+            let label = format!("{label}, {mode}");
+            let (time, _) = on_fresh_copies(report, ctx, &label, &copy, &sql, runs).await?;
+            medians.push(time);
         }
         report.add(
             format!("{label}: copy-on-write / merge-on-read"),
@@ -274,7 +273,7 @@ pub async fn lineitem(report: &mut Report, data: &Tpch, runs: usize) -> Result<(
 
 /// Runs `sql` on `runs` fresh copies of `target`, each made by `copy`, and reports the
 /// median time, the peak memory and what the last run's snapshot changed. Returns the
-/// median.
+/// median and the rows the last run affected.
 async fn on_fresh_copies(
     report: &mut Report,
     ctx: &TarnContext,
@@ -282,15 +281,16 @@ async fn on_fresh_copies(
     copy: &str,
     sql: &str,
     runs: usize,
-) -> Result<f64, String> {
+) -> Result<(f64, u64), String> {
     let (mut times, mut peaks) = (Vec::new(), Vec::new());
     let mut summary = (0, 0, 0, 0);
+    let mut affected = 0;
     for _ in 0..runs {
         run(ctx, "DROP TABLE IF EXISTS target").await?;
         run(ctx, copy).await?;
         reset_peak_rss();
         let start = Instant::now();
-        run(ctx, sql).await?;
+        affected = run(ctx, sql).await?;
         times.push(start.elapsed().as_secs_f64());
         peaks.push(peak_rss().unwrap_or(0) as f64 / (1024.0 * 1024.0));
         let batches = run_batches(
@@ -320,7 +320,7 @@ async fn on_fresh_copies(
         "MiB",
         "VmHWM after a reset, includes the data already loaded",
     );
-    Ok(time)
+    Ok((time, affected))
 }
 
 /// A retention DELETE, the first year of lineitem from a copy partitioned by month, in both
@@ -339,7 +339,7 @@ async fn partition_deletes(
             mode_properties(mode)
         );
         let label = "DELETE the first year, PARTITIONED BY (month(l_shipdate))";
-        let whole = on_fresh_copies(
+        let (whole, deleted) = on_fresh_copies(
             report,
             ctx,
             &format!("{label}, {mode}"),
@@ -348,7 +348,7 @@ async fn partition_deletes(
             runs,
         )
         .await?;
-        let row_by_row = on_fresh_copies(
+        let (row_by_row, deleted_row_by_row) = on_fresh_copies(
             report,
             ctx,
             &format!("{label}, read row by row, {mode}"),
@@ -357,6 +357,12 @@ async fn partition_deletes(
             runs,
         )
         .await?;
+        if deleted != deleted_row_by_row {
+            return Err(format!(
+                "{label}, {mode}: {deleted} rows deleted from manifests, \
+                 {deleted_row_by_row} row by row"
+            ));
+        }
         report.add(
             format!("{label}, {mode}: read row by row / decided from manifests"),
             row_by_row / whole,
