@@ -1199,6 +1199,13 @@ impl TarnTable {
             }
         }
         let mut files = partitioned_files(&table, &data_files, self.identity, RowsOf::Live).await?;
+        if self.identity {
+            // With its statistics a file that a join's dynamic filter rules out (the keys of
+            // a small MERGE source, of `IN (SELECT ...)`) is skipped before its footer is read.
+            files = (files.into_iter().zip(&data_files))
+                .map(|(f, d)| f.with_statistics(Arc::new(file_statistics(table.schema(), d))))
+                .collect();
+        }
         if let Some(shards) = &self.shards {
             for (file, data_file) in files.iter_mut().zip(&data_files) {
                 if let Some(Some(ranges)) = shards.get(&data_file.path) {
