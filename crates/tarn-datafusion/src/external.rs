@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider, TableProviderFactory, UrlTableFactory};
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::TableType;
 use datafusion::datasource::dynamic_file::DynamicListTableFactory;
@@ -23,6 +24,7 @@ use tarn_core::{Table, TableLocation};
 
 use crate::error::to_df;
 use crate::provider::TarnTable;
+use crate::reader::{NanFields, read_through_tarn};
 
 /// The `STORED AS TARN` table factory.
 #[derive(Debug)]
@@ -129,8 +131,9 @@ pub(crate) fn url_tables(ctx: &SessionContext) -> Arc<dyn UrlTableFactory> {
 /// column's bounds, and DataFusion 55.2 takes those bounds for exact (apache/datafusion#15812):
 /// a column whose other values are all equal is read as that value, NaN rows included, and
 /// row groups are pruned as if no NaN were there. An import (`CREATE TABLE t AS SELECT * FROM
-/// 'f.parquet'`) would store the wrong values. Here float bounds are only bounds, and a scan
-/// filtering on a float column prunes no row group by them.
+/// 'f.parquet'`) would store the wrong values, and a filter on a float column, or one a join
+/// pushes down, would skip NaN rows. Here float columns have no bounds, neither the file's
+/// statistics nor its footer's as the reader hands it on (see [`crate::reader`]).
 #[derive(Debug)]
 struct NanSafeFiles {
     inner: Arc<dyn TableProvider>,
@@ -181,12 +184,8 @@ impl TableProvider for NanSafeFiles {
             .iter()
             .map(|f| f.data_type().is_floating())
             .collect();
-        let filters_floats = filters.iter().flat_map(|f| f.column_refs()).any(|c| {
-            schema
-                .field_with_name(&c.name)
-                .is_ok_and(|f| f.data_type().is_floating())
-        });
         let plan = self.inner.scan(state, projection, filters, limit).await?;
+        let runtime = state.runtime_env();
         plan.transform_up(|node| {
             let Some(config) = node
                 .downcast_ref::<DataSourceExec>()
@@ -206,20 +205,18 @@ impl TableProvider for NanSafeFiles {
                             .zip(&floats)
                             .filter(|(_, float)| **float)
                         {
-                            column.min_value = column.min_value.clone().to_inexact();
-                            column.max_value = column.max_value.clone().to_inexact();
+                            column.min_value = Precision::Absent;
+                            column.max_value = Precision::Absent;
                         }
                         file.statistics = Some(Arc::new(stats));
                     }
+                    file.extensions.insert(NanFields::AllFloats);
                 }
             }
-            if filters_floats
-                && let Some(parquet) = config.file_source.downcast_ref::<ParquetSource>()
-            {
-                let mut options = parquet.table_parquet_options().clone();
-                options.global.pruning = false;
-                options.global.enable_page_index = false;
-                config.file_source = Arc::new(parquet.clone().with_table_parquet_options(options));
+            if let Some(parquet) = config.file_source.downcast_ref::<ParquetSource>() {
+                let store = runtime.object_store(&config.object_store_url)?;
+                let cache = runtime.cache_manager.get_file_metadata_cache();
+                config.file_source = Arc::new(read_through_tarn(parquet.clone(), store, cache));
             }
             Ok(Transformed::yes(DataSourceExec::from_data_source(config)))
         })

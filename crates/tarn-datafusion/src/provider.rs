@@ -11,7 +11,7 @@
 //! (planning needs it and cannot wait for storage), and its version file is read when the
 //! scan is planned. Time-travel providers are read-only.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -622,6 +622,10 @@ fn partitioned_file(table: &Table, file: &DataFile, identity: bool) -> Partition
         e_tag: None,
         version: None,
     });
+    let partitioned = match nan_fields(table.schema(), file) {
+        Some(fields) => partitioned.with_extension(fields),
+        None => partitioned,
+    };
     if identity {
         return partitioned.with_partition_values(vec![datafusion::common::ScalarValue::Utf8(
             Some(file.path.clone()),
@@ -678,25 +682,48 @@ impl LeafPruning {
 /// Whether a filter names a column with a float field (the column, or a field of its structs)
 /// that one of `files` may hold NaN in: its bounds there are unknown while it has values.
 fn may_hold_nan(schema: &tarn_spec::Schema, filters: &[Expr], files: &[DataFile]) -> bool {
-    use tarn_spec::PrimitiveType::{Double, Float};
     let floats: Vec<tarn_spec::FieldId> = filters
         .iter()
         .flat_map(|f| f.column_refs())
         .filter_map(|c| schema.field_by_name(&c.name))
         .flat_map(|column| column.walk())
-        .filter(|f| matches!(f.primitive(), Some(Float | Double)))
+        .filter(|f| is_float(f))
         .map(|f| f.id)
         .collect();
     !floats.is_empty()
-        && files.iter().any(|file| {
-            floats.iter().any(|id| match file.column_stats.get(id) {
-                Some(stats) => {
-                    (stats.min.is_none() || stats.max.is_none())
-                        && stats.null_count != Some(file.record_count)
-                }
-                None => true,
-            })
-        })
+        && files
+            .iter()
+            .any(|file| floats.iter().any(|&id| bounds_may_miss_nan(file, id)))
+}
+
+fn is_float(field: &tarn_spec::Field) -> bool {
+    use tarn_spec::PrimitiveType::{Double, Float};
+    matches!(field.primitive(), Some(Float | Double))
+}
+
+/// Whether float field `id` may hold NaN in `file`: tarn leaves its bounds unknown then.
+fn bounds_may_miss_nan(file: &DataFile, id: tarn_spec::FieldId) -> bool {
+    match file.column_stats.get(&id) {
+        Some(stats) => {
+            (stats.min.is_none() || stats.max.is_none())
+                && stats.null_count != Some(file.record_count)
+        }
+        None => true,
+    }
+}
+
+/// The float fields of a data file whose Parquet bounds its reader hides (see
+/// [`crate::reader`]): Parquet leaves NaN out of them, and DataFusion 55.2 prunes row groups
+/// and pages by them as if they covered every value (apache/datafusion#15812), for a filter
+/// as for the filters a join or a top-k pushes down while the scan runs (`a.x = b.x`
+/// would lose the NaN rows of `a`).
+fn nan_fields(schema: &Schema, file: &DataFile) -> Option<crate::reader::NanFields> {
+    let ids: HashSet<i32> = (schema.fields().iter())
+        .flat_map(|column| column.walk())
+        .filter(|f| is_float(f) && bounds_may_miss_nan(file, f.id))
+        .map(|f| f.id.0)
+        .collect();
+    (!ids.is_empty()).then(|| crate::reader::NanFields::Ids(Arc::new(ids)))
 }
 
 /// Rows in each row group of a data file: from its manifest entry, or, for a file written
@@ -1221,11 +1248,9 @@ impl TarnTable {
                 }
             }
         }
-        // Parquet leaves NaN out of a float column's bounds, and DataFusion 55.2 prunes row
-        // groups and pages by those bounds as if they covered every value
-        // (apache/datafusion#15812): `x > 5` or `x <> 1.0` would lose a NaN row. tarn's own
-        // bounds are unknown for a file that holds a NaN, so when a filter names a float
-        // field that a file to read may hold NaN in, this scan prunes no row group by bounds.
+        // Parquet leaves NaN out of a float column's bounds (see `nan_fields`, which keeps
+        // them from DataFusion's pruning): when a filter names a float field that a file to
+        // read may hold NaN in, the row groups of struct fields are not pruned by them either.
         let nan_blind = may_hold_nan(table.schema(), filters, &data_files);
         if let Some(pruning) = leaf_pruning.filter(|_| !nan_blind) {
             // The footers are read through the session's metadata cache, where the scan then
@@ -1291,14 +1316,7 @@ impl TarnTable {
             files,
             row_groups,
             metrics: plan.metrics,
-            parquet: {
-                let mut parquet = state.default_table_options().parquet.clone();
-                if nan_blind {
-                    parquet.global.pruning = false;
-                    parquet.global.enable_page_index = false;
-                }
-                parquet
-            },
+            parquet: state.default_table_options().parquet.clone(),
             target_partitions: state.config().target_partitions(),
             runtime: state.runtime_env().as_ref(),
         };

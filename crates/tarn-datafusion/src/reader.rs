@@ -8,8 +8,16 @@
 //! footer and the pages from that one read: a cold scan of N small files costs N requests
 //! instead of 2N. Once the footer is in the session's metadata cache, a file is read as
 //! DataFusion reads it, for the byte ranges the query needs.
+//!
+//! Parquet leaves NaN out of a float column's bounds, in the footer and in the page index,
+//! and DataFusion 55.2 prunes row groups and pages by them as if they covered every value
+//! (apache/datafusion#15812): a filter `x > 5`, or the filter a join on `x` pushes into the
+//! scan while it runs, would skip a row group whose NaN rows pass it. For a file whose
+//! manifest entry says a float column may hold NaN ([`NanFields`]), the reader hands
+//! DataFusion the footer without that column's bounds, so that pruning reads the row
+//! groups it cannot judge.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
@@ -24,8 +32,11 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderOptions;
 use datafusion::parquet::arrow::async_reader::AsyncFileReader;
+use datafusion::parquet::basic::Type as PhysicalType;
 use datafusion::parquet::errors::{ParquetError, Result as ParquetResult};
 use datafusion::parquet::file::metadata::ParquetMetaData;
+use datafusion::parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
+use datafusion::parquet::file::page_index::column_index::ColumnIndexMetaData;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -87,6 +98,26 @@ impl TarnReaderFactory {
 
 impl ParquetFileReaderFactory for TarnReaderFactory {
     fn create_reader(
+        &self,
+        partition_index: usize,
+        file: PartitionedFile,
+        metadata_size_hint: Option<usize>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> Result<Box<dyn AsyncFileReader + Send>> {
+        let nan_fields = file.extension::<NanFields>().cloned();
+        let reader = self.reader(partition_index, file, metadata_size_hint, metrics)?;
+        Ok(match nan_fields {
+            Some(fields) => Box::new(NanBlindReader {
+                inner: reader,
+                fields,
+            }),
+            None => reader,
+        })
+    }
+}
+
+impl TarnReaderFactory {
+    fn reader(
         &self,
         partition_index: usize,
         file: PartitionedFile,
@@ -245,4 +276,113 @@ impl Drop for WholeFileReader {
             }
         }
     }
+}
+
+/// The float columns of a data file that may hold NaN: their Parquet bounds are not bounds
+/// of every value.
+#[derive(Debug, Clone)]
+pub(crate) enum NanFields {
+    /// These field ids, and the float columns without one.
+    Ids(Arc<HashSet<i32>>),
+    /// Every float column (a file tarn knows nothing of).
+    AllFloats,
+}
+
+/// A reader whose footer has no bounds (statistics, page index) for the columns of
+/// [`NanFields`].
+struct NanBlindReader {
+    inner: Box<dyn AsyncFileReader + Send>,
+    fields: NanFields,
+}
+
+impl NanBlindReader {
+    /// The leaf columns of `metadata` whose bounds are hidden.
+    fn blind_columns(&self, metadata: &ParquetMetaData) -> Vec<usize> {
+        let schema = metadata.file_metadata().schema_descr();
+        (0..schema.num_columns())
+            .filter(|&i| {
+                let column = schema.column(i);
+                let info = column.self_type().get_basic_info();
+                match &self.fields {
+                    NanFields::Ids(ids) if info.has_id() => ids.contains(&info.id()),
+                    _ => matches!(
+                        column.physical_type(),
+                        PhysicalType::FLOAT | PhysicalType::DOUBLE
+                    ),
+                }
+            })
+            .collect()
+    }
+}
+
+impl AsyncFileReader for NanBlindReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, ParquetResult<Bytes>> {
+        self.inner.get_bytes(range)
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, ParquetResult<Vec<Bytes>>> {
+        self.inner.get_byte_ranges(ranges)
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, ParquetResult<Arc<ParquetMetaData>>> {
+        async move {
+            let metadata = self.inner.get_metadata(options).await?;
+            let blind = self.blind_columns(&metadata);
+            if blind.is_empty() {
+                return Ok(metadata);
+            }
+            // The page index is loaded here, so that DataFusion, finding it, does not load
+            // it again with the bounds in it.
+            let mut metadata = Arc::unwrap_or_clone(metadata);
+            if metadata.column_index().is_none() || metadata.offset_index().is_none() {
+                let mut reader = ParquetMetaDataReader::new_with_metadata(metadata)
+                    .with_page_index_policy(PageIndexPolicy::Optional);
+                reader.load_page_index(&mut *self).await?;
+                metadata = reader.finish()?;
+            }
+            Ok(Arc::new(without_bounds(metadata, &blind)?))
+        }
+        .boxed()
+    }
+}
+
+/// `metadata` without the statistics and column index of the leaf columns `blind`.
+fn without_bounds(metadata: ParquetMetaData, blind: &[usize]) -> ParquetResult<ParquetMetaData> {
+    let mut builder = metadata.into_builder();
+    let row_groups = (builder.take_row_groups().into_iter())
+        .map(|row_group| {
+            let columns = (row_group.columns().iter().enumerate())
+                .map(|(i, column)| match blind.contains(&i) {
+                    true => column.clone().into_builder().clear_statistics().build(),
+                    false => Ok(column.clone()),
+                })
+                .collect::<ParquetResult<Vec<_>>>()?;
+            row_group
+                .into_builder()
+                .set_column_metadata(columns)
+                .build()
+        })
+        .collect::<ParquetResult<Vec<_>>>()?;
+    let column_index = builder.take_column_index().map(|row_groups| {
+        (row_groups.into_iter())
+            .map(|columns| {
+                (columns.into_iter().enumerate())
+                    .map(|(i, index)| match blind.contains(&i) {
+                        true => ColumnIndexMetaData::NONE,
+                        false => index,
+                    })
+                    .collect()
+            })
+            .collect()
+    });
+    Ok(builder
+        .set_row_groups(row_groups)
+        .set_column_index(column_index)
+        .build())
 }
