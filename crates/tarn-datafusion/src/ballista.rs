@@ -83,7 +83,7 @@ use crate::error::to_df;
 use crate::field_ids::FieldIdAdapterFactory;
 use crate::metadata_tables::MetadataProvider;
 use crate::provider::TarnTable;
-use crate::reader::read_through_tarn;
+use crate::reader::{NanFields, read_through_tarn};
 use crate::write::WriteExec;
 
 /// The first bytes of everything tarn's codecs encode.
@@ -507,6 +507,10 @@ struct ScanHeader {
     root: String,
     /// `(path under the table, start of the file's byte range, access per row group)`.
     access: Vec<(String, u64, Vec<RowGroupWire>)>,
+    /// `(path under the table, field ids)`: the float columns whose bounds the reader hides
+    /// ([`NanFields`]).
+    #[serde(default)]
+    nan_fields: Vec<(String, Vec<i32>)>,
 }
 
 /// One row group of a file's Parquet access plan.
@@ -538,11 +542,16 @@ impl TarnPhysicalCodec {
     fn encode_scan(&self, scan: &TarnScanExec, buf: &mut Vec<u8>) -> Result<()> {
         let root = scan.table.location().root();
         let mut access = Vec::new();
+        let mut nan_fields = Vec::new();
         for file in file_scan_config(&scan.scan)?
             .file_groups
             .iter()
             .flat_map(|g| g.iter())
         {
+            if let Some(NanFields::Ids(ids)) = file.extension::<NanFields>() {
+                let path = relative_path(&file.object_meta.location, root)?;
+                nan_fields.push((path, ids.iter().copied().collect()));
+            }
             if let Some(plan) = file.extension::<ParquetAccessPlan>() {
                 access.push((
                     relative_path(&file.object_meta.location, root)?,
@@ -555,6 +564,7 @@ impl TarnPhysicalCodec {
             table: PinnedTable::of(&scan.table, "", None)?,
             root: root.to_string(),
             access,
+            nan_fields,
         };
         frame(Kind::Scan, &header, buf)
     }
@@ -578,6 +588,9 @@ impl TarnPhysicalCodec {
             .into_iter()
             .map(|(path, start, row_groups)| ((path, start), row_groups))
             .collect();
+        let nan_fields: HashMap<String, NanFields> = (header.nan_fields.into_iter())
+            .map(|(path, ids)| (path, NanFields::Ids(Arc::new(ids.into_iter().collect()))))
+            .collect();
         let mut config = file_scan_config(&input)?.clone();
         config.object_store_url = store_url;
         for group in &mut config.file_groups {
@@ -591,6 +604,9 @@ impl TarnPhysicalCodec {
                         file.extensions.insert(ParquetAccessPlan::new(
                             row_groups.into_iter().map(row_group_access).collect(),
                         ));
+                    }
+                    if let Some(fields) = nan_fields.get(&relative) {
+                        file.extensions.insert(fields.clone());
                     }
                     file.object_meta.location = table.location().path(&relative);
                     Ok(file)

@@ -127,6 +127,35 @@ async fn a_scan_decoded_in_a_fresh_runtime_binds_by_field_id_and_applies_deletio
     );
 }
 
+/// An executor's scan, as the scan of the session that planned it, hides from pruning the
+/// bounds Parquet leaves NaN out of: a row group whose bounds rule it out still holds a NaN
+/// row that `x > 5` keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_decoded_in_a_fresh_runtime_keeps_row_groups_holding_nan() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().to_str().unwrap();
+    let local = TarnContext::open(warehouse).await.unwrap();
+    run(&local, "CREATE TABLE f (id INT, x DOUBLE)").await;
+    run(&local, "INSERT INTO f VALUES (1, 'NaN'::double), (2, 1.0)").await;
+    let planner = TarnContext::new(Warehouse::open(warehouse).unwrap(), session_config())
+        .await
+        .unwrap();
+    let plan = physical_plan(&planner, "SELECT id FROM f WHERE x > 5").await;
+    let scan = find_scan(&plan).expect("the plan scans through a TarnScanExec");
+    let codec = TarnPhysicalCodec::default();
+    let bytes = PhysicalPlanNode::try_from_physical_plan(scan, &codec).unwrap();
+    let fresh = TaskContext::default().with_runtime(runtime_env().unwrap());
+    let decoded = bytes.try_into_physical_plan(&fresh, &codec).unwrap();
+    let shown = datafusion::physical_plan::displayable(decoded.as_ref())
+        .indent(true)
+        .to_string();
+    assert!(shown.contains("predicate=x@1 > 5"), "{shown}");
+    let rows: usize = (collect(decoded, Arc::new(fresh)).await.unwrap().iter())
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, 2, "the row group holding the NaN row was pruned");
+}
+
 /// What sits right below each TarnScanExec in `plan`.
 fn scan_inputs(plan: &Arc<dyn ExecutionPlan>, found: &mut Vec<String>) {
     if plan.is::<TarnScanExec>() {
