@@ -590,8 +590,9 @@ async fn partitioned_files(
     rows: RowsOf<'_>,
 ) -> Result<Vec<PartitionedFile>> {
     let mut out = Vec::with_capacity(files.len());
+    let floats = float_fields(table.schema());
     for file in files {
-        let mut partitioned = partitioned_file(table, file, identity);
+        let mut partitioned = partitioned_file(table, file, identity, &floats);
         match rows {
             RowsOf::Live => {
                 if let Some(dv) = &file.deletion_vector {
@@ -613,7 +614,13 @@ async fn partitioned_files(
     Ok(out)
 }
 
-fn partitioned_file(table: &Table, file: &DataFile, identity: bool) -> PartitionedFile {
+/// `floats`: the table's float fields ([`float_fields`]).
+fn partitioned_file(
+    table: &Table,
+    file: &DataFile,
+    identity: bool,
+    floats: &[tarn_spec::FieldId],
+) -> PartitionedFile {
     // The store path as it is: a string would be escaped once more on the way back.
     let partitioned = PartitionedFile::new_from_meta(ObjectMeta {
         location: table.location().path(&file.path),
@@ -622,7 +629,7 @@ fn partitioned_file(table: &Table, file: &DataFile, identity: bool) -> Partition
         e_tag: None,
         version: None,
     });
-    let partitioned = match nan_fields(table.schema(), file) {
+    let partitioned = match nan_fields(floats, file) {
         Some(fields) => partitioned.with_extension(fields),
         None => partitioned,
     };
@@ -717,13 +724,21 @@ fn bounds_may_miss_nan(file: &DataFile, id: tarn_spec::FieldId) -> bool {
 /// and pages by them as if they covered every value (apache/datafusion#15812), for a filter
 /// as for the filters a join or a top-k pushes down while the scan runs (`a.x = b.x`
 /// would lose the NaN rows of `a`).
-fn nan_fields(schema: &Schema, file: &DataFile) -> Option<crate::reader::NanFields> {
-    let ids: HashSet<i32> = (schema.fields().iter())
-        .flat_map(|column| column.walk())
-        .filter(|f| is_float(f) && bounds_may_miss_nan(file, f.id))
-        .map(|f| f.id.0)
+fn nan_fields(floats: &[tarn_spec::FieldId], file: &DataFile) -> Option<crate::reader::NanFields> {
+    let ids: HashSet<i32> = (floats.iter())
+        .filter(|&&id| bounds_may_miss_nan(file, id))
+        .map(|id| id.0)
         .collect();
     (!ids.is_empty()).then(|| crate::reader::NanFields::Ids(Arc::new(ids)))
+}
+
+/// The float fields of `schema`, its columns' and their structs'.
+fn float_fields(schema: &Schema) -> Vec<tarn_spec::FieldId> {
+    (schema.fields().iter())
+        .flat_map(|column| column.walk())
+        .filter(|f| is_float(f))
+        .map(|f| f.id)
+        .collect()
 }
 
 /// Rows in each row group of a data file: from its manifest entry, or, for a file written
