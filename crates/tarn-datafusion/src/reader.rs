@@ -34,8 +34,8 @@ use datafusion::parquet::arrow::arrow_reader::ArrowReaderOptions;
 use datafusion::parquet::arrow::async_reader::AsyncFileReader;
 use datafusion::parquet::basic::Type as PhysicalType;
 use datafusion::parquet::errors::{ParquetError, Result as ParquetResult};
+use datafusion::parquet::file::metadata::PageIndexPolicy;
 use datafusion::parquet::file::metadata::ParquetMetaData;
-use datafusion::parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 use datafusion::parquet::file::page_index::column_index::ColumnIndexMetaData;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::FutureExt;
@@ -337,16 +337,21 @@ impl AsyncFileReader for NanBlindReader {
             if blind.is_empty() {
                 return Ok(metadata);
             }
-            // The page index is loaded here, so that DataFusion, finding it, does not load
-            // it again with the bounds in it.
-            let mut metadata = Arc::unwrap_or_clone(metadata);
-            if metadata.column_index().is_none() || metadata.offset_index().is_none() {
-                let mut reader = ParquetMetaDataReader::new_with_metadata(metadata)
-                    .with_page_index_policy(PageIndexPolicy::Optional);
-                reader.load_page_index(&mut *self).await?;
-                metadata = reader.finish()?;
-            }
-            Ok(Arc::new(without_bounds(metadata, &blind)?))
+            // The page index is loaded here (and kept in the session's footer cache with
+            // the footer), so that DataFusion, finding it, does not load it again with the
+            // bounds in it.
+            let metadata = match metadata.column_index().zip(metadata.offset_index()) {
+                Some(_) => metadata,
+                None => {
+                    let with_index = (options.cloned().unwrap_or_default())
+                        .with_page_index_policy(PageIndexPolicy::Optional);
+                    self.inner.get_metadata(Some(&with_index)).await?
+                }
+            };
+            Ok(Arc::new(without_bounds(
+                Arc::unwrap_or_clone(metadata),
+                &blind,
+            )?))
         }
         .boxed()
     }
