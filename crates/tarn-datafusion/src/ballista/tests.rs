@@ -88,6 +88,16 @@ fn find_scan(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
     plan.children().into_iter().find_map(find_scan)
 }
 
+/// `plan` through tarn's codec into an executor: a runtime that has never heard of the
+/// warehouse's store.
+fn on_an_executor(plan: Arc<dyn ExecutionPlan>) -> (Arc<dyn ExecutionPlan>, Arc<TaskContext>) {
+    let codec = TarnPhysicalCodec::default();
+    let bytes = PhysicalPlanNode::try_from_physical_plan(plan, &codec).unwrap();
+    let fresh = TaskContext::default().with_runtime(runtime_env().unwrap());
+    let decoded = bytes.try_into_physical_plan(&fresh, &codec).unwrap();
+    (decoded, Arc::new(fresh))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_decoded_in_a_fresh_runtime_binds_by_field_id_and_applies_deletion_vectors() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,13 +115,8 @@ async fn a_scan_decoded_in_a_fresh_runtime_binds_by_field_id_and_applies_deletio
     let plan = physical_plan(&planner, sql).await;
     let scan = find_scan(&plan).expect("the plan scans through a TarnScanExec");
 
-    let codec = TarnPhysicalCodec::default();
-    let bytes = PhysicalPlanNode::try_from_physical_plan(scan.clone(), &codec).unwrap();
-    // An executor: a runtime that has never heard of the warehouse's store.
-    let fresh = TaskContext::default().with_runtime(runtime_env().unwrap());
-    let decoded = bytes.try_into_physical_plan(&fresh, &codec).unwrap();
+    let (decoded, fresh) = on_an_executor(scan.clone());
     assert!(decoded.is::<TarnScanExec>());
-    let fresh = Arc::new(fresh);
     let decoded_rows = collect(decoded, fresh).await.unwrap();
     let original_rows = collect(scan, planner.session_context().task_ctx())
         .await
@@ -142,15 +147,12 @@ async fn a_scan_decoded_in_a_fresh_runtime_keeps_row_groups_holding_nan() {
         .unwrap();
     let plan = physical_plan(&planner, "SELECT id FROM f WHERE x > 5").await;
     let scan = find_scan(&plan).expect("the plan scans through a TarnScanExec");
-    let codec = TarnPhysicalCodec::default();
-    let bytes = PhysicalPlanNode::try_from_physical_plan(scan, &codec).unwrap();
-    let fresh = TaskContext::default().with_runtime(runtime_env().unwrap());
-    let decoded = bytes.try_into_physical_plan(&fresh, &codec).unwrap();
+    let (decoded, fresh) = on_an_executor(scan);
     let shown = datafusion::physical_plan::displayable(decoded.as_ref())
         .indent(true)
         .to_string();
     assert!(shown.contains("predicate=x@1 > 5"), "{shown}");
-    let rows: usize = (collect(decoded, Arc::new(fresh)).await.unwrap().iter())
+    let rows: usize = (collect(decoded, fresh).await.unwrap().iter())
         .map(|b| b.num_rows())
         .sum();
     assert_eq!(rows, 2, "the row group holding the NaN row was pruned");
