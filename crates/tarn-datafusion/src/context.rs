@@ -50,6 +50,7 @@ use crate::error::to_df;
 use crate::external::TarnTableFactory;
 use crate::in_subquery::NullAwareInSubquery;
 use crate::insert_shape::InsertShape;
+use crate::literal_keys::LiteralJoinKeys;
 use crate::metadata_tables::MetadataTable;
 use crate::names::{QualifiedName, parts};
 use crate::parse::{ParsedStatement, parse};
@@ -994,8 +995,10 @@ pub fn memory_pool(bytes: usize) -> Arc<dyn MemoryPool> {
 /// and its object store, the `STORED AS TARN` table factory, the analyzer rules for DML and
 /// for `NOT IN` subqueries, a query planner for tarn's DML nodes (plans without them go to
 /// the session's own planner), the time-travel relation planner, the change-feed table
-/// functions, `min`, `max` and `sum` in place of DataFusion's (see `aggregates`), and the
-/// analyzer rule that makes `+`, `-` and `*` of integers and decimals fail on overflow.
+/// functions, `min`, `max` and `sum` in place of DataFusion's (see `aggregates`), the
+/// analyzer rule that makes `+`, `-` and `*` of integers and decimals fail on overflow, and
+/// the optimizer rule that filters a join's other side by the keys of a VALUES list (see
+/// `literal_keys`).
 pub async fn register(
     ctx: &SessionContext,
     warehouse: Warehouse,
@@ -1009,6 +1012,7 @@ pub async fn register(
     ctx.add_analyzer_rule(Arc::new(NullAwareInSubquery));
     // Last: it checks the arithmetic of the plans the rules before it make, too.
     ctx.add_analyzer_rule(Arc::new(CheckedArithmeticRule));
+    ctx.add_optimizer_rule(Arc::new(LiteralJoinKeys));
     ctx.register_relation_planner(Arc::new(TimeTravelPlanner))?;
     for f in [TimeTravelFunction::version(), TimeTravelFunction::as_of()] {
         ctx.register_udtf(f.name(), Arc::new(f));

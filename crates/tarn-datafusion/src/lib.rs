@@ -54,6 +54,7 @@ mod file_rows;
 mod float_literals;
 mod in_subquery;
 mod insert_shape;
+mod literal_keys;
 mod maintenance;
 mod merge_star;
 mod metadata_tables;
@@ -81,6 +82,7 @@ pub use context::{CATALOG, DEFAULT_NAMESPACE, TarnContext, memory_pool, register
 pub use dialect::TarnDialect;
 pub use dml::{DmlRule, TarnDml, TarnQueryPlanner};
 pub use in_subquery::NullAwareInSubquery;
+pub use literal_keys::LiteralJoinKeys;
 pub use metadata_tables::MetadataTable;
 pub use parse::ParsedStatement;
 pub use provider::{Shard, TarnTable};

@@ -1,0 +1,348 @@
+//! Join keys written in the statement, turned into a filter on the other side of the join.
+//!
+//! `MERGE INTO t USING (VALUES (7, ...), (9, ...)) AS s ON t.id = s.id`, `UPDATE t ... FROM
+//! (VALUES ...)`, `DELETE FROM t WHERE id IN (SELECT k FROM (VALUES ...))` and a query's join
+//! with a VALUES list all join a table with keys the statement spells out. DataFusion learns
+//! them only once the join has read its build side (its dynamic filter), after every file of
+//! the table was listed and handed to the scan, to be tested one by one as it is opened. This
+//! optimizer rule writes them as a filter on the other side while planning:
+//!
+//! ```text
+//! Inner Join: t.id = s.id                      Inner Join: t.id = s.id
+//!   TableScan: t                        ⇒        Filter: t.id IN (7, 9)
+//!   SubqueryAlias: s                               TableScan: t
+//!     Projection: column1 AS id, ...             SubqueryAlias: s ...
+//!       Values: (7, ...), (9, ...)
+//! ```
+//!
+//! The optimizer pushes the filter into the scan, where a tarn table skips by its manifests
+//! the files that cannot hold a key, unread, as it does for `WHERE id IN (7, 9)`. Many keys
+//! become the range between the least and the greatest (pruning tests IN lists of up to
+//! [`MAX_LISTED`] values). The filter is only a necessary condition for a row to find a
+//! partner, so it is added only to a side whose unpartnered rows the join drops: the target
+//! of a MERGE without `WHEN NOT MATCHED BY SOURCE` (an inner or right join), never the
+//! preserved side of an outer join, the rows an anti join keeps, or a null-aware `NOT IN`.
+//! Keys that can be NULL-equal (`IS NOT DISTINCT FROM` joins) and float keys (NaN and -0.0
+//! compare differently in a hash join and in a filter) are left alone.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, NullEquality, Result, ScalarValue};
+use datafusion::logical_expr::expr::Cast;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::{Expr, ExprSchemable, Filter, JoinType, LogicalPlan, lit};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+
+/// The most keys written as an IN list: DataFusion's pruning rewrites lists of up to 20
+/// values into ranges and gives up on longer ones.
+const MAX_LISTED: usize = 20;
+
+/// The most rows of a VALUES list read for its keys while planning.
+const MAX_ROWS: usize = 100_000;
+
+/// The optimizer rule; see the module documentation.
+#[derive(Debug, Default)]
+pub struct LiteralJoinKeys;
+
+impl OptimizerRule for LiteralJoinKeys {
+    fn name(&self) -> &str {
+        "tarn_literal_join_keys"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::TopDown)
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::Join(mut join) = plan else {
+            return Ok(Transformed::no(plan));
+        };
+        if join.null_equality == NullEquality::NullEqualsNull || join.null_aware {
+            return Ok(Transformed::no(LogicalPlan::Join(join)));
+        }
+        let mut left = Vec::new();
+        let mut right = Vec::new();
+        for (l, r) in &join.on {
+            if drops_unpartnered(join.join_type, Side::Left)
+                && let Some(filter) = key_filter(l, &join.left, r, &join.right)?
+            {
+                left.push(filter);
+            }
+            if drops_unpartnered(join.join_type, Side::Right)
+                && let Some(filter) = key_filter(r, &join.right, l, &join.left)?
+            {
+                right.push(filter);
+            }
+        }
+        if left.is_empty() && right.is_empty() {
+            return Ok(Transformed::no(LogicalPlan::Join(join)));
+        }
+        if let Some(predicate) = conjunction(left) {
+            join.left = Arc::new(LogicalPlan::Filter(Filter::try_new(predicate, join.left)?));
+        }
+        if let Some(predicate) = conjunction(right) {
+            join.right = Arc::new(LogicalPlan::Filter(Filter::try_new(predicate, join.right)?));
+        }
+        Ok(Transformed::yes(LogicalPlan::Join(join)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Left,
+    Right,
+}
+
+/// Whether a join of `join_type` drops the rows of `side` that find no partner, whatever else
+/// it outputs: only then may a condition every partnered row meets filter that side first.
+fn drops_unpartnered(join_type: JoinType, side: Side) -> bool {
+    use JoinType::*;
+    match side {
+        Side::Left => matches!(join_type, Inner | Right | LeftSemi | RightSemi | RightAnti),
+        Side::Right => matches!(join_type, Inner | Left | LeftSemi | RightSemi | LeftAnti),
+    }
+}
+
+/// The filter on `side` that the literal keys of `other` imply for the key pair
+/// (`key`, `other_key`), unless `side` has it already; `None` when `other_key` is not a column
+/// of a VALUES list, or `key` does not come straight from a table's column.
+fn key_filter(
+    key: &Expr,
+    side: &LogicalPlan,
+    other_key: &Expr,
+    other: &LogicalPlan,
+) -> Result<Option<Expr>> {
+    let Some((column, cast_from)) = plain_column(key, side.schema())? else {
+        return Ok(None);
+    };
+    let key_type = key.get_type(side.schema())?;
+    if !keyable(&key_type) || other_key.get_type(other.schema())? != key_type {
+        return Ok(None);
+    }
+    let Some(base) = table_column(side, &column) else {
+        return Ok(None);
+    };
+    let Some(values) = literal_values(other, other_key) else {
+        return Ok(None);
+    };
+    let mut keys: Vec<ScalarValue> = Vec::with_capacity(values.len());
+    for value in values.into_iter().filter(|v| !v.is_null()) {
+        match cast_from.as_ref() {
+            None => keys.push(value),
+            // `CAST(c AS wider) = v`: only values the column's own type holds can match.
+            Some(narrow) => {
+                if let Ok(v) = value.cast_to(narrow)
+                    && v.cast_to(&key_type).ok().as_ref() == Some(&value)
+                {
+                    keys.push(v);
+                }
+            }
+        }
+    }
+    keys.sort_by(|a, b| a.partial_cmp(b).unwrap_or(Ordering::Equal));
+    keys.dedup();
+    let column_expr = Expr::Column(column.clone());
+    let filter = match keys.as_slice() {
+        // No key can find a partner (all NULL, or none the column's type holds).
+        [] => lit(false),
+        list if list.len() <= MAX_LISTED => {
+            column_expr.in_list(list.iter().cloned().map(lit).collect(), false)
+        }
+        // Sorted above: the least and the greatest.
+        list => column_expr
+            .clone()
+            .gt_eq(lit(list[0].clone()))
+            .and(column_expr.lt_eq(lit(list[list.len() - 1].clone()))),
+    };
+    // In the form the optimizer keeps it in (a short IN list becomes `=`s), so that a later
+    // pass finds it.
+    let context = SimplifyContext::builder()
+        .with_schema(Arc::clone(side.schema()))
+        .build();
+    let filter = ExprSimplifier::new(context).simplify(filter)?;
+    if has_filter(side, &as_scanned(&filter, &column.name, &base)) {
+        return Ok(None);
+    }
+    Ok(Some(filter))
+}
+
+/// `key` as a column of `schema`, and the column's type when the key casts it losslessly to a
+/// wider one (`CAST(int_column AS BIGINT)`, as type coercion writes a join of an INT column
+/// with BIGINT literals).
+fn plain_column(key: &Expr, schema: &DFSchema) -> Result<Option<(Column, Option<DataType>)>> {
+    match key {
+        Expr::Column(c) => Ok(Some((c.clone(), None))),
+        Expr::Cast(Cast { expr, field }) => {
+            let data_type = field.data_type();
+            let Expr::Column(c) = expr.as_ref() else {
+                return Ok(None);
+            };
+            let from = expr.get_type(schema)?;
+            let widens =
+                widens_integer(&from, data_type) || (is_string(&from) && is_string(data_type));
+            Ok(widens.then(|| (c.clone(), Some(from))))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Whether every value of integer type `from` is one of integer type `to`.
+fn widens_integer(from: &DataType, to: &DataType) -> bool {
+    let (Some(from_width), Some(to_width)) = (from.primitive_width(), to.primitive_width()) else {
+        return false;
+    };
+    from.is_integer()
+        && to.is_integer()
+        && match (from.is_signed_integer(), to.is_signed_integer()) {
+            (false, true) => to_width > from_width,
+            (true, false) => false,
+            _ => to_width >= from_width,
+        }
+}
+
+fn is_string(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+/// Key types whose filter compares as the join does. Floats are not: a hash join pairs NaN
+/// with NaN and tells -0.0 from 0.0, a filter the other way round.
+fn keyable(data_type: &DataType) -> bool {
+    data_type.is_integer()
+        || is_string(data_type)
+        || data_type.is_temporal()
+        || matches!(
+            data_type,
+            DataType::Decimal128(..) | DataType::Decimal256(..) | DataType::Boolean
+        )
+}
+
+/// The name of the table column `column` of `plan` reads, through aliases, projections that
+/// pass columns on and filters; `None` for anything else (a computed key, or one from below a
+/// join or an aggregate, where a filter might not reach a scan).
+fn table_column(plan: &LogicalPlan, column: &Column) -> Option<String> {
+    let index = plan.schema().index_of_column(column).ok()?;
+    match plan {
+        LogicalPlan::TableScan(_) => Some(column.name.clone()),
+        LogicalPlan::SubqueryAlias(alias) => {
+            table_column(&alias.input, &column_at(&alias.input, index))
+        }
+        LogicalPlan::Filter(filter) => table_column(&filter.input, column),
+        LogicalPlan::Projection(projection) => match unaliased(&projection.expr[index]) {
+            Expr::Column(c) => table_column(&projection.input, c),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether `plan`, down to its table scan, filters by `wanted` (with unqualified columns)
+/// already: the filter this rule added in an earlier pass of the optimizer, pushed into the
+/// scan or not.
+fn has_filter(plan: &LogicalPlan, wanted: &Expr) -> bool {
+    let conjuncts = split_conjunction(wanted);
+    let found = |filters: &[&Expr]| {
+        let filters: Vec<Expr> = filters.iter().map(|f| unqualified(f)).collect();
+        conjuncts.iter().all(|c| filters.contains(c))
+    };
+    match plan {
+        LogicalPlan::TableScan(scan) => found(&scan.filters.iter().collect::<Vec<_>>()),
+        LogicalPlan::Filter(filter) => {
+            found(&split_conjunction(&filter.predicate)) || has_filter(&filter.input, wanted)
+        }
+        LogicalPlan::SubqueryAlias(_) | LogicalPlan::Projection(_) => {
+            plan.inputs().iter().any(|input| has_filter(input, wanted))
+        }
+        _ => false,
+    }
+}
+
+/// `filter` as a scan holds it once pushed down: columns unqualified, `column` under the
+/// table's name for it.
+fn as_scanned(filter: &Expr, column: &str, base: &str) -> Expr {
+    unqualified(filter)
+        .transform(|e| match e {
+            Expr::Column(c) if c.name == column => Ok(Transformed::yes(Expr::Column(
+                Column::new_unqualified(base),
+            ))),
+            e => Ok(Transformed::no(e)),
+        })
+        .map(|t| t.data)
+        .unwrap_or_else(|_| filter.clone())
+}
+
+fn unqualified(expr: &Expr) -> Expr {
+    expr.clone()
+        .transform(|e| match e {
+            Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(
+                Column::new_unqualified(c.name),
+            ))),
+            e => Ok(Transformed::no(e)),
+        })
+        .map(|t| t.data)
+        .unwrap_or_else(|_| expr.clone())
+}
+
+/// The values `key` takes over the rows of `plan` when they are all written in the statement:
+/// a column of a VALUES list, through aliases, projections and filters (a filter's rows are
+/// among its input's, so its input's keys are a superset), and casts of it.
+fn literal_values(plan: &LogicalPlan, key: &Expr) -> Option<Vec<ScalarValue>> {
+    match unaliased(key) {
+        Expr::Column(column) => column_values(plan, column),
+        Expr::Cast(Cast { expr, field }) => literal_values(plan, expr)?
+            .into_iter()
+            .map(|v| v.cast_to(field.data_type()).ok())
+            .collect(),
+        _ => None,
+    }
+}
+
+fn column_values(plan: &LogicalPlan, column: &Column) -> Option<Vec<ScalarValue>> {
+    let index = plan.schema().index_of_column(column).ok()?;
+    match plan {
+        LogicalPlan::Values(values) => {
+            if values.values.len() > MAX_ROWS {
+                return None;
+            }
+            let data_type = values.schema.field(index).data_type();
+            values
+                .values
+                .iter()
+                .map(|row| match unaliased(row.get(index)?) {
+                    Expr::Literal(value, _) => value.cast_to(data_type).ok(),
+                    _ => None,
+                })
+                .collect()
+        }
+        LogicalPlan::SubqueryAlias(alias) => {
+            column_values(&alias.input, &column_at(&alias.input, index))
+        }
+        LogicalPlan::Filter(filter) => column_values(&filter.input, column),
+        LogicalPlan::Projection(projection) => {
+            literal_values(&projection.input, &projection.expr[index])
+        }
+        _ => None,
+    }
+}
+
+fn column_at(plan: &LogicalPlan, index: usize) -> Column {
+    Column::from(plan.schema().qualified_field(index))
+}
+
+fn unaliased(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(alias) => unaliased(&alias.expr),
+        e => e,
+    }
+}
