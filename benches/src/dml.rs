@@ -1,4 +1,4 @@
-//! Row-level DML under a memory limit.
+//! Row-level DML: on lineitem, under a memory limit, and small upserts into many files.
 
 use std::time::Instant;
 
@@ -420,5 +420,125 @@ async fn scans_after_deletes(report: &mut Report, data: &Tpch, runs: usize) -> R
     for name in ["deleted", "compacted"] {
         run(ctx, &format!("DROP TABLE {name}")).await?;
     }
+    Ok(())
+}
+
+/// Upserts of a few keys into a table of `files` small files (a streamed table before
+/// compaction), merge-on-read: a MERGE whose source is a VALUES list, whose keys prune the
+/// target's files through its manifests while planning, against the same MERGE from a table
+/// of the same rows, which prunes them only as the scan meets each file (the join's dynamic
+/// filter), and against an UPDATE of the same keys by `WHERE id IN (...)`, the floor.
+pub async fn upserts(report: &mut Report, files: u64, runs: usize) -> Result<(), String> {
+    const ROWS: u64 = 100;
+    const KEYS: u64 = 10;
+    let (_dir, warehouse) = crate::suites::local_warehouse().await?;
+    let ctx = TarnContext::new(warehouse, SessionConfig::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    run(
+        &ctx,
+        &format!(
+            "CREATE TABLE bench.target (id BIGINT NOT NULL, v BIGINT) {}",
+            mode_properties("merge-on-read")
+        ),
+    )
+    .await?;
+    let load = Instant::now();
+    for file in 0..files {
+        let first = file * ROWS;
+        run(
+            &ctx,
+            &format!(
+                "INSERT INTO bench.target SELECT value, 0 FROM generate_series({first}, {})",
+                first + ROWS - 1
+            ),
+        )
+        .await?;
+    }
+    let load_s = load.elapsed().as_secs_f64();
+    // Keys spread over the table: each in a file of its own.
+    let keys: Vec<u64> = (0..KEYS).map(|k| k * files / KEYS * ROWS + 7).collect();
+    let values = |v: usize| {
+        keys.iter()
+            .map(|k| format!("({k}, {v})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let listed = keys
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let merge = |source: &str| {
+        format!(
+            "MERGE INTO bench.target t USING {source} ON t.id = s.id \
+             WHEN MATCHED THEN UPDATE SET v = s.v \
+             WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.v)"
+        )
+    };
+    let (mut literal, mut table, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+    for run_no in 1..=runs {
+        run(&ctx, "DROP TABLE IF EXISTS bench.source").await?;
+        run(
+            &ctx,
+            &format!(
+                "CREATE TABLE bench.source AS SELECT * FROM (VALUES {}) AS s(id, v)",
+                values(2 * run_no)
+            ),
+        )
+        .await?;
+        let statements = [
+            (
+                &mut literal,
+                merge(&format!("(VALUES {}) AS s(id, v)", values(2 * run_no + 1))),
+            ),
+            (&mut table, merge("bench.source s")),
+            (
+                &mut floor,
+                format!("UPDATE bench.target SET v = v + 1 WHERE id IN ({listed})"),
+            ),
+        ];
+        for (times, sql) in statements {
+            let start = Instant::now();
+            let affected = run(&ctx, &sql).await?;
+            times.push(start.elapsed().as_secs_f64());
+            if affected != KEYS {
+                return Err(format!("{sql}: {affected} rows, expected {KEYS}"));
+            }
+        }
+    }
+    let (literal, table, floor) = (median(&mut literal), median(&mut table), median(&mut floor));
+    let label = format!("upsert of {KEYS} keys into {files} files of {ROWS} rows");
+    let note = format!("median of {runs}; table loaded by {files} INSERTs in {load_s:.1} s");
+    report.add(
+        format!("{label}: MERGE from VALUES"),
+        literal,
+        "s",
+        note.clone(),
+    );
+    report.add(
+        format!("{label}: MERGE from a table"),
+        table,
+        "s",
+        note.clone(),
+    );
+    report.add(
+        format!("{label}: UPDATE WHERE id IN (...)"),
+        floor,
+        "s",
+        note,
+    );
+    report.add(
+        format!("{label}: MERGE from a table / from VALUES"),
+        table / literal,
+        "ratio",
+        "times above",
+    );
+    report.add(
+        format!("{label}: MERGE from VALUES / UPDATE WHERE id IN"),
+        literal / floor,
+        "ratio",
+        "times above",
+    );
     Ok(())
 }

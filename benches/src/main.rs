@@ -35,6 +35,8 @@
 //!   time, and requests per commit and per query (run it through `scripts/with-s3.sh`).
 //! - `merge-memory`: MERGE of 10,000 source rows into 10,000,000 target rows with a 1 GiB
 //!   DataFusion memory limit, in both row-level modes: time, peak memory, files rewritten.
+//! - `upsert`: upserts of 10 keys into a table of 5,000 small files, merge-on-read: MERGE from
+//!   a VALUES list against the same MERGE from a table and an UPDATE of the same keys.
 //!
 //! - `changes`: lineitem appended in 1,000 commits, then an aggregate over the whole table
 //!   against the same aggregate over `table_changes` of the last 10: time and bytes read.
@@ -61,7 +63,7 @@ use report::Report;
 use tpch::Tpch;
 
 const USAGE: &str = "usage: tarn-bench <scan|cluster|pruning|write|commit|streaming|sql-path|planning|dml|time-travel|changes|nested|\
-                     append-large|object-store|merge-memory|all|smoke|explain> [--sf N] [--runs N] [--query N] [--case N] [--partitions N] [--json PATH]";
+                     append-large|object-store|merge-memory|upsert|all|smoke|explain> [--sf N] [--runs N] [--query N] [--case N] [--partitions N] [--json PATH]";
 
 struct Args {
     suite: String,
@@ -181,6 +183,7 @@ async fn run_suite(
         "append-large" => suites::append_large(report, 10_000, runs).await,
         "object-store" => stores::object_store(report, 200, 20, runs).await,
         "merge-memory" => dml::merge_under_memory_limit(report, 10_000_000, 10_000, 1 << 30).await,
+        "upsert" => dml::upserts(report, 5_000, runs).await,
         other => Err(format!("unknown suite '{other}'\n{USAGE}")),
     }
 }
@@ -204,7 +207,8 @@ async fn smoke(report: &mut Report) -> Result<(), String> {
     if std::env::var_os("TARN_TEST_S3").is_some() {
         stores::object_store(report, 5, 2, 1).await?;
     }
-    dml::merge_under_memory_limit(report, 20_000, 1_000, 64 << 20).await
+    dml::merge_under_memory_limit(report, 20_000, 1_000, 64 << 20).await?;
+    dml::upserts(report, 20, 1).await
 }
 
 fn exit(result: Result<(), String>) -> ExitCode {
@@ -250,6 +254,7 @@ async fn main() -> ExitCode {
                 "streaming",
                 "append-large",
                 "merge-memory",
+                "upsert",
             ] {
                 eprintln!("tarn-bench: running {suite}");
                 result = run_suite(
