@@ -1,11 +1,12 @@
-//! Join keys written in the statement, turned into a filter on the other side of the join.
+//! Join keys known while planning, turned into a filter on the other side of the join.
 //!
 //! `MERGE INTO t USING (VALUES (7, ...), (9, ...)) AS s ON t.id = s.id`, `UPDATE t ... FROM
-//! (VALUES ...)`, `DELETE FROM t WHERE id IN (SELECT k FROM (VALUES ...))` and a query's join
-//! with a VALUES list all join a table with keys the statement spells out. DataFusion learns
-//! them only once the join has read its build side (its dynamic filter), after every file of
-//! the table was listed and handed to the scan, to be tested one by one as it is opened. This
-//! optimizer rule writes them as a filter on the other side while planning:
+//! (VALUES ...)`, `DELETE FROM t WHERE id IN (SELECT k FROM (VALUES ...))`, a MERGE from a
+//! micro-batch a program registered as an in-memory table, and a query's join with either
+//! all join a table with keys the planner can read without running anything. DataFusion
+//! learns them only once the join has read its build side (its dynamic filter), after every
+//! file of the table was listed and handed to the scan, to be tested one by one as it is
+//! opened. This optimizer rule writes them as a filter on the other side while planning:
 //!
 //! ```text
 //! Inner Join: t.id = s.id                      Inner Join: t.id = s.id
@@ -18,23 +19,33 @@
 //! The optimizer pushes the filter into the scan, where a tarn table skips by its manifests
 //! the files that cannot hold a key, unread, as it does for `WHERE id IN (7, 9)`. Many keys
 //! become the range between the least and the greatest (pruning tests IN lists of up to
-//! [`MAX_LISTED`] values). The filter is only a necessary condition for a row to find a
-//! partner, so it is added only to a side whose unpartnered rows the join drops: the target
-//! of a MERGE without `WHEN NOT MATCHED BY SOURCE` (an inner or right join), never the
-//! preserved side of an outer join, the rows an anti join keeps, or a null-aware `NOT IN`.
-//! Keys that can be NULL-equal (`IS NOT DISTINCT FROM` joins) and float keys (NaN and -0.0
-//! compare differently in a hash join and in a filter) are left alone.
+//! [`MAX_LISTED`] values). Keys are read through aliases, projections, filters, sorts, limits,
+//! `DISTINCT`, `UNION ALL` and `GROUP BY` keys (each gives a subset of its input's keys, so
+//! the input's are a superset), from a VALUES list or from a snapshot of an in-memory table,
+//! which the join then reads in its place (see [`Snapshot`]).
+//!
+//! The filter is only a necessary condition for a row to find a partner, so it is added only
+//! to a side whose unpartnered rows the join drops: the target of a MERGE without `WHEN NOT
+//! MATCHED BY SOURCE` (an inner or right join), never the preserved side of an outer join,
+//! the rows an anti join keeps, or a null-aware `NOT IN`. Keys that can be NULL-equal (`IS
+//! NOT DISTINCT FROM` joins) and float keys (NaN and -0.0 compare differently in a hash join
+//! and in a filter) are left alone.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, NullEquality, Result, ScalarValue};
+use datafusion::datasource::{DefaultTableSource, MemTable, provider_as_source};
 use datafusion::logical_expr::expr::Cast;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
-use datafusion::logical_expr::{Expr, ExprSchemable, Filter, JoinType, LogicalPlan, lit};
+use datafusion::logical_expr::{
+    Distinct, Expr, ExprSchemable, Filter, JoinType, LogicalPlan, TableScan, lit,
+};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
@@ -42,7 +53,8 @@ use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 /// values into ranges and gives up on longer ones.
 const MAX_LISTED: usize = 20;
 
-/// The most rows of a VALUES list read for its keys while planning.
+/// The most rows of a VALUES list, or of the in-memory tables a side scans, read for its keys
+/// while planning.
 const MAX_ROWS: usize = 100_000;
 
 /// The optimizer rule; see the module documentation.
@@ -69,22 +81,37 @@ impl OptimizerRule for LiteralJoinKeys {
         if join.null_equality == NullEquality::NullEqualsNull || join.null_aware {
             return Ok(Transformed::no(LogicalPlan::Join(join)));
         }
+        // Keys are read from a snapshot of the in-memory tables a side scans; if a filter
+        // comes from them, the join reads that same snapshot.
+        let (left_keys, right_keys) = (snapshot(&join.left)?, snapshot(&join.right)?);
         let mut left = Vec::new();
         let mut right = Vec::new();
         for (l, r) in &join.on {
             if drops_unpartnered(join.join_type, Side::Left)
-                && let Some(filter) = key_filter(l, &join.left, r, &join.right)?
+                && let Some(keys) = right_keys.plan(&join.right)
+                && let Some(filter) = key_filter(l, &join.left, r, keys)?
             {
                 left.push(filter);
             }
             if drops_unpartnered(join.join_type, Side::Right)
-                && let Some(filter) = key_filter(r, &join.right, l, &join.left)?
+                && let Some(keys) = left_keys.plan(&join.left)
+                && let Some(filter) = key_filter(r, &join.right, l, keys)?
             {
                 right.push(filter);
             }
         }
         if left.is_empty() && right.is_empty() {
             return Ok(Transformed::no(LogicalPlan::Join(join)));
+        }
+        if !right.is_empty()
+            && let Snapshot::Taken(plan) = left_keys
+        {
+            join.left = Arc::new(plan);
+        }
+        if !left.is_empty()
+            && let Snapshot::Taken(plan) = right_keys
+        {
+            join.right = Arc::new(plan);
         }
         if let Some(predicate) = conjunction(left) {
             join.left = Arc::new(LogicalPlan::Filter(Filter::try_new(predicate, join.left)?));
@@ -94,6 +121,76 @@ impl OptimizerRule for LiteralJoinKeys {
         }
         Ok(Transformed::yes(LogicalPlan::Join(join)))
     }
+}
+
+/// A side of a join as its keys are read.
+enum Snapshot {
+    /// It scans no in-memory table: its keys are read from the plan itself.
+    Unneeded,
+    /// The plan with each in-memory table it scans replaced by a table of the batches it held
+    /// when the snapshot was taken: the keys read from it are those the join will see, even
+    /// if the table changes before the statement runs.
+    Taken(LogicalPlan),
+    /// An in-memory table it scans holds more than [`MAX_ROWS`] rows or is being written.
+    Refused,
+}
+
+impl Snapshot {
+    /// The plan to read `side`'s keys from, if any.
+    fn plan<'a>(&'a self, side: &'a LogicalPlan) -> Option<&'a LogicalPlan> {
+        match self {
+            Snapshot::Unneeded => Some(side),
+            Snapshot::Taken(plan) => Some(plan),
+            Snapshot::Refused => None,
+        }
+    }
+}
+
+fn snapshot(plan: &LogicalPlan) -> Result<Snapshot> {
+    let mut taken = false;
+    let mut refused = false;
+    let pinned = plan
+        .clone()
+        .transform_up(|node| {
+            let LogicalPlan::TableScan(scan) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            let Some(table) = in_memory(scan) else {
+                return Ok(Transformed::no(node));
+            };
+            let mut batches = Vec::with_capacity(table.batches.len());
+            let mut rows = 0;
+            for partition in &table.batches {
+                let Ok(partition) = partition.try_read() else {
+                    refused = true;
+                    return Ok(Transformed::no(node));
+                };
+                rows += partition.iter().map(RecordBatch::num_rows).sum::<usize>();
+                batches.push(partition.clone());
+            }
+            if rows > MAX_ROWS {
+                refused = true;
+                return Ok(Transformed::no(node));
+            }
+            let copy = MemTable::try_new(TableProvider::schema(table), batches)?;
+            let mut scan = scan.clone();
+            scan.source = provider_as_source(Arc::new(copy));
+            taken = true;
+            Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+        })?
+        .data;
+    Ok(match (refused, taken) {
+        (true, _) => Snapshot::Refused,
+        (false, true) => Snapshot::Taken(pinned),
+        (false, false) => Snapshot::Unneeded,
+    })
+}
+
+fn in_memory(scan: &TableScan) -> Option<&MemTable> {
+    scan.source
+        .downcast_ref::<DefaultTableSource>()?
+        .table_provider
+        .downcast_ref::<MemTable>()
 }
 
 #[derive(Clone, Copy)]
@@ -325,12 +422,45 @@ fn column_values(plan: &LogicalPlan, column: &Column) -> Option<Vec<ScalarValue>
                 })
                 .collect()
         }
+        // Only a snapshot's tables are met here (see `snapshot`).
+        LogicalPlan::TableScan(scan) => {
+            let table = in_memory(scan)?;
+            let at = match &scan.projection {
+                Some(projection) => *projection.get(index)?,
+                None => index,
+            };
+            let mut values = Vec::new();
+            for partition in &table.batches {
+                for batch in partition.try_read().ok()?.iter() {
+                    let column = batch.column(at);
+                    for row in 0..column.len() {
+                        values.push(ScalarValue::try_from_array(column, row).ok()?);
+                    }
+                }
+            }
+            Some(values)
+        }
         LogicalPlan::SubqueryAlias(alias) => {
             column_values(&alias.input, &column_at(&alias.input, index))
         }
-        LogicalPlan::Filter(filter) => column_values(&filter.input, column),
+        // Rows among their input's: its keys are a superset of theirs.
+        LogicalPlan::Filter(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::Distinct(Distinct::All(_)) => column_values(plan.inputs()[0], column),
         LogicalPlan::Projection(projection) => {
             literal_values(&projection.input, &projection.expr[index])
+        }
+        // A grouping key takes the values its expression takes over the input.
+        LogicalPlan::Aggregate(aggregate) => {
+            literal_values(&aggregate.input, aggregate.group_expr.get(index)?)
+        }
+        LogicalPlan::Union(union) => {
+            let mut values = Vec::new();
+            for input in &union.inputs {
+                values.extend(column_values(input, &column_at(input, index))?);
+            }
+            Some(values)
         }
         _ => None,
     }

@@ -2520,3 +2520,94 @@ async fn a_delete_of_whole_partitions_reads_no_data_file() {
         assert_eq!(ids(&rows), vec![0, 2, 10], "{mode}");
     }
 }
+
+/// A MERGE from a table held in memory (a micro-batch a pipeline registered, grouped by key
+/// as the change-feed example does) filters the target by the batch's keys while planning:
+/// the target's manifests keep only the files that may hold them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_from_an_in_memory_table_prunes_the_target_by_its_keys() {
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::catalog::{
+        CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+    };
+    use datafusion::datasource::MemTable;
+
+    let tarn = TarnContext::open("memory://in-memory-merge-source")
+        .await
+        .unwrap();
+    run(&tarn, "CREATE TABLE t (id BIGINT, v BIGINT)").await;
+    for file in 0..40 {
+        let first = file * 10;
+        run(
+            &tarn,
+            &format!(
+                "INSERT INTO t SELECT value, 0 FROM generate_series({first}, {})",
+                first + 9
+            ),
+        )
+        .await;
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("v", DataType::Int64, false),
+    ]));
+    let batch = |ids: Vec<Option<i64>>| {
+        let v = Int64Array::from(vec![1; ids.len()]);
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(ids)), Arc::new(v)],
+        )
+        .unwrap()
+    };
+    // Key 17 twice (summed by the GROUP BY), 255, a NULL key, and 1000, a new row.
+    let updates = Arc::new(
+        MemTable::try_new(
+            schema.clone(),
+            vec![
+                vec![batch(vec![Some(17), Some(255)])],
+                vec![batch(vec![Some(17), None, Some(1000)])],
+            ],
+        )
+        .unwrap(),
+    );
+    let scratch = Arc::new(MemorySchemaProvider::new());
+    let catalog = MemoryCatalogProvider::new();
+    catalog.register_schema("public", scratch.clone()).unwrap();
+    tarn.session_context()
+        .register_catalog("pipeline", Arc::new(catalog));
+    scratch
+        .register_table("updates".into(), updates.clone())
+        .unwrap();
+    let merge = "MERGE INTO t USING (SELECT id, sum(v) AS v FROM pipeline.public.updates \
+                 GROUP BY id) s ON t.id = s.id \
+                 WHEN MATCHED THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.v)";
+
+    let explained = run(&tarn, &format!("EXPLAIN ANALYZE {merge}")).await;
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&explained)
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("tarn_files_kept=2, tarn_files_total=40"),
+        "the target is not pruned by the source's keys:\n{text}"
+    );
+    let changed = run(
+        &tarn,
+        "SELECT id, v FROM t WHERE v <> 0 AND id IS NOT NULL ORDER BY id",
+    )
+    .await;
+    let pairs: Vec<(i64, i64)> = changed
+        .iter()
+        .flat_map(|b| {
+            let id = b.column(0).as_primitive::<Int64Type>();
+            let v = b.column(1).as_primitive::<Int64Type>();
+            (0..b.num_rows())
+                .map(|i| (id.value(i), v.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // The NULL key matches nothing and is inserted as a row of its own.
+    assert_eq!(pairs, vec![(17, 2), (255, 1), (1000, 1)]);
+    let nulls = run(&tarn, "SELECT count(*) FROM t WHERE id IS NULL").await;
+    assert_eq!(nulls[0].column(0).as_primitive::<Int64Type>().value(0), 1);
+}
