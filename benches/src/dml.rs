@@ -2,8 +2,14 @@
 
 use std::time::Instant;
 
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, UInt64Type};
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
+use datafusion::datasource::MemTable;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 use tarn_core::Warehouse;
@@ -424,10 +430,11 @@ async fn scans_after_deletes(report: &mut Report, data: &Tpch, runs: usize) -> R
 }
 
 /// Upserts of a few keys into a table of `files` small files (a streamed table before
-/// compaction), merge-on-read: a MERGE whose source is a VALUES list, whose keys prune the
-/// target's files through its manifests while planning, against the same MERGE from a table
-/// of the same rows, which prunes them only as the scan meets each file (the join's dynamic
-/// filter), and against an UPDATE of the same keys by `WHERE id IN (...)`, the floor.
+/// compaction), merge-on-read: a MERGE whose source is a VALUES list or a batch registered as
+/// an in-memory table, whose keys prune the target's files through its manifests while
+/// planning, against the same MERGE from a tarn table of the same rows, which prunes them
+/// only as the scan meets each file (the join's dynamic filter), and against an UPDATE of the
+/// same keys by `WHERE id IN (...)`.
 pub async fn upserts(report: &mut Report, files: u64, runs: usize) -> Result<(), String> {
     const ROWS: u64 = 100;
     const KEYS: u64 = 10;
@@ -476,7 +483,16 @@ pub async fn upserts(report: &mut Report, files: u64, runs: usize) -> Result<(),
              WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.v)"
         )
     };
-    let (mut literal, mut table, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+    // A batch registered by the program, as a pipeline hands each micro-batch to SQL.
+    let scratch = Arc::new(MemorySchemaProvider::new());
+    let catalog = MemoryCatalogProvider::new();
+    catalog
+        .register_schema("public", scratch.clone())
+        .map_err(|e| e.to_string())?;
+    ctx.session_context()
+        .register_catalog("pipeline", Arc::new(catalog));
+    let (mut literal, mut table, mut memory, mut floor) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run_no in 1..=runs {
         run(&ctx, "DROP TABLE IF EXISTS bench.source").await?;
         run(
@@ -487,12 +503,30 @@ pub async fn upserts(report: &mut Report, files: u64, runs: usize) -> Result<(),
             ),
         )
         .await?;
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("v", DataType::Int64, false),
+            ])),
+            vec![
+                Arc::new(Int64Array::from_iter_values(keys.iter().map(|&k| k as i64))),
+                Arc::new(Int64Array::from(vec![(4 * run_no) as i64; keys.len()])),
+            ],
+        )
+        .map_err(|e| e.to_string())?;
+        let batches =
+            MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| e.to_string())?;
+        scratch
+            .deregister_table("updates")
+            .and_then(|_| scratch.register_table("updates".into(), Arc::new(batches)))
+            .map_err(|e| e.to_string())?;
         let statements = [
             (
                 &mut literal,
                 merge(&format!("(VALUES {}) AS s(id, v)", values(2 * run_no + 1))),
             ),
             (&mut table, merge("bench.source s")),
+            (&mut memory, merge("pipeline.public.updates s")),
             (
                 &mut floor,
                 format!("UPDATE bench.target SET v = v + 1 WHERE id IN ({listed})"),
@@ -507,7 +541,12 @@ pub async fn upserts(report: &mut Report, files: u64, runs: usize) -> Result<(),
             }
         }
     }
-    let (literal, table, floor) = (median(&mut literal), median(&mut table), median(&mut floor));
+    let (literal, table, memory, floor) = (
+        median(&mut literal),
+        median(&mut table),
+        median(&mut memory),
+        median(&mut floor),
+    );
     let label = format!("upsert of {KEYS} keys into {files} files of {ROWS} rows");
     let note = format!("median of {runs}; table loaded by {files} INSERTs in {load_s:.1} s");
     report.add(
@@ -519,6 +558,12 @@ pub async fn upserts(report: &mut Report, files: u64, runs: usize) -> Result<(),
     report.add(
         format!("{label}: MERGE from a table"),
         table,
+        "s",
+        note.clone(),
+    );
+    report.add(
+        format!("{label}: MERGE from an in-memory table"),
+        memory,
         "s",
         note.clone(),
     );
