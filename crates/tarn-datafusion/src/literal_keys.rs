@@ -209,9 +209,9 @@ fn drops_unpartnered(join_type: JoinType, side: Side) -> bool {
     }
 }
 
-/// The filter on `side` that the literal keys of `other` imply for the key pair
-/// (`key`, `other_key`), unless `side` has it already; `None` when `other_key` is not a column
-/// of a VALUES list, or `key` does not come straight from a table's column.
+/// The filter on `side` that the keys of `other` imply for the key pair (`key`, `other_key`),
+/// unless `side` has it already; `None` when the planner cannot read `other_key`'s values
+/// (see [`literal_values`]), or `key` does not come straight from a table's column.
 fn key_filter(
     key: &Expr,
     side: &LogicalPlan,
@@ -314,14 +314,22 @@ fn is_string(data_type: &DataType) -> bool {
 }
 
 /// Key types whose filter compares as the join does. Floats are not: a hash join pairs NaN
-/// with NaN and tells -0.0 from 0.0, a filter the other way round.
+/// with NaN and tells -0.0 from 0.0, a filter the other way round. Nor are intervals, whose
+/// order (a month against 30 days) is not the join's field-by-field equality.
 fn keyable(data_type: &DataType) -> bool {
     data_type.is_integer()
         || is_string(data_type)
-        || data_type.is_temporal()
         || matches!(
             data_type,
-            DataType::Decimal128(..) | DataType::Decimal256(..) | DataType::Boolean
+            DataType::Date32
+                | DataType::Date64
+                | DataType::Timestamp(..)
+                | DataType::Time32(_)
+                | DataType::Time64(_)
+                | DataType::Duration(_)
+                | DataType::Decimal128(..)
+                | DataType::Decimal256(..)
+                | DataType::Boolean
         )
 }
 
@@ -391,9 +399,10 @@ fn unqualified(expr: &Expr) -> Expr {
         .unwrap_or_else(|_| expr.clone())
 }
 
-/// The values `key` takes over the rows of `plan` when they are all written in the statement:
-/// a column of a VALUES list, through aliases, projections and filters (a filter's rows are
-/// among its input's, so its input's keys are a superset), and casts of it.
+/// The values `key` takes over the rows of `plan`, or a superset of them, when the planner
+/// can read them without running anything: a column of a VALUES list or of an in-memory
+/// table's snapshot (see [`Snapshot`]), through the nodes [`column_values`] follows, and
+/// casts of it.
 fn literal_values(plan: &LogicalPlan, key: &Expr) -> Option<Vec<ScalarValue>> {
     match unaliased(key) {
         Expr::Column(column) => column_values(plan, column),
