@@ -81,20 +81,28 @@ impl OptimizerRule for LiteralJoinKeys {
         if join.null_equality == NullEquality::NullEqualsNull || join.null_aware {
             return Ok(Transformed::no(LogicalPlan::Join(join)));
         }
-        // Keys are read from a snapshot of the in-memory tables a side scans; if a filter
-        // comes from them, the join reads that same snapshot.
-        let (left_keys, right_keys) = (snapshot(&join.left)?, snapshot(&join.right)?);
+        // A side's keys are read only to filter the other side, from a snapshot of the
+        // in-memory tables it scans; if a filter comes from them, the join reads that same
+        // snapshot.
+        let (filter_left, filter_right) = (
+            drops_unpartnered(join.join_type, Side::Left),
+            drops_unpartnered(join.join_type, Side::Right),
+        );
+        let keys_of = |side: &LogicalPlan, wanted: bool| match wanted {
+            true => snapshot(side),
+            false => Ok(Snapshot::Refused),
+        };
+        let left_keys = keys_of(&join.left, filter_right)?;
+        let right_keys = keys_of(&join.right, filter_left)?;
         let mut left = Vec::new();
         let mut right = Vec::new();
         for (l, r) in &join.on {
-            if drops_unpartnered(join.join_type, Side::Left)
-                && let Some(keys) = right_keys.plan(&join.right)
+            if let Some(keys) = right_keys.plan(&join.right)
                 && let Some(filter) = key_filter(l, &join.left, r, keys)?
             {
                 left.push(filter);
             }
-            if drops_unpartnered(join.join_type, Side::Right)
-                && let Some(keys) = left_keys.plan(&join.left)
+            if let Some(keys) = left_keys.plan(&join.left)
                 && let Some(filter) = key_filter(r, &join.right, l, keys)?
             {
                 right.push(filter);
@@ -131,7 +139,8 @@ enum Snapshot {
     /// when the snapshot was taken: the keys read from it are those the join will see, even
     /// if the table changes before the statement runs.
     Taken(LogicalPlan),
-    /// An in-memory table it scans holds more than [`MAX_ROWS`] rows or is being written.
+    /// Its keys are not wanted (they would filter a side the join must keep whole), or an
+    /// in-memory table it scans holds more than [`MAX_ROWS`] rows or is being written.
     Refused,
 }
 
@@ -147,6 +156,13 @@ impl Snapshot {
 }
 
 fn snapshot(plan: &LogicalPlan) -> Result<Snapshot> {
+    // Most joins scan no in-memory table: nothing to copy.
+    let scans_memory = plan.exists(|node| {
+        Ok(matches!(node, LogicalPlan::TableScan(scan) if in_memory(scan).is_some()))
+    })?;
+    if !scans_memory {
+        return Ok(Snapshot::Unneeded);
+    }
     let mut taken = false;
     let mut refused = false;
     let pinned = plan
